@@ -1,0 +1,91 @@
+/*
+ * cfg.h - the configuration: one table of {key, type, default, min, max,
+ * help} drives the parser, `-n` output and the FILE:LINE: KEY: reason
+ * errors (DESIGN.md "Configuration syntax").
+ * Without a file the embedded default text (etc/default.conf, compiled in)
+ * is parsed with paths relative to the current directory.
+ */
+#ifndef WAYMARK_CFG_H
+#define WAYMARK_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+struct cfg_addr {			/* IPv4:PORT or [IPv6]:PORT */
+	struct sockaddr_storage	ss;
+	socklen_t		len;
+	char			text[64];	/* as written, normalised */
+};
+
+struct cfg_net {			/* ADDR[/PREFIX] */
+	int		family;		/* AF_INET or AF_INET6 */
+	unsigned char	addr[16];
+	int		prefix;
+	char		text[64];
+};
+
+enum cfg_smtp_tls { CFG_TLS_MAY, CFG_TLS_ENCRYPT, CFG_TLS_VERIFY };
+
+struct config {
+	char		*path;		/* file read, or "(default)" */
+	char		*dir;		/* its directory; relative paths resolved against it */
+
+	char		*hostname;
+	struct cfg_addr	*listen;	size_t nlisten;
+	struct cfg_addr	*submission;	size_t nsubmission;
+	struct cfg_addr	*mtqp;		size_t nmtqp;
+	char		*control;	/* absolute or dir-resolved path */
+	char		*spool;
+	char		**local_domains; size_t nlocal_domains;	/* lower-case */
+	char		*local_recipients;	/* path or NULL */
+	char		*aliases;
+	char		*mailbox_root;
+	char		*lmtp;
+	struct cfg_net	*relay_from;	size_t nrelay_from;
+	char		*smarthost;
+	unsigned	 smtp_port;
+	char		**dns;		size_t ndns;
+	char		*tls_cert;
+	char		*tls_key;
+	enum cfg_smtp_tls smtp_tls;
+	uint64_t	 max_size;
+	unsigned	 max_recipients;
+	unsigned	 max_sessions;
+	unsigned	 smtpd_timeout;		/* seconds */
+	unsigned	 max_hops;
+	unsigned	 queue_lifetime;	/* seconds */
+	unsigned	 delay_warning;		/* seconds, 0 = off */
+	unsigned	*retry_schedule;	size_t nretry_schedule;	/* seconds */
+	unsigned	 history_retention;
+	unsigned	 tracking_retention;
+	char		*policy;
+	char		*user;
+	uint64_t	 min_free_space;	/* bytes; MAIL gets 452 4.3.1 below it */
+	int		 syslog;		/* log to syslog instead of stderr */
+	unsigned	 workers;		/* disk worker threads */
+
+	/* derived: local_recipients file contents, lower-cased, sorted */
+	char		**local_rcpts;	size_t nlocal_rcpts;
+};
+
+/*
+ * cfg_load - parse path (NULL = the embedded default).  On error returns
+ * NULL and writes "FILE:LINE: KEY: reason" (or "FILE: reason") to err.
+ */
+struct config	*cfg_load(const char *path, char *err, size_t errlen);
+void		 cfg_free(struct config *c);
+/* cfg_print - every effective key, defaults included, one "key = value" line each */
+void		 cfg_print(const struct config *c, FILE *fp);
+/* cfg_relay_allowed - client address in relay_from? */
+int		 cfg_relay_allowed(const struct config *c, const struct sockaddr *sa);
+/* cfg_is_local_domain - case-insensitive match against local_domains */
+int		 cfg_is_local_domain(const struct config *c, const char *domain);
+/* cfg_local_rcpt_ok - 1 when local_recipients is unset or lists local@domain (case-insensitive) */
+int		 cfg_local_rcpt_ok(const struct config *c, const char *local, const char *domain);
+/* cfg_parse_duration / cfg_parse_size - the value syntaxes, exposed for tests and the CLI */
+int		 cfg_parse_duration(const char *s, unsigned *out);
+int		 cfg_parse_size(const char *s, uint64_t *out);
+
+#endif

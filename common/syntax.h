@@ -1,0 +1,85 @@
+/*
+ * syntax.h - RFC 5321 syntax shared by the server, the client and the CLI:
+ * command-line splitting, paths (reverse-path / forward-path), domains,
+ * the table-driven ESMTP parameter parser, xtext (RFC 3461 4) and base64.
+ * Parsers take (ptr, len), never write into their input, and on error set
+ * *why to a static reason string suitable for a reply text.
+ */
+#ifndef WAYMARK_SYNTAX_H
+#define WAYMARK_SYNTAX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SMTP_LOCAL_MAX	64
+#define SMTP_DOMAIN_MAX	255
+#define SMTP_PATH_MAX	256
+
+struct mailpath {
+	int	null;			/* "<>" */
+	int	postmaster;		/* "<Postmaster>" without domain */
+	int	quoted;			/* local part was a Quoted-string */
+	char	local[SMTP_LOCAL_MAX + 3];	/* as received (quotes kept), case kept */
+	char	domain[SMTP_DOMAIN_MAX + 1];	/* as received; "" for null/postmaster */
+};
+
+/*
+ * smtp_parse_path - parse "<...>" at s (len bytes): "<>", source routes
+ * (ignored), Dot-string / Quoted-string local parts, Domain or
+ * address-literal.  Returns bytes consumed (up to and including '>'),
+ * or -1 with *why set.
+ */
+int	smtp_parse_path(const char *s, size_t len, struct mailpath *p,
+	    const char **why);
+/* smtp_check_domain - 0 when s is a valid Domain or address-literal */
+int	smtp_check_domain(const char *s, size_t len);
+/* smtp_path_string - "local@domain" (no brackets) or "" for null */
+int	smtp_path_string(const struct mailpath *p, char *out, size_t outlen);
+/* smtp_local_unsafe - 1 when the local part cannot be a directory name
+ * (contains '/', starts with '.', is quoted, or is empty) */
+int	smtp_local_unsafe(const struct mailpath *p);
+
+/*
+ * ESMTP parameters.  One table {keyword, where, ehlo bit, parser}; a
+ * keyword whose bit is not in `enabled` is "unknown" (555 5.5.4) and not
+ * advertised.  Later issues add DSN, MTRK, FUTURERELEASE and DELIVERBY rows.
+ */
+enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
+#define EXT_SIZE	0x0001u
+#define EXT_8BITMIME	0x0002u
+
+enum body_type { BODY_UNSPEC = 0, BODY_7BIT, BODY_8BITMIME };
+
+struct esmtp_params {
+	/* MAIL */
+	int		has_size;
+	uint64_t	size;
+	enum body_type	body;
+	/* RCPT: none yet */
+};
+
+enum param_result {
+	PARAM_OK = 0,
+	PARAM_SYNTAX = -1,	/* 501 5.5.4 */
+	PARAM_UNKNOWN = -2,	/* 555 5.5.4 */
+	PARAM_REPEATED = -3,	/* 501 5.5.4 */
+};
+
+/*
+ * esmtp_parse_params - parse the SP-separated "KEY[=VALUE]" list at s.
+ * where is PARAM_MAIL or PARAM_RCPT.  Fills *out (zeroed first).  On
+ * failure *why names the offending parameter/reason.
+ */
+enum param_result esmtp_parse_params(const char *s, size_t len, int where,
+	    unsigned enabled, struct esmtp_params *out, const char **why);
+
+/* xtext_decode - decode into out (NUL-terminated); -1 on bad syntax or overflow */
+int	xtext_decode(const char *s, size_t len, char *out, size_t outlen);
+/* xtext_encode - encode into out (NUL-terminated); -1 on overflow */
+int	xtext_encode(const char *s, size_t len, char *out, size_t outlen);
+/* base64_encode - returns the output length, -1 on overflow (out NUL-terminated) */
+int	base64_encode(const unsigned char *in, size_t len, char *out, size_t outlen);
+/* base64_decode - strict; returns decoded length or -1 */
+int	base64_decode(const char *in, size_t len, unsigned char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * util.h - small helpers: RFC 5322 dates, queue ids, file-system syncs,
+ * free-space checks, address formatting.
+ */
+#ifndef WAYMARK_UTIL_H
+#define WAYMARK_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <sys/socket.h>
+
+/* rfc5322_date - "Tue, 4 Mar 2025 10:15:02 +0100" (local time, numeric zone); -1 on overflow */
+int	rfc5322_date(time_t t, char *out, size_t outlen);
+
+/*
+ * Queue ids: QID_LEN characters of [0-9A-Za-z], strictly increasing in
+ * time order within a spool: base62 of microseconds since the epoch (11
+ * chars, zero-padded) + 5 random base62 chars.  qid_init(floor) makes
+ * every later id greater than the id whose microsecond value is floor
+ * (the persisted high-water mark), so ids are never reused even when the
+ * clock steps back.
+ */
+#define QID_LEN		16
+#define QID_SIZE	(QID_LEN + 1)
+void	 qid_init(uint64_t floor_usec);
+/* qid_new - writes a fresh id; returns its microsecond value (persist it as the high-water mark) */
+uint64_t qid_new(char out[QID_SIZE]);
+/* qid_valid - 8..32 chars of [0-9A-Za-z] */
+int	 qid_valid(const char *s);
+
+/* fsync_dir - open dir, fsync it, close; 0 or -1 */
+int	fsync_dir(const char *dir);
+/* mkdir_p - create dir and parents with mode; 0 or -1 */
+int	mkdir_p(const char *dir, unsigned mode);
+/* fs_free_bytes - free bytes for unprivileged users on the file system of path, or -1 */
+int64_t	fs_free_bytes(const char *path);
+
+/* sockaddr_text - "192.0.2.1" / "2001:db8::1" (no port); out >= 64 */
+int	sockaddr_text(const struct sockaddr *sa, char *out, size_t outlen);
+/* sockaddr_literal - "[192.0.2.1]" / "[IPv6:2001:db8::1]"; out >= 72 */
+int	sockaddr_literal(const struct sockaddr *sa, char *out, size_t outlen);
+
+/* str_lower - lower-case ASCII in place */
+void	str_lower(char *s);
+/* xstrdup / xmalloc - exit on failure: start-up only */
+char	*xstrdup(const char *s);
+void	*xcalloc(size_t n, size_t sz);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * queue.h - the durable queue: body spool files + Berkeley DB metadata,
+ * group commit, the handling-state machine, trace fields, the scheduler.
+ * The only public header of queue/; no other part includes db.h or
+ * touches a record encoding.  Every function here runs in the event-loop
+ * thread; completions are called back in that thread too.
+ *
+ * Ownership: a struct qmsg handed to queue_accept belongs to the queue
+ * from then on (it frees it).  Callers outside queue/ read qmsg/qrcpt
+ * fields but never modify them.
+ */
+#ifndef WAYMARK_QUEUE_H
+#define WAYMARK_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "../common/util.h"
+
+struct config;
+struct event_base;
+
+enum rcpt_status {
+	RS_QUEUED = 0, RS_DEFERRED, RS_DELIVERED, RS_RELAYED,
+	RS_TRANSFERRED, RS_FAILED, RS_EXPANDED
+};
+const char	*rcpt_status_name(enum rcpt_status s);	/* "queued", ... as in DESIGN.md JSON */
+int		 rcpt_status_final(enum rcpt_status s);	/* 1 unless queued/deferred */
+
+/* RFC 6729 handling states */
+enum msg_state {
+	MS_NORMAL = 0, MS_AUTH, MS_CONTENT, MS_CONVERT, MS_MODERATION,
+	MS_QUARANTINE, MS_TIMED, MS_OUTBOUND, MS_OTHER
+};
+const char	*msg_state_name(enum msg_state s);	/* "normal", ... */
+int		 msg_state_parse(const char *s);	/* -1 if unknown */
+
+struct qrcpt {
+	char		*addr;		/* "local@domain" as received, no <> */
+	char		*orcpt;		/* NULL (DSN issue) */
+	enum rcpt_status status;
+	unsigned	 attempts;
+	time_t		 next_attempt;	/* 0 when final */
+	time_t		 last_attempt;	/* 0 = never */
+	int		 last_code;	/* 0 = no reply yet */
+	char		 last_enh[16];	/* "4.2.0"; "" = none */
+	char		*last_text;	/* NULL = none */
+	char		*remote_mta;	/* NULL = none */
+	int		 busy;		/* in-memory only: a delivery is running */
+};
+
+struct qmsg {
+	char		 qid[QID_SIZE];
+	time_t		 arrival;
+	uint64_t	 size;		/* bytes in the body file */
+	char		*sender;	/* "" for <> */
+	char		*envid;		/* NULL until DSN */
+	char		*client_addr;	/* "127.0.0.1" */
+	char		*client_name;	/* reverse DNS, NULL if unknown */
+	char		*helo;
+	char		*tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
+	char		*message_id;	/* Message-ID header value or NULL */
+	int		 body_8bit;	/* 8-bit octets seen in the content */
+	enum msg_state	 state;
+	char		*state_value;	/* NULL */
+	struct qrcpt	*rcpts;
+	size_t		 nrcpts;
+	/*
+	 * Trace fields Waymark adds, oldest first, each one complete field
+	 * without the final line end, folded lines joined by "\n\t"
+	 * ("Received: from a ([127.0.0.1])\n\tby b with ESMTP id Q; date").
+	 * Persisted as events of kind "trace"; prepended newest first.
+	 */
+	char		**trace;
+	size_t		 ntrace;
+	/* queue/-private bookkeeping follows; do not touch */
+	uint32_t	 next_seq;
+	time_t		 done_time;
+	int		 inflight;
+	void		*priv;
+};
+
+/* qmsg_new / qmsg_free - allocation helpers (calloc; frees every string) */
+struct qmsg	*qmsg_new(void);
+void		 qmsg_free(struct qmsg *m);
+/* qmsg_add_rcpt - append a recipient (status queued); 0 or -1 */
+int		 qmsg_add_rcpt(struct qmsg *m, const char *addr);
+/* qmsg_add_trace - append a trace field (see above); 0 or -1 */
+int		 qmsg_add_trace(struct qmsg *m, const char *field);
+
+/*
+ * queue_init - open (and recover) the Berkeley DB environment in
+ * the spool.  On entry the working directory IS the spool (smtpd_main
+ * chdir'ed there as root before dropping privileges); queue/ uses only
+ * paths relative to it ("body/QID", env home "."), so it works when the
+ * spool's parents are not searchable by the unprivileged user.  It must
+ * be called after work_init() and queue_lock().  It recovers the
+ * environment, removes body files no committed record refers to, load every message
+ * that is not finished and schedule it.  -1 with err set on failure.
+ */
+int	queue_init(const struct config *cfg, struct event_base *base,
+	    char *err, size_t errlen);
+/*
+ * queue_lock - take an exclusive lock (flock on "lock" in the working
+ * directory = the spool; the pid is written into it) that the process
+ * keeps until exit.  Called first, before binding sockets.  When another
+ * daemon holds it: -1 and err = "spool DIR is in use by another waymarkd
+ * (pid N)".
+ */
+int	queue_lock(const char *spooldir, char *err, size_t errlen);
+/* queue_reload - new configuration (retry schedule, lifetimes, ...) */
+void	queue_reload(const struct config *cfg);
+/* queue_shutdown - stop scheduling, wait for in-flight deliveries and
+ * commits, checkpoint, close the environment cleanly */
+void	queue_shutdown(void);
+
+/*
+ * Reception.  queue_body_create makes spool/body/<qid> (O_EXCL) and
+ * returns its fd; the session streams the content into it (CRLF line
+ * ends, dot-unstuffed) with plain write()s.  queue_body_discard unlinks
+ * and closes it.  queue_accept makes the message durable: the body is
+ * synced (fsync/fdatasync or a batch-wide syncfs), the records and the
+ * "accepted" and "trace" events are committed in a group commit whose
+ * log flush reaches stable storage, and only then done(arg, 0) is
+ * called; done(arg, -1) means nothing was kept.  queue_accept takes
+ * ownership of m and of fd in every case.
+ */
+int	queue_body_create(char qid[QID_SIZE], int *fd);
+void	queue_body_discard(const char *qid, int fd);
+void	queue_accept(struct qmsg *m, int fd,
+	    void (*done)(void *arg, int rc), void *arg);
+
+/*
+ * queue_trace_received - the hop's Received field for m (RFC 5321 4.4,
+ * RFC 3848): from HELO (rDNS [literal]), the TLS comment when m->tls,
+ * by hostname, with proto ("ESMTP", "ESMTPS", "SMTP"), id QID, for
+ * <rcpt> when m has exactly one recipient, date of m->arrival.  Format as
+ * described for qmsg.trace.  Returns 0, -1 on overflow.
+ */
+int	queue_trace_received(const struct qmsg *m, const char *hostname,
+	    const char *proto, char *out, size_t outlen);
+
+/* queue_free_space_ok - 0 when the spool has less than min_free_space */
+int	queue_free_space_ok(void);
+
+/*
+ * Operator actions (control socket).  Results are jansson objects,
+ * owned by the caller (json_decref).  Schemas: DESIGN.md
+ * "Machine-readable output".
+ */
+typedef struct json_t json_t;
+/* queue_list_json - array of message objects; state < 0 = all states */
+json_t	*queue_list_json(int state);
+/* queue_show_json - one message object plus "events"; NULL if unknown */
+json_t	*queue_show_json(const char *qid);
+/* queue_flush - make every deferred recipient due now; returns how many */
+int	queue_flush(void);
+
+#endif
