@@ -1,0 +1,1201 @@
+#include "config.h"
+/*
+ * cfg.c - the configuration file (DESIGN.md "Configuration syntax").
+ * Owns: the one key table {key, type, default, min, max, help} that drives
+ *       the defaults, the parser, cfg_print() (`-n`) and the
+ *       "FILE:LINE: KEY: reason" errors; the value syntaxes (addresses,
+ *       networks, domains, durations, sizes, booleans, enums); the
+ *       embedded default configuration; the relay / local-domain /
+ *       local-recipient look-ups.
+ * Rules: `key = value`; `#` starts a comment at the start of a line or
+ *       after whitespace; list keys may repeat (the first occurrence in a
+ *       text replaces the default, later ones add) and take several values
+ *       separated by commas and/or spaces; a single-value key may appear
+ *       once; relative paths are resolved against the file's directory
+ *       (the current directory for the embedded default) and stored
+ *       absolute.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/syntax.h"
+#include "common/util.h"
+
+/* the embedded default configuration: what `waymarkd` runs without -f */
+static const char cfg_default_text[] =
+	"# embedded default configuration (paths relative to the current directory)\n"
+	"listen = 127.0.0.1:2525\n"
+	"spool = var/spool\n"
+	"mailbox_root = var/mail\n"
+	"control = var/control.sock\n"
+	"relay_from = 127.0.0.0/8, ::1\n"
+	"local_domains = localhost\n";
+
+enum cfg_type {
+	CT_STRING,	/* char * */
+	CT_PATH,	/* char *, absolute */
+	CT_ADDRS,	/* struct cfg_addr[] */
+	CT_NETS,	/* struct cfg_net[] */
+	CT_DOMAINS,	/* char *[], lower-case */
+	CT_STRINGS,	/* char *[] (dns: ADDR, ADDR:PORT, [v6]:PORT) */
+	CT_UINT,	/* unsigned */
+	CT_DURATION,	/* unsigned seconds */
+	CT_DURATIONS,	/* unsigned[] seconds */
+	CT_SIZE,	/* uint64_t bytes */
+	CT_BOOL,	/* int */
+	CT_ENUM,	/* enum cfg_smtp_tls (the only enum so far) */
+};
+
+struct cfg_key {
+	const char	*key;
+	enum cfg_type	 type;
+	const char	*def;		/* default text; NULL = unset / none */
+	uint64_t	 min;		/* CT_ADDRS: default port, 0 = required */
+	uint64_t	 max;
+	size_t		 off;		/* offsetof(struct config, field) */
+	size_t		 noff;		/* lists: offsetof the count */
+	const char	*help;
+};
+
+#define F(f)		offsetof(struct config, f)
+#define L(f)		offsetof(struct config, f), offsetof(struct config, n##f)
+#define UMAX		UINT_MAX
+#define SMAX		UINT64_MAX
+
+static const char *const smtp_tls_names[] = { "may", "encrypt", "verify" };
+
+/* keep in the order of README's reference; cfg_print() follows it */
+static const struct cfg_key cfg_keys[] = {
+	{ "hostname", CT_STRING, NULL, 0, 0, F(hostname), 0,
+	  "name used in the greeting, EHLO and Received: (default: the system's name)" },
+	{ "listen", CT_ADDRS, "127.0.0.1:2525", 0, 0, L(listen),
+	  "SMTP listeners, IPv4:PORT or [IPv6]:PORT" },
+	{ "submission", CT_ADDRS, NULL, 0, 0, L(submission),
+	  "submission listeners (none by default)" },
+	{ "mtqp", CT_ADDRS, NULL, 1038, 0, L(mtqp),
+	  "MTQP listeners (none by default; port 1038 when omitted)" },
+	{ "control", CT_PATH, "var/control.sock", 0, 0, F(control), 0,
+	  "control socket of the waymark command" },
+	{ "spool", CT_PATH, "var/spool", 0, 0, F(spool), 0,
+	  "queue directory: body files and the Berkeley DB environment" },
+	{ "local_domains", CT_DOMAINS, "localhost", 0, 0, L(local_domains),
+	  "domains delivered to Maildirs under mailbox_root" },
+	{ "local_recipients", CT_PATH, NULL, 0, 0, F(local_recipients), 0,
+	  "file of accepted local addresses, one per line (unset: any)" },
+	{ "aliases", CT_PATH, NULL, 0, 0, F(aliases), 0,
+	  "aliases file" },
+	{ "mailbox_root", CT_PATH, "var/mail", 0, 0, F(mailbox_root), 0,
+	  "Maildirs live in mailbox_root/DOMAIN/LOCALPART/" },
+	{ "lmtp", CT_STRING, NULL, 0, 0, F(lmtp), 0,
+	  "LMTP server for local delivery instead of Maildir" },
+	{ "relay_from", CT_NETS, "127.0.0.0/8, ::1", 0, 0, L(relay_from),
+	  "client networks allowed to relay, ADDR[/PREFIX]; empty = nobody" },
+	{ "smarthost", CT_STRING, NULL, 0, 0, F(smarthost), 0,
+	  "relay all remote mail through this host" },
+	{ "smtp_port", CT_UINT, "25", 1, 65535, F(smtp_port), 0,
+	  "port of remote SMTP servers" },
+	{ "dns", CT_STRINGS, NULL, 0, 0, L(dns),
+	  "DNS servers, ADDR or ADDR:PORT or [IPv6]:PORT (none: system resolver)" },
+	{ "tls_cert", CT_PATH, NULL, 0, 0, F(tls_cert), 0,
+	  "PEM certificate chain for STARTTLS (with tls_key)" },
+	{ "tls_key", CT_PATH, NULL, 0, 0, F(tls_key), 0,
+	  "PEM private key for STARTTLS (with tls_cert)" },
+	{ "smtp_tls", CT_ENUM, "may", 0, 2, F(smtp_tls), 0,
+	  "outgoing TLS: may | encrypt | verify" },
+	{ "max_size", CT_SIZE, "10m", 0, SMAX, F(max_size), 0,
+	  "largest message accepted (SIZE)" },
+	{ "max_recipients", CT_UINT, "1000", 1, UMAX, F(max_recipients), 0,
+	  "recipients per message" },
+	{ "max_sessions", CT_UINT, "100", 1, UMAX, F(max_sessions), 0,
+	  "concurrent SMTP sessions" },
+	{ "smtpd_timeout", CT_DURATION, "5m", 1, UMAX, F(smtpd_timeout), 0,
+	  "idle time before 421 4.4.2" },
+	{ "max_hops", CT_UINT, "100", 1, UMAX, F(max_hops), 0,
+	  "Received: fields before a message is refused as looping" },
+	{ "queue_lifetime", CT_DURATION, "5d", 0, UMAX, F(queue_lifetime), 0,
+	  "time before an undeliverable message is returned" },
+	{ "delay_warning", CT_DURATION, "4h", 0, UMAX, F(delay_warning), 0,
+	  "delay before a warning DSN (0 = off)" },
+	{ "retry_schedule", CT_DURATIONS, "1m 5m 15m 1h 4h", 1, UMAX,
+	  L(retry_schedule), "retry intervals; the last one repeats" },
+	{ "history_retention", CT_DURATION, "7d", 0, UMAX,
+	  F(history_retention), 0, "how long finished messages stay listed" },
+	{ "tracking_retention", CT_DURATION, "9d", 0, UMAX,
+	  F(tracking_retention), 0, "longest MTRK tracking time kept" },
+	{ "policy", CT_PATH, NULL, 0, 0, F(policy), 0,
+	  "policy rules file" },
+	{ "user", CT_STRING, "nobody", 0, 0, F(user), 0,
+	  "unprivileged user the daemon runs as" },
+	{ "min_free_space", CT_SIZE, "50m", 0, SMAX, F(min_free_space), 0,
+	  "MAIL gets 452 4.3.1 when the spool has less free space" },
+	{ "syslog", CT_BOOL, "no", 0, 1, F(syslog), 0,
+	  "log to syslog (mail facility) instead of stderr" },
+	{ "workers", CT_UINT, "4", 1, 64, F(workers), 0,
+	  "disk worker threads" },
+};
+
+#define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+#define FIELD(c, k, T)	((T *)(void *)((char *)(c) + (k)->off))
+#define CFIELD(c, k, T)	((const T *)(const void *)((const char *)(c) + (k)->off))
+#define COUNT(c, k)	((size_t *)(void *)((char *)(c) + (k)->noff))
+#define CCOUNT(c, k)	(*(const size_t *)(const void *)((const char *)(c) + (k)->noff))
+
+#define ITEM_MAX	512
+#define WHY_MAX		(ITEM_MAX + 256)
+
+struct cfg_state {
+	struct config	*c;
+	const char	*file;		/* for messages */
+	unsigned	 lineno;
+	unsigned	 seen[NKEYS];	/* line of the first occurrence, 0 = none */
+};
+
+/* why - format a reason */
+static int WM_PRINTF(3, 4)
+why(char *w, size_t wlen, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(w, wlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* value syntaxes */
+
+/* cfg_parse_duration - N[s|m|h|d|w], bare = seconds */
+int
+cfg_parse_duration(const char *s, unsigned *out)
+{
+	uint64_t	v = 0, mul = 1;
+	size_t		i;
+
+	if (s == NULL || s[0] < '0' || s[0] > '9')
+		return -1;
+	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+		v = v * 10 + (uint64_t)(s[i] - '0');
+		if (v > UINT_MAX)
+			return -1;
+	}
+	switch (s[i]) {
+	case '\0':
+		break;
+	case 's': mul = 1; i++; break;
+	case 'm': mul = 60; i++; break;
+	case 'h': mul = 3600; i++; break;
+	case 'd': mul = 86400; i++; break;
+	case 'w': mul = 604800; i++; break;
+	default:
+		return -1;
+	}
+	if (s[i] != '\0' || v * mul > UINT_MAX)
+		return -1;
+	*out = (unsigned)(v * mul);
+	return 0;
+}
+
+/* cfg_parse_size - bytes with optional k/K (1024) or m/M (1048576) */
+int
+cfg_parse_size(const char *s, uint64_t *out)
+{
+	uint64_t	v = 0, mul = 1;
+	size_t		i;
+
+	if (s == NULL || s[0] < '0' || s[0] > '9')
+		return -1;
+	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+		unsigned d = (unsigned)(s[i] - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (s[i] == 'k' || s[i] == 'K') {
+		mul = 1024;
+		i++;
+	} else if (s[i] == 'm' || s[i] == 'M') {
+		mul = 1048576;
+		i++;
+	}
+	if (s[i] != '\0' || v > UINT64_MAX / mul)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+static int
+parse_uint(const char *s, uint64_t *out)
+{
+	uint64_t	v = 0;
+	size_t		i;
+
+	if (s[0] == '\0')
+		return -1;
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+		if (v > UINT_MAX)
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_port(const char *s, unsigned *port)
+{
+	uint64_t	v;
+
+	if (parse_uint(s, &v) == -1 || v < 1 || v > 65535)
+		return -1;
+	*port = (unsigned)v;
+	return 0;
+}
+
+/* split_hostport - "[v6]:P", "[v6]", "v4:P", "v4", "v6" (bare, if
+ * allowed); host copied out, *port NULL when absent */
+static int
+split_hostport(const char *item, char *host, size_t hostlen,
+    const char **port, int *bracketed)
+{
+	const char	*e, *colon;
+	size_t		 n;
+
+	*port = NULL;
+	*bracketed = 0;
+	if (item[0] == '[') {
+		if ((e = strchr(item, ']')) == NULL)
+			return -1;
+		n = (size_t)(e - item - 1);
+		if (e[1] == ':')
+			*port = e + 2;
+		else if (e[1] != '\0')
+			return -1;
+		*bracketed = 1;
+		item++;
+	} else if ((colon = strchr(item, ':')) != NULL &&
+	    strchr(colon + 1, ':') == NULL) {
+		n = (size_t)(colon - item);
+		*port = colon + 1;
+	} else {
+		n = strlen(item);
+	}
+	if (n == 0 || n >= hostlen)
+		return -1;
+	memcpy(host, item, n);
+	host[n] = '\0';
+	return 0;
+}
+
+/* parse_addr - IPv4:PORT or [IPv6]:PORT; defport 0 = port required */
+static int
+parse_addr(const char *item, unsigned defport, struct cfg_addr *a,
+    char *w, size_t wlen)
+{
+	char		 host[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN];
+	const char	*port;
+	unsigned	 p;
+	int		 br, n;
+
+	memset(a, 0, sizeof(*a));
+	if (split_hostport(item, host, sizeof(host), &port, &br) == -1)
+		return why(w, wlen, "invalid address \"%s\"", item);
+	if (br) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&a->ss;
+
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return why(w, wlen, "invalid address \"%s\"", item);
+		s6->sin6_family = AF_INET6;
+		a->len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&a->ss;
+
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return why(w, wlen, "invalid address \"%s\"", item);
+		s4->sin_family = AF_INET;
+		a->len = sizeof(*s4);
+	}
+	if (port == NULL) {
+		if (defport == 0)
+			return why(w, wlen, "missing port");
+		p = defport;
+	} else if (parse_port(port, &p) == -1)
+		return why(w, wlen, "invalid port \"%s\"", item);
+
+	if (br) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&a->ss;
+
+		s6->sin6_port = htons((uint16_t)p);
+		inet_ntop(AF_INET6, &s6->sin6_addr, text, sizeof(text));
+		n = snprintf(a->text, sizeof(a->text), "[%s]:%u", text, p);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&a->ss;
+
+		s4->sin_port = htons((uint16_t)p);
+		inet_ntop(AF_INET, &s4->sin_addr, text, sizeof(text));
+		n = snprintf(a->text, sizeof(a->text), "%s:%u", text, p);
+	}
+	if (n < 0 || (size_t)n >= sizeof(a->text))
+		return why(w, wlen, "invalid address \"%s\"", item);
+	return 0;
+}
+
+/* parse_net - ADDR[/PREFIX] */
+static int
+parse_net(const char *item, struct cfg_net *nt, char *w, size_t wlen)
+{
+	char		 host[INET6_ADDRSTRLEN + 2], text[INET6_ADDRSTRLEN];
+	const char	*slash, *h;
+	uint64_t	 pfx;
+	size_t		 n;
+	int		 max, r;
+
+	memset(nt, 0, sizeof(*nt));
+	slash = strchr(item, '/');
+	n = slash ? (size_t)(slash - item) : strlen(item);
+	if (n == 0 || n >= sizeof(host))
+		return why(w, wlen, "invalid network \"%s\"", item);
+	memcpy(host, item, n);
+	host[n] = '\0';
+	h = host;
+	if (host[0] == '[' && host[n - 1] == ']') {	/* tolerate [v6] */
+		host[n - 1] = '\0';
+		h = host + 1;
+	}
+	if (inet_pton(AF_INET, h, nt->addr) == 1) {
+		nt->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, h, nt->addr) == 1) {
+		nt->family = AF_INET6;
+		max = 128;
+	} else
+		return why(w, wlen, "invalid network \"%s\"", item);
+	nt->prefix = max;
+	if (slash != NULL) {
+		if (parse_uint(slash + 1, &pfx) == -1 || pfx > (uint64_t)max)
+			return why(w, wlen, "invalid network \"%s\"", item);
+		nt->prefix = (int)pfx;
+	}
+	inet_ntop(nt->family, nt->addr, text, sizeof(text));
+	if (slash != NULL)
+		r = snprintf(nt->text, sizeof(nt->text), "%s/%d", text,
+		    nt->prefix);
+	else
+		r = snprintf(nt->text, sizeof(nt->text), "%s", text);
+	if (r < 0 || (size_t)r >= sizeof(nt->text))
+		return why(w, wlen, "invalid network \"%s\"", item);
+	return 0;
+}
+
+/* check_dns - ADDR, ADDR:PORT, IPv6, [IPv6], [IPv6]:PORT */
+static int
+check_dns(const char *item)
+{
+	char		 host[INET6_ADDRSTRLEN];
+	unsigned char	 a[16];
+	const char	*port;
+	unsigned	 p;
+	int		 br;
+
+	if (strchr(item, '[') == NULL && inet_pton(AF_INET6, item, a) == 1)
+		return 0;
+	if (split_hostport(item, host, sizeof(host), &port, &br) == -1)
+		return -1;
+	if (inet_pton(br ? AF_INET6 : AF_INET, host, a) != 1)
+		return -1;
+	if (port != NULL && parse_port(port, &p) == -1)
+		return -1;
+	return 0;
+}
+
+/* cfg_abspath - v resolved against dir, malloc'd */
+static char *
+cfg_abspath(const char *dir, const char *v)
+{
+	char	*p;
+	size_t	 n;
+
+	if (v[0] == '/')
+		return strdup(v);
+	while (v[0] == '.' && v[1] == '/')
+		v += 2;
+	n = strlen(dir) + 1 + strlen(v) + 1;
+	if ((p = malloc(n)) == NULL)
+		return NULL;
+	if (strcmp(v, ".") == 0 || v[0] == '\0')
+		(void)snprintf(p, n, "%s", dir);
+	else if (strcmp(dir, "/") == 0)
+		(void)snprintf(p, n, "/%s", v);
+	else
+		(void)snprintf(p, n, "%s/%s", dir, v);
+	return p;
+}
+
+/* next_item - the next comma/space separated item of a list value */
+static int
+next_item(const char **pp, char *item, size_t itemlen)
+{
+	const char	*p = *pp, *s;
+	size_t		 n;
+
+	while (*p == ',' || *p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0') {
+		*pp = p;
+		return 0;
+	}
+	for (s = p; *p != '\0' && *p != ',' && *p != ' ' && *p != '\t'; p++)
+		;
+	n = (size_t)(p - s);
+	*pp = p;
+	if (n >= itemlen)
+		return -1;
+	memcpy(item, s, n);
+	item[n] = '\0';
+	return 1;
+}
+
+/* list_grow - make room for one more element */
+static int
+list_grow(void **arr, size_t n, size_t sz)
+{
+	void	*p;
+
+	if ((p = realloc(*arr, (n + 1) * sz)) == NULL)
+		return -1;
+	*arr = p;
+	return 0;
+}
+
+static void
+strv_free(char **v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* cfg_clear - release key k's value and make it unset / empty */
+static void
+cfg_clear(struct config *c, const struct cfg_key *k)
+{
+	switch (k->type) {
+	case CT_STRING:
+	case CT_PATH:
+		free(*FIELD(c, k, char *));
+		*FIELD(c, k, char *) = NULL;
+		break;
+	case CT_ADDRS:
+	case CT_NETS:
+	case CT_DURATIONS:
+		free(*FIELD(c, k, void *));
+		*FIELD(c, k, void *) = NULL;
+		*COUNT(c, k) = 0;
+		break;
+	case CT_DOMAINS:
+	case CT_STRINGS:
+		strv_free(*FIELD(c, k, char **), *COUNT(c, k));
+		*FIELD(c, k, char **) = NULL;
+		*COUNT(c, k) = 0;
+		break;
+	default:
+		break;
+	}
+}
+
+/* fmt_duration - largest exact unit of s, m, h, d */
+static void
+fmt_duration(unsigned v, char *out, size_t outlen)
+{
+	if (v == 0)
+		(void)snprintf(out, outlen, "0");
+	else if (v % 86400 == 0)
+		(void)snprintf(out, outlen, "%ud", v / 86400);
+	else if (v % 3600 == 0)
+		(void)snprintf(out, outlen, "%uh", v / 3600);
+	else if (v % 60 == 0)
+		(void)snprintf(out, outlen, "%um", v / 60);
+	else
+		(void)snprintf(out, outlen, "%us", v);
+}
+
+static void
+fmt_size(uint64_t v, char *out, size_t outlen)
+{
+	if (v != 0 && v % 1048576 == 0)
+		(void)snprintf(out, outlen, "%llum",
+		    (unsigned long long)(v / 1048576));
+	else if (v != 0 && v % 1024 == 0)
+		(void)snprintf(out, outlen, "%lluk",
+		    (unsigned long long)(v / 1024));
+	else
+		(void)snprintf(out, outlen, "%llu", (unsigned long long)v);
+}
+
+/* check_range - min/max of numbers, durations and sizes */
+static int
+check_range(const struct cfg_key *k, const char *v, uint64_t n, char *w,
+    size_t wlen)
+{
+	char	lim[32];
+
+	if (n < k->min) {
+		if (k->type == CT_DURATION || k->type == CT_DURATIONS)
+			fmt_duration((unsigned)k->min, lim, sizeof(lim));
+		else
+			(void)snprintf(lim, sizeof(lim), "%llu",
+			    (unsigned long long)k->min);
+		return why(w, wlen, "\"%s\" below minimum %s", v, lim);
+	}
+	if (n > k->max) {
+		if (k->type == CT_DURATION || k->type == CT_DURATIONS)
+			fmt_duration((unsigned)k->max, lim, sizeof(lim));
+		else
+			(void)snprintf(lim, sizeof(lim), "%llu",
+			    (unsigned long long)k->max);
+		return why(w, wlen, "\"%s\" above maximum %s", v, lim);
+	}
+	return 0;
+}
+
+static int
+rcpt_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* load_local_rcpts - read the local_recipients file into c->local_rcpts */
+static int
+load_local_rcpts(struct config *c, const char *path, char *w, size_t wlen)
+{
+	FILE	*fp;
+	char	*line = NULL, *s, *e, *h;
+	size_t	 cap = 0;
+	ssize_t	 n;
+	int	 saved;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return why(w, wlen, "cannot open \"%s\": %s", path,
+		    strerror(errno));
+	while ((n = getline(&line, &cap, fp)) != -1) {
+		for (h = line; *h != '\0'; h++)
+			if (*h == '#' && (h == line || h[-1] == ' ' ||
+			    h[-1] == '\t')) {
+				*h = '\0';
+				break;
+			}
+		for (s = line; *s == ' ' || *s == '\t'; s++)
+			;
+		e = s + strlen(s);
+		while (e > s && (e[-1] == '\n' || e[-1] == '\r' ||
+		    e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+		if (*s == '\0')
+			continue;
+		if (list_grow((void **)&c->local_rcpts, c->nlocal_rcpts,
+		    sizeof(char *)) == -1 ||
+		    (c->local_rcpts[c->nlocal_rcpts] = strdup(s)) == NULL)
+			goto fail;
+		str_lower(c->local_rcpts[c->nlocal_rcpts++]);
+	}
+	if (ferror(fp))
+		goto fail;
+	free(line);
+	fclose(fp);
+	if (c->nlocal_rcpts > 0)
+		qsort(c->local_rcpts, c->nlocal_rcpts, sizeof(char *),
+		    rcpt_cmp);
+	return 0;
+fail:
+	saved = errno;
+	free(line);
+	fclose(fp);
+	return why(w, wlen, "cannot read \"%s\": %s", path, strerror(saved));
+}
+
+/* cfg_set - apply one value of key k (a line, or the table default) */
+static int
+cfg_set(struct config *c, const struct cfg_key *k, const char *v,
+    char *w, size_t wlen)
+{
+	char		 item[ITEM_MAX];
+	const char	*p = v;
+	uint64_t	 n;
+	unsigned	 d;
+	size_t		 i, *cnt;
+	int		 r;
+
+	switch (k->type) {
+	case CT_STRING:
+		cfg_clear(c, k);
+		if (v[0] == '\0')
+			return 0;
+		if (strcmp(k->key, "hostname") == 0 &&
+		    smtp_check_domain(v, strlen(v)) == -1)
+			return why(w, wlen, "invalid hostname \"%s\"", v);
+		if ((*FIELD(c, k, char *) = strdup(v)) == NULL)
+			return why(w, wlen, "%s", strerror(errno));
+		return 0;
+
+	case CT_PATH:
+		cfg_clear(c, k);
+		if (v[0] == '\0')
+			return 0;
+		if ((*FIELD(c, k, char *) = cfg_abspath(c->dir, v)) == NULL)
+			return why(w, wlen, "%s", strerror(errno));
+		return 0;
+
+	case CT_UINT:
+		if (parse_uint(v, &n) == -1)
+			return why(w, wlen, "invalid number \"%s\"", v);
+		if (check_range(k, v, n, w, wlen) == -1)
+			return -1;
+		*FIELD(c, k, unsigned) = (unsigned)n;
+		return 0;
+
+	case CT_DURATION:
+		if (cfg_parse_duration(v, &d) == -1)
+			return why(w, wlen, "invalid duration \"%s\"", v);
+		if (check_range(k, v, d, w, wlen) == -1)
+			return -1;
+		*FIELD(c, k, unsigned) = d;
+		return 0;
+
+	case CT_SIZE:
+		if (cfg_parse_size(v, &n) == -1)
+			return why(w, wlen, "invalid size \"%s\"", v);
+		if (check_range(k, v, n, w, wlen) == -1)
+			return -1;
+		*FIELD(c, k, uint64_t) = n;
+		return 0;
+
+	case CT_BOOL:
+		if (strcmp(v, "yes") == 0)
+			*FIELD(c, k, int) = 1;
+		else if (strcmp(v, "no") == 0)
+			*FIELD(c, k, int) = 0;
+		else
+			return why(w, wlen, "invalid boolean \"%s\" (yes or no)",
+			    v);
+		return 0;
+
+	case CT_ENUM:
+		for (i = 0; i <= k->max; i++)
+			if (strcmp(v, smtp_tls_names[i]) == 0) {
+				*FIELD(c, k, enum cfg_smtp_tls) =
+				    (enum cfg_smtp_tls)i;
+				return 0;
+			}
+		return why(w, wlen, "invalid value \"%s\" (may, encrypt or verify)",
+		    v);
+
+	default:
+		break;
+	}
+
+	/* lists: append every item of the value */
+	cnt = COUNT(c, k);
+	while ((r = next_item(&p, item, sizeof(item))) != 0) {
+		if (r == -1)
+			return why(w, wlen, "value too long");
+		switch (k->type) {
+		case CT_ADDRS: {
+			struct cfg_addr	a, **arr = FIELD(c, k, struct cfg_addr *);
+
+			if (parse_addr(item, (unsigned)k->min, &a, w, wlen) == -1)
+				return -1;
+			if (list_grow((void **)arr, *cnt, sizeof(a)) == -1)
+				return why(w, wlen, "%s", strerror(errno));
+			(*arr)[(*cnt)++] = a;
+			break;
+		}
+		case CT_NETS: {
+			struct cfg_net	nt, **arr = FIELD(c, k, struct cfg_net *);
+
+			if (parse_net(item, &nt, w, wlen) == -1)
+				return -1;
+			if (list_grow((void **)arr, *cnt, sizeof(nt)) == -1)
+				return why(w, wlen, "%s", strerror(errno));
+			(*arr)[(*cnt)++] = nt;
+			break;
+		}
+		case CT_DOMAINS:
+		case CT_STRINGS: {
+			char	***arr = FIELD(c, k, char **);
+
+			if (k->type == CT_DOMAINS) {
+				str_lower(item);
+				if (smtp_check_domain(item, strlen(item)) == -1)
+					return why(w, wlen,
+					    "invalid domain \"%s\"", item);
+			} else if (check_dns(item) == -1)
+				return why(w, wlen, "invalid address \"%s\"",
+				    item);
+			if (list_grow((void **)arr, *cnt, sizeof(char *)) == -1 ||
+			    ((*arr)[*cnt] = strdup(item)) == NULL)
+				return why(w, wlen, "%s", strerror(errno));
+			(*cnt)++;
+			break;
+		}
+		case CT_DURATIONS: {
+			unsigned	**arr = FIELD(c, k, unsigned *);
+
+			if (cfg_parse_duration(item, &d) == -1)
+				return why(w, wlen, "invalid duration \"%s\"",
+				    item);
+			if (check_range(k, item, d, w, wlen) == -1)
+				return -1;
+			if (list_grow((void **)arr, *cnt, sizeof(d)) == -1)
+				return why(w, wlen, "%s", strerror(errno));
+			(*arr)[(*cnt)++] = d;
+			break;
+		}
+		default:
+			return why(w, wlen, "internal error: bad key type");
+		}
+	}
+	if (k->type == CT_DURATIONS && *cnt == 0)
+		return why(w, wlen, "missing value");
+	return 0;
+}
+
+static const struct cfg_key *
+cfg_lookup(const char *key)
+{
+	size_t	i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(cfg_keys[i].key, key) == 0)
+			return &cfg_keys[i];
+	return NULL;
+}
+
+/* cfg_line - one line of text; fills err on error */
+static int
+cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
+{
+	const struct cfg_key	*k;
+	char			 w[WHY_MAX];
+	char			*s, *e, *eq, *key, *val, *h;
+	size_t			 idx;
+
+	for (h = line; *h != '\0'; h++)
+		if (*h == '#' && (h == line || h[-1] == ' ' || h[-1] == '\t')) {
+			*h = '\0';
+			break;
+		}
+	for (s = line; *s == ' ' || *s == '\t'; s++)
+		;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
+	    e[-1] == '\n'))
+		*--e = '\0';
+	if (*s == '\0')
+		return 0;
+
+	if ((eq = strchr(s, '=')) == NULL || eq == s) {
+		(void)snprintf(err, errlen, "%s:%u: %s: expected \"key = value\"",
+		    st->file, st->lineno, s);
+		return -1;
+	}
+	key = s;
+	for (e = eq; e > key && (e[-1] == ' ' || e[-1] == '\t'); e--)
+		;
+	*e = '\0';
+	for (val = eq + 1; *val == ' ' || *val == '\t'; val++)
+		;
+
+	if ((k = cfg_lookup(key)) == NULL) {
+		(void)snprintf(err, errlen, "%s:%u: %s: unknown key", st->file,
+		    st->lineno, key);
+		return -1;
+	}
+	idx = (size_t)(k - cfg_keys);
+	switch (k->type) {
+	case CT_ADDRS:
+	case CT_NETS:
+	case CT_DOMAINS:
+	case CT_STRINGS:
+	case CT_DURATIONS:
+		if (st->seen[idx] == 0)
+			cfg_clear(st->c, k);	/* replace the default */
+		break;
+	default:
+		if (st->seen[idx] != 0) {
+			(void)snprintf(err, errlen, "%s:%u: %s: repeated",
+			    st->file, st->lineno, key);
+			return -1;
+		}
+		break;
+	}
+	if (st->seen[idx] == 0)
+		st->seen[idx] = st->lineno;
+
+	if (cfg_set(st->c, k, val, w, sizeof(w)) == -1)
+		goto fail;
+
+	if (strcmp(k->key, "local_recipients") == 0 && st->c->local_recipients &&
+	    load_local_rcpts(st->c, st->c->local_recipients, w, sizeof(w)) == -1)
+		goto fail;
+	if ((strcmp(k->key, "tls_cert") == 0 || strcmp(k->key, "tls_key") == 0)) {
+		const char *path = *FIELD(st->c, k, char *);
+
+		if (path != NULL && access(path, R_OK) == -1) {
+			why(w, sizeof(w), "cannot read \"%s\": %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	(void)snprintf(err, errlen, "%s:%u: %s: %s", st->file, st->lineno,
+	    k->key, w);
+	return -1;
+}
+
+/* cfg_dir - the absolute directory of path ("(default)": the cwd) */
+static char *
+cfg_dir(const char *path)
+{
+	char		 cwd[PATH_MAX];
+	const char	*slash;
+	char		*d, *r;
+	size_t		 n;
+
+	if (path != NULL && path[0] == '/') {
+		slash = strrchr(path, '/');
+		if (slash == path)
+			return strdup("/");
+		return strndup(path, (size_t)(slash - path));
+	}
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return NULL;
+	if (path == NULL || (slash = strrchr(path, '/')) == NULL)
+		return strdup(cwd);
+	if ((d = strndup(path, (size_t)(slash - path))) == NULL)
+		return NULL;
+	r = cfg_abspath(cwd, d);
+	free(d);
+	if (r != NULL && (n = strlen(r)) > 2 && strcmp(r + n - 2, "/.") == 0)
+		r[n - 2] = '\0';
+	return r;
+}
+
+/* cfg_finish - checks that need the whole text */
+static int
+cfg_finish(struct cfg_state *st, char *err, size_t errlen)
+{
+	struct config	*c = st->c;
+	char		 host[256];
+	const struct cfg_key *k;
+	size_t		 i;
+
+	if (c->hostname == NULL) {
+		if (gethostname(host, sizeof(host)) == -1)
+			host[0] = '\0';
+		host[sizeof(host) - 1] = '\0';
+		if (host[0] == '\0')
+			(void)snprintf(host, sizeof(host), "localhost");
+		if ((c->hostname = strdup(host)) == NULL)
+			goto nomem;
+	}
+
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
+		k = cfg_lookup(c->tls_cert ? "tls_cert" : "tls_key");
+		i = (size_t)(k - cfg_keys);
+		if (st->seen[i])
+			(void)snprintf(err, errlen, "%s:%u: %s: tls_cert and "
+			    "tls_key must be set together", st->file,
+			    st->seen[i], k->key);
+		else
+			(void)snprintf(err, errlen, "%s: %s: tls_cert and "
+			    "tls_key must be set together", st->file, k->key);
+		return -1;
+	}
+
+	if (c->user != NULL && getpwnam(c->user) == NULL) {
+		k = cfg_lookup("user");
+		i = (size_t)(k - cfg_keys);
+		if (st->seen[i])
+			(void)snprintf(err, errlen, "%s:%u: user: unknown user "
+			    "\"%s\"", st->file, st->seen[i], c->user);
+		else
+			(void)snprintf(err, errlen, "%s: user: unknown user "
+			    "\"%s\"", st->file, c->user);
+		return -1;
+	}
+	return 0;
+nomem:
+	(void)snprintf(err, errlen, "%s: %s", st->file, strerror(errno));
+	return -1;
+}
+
+/* cfg_load - defaults, then the file (or the embedded text), then checks */
+struct config *
+cfg_load(const char *path, char *err, size_t errlen)
+{
+	struct cfg_state	 st;
+	struct config		*c;
+	FILE			*fp = NULL;
+	char			 w[WHY_MAX];
+	char			*line = NULL;
+	const char		*p, *nl;
+	size_t			 cap = 0, i, n;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	memset(&st, 0, sizeof(st));
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		(void)snprintf(err, errlen, "%s: %s", path ? path : "(default)",
+		    strerror(errno));
+		return NULL;
+	}
+	st.c = c;
+	st.file = path ? path : "(default)";
+	if ((c->path = strdup(st.file)) == NULL ||
+	    (c->dir = cfg_dir(path)) == NULL) {
+		(void)snprintf(err, errlen, "%s: %s", st.file, strerror(errno));
+		goto fail;
+	}
+
+	for (i = 0; i < NKEYS; i++) {
+		if (cfg_keys[i].def == NULL)
+			continue;
+		if (cfg_set(c, &cfg_keys[i], cfg_keys[i].def, w, sizeof(w)) == -1) {
+			(void)snprintf(err, errlen, "%s: %s: default: %s",
+			    st.file, cfg_keys[i].key, w);
+			goto fail;
+		}
+	}
+
+	if (path == NULL) {
+		for (p = cfg_default_text; *p != '\0'; p = *nl ? nl + 1 : nl) {
+			if ((nl = strchr(p, '\n')) == NULL)
+				nl = p + strlen(p);
+			n = (size_t)(nl - p);
+			free(line);
+			if ((line = strndup(p, n)) == NULL)
+				goto fail;
+			st.lineno++;
+			if (cfg_line(&st, line, err, errlen) == -1)
+				goto fail;
+		}
+	} else {
+		if ((fp = fopen(path, "r")) == NULL) {
+			(void)snprintf(err, errlen, "%s: %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+		while (getline(&line, &cap, fp) != -1) {
+			st.lineno++;
+			if (cfg_line(&st, line, err, errlen) == -1)
+				goto fail;
+		}
+		if (ferror(fp)) {
+			(void)snprintf(err, errlen, "%s: %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+		fclose(fp);
+		fp = NULL;
+	}
+	free(line);
+	line = NULL;
+
+	if (cfg_finish(&st, err, errlen) == -1)
+		goto fail;
+	return c;
+fail:
+	if (fp != NULL)
+		fclose(fp);
+	free(line);
+	cfg_free(c);
+	return NULL;
+}
+
+void
+cfg_free(struct config *c)
+{
+	size_t	i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < NKEYS; i++)
+		cfg_clear(c, &cfg_keys[i]);
+	strv_free(c->local_rcpts, c->nlocal_rcpts);
+	free(c->path);
+	free(c->dir);
+	free(c);
+}
+
+/* cfg_print - every key, in table order, "key = value" */
+void
+cfg_print(const struct config *c, FILE *fp)
+{
+	const struct cfg_key	*k;
+	char			 tmp[64];
+	size_t			 i, j, n;
+
+	for (k = cfg_keys; k < cfg_keys + NKEYS; k++) {
+		fprintf(fp, "%s = ", k->key);
+		switch (k->type) {
+		case CT_STRING:
+		case CT_PATH:
+			if (*CFIELD(c, k, char *) != NULL)
+				fputs(*CFIELD(c, k, char *), fp);
+			break;
+		case CT_ADDRS:
+			n = CCOUNT(c, k);
+			for (j = 0; j < n; j++)
+				fprintf(fp, "%s%s", j ? ", " : "",
+				    (*CFIELD(c, k, struct cfg_addr *))[j].text);
+			break;
+		case CT_NETS:
+			n = CCOUNT(c, k);
+			for (j = 0; j < n; j++)
+				fprintf(fp, "%s%s", j ? ", " : "",
+				    (*CFIELD(c, k, struct cfg_net *))[j].text);
+			break;
+		case CT_DOMAINS:
+		case CT_STRINGS:
+			n = CCOUNT(c, k);
+			for (j = 0; j < n; j++)
+				fprintf(fp, "%s%s", j ? ", " : "",
+				    (*CFIELD(c, k, char **))[j]);
+			break;
+		case CT_UINT:
+			fprintf(fp, "%u", *CFIELD(c, k, unsigned));
+			break;
+		case CT_DURATION:
+			fmt_duration(*CFIELD(c, k, unsigned), tmp, sizeof(tmp));
+			fputs(tmp, fp);
+			break;
+		case CT_DURATIONS:
+			n = CCOUNT(c, k);
+			for (j = 0; j < n; j++) {
+				fmt_duration((*CFIELD(c, k, unsigned *))[j], tmp,
+				    sizeof(tmp));
+				fprintf(fp, "%s%s", j ? ", " : "", tmp);
+			}
+			break;
+		case CT_SIZE:
+			fmt_size(*CFIELD(c, k, uint64_t), tmp, sizeof(tmp));
+			fputs(tmp, fp);
+			break;
+		case CT_BOOL:
+			fputs(*CFIELD(c, k, int) ? "yes" : "no", fp);
+			break;
+		case CT_ENUM:
+			i = (size_t)*CFIELD(c, k, enum cfg_smtp_tls);
+			fputs(i <= k->max ? smtp_tls_names[i] : "?", fp);
+			break;
+		}
+		fputc('\n', fp);
+	}
+}
+
+/* net_match - addr (4 or 16 bytes) inside nt? */
+static int
+net_match(const struct cfg_net *nt, const unsigned char *addr)
+{
+	int	full = nt->prefix / 8, rem = nt->prefix % 8;
+	unsigned char mask;
+
+	if (memcmp(nt->addr, addr, (size_t)full) != 0)
+		return 0;
+	if (rem == 0)
+		return 1;
+	mask = (unsigned char)(0xff << (8 - rem));
+	return (nt->addr[full] & mask) == (addr[full] & mask);
+}
+
+/* cfg_relay_allowed - client in relay_from (IPv4-mapped IPv6 as IPv4)? */
+int
+cfg_relay_allowed(const struct config *c, const struct sockaddr *sa)
+{
+	const struct sockaddr_in6	*s6;
+	unsigned char			 a4[4], a6[16];
+	int				 have4 = 0, have6 = 0;
+	size_t				 i;
+
+	if (sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		memcpy(a4, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		have4 = 1;
+	} else if (sa->sa_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)(const void *)sa;
+		memcpy(a6, &s6->sin6_addr, 16);
+		have6 = 1;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			memcpy(a4, a6 + 12, 4);
+			have4 = 1;
+		}
+	} else
+		return 0;
+
+	for (i = 0; i < c->nrelay_from; i++) {
+		const struct cfg_net *nt = &c->relay_from[i];
+
+		if (nt->family == AF_INET && have4 && net_match(nt, a4))
+			return 1;
+		if (nt->family == AF_INET6 && have6 && net_match(nt, a6))
+			return 1;
+	}
+	return 0;
+}
+
+/* cfg_is_local_domain - case-insensitive; a trailing dot is ignored */
+int
+cfg_is_local_domain(const struct config *c, const char *domain)
+{
+	size_t	i, n;
+
+	if (domain == NULL)
+		return 0;
+	n = strlen(domain);
+	if (n > 0 && domain[n - 1] == '.')
+		n--;
+	for (i = 0; i < c->nlocal_domains; i++)
+		if (strlen(c->local_domains[i]) == n &&
+		    strncasecmp(c->local_domains[i], domain, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* cfg_local_rcpt_ok - local@domain listed in local_recipients (or unset)? */
+int
+cfg_local_rcpt_ok(const struct config *c, const char *local,
+    const char *domain)
+{
+	char	 addr[SMTP_LOCAL_MAX + 3 + 1 + SMTP_DOMAIN_MAX + 1];
+	char	*key = addr;
+	int	 n;
+
+	if (c->local_recipients == NULL)
+		return 1;
+	n = snprintf(addr, sizeof(addr), "%s@%s", local, domain);
+	if (n < 0 || (size_t)n >= sizeof(addr))
+		return 0;
+	str_lower(addr);
+	return c->nlocal_rcpts > 0 && bsearch(&key, c->local_rcpts,
+	    c->nlocal_rcpts, sizeof(char *), rcpt_cmp) != NULL;
+}

@@ -1,0 +1,670 @@
+#include "config.h"
+/*
+ * syntax.c - RFC 5321 syntax shared by the server, the client and the CLI.
+ * Owns: Path / Reverse-path / Forward-path parsing (RFC 5321 4.1.2,
+ *       limits of 4.5.3.1), Domain and address-literal checks (4.1.3),
+ *       the table-driven ESMTP parameter parser (4.1.2 Mail-parameters,
+ *       one row per keyword), xtext (RFC 3461 4) and base64 (RFC 4648 4).
+ * Invariants: parsers take (ptr, len), never write into their input and
+ *       never read past len; on error *why is a static reply text.
+ * Not here: what a valid path means for the transaction (smtpd/), or
+ *       choosing reply codes beyond the param_result classes.
+ */
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/syntax.h"
+
+#define WHY_SYNTAX	"Syntax error in mailbox address"
+#define WHY_PATHLONG	"Path too long"
+#define WHY_LOCALLONG	"Local part too long"
+#define WHY_DOMLONG	"Domain too long"
+#define WHY_DOMAIN	"Invalid domain"
+#define WHY_ROUTE	"Invalid source route"
+#define WHY_NODOMAIN	"Domain missing in mailbox address"
+
+static int
+is_alpha(int c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static int
+is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_hex(int c)
+{
+	return is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+}
+
+/* is_atext - RFC 5322 atext */
+static int
+is_atext(int c)
+{
+	if (is_alpha(c) || is_digit(c))
+		return 1;
+	return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/* check_ipv4 - Snum 3("." Snum), each 1*3DIGIT <= 255 */
+static int
+check_ipv4(const char *s, size_t len)
+{
+	size_t	i = 0;
+	int	part, ndig, val;
+
+	for (part = 0; part < 4; part++) {
+		if (part > 0) {
+			if (i >= len || s[i] != '.')
+				return -1;
+			i++;
+		}
+		for (ndig = 0, val = 0; i < len && is_digit(s[i]); i++) {
+			if (++ndig > 3)
+				return -1;
+			val = val * 10 + (s[i] - '0');
+		}
+		if (ndig == 0 || val > 255)
+			return -1;
+	}
+	return i == len ? 0 : -1;
+}
+
+/* check_ldh - Ldh-str: *(ALPHA / DIGIT / "-") Let-dig (may be empty: no) */
+static int
+check_ldh_label(const char *s, size_t len)
+{
+	size_t	i;
+
+	if (len == 0 || len > 63)
+		return -1;
+	if (!is_alpha(s[0]) && !is_digit(s[0]))
+		return -1;
+	if (!is_alpha(s[len - 1]) && !is_digit(s[len - 1]))
+		return -1;
+	for (i = 0; i < len; i++)
+		if (!is_alpha(s[i]) && !is_digit(s[i]) && s[i] != '-')
+			return -1;
+	return 0;
+}
+
+/* check_literal - the inside of "[...]" */
+static int
+check_literal(const char *s, size_t len)
+{
+	char	buf[64];
+	unsigned char a6[16];
+	size_t	i, tag;
+
+	if (len == 0)
+		return -1;
+	if (is_digit(s[0]))
+		return check_ipv4(s, len);
+	if (len > 5 && strncasecmp(s, "IPv6:", 5) == 0) {
+		if (len - 5 >= sizeof(buf))
+			return -1;
+		for (i = 5; i < len; i++)	/* inet_pton wants a C string */
+			if (!is_hex(s[i]) && s[i] != ':' && s[i] != '.')
+				return -1;
+		memcpy(buf, s + 5, len - 5);
+		buf[len - 5] = '\0';
+		return inet_pton(AF_INET6, buf, a6) == 1 ? 0 : -1;
+	}
+	/* General-address-literal = Standardized-tag ":" 1*dcontent */
+	for (tag = 0; tag < len && s[tag] != ':'; tag++)
+		;
+	if (tag == len || tag + 1 == len)
+		return -1;
+	if (check_ldh_label(s, tag) == -1)
+		return -1;
+	for (i = tag + 1; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']')
+			return -1;
+	}
+	return 0;
+}
+
+/* smtp_check_domain - 0 when s is a valid Domain or address-literal */
+int
+smtp_check_domain(const char *s, size_t len)
+{
+	size_t	i, start;
+
+	if (len == 0 || len > SMTP_DOMAIN_MAX)
+		return -1;
+	if (s[0] == '[') {
+		if (len < 3 || s[len - 1] != ']')
+			return -1;
+		return check_literal(s + 1, len - 2);
+	}
+	for (i = start = 0; i <= len; i++) {
+		if (i == len || s[i] == '.') {
+			if (check_ldh_label(s + start, i - start) == -1)
+				return -1;
+			start = i + 1;
+		}
+	}
+	return 0;
+}
+
+/* scan_domain - length of the Domain / address-literal at s (stops at
+ * a delimiter); the result still needs smtp_check_domain() */
+static size_t
+scan_domain(const char *s, size_t len)
+{
+	size_t	i;
+
+	if (len > 0 && s[0] == '[') {
+		for (i = 1; i < len && s[i] != ']'; i++)
+			;
+		return i < len ? i + 1 : len;
+	}
+	for (i = 0; i < len; i++)
+		if (s[i] == '>' || s[i] == ',' || s[i] == ':')
+			break;
+	return i;
+}
+
+/*
+ * smtp_parse_path - parse "<...>" (RFC 5321 4.1.2 Path / "<>"); returns
+ * the bytes consumed including '>', or -1 with *why set
+ */
+int
+smtp_parse_path(const char *s, size_t len, struct mailpath *p,
+    const char **why)
+{
+	size_t	i, start, n;
+
+	memset(p, 0, sizeof(*p));
+	*why = WHY_SYNTAX;
+	if (len < 2 || s[0] != '<')
+		return -1;
+	i = 1;
+	if (s[i] == '>') {
+		p->null = 1;
+		return 2;
+	}
+
+	/* A-d-l ":" - accepted and ignored */
+	if (s[i] == '@') {
+		for (;;) {
+			if (i >= len || s[i] != '@') {
+				*why = WHY_ROUTE;
+				return -1;
+			}
+			i++;
+			n = scan_domain(s + i, len - i);
+			if (smtp_check_domain(s + i, n) == -1) {
+				*why = WHY_ROUTE;
+				return -1;
+			}
+			i += n;
+			if (i < len && s[i] == ',') {
+				i++;
+				continue;
+			}
+			if (i < len && s[i] == ':') {
+				i++;
+				break;
+			}
+			*why = WHY_ROUTE;
+			return -1;
+		}
+		if (i > SMTP_PATH_MAX) {
+			*why = WHY_PATHLONG;
+			return -1;
+		}
+	}
+
+	/* Local-part */
+	start = i;
+	if (i < len && s[i] == '"') {
+		p->quoted = 1;
+		for (i++; i < len && s[i] != '"'; i++) {
+			unsigned char c = (unsigned char)s[i];
+
+			if (c == '\\') {
+				if (++i >= len)
+					return -1;
+				c = (unsigned char)s[i];
+				if (c < 32 || c > 126)
+					return -1;
+			} else if (c < 32 || c > 126) {
+				return -1;
+			}
+		}
+		if (i >= len)
+			return -1;
+		i++;			/* closing quote */
+		if (i - start - 2 > SMTP_LOCAL_MAX) {
+			*why = WHY_LOCALLONG;
+			return -1;
+		}
+	} else {
+		for (;;) {
+			size_t atom = i;
+
+			while (i < len && is_atext((unsigned char)s[i]))
+				i++;
+			if (i == atom)
+				return -1;	/* empty atom */
+			if (i < len && s[i] == '.') {
+				i++;
+				continue;
+			}
+			break;
+		}
+		if (i - start > SMTP_LOCAL_MAX) {
+			*why = WHY_LOCALLONG;
+			return -1;
+		}
+	}
+	n = i - start;
+	memcpy(p->local, s + start, n);
+	p->local[n] = '\0';
+
+	if (i >= len)
+		return -1;
+	if (s[i] == '>') {
+		/* "<Postmaster>" (RCPT only; the caller decides) */
+		if (!p->quoted && strcasecmp(p->local, "postmaster") == 0) {
+			p->postmaster = 1;
+			return (int)i + 1;
+		}
+		*why = WHY_NODOMAIN;
+		return -1;
+	}
+	if (s[i] != '@')
+		return -1;
+	i++;
+
+	/* Domain / address-literal */
+	start = i;
+	n = scan_domain(s + i, len - i);
+	if (n > SMTP_DOMAIN_MAX) {
+		*why = WHY_DOMLONG;
+		return -1;
+	}
+	if (smtp_check_domain(s + start, n) == -1) {
+		*why = WHY_DOMAIN;
+		return -1;
+	}
+	i += n;
+	if (i >= len || s[i] != '>') {
+		*why = n == 0 ? WHY_DOMAIN : WHY_SYNTAX;
+		return -1;
+	}
+	memcpy(p->domain, s + start, n);
+	p->domain[n] = '\0';
+	i++;
+	if (i > SMTP_PATH_MAX) {
+		*why = WHY_PATHLONG;
+		return -1;
+	}
+	return (int)i;
+}
+
+/* smtp_path_string - "local@domain", "Postmaster", or "" for <> */
+int
+smtp_path_string(const struct mailpath *p, char *out, size_t outlen)
+{
+	int	n;
+
+	if (p->null)
+		n = snprintf(out, outlen, "%s", "");
+	else if (p->domain[0] == '\0')
+		n = snprintf(out, outlen, "%s", p->local);
+	else
+		n = snprintf(out, outlen, "%s@%s", p->local, p->domain);
+	if (n < 0 || (size_t)n >= outlen)
+		return -1;
+	return 0;
+}
+
+/* smtp_local_unsafe - the local part cannot name a directory */
+int
+smtp_local_unsafe(const struct mailpath *p)
+{
+	return p->quoted || p->local[0] == '\0' || p->local[0] == '.' ||
+	    strchr(p->local, '/') != NULL;
+}
+
+/*
+ * ESMTP parameters.
+ * To add a parameter: write a parser `static int param_xxx(const char *v,
+ * size_t vlen, struct esmtp_params *out, const char **why)` (v is NULL
+ * when no "=VALUE" was given; return 0 or -1 = PARAM_SYNTAX), add its
+ * fields to struct esmtp_params and its EXT_ bit to syntax.h, and add one
+ * row below.  Planned rows:
+ *   { "ENVID",  PARAM_MAIL, EXT_DSN, param_envid },	RFC 3461 4.4 (xtext)
+ *   { "RET",    PARAM_MAIL, EXT_DSN, param_ret },	RFC 3461 4.3
+ *   { "NOTIFY", PARAM_RCPT, EXT_DSN, param_notify },	RFC 3461 4.1
+ *   { "ORCPT",  PARAM_RCPT, EXT_DSN, param_orcpt },	RFC 3461 4.2 (xtext)
+ *   { "MTRK",   PARAM_MAIL, EXT_MTRK, param_mtrk },	RFC 3885 3.1
+ *   { "HOLDFOR"/"HOLDUNTIL", PARAM_MAIL, EXT_FUTURERELEASE, ... } RFC 4865
+ *   { "BY",     PARAM_MAIL, EXT_DELIVERBY, param_by },	RFC 2852 4
+ */
+
+typedef int (*param_fn)(const char *, size_t, struct esmtp_params *,
+    const char **);
+
+struct param_def {
+	const char	*keyword;
+	int		 where;		/* PARAM_MAIL and/or PARAM_RCPT */
+	unsigned	 ext;		/* EHLO bit that enables it */
+	param_fn	 parse;
+};
+
+/* param_size - SIZE=1*20DIGIT, RFC 1870 */
+static int
+param_size(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	uint64_t	val = 0;
+	size_t		i;
+
+	*why = "Invalid SIZE parameter";
+	if (v == NULL || vlen == 0 || vlen > 20)
+		return -1;
+	for (i = 0; i < vlen; i++) {
+		unsigned d;
+
+		if (!is_digit(v[i]))
+			return -1;
+		d = (unsigned)(v[i] - '0');
+		if (val > (UINT64_MAX - d) / 10)
+			return -1;
+		val = val * 10 + d;
+	}
+	out->has_size = 1;
+	out->size = val;
+	return 0;
+}
+
+/* param_body - BODY=7BIT|8BITMIME, RFC 6152 */
+static int
+param_body(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	*why = "Invalid BODY parameter";
+	if (v == NULL)
+		return -1;
+	if (vlen == 4 && strncasecmp(v, "7BIT", 4) == 0)
+		out->body = BODY_7BIT;
+	else if (vlen == 8 && strncasecmp(v, "8BITMIME", 8) == 0)
+		out->body = BODY_8BITMIME;
+	else
+		return -1;
+	return 0;
+}
+
+static const struct param_def param_table[] = {
+	{ "SIZE", PARAM_MAIL, EXT_SIZE,     param_size },	/* RFC 1870 */
+	{ "BODY", PARAM_MAIL, EXT_8BITMIME, param_body },	/* RFC 6152 */
+};
+
+#define NPARAMS	(sizeof(param_table) / sizeof(param_table[0]))
+_Static_assert(NPARAMS <= 32, "the repeat check uses a 32-bit mask");
+
+/* esmtp_parse_params - tokenise, look up, refuse repeats, parse values */
+enum param_result
+esmtp_parse_params(const char *s, size_t len, int where, unsigned enabled,
+    struct esmtp_params *out, const char **why)
+{
+	const struct param_def	*d;
+	const char		*val;
+	size_t			 i = 0, tok, klen, vlen, k;
+	uint32_t		 seen = 0;
+
+	memset(out, 0, sizeof(*out));
+	*why = "";
+	for (;;) {
+		while (i < len && s[i] == ' ')
+			i++;
+		if (i >= len)
+			break;
+		tok = i;
+		while (i < len && s[i] != ' ' && s[i] != '=')
+			i++;
+		klen = i - tok;
+		val = NULL;
+		vlen = 0;
+		if (i < len && s[i] == '=') {
+			val = s + i + 1;
+			for (i++; i < len && s[i] != ' '; i++)
+				;
+			vlen = (size_t)(s + i - val);
+		}
+
+		/* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
+		*why = "Invalid parameter syntax";
+		if (klen == 0 || (!is_alpha(s[tok]) && !is_digit(s[tok])))
+			return PARAM_SYNTAX;
+		for (k = 1; k < klen; k++)
+			if (!is_alpha(s[tok + k]) && !is_digit(s[tok + k]) &&
+			    s[tok + k] != '-')
+				return PARAM_SYNTAX;
+		/* esmtp-value = 1*(%d33-60 / %d62-126) */
+		if (val != NULL) {
+			if (vlen == 0)
+				return PARAM_SYNTAX;
+			for (k = 0; k < vlen; k++) {
+				unsigned char c = (unsigned char)val[k];
+
+				if (c < 33 || c > 126 || c == '=')
+					return PARAM_SYNTAX;
+			}
+		}
+
+		for (d = param_table; d < param_table + NPARAMS; d++)
+			if (strlen(d->keyword) == klen &&
+			    strncasecmp(d->keyword, s + tok, klen) == 0)
+				break;
+		if (d == param_table + NPARAMS || !(d->where & where) ||
+		    !(d->ext & enabled)) {
+			*why = "Unsupported parameter";
+			return PARAM_UNKNOWN;
+		}
+		if (seen & (1u << (d - param_table))) {
+			*why = "Repeated parameter";
+			return PARAM_REPEATED;
+		}
+		seen |= 1u << (d - param_table);
+		if (d->parse(val, vlen, out, why) == -1)
+			return PARAM_SYNTAX;
+	}
+	*why = "";
+	return PARAM_OK;
+}
+
+/* xtext (RFC 3461 4) */
+
+static int
+xtext_plain(unsigned char c)
+{
+	return c >= 33 && c <= 126 && c != '+' && c != '=';
+}
+
+static int
+hexval(int c)
+{
+	if (is_digit(c))
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* xtext_decode - "+HH" (upper-case hex) and xchar; a decoded NUL is refused */
+int
+xtext_decode(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t	i, o = 0;
+	int	hi, lo, c;
+
+	if (outlen == 0)
+		return -1;
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c == '+') {
+			if (i + 2 >= len)
+				return -1;
+			if ((hi = hexval((unsigned char)s[i + 1])) < 0 ||
+			    (lo = hexval((unsigned char)s[i + 2])) < 0)
+				return -1;
+			c = hi * 16 + lo;
+			if (c == 0)
+				return -1;
+			i += 2;
+		} else if (!xtext_plain((unsigned char)c)) {
+			return -1;
+		}
+		if (o + 1 >= outlen)
+			return -1;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* xtext_encode - xchar as is, everything else as "+HH" */
+int
+xtext_encode(const char *s, size_t len, char *out, size_t outlen)
+{
+	static const char	hex[] = "0123456789ABCDEF";
+	size_t			i, o = 0;
+
+	if (outlen == 0)
+		return -1;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (xtext_plain(c)) {
+			if (o + 1 >= outlen)
+				goto fail;
+			out[o++] = (char)c;
+		} else {
+			if (o + 3 >= outlen)
+				goto fail;
+			out[o++] = '+';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 0xf];
+		}
+	}
+	out[o] = '\0';
+	return 0;
+fail:
+	out[0] = '\0';
+	return -1;
+}
+
+/* base64 (RFC 4648 4, with padding) */
+
+static const char	b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int
+base64_encode(const unsigned char *in, size_t len, char *out, size_t outlen)
+{
+	size_t		i, o = 0, need;
+	uint32_t	v;
+
+	if (len > ((size_t)-1 / 4) * 3 - 3)
+		return -1;
+	need = (len + 2) / 3 * 4;
+	if (need >= outlen || need > (size_t)INT32_MAX) {
+		if (outlen > 0)
+			out[0] = '\0';
+		return -1;
+	}
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = b64[(v >> 6) & 63];
+		out[o++] = b64[v & 63];
+	}
+	if (len - i == 1) {
+		v = (uint32_t)in[i] << 16;
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (len - i == 2) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = b64[(v >> 6) & 63];
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+static int
+b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (is_digit(c))
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* base64_decode - strict: length % 4 == 0, padding only at the end,
+ * unused bits zero */
+int
+base64_decode(const char *in, size_t len, unsigned char *out, size_t outlen)
+{
+	size_t		i, o = 0, pad = 0;
+	uint32_t	v;
+	int		k, d[4];
+
+	if (len % 4 != 0 || len / 4 * 3 > (size_t)INT32_MAX)
+		return -1;
+	if (len >= 1 && in[len - 1] == '=')
+		pad++;
+	if (len >= 2 && in[len - 2] == '=')
+		pad++;
+	if (len / 4 * 3 - pad > outlen)
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		int last = i + 4 == len;
+
+		for (k = 0; k < 4; k++) {
+			if (last && in[i + k] == '=' && k >= 4 - (int)pad) {
+				d[k] = 0;
+				continue;
+			}
+			if ((d[k] = b64val((unsigned char)in[i + k])) < 0)
+				return -1;
+		}
+		v = (uint32_t)d[0] << 18 | (uint32_t)d[1] << 12 |
+		    (uint32_t)d[2] << 6 | (uint32_t)d[3];
+		if (last && pad == 2 && (v & 0xffff) != 0)
+			return -1;
+		if (last && pad == 1 && (v & 0xff) != 0)
+			return -1;
+		out[o++] = (unsigned char)(v >> 16);
+		if (!last || pad < 2)
+			out[o++] = (unsigned char)(v >> 8);
+		if (!last || pad < 1)
+			out[o++] = (unsigned char)v;
+	}
+	return (int)o;
+}

@@ -1,0 +1,288 @@
+#include "config.h"
+/*
+ * util.c - small helpers shared by every part.
+ * Owns: RFC 5322 date-time text (section 3.3, numeric zone), queue ids
+ *       (base62 microseconds + randomness, strictly increasing within the
+ *       process and above the spool's persisted floor), directory fsync,
+ *       mkdir -p, free-space checks, socket address text and SMTP
+ *       address literals (RFC 5321 4.1.3), start-up allocators.
+ * Invariants: qid_new() is called from the loop thread only (no lock);
+ *       IPv4-mapped IPv6 addresses are shown as IPv4.
+ */
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+static const char	b62[] =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/* rfc5322_date - "Tue, 4 Mar 2025 10:15:02 +0100" in local time */
+int
+rfc5322_date(time_t t, char *out, size_t outlen)
+{
+	static const char *const days[] = {
+		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+	};
+	static const char *const months[] = {
+		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+	};
+	struct tm	tm;
+	long		off;
+	int		n;
+
+	if (localtime_r(&t, &tm) == NULL)
+		return -1;
+	if (tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
+	    tm.tm_mon > 11)
+		return -1;
+	off = tm.tm_gmtoff / 60;
+	n = snprintf(out, outlen, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
+	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+	if (n < 0 || (size_t)n >= outlen)
+		return -1;
+	return 0;
+}
+
+/* queue ids */
+
+static uint64_t	qid_last;	/* microsecond value of the last id */
+
+void
+qid_init(uint64_t floor_usec)
+{
+	if (floor_usec > qid_last)
+		qid_last = floor_usec;
+}
+
+/* qid_new - a fresh id, greater than every earlier one */
+uint64_t
+qid_new(char out[QID_SIZE])
+{
+	struct timeval	tv;
+	unsigned char	rnd[QID_LEN - 11];
+	uint64_t	now, v;
+	size_t		i;
+
+	gettimeofday(&tv, NULL);
+	now = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+	if (now <= qid_last)
+		now = qid_last + 1;
+	qid_last = now;
+
+	v = now;
+	for (i = 11; i-- > 0; ) {
+		out[i] = b62[v % 62];
+		v /= 62;
+	}
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		/* not fatal: uniqueness comes from the time part */
+		for (i = 0; i < sizeof(rnd); i++)
+			rnd[i] = (unsigned char)((now >> (i * 7)) ^ (i * 37));
+	}
+	for (i = 0; i < sizeof(rnd); i++)
+		out[11 + i] = b62[rnd[i] % 62];
+	out[QID_LEN] = '\0';
+	return now;
+}
+
+/* qid_valid - 8..32 chars of [0-9A-Za-z] */
+int
+qid_valid(const char *s)
+{
+	size_t	n;
+
+	if (s == NULL)
+		return 0;
+	for (n = 0; s[n] != '\0'; n++) {
+		unsigned char c = (unsigned char)s[n];
+
+		if (n >= 32)
+			return 0;
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+		    (c >= 'a' && c <= 'z')))
+			return 0;
+	}
+	return n >= 8;
+}
+
+/* file system */
+
+/* fsync_dir - make a directory's entries durable */
+int
+fsync_dir(const char *dir)
+{
+	int	fd, r, saved;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	r = fsync(fd);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return r == 0 ? 0 : -1;
+}
+
+/* mkdir_p - create dir and its missing parents */
+int
+mkdir_p(const char *dir, unsigned mode)
+{
+	char		path[PATH_MAX];
+	struct stat	st;
+	size_t		len, i;
+
+	len = strlen(dir);
+	if (len == 0 || len >= sizeof(path)) {
+		errno = len ? ENAMETOOLONG : ENOENT;
+		return -1;
+	}
+	memcpy(path, dir, len + 1);
+	for (i = 1; i <= len; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		if (path[i - 1] == '/')
+			continue;	/* "//" */
+		path[i] = '\0';
+		if (mkdir(path, (mode_t)mode) == -1) {
+			if (errno != EEXIST)
+				return -1;
+			if (stat(path, &st) == -1)
+				return -1;
+			if (!S_ISDIR(st.st_mode)) {
+				errno = ENOTDIR;
+				return -1;
+			}
+		}
+		if (i < len)
+			path[i] = '/';
+	}
+	return 0;
+}
+
+/* fs_free_bytes - space left for unprivileged users */
+int64_t
+fs_free_bytes(const char *path)
+{
+	struct statvfs	sv;
+	uint64_t	n;
+
+	if (statvfs(path, &sv) == -1)
+		return -1;
+	n = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	if (n > (uint64_t)INT64_MAX)
+		n = (uint64_t)INT64_MAX;
+	return (int64_t)n;
+}
+
+/* addresses */
+
+/* sockaddr_v4 - the IPv4 address of sa (also IPv4-mapped IPv6), or NULL */
+static const struct in_addr *
+sockaddr_v4(const struct sockaddr *sa, struct in_addr *tmp)
+{
+	const struct sockaddr_in6	*s6;
+
+	if (sa->sa_family == AF_INET)
+		return &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if (sa->sa_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)(const void *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			memcpy(tmp, &s6->sin6_addr.s6_addr[12], 4);
+			return tmp;
+		}
+	}
+	return NULL;
+}
+
+int
+sockaddr_text(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	const struct in_addr	*a4;
+	struct in_addr		 tmp;
+
+	if (out == NULL || outlen == 0)
+		return -1;
+	if ((a4 = sockaddr_v4(sa, &tmp)) != NULL) {
+		if (inet_ntop(AF_INET, a4, out, (socklen_t)outlen) == NULL)
+			return -1;
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		if (inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		    out, (socklen_t)outlen) == NULL)
+			return -1;
+		return 0;
+	}
+	if (sa->sa_family == AF_UNIX) {
+		int n = snprintf(out, outlen, "local");
+
+		return n < 0 || (size_t)n >= outlen ? -1 : 0;
+	}
+	errno = EAFNOSUPPORT;
+	return -1;
+}
+
+int
+sockaddr_literal(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	char		 text[INET6_ADDRSTRLEN];
+	struct in_addr	 tmp;
+	int		 n;
+
+	if (sockaddr_text(sa, text, sizeof(text)) == -1)
+		return -1;
+	if (sockaddr_v4(sa, &tmp) != NULL || sa->sa_family != AF_INET6)
+		n = snprintf(out, outlen, "[%s]", text);
+	else
+		n = snprintf(out, outlen, "[IPv6:%s]", text);
+	if (n < 0 || (size_t)n >= outlen)
+		return -1;
+	return 0;
+}
+
+void
+str_lower(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+char *
+xstrdup(const char *s)
+{
+	char	*p;
+
+	if ((p = strdup(s)) == NULL)
+		fatal("strdup");
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t sz)
+{
+	void	*p;
+
+	if ((p = calloc(n ? n : 1, sz ? sz : 1)) == NULL)
+		fatal("calloc");
+	return p;
+}

@@ -1,0 +1,1036 @@
+#include "config.h"
+/*
+ * queue_db.c - the Berkeley DB 5.3 environment of the spool and the
+ * group commit.  The only file that includes db.h.
+ * Owns: the environment (recovered at every start: queue_lock makes us
+ *       the only user), the databases (see queue_record.c for layouts),
+ *       the commit thread, checkpoints (every 60 s and at close, logs
+ *       removed automatically), the purge of finished history, reads.
+ * Group commit: the loop thread appends commit jobs; the commit thread
+ *       takes every pending job as one batch, syncs the batch's body
+ *       files (fdatasync for one, else one syncfs + fsync of body/),
+ *       runs each job in its own DB_TXN_NOSYNC transaction (retried on
+ *       deadlock), then does ONE log flush for the batch and hands the
+ *       completions back to the loop (event_active).
+ * Invariant: a completion with rc 0 means body + records are on disk.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <db.h>
+#include <event2/event.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "queue/queue_int.h"
+
+#define CKP_INTERVAL	60		/* seconds between checkpoints */
+#define TXN_RETRIES	5
+#define PURGE_BATCH	64		/* messages per purge transaction */
+
+static const struct {
+	const char	*file;
+	int		 dup;
+} qdb_files[QDB_COUNT] = {
+	[QDB_MESSAGES] = { "messages.db", 0 },
+	[QDB_RECIPIENTS] = { "recipients.db", 0 },
+	[QDB_EVENTS] = { "events.db", 0 },
+	[QDB_ENVID] = { "envid.db", 1 },
+	[QDB_STATE] = { "state.db", 0 },
+	[QDB_SCHEDULE] = { "schedule.db", 0 },
+	[QDB_EXPIRE] = { "expire.db", 0 },
+	[QDB_META] = { "meta.db", 0 },
+};
+
+enum qop_kind { OP_PUT, OP_DEL };
+
+struct qop {
+	enum qop_kind	 kind;
+	enum qdb	 db;
+	unsigned char	*key;
+	size_t		 klen;
+	void		*val;
+	size_t		 vlen;
+	struct qop	*next;
+};
+
+struct qjob {
+	struct qop	*ops, **tail;
+	int		 body_fd;	/* -1: none */
+	int		 rc;
+	int		 purge;		/* a purge request, no ops */
+	time_t		 purge_cutoff;
+	qjob_done_fn	 done;
+	void		*arg;
+	struct qjob	*next;
+};
+
+static DB_ENV		*env;
+static DB		*dbs[QDB_COUNT];
+static int		 body_dirfd = -1;
+
+static pthread_t	 ct_thread;
+static int		 ct_started;
+static pthread_mutex_t	 ct_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	 ct_cond = PTHREAD_COND_INITIALIZER;	/* work or stop */
+static pthread_cond_t	 ct_idle = PTHREAD_COND_INITIALIZER;	/* a batch ended */
+static struct qjob	*ct_todo, **ct_todo_tail = &ct_todo;
+static struct qjob	*ct_done, **ct_done_tail = &ct_done;
+static int		 ct_busy, ct_stop;
+static struct event	*ct_ev;
+
+/* ---- jobs ---- */
+
+struct qjob *
+qjob_new(void)
+{
+	struct qjob	*j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
+	j->tail = &j->ops;
+	j->body_fd = -1;
+	return j;
+}
+
+void
+qjob_free(struct qjob *j)
+{
+	struct qop	*o, *n;
+
+	if (j == NULL)
+		return;
+	for (o = j->ops; o != NULL; o = n) {
+		n = o->next;
+		free(o->key);
+		free(o->val);
+		free(o);
+	}
+	free(j);
+}
+
+static int
+qjob_op(struct qjob *j, enum qop_kind kind, enum qdb db, const void *k,
+    size_t klen, void *v, size_t vlen)
+{
+	struct qop	*o;
+
+	if (klen == 0 || (o = calloc(1, sizeof(*o))) == NULL)
+		return -1;
+	if ((o->key = malloc(klen)) == NULL) {
+		free(o);
+		return -1;
+	}
+	memcpy(o->key, k, klen);
+	o->kind = kind;
+	o->db = db;
+	o->klen = klen;
+	o->val = v;
+	o->vlen = vlen;
+	*j->tail = o;
+	j->tail = &o->next;
+	return 0;
+}
+
+int
+qjob_put(struct qjob *j, enum qdb db, const void *k, size_t klen,
+    const void *v, size_t vlen)
+{
+	void	*copy;
+
+	if ((copy = malloc(vlen ? vlen : 1)) == NULL)
+		return -1;
+	if (vlen > 0)
+		memcpy(copy, v, vlen);
+	if (qjob_op(j, OP_PUT, db, k, klen, copy, vlen) == -1) {
+		free(copy);
+		return -1;
+	}
+	return 0;
+}
+
+int
+qjob_put_own(struct qjob *j, enum qdb db, const void *k, size_t klen,
+    void *v, size_t vlen)
+{
+	if (qjob_op(j, OP_PUT, db, k, klen, v, vlen) == -1) {
+		free(v);
+		return -1;
+	}
+	return 0;
+}
+
+int
+qjob_del(struct qjob *j, enum qdb db, const void *k, size_t klen)
+{
+	return qjob_op(j, OP_DEL, db, k, klen, NULL, 0);
+}
+
+void
+qjob_body(struct qjob *j, int fd)
+{
+	j->body_fd = fd;
+}
+
+/* ---- environment ---- */
+
+static void
+qdb_errcall(const DB_ENV *e, const char *pfx, const char *msg)
+{
+	(void)e;
+	(void)pfx;
+	log_warnx("queue: berkeley db: %s", msg);
+}
+
+static void ct_done_cb(evutil_socket_t fd, short what, void *arg);
+
+/* qdb_open - recover and open the environment and every database */
+int
+qdb_open(struct event_base *base, char *err, size_t errlen)
+{
+	u_int32_t	flags;
+	int		i, rc;
+
+	if (mkdir("body", 0700) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create body directory: %s",
+		    strerror(errno));
+		return -1;
+	}
+	if ((body_dirfd = open("body", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "cannot open body directory: %s",
+		    strerror(errno));
+		return -1;
+	}
+	if ((rc = db_env_create(&env, 0)) != 0)
+		goto dbfail;
+	env->set_errcall(env, qdb_errcall);
+	/* small footprint: 1 MiB cache, 256 KiB log buffer, 4 MiB log files */
+	if ((rc = env->set_cachesize(env, 0, 1024 * 1024, 1)) != 0 ||
+	    (rc = env->set_lg_bsize(env, 256 * 1024)) != 0 ||
+	    (rc = env->set_lg_max(env, 4 * 1024 * 1024)) != 0 ||
+	    (rc = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0)
+		goto dbfail;
+	flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOG | DB_INIT_LOCK |
+	    DB_INIT_MPOOL | DB_THREAD | DB_RECOVER;
+	if ((rc = env->open(env, ".", flags, 0600)) != 0)
+		goto dbfail;
+	if ((rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
+		goto dbfail;
+	for (i = 0; i < QDB_COUNT; i++) {
+		if ((rc = db_create(&dbs[i], env, 0)) != 0)
+			goto dbfail;
+		if (qdb_files[i].dup &&
+		    (rc = dbs[i]->set_flags(dbs[i], DB_DUPSORT)) != 0)
+			goto dbfail;
+		if ((rc = dbs[i]->open(dbs[i], NULL, qdb_files[i].file, NULL,
+		    DB_BTREE, DB_CREATE | DB_THREAD | DB_AUTO_COMMIT, 0600)) != 0) {
+			snprintf(err, errlen, "cannot open %s: %s",
+			    qdb_files[i].file, db_strerror(rc));
+			goto fail;
+		}
+	}
+	if ((ct_ev = event_new(base, -1, 0, ct_done_cb, NULL)) == NULL) {
+		snprintf(err, errlen, "cannot create the commit event");
+		goto fail;
+	}
+	return 0;
+dbfail:
+	snprintf(err, errlen, "cannot open the queue database environment "
+	    "in the spool: %s", db_strerror(rc));
+fail:
+	qdb_close();
+	return -1;
+}
+
+static void
+qdb_checkpoint(void)
+{
+	int	rc;
+
+	if ((rc = env->txn_checkpoint(env, 0, 0, 0)) != 0)
+		log_warnx("queue: checkpoint failed: %s", db_strerror(rc));
+}
+
+/* ---- the commit thread ---- */
+
+static int
+apply_op(DB_TXN *txn, const struct qop *o)
+{
+	DBT	k, v;
+	int	rc;
+
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.data = o->key;
+	k.size = (u_int32_t)o->klen;
+	if (o->kind == OP_PUT) {
+		v.data = o->val;
+		v.size = (u_int32_t)o->vlen;
+		return dbs[o->db]->put(dbs[o->db], txn, &k, &v, 0);
+	}
+	rc = dbs[o->db]->del(dbs[o->db], txn, &k, 0);
+	return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+/* run_job - one job in its own transaction; 0, or a DB error */
+static int
+run_job(struct qjob *j)
+{
+	DB_TXN		*txn;
+	struct qop	*o;
+	int		 rc = 0, tries;
+
+	for (tries = 0; tries < TXN_RETRIES; tries++) {
+		if ((rc = env->txn_begin(env, NULL, &txn, DB_TXN_NOSYNC)) != 0)
+			return rc;
+		for (o = j->ops; o != NULL; o = o->next)
+			if ((rc = apply_op(txn, o)) != 0)
+				break;
+		if (rc == 0) {
+			rc = txn->commit(txn, DB_TXN_NOSYNC);
+			if (rc == 0)
+				return 0;
+			/* the handle is gone after a failed commit */
+			continue;
+		}
+		txn->abort(txn);
+		if (rc != DB_LOCK_DEADLOCK && rc != DB_LOCK_NOTGRANTED)
+			return rc;
+	}
+	return rc;
+}
+
+static int purge_run(time_t cutoff);
+
+/* commit_batch - sync bodies, run the jobs, flush the log once */
+static void
+commit_batch(struct qjob *batch)
+{
+	struct qjob	*j;
+	int		 nbodies = 0, sync_err = 0, ncommitted = 0, rc;
+	int		 anyfd = -1;
+
+	for (j = batch; j != NULL; j = j->next)
+		if (j->body_fd != -1) {
+			nbodies++;
+			anyfd = j->body_fd;
+		}
+	if (nbodies == 1) {
+		if (fdatasync(anyfd) == -1) {
+			log_warn("queue: fdatasync of a body file");
+			sync_err = 1;
+		}
+	} else if (nbodies > 1) {
+#ifdef HAVE_SYNCFS
+		if (syncfs(anyfd) == -1) {
+			log_warn("queue: syncfs of the spool");
+			sync_err = 1;
+		}
+#else
+		for (j = batch; j != NULL; j = j->next)
+			if (j->body_fd != -1 && fdatasync(j->body_fd) == -1) {
+				log_warn("queue: fdatasync of a body file");
+				sync_err = 1;
+			}
+#endif
+	}
+	if (nbodies > 0 && !sync_err && fsync(body_dirfd) == -1) {
+		log_warn("queue: fsync of the body directory");
+		sync_err = 1;
+	}
+	for (j = batch; j != NULL; j = j->next) {
+		if (j->purge) {
+			j->rc = purge_run(j->purge_cutoff);
+			continue;
+		}
+		if (j->body_fd != -1 && sync_err) {
+			j->rc = -1;
+			continue;
+		}
+		if ((rc = run_job(j)) != 0) {
+			log_warnx("queue: commit failed: %s", db_strerror(rc));
+			j->rc = -1;
+			continue;
+		}
+		j->rc = 0;
+		ncommitted++;
+	}
+	if (ncommitted > 0 && (rc = env->log_flush(env, NULL)) != 0) {
+		log_warnx("queue: log flush failed: %s", db_strerror(rc));
+		for (j = batch; j != NULL; j = j->next)
+			if (!j->purge)
+				j->rc = -1;
+	}
+}
+
+static void *
+ct_main(void *unused)
+{
+	struct qjob	*batch, *j;
+	struct timespec	 ts;
+	time_t		 next_ckp;
+
+	(void)unused;
+	next_ckp = time(NULL) + CKP_INTERVAL;
+	pthread_mutex_lock(&ct_mtx);
+	for (;;) {
+		while (ct_todo == NULL && !ct_stop) {
+			if (time(NULL) >= next_ckp) {
+				pthread_mutex_unlock(&ct_mtx);
+				qdb_checkpoint();
+				pthread_mutex_lock(&ct_mtx);
+				next_ckp = time(NULL) + CKP_INTERVAL;
+				continue;
+			}
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec = next_ckp;
+			ts.tv_nsec = 0;
+			pthread_cond_timedwait(&ct_cond, &ct_mtx, &ts);
+		}
+		if (ct_todo == NULL && ct_stop)
+			break;
+		batch = ct_todo;
+		ct_todo = NULL;
+		ct_todo_tail = &ct_todo;
+		ct_busy = 1;
+		pthread_mutex_unlock(&ct_mtx);
+
+		commit_batch(batch);
+
+		pthread_mutex_lock(&ct_mtx);
+		*ct_done_tail = batch;
+		for (j = batch; j->next != NULL; j = j->next)
+			;
+		ct_done_tail = &j->next;
+		ct_busy = 0;
+		pthread_cond_broadcast(&ct_idle);
+		pthread_mutex_unlock(&ct_mtx);
+		event_active(ct_ev, EV_READ, 1);
+		pthread_mutex_lock(&ct_mtx);
+		if (time(NULL) >= next_ckp) {
+			pthread_mutex_unlock(&ct_mtx);
+			qdb_checkpoint();
+			pthread_mutex_lock(&ct_mtx);
+			next_ckp = time(NULL) + CKP_INTERVAL;
+		}
+	}
+	pthread_mutex_unlock(&ct_mtx);
+	return NULL;
+}
+
+/* run_completions - call done() of every finished job (loop thread) */
+static int
+run_completions(void)
+{
+	struct qjob	*list, *j, *next;
+	int		 n = 0;
+
+	pthread_mutex_lock(&ct_mtx);
+	list = ct_done;
+	ct_done = NULL;
+	ct_done_tail = &ct_done;
+	pthread_mutex_unlock(&ct_mtx);
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		if (j->done != NULL)
+			j->done(j->arg, j->rc);
+		qjob_free(j);
+		n++;
+	}
+	return n;
+}
+
+static void
+ct_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	run_completions();
+}
+
+int
+qdb_start(char *err, size_t errlen)
+{
+	sigset_t	all, old;
+	int		rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&ct_thread, NULL, ct_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the commit thread: %s",
+		    strerror(rc));
+		return -1;
+	}
+	ct_started = 1;
+	return 0;
+}
+
+static void
+ct_enqueue(struct qjob *j)
+{
+	if (!ct_started) {
+		/* before start (or after close): run synchronously */
+		j->next = NULL;
+		commit_batch(j);
+		if (j->done != NULL)
+			j->done(j->arg, j->rc);
+		qjob_free(j);
+		return;
+	}
+	pthread_mutex_lock(&ct_mtx);
+	j->next = NULL;
+	*ct_todo_tail = j;
+	ct_todo_tail = &j->next;
+	pthread_cond_signal(&ct_cond);
+	pthread_mutex_unlock(&ct_mtx);
+}
+
+void
+qdb_commit(struct qjob *j, qjob_done_fn done, void *arg)
+{
+	j->done = done;
+	j->arg = arg;
+	j->rc = 0;
+	if (env == NULL) {
+		if (done != NULL)
+			done(arg, -1);
+		qjob_free(j);
+		return;
+	}
+	ct_enqueue(j);
+}
+
+void
+qdb_purge_request(time_t cutoff)
+{
+	struct qjob	*j;
+
+	if (env == NULL || (j = qjob_new()) == NULL)
+		return;
+	j->purge = 1;
+	j->purge_cutoff = cutoff;
+	ct_enqueue(j);
+}
+
+/* qdb_drain - wait for the commit thread to go idle and run completions
+ * until nothing is left (completions may queue more commits) */
+void
+qdb_drain(void)
+{
+	int	more;
+
+	if (!ct_started) {
+		run_completions();
+		return;
+	}
+	do {
+		pthread_mutex_lock(&ct_mtx);
+		while (ct_todo != NULL || ct_busy)
+			pthread_cond_wait(&ct_idle, &ct_mtx);
+		pthread_mutex_unlock(&ct_mtx);
+		more = run_completions() > 0;
+		pthread_mutex_lock(&ct_mtx);
+		more = more || ct_todo != NULL || ct_busy;
+		pthread_mutex_unlock(&ct_mtx);
+	} while (more);
+}
+
+void
+qdb_close(void)
+{
+	int	i, rc;
+
+	if (ct_started) {
+		qdb_drain();
+		pthread_mutex_lock(&ct_mtx);
+		ct_stop = 1;
+		pthread_cond_signal(&ct_cond);
+		pthread_mutex_unlock(&ct_mtx);
+		pthread_join(ct_thread, NULL);
+		ct_started = 0;
+		run_completions();
+	}
+	if (ct_ev != NULL) {
+		event_free(ct_ev);
+		ct_ev = NULL;
+	}
+	if (env != NULL)
+		qdb_checkpoint();
+	for (i = 0; i < QDB_COUNT; i++) {
+		if (dbs[i] != NULL && (rc = dbs[i]->close(dbs[i], 0)) != 0)
+			log_warnx("queue: closing %s: %s", qdb_files[i].file,
+			    db_strerror(rc));
+		dbs[i] = NULL;
+	}
+	if (env != NULL && (rc = env->close(env, 0)) != 0)
+		log_warnx("queue: closing the environment: %s", db_strerror(rc));
+	env = NULL;
+	if (body_dirfd != -1)
+		close(body_dirfd);
+	body_dirfd = -1;
+}
+
+/* ---- purge (commit thread) ---- */
+
+/* del_prefix - delete every key of db that is prefix + suffixlen bytes */
+static int
+del_prefix(DB_TXN *txn, enum qdb db, const char *qid, size_t suffixlen)
+{
+	DBC	*c;
+	DBT	 k, v;
+	size_t	 n = strlen(qid);
+	int	 rc, crc;
+
+	if ((rc = dbs[db]->cursor(dbs[db], txn, &c, 0)) != 0)
+		return rc;
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_REALLOC;
+	if ((k.data = malloc(n)) == NULL) {
+		c->close(c);
+		return ENOMEM;
+	}
+	memcpy(k.data, qid, n);
+	k.size = (u_int32_t)n;
+	rc = c->get(c, &k, &v, DB_SET_RANGE);
+	while (rc == 0) {
+		if (k.size < n || memcmp(k.data, qid, n) != 0)
+			break;
+		if (k.size == n + suffixlen && (rc = c->del(c, 0)) != 0)
+			break;
+		rc = c->get(c, &k, &v, DB_NEXT);
+	}
+	if (rc == DB_NOTFOUND)
+		rc = 0;
+	free(k.data);
+	free(v.data);
+	if ((crc = c->close(c)) != 0 && rc == 0)
+		rc = crc;
+	return rc;
+}
+
+/* purge_one - delete every record of qid (its expire entry: the caller) */
+static int
+purge_one(DB_TXN *txn, const char *qid)
+{
+	unsigned char	 key[QKEY_MAX];
+	struct qmsg	 m;
+	const char	*why;
+	DBT		 k, v;
+	size_t		 kl;
+	int		 rc;
+
+	memset(&m, 0, sizeof(m));
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	kl = key_msg(key, qid);
+	k.data = key;
+	k.size = (u_int32_t)kl;
+	v.flags = DB_DBT_MALLOC;
+	rc = dbs[QDB_MESSAGES]->get(dbs[QDB_MESSAGES], txn, &k, &v, 0);
+	if (rc == 0) {
+		if (rec_msg_decode(v.data, v.size, &m, &why) == 0) {
+			kl = key_state(key, qid, (unsigned)m.state);
+			k.data = key;
+			k.size = (u_int32_t)kl;
+			rc = dbs[QDB_STATE]->del(dbs[QDB_STATE], txn, &k, 0);
+			if (rc != 0 && rc != DB_NOTFOUND)
+				goto out;
+			if (m.envid != NULL) {
+				DBC	*c;
+				DBT	 ek, ev;
+
+				memset(&ek, 0, sizeof(ek));
+				memset(&ev, 0, sizeof(ev));
+				/* DB_THREAD wants an allocation flag on both */
+				ek.data = m.envid;
+				ek.size = ek.ulen = (u_int32_t)strlen(m.envid);
+				ek.flags = DB_DBT_USERMEM;
+				ev.data = (void *)qid;
+				ev.size = ev.ulen = (u_int32_t)strlen(qid);
+				ev.flags = DB_DBT_USERMEM;
+				if ((rc = dbs[QDB_ENVID]->cursor(dbs[QDB_ENVID],
+				    txn, &c, 0)) != 0)
+					goto out;
+				rc = c->get(c, &ek, &ev, DB_GET_BOTH);
+				if (rc == 0)
+					rc = c->del(c, 0);
+				c->close(c);
+				if (rc != 0 && rc != DB_NOTFOUND)
+					goto out;
+			}
+		} else
+			log_warnx("queue: qid=%s corrupt message record purged: "
+			    "%s", qid, why);
+		kl = key_msg(key, qid);
+		k.data = key;
+		k.size = (u_int32_t)kl;
+		if ((rc = dbs[QDB_MESSAGES]->del(dbs[QDB_MESSAGES], txn, &k,
+		    0)) != 0)
+			goto out;
+	} else if (rc != DB_NOTFOUND)
+		goto out;
+	if ((rc = del_prefix(txn, QDB_RECIPIENTS, qid, 2)) != 0)
+		goto out;
+	rc = del_prefix(txn, QDB_EVENTS, qid, 4);
+out:
+	free(v.data);
+	rec_msg_clear(&m);
+	return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+/* purge_batch - one transaction: up to PURGE_BATCH expired messages;
+ * returns the number purged, or -1 */
+static int
+purge_batch(time_t cutoff, int *more)
+{
+	DB_TXN		*txn;
+	DBC		*c = NULL;
+	DBT		 k, v;
+	char		 qid[33];
+	int		 rc, n = 0;
+	size_t		 ql;
+
+	*more = 0;
+	if ((rc = env->txn_begin(env, NULL, &txn, DB_TXN_NOSYNC)) != 0)
+		return -1;
+	if ((rc = dbs[QDB_EXPIRE]->cursor(dbs[QDB_EXPIRE], txn, &c, 0)) != 0)
+		goto fail;
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_REALLOC;
+	rc = c->get(c, &k, &v, DB_FIRST);
+	while (rc == 0) {
+		if (k.size < 8 + 8 || k.size > 8 + 32) {
+			rc = c->del(c, 0);	/* garbage index entry */
+			if (rc != 0)
+				break;
+			rc = c->get(c, &k, &v, DB_NEXT);
+			continue;
+		}
+		if ((time_t)be_get64(k.data) > cutoff)
+			break;
+		if (n >= PURGE_BATCH) {
+			*more = 1;
+			break;
+		}
+		ql = k.size - 8;
+		memcpy(qid, (unsigned char *)k.data + 8, ql);
+		qid[ql] = '\0';
+		if (qid_valid(qid) && (rc = purge_one(txn, qid)) != 0)
+			break;
+		if ((rc = c->del(c, 0)) != 0)
+			break;
+		n++;
+		rc = c->get(c, &k, &v, DB_NEXT);
+	}
+	free(k.data);
+	free(v.data);
+	if (rc != 0 && rc != DB_NOTFOUND)
+		goto fail;
+	c->close(c);
+	c = NULL;
+	if ((rc = txn->commit(txn, DB_TXN_NOSYNC)) != 0) {
+		log_warnx("queue: purge commit failed: %s", db_strerror(rc));
+		return -1;
+	}
+	return n;
+fail:
+	if (c != NULL)
+		c->close(c);
+	txn->abort(txn);
+	if (rc != DB_LOCK_DEADLOCK)
+		log_warnx("queue: purge failed: %s", db_strerror(rc));
+	return -1;
+}
+
+static int
+purge_run(time_t cutoff)
+{
+	int	n, more, total = 0, tries = 0;
+
+	do {
+		n = purge_batch(cutoff, &more);
+		if (n < 0) {
+			if (++tries >= TXN_RETRIES)
+				return -1;
+			more = 1;
+			continue;
+		}
+		total += n;
+	} while (more);
+	if (total > 0) {
+		env->log_flush(env, NULL);
+		log_info("queue: purged %d finished message(s) from the history",
+		    total);
+	}
+	return 0;
+}
+
+/* ---- reads ---- */
+
+int
+qdb_get_meta_u64(const char *name, uint64_t *val)
+{
+	DBT		 k, v;
+	const char	*why;
+	int		 rc;
+
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.data = (void *)name;
+	k.size = (u_int32_t)strlen(name);
+	v.flags = DB_DBT_MALLOC;
+	rc = dbs[QDB_META]->get(dbs[QDB_META], NULL, &k, &v, 0);
+	if (rc == DB_NOTFOUND)
+		return 1;
+	if (rc != 0) {
+		log_warnx("queue: reading meta %s: %s", name, db_strerror(rc));
+		return -1;
+	}
+	rc = rec_meta_u64_decode(v.data, v.size, val, &why);
+	free(v.data);
+	if (rc == -1) {
+		log_warnx("queue: corrupt meta record %s: %s", name, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* read_rcpts - recipients of m (m->nrcpts from the message record) */
+static int
+read_rcpts(struct qmsg *m)
+{
+	DBC		*c;
+	DBT		 k, v;
+	const char	*why;
+	size_t		 n = strlen(m->qid), want = m->nrcpts, idx, got = 0;
+	int		 rc;
+
+	m->nrcpts = 0;
+	if (want == 0)
+		return 0;
+	if ((m->rcpts = calloc(want, sizeof(*m->rcpts))) == NULL)
+		return -1;
+	if ((rc = dbs[QDB_RECIPIENTS]->cursor(dbs[QDB_RECIPIENTS], NULL, &c,
+	    0)) != 0)
+		return -1;
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_REALLOC;
+	if ((k.data = malloc(n)) == NULL) {
+		c->close(c);
+		return -1;
+	}
+	memcpy(k.data, m->qid, n);
+	k.size = (u_int32_t)n;
+	rc = c->get(c, &k, &v, DB_SET_RANGE);
+	while (rc == 0) {
+		const unsigned char *kp = k.data;
+
+		if (k.size < n || memcmp(kp, m->qid, n) != 0)
+			break;
+		if (k.size == n + 2) {
+			idx = (size_t)kp[n] << 8 | kp[n + 1];
+			if (idx >= want || m->rcpts[idx].addr != NULL) {
+				log_warnx("queue: qid=%s stray recipient record "
+				    "%zu ignored", m->qid, idx);
+			} else if (rec_rcpt_decode(v.data, v.size,
+			    &m->rcpts[idx], &why) == -1) {
+				log_warnx("queue: qid=%s corrupt recipient "
+				    "record %zu: %s", m->qid, idx, why);
+			} else
+				got++;
+		}
+		rc = c->get(c, &k, &v, DB_NEXT);
+	}
+	free(k.data);
+	free(v.data);
+	c->close(c);
+	if (rc != 0 && rc != DB_NOTFOUND)
+		return -1;
+	m->nrcpts = want;
+	if (got != want) {
+		/* keep the message: a missing recipient shows as a failure */
+		for (idx = 0; idx < want; idx++) {
+			struct qrcpt *r = &m->rcpts[idx];
+
+			if (r->addr != NULL)
+				continue;
+			if ((r->addr = strdup("(corrupt recipient record)")) == NULL)
+				return -1;
+			r->status = RS_FAILED;
+			r->last_code = 451;
+			snprintf(r->last_enh, sizeof(r->last_enh), "4.3.0");
+			r->last_text = strdup("recipient record lost or corrupt");
+		}
+	}
+	return 0;
+}
+
+int
+qdb_read_events(const char *qid,
+    int (*cb)(uint32_t seq, const struct qevent *e, void *arg), void *arg)
+{
+	DBC		*c;
+	DBT		 k, v;
+	struct qevent	 e;
+	const char	*why;
+	size_t		 n = strlen(qid);
+	int		 rc, stop = 0;
+
+	if (env == NULL)
+		return -1;
+	if ((rc = dbs[QDB_EVENTS]->cursor(dbs[QDB_EVENTS], NULL, &c,
+	    0)) != 0)
+		return -1;
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_REALLOC;
+	if ((k.data = malloc(n)) == NULL) {
+		c->close(c);
+		return -1;
+	}
+	memcpy(k.data, qid, n);
+	k.size = (u_int32_t)n;
+	rc = c->get(c, &k, &v, DB_SET_RANGE);
+	while (rc == 0 && !stop) {
+		const unsigned char *kp = k.data;
+
+		if (k.size < n || memcmp(kp, qid, n) != 0)
+			break;
+		if (k.size == n + 4) {
+			if (rec_event_decode(v.data, v.size, &e, &why) == -1)
+				log_warnx("queue: qid=%s corrupt event %u: %s",
+				    qid, be_get32(kp + n), why);
+			else {
+				stop = cb(be_get32(kp + n), &e, arg) == -1;
+				rec_event_clear(&e);
+			}
+		}
+		rc = c->get(c, &k, &v, DB_NEXT);
+	}
+	free(k.data);
+	free(v.data);
+	c->close(c);
+	return rc == 0 || rc == DB_NOTFOUND ? 0 : -1;
+}
+
+static int
+trace_cb(uint32_t seq, const struct qevent *e, void *arg)
+{
+	struct qmsg	*m = arg;
+
+	if (seq >= m->next_seq)
+		m->next_seq = seq + 1;
+	if (strcmp(e->kind, "trace") == 0 && e->detail != NULL &&
+	    qmsg_add_trace(m, e->detail) == -1)
+		return -1;
+	return 0;
+}
+
+struct qmsg *
+qdb_read_msg(const char *qid)
+{
+	unsigned char	 key[QKEY_MAX];
+	struct qmsg	*m;
+	const char	*why;
+	DBT		 k, v;
+	size_t		 kl;
+	int		 rc;
+
+	if (env == NULL || (kl = key_msg(key, qid)) == 0 || kl >= QID_SIZE)
+		return NULL;
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.data = key;
+	k.size = (u_int32_t)kl;
+	v.flags = DB_DBT_MALLOC;
+	rc = dbs[QDB_MESSAGES]->get(dbs[QDB_MESSAGES], NULL, &k, &v, 0);
+	if (rc != 0) {
+		if (rc != DB_NOTFOUND)
+			log_warnx("queue: qid=%s reading the message: %s", qid,
+			    db_strerror(rc));
+		return NULL;
+	}
+	if ((m = qmsg_new()) == NULL) {
+		free(v.data);
+		return NULL;
+	}
+	rc = rec_msg_decode(v.data, v.size, m, &why);
+	free(v.data);
+	if (rc == -1) {
+		log_warnx("queue: qid=%s corrupt message record: %s", qid, why);
+		qmsg_free(m);
+		return NULL;
+	}
+	memcpy(m->qid, qid, kl);
+	m->qid[kl] = '\0';
+	if (read_rcpts(m) == -1 || qdb_read_events(qid, trace_cb, m) == -1) {
+		log_warnx("queue: qid=%s cannot read its records", qid);
+		qmsg_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* qdb_load_unfinished - every message of the schedule index */
+int
+qdb_load_unfinished(void (*cb)(struct qmsg *m, time_t sched_time, void *arg),
+    void *arg)
+{
+	DBC		*c;
+	DBT		 k, v;
+	char		 qid[QID_SIZE];
+	struct qmsg	*m;
+	size_t		 ql;
+	time_t		 t;
+	int		 rc;
+
+	if ((rc = dbs[QDB_SCHEDULE]->cursor(dbs[QDB_SCHEDULE], NULL, &c, 0)) != 0)
+		return -1;
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_REALLOC;
+	rc = c->get(c, &k, &v, DB_FIRST);
+	while (rc == 0) {
+		if (k.size <= 8 || k.size - 8 >= QID_SIZE) {
+			log_warnx("queue: bad schedule index entry ignored");
+			goto next;
+		}
+		ql = k.size - 8;
+		memcpy(qid, (unsigned char *)k.data + 8, ql);
+		qid[ql] = '\0';
+		t = (time_t)be_get64(k.data);
+		if (!qid_valid(qid) || qmem_find(qid) != NULL)
+			goto next;
+		if ((m = qdb_read_msg(qid)) == NULL)
+			goto next;
+		if (m->done_time != 0) {
+			qmsg_free(m);
+			goto next;
+		}
+		cb(m, t, arg);
+next:
+		rc = c->get(c, &k, &v, DB_NEXT);
+	}
+	free(k.data);
+	free(v.data);
+	c->close(c);
+	return rc == DB_NOTFOUND ? 0 : -1;
+}

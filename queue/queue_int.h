@@ -1,0 +1,167 @@
+/*
+ * queue_int.h - private interfaces between the files of queue/.
+ * queue_record.c: the versioned record codec and the key layouts;
+ * queue_db.c: the Berkeley DB environment, the commit thread (group
+ * commit), checkpoints, purge and the read paths; queue_main.c: module
+ * state, the in-memory message table, reception; queue_sched.c: the
+ * heap of due messages, dispatch to delivery, results; queue_json.c and
+ * queue_trace.c: views.  Nothing outside queue/ includes this file
+ * (tests/unit/test_record.c does, for the codec).  db.h is included by
+ * queue_db.c only: DB handles never leave that file.
+ */
+#ifndef WAYMARK_QUEUE_INT_H
+#define WAYMARK_QUEUE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "queue/queue.h"
+
+struct event;
+struct event_base;
+
+/* ---- record codec (queue_record.c) ---- */
+
+#define REC_VERSION	1
+#define REC_STR_MAX	65535		/* longest string field */
+#define REC_ENH_MAX	15		/* "x.yyy.zzz" fits last_enh[16] */
+#define REC_RCPT_MAX	65535		/* recipient index is a u16 */
+
+/* an event as stored (queue id + seq is the key) */
+struct qevent {
+	uint64_t	 time_usec;	/* microseconds since the epoch */
+	char		*kind;		/* "accepted", "trace", ... */
+	char		*detail;
+};
+
+/*
+ * Encoders return a malloc'd value in *out (*outlen bytes), 0 or -1
+ * (ENOMEM, a string over REC_STR_MAX, too many recipients).  Decoders
+ * validate everything, fill *out (strings malloc'd) and return 0, or -1
+ * with *why set to a static reason; on failure nothing is left allocated.
+ */
+int	rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen);
+int	rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why);
+int	rec_rcpt_encode(const struct qrcpt *r, unsigned char **out, size_t *outlen);
+int	rec_rcpt_decode(const void *p, size_t len, struct qrcpt *r, const char **why);
+int	rec_event_encode(const struct qevent *e, unsigned char **out, size_t *outlen);
+int	rec_event_decode(const void *p, size_t len, struct qevent *e, const char **why);
+#define REC_META_U64_LEN 9
+void	rec_meta_u64_encode(uint64_t v, unsigned char out[REC_META_U64_LEN]);
+int	rec_meta_u64_decode(const void *p, size_t len, uint64_t *v, const char **why);
+/* free the strings a decoder allocated (the struct itself is the caller's) */
+void	rec_msg_clear(struct qmsg *m);	/* message fields only, not rcpts/trace */
+void	rec_rcpt_clear(struct qrcpt *r);
+void	rec_event_clear(struct qevent *e);
+
+/* keys (see queue_record.c for the layouts); return the key length, 0 on a bad qid */
+#define QKEY_MAX	(8 + 32 + 4)
+size_t	key_msg(unsigned char *out, const char *qid);
+size_t	key_rcpt(unsigned char *out, const char *qid, uint16_t idx);
+size_t	key_event(unsigned char *out, const char *qid, uint32_t seq);
+size_t	key_state(unsigned char *out, const char *qid, unsigned state);
+size_t	key_time(unsigned char *out, const char *qid, uint64_t t);	/* schedule, expire */
+void	be_put64(unsigned char *p, uint64_t v);
+uint64_t be_get64(const unsigned char *p);
+void	be_put32(unsigned char *p, uint32_t v);
+uint32_t be_get32(const unsigned char *p);
+
+/* ---- Berkeley DB and group commit (queue_db.c) ---- */
+
+enum qdb {
+	QDB_MESSAGES = 0, QDB_RECIPIENTS, QDB_EVENTS, QDB_ENVID, QDB_STATE,
+	QDB_SCHEDULE, QDB_EXPIRE, QDB_META, QDB_COUNT
+};
+
+/* a commit job: a list of put/del operations run in one transaction */
+struct qjob;
+typedef void (*qjob_done_fn)(void *arg, int rc);
+
+struct qjob	*qjob_new(void);
+void		 qjob_free(struct qjob *j);
+int		 qjob_put(struct qjob *j, enum qdb db, const void *k, size_t klen,
+		    const void *v, size_t vlen);
+/* qjob_put_own - like qjob_put but takes the malloc'd value v */
+int		 qjob_put_own(struct qjob *j, enum qdb db, const void *k,
+		    size_t klen, void *v, size_t vlen);
+int		 qjob_del(struct qjob *j, enum qdb db, const void *k, size_t klen);
+/* qjob_body - sync this body fd before the job's transaction */
+void		 qjob_body(struct qjob *j, int fd);
+/*
+ * qdb_commit - hand j to the commit thread (it owns j from now on);
+ * done(arg, rc) runs later in the loop thread: 0 = committed and the
+ * log flushed, -1 = nothing kept.
+ */
+void		 qdb_commit(struct qjob *j, qjob_done_fn done, void *arg);
+/* qdb_purge_request - ask the commit thread to purge finished messages
+ * whose done time is <= cutoff */
+void		 qdb_purge_request(time_t cutoff);
+
+int	qdb_open(struct event_base *base, char *err, size_t errlen);
+/* qdb_start - start the commit thread */
+int	qdb_start(char *err, size_t errlen);
+/* qdb_drain - run every queued commit and its completion (shutdown) */
+void	qdb_drain(void);
+/* qdb_close - stop the commit thread, checkpoint, close everything */
+void	qdb_close(void);
+
+/* reads (loop thread or start-up) */
+int	qdb_get_meta_u64(const char *name, uint64_t *v);
+/* qdb_load_unfinished - call cb for each message in the schedule index,
+ * fully loaded (recipients, trace, next_seq), cb takes ownership */
+int	qdb_load_unfinished(void (*cb)(struct qmsg *m, time_t sched_time,
+	    void *arg), void *arg);
+/* qdb_read_msg - message + recipients + trace from the DB; NULL if unknown/corrupt */
+struct qmsg *qdb_read_msg(const char *qid);
+/* qdb_read_events - events of qid in sequence order; cb returns -1 to stop */
+int	qdb_read_events(const char *qid,
+	    int (*cb)(uint32_t seq, const struct qevent *e, void *arg), void *arg);
+
+/* ---- module state (queue_main.c) ---- */
+
+struct qpriv {
+	size_t		 heap_idx;	/* position in the due heap, SIZE_MAX = none */
+	time_t		 due;		/* heap key */
+	time_t		 sched_time;	/* time in the schedule index, 0 = none */
+	int		 finish_ok;	/* the final status commit succeeded */
+	int		 finishing;	/* the final status commit is queued */
+};
+
+struct queue_state {
+	const struct config	*cfg;
+	struct event_base	*base;
+	struct qmsg		**msgs;		/* unfinished messages, sorted by qid */
+	size_t			 nmsgs, capmsgs;
+	int			 inflight;	/* delivery jobs running */
+	int			 stopping;
+	uint64_t		 qid_floor;	/* high-water mark of qid_new */
+};
+extern struct queue_state qs;
+
+struct qmsg	*qmem_find(const char *qid);
+int		 qmem_insert(struct qmsg *m);
+void		 qmem_remove(struct qmsg *m);
+/* qmsg_priv - the bookkeeping of m (allocated on demand; NULL on ENOMEM) */
+struct qpriv	*qmsg_priv(struct qmsg *m);
+
+/* job helpers: append the record of m / rcpt i / a new event to j */
+int	qjob_add_msg(struct qjob *j, const struct qmsg *m);
+int	qjob_add_rcpt(struct qjob *j, const struct qmsg *m, size_t i);
+int	qjob_add_event(struct qjob *j, struct qmsg *m, const char *kind,
+	    const char *detail);
+/* qjob_add_sched - move m's schedule index entry to its current due time */
+int	qjob_add_sched(struct qjob *j, struct qmsg *m);
+/* qmsg_due - earliest next_attempt of a non-final recipient, 0 if none */
+time_t	qmsg_due(const struct qmsg *m, int skip_busy);
+uint64_t now_usec(void);
+
+/* ---- scheduler (queue_sched.c) ---- */
+
+int	sched_init(struct event_base *base);
+void	sched_update(struct qmsg *m);	/* after any change of m's recipients */
+void	sched_remove(struct qmsg *m);
+void	sched_kick(void);
+void	sched_shutdown(void);
+
+#endif

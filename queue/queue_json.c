@@ -1,0 +1,154 @@
+#include "config.h"
+/*
+ * queue_json.c - the operator's views of the queue as jansson objects
+ * (/work/notes/CONTROL.md, DESIGN.md "Machine-readable output").
+ * Entry points: queue_list_json (unfinished messages in memory, sorted
+ * by queue id = arrival order), queue_show_json (one message from
+ * memory when it is unfinished, else from the DB history, plus its
+ * events read from the DB in sequence order).  Never hand-rolled JSON.
+ * Reading the DB here runs in the loop thread: acceptable for these
+ * operator queries.
+ */
+
+#include <string.h>
+
+#include <jansson.h>
+
+#include "queue/queue_int.h"
+
+static json_t *
+jstr(const char *s)
+{
+	return s != NULL ? json_string(s) : json_null();
+}
+
+static json_t *
+jtime(time_t t)
+{
+	return t != 0 ? json_integer((json_int_t)t) : json_null();
+}
+
+static json_t *
+rcpt_json(const struct qrcpt *r)
+{
+	json_t	*o, *reply;
+
+	if (r->last_code != 0 || r->last_text != NULL) {
+		reply = json_pack("{s:i, s:s, s:o}", "code", r->last_code,
+		    "enhanced", r->last_enh, "text", jstr(r->last_text));
+	} else
+		reply = json_null();
+	o = json_pack("{s:o, s:o, s:s, s:o, s:I, s:o, s:o, s:o}",
+	    "address", jstr(r->addr),
+	    "orcpt", jstr(r->orcpt),
+	    "status", rcpt_status_name(r->status),
+	    "next_attempt", rcpt_status_final(r->status) ? json_null() :
+	    jtime(r->next_attempt),
+	    "attempts", (json_int_t)r->attempts,
+	    "last_attempt", jtime(r->last_attempt),
+	    "last_reply", reply,
+	    "remote_mta", jstr(r->remote_mta));
+	return o;
+}
+
+static json_t *
+msg_json(const struct qmsg *m)
+{
+	json_t	*o, *rcpts;
+	size_t	 i;
+
+	if ((rcpts = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < m->nrcpts; i++)
+		if (json_array_append_new(rcpts, rcpt_json(&m->rcpts[i])) == -1) {
+			json_decref(rcpts);
+			return NULL;
+		}
+	o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s, s:o, s:o, s:o, s:o, "
+	    "s:o}",
+	    "queue_id", m->qid,
+	    "arrival_time", (json_int_t)m->arrival,
+	    "size", (json_int_t)m->size,
+	    "sender", m->sender ? m->sender : "",
+	    "envid", jstr(m->envid),
+	    "state", msg_state_name(m->state),
+	    "state_value", jstr(m->state_value),
+	    "recipients", rcpts,
+	    "client_address", jstr(m->client_addr),
+	    "helo", jstr(m->helo),
+	    "message_id", jstr(m->message_id));
+	return o;
+}
+
+json_t *
+queue_list_json(int state)
+{
+	json_t			*a, *o;
+	const struct qmsg	*m;
+	const struct qpriv	*p;
+	size_t			 i;
+
+	if ((a = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < qs.nmsgs; i++) {
+		m = qs.msgs[i];
+		p = m->priv;
+		if (m->done_time != 0 || (p != NULL && p->finishing))
+			continue;
+		if (state >= 0 && (int)m->state != state)
+			continue;
+		if ((o = msg_json(m)) == NULL ||
+		    json_array_append_new(a, o) == -1) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static int
+event_cb(uint32_t seq, const struct qevent *e, void *arg)
+{
+	json_t	*events = arg, *o;
+
+	(void)seq;
+	o = json_pack("{s:f, s:s, s:o}",
+	    "time", (double)e->time_usec / 1e6,
+	    "kind", e->kind,
+	    "detail", e->detail ? json_string(e->detail) : json_string(""));
+	if (o == NULL || json_array_append_new(events, o) == -1)
+		return -1;
+	return 0;
+}
+
+json_t *
+queue_show_json(const char *qid)
+{
+	struct qmsg	*dbm = NULL;
+	const struct qmsg *m;
+	json_t		*o, *events;
+
+	if (qid == NULL || !qid_valid(qid))
+		return NULL;
+	if ((m = qmem_find(qid)) == NULL) {
+		if ((dbm = qdb_read_msg(qid)) == NULL)
+			return NULL;
+		m = dbm;
+	}
+	o = msg_json(m);
+	qmsg_free(dbm);
+	if (o == NULL)
+		return NULL;
+	if ((events = json_array()) == NULL ||
+	    qdb_read_events(qid, event_cb, events) == -1) {
+		json_decref(events);
+		json_decref(o);
+		return NULL;
+	}
+	/* json_object_set_new takes events even when it fails */
+	if (json_object_set_new(o, "events", events) == -1) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}

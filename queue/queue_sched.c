@@ -1,0 +1,598 @@
+#include "config.h"
+/*
+ * queue_sched.c - the scheduler: who is due, dispatch to the delivery
+ * agents, the results of each attempt, retry back-off and expiry.
+ * Owns: the min-heap of unfinished messages keyed by their earliest
+ *       due (non-busy, non-final) recipient, the timer (armed at the
+ *       earliest due time, at most 1 s ahead), the in-flight job cap
+ *       (4 * workers), queue_flush.
+ * Results: attempts++, last reply, new status; a deferral past
+ *       queue_lifetime since arrival becomes failed 4.4.7 ("expired");
+ *       otherwise next_attempt = now + retry_schedule[min(attempts-1,
+ *       n-1)].  The recipient records, the events ("attempt", "expired",
+ *       "delivered"/"deferred"/"failed") and the index changes of one
+ *       job's results go into ONE commit job.  When every recipient is
+ *       final the same job records done_time, drops the schedule entry
+ *       and adds the expire (purge) entry; after it commits the body
+ *       file is unlinked and the message leaves memory.
+ * Not here: remote delivery (a later issue): non-local recipients get
+ *       a 451 4.4.0 deferral with the normal back-off.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "delivery/delivery.h"
+#include "queue/queue_int.h"
+
+#define DEFAULT_RETRY	300	/* seconds, when retry_schedule is empty */
+#define SUBMIT_RETRY	10	/* seconds, when a job could not be queued */
+
+static struct qmsg	**heap;
+static size_t		  nheap, capheap;
+static struct event	 *sched_ev;
+
+/* ---- the heap ---- */
+
+static int
+heap_less(const struct qmsg *a, const struct qmsg *b)
+{
+	const struct qpriv *pa = a->priv, *pb = b->priv;
+
+	if (pa->due != pb->due)
+		return pa->due < pb->due;
+	return strcmp(a->qid, b->qid) < 0;
+}
+
+static void
+heap_swap(size_t i, size_t j)
+{
+	struct qmsg	*t = heap[i];
+
+	heap[i] = heap[j];
+	heap[j] = t;
+	((struct qpriv *)heap[i]->priv)->heap_idx = i;
+	((struct qpriv *)heap[j]->priv)->heap_idx = j;
+}
+
+static void
+heap_up(size_t i)
+{
+	while (i > 0 && heap_less(heap[i], heap[(i - 1) / 2])) {
+		heap_swap(i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+heap_down(size_t i)
+{
+	size_t	l, r, m;
+
+	for (;;) {
+		l = 2 * i + 1;
+		r = l + 1;
+		m = i;
+		if (l < nheap && heap_less(heap[l], heap[m]))
+			m = l;
+		if (r < nheap && heap_less(heap[r], heap[m]))
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(i, m);
+		i = m;
+	}
+}
+
+static void
+heap_remove(struct qmsg *m)
+{
+	struct qpriv	*p = m->priv;
+	size_t		 i;
+
+	if (p == NULL || p->heap_idx == SIZE_MAX)
+		return;
+	i = p->heap_idx;
+	p->heap_idx = SIZE_MAX;
+	nheap--;
+	if (i == nheap)
+		return;
+	heap[i] = heap[nheap];
+	((struct qpriv *)heap[i]->priv)->heap_idx = i;
+	heap_up(i);
+	heap_down(((struct qpriv *)heap[i]->priv)->heap_idx);
+}
+
+static int
+heap_set(struct qmsg *m, time_t due)
+{
+	struct qpriv	 *p = m->priv;
+	struct qmsg	**n;
+	size_t		  ncap;
+
+	if (p->heap_idx != SIZE_MAX) {
+		p->due = due;
+		heap_up(p->heap_idx);
+		heap_down(p->heap_idx);
+		return 0;
+	}
+	if (nheap == capheap) {
+		ncap = capheap ? capheap * 2 : 64;
+		if ((n = reallocarray(heap, ncap, sizeof(*n))) == NULL)
+			return -1;
+		heap = n;
+		capheap = ncap;
+	}
+	p->due = due;
+	p->heap_idx = nheap;
+	heap[nheap++] = m;
+	heap_up(p->heap_idx);
+	return 0;
+}
+
+/* ---- finishing ---- */
+
+static void
+msg_release(struct qmsg *m)
+{
+	char	path[64];
+
+	snprintf(path, sizeof(path), "body/%s", m->qid);
+	if (unlink(path) == -1 && errno != ENOENT)
+		log_warn("qid=%s cannot remove %s", m->qid, path);
+	log_info("qid=%s removed", m->qid);
+	heap_remove(m);
+	qmem_remove(m);
+	qmsg_free(m);
+}
+
+/* status_done - a status commit of m finished (loop thread) */
+static void
+status_done(void *arg, int rc)
+{
+	struct qmsg	*m = arg;
+	struct qpriv	*p = m->priv;
+
+	m->inflight--;
+	if (rc != 0)
+		log_warnx("qid=%s status update not recorded (commit failed)",
+		    m->qid);
+	else if (p != NULL && p->finishing)
+		p->finish_ok = 1;
+	if (p != NULL && p->finishing && p->finish_ok && m->inflight == 0)
+		msg_release(m);
+}
+
+/* add_finish - every recipient is final: close the message in job j */
+static int
+add_finish(struct qjob *j, struct qmsg *m, time_t now)
+{
+	unsigned char	 key[QKEY_MAX];
+	struct qpriv	*p = qmsg_priv(m);
+	size_t		 kl;
+
+	if (p == NULL)
+		return -1;
+	m->done_time = now;
+	if (qjob_add_msg(j, m) == -1 || qjob_add_sched(j, m) == -1)
+		return -1;
+	if ((kl = key_time(key, m->qid, (uint64_t)now)) == 0 ||
+	    qjob_put(j, QDB_EXPIRE, key, kl, "", 0) == -1)
+		return -1;
+	p->finishing = 1;
+	heap_remove(m);
+	return 0;
+}
+
+static void
+commit_status(struct qjob *j, struct qmsg *m)
+{
+	m->inflight++;
+	qdb_commit(j, status_done, m);
+}
+
+/* ---- results ---- */
+
+static unsigned
+retry_delay(unsigned attempts)
+{
+	const struct config	*c = qs.cfg;
+	size_t			 i;
+
+	if (c->nretry_schedule == 0)
+		return DEFAULT_RETRY;
+	i = attempts > 0 ? attempts - 1 : 0;
+	if (i >= c->nretry_schedule)
+		i = c->nretry_schedule - 1;
+	return c->retry_schedule[i] > 0 ? c->retry_schedule[i] : 1;
+}
+
+/*
+ * apply_results - record the outcome of one delivery job for m: update
+ * memory, then one commit job with records, events and index changes.
+ */
+static void
+apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
+    const char *relay)
+{
+	struct qjob	*j;
+	time_t		 now = time(NULL), limit;
+	uint64_t	 nowus = now_usec();
+	char		 text[600], etext[700], addr[300], *detail = NULL;
+	size_t		 k;
+	int		 bad = 0, expired;
+
+	if ((j = qjob_new()) == NULL)
+		bad = 1;
+	for (k = 0; k < n; k++) {
+		const struct dlv_result	*d = &res[k];
+		struct qrcpt		*r;
+		enum rcpt_status	 st = d->status;
+		const char		*enh = d->enh;
+		double			 delay;
+
+		if (d->ridx >= m->nrcpts)
+			continue;
+		r = &m->rcpts[d->ridx];
+		r->busy = 0;
+		r->attempts++;
+		r->last_attempt = now;
+		r->last_code = d->code >= 0 && d->code <= 999 ? d->code : 0;
+		expired = 0;
+		snprintf(text, sizeof(text), "%s", d->text);
+		if (st != RS_DELIVERED && st != RS_FAILED)
+			st = RS_DEFERRED;
+		if (st == RS_DEFERRED) {
+			limit = m->arrival + (time_t)qs.cfg->queue_lifetime;
+			if (now >= limit) {
+				st = RS_FAILED;
+				enh = "4.4.7";
+				expired = 1;
+				snprintf(text, sizeof(text), "message expired after "
+				    "queue_lifetime; last error: %s", d->text);
+			} else {
+				r->next_attempt = now +
+				    (time_t)retry_delay(r->attempts);
+				if (r->next_attempt > limit)
+					r->next_attempt = limit;
+			}
+		}
+		r->status = st;
+		if (rcpt_status_final(st))
+			r->next_attempt = 0;
+		snprintf(r->last_enh, sizeof(r->last_enh), "%s", enh);
+		free(r->last_text);
+		r->last_text = strdup(text);
+		free(r->remote_mta);
+		r->remote_mta = d->remote[0] ? strdup(d->remote) : NULL;
+
+		log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
+		log_escape(etext, sizeof(etext), text, strlen(text));
+		delay = (double)(nowus - (uint64_t)m->arrival * 1000000u) / 1e6;
+		if (delay < 0)
+			delay = 0;
+		log_info("qid=%s rcpt=<%s> status=%s dsn=%s relay=%s "
+		    "delay=%.1fs reason=\"%s\"", m->qid, addr,
+		    rcpt_status_name(st), r->last_enh,
+		    d->remote[0] ? d->remote : relay, delay, etext);
+		if (bad)
+			continue;
+		if (asprintf(&detail, "rcpt=<%s> attempt=%u relay=%s", addr,
+		    r->attempts, d->remote[0] ? d->remote : relay) < 0 ||
+		    qjob_add_event(j, m, "attempt", detail) == -1)
+			bad = 1;
+		free(detail);
+		detail = NULL;
+		if (!bad && expired && qjob_add_event(j, m, "expired",
+		    "message expired after queue_lifetime") == -1)
+			bad = 1;
+		if (bad || asprintf(&detail, "rcpt=<%s> status=%s code=%d "
+		    "enhanced=%s remote=%s text=\"%s\"", addr,
+		    rcpt_status_name(st), r->last_code, r->last_enh,
+		    d->remote[0] ? d->remote : relay, etext) < 0) {
+			bad = 1;
+			detail = NULL;
+			continue;
+		}
+		if (qjob_add_event(j, m, rcpt_status_name(st), detail) == -1 ||
+		    qjob_add_rcpt(j, m, d->ridx) == -1)
+			bad = 1;
+		free(detail);
+		detail = NULL;
+	}
+	if (!bad) {
+		if (qmsg_due(m, 0) == 0)
+			bad = add_finish(j, m, now) == -1;
+		else
+			bad = qjob_add_sched(j, m) == -1;
+	}
+	if (bad) {
+		log_warnx("qid=%s cannot record delivery results (out of "
+		    "memory); they are lost at restart", m->qid);
+		qjob_free(j);
+		if (qmsg_due(m, 0) == 0) {
+			/* nothing left to do: drop it from memory */
+			heap_remove(m);
+			if (m->inflight == 0) {
+				qmem_remove(m);
+				qmsg_free(m);
+			} else if (qmsg_priv(m) != NULL)
+				((struct qpriv *)m->priv)->finishing = 1;
+			return;
+		}
+		sched_update(m);
+		return;
+	}
+	commit_status(j, m);
+	sched_update(m);
+}
+
+/* dlv_done - a local delivery job finished (loop thread) */
+static void
+dlv_done(void *arg, const struct dlv_result *res, size_t n)
+{
+	struct qmsg	*m = arg;
+
+	qs.inflight--;
+	m->inflight--;
+	apply_results(m, res, n, "local");
+	sched_kick();
+}
+
+/* ---- dispatch ---- */
+
+static int
+rcpt_is_local(const char *addr)
+{
+	const char	*at = strrchr(addr, '@');
+
+	return at != NULL && at[1] != '\0' &&
+	    cfg_is_local_domain(qs.cfg, at + 1);
+}
+
+/* dispatch - start the due recipients of m */
+static void
+dispatch(struct qmsg *m, time_t now)
+{
+	struct dlv_result	*rres = NULL;
+	size_t			*lidx = NULL, nl = 0, nr = 0, i;
+	char			 path[64];
+
+	if ((lidx = calloc(m->nrcpts, sizeof(*lidx))) == NULL ||
+	    (rres = calloc(m->nrcpts, sizeof(*rres))) == NULL)
+		goto nomem;
+	for (i = 0; i < m->nrcpts; i++) {
+		struct qrcpt *r = &m->rcpts[i];
+
+		if (rcpt_status_final(r->status) || r->busy ||
+		    r->next_attempt > now)
+			continue;
+		if (rcpt_is_local(r->addr)) {
+			lidx[nl++] = i;
+			continue;
+		}
+		rres[nr].ridx = i;
+		rres[nr].status = RS_DEFERRED;
+		rres[nr].code = 451;
+		snprintf(rres[nr].enh, sizeof(rres[nr].enh), "4.4.0");
+		snprintf(rres[nr].text, sizeof(rres[nr].text),
+		    "remote delivery is not available in this version");
+		nr++;
+	}
+	if (nl > 0) {
+		snprintf(path, sizeof(path), "body/%s", m->qid);
+		if (dlv_local_start(qs.cfg, m, path, lidx, nl, dlv_done, m) == 0) {
+			for (i = 0; i < nl; i++)
+				m->rcpts[lidx[i]].busy = 1;
+			m->inflight++;
+			qs.inflight++;
+		} else {
+			log_warnx("qid=%s cannot start a local delivery job; "
+			    "retrying in %ds", m->qid, SUBMIT_RETRY);
+			for (i = 0; i < nl; i++)
+				m->rcpts[lidx[i]].next_attempt = now + SUBMIT_RETRY;
+		}
+	}
+	if (nr > 0)
+		apply_results(m, rres, nr, "none");
+	free(lidx);
+	free(rres);
+	return;
+nomem:
+	free(lidx);
+	free(rres);
+	log_warnx("qid=%s out of memory in the scheduler; retrying in %ds",
+	    m->qid, SUBMIT_RETRY);
+	for (i = 0; i < m->nrcpts; i++)
+		if (!rcpt_status_final(m->rcpts[i].status) && !m->rcpts[i].busy &&
+		    m->rcpts[i].next_attempt <= now)
+			m->rcpts[i].next_attempt = now + SUBMIT_RETRY;
+}
+
+static int
+inflight_cap(void)
+{
+	unsigned	w = qs.cfg->workers ? qs.cfg->workers : 1;
+
+	return (int)(4 * w);
+}
+
+static void
+sched_arm(time_t now)
+{
+	struct timeval	tv = { 1, 0 };
+	time_t		due;
+
+	if (sched_ev == NULL || qs.stopping)
+		return;
+	if (nheap == 0) {
+		evtimer_del(sched_ev);
+		return;
+	}
+	due = ((struct qpriv *)heap[0]->priv)->due;
+	if (due <= now)
+		tv.tv_sec = qs.inflight >= inflight_cap() ? 1 : 0;
+	else if (due - now < 1)
+		tv.tv_sec = due - now;
+	evtimer_add(sched_ev, &tv);
+}
+
+static void
+sched_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmsg	*m;
+	time_t		 now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while (nheap > 0 && !qs.stopping && qs.cfg != NULL) {
+		m = heap[0];
+		if (((struct qpriv *)m->priv)->due > now ||
+		    qs.inflight >= inflight_cap())
+			break;
+		dispatch(m, now);
+		sched_update(m);
+		if (nheap > 0 && heap[0] == m &&
+		    ((struct qpriv *)m->priv)->due <= now) {
+			/* cannot happen; never spin */
+			log_warnx("qid=%s still due after dispatch", m->qid);
+			heap_remove(m);
+		}
+	}
+	sched_arm(now);
+}
+
+/* ---- entry points ---- */
+
+int
+sched_init(struct event_base *base)
+{
+	if ((sched_ev = evtimer_new(base, sched_cb, NULL)) == NULL)
+		return -1;
+	return 0;
+}
+
+void
+sched_shutdown(void)
+{
+	size_t	i;
+
+	if (sched_ev != NULL) {
+		event_free(sched_ev);
+		sched_ev = NULL;
+	}
+	for (i = 0; i < nheap; i++)
+		((struct qpriv *)heap[i]->priv)->heap_idx = SIZE_MAX;
+	free(heap);
+	heap = NULL;
+	nheap = capheap = 0;
+}
+
+void
+sched_kick(void)
+{
+	struct timeval	zero = { 0, 0 };
+
+	if (sched_ev != NULL && !qs.stopping)
+		evtimer_add(sched_ev, &zero);
+}
+
+void
+sched_remove(struct qmsg *m)
+{
+	heap_remove(m);
+}
+
+/*
+ * sched_update - re-key m after a change of its recipients; a message
+ * that is not finished but has only final recipients (loaded after a
+ * lost final commit) is finished here.
+ */
+void
+sched_update(struct qmsg *m)
+{
+	struct qpriv	*p = qmsg_priv(m);
+	struct qjob	*j;
+	time_t		 due;
+
+	if (p == NULL)
+		return;
+	if (m->done_time == 0 && !p->finishing && qmsg_due(m, 0) == 0 &&
+	    m->inflight == 0 && !qs.stopping) {
+		if ((j = qjob_new()) == NULL || add_finish(j, m, time(NULL)) == -1) {
+			qjob_free(j);
+			m->done_time = 0;
+			p->finishing = 0;
+			log_warnx("qid=%s cannot record completion", m->qid);
+			heap_remove(m);
+			return;
+		}
+		commit_status(j, m);
+		return;
+	}
+	due = (m->done_time || p->finishing || qs.stopping) ? 0 :
+	    qmsg_due(m, 1);
+	if (due == 0)
+		heap_remove(m);
+	else if (heap_set(m, due) == -1)
+		log_warnx("qid=%s cannot be scheduled (out of memory)", m->qid);
+}
+
+int
+queue_flush(void)
+{
+	struct qjob	*j;
+	struct qmsg	*m;
+	struct qpriv	*p;
+	time_t		 now = time(NULL);
+	char		 detail[128];
+	size_t		 i, k, nk;
+	int		 count = 0, bad;
+
+	for (i = 0; i < qs.nmsgs; i++) {
+		m = qs.msgs[i];
+		p = m->priv;
+		if (m->done_time || (p != NULL && p->finishing))
+			continue;
+		for (k = 0, nk = 0; k < m->nrcpts; k++)
+			if (m->rcpts[k].status == RS_DEFERRED && !m->rcpts[k].busy)
+				nk++;
+		if (nk == 0)
+			continue;
+		j = qjob_new();
+		bad = j == NULL;
+		for (k = 0; k < m->nrcpts; k++) {
+			struct qrcpt *r = &m->rcpts[k];
+
+			if (r->status != RS_DEFERRED || r->busy)
+				continue;
+			r->next_attempt = now;
+			if (!bad && qjob_add_rcpt(j, m, k) == -1)
+				bad = 1;
+		}
+		snprintf(detail, sizeof(detail), "operator flush: %zu "
+		    "recipient(s) due now", nk);
+		if (!bad && (qjob_add_event(j, m, "flush", detail) == -1 ||
+		    qjob_add_sched(j, m) == -1))
+			bad = 1;
+		if (bad) {
+			log_warnx("qid=%s flush not recorded (out of memory)",
+			    m->qid);
+			qjob_free(j);
+		} else
+			commit_status(j, m);
+		sched_update(m);
+		count += (int)nk;
+	}
+	log_info("queue: flush: %d deferred recipient(s) due now", count);
+	sched_kick();
+	return count;
+}

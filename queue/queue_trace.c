@@ -1,0 +1,86 @@
+#include "config.h"
+/*
+ * queue_trace.c - the Received: field of the SMTP hop (RFC 5321 4.4,
+ * RFC 3848 "with" keywords).
+ * Entry point: queue_trace_received.
+ * Layout (folded with "\n\t", no final line end, as qmsg.trace says):
+ *   Received: from HELO (RDNS [LITERAL])
+ *   	(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
+ *   	by HOSTNAME with ESMTPS id QID
+ *   	for <rcpt>; DATE
+ * From-domain is the HELO name when it is a valid Domain or address
+ * literal, else the client's address literal; the TLS line only when
+ * m->tls; "for" only with exactly one recipient; DATE = m->arrival.
+ * Not here: RFC 6729 state clauses (later issues).
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/syntax.h"
+#include "common/util.h"
+#include "queue/queue_int.h"
+
+/* addr_literal - "[192.0.2.1]" / "[IPv6:2001:db8::1]" from a text address */
+static int
+addr_literal(const char *addr, char *out, size_t outlen)
+{
+	int	n;
+
+	if (addr == NULL || *addr == '\0' ||
+	    strspn(addr, "0123456789abcdefABCDEF.:%") != strlen(addr))
+		n = snprintf(out, outlen, "[unknown]");
+	else if (strchr(addr, ':') != NULL)
+		n = snprintf(out, outlen, "[IPv6:%s]", addr);
+	else
+		n = snprintf(out, outlen, "[%s]", addr);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* name_ok - a domain we may copy into the field (no spaces, parens, CR/LF) */
+static int
+name_ok(const char *s)
+{
+	return s != NULL && *s != '\0' && strlen(s) <= SMTP_DOMAIN_MAX &&
+	    smtp_check_domain(s, strlen(s)) == 0;
+}
+
+int
+queue_trace_received(const struct qmsg *m, const char *hostname,
+    const char *proto, char *out, size_t outlen)
+{
+	char		 lit[80], date[64], tls[160], forpart[SMTP_PATH_MAX + 16];
+	const char	*from, *sp;
+	int		 n;
+
+	if (addr_literal(m->client_addr, lit, sizeof(lit)) == -1 ||
+	    rfc5322_date(m->arrival, date, sizeof(date)) == -1)
+		return -1;
+	from = name_ok(m->helo) ? m->helo : lit;
+	tls[0] = '\0';
+	if (m->tls != NULL && *m->tls != '\0') {
+		if ((sp = strchr(m->tls, ' ')) != NULL)
+			n = snprintf(tls, sizeof(tls), "\n\t(using %.*s with "
+			    "cipher %s)", (int)(sp - m->tls), m->tls, sp + 1);
+		else
+			n = snprintf(tls, sizeof(tls), "\n\t(using %s)", m->tls);
+		if (n < 0 || (size_t)n >= sizeof(tls))
+			return -1;
+	}
+	forpart[0] = '\0';
+	if (m->nrcpts == 1 && m->rcpts[0].addr != NULL) {
+		n = snprintf(forpart, sizeof(forpart), "\n\tfor <%s>",
+		    m->rcpts[0].addr);
+		if (n < 0 || (size_t)n >= sizeof(forpart))
+			return -1;
+	}
+	if (name_ok(m->client_name))
+		n = snprintf(out, outlen, "Received: from %s (%s %s)%s\n\tby %s "
+		    "with %s id %s%s; %s", from, m->client_name, lit, tls,
+		    hostname, proto, m->qid, forpart, date);
+	else
+		n = snprintf(out, outlen, "Received: from %s (%s)%s\n\tby %s "
+		    "with %s id %s%s; %s", from, lit, tls, hostname, proto,
+		    m->qid, forpart, date);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}

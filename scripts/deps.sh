@@ -1,0 +1,37 @@
+#!/bin/sh
+# deps.sh - install what Waymark needs to build and test on Debian 12 (run as root).
+# Idempotent: when every package is already installed, apt is not touched.
+# Postfix is installed only for its test tools (smtp-source, smtp-sink);
+# the system postfix is never left running.
+set -eu
+
+PKGS="build-essential autoconf automake pkg-config libssl-dev libc-ares-dev
+libdb5.3-dev libevent-dev libjansson-dev libcmocka-dev python3 python3-pytest
+python3-aiosmtpd swaks msmtp postfix dnsmasq-base openssl strace procps"
+
+missing=""
+for p in $PKGS; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$st" in
+	"install ok installed") ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps.sh: missing packages:$missing (run as root to install them)" >&2
+		exit 1
+	fi
+	echo "deps.sh: installing$missing"
+	echo "postfix postfix/main_mailer_type select No configuration" |
+	    debconf-set-selections
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
+fi
+
+# Never leave a system postfix running: it would hold port 25 and is not ours.
+if command -v postfix >/dev/null 2>&1 && postfix status >/dev/null 2>&1; then
+	postfix stop >/dev/null 2>&1 || true
+fi
+exit 0

@@ -1,0 +1,607 @@
+#include "config.h"
+/*
+ * smtpd_cmd.c - the SMTP command dispatcher and the command handlers.
+ * Owns: the table {verb, handler, allowed states, flags, bad-sequence
+ *       text}, the per-verb counters logged at disconnect, EHLO/HELO,
+ *       MAIL, RCPT (recipient policy), DATA (up to the 354), RSET, NOOP,
+ *       QUIT, VRFY, HELP, STARTTLS (up to the 220).
+ * Check, then proceed: each handler validates syntax and state without
+ *       side effects, then acts and replies exactly once.
+ * Not here: reading lines (smtpd_session.c), the content (smtpd_data.c),
+ *       the handshake (smtpd_tls.c), path/parameter syntax (common/syntax).
+ * Leniency (documented): spaces after "FROM:"/"TO:" and trailing spaces
+ *       on a line are accepted; an EHLO/HELO name may contain '_'.
+ * Standards: RFC 5321 3-4, RFC 1870 (SIZE), RFC 6152 (8BITMIME),
+ *       RFC 2920 (PIPELINING), RFC 3207 (STARTTLS).
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/syntax.h"
+#include "queue/queue.h"
+#include "smtpd/smtpd_session.h"
+
+/* handler results */
+#define CMD_OK		0	/* success: counted as ok */
+#define CMD_FAIL	-1	/* error reply sent */
+#define CMD_PENDING	1	/* outcome later (DATA): counted there */
+
+/* flags */
+#define F_NOARG		0x01	/* arguments get 501 5.5.4 */
+#define F_LAST		0x02	/* LAST_IN_GROUP (RFC 2920 3.1) */
+#define F_JUNK		0x04	/* counts toward the junk limit */
+#define F_HELLO		0x08	/* EHLO/HELO: reply without enhanced code */
+
+struct smtpd_cmd {
+	const char	*verb;
+	int		(*handler)(struct smtpd_session *, const char *, size_t);
+	unsigned	 states;
+	unsigned	 flags;
+	const char	*badseq;	/* 503 text when the state does not allow it */
+};
+
+static int	cmd_ehlo(struct smtpd_session *, const char *, size_t);
+static int	cmd_helo(struct smtpd_session *, const char *, size_t);
+static int	cmd_starttls(struct smtpd_session *, const char *, size_t);
+static int	cmd_mail(struct smtpd_session *, const char *, size_t);
+static int	cmd_rcpt(struct smtpd_session *, const char *, size_t);
+static int	cmd_data(struct smtpd_session *, const char *, size_t);
+static int	cmd_rset(struct smtpd_session *, const char *, size_t);
+static int	cmd_noop(struct smtpd_session *, const char *, size_t);
+static int	cmd_vrfy(struct smtpd_session *, const char *, size_t);
+static int	cmd_help(struct smtpd_session *, const char *, size_t);
+static int	cmd_quit(struct smtpd_session *, const char *, size_t);
+
+#define ANY	SMTPD_CMD_STATES
+#define NOTXN	(SMTPD_S(SMTPD_GREETING) | SMTPD_S(SMTPD_READY))
+#define HELLOED	(SMTPD_S(SMTPD_READY) | SMTPD_S(SMTPD_MAIL) | SMTPD_S(SMTPD_RCPT))
+#define INTXN	(SMTPD_S(SMTPD_MAIL) | SMTPD_S(SMTPD_RCPT))
+
+/* the order is the order of the disconnect counters; see SMTPD_NVERBS */
+static const struct smtpd_cmd cmds[] = {
+	{ "EHLO",	cmd_ehlo,	ANY,	F_LAST | F_HELLO, NULL },
+	{ "HELO",	cmd_helo,	ANY,	F_HELLO, NULL },
+	{ "STARTTLS",	cmd_starttls,	NOTXN,	F_NOARG | F_LAST,
+	    "Error: MAIL transaction in progress" },
+	{ "MAIL",	cmd_mail,	SMTPD_S(SMTPD_READY), 0,
+	    "Error: nested MAIL command" },
+	{ "RCPT",	cmd_rcpt,	INTXN,	0, "Error: need MAIL command" },
+	{ "DATA",	cmd_data,	INTXN,	F_NOARG | F_LAST,
+	    "Error: need RCPT command" },
+	{ "RSET",	cmd_rset,	ANY,	F_NOARG | F_JUNK, NULL },
+	{ "NOOP",	cmd_noop,	ANY,	F_LAST | F_JUNK, NULL },
+	{ "VRFY",	cmd_vrfy,	ANY,	F_LAST | F_JUNK, NULL },
+	{ "HELP",	cmd_help,	ANY,	F_JUNK, NULL },
+	{ "QUIT",	cmd_quit,	ANY,	F_NOARG | F_LAST, NULL },
+};
+#define NCMDS		(sizeof(cmds) / sizeof(cmds[0]))
+#define IDX_UNKNOWN	(SMTPD_NVERBS - 1)
+_Static_assert(sizeof(cmds) / sizeof(cmds[0]) < SMTPD_NVERBS,
+    "SMTPD_NVERBS too small");
+
+/* smtpd_cmd_index - table index of verb (for counters), -1 if unknown */
+int
+smtpd_cmd_index(const char *verb)
+{
+	size_t i;
+
+	for (i = 0; i < NCMDS; i++)
+		if (strcasecmp(cmds[i].verb, verb) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* smtpd_cmd_counters - "ehlo=1 mail=1 rcpt=2/3 ..." (ok/total when they differ) */
+int
+smtpd_cmd_counters(const struct smtpd_session *s, char *out, size_t outlen)
+{
+	size_t	i, off = 0;
+	int	n;
+	char	name[16];
+	const char *verb;
+
+	out[0] = '\0';
+	for (i = 0; i < SMTPD_NVERBS; i++) {
+		if (s->count[i] == 0)
+			continue;
+		verb = (i < NCMDS) ? cmds[i].verb : (i == IDX_UNKNOWN ? "unknown" : NULL);
+		if (verb == NULL)
+			continue;
+		n = snprintf(name, sizeof(name), "%s", verb);
+		if (n < 0 || (size_t)n >= sizeof(name))
+			return -1;
+		str_lower(name);
+		if (s->okcount[i] == s->count[i] && i != IDX_UNKNOWN)
+			n = snprintf(out + off, outlen - off, "%s%s=%u",
+			    off ? " " : "", name, s->count[i]);
+		else if (i == IDX_UNKNOWN)
+			n = snprintf(out + off, outlen - off, "%s%s=0/%u",
+			    off ? " " : "", name, s->count[i]);
+		else
+			n = snprintf(out + off, outlen - off, "%s%s=%u/%u",
+			    off ? " " : "", name, s->okcount[i], s->count[i]);
+		if (n < 0 || (size_t)n >= outlen - off)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* smtpd_cmd_dispatch - one command line (no line end, NUL-terminated) */
+void
+smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
+{
+	const struct smtpd_cmd	*c = NULL;
+	char			 verb[16];
+	size_t			 vlen, i;
+	const char		*arg;
+	size_t			 arglen;
+	int			 rc;
+
+	s->cmd = line;
+	s->cmdlen = len;
+	/* lenient: trailing white space is ignored */
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	for (vlen = 0; vlen < len && line[vlen] != ' '; vlen++)
+		;
+	if (memchr(line, '\0', len) == NULL && vlen > 0 && vlen < sizeof(verb)) {
+		memcpy(verb, line, vlen);
+		verb[vlen] = '\0';
+		for (i = 0; i < NCMDS; i++)
+			if (strcasecmp(cmds[i].verb, verb) == 0) {
+				c = &cmds[i];
+				break;
+			}
+	}
+	if (c == NULL) {
+		s->count[IDX_UNKNOWN]++;
+		s->junk++;
+		smtpd_reply(s, 500, 5, 5, 2, "Error: command not recognized");
+		return;
+	}
+	i = (size_t)(c - cmds);
+	s->count[i]++;
+	arg = line + vlen;
+	arglen = len - vlen;
+	while (arglen > 0 && *arg == ' ') {
+		arg++;
+		arglen--;
+	}
+
+	if (!(c->states & SMTPD_S(s->state))) {
+		if (s->state == SMTPD_GREETING)
+			smtpd_reply(s, 503, 5, 5, 1, "Error: send HELO/EHLO first");
+		else
+			smtpd_reply(s, 503, 5, 5, 1, "%s", c->badseq != NULL ?
+			    c->badseq : "Error: bad sequence of commands");
+		return;
+	}
+	if ((c->flags & F_NOARG) && arglen > 0) {
+		smtpd_reply(s, 501, 5, 5, 4, "Syntax: %s", c->verb);
+		return;
+	}
+	if (c->flags & F_JUNK) {
+		if (++s->junk > SMTPD_JUNK_LIMIT) {
+			smtpd_reply(s, 421, 4, 7, 0,
+			    "%s Error: too many junk commands",
+			    smtpd_cfg->hostname);
+			return;
+		}
+	}
+
+	rc = c->handler(s, arg, arglen);
+	if (rc == CMD_OK)
+		s->okcount[i]++;
+
+	if ((c->flags & F_LAST) && !s->piped_logged &&
+	    (SMTPD_CMD_STATES & SMTPD_S(s->state)) &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		s->piped_logged = 1;
+		log_info("session=%s improper command pipelining after %s",
+		    s->sid, c->verb);
+	}
+}
+
+/* ------------------------------------------------------------ handlers */
+
+/* hello_check - one token: a Domain / address literal (or a name with '_') */
+static int
+hello_check(const char *arg, size_t len)
+{
+	size_t	i;
+	int	alnum = 0;
+
+	if (len == 0 || len > SMTP_DOMAIN_MAX)
+		return -1;
+	if (smtp_check_domain(arg, len) == 0)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)arg[i];
+
+		if (isalnum(c))
+			alnum = 1;
+		else if (c != '.' && c != '-' && c != '_')
+			return -1;
+	}
+	return alnum ? 0 : -1;
+}
+
+/* hello_do - common part of EHLO/HELO once the name is valid */
+static int
+hello_do(struct smtpd_session *s, const char *arg, size_t len, int esmtp)
+{
+	char *h;
+
+	if (hello_check(arg, len) == -1) {
+		smtpd_reply(s, 501, 5, 5, 4, "Syntax: %s hostname",
+		    esmtp ? "EHLO" : "HELO");
+		return CMD_FAIL;
+	}
+	if ((h = strndup(arg, len)) == NULL) {
+		smtpd_reply(s, 451, 4, 3, 0, "Error: out of memory");
+		return CMD_FAIL;
+	}
+	smtpd_txn_free(s);		/* a second EHLO/HELO is an RSET */
+	free(s->helo);
+	s->helo = h;
+	s->esmtp = esmtp;
+	smtpd_set_state(s, SMTPD_READY);
+	return CMD_OK;
+}
+
+static int
+cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
+{
+	if (hello_do(s, arg, len, 1) == CMD_FAIL)
+		return CMD_FAIL;
+	smtpd_reply(s, 250, SMTPD_NOENH,
+	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES%s",
+	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size,
+	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "");
+	return CMD_OK;
+}
+
+static int
+cmd_helo(struct smtpd_session *s, const char *arg, size_t len)
+{
+	if (hello_do(s, arg, len, 0) == CMD_FAIL)
+		return CMD_FAIL;
+	smtpd_reply(s, 250, SMTPD_NOENH, "%s", smtpd_cfg->hostname);
+	return CMD_OK;
+}
+
+static int
+cmd_starttls(struct smtpd_session *s, const char *arg, size_t len)
+{
+	(void)arg; (void)len;
+	if (!smtpd_tls_available()) {
+		smtpd_reply(s, 502, 5, 5, 1, "Error: command not implemented");
+		return CMD_FAIL;
+	}
+	if (s->tls) {
+		smtpd_reply(s, 554, 5, 5, 1, "Error: TLS already active");
+		return CMD_FAIL;
+	}
+	smtpd_reply(s, 220, 2, 0, 0, "Ready to start TLS");
+	smtpd_set_state(s, SMTPD_TLS);
+	/* nothing more is read until the 220 is out (write callback) */
+	bufferevent_disable(s->bev, EV_READ);
+	return CMD_OK;
+}
+
+/* path_arg - "FROM:" / "TO:" prefix, then the path; rest = parameters */
+static int
+path_arg(const char *kw, const char *arg, size_t len, struct mailpath *p,
+    const char **rest, size_t *restlen, const char **why)
+{
+	size_t	kwlen = strlen(kw);
+	int	n;
+
+	*why = "Syntax error";
+	if (len < kwlen || strncasecmp(arg, kw, kwlen) != 0)
+		return -2;
+	arg += kwlen;
+	len -= kwlen;
+	while (len > 0 && *arg == ' ') {	/* lenient */
+		arg++;
+		len--;
+	}
+	if ((n = smtp_parse_path(arg, len, p, why)) < 0)
+		return -1;
+	arg += n;
+	len -= (size_t)n;
+	if (len > 0 && *arg != ' ')
+		return -2;
+	while (len > 0 && *arg == ' ') {
+		arg++;
+		len--;
+	}
+	*rest = arg;
+	*restlen = len;
+	return 0;
+}
+
+/* params_reply - map an esmtp_parse_params error to a reply */
+static void
+params_reply(struct smtpd_session *s, enum param_result r, const char *why)
+{
+	if (why == NULL)
+		why = "bad parameter";
+	if (r == PARAM_UNKNOWN)
+		smtpd_reply(s, 555, 5, 5, 4, "Unsupported option: %s", why);
+	else
+		smtpd_reply(s, 501, 5, 5, 4, "Bad parameter syntax: %s", why);
+}
+
+static int
+cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
+{
+	struct mailpath		 p;
+	struct esmtp_params	 ep;
+	enum param_result	 pr;
+	struct smtpd_txn	*t;
+	const char		*rest, *why = NULL;
+	size_t			 restlen;
+	char			 addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 8];
+	int			 r;
+
+	/* check */
+	r = path_arg("FROM:", arg, len, &p, &rest, &restlen, &why);
+	if (r == -2) {
+		smtpd_reply(s, 501, 5, 5, 4, "Syntax: MAIL FROM:<address>");
+		return CMD_FAIL;
+	}
+	if (r == -1 || p.postmaster) {
+		smtpd_reply(s, 501, 5, 1, 7, "Bad sender address syntax%s%s",
+		    why != NULL && r == -1 ? ": " : "",
+		    why != NULL && r == -1 ? why : "");
+		return CMD_FAIL;
+	}
+	why = NULL;
+	pr = esmtp_parse_params(rest, restlen, PARAM_MAIL,
+	    EXT_SIZE | EXT_8BITMIME, &ep, &why);
+	if (pr != PARAM_OK) {
+		params_reply(s, pr, why);
+		return CMD_FAIL;
+	}
+	if (ep.has_size && ep.size > smtpd_cfg->max_size) {
+		smtpd_reply(s, 552, 5, 3, 4,
+		    "Message size exceeds fixed maximum message size");
+		return CMD_FAIL;
+	}
+	if (smtp_path_string(&p, addr, sizeof(addr)) == -1) {
+		smtpd_reply(s, 501, 5, 1, 7, "Bad sender address syntax");
+		return CMD_FAIL;
+	}
+	if (!queue_free_space_ok()) {
+		smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");
+		return CMD_FAIL;
+	}
+
+	/* act */
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		goto nomem;
+	t->fd = -1;
+	if ((t->m = qmsg_new()) == NULL || (t->m->sender = strdup(addr)) == NULL) {
+		if (t->m != NULL)
+			qmsg_free(t->m);
+		free(t);
+		goto nomem;
+	}
+	s->txn = t;
+	smtpd_set_state(s, SMTPD_MAIL);
+	smtpd_reply(s, 250, 2, 1, 0, "Ok");
+	return CMD_OK;
+nomem:
+	smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");
+	return CMD_FAIL;
+}
+
+/*
+ * leading_dot_local - "TO:<.x@local.domain>": not a valid Dot-string,
+ * but refused as an unsafe local part (550 5.1.3) rather than a syntax
+ * error when the path parses with the dot replaced and the domain is
+ * local.  Works on a copy: parsers never see modified input.
+ */
+static int
+leading_dot_local(const char *arg, size_t len)
+{
+	static char	 copy[SMTPD_LINE_MAX];
+	struct mailpath	 p;
+	const char	*rest, *why;
+	size_t		 restlen, i;
+
+	if (len >= sizeof(copy))
+		return 0;
+	memcpy(copy, arg, len);
+	for (i = 0; i + 1 < len && copy[i] != '<'; i++)
+		;
+	if (i + 1 >= len || copy[i + 1] != '.')
+		return 0;
+	copy[i + 1] = 'x';
+	if (path_arg("TO:", copy, len, &p, &rest, &restlen, &why) != 0 ||
+	    p.null || p.postmaster)
+		return 0;
+	return cfg_is_local_domain(smtpd_cfg, p.domain);
+}
+
+static int
+cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
+{
+	struct mailpath		 p;
+	struct esmtp_params	 ep;
+	enum param_result	 pr;
+	struct smtpd_txn	*t = s->txn;
+	const char		*rest, *why = NULL;
+	size_t			 restlen, i;
+	char			 addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 16];
+	int			 r, n, dup = 0;
+
+	/* check */
+	r = path_arg("TO:", arg, len, &p, &rest, &restlen, &why);
+	if (r == -2) {
+		smtpd_reply(s, 501, 5, 5, 4, "Syntax: RCPT TO:<address>");
+		return CMD_FAIL;
+	}
+	if (r == -1 && leading_dot_local(arg, len)) {
+		smtpd_reply(s, 550, 5, 1, 3,
+		    "Recipient address rejected: local part not allowed");
+		return CMD_FAIL;
+	}
+	if (r == -1 || p.null) {
+		smtpd_reply(s, 501, 5, 1, 3, "Bad recipient address syntax%s%s",
+		    r == -1 && why != NULL ? ": " : "",
+		    r == -1 && why != NULL ? why : "");
+		return CMD_FAIL;
+	}
+	why = NULL;
+	pr = esmtp_parse_params(rest, restlen, PARAM_RCPT,
+	    EXT_SIZE | EXT_8BITMIME, &ep, &why);
+	if (pr != PARAM_OK) {
+		params_reply(s, pr, why);
+		return CMD_FAIL;
+	}
+	if (t->naccepted >= smtpd_cfg->max_recipients) {
+		smtpd_reply(s, 452, 4, 5, 3, "Error: Too many recipients");
+		return CMD_FAIL;
+	}
+	if (p.postmaster) {
+		/* <Postmaster>: postmaster at the first local domain */
+		n = snprintf(addr, sizeof(addr), "postmaster@%s",
+		    smtpd_cfg->nlocal_domains > 0 ?
+		    smtpd_cfg->local_domains[0] : smtpd_cfg->hostname);
+		if (n < 0 || (size_t)n >= sizeof(addr)) {
+			smtpd_reply(s, 501, 5, 1, 3, "Bad recipient address syntax");
+			return CMD_FAIL;
+		}
+	} else {
+		if (cfg_is_local_domain(smtpd_cfg, p.domain)) {
+			if (!p.quoted && strcasecmp(p.local, "postmaster") == 0)
+				;	/* always accepted */
+			else if (smtp_local_unsafe(&p)) {
+				smtpd_reply(s, 550, 5, 1, 3,
+				    "Recipient address rejected: "
+				    "local part not allowed");
+				return CMD_FAIL;
+			} else if (!cfg_local_rcpt_ok(smtpd_cfg, p.local,
+			    p.domain)) {
+				smtpd_reply(s, 550, 5, 1, 1, "Recipient address "
+				    "rejected: User unknown");
+				return CMD_FAIL;
+			}
+		} else if (!cfg_relay_allowed(smtpd_cfg,
+		    (const struct sockaddr *)&s->ss)) {
+			smtpd_reply(s, 550, 5, 7, 1, "Relay access denied");
+			return CMD_FAIL;
+		}
+		if (smtp_path_string(&p, addr, sizeof(addr)) == -1) {
+			smtpd_reply(s, 501, 5, 1, 3, "Bad recipient address syntax");
+			return CMD_FAIL;
+		}
+	}
+
+	/* act: the same address twice in one transaction is stored once */
+	for (i = 0; i < t->m->nrcpts; i++)
+		if (strcasecmp(t->m->rcpts[i].addr, addr) == 0) {
+			dup = 1;
+			break;
+		}
+	if (!dup && qmsg_add_rcpt(t->m, addr) == -1) {
+		smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");
+		return CMD_FAIL;
+	}
+	t->naccepted++;
+	smtpd_set_state(s, SMTPD_RCPT);
+	smtpd_reply(s, 250, 2, 1, 5, "Ok");
+	return CMD_OK;
+}
+
+static int
+cmd_data(struct smtpd_session *s, const char *arg, size_t len)
+{
+	(void)arg; (void)len;
+	if (s->state != SMTPD_RCPT) {
+		smtpd_reply(s, 554, 5, 5, 1, "Error: no valid recipients");
+		return CMD_FAIL;
+	}
+	if (smtpd_data_begin(s) == -1) {
+		smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");
+		return CMD_FAIL;
+	}
+	smtpd_reply(s, 354, SMTPD_NOENH, "End data with <CR><LF>.<CR><LF>");
+	return CMD_PENDING;
+}
+
+static int
+cmd_rset(struct smtpd_session *s, const char *arg, size_t len)
+{
+	(void)arg; (void)len;
+	smtpd_txn_free(s);
+	if (s->state != SMTPD_GREETING)
+		smtpd_set_state(s, SMTPD_READY);
+	smtpd_reply(s, 250, 2, 0, 0, "Ok");
+	return CMD_OK;
+}
+
+static int
+cmd_noop(struct smtpd_session *s, const char *arg, size_t len)
+{
+	(void)arg; (void)len;
+	smtpd_reply(s, 250, 2, 0, 0, "Ok");
+	return CMD_OK;
+}
+
+static int
+cmd_vrfy(struct smtpd_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	if (len == 0) {
+		smtpd_reply(s, 501, 5, 5, 4, "Syntax: VRFY address");
+		return CMD_FAIL;
+	}
+	smtpd_reply(s, 252, 2, 5, 0, "Cannot VRFY user, but will accept "
+	    "message and attempt delivery");
+	return CMD_OK;
+}
+
+static int
+cmd_help(struct smtpd_session *s, const char *arg, size_t len)
+{
+	(void)arg; (void)len;
+	smtpd_reply(s, 214, 2, 0, 0, "Commands: EHLO HELO MAIL RCPT DATA RSET "
+	    "NOOP QUIT VRFY HELP%s", smtpd_tls_available() ? " STARTTLS" : "");
+	return CMD_OK;
+}
+
+static int
+cmd_quit(struct smtpd_session *s, const char *arg, size_t len)
+{
+	(void)arg; (void)len;
+	smtpd_txn_free(s);
+	smtpd_reply(s, 221, 2, 0, 0, "Bye");
+	smtpd_close_after_flush(s);
+	return CMD_OK;
+}
+
+/* smtpd_reset_after_tls - RFC 3207 4.2: forget everything learned before */
+void
+smtpd_reset_after_tls(struct smtpd_session *s)
+{
+	smtpd_txn_free(s);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = 0;
+	smtpd_set_state(s, SMTPD_GREETING);
+}

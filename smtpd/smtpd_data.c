@@ -1,0 +1,516 @@
+#include "config.h"
+/*
+ * smtpd_data.c - the message content after DATA's 354, streamed straight
+ * into the spool file from queue_body_create() through a small write
+ * buffer (never the whole message in memory), then queue_accept() and
+ * the final reply from its completion callback.
+ *
+ * Byte-stream rule (DESIGN.md "only <CRLF>.<CRLF> ends DATA"):
+ *  - a line ends at CRLF (a "real" end), at a bare LF, or at a bare CR
+ *    (CR not followed by LF); every line end is stored as CRLF;
+ *  - the content starts as if after a real CRLF;
+ *  - only a line that began after a real CRLF is special: if it is
+ *    exactly "." ended by a real CRLF, it ends DATA (not stored);
+ *    otherwise its leading '.' is removed (dot-unstuffing);
+ *  - a line that began after a bare LF/CR is stored as received, so
+ *    "\n.\n" never ends DATA and is stored as "\r\n.\r\n".
+ * Checks while streaming: stored size (> max_size: 552 5.3.4), text
+ * lines over 1000 octets incl. CRLF (554 5.6.0), Received: fields in the
+ * header section (> max_hops: 554 5.4.6), the first Message-ID, 8-bit
+ * octets.  After an error the rest is read and dropped up to the end.
+ * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "queue/queue.h"
+#include "smtpd/smtpd_session.h"
+
+/* what the commit callback needs; the qmsg belongs to the queue by then */
+struct smtpd_commit {
+	uint64_t	 sid;
+	char		 sidtext[20];
+	char		 qid[QID_SIZE];
+	uint64_t	 size;
+	size_t		 nrcpt;
+	char		 client[64];
+	char		*sender;	/* escaped */
+	char		*msgid;		/* escaped, or NULL */
+};
+
+/* smtpd_data_begin - body file and write buffer, at the 354 */
+int
+smtpd_data_begin(struct smtpd_session *s)
+{
+	struct smtpd_txn	*t = s->txn;
+	char			 qid[QID_SIZE];
+	int			 fd;
+
+	if (t == NULL || t->m == NULL)
+		return -1;
+	if ((t->wbuf = malloc(SMTPD_WBUF_SIZE)) == NULL) {
+		log_warn("session=%s DATA buffer", s->sid);
+		return -1;
+	}
+	if (queue_body_create(qid, &fd) == -1) {
+		log_warnx("session=%s cannot create the body file", s->sid);
+		free(t->wbuf);
+		t->wbuf = NULL;
+		return -1;
+	}
+	memcpy(t->m->qid, qid, sizeof(qid));
+	t->fd = fd;
+	t->wlen = 0;
+	t->size = 0;
+	t->linelen = 0;
+	t->ds = DS_BOL;
+	t->crlf_before = 1;
+	t->werr = t->too_big = t->long_line = 0;
+	t->in_header = 1;
+	t->eightbit = 0;
+	t->hops = 0;
+	t->msgid_state = 0;
+	t->hdrlen = t->msgidlen = 0;
+	smtpd_set_state(s, SMTPD_DATA);
+	return 0;
+}
+
+/* data_flush - write the buffer out (short writes, EINTR) */
+static void
+data_flush(struct smtpd_txn *t)
+{
+	size_t	off = 0;
+	ssize_t	w;
+
+	while (off < t->wlen && t->werr == 0) {
+		w = write(t->fd, t->wbuf + off, t->wlen - off);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			t->werr = errno;
+			break;
+		}
+		if (w == 0) {
+			t->werr = EIO;
+			break;
+		}
+		off += (size_t)w;
+	}
+	t->wlen = 0;
+}
+
+/* data_store - n octets for the file (size limit, write buffer) */
+static void
+data_store(struct smtpd_txn *t, const char *p, size_t n)
+{
+	size_t room;
+
+	if (t->too_big || t->werr)
+		return;
+	if (t->size + n > smtpd_cfg->max_size) {
+		t->too_big = 1;
+		return;
+	}
+	t->size += n;
+	while (n > 0) {
+		if (t->wlen == SMTPD_WBUF_SIZE) {
+			data_flush(t);
+			if (t->werr)
+				return;
+		}
+		room = SMTPD_WBUF_SIZE - t->wlen;
+		if (room > n)
+			room = n;
+		memcpy(t->wbuf + t->wlen, p, room);
+		t->wlen += room;
+		p += room;
+		n -= room;
+	}
+}
+
+/* data_text - octets of the current line, not its end */
+static void
+data_text(struct smtpd_txn *t, const char *p, size_t n)
+{
+	size_t k;
+
+	t->linelen += n;
+	if (t->linelen + 2 > SMTPD_TEXT_LINE_MAX)
+		t->long_line = 1;
+	if (t->in_header && t->hdrlen < SMTPD_HDR_CAP) {
+		k = SMTPD_HDR_CAP - t->hdrlen;
+		if (k > n)
+			k = n;
+		memcpy(t->hdr + t->hdrlen, p, k);
+		t->hdrlen += k;
+	}
+	data_store(t, p, n);
+}
+
+/* msgid_add - append header value bytes (trimmed later) */
+static void
+msgid_add(struct smtpd_txn *t, const char *p, size_t n)
+{
+	if (t->msgidlen + n >= SMTPD_MSGID_MAX) {
+		t->msgid_state = 2;	/* too long: not recorded */
+		t->msgidlen = 0;
+		return;
+	}
+	memcpy(t->msgid + t->msgidlen, p, n);
+	t->msgidlen += n;
+}
+
+/* header_name - does the line start with field name `name` then ':'? */
+static size_t
+header_name(const char *h, size_t len, const char *name)
+{
+	size_t nl = strlen(name), i;
+
+	if (len < nl || strncasecmp(h, name, nl) != 0)
+		return 0;
+	for (i = nl; i < len && (h[i] == ' ' || h[i] == '\t'); i++)
+		;
+	if (i < len && h[i] == ':')
+		return i + 1;
+	return 0;
+}
+
+/* data_header_line - analyse one complete header-section line */
+static void
+data_header_line(struct smtpd_txn *t)
+{
+	const char	*h = t->hdr;
+	size_t		 len = t->hdrlen, i, v;
+
+	if (t->msgid_state == 1) {
+		if (len > 0 && (h[0] == ' ' || h[0] == '\t')) {
+			msgid_add(t, h, len);	/* folded continuation */
+			return;
+		}
+		t->msgid_state = 2;
+	}
+	if (len == 0) {			/* end of the header section */
+		t->in_header = 0;
+		return;
+	}
+	if (h[0] == ' ' || h[0] == '\t')
+		return;			/* continuation of another field */
+	for (i = 0; i < len && h[i] != ':'; i++)
+		if ((unsigned char)h[i] <= 32 || (unsigned char)h[i] > 126)
+			break;
+	if (i == len || (h[i] != ':' && h[i] != ' ' && h[i] != '\t')) {
+		t->in_header = 0;	/* not a field: the body has begun */
+		return;
+	}
+	if (header_name(h, len, "Received") > 0)
+		t->hops++;
+	else if (t->msgid_state == 0 &&
+	    (v = header_name(h, len, "Message-ID")) > 0) {
+		t->msgid_state = 1;
+		if (t->hdrlen >= SMTPD_HDR_CAP)
+			t->msgid_state = 2;	/* longer than we keep */
+		else
+			msgid_add(t, h + v, len - v);
+	}
+}
+
+/* data_line_end - store CRLF for the line end; real = it was a CRLF */
+static void
+data_line_end(struct smtpd_txn *t, int real)
+{
+	if (t->linelen + 2 > SMTPD_TEXT_LINE_MAX)
+		t->long_line = 1;
+	data_store(t, "\r\n", 2);
+	if (t->in_header)
+		data_header_line(t);
+	t->linelen = 0;
+	t->hdrlen = 0;
+	t->crlf_before = real;
+}
+
+/*
+ * data_scan - run the byte-stream rule over p[0..len).  Returns the
+ * octets consumed; *end is set when the end marker was consumed.
+ */
+static size_t
+data_scan(struct smtpd_txn *t, const char *p, size_t len, int *end)
+{
+	size_t		i = 0, j;
+	unsigned char	c, hi;
+
+	while (i < len) {
+		c = (unsigned char)p[i];
+		switch (t->ds) {
+		case DS_BOL:
+			if (c == '.' && t->crlf_before) {
+				t->ds = DS_DOT;		/* the dot is dropped */
+				i++;
+			} else
+				t->ds = DS_TEXT;
+			break;
+		case DS_DOT:
+			if (c == '\r') {
+				t->ds = DS_DOT_CR;
+				i++;
+			} else
+				t->ds = DS_TEXT;
+			break;
+		case DS_DOT_CR:
+			if (c == '\n') {
+				*end = 1;
+				return i + 1;
+			}
+			data_line_end(t, 0);	/* "." then a bare CR */
+			t->ds = DS_BOL;
+			break;
+		case DS_TEXT:
+			hi = 0;
+			for (j = i; j < len; j++) {
+				c = (unsigned char)p[j];
+				if (c == '\r' || c == '\n')
+					break;
+				hi |= c;
+			}
+			if (hi & 0x80)
+				t->eightbit = 1;
+			if (j > i)
+				data_text(t, p + i, j - i);
+			i = j;
+			if (i < len) {
+				if (p[i] == '\r')
+					t->ds = DS_CR;
+				else {
+					data_line_end(t, 0);	/* bare LF */
+					t->ds = DS_BOL;
+				}
+				i++;
+			}
+			break;
+		case DS_CR:
+			if (c == '\n') {
+				data_line_end(t, 1);
+				i++;
+			} else
+				data_line_end(t, 0);	/* bare CR */
+			t->ds = DS_BOL;
+			break;
+		}
+	}
+	return len;
+}
+
+/* trim_msgid - strip white space; "" when nothing is left */
+static char *
+trim_msgid(struct smtpd_txn *t)
+{
+	char	*p = t->msgid, *e;
+
+	t->msgid[t->msgidlen] = '\0';
+	while (*p == ' ' || *p == '\t')
+		p++;
+	e = p + strlen(p);
+	while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	return p;
+}
+
+static void	smtpd_data_done_cb(void *, int);
+
+/* smtpd_data_fail - discard the body, end the transaction, reply */
+static void
+smtpd_data_fail(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+
+	if (t->werr) {
+		log_warnx("session=%s qid=%s write body: %s", s->sid,
+		    t->m->qid, strerror(t->werr));
+		smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");
+	} else if (t->too_big)
+		smtpd_reply(s, 552, 5, 3, 4,
+		    "Message size exceeds fixed maximum message size");
+	else if (t->long_line)
+		smtpd_reply(s, 554, 5, 6, 0,
+		    "Message has lines longer than 1000 octets");
+	else
+		smtpd_reply(s, 554, 5, 4, 6, "Too many hops");
+	smtpd_txn_free(s);		/* queue_body_discard */
+}
+
+/* smtpd_data_end - the end marker was read: refuse or commit */
+static void
+smtpd_data_end(struct smtpd_session *s)
+{
+	struct smtpd_txn	*t = s->txn;
+	struct qmsg		*m = t->m;
+	struct smtpd_commit	*c = NULL;
+	char			 trace[2048], esc[600];
+	const char		*proto, *id;
+	int			 fd;
+
+	s->cmd = "DATA (end of data)";
+	s->cmdlen = strlen(s->cmd);
+	data_flush(t);
+	if (t->werr || t->too_big || t->long_line ||
+	    t->hops > smtpd_cfg->max_hops) {
+		smtpd_set_state(s, SMTPD_READY);
+		smtpd_data_fail(s);
+		return;
+	}
+
+	m->arrival = time(NULL);
+	m->size = t->size;
+	m->body_8bit = t->eightbit;
+	if ((m->client_addr = strdup(s->addr)) == NULL ||
+	    (s->helo != NULL && (m->helo = strdup(s->helo)) == NULL) ||
+	    (s->tls_info != NULL && (m->tls = strdup(s->tls_info)) == NULL))
+		goto fail;
+	id = (t->msgid_state != 0 && t->msgidlen > 0) ? trim_msgid(t) : "";
+	if (*id != '\0' && (m->message_id = strdup(id)) == NULL)
+		goto fail;
+	proto = !s->esmtp ? "SMTP" : (s->tls ? "ESMTPS" : "ESMTP");
+	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
+	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)
+		goto fail;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		goto fail;
+	c->sid = s->id;
+	memcpy(c->sidtext, s->sid, sizeof(c->sidtext));
+	memcpy(c->qid, m->qid, sizeof(c->qid));
+	c->size = m->size;
+	c->nrcpt = m->nrcpts;
+	memcpy(c->client, s->addr, sizeof(c->client));
+	log_escape(esc, sizeof(esc), m->sender, strlen(m->sender));
+	if ((c->sender = strdup(esc)) == NULL)
+		goto fail;
+	if (m->message_id != NULL) {
+		log_escape(esc, sizeof(esc), m->message_id,
+		    strlen(m->message_id));
+		if ((c->msgid = strdup(esc)) == NULL)
+			goto fail;
+	}
+
+	/* hand over: m and fd belong to the queue from here on */
+	fd = t->fd;
+	t->fd = -1;
+	t->m = NULL;
+	smtpd_txn_free(s);
+	smtpd_set_state(s, SMTPD_COMMIT);
+	queue_accept(m, fd, smtpd_data_done_cb, c);
+	return;
+fail:
+	log_warnx("session=%s qid=%s out of memory at end of data", s->sid,
+	    m->qid);
+	if (c != NULL) {
+		free(c->sender);
+		free(c);
+	}
+	smtpd_set_state(s, SMTPD_READY);
+	smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");
+	smtpd_txn_free(s);
+}
+
+/* smtpd_data_done_cb - queue_accept finished; find the session by id */
+static void
+smtpd_data_done_cb(void *arg, int rc)
+{
+	struct smtpd_commit	*c = arg;
+	struct smtpd_session	*s;
+	int			 idx;
+
+	if (rc == 0)
+		log_info("qid=%s from=<%s> size=%llu nrcpt=%zu client=[%s] "
+		    "msgid=%s session=%s", c->qid, c->sender,
+		    (unsigned long long)c->size, c->nrcpt, c->client,
+		    c->msgid != NULL ? c->msgid : "", c->sidtext);
+	s = smtpd_session_find(c->sid);
+	if (s == NULL) {
+		log_info("session=%s qid=%s commit %s after the client left",
+		    c->sidtext, c->qid, rc == 0 ? "done" : "failed");
+		goto done;
+	}
+	if (s->state != SMTPD_COMMIT) {
+		log_warnx("session=%s qid=%s commit done in state %s",
+		    s->sid, c->qid, smtpd_state_name(s->state));
+		goto done;
+	}
+	s->cmd = "DATA (end of data)";
+	s->cmdlen = strlen(s->cmd);
+	smtpd_set_state(s, SMTPD_READY);
+	if (rc == 0) {
+		if ((idx = smtpd_cmd_index("DATA")) >= 0)
+			s->okcount[idx]++;
+		s->junk = 0;
+		smtpd_reply(s, 250, 2, 0, 0, "Ok: queued as %s", c->qid);
+	} else {
+		log_warnx("session=%s qid=%s queue_accept failed", s->sid,
+		    c->qid);
+		smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");
+	}
+	s->cmd = NULL;
+	s->cmdlen = 0;
+	if (s->stop_after_commit || smtpd_stopping()) {
+		s->cmd = "(shutdown)";
+		s->cmdlen = strlen(s->cmd);
+		smtpd_reply(s, 421, 4, 3, 2, "%s Service shutting down",
+		    smtpd_cfg->hostname);
+	} else if (s->state == SMTPD_READY)
+		smtpd_resume(s);
+done:
+	free(c->sender);
+	free(c->msgid);
+	free(c);
+}
+
+/*
+ * smtpd_data_input - feed buffered content to the scanner.  Returns 1
+ * when the end marker was consumed (the session left SMTPD_DATA), 0 when
+ * all buffered input was used.
+ */
+int
+smtpd_data_input(struct smtpd_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec	 v[8];
+	struct smtpd_txn	*t = s->txn;
+	size_t			 used, avail;
+	int			 n, i, end = 0;
+
+	if (t == NULL) {
+		smtpd_set_state(s, SMTPD_READY);
+		return 1;
+	}
+	for (;;) {
+		if ((avail = evbuffer_get_length(in)) == 0)
+			return 0;
+		n = evbuffer_peek(in, -1, NULL, v, 8);
+		if (n <= 0)
+			return 0;
+		used = 0;
+		for (i = 0; i < n && i < 8 && !end; i++)
+			used += data_scan(t, v[i].iov_base, v[i].iov_len, &end);
+		if (used == 0 && !end) {
+			/* only empty chains peeked (TLS filter): compact */
+			if (evbuffer_pullup(in, avail < 4096 ? (ssize_t)avail :
+			    4096) == NULL)
+				return 0;
+			continue;
+		}
+		evbuffer_drain(in, used);
+		if (end) {
+			smtpd_data_end(s);
+			return 1;
+		}
+	}
+}

@@ -1,0 +1,532 @@
+#include "config.h"
+/*
+ * smtpd_main.c - the waymarkd program: options, start-up, privilege drop,
+ * the event loop, signals (SIGTERM/SIGINT stop, SIGHUP reload).
+ * Owns: the order of start-up (config, log, spool + lock, sockets as root,
+ *       drop to `user`, event base, workers, queue, listeners) and of the
+ *       graceful stop (control, sessions, workers, queue, loop).
+ * Not here: SMTP sessions, the control protocol, the queue, delivery.
+ * Paths: cfg_load makes paths absolute; the file name given with -f is
+ *        made absolute too, so a reload after chdir(spool) reads the same
+ *        file (cfg_make_abs is a safety net for any relative path left).
+ *        SIGHUP with the embedded default configuration reloads nothing.
+ * Reload: every configuration ever loaded stays alive until exit (they are
+ *        small), because sessions and deliveries keep pointers into the one
+ *        they started with; keys that need a restart (listen, spool, user,
+ *        control, mailbox_root, workers) keep their old values.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/work.h"
+#include "queue/queue.h"
+#include "delivery/delivery.h"
+#include "smtpd/smtpd_int.h"
+
+#define ERRLEN	1024
+
+struct cfg_keep {			/* every configuration loaded, newest first */
+	struct config	*cfg;
+	struct cfg_keep	*next;
+};
+
+static struct {
+	char		*cfg_path;	/* absolute, or NULL = embedded default */
+	char		*start_cwd;	/* absolute start-up directory */
+	int		 debug;
+	struct config	*cfg;		/* current */
+	struct cfg_keep	*keep;		/* all, for cfg_free at exit */
+	struct event_base *base;
+	struct event	*ev_term, *ev_int, *ev_hup;
+	int		 stopping;
+	long		 uid, gid;
+} g = { .uid = -1, .gid = -1 };
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: waymarkd [-f FILE] [-n] [-d] [-h|--help] [-V|--version]\n"
+	    "  -f FILE    configuration file (default: the embedded default\n"
+	    "             configuration: listen 127.0.0.1:2525, spool ./var/spool)\n"
+	    "  -n         check the configuration, print every effective key and exit\n"
+	    "  -d         debug logging\n"
+	    "  -h, --help this text\n"
+	    "  -V, --version\n"
+	    "waymarkd always runs in the foreground and logs to stderr unless\n"
+	    "`syslog = yes`.  SIGTERM stops it gracefully, SIGHUP reloads.\n");
+}
+
+/* die - start-up failure: message on stderr (and syslog), exit 1 */
+static _Noreturn void WM_PRINTF(1, 2)
+die(const char *fmt, ...)
+{
+	char	 msg[ERRLEN];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "waymarkd: %s\n", msg);
+	if (g.cfg != NULL && g.cfg->syslog)
+		log_warnx("%s", msg);
+	exit(1);
+}
+
+/* path_abs - make *p absolute against base (NULL stays NULL); 0 or -1 */
+static int
+path_abs(char **p, const char *base)
+{
+	char	*s, *n;
+	size_t	 len;
+	int	 r;
+
+	if (*p == NULL || (*p)[0] == '/' || (*p)[0] == '\0')
+		return 0;
+	s = *p;
+	while (s[0] == '.' && s[1] == '/')
+		for (s += 2; *s == '/'; s++)
+			;
+	len = strlen(base) + strlen(s) + 2;
+	if ((n = malloc(len)) == NULL)
+		return -1;
+	r = snprintf(n, len, "%s%s%s", base,
+	    strcmp(base, "/") == 0 ? "" : "/", s);
+	if (r < 0 || (size_t)r >= len) {
+		free(n);
+		return -1;
+	}
+	/* "./var" -> "/cwd/var"; a bare "." -> "/cwd/" is trimmed */
+	if (*s == '\0' && r > 1 && n[r - 1] == '/')
+		n[r - 1] = '\0';
+	free(*p);
+	*p = n;
+	return 0;
+}
+
+/* cfg_make_abs - every path key absolute (the daemon changes its cwd) */
+static int
+cfg_make_abs(struct config *c)
+{
+	if (path_abs(&c->spool, g.start_cwd) == -1 ||
+	    path_abs(&c->control, g.start_cwd) == -1 ||
+	    path_abs(&c->mailbox_root, g.start_cwd) == -1 ||
+	    path_abs(&c->local_recipients, g.start_cwd) == -1 ||
+	    path_abs(&c->aliases, g.start_cwd) == -1 ||
+	    path_abs(&c->tls_cert, g.start_cwd) == -1 ||
+	    path_abs(&c->tls_key, g.start_cwd) == -1 ||
+	    path_abs(&c->policy, g.start_cwd) == -1)
+		return -1;
+	return 0;
+}
+
+static void
+cfg_keep_add(struct config *c)
+{
+	struct cfg_keep	*k;
+
+	k = xcalloc(1, sizeof(*k));
+	k->cfg = c;
+	k->next = g.keep;
+	g.keep = k;
+}
+
+static void
+cfg_keep_free(void)
+{
+	struct cfg_keep	*k;
+
+	while ((k = g.keep) != NULL) {
+		g.keep = k->next;
+		cfg_free(k->cfg);
+		free(k);
+	}
+	g.cfg = NULL;
+}
+
+/* ---- start-up ---- */
+
+/* resolve_user - uid/gid of cfg->user when root; -1/-1 otherwise */
+static void
+resolve_user(void)
+{
+	struct passwd	*pw;
+
+	if (geteuid() != 0)
+		return;
+	errno = 0;
+	if ((pw = getpwnam(g.cfg->user)) == NULL)
+		die("user %s: %s", g.cfg->user,
+		    errno ? strerror(errno) : "no such user");
+	if (pw->pw_uid == 0) {
+		log_warnx("user = %s has uid 0: running as root",
+		    g.cfg->user);
+		return;
+	}
+	g.uid = (long)pw->pw_uid;
+	g.gid = (long)pw->pw_gid;
+}
+
+/* setup_spool - create the spool (owned by the user), chdir into it */
+static void
+setup_spool(void)
+{
+	struct stat	 st;
+	int		 existed;
+
+	existed = stat(g.cfg->spool, &st) == 0;
+	if (existed && !S_ISDIR(st.st_mode))
+		die("spool %s: not a directory", g.cfg->spool);
+	if (!existed && mkdir_p(g.cfg->spool, 0700) == -1)
+		die("cannot create spool %s: %s", g.cfg->spool,
+		    strerror(errno));
+	if (g.uid != -1 && (!existed || st.st_uid == 0)) {
+		if (chown(g.cfg->spool, (uid_t)g.uid, (gid_t)g.gid) == -1)
+			die("chown %s: %s", g.cfg->spool, strerror(errno));
+	}
+	if (chdir(g.cfg->spool) == -1)
+		die("cannot enter spool %s: %s", g.cfg->spool,
+		    strerror(errno));
+}
+
+/* drop_privileges - become the unprivileged user for good */
+static void
+drop_privileges(void)
+{
+	gid_t	gid = (gid_t)g.gid;
+	uid_t	uid = (uid_t)g.uid;
+
+	if (g.uid == -1)
+		return;
+	if (setgroups(1, &gid) == -1)
+		die("setgroups: %s", strerror(errno));
+	if (setgid(gid) == -1)
+		die("setgid %ld: %s", g.gid, strerror(errno));
+	if (setuid(uid) == -1)
+		die("setuid %ld: %s", g.uid, strerror(errno));
+	if (setuid(0) != -1 || seteuid(0) != -1 || getuid() != uid ||
+	    geteuid() != uid || getegid() != gid)
+		die("privilege drop to %s failed: root can be regained",
+		    g.cfg->user);
+	log_debug("dropped privileges to %s (uid=%ld gid=%ld)",
+	    g.cfg->user, g.uid, g.gid);
+}
+
+/* listen_text - "127.0.0.1:2525, [::1]:2525" */
+static void
+listen_text(const struct config *c, char *out, size_t outlen)
+{
+	size_t	i, off = 0;
+	int	r;
+
+	out[0] = '\0';
+	for (i = 0; i < c->nlisten; i++) {
+		r = snprintf(out + off, outlen - off, "%s%s",
+		    i ? ", " : "", c->listen[i].text);
+		if (r < 0 || (size_t)r >= outlen - off) {
+			out[off] = '\0';
+			return;
+		}
+		off += (size_t)r;
+	}
+	if (c->nlisten == 0)
+		snprintf(out, outlen, "(nothing)");
+}
+
+/* ---- signals ---- */
+
+/* stop_done - every session is gone: finish the disk work, close the queue */
+static void
+stop_done(void)
+{
+	log_debug("sessions closed; finishing disk work");
+	work_shutdown();
+	queue_shutdown();
+	event_base_loopexit(g.base, NULL);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (g.stopping) {
+		log_info("waymarkd: %s received while stopping; still waiting "
+		    "for %zu session(s) and in-flight commits",
+		    sig == SIGINT ? "SIGINT" : "SIGTERM",
+		    smtpd_server_sessions());
+		return;
+	}
+	g.stopping = 1;
+	log_info("waymarkd stopping (%s): %zu session(s) open",
+	    sig == SIGINT ? "SIGINT" : "SIGTERM", smtpd_server_sessions());
+	smtpd_control_stop();
+	smtpd_server_stop(stop_done);
+}
+
+static int
+str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+static int
+listen_differs(const struct config *a, const struct config *b)
+{
+	size_t	i;
+
+	if (a->nlisten != b->nlisten)
+		return 1;
+	for (i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+			return 1;
+	return 0;
+}
+
+#define SWAP(T, x, y)	do { T t_ = (x); (x) = (y); (y) = t_; } while (0)
+
+/* reload_cb - SIGHUP: load the file again, keep restart-only keys */
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct config	*n, *o = g.cfg;
+	char		 err[ERRLEN], changed[256];
+	size_t		 off = 0;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (g.stopping)
+		return;
+	if (g.cfg_path == NULL) {
+		/* the embedded text never changes, and cfg_load would now
+		 * resolve its relative paths against the spool (our cwd) */
+		log_info("reload: running with the embedded default "
+		    "configuration; nothing to reload");
+		return;
+	}
+	if ((n = cfg_load(g.cfg_path, err, sizeof(err))) == NULL) {
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    err);
+		return;
+	}
+	if (cfg_make_abs(n) == -1) {
+		cfg_free(n);
+		log_warnx("reload failed: out of memory; keeping the old "
+		    "configuration");
+		return;
+	}
+	changed[0] = '\0';
+#define CHANGED(name) do {						\
+	int r_ = snprintf(changed + off, sizeof(changed) - off, "%s%s",	\
+	    off ? ", " : "", name);					\
+	if (r_ > 0 && (size_t)r_ < sizeof(changed) - off)		\
+		off += (size_t)r_;					\
+} while (0)
+	if (listen_differs(o, n)) {
+		CHANGED("listen");
+		SWAP(struct cfg_addr *, o->listen, n->listen);
+		SWAP(size_t, o->nlisten, n->nlisten);
+	}
+	if (str_differs(o->spool, n->spool)) {
+		CHANGED("spool");
+		SWAP(char *, o->spool, n->spool);
+	}
+	if (str_differs(o->user, n->user)) {
+		CHANGED("user");
+		SWAP(char *, o->user, n->user);
+	}
+	if (str_differs(o->control, n->control)) {
+		CHANGED("control");
+		SWAP(char *, o->control, n->control);
+	}
+	if (str_differs(o->mailbox_root, n->mailbox_root)) {
+		CHANGED("mailbox_root");
+		SWAP(char *, o->mailbox_root, n->mailbox_root);
+	}
+	if (o->workers != n->workers) {
+		CHANGED("workers");
+		SWAP(unsigned, o->workers, n->workers);
+	}
+#undef CHANGED
+	/*
+	 * The swaps above put the running values into n and the new ones
+	 * into o; o is kept (unused) until exit, like every old config.
+	 */
+	if (off > 0)
+		log_warnx("reload: %s changed; this needs a restart (the "
+		    "running values are kept)", changed);
+	if (n->syslog != o->syslog)
+		log_init("waymarkd", n->syslog, g.debug);
+	cfg_keep_add(n);
+	g.cfg = n;
+	smtpd_server_reload(n);
+	queue_reload(n);
+	dlv_reload(n);
+	log_info("configuration reloaded from %s",
+	    g.cfg_path ? g.cfg_path : "(default)");
+}
+
+static void
+signals_init(void)
+{
+	g.ev_term = evsignal_new(g.base, SIGTERM, stop_cb, NULL);
+	g.ev_int = evsignal_new(g.base, SIGINT, stop_cb, NULL);
+	g.ev_hup = evsignal_new(g.base, SIGHUP, reload_cb, NULL);
+	if (g.ev_term == NULL || g.ev_int == NULL || g.ev_hup == NULL ||
+	    evsignal_add(g.ev_term, NULL) == -1 ||
+	    evsignal_add(g.ev_int, NULL) == -1 ||
+	    evsignal_add(g.ev_hup, NULL) == -1)
+		die("cannot install signal handlers");
+}
+
+static void
+signals_free(void)
+{
+	if (g.ev_term)
+		event_free(g.ev_term);
+	if (g.ev_int)
+		event_free(g.ev_int);
+	if (g.ev_hup)
+		event_free(g.ev_hup);
+	g.ev_term = g.ev_int = g.ev_hup = NULL;
+}
+
+/* ---- main ---- */
+
+int
+main(int argc, char *argv[])
+{
+	const char	*path = NULL;
+	char		 err[ERRLEN], lst[512], cwd[4096];
+	int		 i, check = 0;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(a, "-V") == 0 ||
+		    strcmp(a, "--version") == 0) {
+			printf("waymarkd %s\n", PACKAGE_VERSION);
+			return 0;
+		} else if (strcmp(a, "-n") == 0) {
+			check = 1;
+		} else if (strcmp(a, "-d") == 0) {
+			g.debug = 1;
+		} else if (strcmp(a, "-f") == 0) {
+			if (++i >= argc) {
+				fprintf(stderr, "waymarkd: -f needs a FILE\n");
+				usage(stderr);
+				return 2;
+			}
+			path = argv[i];
+		} else if (strncmp(a, "-f", 2) == 0) {
+			path = a + 2;
+		} else {
+			fprintf(stderr, "waymarkd: unknown argument: %s\n", a);
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	if (evthread_use_pthreads() == -1) {
+		fprintf(stderr, "waymarkd: evthread_use_pthreads failed\n");
+		return 1;
+	}
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		fprintf(stderr, "waymarkd: getcwd: %s\n", strerror(errno));
+		return 1;
+	}
+	g.start_cwd = xstrdup(cwd);
+	if (path != NULL) {
+		/* reloads happen after chdir(spool): keep an absolute name */
+		g.cfg_path = xstrdup(path);
+		if (path_abs(&g.cfg_path, g.start_cwd) == -1)
+			die("out of memory");
+	}
+
+	/* the first load names the file as given, in errors and -n */
+	if ((g.cfg = cfg_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		free(g.cfg_path);
+		free(g.start_cwd);
+		return 1;
+	}
+	cfg_keep_add(g.cfg);
+	if (check) {
+		cfg_print(g.cfg, stdout);
+		cfg_keep_free();
+		free(g.cfg_path);
+		free(g.start_cwd);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	if (cfg_make_abs(g.cfg) == -1)
+		die("out of memory");
+
+	log_init("waymarkd", g.cfg->syslog, g.debug);
+	signal(SIGPIPE, SIG_IGN);
+
+	resolve_user();
+	setup_spool();
+	if (queue_lock(g.cfg->spool, err, sizeof(err)) == -1)
+		die("%s", err);
+	if (smtpd_server_bind(g.cfg, err, sizeof(err)) == -1)
+		die("%s", err);
+	if (smtpd_control_bind(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
+		die("%s", err);
+	if (dlv_init(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
+		die("%s", err);
+	drop_privileges();
+
+	if ((g.base = event_base_new()) == NULL)
+		die("event_base_new failed");
+	if (work_init(g.base, (int)(g.cfg->workers ? g.cfg->workers : 1)) == -1)
+		die("cannot start %u worker threads", g.cfg->workers);
+	if (queue_init(g.cfg, g.base, err, sizeof(err)) == -1)
+		die("%s", err);
+	if (smtpd_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
+		die("%s", err);
+	if (smtpd_control_start(g.base) == -1)
+		die("cannot start the control socket %s", g.cfg->control);
+	signals_init();
+
+	listen_text(g.cfg, lst, sizeof(lst));
+	log_info("waymarkd started: listening on %s, control %s, spool %s, "
+	    "config %s, user %s, pid %ld", lst, g.cfg->control,
+	    g.cfg->spool, g.cfg_path ? g.cfg_path : "(default)",
+	    g.uid == -1 ? "(unchanged)" : g.cfg->user, (long)getpid());
+
+	if (event_base_dispatch(g.base) == -1)
+		log_warnx("event loop failed");
+
+	log_info("waymarkd stopped");
+	signals_free();
+	event_base_free(g.base);
+	g.base = NULL;
+	cfg_keep_free();
+	free(g.cfg_path);
+	free(g.start_cwd);
+	libevent_global_shutdown();
+	return 0;
+}

@@ -1,0 +1,654 @@
+#include "config.h"
+/*
+ * smtpd_session.c - SMTP server sessions: listeners, accept, the session
+ * list, the input loop, timeouts, close, shutdown.
+ * Entry points: smtpd_server_bind/start/reload/stop/sessions (smtpd_int.h).
+ * Input: command lines are read with a hard maximum (SMTPD_LINE_MAX; an
+ *       overlong line is discarded up to the next LF and gets 500 5.5.2),
+ *       end at LF (CRLF, or a bare LF leniently) and go to
+ *       smtpd_cmd_dispatch(); in SMTPD_DATA the bytes go to
+ *       smtpd_data_input().  Nothing is processed in COMMIT/TLS/CLOSING:
+ *       pipelined input stays buffered (bounded by the read watermark).
+ * Not here: the commands (smtpd_cmd.c), DATA (smtpd_data.c), replies
+ *       (smtpd_reply.c), TLS (smtpd_tls.c).
+ * Invariant: sessions are freed only here, from top-level callbacks.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "queue/queue.h"
+#include "smtpd/smtpd_int.h"
+#include "smtpd/smtpd_session.h"
+
+const struct config	*smtpd_cfg;
+struct event_base	*smtpd_base;
+
+static int			*listen_fds;
+static size_t			 nlisten_fds;
+static struct evconnlistener	**listeners;
+static struct event		*listen_retry;
+static struct smtpd_session	*sessions;
+static size_t			 nsessions;
+static uint64_t			 next_id = 1;
+static int			 stopping;
+static void			(*stop_done)(void);
+
+static const char *state_names[SMTPD_NSTATES] = {
+	"GREETING", "READY", "MAIL", "RCPT", "DATA", "COMMIT", "TLS", "CLOSING"
+};
+
+static void	smtpd_read_cb(struct bufferevent *, void *);
+static void	smtpd_write_cb(struct bufferevent *, void *);
+static void	smtpd_event_cb(struct bufferevent *, short, void *);
+static void	smtpd_session_free(struct smtpd_session *);
+static void	smtpd_process(struct smtpd_session *);
+
+/* smtpd_state_name - enum -> text */
+const char *
+smtpd_state_name(enum smtpd_state st)
+{
+	return (st < SMTPD_NSTATES) ? state_names[st] : "?";
+}
+
+/* smtpd_set_state - the only place that assigns a session's state */
+void
+smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("session=%s state %s -> %s", s->sid,
+	    smtpd_state_name(s->state), smtpd_state_name(st));
+	s->state = st;
+}
+
+int
+smtpd_stopping(void)
+{
+	return stopping;
+}
+
+/* smtpd_session_find - a session by id, or NULL when it has closed */
+struct smtpd_session *
+smtpd_session_find(uint64_t id)
+{
+	struct smtpd_session *s;
+
+	for (s = sessions; s != NULL; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+/* smtpd_txn_free - end the transaction; an open body file is discarded */
+void
+smtpd_txn_free(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+
+	if (t == NULL)
+		return;
+	if (t->fd != -1 && t->m != NULL)
+		queue_body_discard(t->m->qid, t->fd);
+	if (t->m != NULL)
+		qmsg_free(t->m);
+	free(t->wbuf);
+	free(t);
+	s->txn = NULL;
+}
+
+/* ---------------------------------------------------------------- bind */
+
+static int
+smtpd_bind_one(const struct cfg_addr *a, char *err, size_t errlen)
+{
+	int	fd, on = 1, *nfds;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "listen %s: socket: %s", a->text,
+		    strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		goto fail;
+	if (a->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1)
+		goto fail;
+	if (listen(fd, SOMAXCONN) == -1)
+		goto fail;
+	nfds = realloc(listen_fds, (nlisten_fds + 1) * sizeof(*nfds));
+	if (nfds == NULL)
+		goto fail;
+	listen_fds = nfds;
+	listen_fds[nlisten_fds++] = fd;
+	return 0;
+fail:
+	snprintf(err, errlen, "listen %s: %s", a->text, strerror(errno));
+	close(fd);
+	return -1;
+}
+
+/* smtpd_server_bind - socket/bind/listen every cfg->listen address */
+int
+smtpd_server_bind(const struct config *cfg, char *err, size_t errlen)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nlisten; i++)
+		if (smtpd_bind_one(&cfg->listen[i], err, errlen) == -1)
+			goto fail;
+	return 0;
+fail:
+	for (i = 0; i < nlisten_fds; i++)
+		close(listen_fds[i]);
+	free(listen_fds);
+	listen_fds = NULL;
+	nlisten_fds = 0;
+	return -1;
+}
+
+/* -------------------------------------------------------------- accept */
+
+/* smtpd_session_attach_cb - our callbacks, watermark and timeouts on bev */
+void
+smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev)
+{
+	struct timeval tv;
+
+	tv.tv_sec = smtpd_cfg->smtpd_timeout > 0 ? smtpd_cfg->smtpd_timeout : 300;
+	tv.tv_usec = 0;
+	bufferevent_setcb(bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, s);
+	bufferevent_setwatermark(bev, EV_READ, 0, SMTPD_READ_HIWAT);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+}
+
+static void
+smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtpd_session	*s;
+	int			 on = 1;
+
+	(void)l;
+	(void)arg;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == -1)
+		log_warn("setsockopt TCP_NODELAY");
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warn("session: calloc");
+		close(fd);
+		return;
+	}
+	s->id = next_id++;
+	snprintf(s->sid, sizeof(s->sid), "%06llx", (unsigned long long)s->id);
+	if (salen > 0 && (size_t)salen <= sizeof(s->ss))
+		memcpy(&s->ss, sa, (size_t)salen);
+	if (sockaddr_text((struct sockaddr *)&s->ss, s->addr, sizeof(s->addr)) == -1)
+		snprintf(s->addr, sizeof(s->addr), "unknown");
+	if (s->ss.ss_family == AF_INET)
+		s->port = ntohs(((struct sockaddr_in *)&s->ss)->sin_port);
+	else if (s->ss.ss_family == AF_INET6)
+		s->port = ntohs(((struct sockaddr_in6 *)&s->ss)->sin6_port);
+	s->state = SMTPD_GREETING;
+	s->bev = bufferevent_socket_new(smtpd_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (s->bev == NULL) {
+		log_warnx("session=%s bufferevent_socket_new failed", s->sid);
+		close(fd);
+		free(s);
+		return;
+	}
+	s->next = sessions;
+	if (sessions != NULL)
+		sessions->prev = s;
+	sessions = s;
+	nsessions++;
+	smtpd_session_attach_cb(s, s->bev);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_info("session=%s connect from [%s]:%u", s->sid, s->addr, s->port);
+
+	if (nsessions > smtpd_cfg->max_sessions) {
+		s->cmd = "(connect)";
+		s->cmdlen = strlen(s->cmd);
+		smtpd_reply(s, 421, 4, 7, 0, "%s Too many sessions, try again later",
+		    smtpd_cfg->hostname);
+		return;
+	}
+	smtpd_reply(s, 220, SMTPD_NOENH, "%s ESMTP Waymark", smtpd_cfg->hostname);
+}
+
+static void
+smtpd_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	size_t i;
+
+	(void)fd; (void)ev; (void)arg;
+	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
+		if (listeners[i] != NULL)
+			evconnlistener_enable(listeners[i]);
+}
+
+/* smtpd_accept_error_cb - EMFILE & co: pause accepting for a second */
+static void
+smtpd_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval	tv = { 1, 0 };
+	size_t		i;
+
+	(void)l; (void)arg;
+	log_warn("accept");
+	for (i = 0; i < nlisten_fds; i++)
+		if (listeners[i] != NULL)
+			evconnlistener_disable(listeners[i]);
+	if (listen_retry != NULL)
+		evtimer_add(listen_retry, &tv);
+}
+
+/* smtpd_server_start - TLS context, listeners on the bound sockets */
+int
+smtpd_server_start(const struct config *cfg, struct event_base *base,
+    char *err, size_t errlen)
+{
+	size_t i;
+
+	smtpd_cfg = cfg;
+	smtpd_base = base;
+	if (smtpd_tls_init(cfg, err, errlen) == -1)
+		return -1;
+	if ((listeners = calloc(nlisten_fds + 1, sizeof(*listeners))) == NULL) {
+		snprintf(err, errlen, "listeners: %s", strerror(errno));
+		return -1;
+	}
+	listen_retry = evtimer_new(base, smtpd_listen_retry_cb, NULL);
+	for (i = 0; i < nlisten_fds; i++) {
+		listeners[i] = evconnlistener_new(base, smtpd_accept_cb, NULL,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+		    listen_fds[i]);
+		if (listeners[i] == NULL) {
+			snprintf(err, errlen, "evconnlistener_new failed");
+			return -1;
+		}
+		evconnlistener_set_error_cb(listeners[i], smtpd_accept_error_cb);
+	}
+	log_info("smtpd: listening on %zu address%s%s", nlisten_fds,
+	    nlisten_fds == 1 ? "" : "es",
+	    smtpd_tls_available() ? ", STARTTLS enabled" : "");
+	return 0;
+}
+
+/* smtpd_server_reload - the new cfg for new commands and sessions */
+void
+smtpd_server_reload(const struct config *cfg)
+{
+	char err[512];
+
+	smtpd_cfg = cfg;
+	if (smtpd_tls_init(cfg, err, sizeof(err)) == -1)
+		log_warnx("smtpd: reload: %s (keeping the previous TLS setup)",
+		    err);
+}
+
+size_t
+smtpd_server_sessions(void)
+{
+	return nsessions;
+}
+
+static void
+smtpd_stop_done_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	void (*done)(void) = stop_done;
+
+	(void)fd; (void)ev; (void)arg;
+	stop_done = NULL;
+	if (done != NULL)
+		done();
+}
+
+static void
+smtpd_stop_done_later(void)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (stop_done == NULL)
+		return;
+	if (event_base_once(smtpd_base, -1, EV_TIMEOUT, smtpd_stop_done_cb,
+	    NULL, &tv) == -1)
+		smtpd_stop_done_cb(-1, 0, NULL);
+}
+
+/* smtpd_server_stop - stop accepting, end every session with 421 4.3.2 */
+void
+smtpd_server_stop(void (*done)(void))
+{
+	struct smtpd_session	*s, *next;
+	size_t			 i;
+
+	stopping = 1;
+	stop_done = done;
+	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
+		if (listeners[i] != NULL) {
+			evconnlistener_free(listeners[i]);
+			listeners[i] = NULL;
+		}
+	nlisten_fds = 0;
+	if (listen_retry != NULL) {
+		event_free(listen_retry);
+		listen_retry = NULL;
+	}
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		switch (s->state) {
+		case SMTPD_COMMIT:
+			s->stop_after_commit = 1;	/* 250 first, then 421 */
+			break;
+		case SMTPD_CLOSING:
+			break;
+		case SMTPD_TLS:
+			smtpd_session_free(s);
+			break;
+		default:
+			smtpd_txn_free(s);
+			s->cmd = "(shutdown)";
+			s->cmdlen = strlen(s->cmd);
+			smtpd_reply(s, 421, 4, 3, 2, "%s Service shutting down",
+			    smtpd_cfg->hostname);
+			break;
+		}
+	}
+	if (nsessions == 0)
+		smtpd_stop_done_later();
+}
+
+/* --------------------------------------------------------------- close */
+
+static void
+smtpd_session_free(struct smtpd_session *s)
+{
+	char counters[512];
+
+	if (smtpd_cmd_counters(s, counters, sizeof(counters)) == -1)
+		counters[0] = '\0';
+	log_info("session=%s disconnect from [%s]%s%s", s->sid, s->addr,
+	    counters[0] != '\0' ? " " : "", counters);
+	smtpd_txn_free(s);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->closetimer != NULL)
+		event_free(s->closetimer);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	nsessions--;
+	free(s->helo);
+	free(s->tls_info);
+	free(s);
+	if (stopping && nsessions == 0)
+		smtpd_stop_done_later();
+}
+
+/* smtpd_output_pending - octets not yet handed to the kernel */
+static size_t
+smtpd_output_pending(struct smtpd_session *s)
+{
+	struct bufferevent	*u;
+	size_t			 n;
+
+	n = evbuffer_get_length(bufferevent_get_output(s->bev));
+	if ((u = bufferevent_get_underlying(s->bev)) != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	return n;
+}
+
+/* smtpd_try_close - free s when its output is flushed, else wait */
+static void
+smtpd_try_close(struct smtpd_session *s)
+{
+	struct timeval	tv = { 0, 50000 };
+	size_t		n;
+
+	n = smtpd_output_pending(s);
+	if (n == 0) {
+		smtpd_session_free(s);
+		return;
+	}
+	/* the filter's write callback only covers its own buffer: poll
+	 * the underlying one; the write timeout bounds the wait */
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
+	    s->closetimer != NULL)
+		evtimer_add(s->closetimer, &tv);
+}
+
+static void
+smtpd_close_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd; (void)ev;
+	smtpd_try_close(arg);
+}
+
+/* smtpd_close_after_flush - stop reading; close once replies are sent */
+void
+smtpd_close_after_flush(struct smtpd_session *s)
+{
+	struct timeval tv = { 0, 0 };
+
+	smtpd_set_state(s, SMTPD_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	if (s->closetimer == NULL)
+		s->closetimer = evtimer_new(smtpd_base, smtpd_close_timer_cb, s);
+	/* checked from the loop, never from inside command processing */
+	if (s->closetimer != NULL)
+		evtimer_add(s->closetimer, &tv);
+}
+
+/* ---------------------------------------------------------------- input */
+
+/*
+ * smtpd_read_line - take one command line out of in into line.
+ * Returns its length without the line end (>= 0), -1 when no complete
+ * line is buffered yet, -2 when an overlong line was discarded.
+ */
+static ssize_t
+smtpd_read_line(struct smtpd_session *s, struct evbuffer *in, char *line)
+{
+	struct evbuffer_ptr	p;
+	size_t			avail, n;
+
+	avail = evbuffer_get_length(in);
+	if (avail == 0)
+		return -1;
+	p = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	if (p.pos == -1) {
+		if (avail >= SMTPD_LINE_MAX) {
+			/* cap what we hold: drop it, skip to the next LF */
+			evbuffer_drain(in, avail);
+			s->skipping = 1;
+		}
+		return -1;
+	}
+	n = (size_t)p.pos + 1;
+	if (s->skipping || n > SMTPD_LINE_MAX) {
+		evbuffer_drain(in, n);
+		s->skipping = 0;
+		return -2;
+	}
+	if (evbuffer_remove(in, line, n) != (int)n)
+		return -2;
+	n--;			/* LF */
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	line[n] = '\0';
+	return (ssize_t)n;
+}
+
+/* smtpd_process - handle buffered input in order, as the state allows */
+static void
+smtpd_process(struct smtpd_session *s)
+{
+	static char	 line[SMTPD_LINE_MAX + 1];
+	struct evbuffer	*in, *out;
+	ssize_t		 n;
+
+	in = bufferevent_get_input(s->bev);
+	out = bufferevent_get_output(s->bev);
+	for (;;) {
+		if (s->out_blocked)
+			return;
+		if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
+			/* the client does not read its replies */
+			s->out_blocked = 1;
+			return;
+		}
+		if (s->state == SMTPD_DATA) {
+			if (smtpd_data_input(s, in) == 0)
+				break;		/* needs more input */
+			continue;
+		}
+		if (!(SMTPD_CMD_STATES & SMTPD_S(s->state)))
+			return;		/* COMMIT, TLS, CLOSING */
+		n = smtpd_read_line(s, in, line);
+		if (n == -1)
+			break;
+		if (n == -2) {
+			s->cmd = "(overlong line)";
+			s->cmdlen = strlen(s->cmd);
+			s->count[SMTPD_NVERBS - 1]++;
+			smtpd_reply(s, 500, 5, 5, 2, "Error: Line too long");
+			continue;
+		}
+		smtpd_cmd_dispatch(s, line, (size_t)n);
+		s->cmd = NULL;
+		s->cmdlen = 0;
+	}
+	/* all buffered input used: a half-closed client is done */
+	if (s->peer_eof && (SMTPD_CMD_STATES & SMTPD_S(s->state) ||
+	    s->state == SMTPD_DATA)) {
+		if (s->txn != NULL)
+			log_info("session=%s lost connection in state %s",
+			    s->sid, smtpd_state_name(s->state));
+		smtpd_txn_free(s);
+		smtpd_close_after_flush(s);
+	}
+}
+
+/* smtpd_resume - process held input later, from the loop */
+void
+smtpd_resume(struct smtpd_session *s)
+{
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ||
+	    s->peer_eof)
+		bufferevent_trigger(s->bev, EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void
+smtpd_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	smtpd_process(arg);
+}
+
+static void
+smtpd_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	(void)bev;
+	switch (s->state) {
+	case SMTPD_CLOSING:
+		smtpd_try_close(s);
+		return;
+	case SMTPD_TLS:
+		if (bufferevent_get_underlying(s->bev) != NULL)
+			return;		/* handshake already running */
+		if (smtpd_tls_start(s) == -1)
+			smtpd_session_free(s);
+		return;
+	default:
+		break;
+	}
+	if (s->out_blocked) {
+		s->out_blocked = 0;
+		smtpd_process(s);
+	}
+}
+
+static void
+smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		smtpd_tls_connected(s);
+		smtpd_process(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if ((what & BEV_EVENT_READING) && s->state == SMTPD_COMMIT) {
+			bufferevent_enable(s->bev, EV_READ);
+			return;
+		}
+		if (!(what & BEV_EVENT_READING) || s->state == SMTPD_CLOSING ||
+		    s->state == SMTPD_TLS) {
+			log_info("session=%s timeout in state %s", s->sid,
+			    smtpd_state_name(s->state));
+			smtpd_session_free(s);
+			return;
+		}
+		log_info("session=%s timeout in state %s", s->sid,
+		    smtpd_state_name(s->state));
+		smtpd_txn_free(s);
+		s->cmd = "(timeout)";
+		s->cmdlen = strlen(s->cmd);
+		smtpd_reply(s, 421, 4, 4, 2, "%s Error: timeout exceeded",
+		    smtpd_cfg->hostname);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		if (s->state == SMTPD_TLS)
+			smtpd_tls_log_error(s, what);
+		else if (s->state != SMTPD_CLOSING)
+			log_info("session=%s lost connection in state %s: %s",
+			    s->sid, smtpd_state_name(s->state),
+			    EVUTIL_SOCKET_ERROR() != 0 ?
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()) :
+			    "error");
+		smtpd_session_free(s);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		if (s->state == SMTPD_TLS || s->state == SMTPD_CLOSING) {
+			if (s->state == SMTPD_TLS)
+				smtpd_tls_log_error(s, what);
+			smtpd_session_free(s);
+			return;
+		}
+		/* answer what is buffered, then close (half-closed clients) */
+		s->peer_eof = 1;
+		smtpd_process(s);
+		return;
+	}
+}

@@ -1,0 +1,146 @@
+/*
+ * smtpd_session.h - private declarations shared by the SMTP server files
+ * (smtpd_session.c, smtpd_cmd.c, smtpd_data.c, smtpd_reply.c,
+ * smtpd_tls.c).  Nothing else includes it.
+ * Invariants: only smtpd_set_state() assigns s->state; a session is freed
+ * only from a top-level libevent callback (event, write, timer), never
+ * from inside command processing, so a handler may reply and return
+ * without checking whether s still exists.
+ */
+#ifndef WAYMARK_SMTPD_SESSION_H
+#define WAYMARK_SMTPD_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+struct bufferevent;
+struct evbuffer;
+struct event;
+struct config;
+struct qmsg;
+
+#define SMTPD_LINE_MAX		2048	/* command line incl. CRLF */
+#define SMTPD_TEXT_LINE_MAX	1000	/* text line incl. CRLF (RFC 5321 4.5.3.1.6) */
+#define SMTPD_READ_HIWAT	32768	/* read high-watermark per session */
+#define SMTPD_OUT_MAX		65536	/* pending replies before input is paused */
+#define SMTPD_WBUF_SIZE		32768	/* DATA write buffer */
+#define SMTPD_HDR_CAP		320	/* bytes of a header line kept for analysis */
+#define SMTPD_MSGID_MAX		256
+#define SMTPD_ERROR_LIMIT	1000	/* 4xx/5xx replies before 421 */
+#define SMTPD_JUNK_LIMIT	1000	/* junk commands between messages before 421 */
+
+enum smtpd_state {
+	SMTPD_GREETING = 0,	/* greeting sent, waiting for EHLO/HELO */
+	SMTPD_READY,		/* after EHLO/HELO, no transaction */
+	SMTPD_MAIL,		/* MAIL accepted, no recipient yet */
+	SMTPD_RCPT,		/* at least one recipient accepted */
+	SMTPD_DATA,		/* receiving the content after 354 */
+	SMTPD_COMMIT,		/* queue_accept in flight; input held */
+	SMTPD_TLS,		/* STARTTLS: 220 flushing or handshake running */
+	SMTPD_CLOSING,		/* last reply flushing, then close */
+	SMTPD_NSTATES
+};
+#define SMTPD_S(x)	(1u << (x))
+/* states in which command lines are read and dispatched */
+#define SMTPD_CMD_STATES	(SMTPD_S(SMTPD_GREETING) | SMTPD_S(SMTPD_READY) | \
+				 SMTPD_S(SMTPD_MAIL) | SMTPD_S(SMTPD_RCPT))
+
+/* DATA byte-stream states (smtpd_data.c) */
+enum smtpd_ds { DS_BOL = 0, DS_TEXT, DS_CR, DS_DOT, DS_DOT_CR };
+
+/* one mail transaction: from MAIL until end of data or RSET */
+struct smtpd_txn {
+	struct qmsg	*m;		/* sender, recipients, qid */
+	unsigned	 naccepted;	/* RCPT commands answered 250 */
+	int		 fd;		/* body file, -1 before DATA */
+	/* DATA (smtpd_data.c) */
+	char		*wbuf;		/* SMTPD_WBUF_SIZE, allocated at 354 */
+	size_t		 wlen;
+	uint64_t	 size;		/* octets stored (CRLF line ends) */
+	size_t		 linelen;	/* octets of the current line so far */
+	enum smtpd_ds	 ds;
+	int		 crlf_before;	/* current line began after a real CRLF */
+	int		 werr;		/* errno of a failed write, 0 = none */
+	int		 too_big;
+	int		 long_line;
+	int		 in_header;
+	int		 eightbit;
+	unsigned	 hops;		/* Received: fields in the header */
+	int		 msgid_state;	/* 0 none yet, 1 collecting, 2 done */
+	size_t		 hdrlen;
+	char		 hdr[SMTPD_HDR_CAP];	/* start of the current header line */
+	size_t		 msgidlen;
+	char		 msgid[SMTPD_MSGID_MAX];
+};
+
+/* per-verb counters, indexed like the dispatch table (+1: unknown) */
+#define SMTPD_NVERBS	12
+
+struct smtpd_session {
+	struct smtpd_session	*next, *prev;	/* all sessions */
+	uint64_t		 id;
+	char			 sid[20];	/* hex id for the logs */
+	struct bufferevent	*bev;		/* socket or TLS filter */
+	struct event		*closetimer;	/* lazily made: deferred close */
+	enum smtpd_state	 state;
+	int			 esmtp;		/* EHLO (1) or HELO (0) */
+	int			 tls;		/* TLS active */
+	int			 peer_eof;	/* client shut down its side */
+	int			 out_blocked;	/* too many replies pending */
+	int			 skipping;	/* discarding an overlong line */
+	int			 stop_after_commit;
+	int			 piped_logged;
+	unsigned		 errors;
+	unsigned		 junk;
+	struct sockaddr_storage	 ss;
+	char			 addr[64];	/* "127.0.0.1" */
+	unsigned		 port;
+	char			*helo;
+	char			*tls_info;	/* "TLSv1.3 TLS_AES_..." */
+	struct smtpd_txn	*txn;
+	const char		*cmd;		/* command being answered (logs) */
+	size_t			 cmdlen;
+	uint32_t		 count[SMTPD_NVERBS];
+	uint32_t		 okcount[SMTPD_NVERBS];
+};
+
+/* smtpd_session.c */
+extern const struct config	*smtpd_cfg;
+extern struct event_base	*smtpd_base;
+void	 smtpd_set_state(struct smtpd_session *s, enum smtpd_state st);
+const char *smtpd_state_name(enum smtpd_state st);
+void	 smtpd_close_after_flush(struct smtpd_session *s);
+void	 smtpd_resume(struct smtpd_session *s);
+void	 smtpd_txn_free(struct smtpd_session *s);
+struct smtpd_session *smtpd_session_find(uint64_t id);
+void	 smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev);
+int	 smtpd_stopping(void);
+
+/* smtpd_cmd.c */
+void	 smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len);
+int	 smtpd_cmd_counters(const struct smtpd_session *s, char *out, size_t outlen);
+int	 smtpd_cmd_index(const char *verb);
+void	 smtpd_reset_after_tls(struct smtpd_session *s);
+
+/* smtpd_data.c */
+int	 smtpd_data_begin(struct smtpd_session *s);
+int	 smtpd_data_input(struct smtpd_session *s, struct evbuffer *in);
+
+/* smtpd_reply.c */
+#define SMTPD_NOENH	0, 0, 0
+void	 smtpd_reply(struct smtpd_session *s, int code, int cls, int subj,
+	    int det, const char *fmt, ...) WM_PRINTF(6, 7);
+
+/* smtpd_tls.c */
+int	 smtpd_tls_init(const struct config *cfg, char *err, size_t errlen);
+void	 smtpd_tls_free(void);
+int	 smtpd_tls_available(void);
+int	 smtpd_tls_start(struct smtpd_session *s);
+void	 smtpd_tls_connected(struct smtpd_session *s);
+void	 smtpd_tls_log_error(struct smtpd_session *s, short what);
+
+#endif

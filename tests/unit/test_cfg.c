@@ -1,0 +1,633 @@
+#include "config.h"
+/*
+ * test_cfg.c - unit tests of common/cfg.c.
+ * Writes configuration files into a temporary directory and checks the
+ * parsed values and the exact "FILE:LINE: KEY: reason" errors: unknown
+ * key, missing '=', repeated single key, bad duration / size / address /
+ * port / network / domain / boolean / enum, range limits, missing port,
+ * empty relay_from, list accumulation, comments, relative paths,
+ * tls_cert without tls_key, local_recipients; the value syntaxes; the
+ * embedded default; cfg_print() listing every key in order.
+ */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/cfg.h"
+
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+
+static int	failures;
+static char	tmpdir[] = "/tmp/wm-test-cfg.XXXXXX";
+
+#define CHECK(cond, name, ...) do {					\
+	if (!(cond)) {							\
+		print_error("%s: ", (name));				\
+		print_error(__VA_ARGS__);				\
+		print_error("\n");					\
+		failures++;						\
+	}								\
+} while (0)
+
+/* write_file - tmpdir/name with text; returns the path (static buffer) */
+static const char *
+write_file(const char *name, const char *text)
+{
+	static char	path[512];
+	FILE		*fp;
+
+	assert_true(snprintf(path, sizeof(path), "%s/%s", tmpdir, name) <
+	    (int)sizeof(path));
+	assert_non_null(fp = fopen(path, "w"));
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+	return path;
+}
+
+/* expand - replace "{D}" with tmpdir */
+static void
+expand(const char *tmpl, char *out, size_t outlen)
+{
+	const char	*p;
+	size_t		 o = 0;
+
+	for (p = tmpl; *p != '\0' && o + 1 < outlen; ) {
+		if (strncmp(p, "{D}", 3) == 0) {
+			o += (size_t)snprintf(out + o, outlen - o, "%s", tmpdir);
+			p += 3;
+		} else
+			out[o++] = *p++;
+	}
+	out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+static struct config *
+load_text(const char *text, char *err, size_t errlen)
+{
+	return cfg_load(write_file("w.conf", text), err, errlen);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	write_file("cert.pem", "not really a certificate\n");
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char	cmd[600];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* errors */
+
+struct err_case {
+	const char	*name;
+	const char	*text;
+	const char	*want;	/* after "FILE"; {D} = the directory */
+};
+
+static const struct err_case err_cases[] = {
+	{ "unknown key", "frobnicate = 1\n", ":1: frobnicate: unknown key" },
+	{ "no equals", "# comment\nlisten 127.0.0.1:25\n",
+	  ":2: listen 127.0.0.1:25: expected \"key = value\"" },
+	{ "repeated single", "max_size = 1m\n\nmax_size = 2m\n", ":3: max_size: repeated" },
+	{ "repeated path", "spool = a\nspool = a\n", ":2: spool: repeated" },
+	{ "bad duration", "smtpd_timeout = 5x\n", ":1: smtpd_timeout: invalid duration \"5x\"" },
+	{ "bad duration empty", "queue_lifetime =\n", ":1: queue_lifetime: invalid duration \"\"" },
+	{ "duration below min", "smtpd_timeout = 0\n", ":1: smtpd_timeout: \"0\" below minimum 1s" },
+	{ "bad retry", "retry_schedule = 1m 5q\n", ":1: retry_schedule: invalid duration \"5q\"" },
+	{ "empty retry", "retry_schedule =\n", ":1: retry_schedule: missing value" },
+	{ "bad size", "# c\n\nmax_size = abc\n", ":3: max_size: invalid size \"abc\"" },
+	{ "bad size suffix", "max_size = 10g\n", ":1: max_size: invalid size \"10g\"" },
+	{ "bad address", "listen = 127.0.0.256:25\n", ":1: listen: invalid address \"127.0.0.256:25\"" },
+	{ "bad address name", "listen = localhost:25\n", ":1: listen: invalid address \"localhost:25\"" },
+	{ "unbracketed ipv6", "listen = ::1:25\n", ":1: listen: invalid address \"::1:25\"" },
+	{ "missing port", "listen = 127.0.0.1\n", ":1: listen: missing port" },
+	{ "missing port v6", "submission = [::1]\n", ":1: submission: missing port" },
+	{ "bad port", "listen = 127.0.0.1:0\n", ":1: listen: invalid port \"127.0.0.1:0\"" },
+	{ "bad port big", "listen = [::1]:65536\n", ":1: listen: invalid port \"[::1]:65536\"" },
+	{ "bad network", "relay_from = 10.0.0.0/33\n", ":1: relay_from: invalid network \"10.0.0.0/33\"" },
+	{ "bad network name", "relay_from = 127.0.0.1, example.org\n",
+	  ":1: relay_from: invalid network \"example.org\"" },
+	{ "bad domain", "local_domains = a_b.example\n", ":1: local_domains: invalid domain \"a_b.example\"" },
+	{ "bad dns", "dns = 127.0.0.1 ns.example\n", ":1: dns: invalid address \"ns.example\"" },
+	{ "bad bool", "syslog = maybe\n", ":1: syslog: invalid boolean \"maybe\" (yes or no)" },
+	{ "bad enum", "smtp_tls = always\n",
+	  ":1: smtp_tls: invalid value \"always\" (may, encrypt or verify)" },
+	{ "bad number", "max_recipients = 12x\n", ":1: max_recipients: invalid number \"12x\"" },
+	{ "above max", "workers = 65\n", ":1: workers: \"65\" above maximum 64" },
+	{ "below min", "max_recipients = 0\n", ":1: max_recipients: \"0\" below minimum 1" },
+	{ "unknown user", "\nuser = no-such-user-wm\n", ":2: user: unknown user \"no-such-user-wm\"" },
+	{ "bad hostname", "hostname = bad_host\n", ":1: hostname: invalid hostname \"bad_host\"" },
+	{ "cert without key", "tls_cert = cert.pem\nmax_size = 1m\n",
+	  ":1: tls_cert: tls_cert and tls_key must be set together" },
+	{ "key without cert", "max_size = 1m\ntls_key = cert.pem\n",
+	  ":2: tls_key: tls_cert and tls_key must be set together" },
+	{ "unreadable key", "tls_cert = cert.pem\ntls_key = nokey.pem\n",
+	  ":2: tls_key: cannot read \"{D}/nokey.pem\": No such file or directory" },
+	{ "missing local_recipients", "local_recipients = nope.txt\n",
+	  ":1: local_recipients: cannot open \"{D}/nope.txt\": No such file or directory" },
+};
+
+static void
+test_errors(void **state)
+{
+	const struct err_case	*t;
+	struct config		*c;
+	const char		*path;
+	char			 err[1024], want[1024], tmpl[1024];
+
+	(void)state;
+	failures = 0;
+	for (t = err_cases; t < err_cases + NELEM(err_cases); t++) {
+		path = write_file("w.conf", t->text);
+		err[0] = '\0';
+		c = cfg_load(path, err, sizeof(err));
+		snprintf(tmpl, sizeof(tmpl), "%s%s", path, t->want);
+		expand(tmpl, want, sizeof(want));
+		CHECK(c == NULL, t->name, "got a config, want an error");
+		CHECK(strcmp(err, want) == 0, t->name, "got \"%s\", want \"%s\"",
+		    err, want);
+		cfg_free(c);
+	}
+	assert_int_equal(failures, 0);
+}
+
+static void
+test_file_errors(void **state)
+{
+	struct config	*c;
+	char		 path[512], err[1024], want[1100];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/missing.conf", tmpdir);
+	c = cfg_load(path, err, sizeof(err));
+	assert_null(c);
+	snprintf(want, sizeof(want), "%s: No such file or directory", path);
+	assert_string_equal(err, want);
+}
+
+/* values */
+
+static void
+test_lists(void **state)
+{
+	static const char *const want[] = {
+		"127.0.0.1:2525", "[::1]:2526", "127.0.0.2:25", "127.0.0.3:26",
+	};
+	struct config	*c;
+	char		 err[1024];
+	size_t		 i;
+
+	(void)state;
+	c = load_text("listen = 127.0.0.1:2525, [::1]:2526\n"
+	    "max_size = 1m\n"
+	    "listen = 127.0.0.2:25 127.0.0.3:26\n"
+	    "mtqp = 127.0.0.1,[::1]:99\n"
+	    "local_domains = Example.ORG\n"
+	    "local_domains = localhost, [127.0.0.1]\n"
+	    "dns = 127.0.0.1 127.0.0.1:5353 [::1]:53 ::1\n"
+	    "retry_schedule = 30s 2m\n"
+	    "retry_schedule = 1h,1d 1w\n", err, sizeof(err));
+	if (c == NULL)
+		fail_msg("got error \"%s\", want a config", err);
+	assert_int_equal(c->nlisten, NELEM(want));
+	for (i = 0; i < NELEM(want); i++)
+		assert_string_equal(c->listen[i].text, want[i]);
+	assert_int_equal(c->listen[0].ss.ss_family, AF_INET);
+	assert_int_equal(c->listen[1].ss.ss_family, AF_INET6);
+	assert_int_equal(ntohs(((struct sockaddr_in6 *)(void *)&c->listen[1].ss)->sin6_port), 2526);
+	assert_int_equal(c->listen[1].len, sizeof(struct sockaddr_in6));
+	assert_int_equal(c->nmtqp, 2);
+	assert_string_equal(c->mtqp[0].text, "127.0.0.1:1038");
+	assert_string_equal(c->mtqp[1].text, "[::1]:99");
+	assert_int_equal(c->nsubmission, 0);
+	assert_int_equal(c->nlocal_domains, 3);
+	assert_string_equal(c->local_domains[0], "example.org");
+	assert_true(cfg_is_local_domain(c, "EXAMPLE.org"));
+	assert_true(cfg_is_local_domain(c, "LocalHost"));
+	assert_false(cfg_is_local_domain(c, "example.net"));
+	assert_int_equal(c->ndns, 4);
+	assert_string_equal(c->dns[2], "[::1]:53");
+	assert_int_equal(c->nretry_schedule, 5);
+	assert_int_equal(c->retry_schedule[0], 30);
+	assert_int_equal(c->retry_schedule[1], 120);
+	assert_int_equal(c->retry_schedule[2], 3600);
+	assert_int_equal(c->retry_schedule[3], 86400);
+	assert_int_equal(c->retry_schedule[4], 604800);
+	assert_int_equal(c->max_size, 1048576);
+	cfg_free(c);
+}
+
+static void
+test_comments(void **state)
+{
+	struct config	*c;
+	char		 err[1024];
+
+	(void)state;
+	c = load_text("# whole line\n"
+	    "   # indented comment\n"
+	    "\n"
+	    "max_size = 512k   # trailing comment\n"
+	    "policy = /etc/a#b\n"
+	    "\tsyslog=yes\t\r\n"
+	    "user = root # the superuser\n", err, sizeof(err));
+	if (c == NULL)
+		fail_msg("got error \"%s\", want a config", err);
+	assert_int_equal(c->max_size, 524288);
+	assert_string_equal(c->policy, "/etc/a#b");
+	assert_int_equal(c->syslog, 1);
+	assert_string_equal(c->user, "root");
+	cfg_free(c);
+}
+
+static void
+test_paths(void **state)
+{
+	struct config	*c;
+	char		 err[1024], want[600], cwd[512];
+
+	(void)state;
+	c = load_text("spool = q\nmailbox_root = /abs/mail\naliases = ./etc/aliases\n",
+	    err, sizeof(err));
+	if (c == NULL)
+		fail_msg("got error \"%s\", want a config", err);
+	snprintf(want, sizeof(want), "%s/q", tmpdir);
+	assert_string_equal(c->spool, want);
+	assert_string_equal(c->mailbox_root, "/abs/mail");
+	snprintf(want, sizeof(want), "%s/etc/aliases", tmpdir);
+	assert_string_equal(c->aliases, want);
+	snprintf(want, sizeof(want), "%s/var/control.sock", tmpdir);
+	assert_string_equal(c->control, want);
+	assert_string_equal(c->dir, tmpdir);
+	assert_null(c->local_recipients);
+	assert_null(c->tls_cert);
+	cfg_free(c);
+
+	/* the embedded default: relative to the current directory */
+	c = cfg_load(NULL, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("default: got error \"%s\", want a config", err);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_string_equal(c->path, "(default)");
+	snprintf(want, sizeof(want), "%s/var/spool", cwd);
+	assert_string_equal(c->spool, want);
+	snprintf(want, sizeof(want), "%s/var/mail", cwd);
+	assert_string_equal(c->mailbox_root, want);
+	snprintf(want, sizeof(want), "%s/var/control.sock", cwd);
+	assert_string_equal(c->control, want);
+	assert_int_equal(c->nlisten, 1);
+	assert_string_equal(c->listen[0].text, "127.0.0.1:2525");
+	assert_int_equal(c->nlocal_domains, 1);
+	assert_string_equal(c->local_domains[0], "localhost");
+	assert_non_null(c->hostname);
+	assert_true(c->hostname[0] != '\0');
+	assert_int_equal(c->smtp_port, 25);
+	assert_int_equal(c->max_size, 10 * 1048576);
+	assert_int_equal(c->max_recipients, 1000);
+	assert_int_equal(c->max_sessions, 100);
+	assert_int_equal(c->smtpd_timeout, 300);
+	assert_int_equal(c->max_hops, 100);
+	assert_int_equal(c->queue_lifetime, 5 * 86400);
+	assert_int_equal(c->delay_warning, 4 * 3600);
+	assert_int_equal(c->nretry_schedule, 5);
+	assert_int_equal(c->history_retention, 7 * 86400);
+	assert_int_equal(c->tracking_retention, 9 * 86400);
+	assert_string_equal(c->user, "nobody");
+	assert_int_equal(c->min_free_space, 50 * 1048576);
+	assert_int_equal(c->syslog, 0);
+	assert_int_equal(c->workers, 4);
+	assert_int_equal(c->smtp_tls, CFG_TLS_MAY);
+	cfg_free(c);
+}
+
+static int
+relay(const struct config *c, const char *addr)
+{
+	struct sockaddr_in	s4;
+	struct sockaddr_in6	s6;
+
+	memset(&s4, 0, sizeof(s4));
+	memset(&s6, 0, sizeof(s6));
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		return cfg_relay_allowed(c, (struct sockaddr *)&s4);
+	}
+	assert_int_equal(inet_pton(AF_INET6, addr, &s6.sin6_addr), 1);
+	s6.sin6_family = AF_INET6;
+	return cfg_relay_allowed(c, (struct sockaddr *)&s6);
+}
+
+struct relay_case {
+	const char	*addr;
+	int		 want;
+};
+
+static void
+test_relay(void **state)
+{
+	static const struct relay_case def[] = {
+		{ "127.0.0.1", 1 }, { "127.255.0.9", 1 }, { "::1", 1 },
+		{ "::ffff:127.0.0.1", 1 }, { "192.0.2.1", 0 }, { "::2", 0 },
+		{ "::ffff:192.0.2.1", 0 }, { "128.0.0.1", 0 },
+	};
+	static const struct relay_case set[] = {
+		{ "192.0.2.77", 1 }, { "192.0.3.1", 0 }, { "198.51.100.1", 1 },
+		{ "198.51.100.2", 0 }, { "2001:db8:1::5", 1 }, { "2001:db9::1", 0 },
+		{ "::ffff:192.0.2.200", 1 }, { "127.0.0.1", 0 }, { "10.1.2.3", 1 },
+		{ "10.128.0.1", 0 },
+	};
+	struct config	*c;
+	char		 err[1024];
+	size_t		 i;
+
+	(void)state;
+	failures = 0;
+	assert_non_null(c = load_text("max_size = 1m\n", err, sizeof(err)));
+	assert_int_equal(c->nrelay_from, 2);
+	assert_string_equal(c->relay_from[0].text, "127.0.0.0/8");
+	assert_string_equal(c->relay_from[1].text, "::1");
+	for (i = 0; i < NELEM(def); i++)
+		CHECK(relay(c, def[i].addr) == def[i].want, def[i].addr,
+		    "default: got %d, want %d", !def[i].want, def[i].want);
+	cfg_free(c);
+
+	assert_non_null(c = load_text("relay_from = 192.0.2.0/24\n"
+	    "relay_from = 198.51.100.1, 2001:db8::/32 10.0.0.0/9\n", err,
+	    sizeof(err)));
+	assert_int_equal(c->nrelay_from, 4);
+	for (i = 0; i < NELEM(set); i++)
+		CHECK(relay(c, set[i].addr) == set[i].want, set[i].addr,
+		    "set: got %d, want %d", !set[i].want, set[i].want);
+	cfg_free(c);
+
+	/* an explicitly empty value means nobody */
+	assert_non_null(c = load_text("relay_from =\n", err, sizeof(err)));
+	assert_int_equal(c->nrelay_from, 0);
+	CHECK(relay(c, "127.0.0.1") == 0, "empty", "got 1, want 0");
+	CHECK(relay(c, "::1") == 0, "empty ::1", "got 1, want 0");
+	cfg_free(c);
+	assert_int_equal(failures, 0);
+}
+
+static void
+test_local_rcpts(void **state)
+{
+	struct config	*c;
+	char		 err[1024];
+
+	(void)state;
+	write_file("rcpts", "# accepted addresses\n"
+	    "Alice@Example.ORG\n"
+	    "\n"
+	    "  bob@example.org   # Bob\n");
+	assert_non_null(c = load_text("local_domains = example.org\n"
+	    "local_recipients = rcpts\n", err, sizeof(err)));
+	assert_int_equal(c->nlocal_rcpts, 2);
+	assert_string_equal(c->local_rcpts[0], "alice@example.org");
+	assert_string_equal(c->local_rcpts[1], "bob@example.org");
+	assert_true(cfg_local_rcpt_ok(c, "ALICE", "example.org"));
+	assert_true(cfg_local_rcpt_ok(c, "bob", "EXAMPLE.org"));
+	assert_false(cfg_local_rcpt_ok(c, "carol", "example.org"));
+	assert_false(cfg_local_rcpt_ok(c, "alice", "example.net"));
+	cfg_free(c);
+
+	assert_non_null(c = load_text("max_size = 1m\n", err, sizeof(err)));
+	assert_true(cfg_local_rcpt_ok(c, "anyone", "localhost"));
+	cfg_free(c);
+}
+
+static void
+test_tls_pair(void **state)
+{
+	struct config	*c;
+	char		 err[1024], want[600];
+
+	(void)state;
+	c = load_text("tls_cert = cert.pem\ntls_key = cert.pem\nsmtp_tls = verify\n",
+	    err, sizeof(err));
+	if (c == NULL)
+		fail_msg("got error \"%s\", want a config", err);
+	snprintf(want, sizeof(want), "%s/cert.pem", tmpdir);
+	assert_string_equal(c->tls_cert, want);
+	assert_string_equal(c->tls_key, want);
+	assert_int_equal(c->smtp_tls, CFG_TLS_VERIFY);
+	cfg_free(c);
+}
+
+/* value syntaxes */
+
+struct dur_case {
+	const char	*in;
+	int		 rc;
+	unsigned	 want;
+};
+
+static void
+test_parse_duration(void **state)
+{
+	static const struct dur_case cases[] = {
+		{ "0", 0, 0 }, { "45", 0, 45 }, { "45s", 0, 45 }, { "5m", 0, 300 },
+		{ "4h", 0, 14400 }, { "5d", 0, 432000 }, { "2w", 0, 1209600 },
+		{ "4294967295", 0, 4294967295u }, { "4294967296", -1, 0 },
+		{ "7101w", 0, 7101u * 604800u }, { "7102w", -1, 0 },
+		{ "", -1, 0 }, { "m", -1, 0 }, { "5M", -1, 0 }, { "5 m", -1, 0 },
+		{ "-5", -1, 0 }, { "5mm", -1, 0 }, { "1.5h", -1, 0 },
+	};
+	unsigned	v;
+	size_t		i;
+	int		rc;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		v = 12345;
+		rc = cfg_parse_duration(cases[i].in, &v);
+		CHECK(rc == cases[i].rc, cases[i].in, "rc: got %d, want %d", rc,
+		    cases[i].rc);
+		if (rc == 0 && cases[i].rc == 0)
+			CHECK(v == cases[i].want, cases[i].in,
+			    "got %u, want %u", v, cases[i].want);
+	}
+	assert_int_equal(failures, 0);
+}
+
+struct size_case {
+	const char	*in;
+	int		 rc;
+	uint64_t	 want;
+};
+
+static void
+test_parse_size(void **state)
+{
+	static const struct size_case cases[] = {
+		{ "0", 0, 0 }, { "10", 0, 10 }, { "512k", 0, 524288 },
+		{ "512K", 0, 524288 }, { "10m", 0, 10485760 }, { "10M", 0, 10485760 },
+		{ "18446744073709551615", 0, UINT64_MAX },
+		{ "18446744073709551616", -1, 0 }, { "17592186044415m", 0, 17592186044415ull * 1048576 },
+		{ "17592186044416m", -1, 0 }, { "", -1, 0 }, { "k", -1, 0 },
+		{ "1g", -1, 0 }, { "1kb", -1, 0 }, { " 1", -1, 0 }, { "abc", -1, 0 },
+	};
+	uint64_t	v;
+	size_t		i;
+	int		rc;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		v = 12345;
+		rc = cfg_parse_size(cases[i].in, &v);
+		CHECK(rc == cases[i].rc, cases[i].in, "rc: got %d, want %d", rc,
+		    cases[i].rc);
+		if (rc == 0 && cases[i].rc == 0)
+			CHECK(v == cases[i].want, cases[i].in,
+			    "got %llu, want %llu", (unsigned long long)v,
+			    (unsigned long long)cases[i].want);
+	}
+	assert_int_equal(failures, 0);
+}
+
+/* cfg_print */
+
+static const char *const all_keys[] = {
+	"hostname", "listen", "submission", "mtqp", "control", "spool",
+	"local_domains", "local_recipients", "aliases", "mailbox_root", "lmtp",
+	"relay_from", "smarthost", "smtp_port", "dns", "tls_cert", "tls_key",
+	"smtp_tls", "max_size", "max_recipients", "max_sessions",
+	"smtpd_timeout", "max_hops", "queue_lifetime", "delay_warning",
+	"retry_schedule", "history_retention", "tracking_retention", "policy",
+	"user", "min_free_space", "syslog", "workers",
+};
+
+static const char *const print_lines[] = {
+	"listen = 127.0.0.1:2525, [::1]:2525\n",
+	"submission = \n",
+	"relay_from = 127.0.0.0/8, ::1\n",
+	"smtp_port = 25\n",
+	"smtp_tls = may\n",
+	"max_size = 10m\n",
+	"min_free_space = 1000\n",
+	"smtpd_timeout = 90s\n",
+	"queue_lifetime = 5d\n",
+	"delay_warning = 0\n",
+	"retry_schedule = 1m, 5m, 15m, 1h, 4h\n",
+	"history_retention = 7d\n",
+	"syslog = no\n",
+	"workers = 4\n",
+	"user = nobody\n",
+};
+
+static void
+test_print(void **state)
+{
+	struct config	*c;
+	char		*text = NULL, err[1024], key[64];
+	const char	*p, *prev = NULL;
+	size_t		 len = 0, i;
+	FILE		*fp;
+
+	(void)state;
+	failures = 0;
+	c = load_text("listen = 127.0.0.1:2525 [::1]:2525\n"
+	    "min_free_space = 1000\n"
+	    "smtpd_timeout = 90\n"
+	    "delay_warning = 0\n", err, sizeof(err));
+	if (c == NULL)
+		fail_msg("got error \"%s\", want a config", err);
+	assert_non_null(fp = open_memstream(&text, &len));
+	cfg_print(c, fp);
+	assert_int_equal(fclose(fp), 0);
+	cfg_free(c);
+
+	for (i = 0; i < NELEM(all_keys); i++) {
+		snprintf(key, sizeof(key), "%s%s = ", i ? "\n" : "", all_keys[i]);
+		p = strstr(text, key);
+		if (i == 0 && strncmp(text, key, strlen(key)) == 0)
+			p = text;
+		CHECK(p != NULL, all_keys[i], "got no line, want \"%s\"", key);
+		CHECK(p == NULL || prev == NULL || p > prev, all_keys[i],
+		    "got out of order, want table order");
+		if (p != NULL)
+			prev = p;
+	}
+	for (i = 0; i < NELEM(print_lines); i++)
+		CHECK(strstr(text, print_lines[i]) != NULL, print_lines[i],
+		    "got no such line, want it in:\n%s", text);
+	/* one line per key, nothing else */
+	for (i = 0, p = text; *p != '\0'; p++)
+		i += *p == '\n';
+	CHECK(i == NELEM(all_keys), "lines", "got %zu, want %zu", i,
+	    NELEM(all_keys));
+	free(text);
+	assert_int_equal(failures, 0);
+}
+
+/* cfg_print output parses back to the same output */
+static void
+test_print_roundtrip(void **state)
+{
+	struct config	*c;
+	char		*t1 = NULL, *t2 = NULL, err[1024];
+	size_t		 l1 = 0, l2 = 0;
+	FILE		*fp;
+
+	(void)state;
+	assert_non_null(c = load_text("mtqp = 127.0.0.1\ndns = ::1\n"
+	    "retry_schedule = 90s 1d\nrelay_from = 10.0.0.0/8\n", err,
+	    sizeof(err)));
+	assert_non_null(fp = open_memstream(&t1, &l1));
+	cfg_print(c, fp);
+	fclose(fp);
+	cfg_free(c);
+	c = load_text(t1, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("reparse: got error \"%s\"", err);
+	assert_non_null(fp = open_memstream(&t2, &l2));
+	cfg_print(c, fp);
+	fclose(fp);
+	cfg_free(c);
+	assert_string_equal(t1, t2);
+	free(t1);
+	free(t2);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_lists),
+		cmocka_unit_test(test_comments),
+		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_relay),
+		cmocka_unit_test(test_local_rcpts),
+		cmocka_unit_test(test_tls_pair),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_print),
+		cmocka_unit_test(test_print_roundtrip),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

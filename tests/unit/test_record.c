@@ -1,0 +1,623 @@
+#include "config.h"
+/*
+ * test_record.c - unit tests of the queue's record codec
+ * (queue/queue_record.c) and of the hop's Received: field
+ * (queue/queue_trace.c).
+ * Tables of {name, input, want}: round trips for every record type
+ * (empty strings, NULLs, maximum lengths, many recipients), decoders
+ * refusing truncated, garbage, wrong-version, wrong-type and trailing
+ * input with a reason, and Received: fields for one and two recipients
+ * with and without TLS (TZ=UTC).
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "queue/queue_int.h"
+
+static char *
+big_string(size_t n, char c)
+{
+	char	*s = malloc(n + 1);
+
+	assert_non_null(s);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+static void
+check_str(const char *field, const char *got, const char *want)
+{
+	if (want == NULL && got == NULL)
+		return;
+	if (want == NULL || got == NULL || strcmp(got, want) != 0)
+		fail_msg("%s: got %s, want %s", field,
+		    got ? got : "(null)", want ? want : "(null)");
+}
+
+/* ---- messages ---- */
+
+struct msg_case {
+	const char	*name;
+	const char	*sender, *envid, *client_addr, *client_name, *helo;
+	const char	*tls, *message_id, *state_value;
+	time_t		 arrival, done_time;
+	uint64_t	 size;
+	int		 body_8bit;
+	enum msg_state	 state;
+	size_t		 nrcpts;
+	int		 big;		/* every string REC_STR_MAX long */
+};
+
+static const struct msg_case msg_cases[] = {
+	{ "full", "alice@example.org", "ENV1", "127.0.0.1", "client.example",
+	  "client.example", "TLSv1.3 TLS_AES_256_GCM_SHA384", "<a@b>", NULL,
+	  1796086923, 0, 4096, 1, MS_NORMAL, 2, 0 },
+	{ "null sender and nulls", "", NULL, NULL, NULL, NULL, NULL, NULL,
+	  NULL, 0, 0, 0, 0, MS_NORMAL, 0, 0 },
+	{ "empty strings", "", "", "", "", "", "", "", "", 1, 2, 3, 0,
+	  MS_QUARANTINE, 1, 0 },
+	{ "finished, other state", "b@c", NULL, "::1", NULL, "[IPv6:::1]",
+	  NULL, NULL, "v", 1700000000, 1700000100, UINT64_MAX, 1, MS_OTHER,
+	  REC_RCPT_MAX, 0 },
+	{ "max lengths", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	  5, 6, 7, 0, MS_TIMED, 3, 1 },
+};
+
+static void
+test_msg_roundtrip(void **state)
+{
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < sizeof(msg_cases) / sizeof(msg_cases[0]); i++) {
+		const struct msg_case	*c = &msg_cases[i];
+		struct qmsg		 m, d;
+		unsigned char		*enc;
+		size_t			 len;
+		const char		*why = NULL;
+		char			*big = NULL;
+
+		memset(&m, 0, sizeof(m));
+		memset(&d, 0, sizeof(d));
+		if (c->big) {
+			big = big_string(REC_STR_MAX, 'x');
+			m.sender = m.envid = m.client_addr = m.client_name = big;
+			m.helo = m.tls = m.message_id = m.state_value = big;
+		} else {
+			m.sender = (char *)c->sender;
+			m.envid = (char *)c->envid;
+			m.client_addr = (char *)c->client_addr;
+			m.client_name = (char *)c->client_name;
+			m.helo = (char *)c->helo;
+			m.tls = (char *)c->tls;
+			m.message_id = (char *)c->message_id;
+			m.state_value = (char *)c->state_value;
+		}
+		m.arrival = c->arrival;
+		m.done_time = c->done_time;
+		m.size = c->size;
+		m.body_8bit = c->body_8bit;
+		m.state = c->state;
+		m.nrcpts = c->nrcpts;
+		if (rec_msg_encode(&m, &enc, &len) != 0)
+			fail_msg("%s: encode failed", c->name);
+		if (rec_msg_decode(enc, len, &d, &why) != 0)
+			fail_msg("%s: decode failed: %s", c->name, why);
+		check_str("sender", d.sender, m.sender);
+		check_str("envid", d.envid, m.envid);
+		check_str("client_addr", d.client_addr, m.client_addr);
+		check_str("client_name", d.client_name, m.client_name);
+		check_str("helo", d.helo, m.helo);
+		check_str("tls", d.tls, m.tls);
+		check_str("message_id", d.message_id, m.message_id);
+		check_str("state_value", d.state_value, m.state_value);
+		if (d.arrival != m.arrival || d.done_time != m.done_time ||
+		    d.size != m.size || d.body_8bit != m.body_8bit ||
+		    d.state != m.state || d.nrcpts != m.nrcpts)
+			fail_msg("%s: numbers differ: got arrival %lld size %llu "
+			    "nrcpts %zu, want %lld %llu %zu", c->name,
+			    (long long)d.arrival, (unsigned long long)d.size,
+			    d.nrcpts, (long long)m.arrival,
+			    (unsigned long long)m.size, m.nrcpts);
+		rec_msg_clear(&d);
+		free(enc);
+		free(big);
+	}
+}
+
+static void
+test_msg_encode_limits(void **state)
+{
+	struct qmsg	 m;
+	unsigned char	*enc = NULL;
+	size_t		 len;
+	char		*big = big_string(REC_STR_MAX + 1, 'y');
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.sender = big;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
+	m.sender = "";
+	m.nrcpts = REC_RCPT_MAX + 1;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
+	m.nrcpts = 1;
+	m.state = (enum msg_state)(MS_OTHER + 1);
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
+	free(big);
+}
+
+/* ---- recipients ---- */
+
+struct rcpt_case {
+	const char		*name;
+	const char		*addr, *orcpt, *last_text, *remote_mta;
+	const char		*enh;
+	enum rcpt_status	 status;
+	unsigned		 attempts;
+	time_t			 next_attempt, last_attempt;
+	int			 code;
+};
+
+static const struct rcpt_case rcpt_cases[] = {
+	{ "fresh", "bob@example.com", NULL, NULL, NULL, "", RS_QUEUED, 0,
+	  1796086923, 0, 0 },
+	{ "deferred", "bob@example.com", "rfc822;bob@example.com",
+	  "cannot create maildir example.com: Not a directory", NULL, "4.2.0",
+	  RS_DEFERRED, 3, 1796087000, 1796086990, 450 },
+	{ "delivered remote", "\"q u\"@x.y", NULL, "ok", "mx.x.y[192.0.2.1]",
+	  "2.0.0", RS_DELIVERED, 1, 0, 5, 250 },
+	{ "empty strings", "", "", "", "", "", RS_FAILED, UINT32_MAX, 0,
+	  0, 999 },
+	{ "max enhanced", "a@b", NULL, NULL, NULL, "5.123.456789", RS_EXPANDED,
+	  7, 0, 0, 550 },
+};
+
+static void
+test_rcpt_roundtrip(void **state)
+{
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < sizeof(rcpt_cases) / sizeof(rcpt_cases[0]); i++) {
+		const struct rcpt_case	*c = &rcpt_cases[i];
+		struct qrcpt		 r, d;
+		unsigned char		*enc;
+		size_t			 len;
+		const char		*why = NULL;
+
+		memset(&r, 0, sizeof(r));
+		r.addr = (char *)c->addr;
+		r.orcpt = (char *)c->orcpt;
+		r.last_text = (char *)c->last_text;
+		r.remote_mta = (char *)c->remote_mta;
+		snprintf(r.last_enh, sizeof(r.last_enh), "%s", c->enh);
+		r.status = c->status;
+		r.attempts = c->attempts;
+		r.next_attempt = c->next_attempt;
+		r.last_attempt = c->last_attempt;
+		r.last_code = c->code;
+		r.busy = 1;	/* in memory only: not stored */
+		if (rec_rcpt_encode(&r, &enc, &len) != 0)
+			fail_msg("%s: encode failed", c->name);
+		if (rec_rcpt_decode(enc, len, &d, &why) != 0)
+			fail_msg("%s: decode failed: %s", c->name, why);
+		check_str("addr", d.addr, r.addr);
+		check_str("orcpt", d.orcpt, r.orcpt);
+		check_str("last_text", d.last_text, r.last_text);
+		check_str("remote_mta", d.remote_mta, r.remote_mta);
+		check_str("last_enh", d.last_enh, r.last_enh);
+		if (d.status != r.status || d.attempts != r.attempts ||
+		    d.next_attempt != r.next_attempt ||
+		    d.last_attempt != r.last_attempt ||
+		    d.last_code != r.last_code || d.busy != 0)
+			fail_msg("%s: numbers differ: got status %d attempts %u "
+			    "code %d, want %d %u %d", c->name, d.status,
+			    d.attempts, d.last_code, r.status, r.attempts,
+			    r.last_code);
+		rec_rcpt_clear(&d);
+		free(enc);
+	}
+}
+
+/* many recipients: every one round-trips under its own key */
+static void
+test_many_rcpts(void **state)
+{
+	unsigned char	 key[QKEY_MAX], *enc;
+	char		 addr[64];
+	struct qrcpt	 r, d;
+	const char	*why;
+	size_t		 i, len, kl;
+
+	(void)state;
+	for (i = 0; i < 2000; i++) {
+		memset(&r, 0, sizeof(r));
+		snprintf(addr, sizeof(addr), "user%zu@example.com", i);
+		r.addr = addr;
+		r.attempts = (unsigned)i;
+		assert_int_equal(rec_rcpt_encode(&r, &enc, &len), 0);
+		assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), 0);
+		check_str("addr", d.addr, addr);
+		assert_int_equal(d.attempts, i);
+		rec_rcpt_clear(&d);
+		free(enc);
+		kl = key_rcpt(key, "0123456789ABCDEF", (uint16_t)i);
+		assert_int_equal(kl, 18);
+		assert_int_equal((size_t)key[16] << 8 | key[17], i);
+	}
+}
+
+/* ---- events ---- */
+
+struct event_case {
+	const char	*name;
+	uint64_t	 t;
+	const char	*kind, *detail;
+	int		 big;
+};
+
+static const struct event_case event_cases[] = {
+	{ "accepted", 1796086923123456ull, "accepted",
+	  "from=<a@b> size=12 nrcpt=1 client=127.0.0.1 helo=x msgid=-", 0 },
+	{ "trace folded", 1, "trace",
+	  "Received: from a ([127.0.0.1])\n\tby b with ESMTP id Q; date", 0 },
+	{ "null detail", 0, "flush", NULL, 0 },
+	{ "empty", UINT64_MAX, "", "", 0 },
+	{ "max detail", 5, "deferred", NULL, 1 },
+};
+
+static void
+test_event_roundtrip(void **state)
+{
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < sizeof(event_cases) / sizeof(event_cases[0]); i++) {
+		const struct event_case	*c = &event_cases[i];
+		struct qevent		 e, d;
+		unsigned char		*enc;
+		size_t			 len;
+		const char		*why = NULL;
+		char			*big = NULL;
+
+		e.time_usec = c->t;
+		e.kind = (char *)c->kind;
+		e.detail = (char *)c->detail;
+		if (c->big)
+			e.detail = big = big_string(REC_STR_MAX, 'z');
+		if (rec_event_encode(&e, &enc, &len) != 0)
+			fail_msg("%s: encode failed", c->name);
+		if (rec_event_decode(enc, len, &d, &why) != 0)
+			fail_msg("%s: decode failed: %s", c->name, why);
+		check_str("kind", d.kind, e.kind);
+		check_str("detail", d.detail, e.detail);
+		if (d.time_usec != e.time_usec)
+			fail_msg("%s: time: got %llu, want %llu", c->name,
+			    (unsigned long long)d.time_usec,
+			    (unsigned long long)e.time_usec);
+		rec_event_clear(&d);
+		free(enc);
+		free(big);
+	}
+}
+
+static void
+test_meta_roundtrip(void **state)
+{
+	unsigned char	 b[REC_META_U64_LEN];
+	uint64_t	 v = 0;
+	const char	*why;
+
+	(void)state;
+	rec_meta_u64_encode(1796086923123456ull, b);
+	assert_int_equal(rec_meta_u64_decode(b, sizeof(b), &v, &why), 0);
+	assert_true(v == 1796086923123456ull);
+	assert_int_equal(rec_meta_u64_decode(b, sizeof(b) - 1, &v, &why), -1);
+	b[0] = 2;
+	assert_int_equal(rec_meta_u64_decode(b, sizeof(b), &v, &why), -1);
+	check_str("why", why, "unknown record version");
+}
+
+/* ---- decoders refuse bad input ---- */
+
+enum rtype { T_MSG, T_RCPT, T_EVENT };
+
+static int
+decode_any(enum rtype t, const void *p, size_t len, const char **why)
+{
+	struct qmsg	m;
+	struct qrcpt	r;
+	struct qevent	e;
+	int		rc;
+
+	switch (t) {
+	case T_MSG:
+		memset(&m, 0, sizeof(m));
+		if ((rc = rec_msg_decode(p, len, &m, why)) == 0)
+			rec_msg_clear(&m);
+		return rc;
+	case T_RCPT:
+		if ((rc = rec_rcpt_decode(p, len, &r, why)) == 0)
+			rec_rcpt_clear(&r);
+		return rc;
+	default:
+		if ((rc = rec_event_decode(p, len, &e, why)) == 0)
+			rec_event_clear(&e);
+		return rc;
+	}
+}
+
+static void
+valid_record(enum rtype t, unsigned char **enc, size_t *len)
+{
+	struct qmsg	m;
+	struct qrcpt	r;
+	struct qevent	e;
+
+	switch (t) {
+	case T_MSG:
+		memset(&m, 0, sizeof(m));
+		m.sender = "a@b";
+		m.helo = "h";
+		m.nrcpts = 1;
+		assert_int_equal(rec_msg_encode(&m, enc, len), 0);
+		break;
+	case T_RCPT:
+		memset(&r, 0, sizeof(r));
+		r.addr = "bob@example.com";
+		r.last_text = "t";
+		assert_int_equal(rec_rcpt_encode(&r, enc, len), 0);
+		break;
+	default:
+		e.time_usec = 1;
+		e.kind = "attempt";
+		e.detail = "rcpt=<bob@example.com>";
+		assert_int_equal(rec_event_encode(&e, enc, len), 0);
+		break;
+	}
+}
+
+static void
+test_decode_truncated(void **state)
+{
+	static const char *const names[] = { "message", "recipient", "event" };
+	unsigned char	*enc;
+	const char	*why;
+	size_t		 len, cut;
+	int		 t;
+
+	(void)state;
+	for (t = T_MSG; t <= T_EVENT; t++) {
+		valid_record((enum rtype)t, &enc, &len);
+		for (cut = 0; cut < len; cut++) {
+			why = NULL;
+			if (decode_any((enum rtype)t, enc, cut, &why) != -1)
+				fail_msg("%s cut at %zu of %zu: got success, "
+				    "want failure", names[t], cut, len);
+			if (why == NULL)
+				fail_msg("%s cut at %zu: no reason", names[t], cut);
+		}
+		why = NULL;
+		assert_int_equal(decode_any((enum rtype)t, enc, len, &why), 0);
+		free(enc);
+	}
+}
+
+struct bad_case {
+	const char	*name;
+	enum rtype	 type;
+	int		 mutate;	/* 0 version, 1 tag, 2 trailing, 3 NUL, 4 status */
+	const char	*want;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "msg wrong version", T_MSG, 0, "unknown record version" },
+	{ "rcpt wrong version", T_RCPT, 0, "unknown record version" },
+	{ "event wrong version", T_EVENT, 0, "unknown record version" },
+	{ "msg wrong type", T_MSG, 1, "wrong record type" },
+	{ "rcpt given an event", T_RCPT, 1, "wrong record type" },
+	{ "msg trailing", T_MSG, 2, "trailing bytes after record" },
+	{ "rcpt trailing", T_RCPT, 2, "trailing bytes after record" },
+	{ "event trailing", T_EVENT, 2, "trailing bytes after record" },
+	{ "event NUL in string", T_EVENT, 3, "NUL in string" },
+	{ "rcpt bad status", T_RCPT, 4, "bad recipient status" },
+};
+
+static void
+test_decode_bad(void **state)
+{
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case	*c = &bad_cases[i];
+		unsigned char		*enc, *p;
+		const char		*why = NULL;
+		size_t			 len;
+
+		valid_record(c->type, &enc, &len);
+		if ((p = realloc(enc, len + 1)) == NULL)
+			fail_msg("out of memory");
+		enc = p;
+		switch (c->mutate) {
+		case 0:
+			enc[0] = 2;
+			break;
+		case 1:
+			enc[1] = c->type == T_RCPT ? 'E' : 'R';
+			break;
+		case 2:
+			enc[len++] = 0;
+			break;
+		case 3:
+			enc[len - 3] = '\0';	/* inside the detail string */
+			break;
+		case 4:
+			enc[2] = 200;
+			break;
+		}
+		if (decode_any(c->type, enc, len, &why) != -1)
+			fail_msg("%s: got success, want failure", c->name);
+		check_str(c->name, why, c->want);
+		free(enc);
+	}
+}
+
+static void
+test_decode_garbage(void **state)
+{
+	unsigned char	 buf[256];
+	const char	*why;
+	unsigned	 seed = 12345;
+	size_t		 i, len;
+	int		 t, round;
+
+	(void)state;
+	/* random bytes with a valid header: must fail or succeed cleanly */
+	for (round = 0; round < 3000; round++) {
+		len = (size_t)(round % 200) + 2;
+		for (i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			buf[i] = (unsigned char)(seed >> 16);
+		}
+		buf[0] = REC_VERSION;
+		for (t = T_MSG; t <= T_EVENT; t++) {
+			buf[1] = t == T_MSG ? 'M' : t == T_RCPT ? 'R' : 'E';
+			why = NULL;
+			if (decode_any((enum rtype)t, buf, len, &why) == -1 &&
+			    why == NULL)
+				fail_msg("garbage round %d: failure without reason",
+				    round);
+		}
+	}
+	why = NULL;
+	assert_int_equal(decode_any(T_MSG, NULL, 0, &why), -1);
+	assert_non_null(why);
+}
+
+/* ---- keys ---- */
+
+static void
+test_keys(void **state)
+{
+	unsigned char	k[QKEY_MAX];
+
+	(void)state;
+	assert_int_equal(key_msg(k, "0123456789ABCDEF"), 16);
+	assert_int_equal(key_event(k, "0123456789ABCDEF", 0x01020304), 20);
+	assert_int_equal(k[16], 1);
+	assert_int_equal(k[19], 4);
+	assert_int_equal(key_time(k, "0123456789ABCDEF", 0x0102), 24);
+	assert_int_equal(k[6], 1);
+	assert_int_equal(k[7], 2);
+	assert_int_equal(key_state(k, "0123456789ABCDEF", MS_TIMED), 17);
+	assert_int_equal(k[0], MS_TIMED);
+	assert_int_equal(key_msg(k, "bad/qid!"), 0);
+	assert_int_equal(key_msg(k, "short"), 0);
+}
+
+/* ---- Received: ---- */
+
+struct trace_case {
+	const char	*name;
+	const char	*helo, *client_name, *tls, *proto;
+	int		 nrcpts;
+	const char	*client_addr;
+	const char	*want;
+};
+
+static const struct trace_case trace_cases[] = {
+	{ "one rcpt, TLS", "client.example", NULL,
+	  "TLSv1.3 TLS_AES_256_GCM_SHA384", "ESMTPS", 1, "127.0.0.1",
+	  "Received: from client.example ([127.0.0.1])\n"
+	  "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\n"
+	  "\tby mx.example.com with ESMTPS id 0123456789ABCDEF\n"
+	  "\tfor <bob@example.com>; Tue, 1 Dec 2026 01:02:03 +0000" },
+	{ "one rcpt, no TLS", "client.example", NULL, NULL, "ESMTP", 1,
+	  "127.0.0.1",
+	  "Received: from client.example ([127.0.0.1])\n"
+	  "\tby mx.example.com with ESMTP id 0123456789ABCDEF\n"
+	  "\tfor <bob@example.com>; Tue, 1 Dec 2026 01:02:03 +0000" },
+	{ "two rcpts, TLS, rdns", "client.example", "host.example.net",
+	  "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256", "ESMTPS", 2, "192.0.2.10",
+	  "Received: from client.example (host.example.net [192.0.2.10])\n"
+	  "\t(using TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256)\n"
+	  "\tby mx.example.com with ESMTPS id 0123456789ABCDEF; "
+	  "Tue, 1 Dec 2026 01:02:03 +0000" },
+	{ "two rcpts, no TLS, bad HELO, IPv6", "bad helo!", NULL, NULL, "SMTP",
+	  2, "::1",
+	  "Received: from [IPv6:::1] ([IPv6:::1])\n"
+	  "\tby mx.example.com with SMTP id 0123456789ABCDEF; "
+	  "Tue, 1 Dec 2026 01:02:03 +0000" },
+	{ "literal HELO", "[127.0.0.1]", NULL, NULL, "ESMTP", 2, "127.0.0.1",
+	  "Received: from [127.0.0.1] ([127.0.0.1])\n"
+	  "\tby mx.example.com with ESMTP id 0123456789ABCDEF; "
+	  "Tue, 1 Dec 2026 01:02:03 +0000" },
+};
+
+static void
+test_trace_received(void **state)
+{
+	struct qrcpt	rcpts[2];
+	struct qmsg	m;
+	char		out[1024], small[40];
+	size_t		i;
+
+	(void)state;
+	for (i = 0; i < sizeof(trace_cases) / sizeof(trace_cases[0]); i++) {
+		const struct trace_case *c = &trace_cases[i];
+
+		memset(&m, 0, sizeof(m));
+		memset(rcpts, 0, sizeof(rcpts));
+		rcpts[0].addr = "bob@example.com";
+		rcpts[1].addr = "carol@example.com";
+		snprintf(m.qid, sizeof(m.qid), "0123456789ABCDEF");
+		m.arrival = 1796086923;
+		m.helo = (char *)c->helo;
+		m.client_name = (char *)c->client_name;
+		m.client_addr = (char *)c->client_addr;
+		m.tls = (char *)c->tls;
+		m.rcpts = rcpts;
+		m.nrcpts = (size_t)c->nrcpts;
+		if (queue_trace_received(&m, "mx.example.com", c->proto, out,
+		    sizeof(out)) != 0)
+			fail_msg("%s: failed", c->name);
+		if (strcmp(out, c->want) != 0)
+			fail_msg("%s:\ngot  \"%s\"\nwant \"%s\"", c->name, out,
+			    c->want);
+		assert_int_equal(queue_trace_received(&m, "mx.example.com",
+		    c->proto, small, sizeof(small)), -1);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_msg_roundtrip),
+		cmocka_unit_test(test_msg_encode_limits),
+		cmocka_unit_test(test_rcpt_roundtrip),
+		cmocka_unit_test(test_many_rcpts),
+		cmocka_unit_test(test_event_roundtrip),
+		cmocka_unit_test(test_meta_roundtrip),
+		cmocka_unit_test(test_decode_truncated),
+		cmocka_unit_test(test_decode_bad),
+		cmocka_unit_test(test_decode_garbage),
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_trace_received),
+	};
+
+	setenv("TZ", "UTC", 1);
+	tzset();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

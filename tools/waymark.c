@@ -1,0 +1,472 @@
+#include "config.h"
+/*
+ * waymark.c - the `waymark` command: the operator's view of the queue.
+ * Owns: options and per-command usage, the control-socket client (one
+ *       JSON request line, one JSON answer line; /work/notes/CONTROL.md),
+ *       --json output (JSON Lines for `queue`), exit codes.
+ * Commands (issue 3): queue [--state S] [--json], show QID [--json], flush.
+ * Exit status (DESIGN.md): 0 success; 1 unknown QID, action not allowed,
+ *       daemon unreachable (or a bad configuration file); 2 usage error.
+ * The configuration (-f FILE, else the embedded default) is loaded only
+ * to find the control socket.  Human output lives in tools_print.c.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <jansson.h>
+
+#include "common/cfg.h"
+#include "common/util.h"
+#include "tools/tools.h"
+
+#define REPLY_MAX	(512u * 1024 * 1024)	/* a very large queue listing */
+#define IO_TIMEOUT	60			/* seconds */
+
+struct opts {
+	const char	*state;
+	const char	*qid;
+	int		 json;
+};
+
+struct command {
+	const char	*name;
+	const char	*args;		/* usage after the name */
+	const char	*help;		/* one-line summary */
+	const char	*detail;	/* options, for COMMAND --help */
+	int		 (*parse)(int, char **, struct opts *);
+	int		 (*run)(const char *, const struct opts *);
+};
+
+/* the RFC 6729 handling states the queue knows (queue/queue.h) */
+static const char *const states[] = {
+	"normal", "auth", "content", "convert", "moderation",
+	"quarantine", "timed", "outbound", "other",
+};
+
+static int	parse_queue(int, char **, struct opts *);
+static int	parse_show(int, char **, struct opts *);
+static int	parse_flush(int, char **, struct opts *);
+static int	run_queue(const char *, const struct opts *);
+static int	run_show(const char *, const struct opts *);
+static int	run_flush(const char *, const struct opts *);
+
+static const struct command commands[] = {
+	{ "queue", "[--state S] [--json]",
+	  "list the queued messages with each recipient's status",
+	  "  --state S  only messages in handling state S (normal, auth, content,\n"
+	  "             convert, moderation, quarantine, timed, outbound, other)\n"
+	  "  --json     JSON Lines: one object per message, nothing when empty\n",
+	  parse_queue, run_queue },
+	{ "show", "QID [--json]",
+	  "show one message, its recipients and its events in time order",
+	  "  QID        the queue id (as in `waymark queue` or the 250 reply)\n"
+	  "  --json     the message object with \"events\" on one line\n",
+	  parse_show, run_show },
+	{ "flush", "",
+	  "make every deferred recipient due for delivery now",
+	  "",
+	  parse_flush, run_flush },
+};
+#define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
+
+static void
+usage(FILE *fp)
+{
+	size_t	i;
+	char	left[64];
+
+	fprintf(fp, "usage: waymark [-f FILE] COMMAND [ARGS]\n"
+	    "Commands:\n");
+	for (i = 0; i < NCOMMANDS; i++) {
+		snprintf(left, sizeof(left), "%s %s", commands[i].name,
+		    commands[i].args);
+		fprintf(fp, "  %-28s %s\n", left, commands[i].help);
+	}
+	fprintf(fp, "Options:\n"
+	    "  -f FILE       configuration file (default: the embedded default\n"
+	    "                configuration); used to find the control socket\n"
+	    "  -h, --help    this text; `waymark COMMAND --help` for one command\n"
+	    "  -V, --version print the version\n"
+	    "Exit status: 0 success, 1 unknown queue id / not allowed / daemon\n"
+	    "unreachable, 2 usage error.\n");
+}
+
+static void
+cmd_usage(FILE *fp, const struct command *c)
+{
+	fprintf(fp, "usage: waymark [-f FILE] %s%s%s\n%s\n%s", c->name,
+	    *c->args ? " " : "", c->args, c->help, c->detail);
+}
+
+static int
+usage_error(const struct command *c, const char *fmt, const char *arg)
+{
+	fputs("waymark: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputc('\n', stderr);
+	if (c != NULL)
+		cmd_usage(stderr, c);
+	else
+		usage(stderr);
+	return EX_WM_USAGE;
+}
+
+/* ---- option parsing per command ---- */
+
+static int
+parse_queue(int argc, char **argv, struct opts *o)
+{
+	int	i;
+	size_t	k;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			o->json = 1;
+		else if (strcmp(argv[i], "--state") == 0) {
+			if (i + 1 >= argc)
+				return usage_error(&commands[0],
+				    "--state needs a value%s", "");
+			o->state = argv[++i];
+		} else if (strncmp(argv[i], "--state=", 8) == 0)
+			o->state = argv[i] + 8;
+		else
+			return usage_error(&commands[0],
+			    "queue: unexpected argument: %s", argv[i]);
+	}
+	if (o->state != NULL) {
+		for (k = 0; k < sizeof(states) / sizeof(states[0]); k++)
+			if (strcmp(o->state, states[k]) == 0)
+				break;
+		if (k == sizeof(states) / sizeof(states[0]))
+			return usage_error(&commands[0],
+			    "queue: unknown state: %s", o->state);
+	}
+	return 0;
+}
+
+static int
+parse_show(int argc, char **argv, struct opts *o)
+{
+	int	i;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			o->json = 1;
+		else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return usage_error(&commands[1],
+			    "show: unknown option: %s", argv[i]);
+		else if (o->qid == NULL)
+			o->qid = argv[i];
+		else
+			return usage_error(&commands[1],
+			    "show: unexpected argument: %s", argv[i]);
+	}
+	if (o->qid == NULL)
+		return usage_error(&commands[1], "show: missing QID%s", "");
+	return 0;
+}
+
+static int
+parse_flush(int argc, char **argv, struct opts *o)
+{
+	(void)o;
+	if (argc > 0)
+		return usage_error(&commands[2],
+		    "flush: unexpected argument: %s", argv[0]);
+	return 0;
+}
+
+/* ---- control-socket client ---- */
+
+/*
+ * ctl_request - send req (consumed) to the daemon at path, return its
+ * answer's "result" in *result (new reference).  Returns EX_WM_OK or
+ * EX_WM_FAIL after printing the reason.
+ */
+static int
+ctl_request(const char *path, json_t *req, json_t **result)
+{
+	struct sockaddr_un	 sun;
+	struct timeval		 tv = { IO_TIMEOUT, 0 };
+	json_error_t		 jerr;
+	json_t			*ans = NULL, *ok;
+	char			*line = NULL, *buf = NULL;
+	size_t			 len, off, cap = 0, used = 0;
+	ssize_t			 n;
+	int			 fd = -1, r, rc = EX_WM_FAIL;
+
+	*result = NULL;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	r = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if (r < 0 || (size_t)r >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "waymark: cannot connect to the daemon at %s: "
+		    "path too long\n", path);
+		goto fail;
+	}
+	if ((line = json_dumps(req, JSON_COMPACT)) == NULL) {
+		fprintf(stderr, "waymark: cannot encode the request\n");
+		goto fail;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		fprintf(stderr, "waymark: cannot connect to the daemon at %s: "
+		    "%s\n", path, strerror(errno));
+		goto fail;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+	/* the request: one line */
+	len = strlen(line);
+	for (off = 0; off <= len; ) {
+		const char *p = off < len ? line + off : "\n";
+		size_t	    want = off < len ? len - off : 1;
+
+		n = send(fd, p, want, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "waymark: cannot talk to the daemon at "
+			    "%s: %s\n", path, n == 0 ? "closed" :
+			    strerror(errno));
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+
+	/* the answer: one line, then the daemon closes */
+	for (;;) {
+		if (cap - used < 4096) {
+			size_t	 ncap = cap ? cap * 2 : 16384;
+			char	*nb;
+
+			if (ncap > REPLY_MAX + 1)
+				ncap = REPLY_MAX + 1;
+			if (ncap <= used + 1) {
+				fprintf(stderr, "waymark: the daemon's answer "
+				    "is too long\n");
+				goto fail;
+			}
+			if ((nb = realloc(buf, ncap)) == NULL) {
+				fprintf(stderr, "waymark: out of memory\n");
+				goto fail;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		n = recv(fd, buf + used, cap - used - 1, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fprintf(stderr, "waymark: no answer from the daemon at "
+			    "%s: %s\n", path, errno == EAGAIN ?
+			    "timed out" : strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+		if (memchr(buf + used - (size_t)n, '\n', (size_t)n) != NULL)
+			break;
+	}
+	if (used == 0) {
+		fprintf(stderr, "waymark: the daemon at %s closed the "
+		    "connection without an answer\n", path);
+		goto fail;
+	}
+	ans = json_loadb(buf, used, JSON_DISABLE_EOF_CHECK, &jerr);
+	ok = json_object_get(ans, "ok");
+	if (!json_is_object(ans) || !json_is_boolean(ok)) {
+		fprintf(stderr, "waymark: malformed answer from the daemon: "
+		    "%s\n", ans == NULL ? jerr.text : "no \"ok\"");
+		goto fail;
+	}
+	if (!json_is_true(ok)) {
+		json_t *e = json_object_get(ans, "error");
+
+		fprintf(stderr, "waymark: %s\n", json_is_string(e) ?
+		    json_string_value(e) : "the daemon refused the request");
+		goto fail;
+	}
+	*result = json_incref(json_object_get(ans, "result"));
+	if (*result == NULL) {
+		fprintf(stderr, "waymark: malformed answer from the daemon: "
+		    "no \"result\"\n");
+		goto fail;
+	}
+	rc = EX_WM_OK;
+fail:
+	if (fd != -1)
+		close(fd);
+	json_decref(ans);
+	json_decref(req);
+	free(line);
+	free(buf);
+	return rc;
+}
+
+static int
+out_done(void)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "waymark: write error: %s\n", strerror(errno));
+		return EX_WM_FAIL;
+	}
+	return EX_WM_OK;
+}
+
+/* print_json_line - one compact object and "\n" */
+static int
+print_json_line(json_t *o)
+{
+	char	*s = json_dumps(o, JSON_COMPACT);
+
+	if (s == NULL)
+		return -1;
+	fputs(s, stdout);
+	fputc('\n', stdout);
+	free(s);
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static int
+run_queue(const char *ctl, const struct opts *o)
+{
+	json_t	*req, *res, *m;
+	size_t	 i;
+	int	 rc;
+
+	req = o->state ? json_pack("{s:s,s:s}", "cmd", "queue", "state",
+	    o->state) : json_pack("{s:s}", "cmd", "queue");
+	if ((rc = ctl_request(ctl, req, &res)) != EX_WM_OK)
+		return rc;
+	if (!json_is_array(res)) {
+		fprintf(stderr, "waymark: malformed answer from the daemon\n");
+		json_decref(res);
+		return EX_WM_FAIL;
+	}
+	if (o->json) {
+		json_array_foreach(res, i, m)
+			if (print_json_line(m) == -1)
+				rc = EX_WM_FAIL;
+	} else
+		tools_print_queue(stdout, res);
+	json_decref(res);
+	return rc != EX_WM_OK ? rc : out_done();
+}
+
+static int
+run_show(const char *ctl, const struct opts *o)
+{
+	json_t	*res;
+	int	 rc;
+
+	rc = ctl_request(ctl, json_pack("{s:s,s:s}", "cmd", "show", "qid",
+	    o->qid), &res);
+	if (rc != EX_WM_OK)
+		return rc;
+	if (!json_is_object(res)) {
+		fprintf(stderr, "waymark: malformed answer from the daemon\n");
+		json_decref(res);
+		return EX_WM_FAIL;
+	}
+	if (o->json)
+		rc = print_json_line(res) == -1 ? EX_WM_FAIL : EX_WM_OK;
+	else
+		tools_print_show(stdout, res);
+	json_decref(res);
+	return rc != EX_WM_OK ? rc : out_done();
+}
+
+static int
+run_flush(const char *ctl, const struct opts *o)
+{
+	json_t		*res, *jn;
+	json_int_t	 n;
+	int		 rc;
+
+	(void)o;
+	rc = ctl_request(ctl, json_pack("{s:s}", "cmd", "flush"), &res);
+	if (rc != EX_WM_OK)
+		return rc;
+	jn = json_object_get(res, "count");
+	n = json_is_integer(jn) ? json_integer_value(jn) : 0;
+	printf("flushed %lld deferred recipient%s\n", (long long)n,
+	    n == 1 ? "" : "s");
+	json_decref(res);
+	return out_done();
+}
+
+int
+main(int argc, char *argv[])
+{
+	const struct command	*c = NULL;
+	struct config		*cfg;
+	struct opts		 o;
+	const char		*path = NULL;
+	char			 err[1024];
+	int			 i, j, rc;
+	size_t			 k;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return EX_WM_OK;
+		} else if (strcmp(argv[i], "-V") == 0 ||
+		    strcmp(argv[i], "--version") == 0) {
+			printf("waymark %s\n", PACKAGE_VERSION);
+			return EX_WM_OK;
+		} else if (strcmp(argv[i], "-f") == 0) {
+			if (i + 1 >= argc)
+				return usage_error(NULL, "-f needs a FILE%s",
+				    "");
+			path = argv[++i];
+		} else if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		} else
+			return usage_error(NULL, "unknown option: %s",
+			    argv[i]);
+	}
+	if (i >= argc)
+		return usage_error(NULL, "missing COMMAND%s", "");
+	for (k = 0; k < NCOMMANDS; k++)
+		if (strcmp(argv[i], commands[k].name) == 0)
+			c = &commands[k];
+	if (c == NULL)
+		return usage_error(NULL, "unknown command: %s", argv[i]);
+	for (j = i + 1; j < argc; j++)
+		if (strcmp(argv[j], "--help") == 0 ||
+		    strcmp(argv[j], "-h") == 0) {
+			cmd_usage(stdout, c);
+			return EX_WM_OK;
+		}
+	memset(&o, 0, sizeof(o));
+	if ((rc = c->parse(argc - i - 1, argv + i + 1, &o)) != 0)
+		return rc;
+
+	if ((cfg = cfg_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "waymark: %s\n", err);
+		return EX_WM_FAIL;
+	}
+	if (cfg->control == NULL || *cfg->control == '\0') {
+		fprintf(stderr, "waymark: %s: no control socket configured\n",
+		    cfg->path ? cfg->path : "(default)");
+		cfg_free(cfg);
+		return EX_WM_FAIL;
+	}
+	rc = c->run(cfg->control, &o);
+	cfg_free(cfg);
+	return rc;
+}
