@@ -595,21 +595,6 @@ struct accept_ctx {
 	void		 *arg;
 };
 
-static void
-accept_log(const struct qmsg *m)
-{
-	char	from[300], msgid[300];
-
-	log_escape(from, sizeof(from), m->sender, strlen(m->sender));
-	if (m->message_id != NULL)
-		log_escape(msgid, sizeof(msgid), m->message_id,
-		    strlen(m->message_id));
-	log_info("qid=%s from=<%s> size=%llu nrcpt=%zu client=%s msgid=%s "
-	    "queued", m->qid, from, (unsigned long long)m->size, m->nrcpts,
-	    m->client_addr ? m->client_addr : "unknown",
-	    m->message_id ? msgid : "-");
-}
-
 /* accept_done - the accept commit finished (loop thread) */
 static void
 accept_done(void *arg, int rc)
@@ -620,7 +605,6 @@ accept_done(void *arg, int rc)
 	if (rc == 0) {
 		if (ctx->fd >= 0)
 			close(ctx->fd);
-		accept_log(m);
 		if (qs.stopping || qmem_insert(m) == -1) {
 			/* durable: it is loaded at the next start */
 			qmsg_free(m);
