@@ -434,7 +434,7 @@ smtpd_data_done_cb(void *arg, int rc)
 		log_info("qid=%s from=<%s> size=%llu nrcpt=%zu client=[%s] "
 		    "msgid=%s session=%s", c->qid, c->sender,
 		    (unsigned long long)c->size, c->nrcpt, c->client,
-		    c->msgid != NULL ? c->msgid : "", c->sidtext);
+		    c->msgid != NULL ? c->msgid : "-", c->sidtext);
 	s = smtpd_session_find(c->sid);
 	if (s == NULL) {
 		log_info("session=%s qid=%s commit %s after the client left",
