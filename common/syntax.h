@@ -24,6 +24,30 @@ struct mailpath {
 };
 
 /*
+ * smtp_split_command - split a command line (no CRLF) into its verb and
+ * argument.  Trailing SP/HTAB are ignored; the verb ends at the first SP
+ * and is copied upper-cased, NUL-terminated, into verb (verblen bytes);
+ * *arg/*arglen = the rest with leading SPs skipped (lenient; points into
+ * line, empty when there is none).  Returns 0, or -1 when the line is
+ * empty, contains a NUL, or the verb is not a keyword (letters, digits,
+ * '-') or does not fit in verb.  Whether the verb is known is the
+ * caller's business.
+ */
+int	smtp_split_command(const char *line, size_t len, char *verb,
+	    size_t verblen, const char **arg, size_t *arglen);
+/*
+ * smtp_parse_mail_arg - the argument of MAIL / RCPT: prefix ("FROM:" or
+ * "TO:", case-insensitive), optional SPs (lenient), a path as
+ * smtp_parse_path parses it, then SP and the parameters (*params /
+ * *paramslen, leading SPs skipped; empty when none).  Returns 0; -1 on a
+ * bad path (*why from smtp_parse_path); -2 on a missing prefix or no SP
+ * between the path and the parameters (501 5.5.4 "Syntax:").
+ */
+int	smtp_parse_mail_arg(const char *prefix, const char *arg, size_t len,
+	    struct mailpath *p, const char **params, size_t *paramslen,
+	    const char **why);
+
+/*
  * smtp_parse_path - parse "<...>" at s (len bytes): "<>", source routes
  * (ignored), Dot-string / Quoted-string local parts, Domain or
  * address-literal.  Returns bytes consumed (up to and including '>'),
