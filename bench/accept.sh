@@ -1,13 +1,14 @@
 #!/bin/sh
 # accept.sh - acceptance benchmark: Postfix's smtp-source -> waymarkd -> Maildir.
 #
-# Builds nothing: uses $WAYMARK_PREFIX/sbin/waymarkd, else waymarkd from PATH,
-# else /usr/local/sbin/waymarkd.  Starts it with a temporary configuration on
-# 127.0.0.1 (a free high port), then:
+# Builds nothing: uses $WAYMARKD, else $WAYMARK_PREFIX/sbin/waymarkd, else
+# waymarkd from PATH, else /usr/local/sbin/waymarkd.  Starts it with a
+# temporary configuration on 127.0.0.1 (a free high port), then:
 #   run 1: smtp-source -s SESSIONS -m N -l SIZE to one local recipient;
 #          measures the time until smtp-source has all N acknowledged and until
 #          all N are in the Maildir (messages/second), the idle RSS of
-#          waymarkd right after start and its peak RSS (VmHWM);
+#          waymarkd right after start (with its private and proportional
+#          parts from /proc/PID/smaps_rollup) and its peak RSS (VmHWM);
 #   run 2: the same load with `strace -f -p PID` attached, counting
 #          fsync/fdatasync/syncfs calls per message, split by file (spool
 #          log, spool body, Maildir, other).  strace slows the daemon, so run
@@ -23,7 +24,9 @@ SIZE=${SIZE:-4096}
 SMTP_SOURCE=/usr/sbin/smtp-source
 RCPT=rcpt@example.org
 
-if [ -n "${WAYMARK_PREFIX:-}" ]; then
+if [ -n "${WAYMARKD:-}" ]; then
+	:
+elif [ -n "${WAYMARK_PREFIX:-}" ]; then
 	WAYMARKD=$WAYMARK_PREFIX/sbin/waymarkd
 elif command -v waymarkd >/dev/null 2>&1; then
 	WAYMARKD=$(command -v waymarkd)
@@ -100,6 +103,10 @@ while True:
 EOF
 sleep 1
 idle_rss=$(kib VmRSS)
+# private = Private_Clean + Private_Dirty; Pss shares each shared page
+idle_priv=$(awk '$1 ~ /^Private_(Clean|Dirty):$/ { s += $2 } END { print s + 0 }' \
+    "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+idle_pss=$(awk '$1 == "Pss:" { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
 
 run_load() {
 	"$SMTP_SOURCE" -s "$SESSIONS" -m "$N" -l "$SIZE" -M client.bench \
@@ -129,7 +136,7 @@ if [ "${NO_STRACE:-0}" != 1 ]; then
 			t++
 			if ($0 ~ /\/log\.[0-9]+>/) l++
 			else if ($0 ~ /\/spool\/body/) b++
-			else if ($0 ~ /\/mail\//) m++
+			else if ($0 ~ /\/mail[\/>]/) m++	# files, new/, syncfs(mail)
 			else o++
 		}
 		END { printf "%.3f (spool log %.3f, spool body %.3f, Maildir %.3f, other %.3f)",
@@ -137,13 +144,14 @@ if [ "${NO_STRACE:-0}" != 1 ]; then
 fi
 
 awk -v n="$N" -v s="$SESSIONS" -v sz="$SIZE" -v t0="$t0" -v t1="$t1" -v t2="$t2" \
-    -v idle="$idle_rss" -v peak="$peak_rss" -v bin="$WAYMARKD" '
+    -v idle="$idle_rss" -v peak="$peak_rss" -v bin="$WAYMARKD" \
+    -v priv="${idle_priv:-0}" -v pss="${idle_pss:-0}" '
 BEGIN {
 	printf "waymarkd:            %s\n", bin
 	printf "load:                %d messages x %d bytes, %d sessions (smtp-source)\n", n, sz, s
 	printf "accepted:            %.2f s, %.0f msg/s (smtp-source done)\n", t1 - t0, n / (t1 - t0)
 	printf "delivered:           %.2f s, %.0f msg/s (all in the Maildir)\n", t2 - t0, n / (t2 - t0)
-	printf "RSS idle:            %d KiB\n", idle
+	printf "RSS idle:            %d KiB (private %d KiB, Pss %d KiB)\n", idle, priv, pss
 	printf "RSS peak (VmHWM):    %d KiB\n", peak
 }'
 if [ -n "${syncs:-}" ]; then

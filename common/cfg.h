@@ -65,6 +65,17 @@ struct config {
 	uint64_t	 min_free_space;	/* bytes; MAIL gets 452 4.3.1 below it */
 	int		 syslog;		/* log to syslog instead of stderr */
 	unsigned	 workers;		/* disk worker threads */
+	unsigned	 smtp_connect_timeout;	/* seconds; SMTP client, RFC 5321 4.5.3.2 */
+	unsigned	 smtp_helo_timeout;
+	unsigned	 smtp_mail_timeout;
+	unsigned	 smtp_rcpt_timeout;
+	unsigned	 smtp_data_init_timeout;
+	unsigned	 smtp_data_block_timeout;
+	unsigned	 smtp_data_done_timeout;
+	unsigned	 smtp_destination_concurrency;
+	unsigned	 smtp_concurrency;
+	char		*smtp_tls_ca;		/* path or NULL */
+	char		*smarthost_auth;	/* path or NULL */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

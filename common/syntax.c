@@ -1,7 +1,9 @@
 #include "config.h"
 /*
  * syntax.c - RFC 5321 syntax shared by the server, the client and the CLI.
- * Owns: Path / Reverse-path / Forward-path parsing (RFC 5321 4.1.2,
+ * Owns: command-line splitting (verb / argument, RFC 5321 4.1.1), the
+ *       MAIL/RCPT argument ("FROM:"/"TO:" + path + parameters),
+ *       Path / Reverse-path / Forward-path parsing (RFC 5321 4.1.2,
  *       limits of 4.5.3.1), Domain and address-literal checks (4.1.3),
  *       the table-driven ESMTP parameter parser (4.1.2 Mail-parameters,
  *       one row per keyword), xtext (RFC 3461 4) and base64 (RFC 4648 4).
@@ -25,6 +27,7 @@
 #define WHY_DOMAIN	"Invalid domain"
 #define WHY_ROUTE	"Invalid source route"
 #define WHY_NODOMAIN	"Domain missing in mailbox address"
+#define WHY_CMDSYNTAX	"Syntax error"
 
 static int
 is_alpha(int c)
@@ -336,6 +339,94 @@ smtp_local_unsafe(const struct mailpath *p)
 {
 	return p->quoted || p->local[0] == '\0' || p->local[0] == '.' ||
 	    strchr(p->local, '/') != NULL;
+}
+
+/*
+ * Command lines (RFC 5321 4.1.1: verb, SP, argument).
+ * Leniency (documented in smtpd_cmd.c): trailing SP/HTAB on the line and
+ * several SPs after the verb or after "FROM:"/"TO:" are accepted.
+ */
+
+/* is_keyword - RFC 5321 4.1.1 verbs: letters, digits and '-' */
+static int
+is_keyword(const char *s, size_t len)
+{
+	size_t	i;
+
+	if (len == 0)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!is_alpha(s[i]) && !is_digit(s[i]) && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+/* smtp_split_command - verb (upper-cased) and argument of a command line */
+int
+smtp_split_command(const char *line, size_t len, char *verb, size_t verblen,
+    const char **arg, size_t *arglen)
+{
+	size_t	vlen, i;
+
+	if (verblen > 0)
+		verb[0] = '\0';
+	*arg = line;
+	*arglen = 0;
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	if (memchr(line, '\0', len) != NULL)
+		return -1;
+	for (vlen = 0; vlen < len && line[vlen] != ' '; vlen++)
+		;
+	if (!is_keyword(line, vlen) || vlen >= verblen)
+		return -1;
+	for (i = 0; i < vlen; i++)
+		verb[i] = (line[i] >= 'a' && line[i] <= 'z') ?
+		    (char)(line[i] - 'a' + 'A') : line[i];
+	verb[vlen] = '\0';
+	i = vlen;
+	while (i < len && line[i] == ' ')
+		i++;
+	*arg = line + i;
+	*arglen = len - i;
+	return 0;
+}
+
+/* smtp_parse_mail_arg - "FROM:"/"TO:" [SP...] Path [SP parameters] */
+int
+smtp_parse_mail_arg(const char *prefix, const char *arg, size_t len,
+    struct mailpath *p, const char **params, size_t *paramslen,
+    const char **why)
+{
+	size_t	plen = strlen(prefix);
+	int	n;
+
+	*why = WHY_CMDSYNTAX;
+	*params = arg;
+	*paramslen = 0;
+	if (len < plen || strncasecmp(arg, prefix, plen) != 0)
+		return -2;
+	arg += plen;
+	len -= plen;
+	while (len > 0 && *arg == ' ') {	/* lenient */
+		arg++;
+		len--;
+	}
+	if ((n = smtp_parse_path(arg, len, p, why)) < 0)
+		return -1;
+	arg += n;
+	len -= (size_t)n;
+	if (len > 0 && *arg != ' ') {
+		*why = WHY_CMDSYNTAX;
+		return -2;
+	}
+	while (len > 0 && *arg == ' ') {
+		arg++;
+		len--;
+	}
+	*params = arg;
+	*paramslen = len;
+	return 0;
 }
 
 /*

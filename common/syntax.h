@@ -27,7 +27,7 @@ struct mailpath {
  * smtp_split_command - split a command line (no CRLF) into its verb and
  * argument.  Trailing SP/HTAB are ignored; the verb ends at the first SP
  * and is copied upper-cased, NUL-terminated, into verb (verblen bytes);
- * *arg/*arglen = the rest with leading SPs skipped (lenient; points into
+ * *arg, *arglen = the rest with leading SPs skipped (lenient; points into
  * line, empty when there is none).  Returns 0, or -1 when the line is
  * empty, contains a NUL, or the verb is not a keyword (letters, digits,
  * '-') or does not fit in verb.  Whether the verb is known is the

@@ -1,5 +1,7 @@
 /*
- * delivery.h - delivery agents.  Issue 3: local Maildir delivery.
+ * delivery.h - delivery agents: local (Maildir, or LMTP when `lmtp` is
+ * set) and remote (SMTP client with MX routing via c-ares, or smarthost),
+ * and the failure-notice composer.
  * A delivery job copies everything it needs out of the qmsg before it
  * starts (workers never touch a qmsg); its completion runs in the event
  * loop thread and reports one result per recipient asked for.
@@ -47,5 +49,60 @@ void	dlv_reload(const struct config *cfg);
 int	dlv_local_start(const struct config *cfg, const struct qmsg *m,
 	    const char *body_path, const size_t *ridx, size_t n,
 	    dlv_done_fn done, void *arg);
+
+/*
+ * dlv_lmtp_start - like dlv_local_start, but over LMTP (RFC 2033) to
+ * cfg->lmtp ("unix:/path", "ADDR:PORT" or "[v6]:PORT"): LHLO, one
+ * transaction, one reply per accepted recipient after the content.
+ * Results RS_DELIVERED (2xx), RS_DEFERRED, RS_FAILED with remote =
+ * "lmtp:PATH" (or "lmtp:ADDR:PORT").  Needs dlv_remote_init.  0, or -1
+ * if the job could not be started (then done is never called).
+ */
+int	dlv_lmtp_start(const struct config *cfg, const struct qmsg *m,
+	    const char *body_path, const size_t *ridx, size_t n,
+	    dlv_done_fn done, void *arg);
+
+/*
+ * dlv_remote_init - c-ares channel on base (servers from cfg->dns, else
+ * the system resolver), SSL_CTX for the client.  After the privilege
+ * drop.  -1 with err set.
+ */
+int	dlv_remote_init(const struct config *cfg, struct event_base *base,
+	    char *err, size_t errlen);
+void	dlv_remote_reload(const struct config *cfg);
+/*
+ * dlv_remote_shutdown - abort every remote job: each still-running job's
+ * done() is called (synchronously) with RS_DEFERRED 451 4.3.2 "delivery
+ * interrupted by shutdown" for its unfinished recipients; then free the
+ * resolver and cached connections.  Call before work_shutdown().
+ */
+void	dlv_remote_shutdown(void);
+/*
+ * dlv_remote_start - deliver recipients ridx[0..n-1] of m, all with the
+ * same domain (not a local domain), over SMTP: to cfg->smarthost when
+ * set, else to the domain's MX hosts by preference (implicit MX when
+ * none).  Results per recipient: RS_RELAYED (2xx), RS_DEFERRED, RS_FAILED
+ * with the remote reply (code, enhanced code, text) and remote =
+ * "host[addr]".  0, or -1 if the job could not be started.
+ */
+int	dlv_remote_start(const struct config *cfg, const struct qmsg *m,
+	    const char *body_path, const size_t *ridx, size_t n,
+	    dlv_done_fn done, void *arg);
+
+/*
+ * dlv_notice_write - write a failure notice for the failed recipients
+ * fidx[0..n-1] of m to fd: RFC 5322 header (From: MAILER-DAEMON@hostname,
+ * To: <sender>, Subject: Undelivered Mail Returned to Sender, Date,
+ * Message-ID, Auto-Submitted: auto-replied, MIME-Version) and a
+ * multipart/report; report-type=delivery-status body: a human part naming
+ * each recipient, the remote host and its reply, a message/delivery-status
+ * part (RFC 3464: Reporting-MTA dns; hostname, Arrival-Date, per
+ * recipient Final-Recipient rfc822;addr, Action: failed, Status, Remote-MTA,
+ * Diagnostic-Code smtp; reply, Last-Attempt-Date) and a text/rfc822-headers
+ * part with the original header (read from body_path).  CRLF line ends.
+ * Returns the bytes written, or -1.
+ */
+long	dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
+	    const size_t *fidx, size_t n, const char *hostname, time_t now);
 
 #endif

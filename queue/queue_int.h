@@ -164,4 +164,18 @@ void	sched_remove(struct qmsg *m);
 void	sched_kick(void);
 void	sched_shutdown(void);
 
+/* ---- failure notices (queue_notice.c) ---- */
+
+struct dlv_result;
+/*
+ * queue_notice_batch - after apply_results has updated m's recipients
+ * from res[0..n-1] and before j is committed: when m's sender is not <>
+ * and some of those recipients are now failed, queue ONE failure notice
+ * to the sender naming them all, and add the event "notice" (detail
+ * "qid=NEW rcpts=<a>,<b>") to j.  Returns -1 only when j could not take
+ * the event (drop j then); any other failure is logged and returns 0.
+ */
+int	queue_notice_batch(struct qjob *j, struct qmsg *m,
+	    const struct dlv_result *res, size_t n);
+
 #endif

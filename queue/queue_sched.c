@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -307,6 +308,8 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		free(detail);
 		detail = NULL;
 	}
+	if (!bad && queue_notice_batch(j, m, res, n) == -1)
+		bad = 1;	/* RFC 5321 6.1 failure notice (queue_notice.c) */
 	if (!bad) {
 		if (qmsg_due(m, 0) == 0)
 			bad = add_finish(j, m, now) == -1;
@@ -334,7 +337,7 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 	sched_update(m);
 }
 
-/* dlv_done - a local delivery job finished (loop thread) */
+/* dlv_done - a local (Maildir) delivery job finished (loop thread) */
 static void
 dlv_done(void *arg, const struct dlv_result *res, size_t n)
 {
@@ -343,6 +346,30 @@ dlv_done(void *arg, const struct dlv_result *res, size_t n)
 	qs.inflight--;
 	m->inflight--;
 	apply_results(m, res, n, "local");
+	sched_kick();
+}
+
+/* lmtp_done - an LMTP delivery job finished (loop thread) */
+static void
+lmtp_done(void *arg, const struct dlv_result *res, size_t n)
+{
+	struct qmsg	*m = arg;
+
+	qs.inflight--;
+	m->inflight--;
+	apply_results(m, res, n, "lmtp");
+	sched_kick();
+}
+
+/* smtp_done - a remote (SMTP) delivery job finished (loop thread) */
+static void
+smtp_done(void *arg, const struct dlv_result *res, size_t n)
+{
+	struct qmsg	*m = arg;
+
+	qs.inflight--;
+	m->inflight--;
+	apply_results(m, res, n, "smtp");
 	sched_kick();
 }
 
@@ -357,16 +384,55 @@ rcpt_is_local(const char *addr)
 	    cfg_is_local_domain(qs.cfg, at + 1);
 }
 
-/* dispatch - start the due recipients of m */
+static const char *
+rcpt_domain(const char *addr)
+{
+	const char	*at = strrchr(addr, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+typedef int (*start_fn)(const struct config *, const struct qmsg *,
+    const char *, const size_t *, size_t, dlv_done_fn, void *);
+
+/* start_job - one delivery job for ridx[0..n-1]; busy + in-flight on success */
+static void
+start_job(struct qmsg *m, time_t now, start_fn start, dlv_done_fn done,
+    const size_t *ridx, size_t n, const char *what)
+{
+	char	path[64];
+	size_t	i;
+
+	snprintf(path, sizeof(path), "body/%s", m->qid);
+	if (start(qs.cfg, m, path, ridx, n, done, m) == 0) {
+		for (i = 0; i < n; i++)
+			m->rcpts[ridx[i]].busy = 1;
+		m->inflight++;
+		qs.inflight++;
+		return;
+	}
+	log_warnx("qid=%s cannot start a %s delivery job; retrying in %ds",
+	    m->qid, what, SUBMIT_RETRY);
+	for (i = 0; i < n; i++)
+		m->rcpts[ridx[i]].next_attempt = now + SUBMIT_RETRY;
+}
+
+/*
+ * dispatch - start the due recipients of m: one local job (Maildir, or
+ * LMTP when `lmtp` is set) and one remote job per recipient domain
+ * (case-insensitive).
+ */
 static void
 dispatch(struct qmsg *m, time_t now)
 {
-	struct dlv_result	*rres = NULL;
-	size_t			*lidx = NULL, nl = 0, nr = 0, i;
-	char			 path[64];
+	size_t		*lidx = NULL, *ridx = NULL, *grp = NULL;
+	unsigned char	*used = NULL;
+	size_t		 nl = 0, nr = 0, ng, i, k;
 
 	if ((lidx = calloc(m->nrcpts, sizeof(*lidx))) == NULL ||
-	    (rres = calloc(m->nrcpts, sizeof(*rres))) == NULL)
+	    (ridx = calloc(m->nrcpts, sizeof(*ridx))) == NULL ||
+	    (grp = calloc(m->nrcpts, sizeof(*grp))) == NULL ||
+	    (used = calloc(m->nrcpts, 1)) == NULL)
 		goto nomem;
 	for (i = 0; i < m->nrcpts; i++) {
 		struct qrcpt *r = &m->rcpts[i];
@@ -374,40 +440,44 @@ dispatch(struct qmsg *m, time_t now)
 		if (rcpt_status_final(r->status) || r->busy ||
 		    r->next_attempt > now)
 			continue;
-		if (rcpt_is_local(r->addr)) {
+		if (rcpt_is_local(r->addr))
 			lidx[nl++] = i;
-			continue;
-		}
-		rres[nr].ridx = i;
-		rres[nr].status = RS_DEFERRED;
-		rres[nr].code = 451;
-		snprintf(rres[nr].enh, sizeof(rres[nr].enh), "4.4.0");
-		snprintf(rres[nr].text, sizeof(rres[nr].text),
-		    "remote delivery is not available in this version");
-		nr++;
+		else
+			ridx[nr++] = i;
 	}
 	if (nl > 0) {
-		snprintf(path, sizeof(path), "body/%s", m->qid);
-		if (dlv_local_start(qs.cfg, m, path, lidx, nl, dlv_done, m) == 0) {
-			for (i = 0; i < nl; i++)
-				m->rcpts[lidx[i]].busy = 1;
-			m->inflight++;
-			qs.inflight++;
-		} else {
-			log_warnx("qid=%s cannot start a local delivery job; "
-			    "retrying in %ds", m->qid, SUBMIT_RETRY);
-			for (i = 0; i < nl; i++)
-				m->rcpts[lidx[i]].next_attempt = now + SUBMIT_RETRY;
-		}
+		if (qs.cfg->lmtp != NULL)
+			start_job(m, now, dlv_lmtp_start, lmtp_done, lidx, nl,
+			    "LMTP");
+		else
+			start_job(m, now, dlv_local_start, dlv_done, lidx, nl,
+			    "local");
 	}
-	if (nr > 0)
-		apply_results(m, rres, nr, "none");
+	for (i = 0; i < nr; i++) {
+		const char *dom;
+
+		if (used[i])
+			continue;
+		dom = rcpt_domain(m->rcpts[ridx[i]].addr);
+		for (k = i, ng = 0; k < nr; k++)
+			if (!used[k] && strcasecmp(dom,
+			    rcpt_domain(m->rcpts[ridx[k]].addr)) == 0) {
+				used[k] = 1;
+				grp[ng++] = ridx[k];
+			}
+		start_job(m, now, dlv_remote_start, smtp_done, grp, ng,
+		    "remote");
+	}
 	free(lidx);
-	free(rres);
+	free(ridx);
+	free(grp);
+	free(used);
 	return;
 nomem:
 	free(lidx);
-	free(rres);
+	free(ridx);
+	free(grp);
+	free(used);
 	log_warnx("qid=%s out of memory in the scheduler; retrying in %ds",
 	    m->qid, SUBMIT_RETRY);
 	for (i = 0; i < m->nrcpts; i++)

@@ -8,7 +8,8 @@
  * Check, then proceed: each handler validates syntax and state without
  *       side effects, then acts and replies exactly once.
  * Not here: reading lines (smtpd_session.c), the content (smtpd_data.c),
- *       the handshake (smtpd_tls.c), path/parameter syntax (common/syntax).
+ *       the handshake (smtpd_tls.c), command-line, path and parameter
+ *       syntax (common/syntax: smtp_split_command, smtp_parse_mail_arg).
  * Leniency (documented): spaces after "FROM:"/"TO:" and trailing spaces
  *       on a line are accepted; an EHLO/HELO name may contain '_'.
  * Standards: RFC 5321 3-4, RFC 1870 (SIZE), RFC 6152 (8BITMIME),
@@ -144,23 +145,18 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 {
 	const struct smtpd_cmd	*c = NULL;
 	char			 verb[16];
-	size_t			 vlen, i;
+	size_t			 i;
 	const char		*arg;
 	size_t			 arglen;
 	int			 rc;
 
 	s->cmd = line;
 	s->cmdlen = len;
-	/* lenient: trailing white space is ignored */
-	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-		len--;
-	for (vlen = 0; vlen < len && line[vlen] != ' '; vlen++)
-		;
-	if (memchr(line, '\0', len) == NULL && vlen > 0 && vlen < sizeof(verb)) {
-		memcpy(verb, line, vlen);
-		verb[vlen] = '\0';
+	/* lenient: trailing white space is ignored (common/syntax) */
+	if (smtp_split_command(line, len, verb, sizeof(verb), &arg,
+	    &arglen) == 0) {
 		for (i = 0; i < NCMDS; i++)
-			if (strcasecmp(cmds[i].verb, verb) == 0) {
+			if (strcmp(cmds[i].verb, verb) == 0) {
 				c = &cmds[i];
 				break;
 			}
@@ -173,12 +169,6 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 	}
 	i = (size_t)(c - cmds);
 	s->count[i]++;
-	arg = line + vlen;
-	arglen = len - vlen;
-	while (arglen > 0 && *arg == ' ') {
-		arg++;
-		arglen--;
-	}
 
 	if (!(c->states & SMTPD_S(s->state))) {
 		if (s->state == SMTPD_GREETING)
@@ -301,38 +291,6 @@ cmd_starttls(struct smtpd_session *s, const char *arg, size_t len)
 	return CMD_OK;
 }
 
-/* path_arg - "FROM:" / "TO:" prefix, then the path; rest = parameters */
-static int
-path_arg(const char *kw, const char *arg, size_t len, struct mailpath *p,
-    const char **rest, size_t *restlen, const char **why)
-{
-	size_t	kwlen = strlen(kw);
-	int	n;
-
-	*why = "Syntax error";
-	if (len < kwlen || strncasecmp(arg, kw, kwlen) != 0)
-		return -2;
-	arg += kwlen;
-	len -= kwlen;
-	while (len > 0 && *arg == ' ') {	/* lenient */
-		arg++;
-		len--;
-	}
-	if ((n = smtp_parse_path(arg, len, p, why)) < 0)
-		return -1;
-	arg += n;
-	len -= (size_t)n;
-	if (len > 0 && *arg != ' ')
-		return -2;
-	while (len > 0 && *arg == ' ') {
-		arg++;
-		len--;
-	}
-	*rest = arg;
-	*restlen = len;
-	return 0;
-}
-
 /* params_reply - map an esmtp_parse_params error to a reply */
 static void
 params_reply(struct smtpd_session *s, enum param_result r, const char *why)
@@ -358,7 +316,7 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	int			 r;
 
 	/* check */
-	r = path_arg("FROM:", arg, len, &p, &rest, &restlen, &why);
+	r = smtp_parse_mail_arg("FROM:", arg, len, &p, &rest, &restlen, &why);
 	if (r == -2) {
 		smtpd_reply(s, 501, 5, 5, 4, "Syntax: MAIL FROM:<address>");
 		return CMD_FAIL;
@@ -431,8 +389,8 @@ leading_dot_local(const char *arg, size_t len)
 	if (i + 1 >= len || copy[i + 1] != '.')
 		return 0;
 	copy[i + 1] = 'x';
-	if (path_arg("TO:", copy, len, &p, &rest, &restlen, &why) != 0 ||
-	    p.null || p.postmaster)
+	if (smtp_parse_mail_arg("TO:", copy, len, &p, &rest, &restlen,
+	    &why) != 0 || p.null || p.postmaster)
 		return 0;
 	return cfg_is_local_domain(smtpd_cfg, p.domain);
 }
@@ -450,7 +408,7 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 	int			 r, n, dup = 0;
 
 	/* check */
-	r = path_arg("TO:", arg, len, &p, &rest, &restlen, &why);
+	r = smtp_parse_mail_arg("TO:", arg, len, &p, &rest, &restlen, &why);
 	if (r == -2) {
 		smtpd_reply(s, 501, 5, 5, 4, "Syntax: RCPT TO:<address>");
 		return CMD_FAIL;

@@ -257,6 +257,7 @@ static void
 stop_done(void)
 {
 	log_debug("sessions closed; finishing disk work");
+	dlv_remote_shutdown();
 	work_shutdown();
 	queue_shutdown();
 	event_base_loopexit(g.base, NULL);
@@ -382,6 +383,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	smtpd_server_reload(n);
 	queue_reload(n);
 	dlv_reload(n);
+	dlv_remote_reload(n);
 	log_info("configuration reloaded from %s",
 	    g.cfg_path ? g.cfg_path : "(default)");
 }
@@ -503,6 +505,8 @@ main(int argc, char *argv[])
 		die("event_base_new failed");
 	if (work_init(g.base, (int)(g.cfg->workers ? g.cfg->workers : 1)) == -1)
 		die("cannot start %u worker threads", g.cfg->workers);
+	if (dlv_remote_init(g.cfg, g.base, err, sizeof(err)) == -1)
+		die("%s", err);
 	if (queue_init(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (smtpd_server_start(g.cfg, g.base, err, sizeof(err)) == -1)

@@ -1,9 +1,11 @@
 #include "config.h"
 /*
  * test_syntax.c - unit tests of common/syntax.c.
- * Tables of {name, input, want}: RFC 5321 paths (null, Postmaster,
- * source routes, quoted local parts, length limits, domains, address
- * literals), the ESMTP parameter table (SIZE, BODY, unknown, repeated,
+ * Tables of {name, input, want}: command lines (verb split, case,
+ * unknown and overlong verbs, trailing white space), MAIL FROM: / RCPT
+ * TO: arguments (prefix, lenient spaces, parameters), RFC 5321 paths
+ * (null, Postmaster, source routes, quoted local parts, length limits,
+ * domains, address literals), the ESMTP parameter table (SIZE, BODY, unknown, repeated,
  * not enabled, wrong command), xtext (RFC 3461 4) and base64 (RFC 4648
  * 10 test vectors).  Failures print "got X, want Y".
  */
@@ -30,6 +32,205 @@ static int	failures;
 		failures++;						\
 	}								\
 } while (0)
+
+/* command lines */
+
+struct split_case {
+	const char	*name;
+	const char	*in;
+	size_t		 len;		/* 0: strlen(in) */
+	int		 rc;
+	const char	*verb;		/* upper-cased; "" when rc == -1 */
+	const char	*arg;
+};
+
+static const struct split_case split_cases[] = {
+	{ "EHLO", "EHLO mail.example.org", 0, 0, "EHLO", "mail.example.org" },
+	{ "helo lower case", "helo x.example", 0, 0, "HELO", "x.example" },
+	{ "mixed case", "eHlO x", 0, 0, "EHLO", "x" },
+	{ "mail from lower", "mail from:<a@b>", 0, 0, "MAIL", "from:<a@b>" },
+	{ "mail from params", "MAIL FROM:<a@b> SIZE=10", 0, 0, "MAIL",
+	  "FROM:<a@b> SIZE=10" },
+	{ "no argument", "DATA", 0, 0, "DATA", "" },
+	{ "unknown X-VERB", "X-VERB some thing", 0, 0, "X-VERB", "some thing" },
+	{ "digits in verb", "XV2 a", 0, 0, "XV2", "a" },
+	{ "empty line", "", 0, -1, "", "" },
+	{ "spaces only", "    ", 0, -1, "", "" },
+	{ "tabs only", "\t\t", 0, -1, "", "" },
+	{ "leading space", " NOOP", 0, -1, "", "" },
+	{ "verb 15", "ABCDEFGHIJKLMNO x", 0, 0, "ABCDEFGHIJKLMNO", "x" },
+	{ "overlong verb", "ABCDEFGHIJKLMNOP x", 0, -1, "", "" },
+	{ "overlong verb alone", "STARTTLSSTARTTLS", 0, -1, "", "" },
+	{ "trailing spaces", "NOOP   ", 0, 0, "NOOP", "" },
+	{ "trailing tabs", "QUIT\t \t", 0, 0, "QUIT", "" },
+	{ "trailing spaces after arg", "VRFY  user  \t", 0, 0, "VRFY", "user" },
+	{ "several spaces after verb", "MAIL   FROM:<a@b>", 0, 0, "MAIL",
+	  "FROM:<a@b>" },
+	{ "inner tab kept", "NOOP a\tb", 0, 0, "NOOP", "a\tb" },
+	{ "tab after verb", "EHLO\tx.example", 0, -1, "", "" },
+	{ "underscore in verb", "EH_LO x", 0, -1, "", "" },
+	{ "colon in verb", "MAIL:FROM", 0, -1, "", "" },
+	{ "8-bit verb", "\xc3\x89HLO x", 0, -1, "", "" },
+	{ "NUL in verb", "NO\0OP", 5, -1, "", "" },
+	{ "NUL in argument", "NOOP a\0b", 8, -1, "", "" },
+	{ "len stops early", "NOOP xyz", 4, 0, "NOOP", "" },
+	{ "len stops in arg", "HELO abc.example", 8, 0, "HELO", "abc" },
+};
+
+static void
+test_split_command(void **state)
+{
+	const struct split_case	*t;
+	char			 verb[16];
+	const char		*arg;
+	size_t			 arglen, len;
+	int			 rc;
+
+	(void)state;
+	failures = 0;
+	for (t = split_cases; t < split_cases + NELEM(split_cases); t++) {
+		len = t->len != 0 ? t->len : strlen(t->in);
+		memset(verb, 'Z', sizeof(verb));
+		arg = NULL;
+		arglen = 12345;
+		rc = smtp_split_command(t->in, len, verb, sizeof(verb), &arg,
+		    &arglen);
+		CHECK(rc == t->rc, t->name, "rc: got %d, want %d", rc, t->rc);
+		if (rc != t->rc)
+			continue;
+		CHECK(memchr(verb, '\0', sizeof(verb)) != NULL, t->name,
+		    "verb: not NUL-terminated");
+		if (memchr(verb, '\0', sizeof(verb)) == NULL)
+			continue;
+		CHECK(strcmp(verb, t->verb) == 0, t->name,
+		    "verb: got \"%s\", want \"%s\"", verb, t->verb);
+		CHECK(arg != NULL && arg >= t->in && arg + arglen <= t->in + len,
+		    t->name, "arg: outside the line");
+		if (rc == -1 || arg == NULL)
+			continue;
+		CHECK(arglen == strlen(t->arg) &&
+		    memcmp(arg, t->arg, arglen) == 0, t->name,
+		    "arg: got \"%.*s\", want \"%s\"", (int)arglen, arg, t->arg);
+	}
+	/* the verb buffer bounds the verb: "NOOP" needs 5 bytes */
+	assert_int_equal(smtp_split_command("NOOP", 4, verb, 5, &arg, &arglen), 0);
+	assert_int_equal(smtp_split_command("NOOP", 4, verb, 4, &arg, &arglen), -1);
+	assert_int_equal(failures, 0);
+}
+
+/* MAIL FROM: / RCPT TO: arguments */
+
+struct mailarg_case {
+	const char	*name;
+	const char	*prefix;
+	const char	*in;
+	int		 rc;		/* 0, -1 bad path, -2 syntax */
+	const char	*local;
+	const char	*domain;
+	int		 null, postmaster;
+	const char	*params;
+	const char	*why;		/* expected reason when rc < 0 (NULL: any) */
+};
+
+static const struct mailarg_case mailarg_cases[] = {
+	{ "FROM plain", "FROM:", "FROM:<a@b>", 0, "a", "b", 0, 0, "", NULL },
+	{ "from lower with SIZE", "FROM:", "from:<a@b> SIZE=10", 0, "a", "b",
+	  0, 0, "SIZE=10", NULL },
+	{ "From mixed case", "FROM:", "From:<u@x.example>", 0, "u", "x.example",
+	  0, 0, "", NULL },
+	{ "space after colon", "FROM:", "FROM: <a@b>", 0, "a", "b", 0, 0, "",
+	  NULL },
+	{ "spaces after colon", "FROM:", "FROM:   <a@b>", 0, "a", "b", 0, 0, "",
+	  NULL },
+	{ "several params", "FROM:", "FROM:<a@b>  SIZE=10 BODY=8BITMIME", 0,
+	  "a", "b", 0, 0, "SIZE=10 BODY=8BITMIME", NULL },
+	{ "null path", "FROM:", "FROM:<>", 0, "", "", 1, 0, "", NULL },
+	{ "null path with SIZE", "FROM:", "FROM:<> SIZE=1", 0, "", "", 1, 0,
+	  "SIZE=1", NULL },
+	{ "no brackets", "FROM:", "FROM:a@b", -1, NULL, NULL, 0, 0, NULL,
+	  "Syntax error in mailbox address" },
+	{ "no SP before params", "FROM:", "FROM:<a@b>SIZE=1", -2, NULL, NULL,
+	  0, 0, NULL, NULL },
+	{ "empty path", "FROM:", "FROM:", -1, NULL, NULL, 0, 0, NULL, NULL },
+	{ "unterminated path", "FROM:", "FROM:<a@b", -1, NULL, NULL, 0, 0,
+	  NULL, NULL },
+	{ "leading dot", "TO:", "TO:<.a@x.example>", -1, NULL, NULL, 0, 0,
+	  NULL, NULL },
+	{ "TO Postmaster", "TO:", "TO:<Postmaster>", 0, "Postmaster", "", 0, 1,
+	  "", NULL },
+	{ "to postmaster at domain", "TO:", "to:<postmaster@x.example>", 0,
+	  "postmaster", "x.example", 0, 0, "", NULL },
+	{ "TO null parses", "TO:", "TO:<>", 0, "", "", 1, 0, "", NULL },
+	{ "source route", "TO:", "TO:<@a.example,@b.example:u@c.example>", 0,
+	  "u", "c.example", 0, 0, "", NULL },
+	{ "bad source route", "TO:", "TO:<@a.example;u@c.example>", -1, NULL,
+	  NULL, 0, 0, NULL, "Invalid source route" },
+	{ "missing prefix", "FROM:", "<a@b>", -2, NULL, NULL, 0, 0, NULL, NULL },
+	{ "missing colon", "FROM:", "FROM <a@b>", -2, NULL, NULL, 0, 0, NULL,
+	  NULL },
+	{ "wrong prefix", "FROM:", "TO:<a@b>", -2, NULL, NULL, 0, 0, NULL,
+	  NULL },
+	{ "space before colon", "TO:", "TO :<a@b>", -2, NULL, NULL, 0, 0, NULL,
+	  NULL },
+	{ "empty argument", "TO:", "", -2, NULL, NULL, 0, 0, NULL, NULL },
+	{ "prefix cut short", "FROM:", "FRO", -2, NULL, NULL, 0, 0, NULL,
+	  NULL },
+};
+
+static void
+test_mail_arg(void **state)
+{
+	const struct mailarg_case	*t;
+	struct mailpath			 p;
+	const char			*params, *why;
+	size_t				 paramslen, len;
+	int				 rc;
+
+	(void)state;
+	failures = 0;
+	for (t = mailarg_cases; t < mailarg_cases + NELEM(mailarg_cases); t++) {
+		len = strlen(t->in);
+		params = NULL;
+		paramslen = 12345;
+		why = NULL;
+		rc = smtp_parse_mail_arg(t->prefix, t->in, len, &p, &params,
+		    &paramslen, &why);
+		CHECK(rc == t->rc, t->name, "rc: got %d, want %d (why %s)", rc,
+		    t->rc, why ? why : "-");
+		if (rc != t->rc)
+			continue;
+		if (rc < 0) {
+			CHECK(why != NULL && why[0] != '\0', t->name,
+			    "why: got empty, want a reason");
+			if (t->why != NULL && why != NULL)
+				CHECK(strcmp(why, t->why) == 0, t->name,
+				    "why: got \"%s\", want \"%s\"", why, t->why);
+			continue;
+		}
+		CHECK(strcmp(p.local, t->local) == 0, t->name,
+		    "local: got \"%s\", want \"%s\"", p.local, t->local);
+		CHECK(strcmp(p.domain, t->domain) == 0, t->name,
+		    "domain: got \"%s\", want \"%s\"", p.domain, t->domain);
+		CHECK(p.null == t->null, t->name, "null: got %d, want %d",
+		    p.null, t->null);
+		CHECK(p.postmaster == t->postmaster, t->name,
+		    "postmaster: got %d, want %d", p.postmaster, t->postmaster);
+		CHECK(params != NULL && params >= t->in &&
+		    params + paramslen <= t->in + len, t->name,
+		    "params: outside the argument");
+		if (params == NULL)
+			continue;
+		CHECK(paramslen == strlen(t->params) &&
+		    memcmp(params, t->params, paramslen) == 0, t->name,
+		    "params: got \"%.*s\", want \"%s\"", (int)paramslen, params,
+		    t->params);
+	}
+	/* never past len: the parameters are cut off */
+	assert_int_equal(smtp_parse_mail_arg("FROM:", "FROM:<a@b> SIZE=1", 10,
+	    &p, &params, &paramslen, &why), 0);
+	assert_int_equal(paramslen, 0);
+	assert_int_equal(failures, 0);
+}
 
 /* paths */
 
@@ -449,6 +650,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_split_command),
+		cmocka_unit_test(test_mail_arg),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_path_len),
 		cmocka_unit_test(test_path_string),

@@ -1,0 +1,913 @@
+#include "config.h"
+/*
+ * dlv_dns.c - routes for remote delivery: c-ares in the libevent loop.
+ * Owns: the c-ares channel (servers from `dns`, else resolv.conf), one
+ *       libevent event per c-ares socket (ARES_OPT_SOCK_STATE_CB) and one
+ *       timer from ares_timeout(); the in-flight lookups.
+ * Entry points: dlv_dns_init/_reload/_shutdown, dlv_route_lookup,
+ *       dlv_route_cancel.
+ * Routing: smarthost "[host]:port" (no MX; an address literal is used as
+ *       is) or "host[:port]" (MX of host); else the MX of the domain by
+ *       preference, equal preferences shuffled; no MX = implicit MX (the
+ *       domain itself, RFC 5321 5.1); null MX (RFC 7505); MX
+ *       self-detection by hostname and by listen address (not by
+ *       interface address: loopback next hops are local in tests).
+ *       Addresses by A and AAAA queries (ares_query: no hosts file, no
+ *       search list), IPv4 first, at most DLV_MAX_ADDRS per host.
+ * Invariants: the callback runs exactly once, always from the loop (an
+ *       event made active), never inside dlv_route_lookup; lookups in
+ *       flight at dlv_dns_shutdown or cancelled never call back.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ares.h>
+#include <event2/event.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "delivery/dlv_int.h"
+
+#define DNS_TIMEOUT_MS	3000	/* per try */
+#define DNS_TRIES	3
+#define DNS_MAX_MX	32	/* MX records considered before truncation */
+
+struct dns_sock {
+	struct dns_sock	*next;
+	ares_socket_t	 fd;
+	struct event	*ev;
+};
+
+struct dns_lookup;
+
+struct dns_hq {				/* one A or AAAA query */
+	struct dns_lookup	*lk;
+	size_t			 host;
+	int			 family;
+};
+
+struct dns_lookup {
+	struct dns_lookup	*next;
+	struct dns_lookup	**prevp;
+	dlv_route_fn		 cb;	/* NULL once cancelled */
+	void			*arg;
+	struct event		*done_ev;
+	char			 domain[256];
+	char			 qname[256];	/* name whose MX is asked */
+	unsigned		 port;
+	int			 pending;	/* ares queries outstanding */
+	int			 selfpref;	/* lowest pref that is us, -1 none */
+	int			 tempfail;
+	char			 temperr[96];
+	struct dns_hq		 hq[DLV_MAX_HOSTS * 2];
+	struct in_addr		 a4[DLV_MAX_HOSTS][DLV_MAX_ADDRS];
+	size_t			 n4[DLV_MAX_HOSTS];
+	struct ares_in6_addr	 a6[DLV_MAX_HOSTS][DLV_MAX_ADDRS];
+	size_t			 n6[DLV_MAX_HOSTS];
+	struct dlv_route	 route;
+};
+
+static struct {
+	int			 up;
+	ares_channel		 chan;
+	struct event_base	*base;
+	struct event		*timer;
+	struct dns_sock		*socks;
+	struct dns_lookup	*lookups;
+	/* copies of the configuration (survive a reload) */
+	char			 hostname[256];
+	char			 smarthost[300];
+	unsigned		 smtp_port;
+	struct cfg_addr		*listen;
+	size_t			 nlisten;
+} dns;
+
+static void	dns_reschedule(void);
+static void	dns_finish(struct dns_lookup *lk, enum dlv_route_status st,
+		    const char *fmt, ...) WM_PRINTF(3, 4);
+static void	dns_resolve_hosts(struct dns_lookup *lk);
+
+/* ---------------------------------------------------------------- loop glue */
+
+/* dns_io_cb - a c-ares socket is readable or writable */
+static void
+dns_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)arg;
+	ares_process_fd(dns.chan,
+	    (what & EV_READ) ? (ares_socket_t)fd : ARES_SOCKET_BAD,
+	    (what & EV_WRITE) ? (ares_socket_t)fd : ARES_SOCKET_BAD);
+	dns_reschedule();
+}
+
+/* dns_timer_cb - c-ares timeouts and retransmissions */
+static void
+dns_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	ares_process_fd(dns.chan, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	dns_reschedule();
+}
+
+/* dns_reschedule - arm the timer for c-ares' next timeout */
+static void
+dns_reschedule(void)
+{
+	struct timeval	 maxtv = { 60, 0 }, tv, *tvp;
+
+	if (!dns.up || dns.timer == NULL)
+		return;
+	if (dns.lookups == NULL) {
+		evtimer_del(dns.timer);
+		return;
+	}
+	tvp = ares_timeout(dns.chan, &maxtv, &tv);
+	if (tvp == NULL)
+		tvp = &maxtv;
+	evtimer_add(dns.timer, tvp);
+}
+
+/* dns_sock_state_cb - c-ares opens, changes or closes a socket */
+static void
+dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct dns_sock	**pp, *s;
+	short		  what;
+
+	(void)data;
+	for (pp = &dns.socks; *pp != NULL; pp = &(*pp)->next)
+		if ((*pp)->fd == fd)
+			break;
+	s = *pp;
+	if (!readable && !writable) {
+		if (s != NULL) {
+			*pp = s->next;
+			event_free(s->ev);
+			free(s);
+		}
+		return;
+	}
+	what = (short)(EV_PERSIST | (readable ? EV_READ : 0) |
+	    (writable ? EV_WRITE : 0));
+	if (s == NULL) {
+		if ((s = calloc(1, sizeof(*s))) == NULL) {
+			log_warn("dns: socket event");
+			return;
+		}
+		s->fd = fd;
+		s->next = dns.socks;
+		dns.socks = s;
+	} else {
+		event_free(s->ev);
+		s->ev = NULL;
+	}
+	if ((s->ev = event_new(dns.base, fd, what, dns_io_cb, NULL)) == NULL ||
+	    event_add(s->ev, NULL) == -1) {
+		log_warnx("dns: cannot watch c-ares socket %d", (int)fd);
+		if (s->ev != NULL)
+			event_free(s->ev);
+		for (pp = &dns.socks; *pp != s; pp = &(*pp)->next)
+			;
+		*pp = s->next;
+		free(s);
+	}
+}
+
+/* ---------------------------------------------------------------- servers */
+
+/* dns_parse_server - "ADDR", "ADDR:PORT", "[v6]", "[v6]:PORT", bare v6 */
+static int
+dns_parse_server(const char *s, struct ares_addr_port_node *n)
+{
+	char		 host[64];
+	const char	*port = NULL, *end;
+	size_t		 len;
+	char		*ep;
+	long		 p = 53;
+
+	memset(n, 0, sizeof(*n));
+	if (s[0] == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			return -1;
+		len = (size_t)(end - s - 1);
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			return -1;
+	} else if ((end = strchr(s, ':')) != NULL &&
+	    strchr(end + 1, ':') == NULL) {
+		len = (size_t)(end - s);
+		port = end + 1;
+	} else
+		len = strlen(s);
+	if (len == 0 || len >= sizeof(host))
+		return -1;
+	memcpy(host, s[0] == '[' ? s + 1 : s, len);
+	host[len] = '\0';
+	if (port != NULL) {
+		errno = 0;
+		p = strtol(port, &ep, 10);
+		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
+		    p > 65535)
+			return -1;
+	}
+	if (inet_pton(AF_INET, host, &n->addr.addr4) == 1)
+		n->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, &n->addr.addr6) == 1)
+		n->family = AF_INET6;
+	else
+		return -1;
+	n->udp_port = n->tcp_port = (int)p;
+	return 0;
+}
+
+/* dns_set_servers - cfg->dns on the channel; nothing when empty */
+static int
+dns_set_servers(const struct config *cfg, char *err, size_t errlen)
+{
+	struct ares_addr_port_node	*nodes = NULL;
+	size_t				 i;
+	int				 rc;
+
+	if (cfg->ndns == 0)
+		return 0;
+	if ((nodes = calloc(cfg->ndns, sizeof(*nodes))) == NULL) {
+		snprintf(err, errlen, "dns: out of memory");
+		return -1;
+	}
+	for (i = 0; i < cfg->ndns; i++) {
+		if (dns_parse_server(cfg->dns[i], &nodes[i]) == -1) {
+			snprintf(err, errlen, "dns: invalid server \"%s\"",
+			    cfg->dns[i]);
+			goto fail;
+		}
+		nodes[i].next = i + 1 < cfg->ndns ? &nodes[i + 1] : NULL;
+	}
+	if ((rc = ares_set_servers_ports(dns.chan, nodes)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "dns: cannot set servers: %s",
+		    ares_strerror(rc));
+		goto fail;
+	}
+	free(nodes);
+	return 0;
+fail:
+	free(nodes);
+	return -1;
+}
+
+/* dns_copy_cfg - keep what lookups need; cfg may be freed by a reload */
+static int
+dns_copy_cfg(const struct config *cfg, char *err, size_t errlen)
+{
+	struct cfg_addr	*l = NULL;
+	int		 n;
+
+	if (cfg->nlisten > 0) {
+		if ((l = calloc(cfg->nlisten, sizeof(*l))) == NULL) {
+			snprintf(err, errlen, "dns: out of memory");
+			return -1;
+		}
+		memcpy(l, cfg->listen, cfg->nlisten * sizeof(*l));
+	}
+	n = snprintf(dns.hostname, sizeof(dns.hostname), "%s",
+	    cfg->hostname != NULL ? cfg->hostname : "");
+	if (n < 0 || (size_t)n >= sizeof(dns.hostname))
+		dns.hostname[0] = '\0';
+	n = snprintf(dns.smarthost, sizeof(dns.smarthost), "%s",
+	    cfg->smarthost != NULL ? cfg->smarthost : "");
+	if (n < 0 || (size_t)n >= sizeof(dns.smarthost)) {
+		snprintf(err, errlen, "smarthost too long");
+		free(l);
+		return -1;
+	}
+	dns.smtp_port = cfg->smtp_port != 0 ? cfg->smtp_port : 25;
+	free(dns.listen);
+	dns.listen = l;
+	dns.nlisten = cfg->nlisten;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- module */
+
+int
+dlv_dns_init(const struct config *cfg, struct event_base *base, char *err,
+    size_t errlen)
+{
+	struct ares_options	opts;
+	int			rc, mask;
+
+	if (dns.up) {
+		snprintf(err, errlen, "dns: already initialised");
+		return -1;
+	}
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+		return -1;
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.sock_state_cb = dns_sock_state_cb;
+	opts.sock_state_cb_data = NULL;
+	opts.timeout = DNS_TIMEOUT_MS;
+	opts.tries = DNS_TRIES;
+	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+	if ((rc = ares_init_options(&dns.chan, &opts, mask)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+		ares_library_cleanup();
+		return -1;
+	}
+	dns.base = base;
+	dns.up = 1;
+	if (dns_set_servers(cfg, err, errlen) == -1 ||
+	    dns_copy_cfg(cfg, err, errlen) == -1)
+		goto fail;
+	if ((dns.timer = evtimer_new(base, dns_timer_cb, NULL)) == NULL) {
+		snprintf(err, errlen, "dns: cannot create timer");
+		goto fail;
+	}
+	return 0;
+fail:
+	dlv_dns_shutdown();
+	return -1;
+}
+
+/* dlv_dns_reload - new configuration: servers, hostname, listen, smarthost */
+int
+dlv_dns_reload(const struct config *cfg, char *err, size_t errlen)
+{
+	if (!dns.up) {
+		snprintf(err, errlen, "dns: not initialised");
+		return -1;
+	}
+	if (dns_set_servers(cfg, err, errlen) == -1 ||
+	    dns_copy_cfg(cfg, err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
+/* dns_lookup_free - unlink and free (never calls back) */
+static void
+dns_lookup_free(struct dns_lookup *lk)
+{
+	if (lk->prevp != NULL) {
+		*lk->prevp = lk->next;
+		if (lk->next != NULL)
+			lk->next->prevp = lk->prevp;
+	}
+	if (lk->done_ev != NULL)
+		event_free(lk->done_ev);
+	free(lk);
+}
+
+void
+dlv_dns_shutdown(void)
+{
+	struct dns_sock	*s;
+
+	if (!dns.up)
+		return;
+	/* query callbacks see ARES_EDESTRUCTION and do nothing */
+	ares_destroy(dns.chan);
+	dns.chan = NULL;
+	while (dns.lookups != NULL)
+		dns_lookup_free(dns.lookups);
+	while ((s = dns.socks) != NULL) {
+		dns.socks = s->next;
+		event_free(s->ev);
+		free(s);
+	}
+	if (dns.timer != NULL)
+		event_free(dns.timer);
+	dns.timer = NULL;
+	free(dns.listen);
+	dns.listen = NULL;
+	dns.nlisten = 0;
+	dns.base = NULL;
+	dns.up = 0;
+	ares_library_cleanup();
+}
+
+void
+dlv_route_cancel(void *arg)
+{
+	struct dns_lookup	*lk;
+
+	for (lk = dns.lookups; lk != NULL; lk = lk->next)
+		if (lk->arg == arg)
+			lk->cb = NULL;
+}
+
+/* ---------------------------------------------------------------- results */
+
+/* dns_done_cb - deliver the route from the loop, then free the lookup */
+static void
+dns_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns_lookup	*lk = arg;
+	dlv_route_fn		 cb = lk->cb;
+	void			*cbarg = lk->arg;
+	struct dlv_route	*r = &lk->route;
+
+	(void)fd;
+	(void)what;
+	/* unlinked before the callback: it may start lookups or shut down */
+	*lk->prevp = lk->next;
+	if (lk->next != NULL)
+		lk->next->prevp = lk->prevp;
+	lk->prevp = NULL;
+	event_free(lk->done_ev);
+	lk->done_ev = NULL;
+	dns_reschedule();
+	if (cb != NULL)
+		cb(cbarg, r);
+	free(lk);
+}
+
+/* dns_finish - set the result and make the completion event active */
+static void
+dns_finish(struct dns_lookup *lk, enum dlv_route_status st, const char *fmt,
+    ...)
+{
+	va_list	ap;
+	int	n;
+
+	lk->route.status = st;
+	va_start(ap, fmt);
+	n = vsnprintf(lk->route.why, sizeof(lk->route.why), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		lk->route.why[0] = '\0';
+	if (st != DLV_ROUTE_OK)
+		lk->route.nhosts = 0;
+	event_active(lk->done_ev, EV_TIMEOUT, 0);
+}
+
+/* dns_is_self_name - host name equals our hostname (case, trailing dot) */
+static int
+dns_is_self_name(const char *name)
+{
+	size_t	a = strlen(name), b = strlen(dns.hostname);
+
+	if (a > 0 && name[a - 1] == '.')
+		a--;
+	if (b > 0 && dns.hostname[b - 1] == '.')
+		b--;
+	return a == b && b > 0 && strncasecmp(name, dns.hostname, a) == 0;
+}
+
+/* dns_is_self_addr - address:port is one of our listeners */
+static int
+dns_is_self_addr(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*a4 = (const void *)ss, *l4;
+	const struct sockaddr_in6	*a6 = (const void *)ss, *l6;
+	size_t				 i;
+
+	for (i = 0; i < dns.nlisten; i++) {
+		if (dns.listen[i].ss.ss_family != ss->ss_family)
+			continue;
+		if (ss->ss_family == AF_INET) {
+			l4 = (const void *)&dns.listen[i].ss;
+			if (l4->sin_port == a4->sin_port &&
+			    (l4->sin_addr.s_addr == htonl(INADDR_ANY) ||
+			    l4->sin_addr.s_addr == a4->sin_addr.s_addr))
+				return 1;
+		} else if (ss->ss_family == AF_INET6) {
+			l6 = (const void *)&dns.listen[i].ss;
+			if (l6->sin6_port == a6->sin6_port &&
+			    (IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr) ||
+			    IN6_ARE_ADDR_EQUAL(&l6->sin6_addr, &a6->sin6_addr)))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* dns_add_addr - one address with the route's port into host h */
+static void
+dns_add_addr(struct dlv_host *h, int family, const void *addr, unsigned port)
+{
+	struct sockaddr_in	*s4;
+	struct sockaddr_in6	*s6;
+	size_t			 i = h->naddrs;
+
+	if (i >= DLV_MAX_ADDRS)
+		return;
+	memset(&h->addrs[i], 0, sizeof(h->addrs[i]));
+	if (family == AF_INET) {
+		s4 = (struct sockaddr_in *)(void *)&h->addrs[i];
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		memcpy(&s4->sin_addr, addr, sizeof(s4->sin_addr));
+		h->alens[i] = sizeof(*s4);
+	} else {
+		s6 = (struct sockaddr_in6 *)(void *)&h->addrs[i];
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		memcpy(&s6->sin6_addr, addr, sizeof(s6->sin6_addr));
+		h->alens[i] = sizeof(*s6);
+	}
+	h->naddrs++;
+}
+
+/* dns_keep_below - drop hosts with pref >= self (RFC 5321 5.1) */
+static void
+dns_keep_below(struct dns_lookup *lk, int self)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < lk->route.nhosts; i++)
+		if (lk->route.hosts[i].pref < self)
+			n++;
+	/* hosts are sorted by preference: the kept ones are a prefix */
+	lk->route.nhosts = n;
+}
+
+/* dns_complete - every address query answered: self-detection, result */
+static void
+dns_complete(struct dns_lookup *lk)
+{
+	struct dlv_route	*r = &lk->route;
+	size_t			 i, j, n;
+	int			 self = lk->selfpref;
+
+	for (i = 0; i < r->nhosts; i++) {
+		r->hosts[i].naddrs = 0;
+		for (j = 0; j < lk->n4[i]; j++)
+			dns_add_addr(&r->hosts[i], AF_INET, &lk->a4[i][j],
+			    lk->port);
+		for (j = 0; j < lk->n6[i]; j++)
+			dns_add_addr(&r->hosts[i], AF_INET6, &lk->a6[i][j],
+			    lk->port);
+		for (j = 0; j < r->hosts[i].naddrs; j++)
+			if (dns_is_self_addr(&r->hosts[i].addrs[j]) &&
+			    (self == -1 || r->hosts[i].pref < self))
+				self = r->hosts[i].pref;
+	}
+	if (self != -1) {
+		dns_keep_below(lk, self);
+		if (r->nhosts == 0) {
+			dns_finish(lk, DLV_ROUTE_LOOP,
+			    "mail for %s loops back to myself", lk->domain);
+			return;
+		}
+	}
+	for (i = n = 0; i < r->nhosts; i++) {
+		if (r->hosts[i].naddrs == 0)
+			continue;
+		if (n != i)
+			memcpy(&r->hosts[n], &r->hosts[i], sizeof(r->hosts[n]));
+		n++;
+	}
+	r->nhosts = n;
+	if (n == 0) {
+		if (lk->tempfail)
+			dns_finish(lk, DLV_ROUTE_NOHOST,
+			    "address lookup for MX host(s) of %s failed: %s",
+			    lk->qname, lk->temperr);
+		else
+			dns_finish(lk, DLV_ROUTE_NOHOST,
+			    "no address for MX host(s) of %s", lk->qname);
+		return;
+	}
+	dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)", n);
+}
+
+/* dns_addr_cb - an A or AAAA answer for one host */
+static void
+dns_addr_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_hq		*q = arg;
+	struct dns_lookup	*lk = q->lk;
+	struct ares_addrttl	 t4[DLV_MAX_ADDRS];
+	struct ares_addr6ttl	 t6[DLV_MAX_ADDRS];
+	int			 n = DLV_MAX_ADDRS, i, rc;
+
+	(void)timeouts;
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
+		return;
+	if (status == ARES_SUCCESS) {
+		if (q->family == AF_INET) {
+			rc = ares_parse_a_reply(abuf, alen, NULL, t4, &n);
+			for (i = 0; rc == ARES_SUCCESS && i < n &&
+			    lk->n4[q->host] < DLV_MAX_ADDRS; i++)
+				lk->a4[q->host][lk->n4[q->host]++] =
+				    t4[i].ipaddr;
+		} else {
+			rc = ares_parse_aaaa_reply(abuf, alen, NULL, t6, &n);
+			for (i = 0; rc == ARES_SUCCESS && i < n &&
+			    lk->n6[q->host] < DLV_MAX_ADDRS; i++)
+				lk->a6[q->host][lk->n6[q->host]++] =
+				    t6[i].ip6addr;
+		}
+		if (rc != ARES_SUCCESS && rc != ARES_ENODATA)
+			status = rc;
+	}
+	if (status != ARES_SUCCESS && status != ARES_ENODATA &&
+	    status != ARES_ENOTFOUND && status != ARES_EBADNAME) {
+		lk->tempfail = 1;
+		snprintf(lk->temperr, sizeof(lk->temperr), "%s",
+		    ares_strerror(status));
+	}
+	if (--lk->pending == 0)
+		dns_complete(lk);
+}
+
+/* dns_resolve_hosts - A and AAAA for every host in the route */
+static void
+dns_resolve_hosts(struct dns_lookup *lk)
+{
+	size_t	i, nq = 0;
+
+	lk->pending = (int)(lk->route.nhosts * 2);
+	for (i = 0; i < lk->route.nhosts; i++) {
+		lk->hq[nq].lk = lk;
+		lk->hq[nq].host = i;
+		lk->hq[nq].family = AF_INET;
+		lk->hq[nq + 1] = lk->hq[nq];
+		lk->hq[nq + 1].family = AF_INET6;
+		nq += 2;
+	}
+	for (i = 0; i < nq; i++)
+		ares_query(dns.chan, lk->route.hosts[lk->hq[i].host].name,
+		    ns_c_in, lk->hq[i].family == AF_INET ? ns_t_a : ns_t_aaaa,
+		    dns_addr_cb, &lk->hq[i]);
+}
+
+/* dns_mx_cmp - by preference, then by the shuffle key */
+struct dns_mx {
+	const char	*host;
+	int		 pref;
+	unsigned	 key;
+};
+
+static int
+dns_mx_cmp(const void *a, const void *b)
+{
+	const struct dns_mx	*x = a, *y = b;
+
+	if (x->pref != y->pref)
+		return x->pref < y->pref ? -1 : 1;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return 0;
+}
+
+/* dns_add_host - append a host name to the route */
+static int
+dns_add_host(struct dns_lookup *lk, const char *name, int pref)
+{
+	struct dlv_host	*h;
+	size_t		 len = strlen(name);
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (lk->route.nhosts >= DLV_MAX_HOSTS || len == 0 ||
+	    len >= sizeof(h->name))
+		return -1;
+	h = &lk->route.hosts[lk->route.nhosts++];
+	memset(h, 0, sizeof(*h));
+	memcpy(h->name, name, len);
+	h->name[len] = '\0';
+	h->pref = pref;
+	return 0;
+}
+
+/* dns_mx_cb - the MX answer for lk->qname */
+static void
+dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_lookup	*lk = arg;
+	struct ares_mx_reply	*mx = NULL, *m;
+	struct dns_mx		 v[DNS_MAX_MX];
+	size_t			 n = 0, i;
+	int			 rc;
+
+	(void)timeouts;
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
+		return;
+	lk->pending--;
+	if (status == ARES_SUCCESS) {
+		rc = ares_parse_mx_reply(abuf, alen, &mx);
+		if (rc != ARES_SUCCESS)
+			status = rc;
+	}
+	switch (status) {
+	case ARES_SUCCESS:
+		break;
+	case ARES_ENODATA:		/* no MX: implicit MX, RFC 5321 5.1 */
+		if (dns_is_self_name(lk->qname)) {
+			dns_finish(lk, DLV_ROUTE_LOOP,
+			    "mail for %s loops back to myself", lk->domain);
+			return;
+		}
+		if (dns_add_host(lk, lk->qname, 0) == -1) {
+			dns_finish(lk, DLV_ROUTE_NXDOMAIN,
+			    "invalid domain name %s", lk->qname);
+			return;
+		}
+		dns_resolve_hosts(lk);
+		return;
+	case ARES_ENOTFOUND:
+		dns_finish(lk, DLV_ROUTE_NXDOMAIN,
+		    "domain %s not found (NXDOMAIN)", lk->qname);
+		return;
+	case ARES_EBADNAME:
+		dns_finish(lk, DLV_ROUTE_NXDOMAIN, "invalid domain name %s",
+		    lk->qname);
+		return;
+	default:
+		dns_finish(lk, DLV_ROUTE_TEMP, "MX lookup of %s failed: %s",
+		    lk->qname, ares_strerror(status));
+		return;
+	}
+
+	/* RFC 7505: a single MX with the root as exchange and preference 0 */
+	if (mx != NULL && mx->next == NULL && mx->priority == 0 &&
+	    (mx->host[0] == '\0' || strcmp(mx->host, ".") == 0)) {
+		ares_free_data(mx);
+		dns_finish(lk, DLV_ROUTE_NULLMX,
+		    "domain %s does not accept mail (null MX)", lk->qname);
+		return;
+	}
+	for (m = mx; m != NULL && n < DNS_MAX_MX; m = m->next) {
+		if (m->host[0] == '\0' || strcmp(m->host, ".") == 0)
+			continue;
+		v[n].host = m->host;
+		v[n].pref = m->priority;
+		v[n].key = arc4random();
+		n++;
+	}
+	qsort(v, n, sizeof(v[0]), dns_mx_cmp);
+	for (i = 0; i < n; i++)
+		if (dns_is_self_name(v[i].host) &&
+		    (lk->selfpref == -1 || v[i].pref < lk->selfpref))
+			lk->selfpref = v[i].pref;
+	for (i = 0; i < n; i++)
+		if (lk->selfpref == -1 || v[i].pref < lk->selfpref)
+			(void)dns_add_host(lk, v[i].host, v[i].pref);
+	ares_free_data(mx);
+	if (lk->route.nhosts == 0) {
+		if (lk->selfpref != -1)
+			dns_finish(lk, DLV_ROUTE_LOOP,
+			    "mail for %s loops back to myself", lk->domain);
+		else
+			dns_finish(lk, DLV_ROUTE_NOHOST,
+			    "no usable MX host for %s", lk->qname);
+		return;
+	}
+	dns_resolve_hosts(lk);
+}
+
+/* ---------------------------------------------------------------- lookups */
+
+/* dns_literal - "1.2.3.4", "::1", "IPv6:::1" into host h; 0 or -1 */
+static int
+dns_literal(struct dns_lookup *lk, const char *s, size_t len)
+{
+	char		 text[64];
+	unsigned char	 a[16];
+	struct dlv_host	*h;
+	int		 fam;
+
+	if (len >= 5 && strncasecmp(s, "IPv6:", 5) == 0) {
+		s += 5;
+		len -= 5;
+	}
+	if (len == 0 || len >= sizeof(text))
+		return -1;
+	memcpy(text, s, len);
+	text[len] = '\0';
+	if (inet_pton(AF_INET, text, a) == 1)
+		fam = AF_INET;
+	else if (inet_pton(AF_INET6, text, a) == 1)
+		fam = AF_INET6;
+	else
+		return -1;
+	h = &lk->route.hosts[0];
+	memset(h, 0, sizeof(*h));
+	memcpy(h->name, text, len + 1);
+	dns_add_addr(h, fam, a, lk->port);
+	lk->route.nhosts = 1;
+	if (dns_is_self_addr(&h->addrs[0]))
+		dns_finish(lk, DLV_ROUTE_LOOP, "mail for %s loops back to myself",
+		    lk->domain);
+	else
+		dns_finish(lk, DLV_ROUTE_OK, "address literal");
+	return 0;
+}
+
+/* dns_start_smarthost - "[host]:port", "[addr]", "host:port", "host" */
+static void
+dns_start_smarthost(struct dns_lookup *lk)
+{
+	const char	*s = dns.smarthost, *end, *port = NULL;
+	char		 host[256], *ep;
+	size_t		 len;
+	long		 p;
+	int		 nomx = 0;
+
+	if (s[0] == '[') {
+		nomx = 1;
+		if ((end = strchr(s, ']')) == NULL)
+			goto bad;
+		len = (size_t)(end - s - 1);
+		s++;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			goto bad;
+	} else if ((end = strrchr(s, ':')) != NULL && strchr(s, ':') == end) {
+		len = (size_t)(end - s);
+		port = end + 1;
+	} else
+		len = strlen(s);	/* "host", or a bare IPv6 address */
+	if (len == 0 || len >= sizeof(host))
+		goto bad;
+	memcpy(host, s, len);
+	host[len] = '\0';
+	if (port != NULL) {
+		errno = 0;
+		p = strtol(port, &ep, 10);
+		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
+		    p > 65535)
+			goto bad;
+		lk->port = (unsigned)p;
+	}
+	if (dns_literal(lk, host, len) == 0)
+		return;
+	if (snprintf(lk->qname, sizeof(lk->qname), "%s", host) < 0)
+		goto bad;
+	if (nomx) {
+		if (dns_is_self_name(host)) {
+			dns_finish(lk, DLV_ROUTE_LOOP,
+			    "mail for %s loops back to myself", lk->domain);
+			return;
+		}
+		if (dns_add_host(lk, host, 0) == -1)
+			goto bad;
+		dns_resolve_hosts(lk);
+		return;
+	}
+	lk->pending = 1;
+	ares_query(dns.chan, lk->qname, ns_c_in, ns_t_mx, dns_mx_cb, lk);
+	return;
+bad:
+	dns_finish(lk, DLV_ROUTE_TEMP, "invalid smarthost \"%s\"", dns.smarthost);
+}
+
+int
+dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg)
+{
+	struct dns_lookup	*lk;
+	size_t			 len;
+
+	if (!dns.up || domain == NULL || cb == NULL ||
+	    (len = strlen(domain)) >= sizeof(lk->domain))
+		return -1;
+	if ((lk = calloc(1, sizeof(*lk))) == NULL)
+		return -1;
+	if ((lk->done_ev = event_new(dns.base, -1, 0, dns_done_cb, lk)) ==
+	    NULL) {
+		free(lk);
+		return -1;
+	}
+	lk->cb = cb;
+	lk->arg = arg;
+	lk->selfpref = -1;
+	lk->port = dns.smtp_port;
+	memcpy(lk->domain, domain, len + 1);
+	memcpy(lk->qname, domain, len + 1);
+	lk->next = dns.lookups;
+	if (lk->next != NULL)
+		lk->next->prevp = &lk->next;
+	lk->prevp = &dns.lookups;
+	dns.lookups = lk;
+
+	if (dns.smarthost[0] != '\0')
+		dns_start_smarthost(lk);
+	else if (domain[0] == '[' && len >= 2 && domain[len - 1] == ']') {
+		if (dns_literal(lk, domain + 1, len - 2) == -1)
+			dns_finish(lk, DLV_ROUTE_NXDOMAIN,
+			    "invalid address literal %s", domain);
+	} else if (len == 0)
+		dns_finish(lk, DLV_ROUTE_NXDOMAIN, "empty domain");
+	else {
+		lk->pending = 1;
+		ares_query(dns.chan, lk->qname, ns_c_in, ns_t_mx, dns_mx_cb,
+		    lk);
+	}
+	dns_reschedule();
+	return 0;
+}

@@ -1,0 +1,144 @@
+/*
+ * dlv_int.h - private interfaces between the files of delivery/:
+ * dlv_dns.c (c-ares in the libevent loop; routes: MX / implicit MX /
+ * smarthost), dlv_smtp.c (the SMTP/LMTP client session), dlv_remote.c
+ * (jobs: route, then a client session; concurrency limits, connection
+ * reuse).  Nothing outside delivery/ includes this file.
+ */
+#ifndef WAYMARK_DLV_INT_H
+#define WAYMARK_DLV_INT_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include "delivery/delivery.h"
+
+struct event_base;
+
+/* ---- dlv_dns.c ---- */
+
+#define DLV_MAX_ADDRS	8	/* addresses kept per host */
+#define DLV_MAX_HOSTS	10	/* hosts kept per route */
+
+struct dlv_host {
+	char			 name[256];	/* MX host name, or the address text */
+	int			 pref;		/* MX preference (0 for implicit/smarthost) */
+	struct sockaddr_storage	 addrs[DLV_MAX_ADDRS];	/* port already set */
+	socklen_t		 alens[DLV_MAX_ADDRS];
+	size_t			 naddrs;
+};
+
+enum dlv_route_status {
+	DLV_ROUTE_OK = 0,
+	DLV_ROUTE_TEMP,		/* DNS temporary failure: defer 4.4.3 */
+	DLV_ROUTE_NXDOMAIN,	/* no such domain: fail 5.1.2 */
+	DLV_ROUTE_NULLMX,	/* RFC 7505 null MX: fail 5.1.10 */
+	DLV_ROUTE_LOOP,		/* we are the best MX: fail 5.4.6 */
+	DLV_ROUTE_NOHOST,	/* MX hosts without addresses: defer 4.4.3 */
+};
+
+struct dlv_route {
+	enum dlv_route_status	 status;
+	char			 why[256];	/* human text for the result */
+	struct dlv_host		 hosts[DLV_MAX_HOSTS];	/* in the order to try */
+	size_t			 nhosts;
+};
+
+/* dlv_dns_init - c-ares channel integrated in base (cfg->dns servers
+ * "ADDR" / "ADDR:PORT" / "[v6]:PORT", else /etc/resolv.conf) */
+int	dlv_dns_init(const struct config *cfg, struct event_base *base,
+	    char *err, size_t errlen);
+void	dlv_dns_shutdown(void);
+
+typedef void (*dlv_route_fn)(void *arg, const struct dlv_route *r);
+/*
+ * dlv_route_lookup - the route for domain: cfg->smarthost when set
+ * ("[host]:port" or "[addr]:port" = no MX lookup; "host[:port]" = MX
+ * lookup of host), else MX of domain by preference (equal preferences
+ * shuffled), A/AAAA when there is no MX; null MX; MX self-detection
+ * (RFC 5321 5.1: a host named cfg->hostname or resolving to one of our
+ * listen addresses: drop it and every less preferred one; none left =
+ * DLV_ROUTE_LOOP).  Ports: smarthost's, else cfg->smtp_port.  The
+ * callback runs once, in the loop thread, possibly before this returns
+ * (cached).  Returns 0 or -1 (not started: no callback).
+ */
+int	dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg);
+/* dlv_dns_reload - new cfg (servers, hostname, listen, smarthost, smtp_port);
+ * lookups in flight keep their old settings.  0 or -1 with err set. */
+int	dlv_dns_reload(const struct config *cfg, char *err, size_t errlen);
+/* dlv_route_cancel - the callbacks of lookups started with arg never run.
+ * dlv_dns_shutdown likewise cancels every lookup in flight (no callback). */
+void	dlv_route_cancel(void *arg);
+/* ---- dlv_smtp.c / dlv_remote.c ---- */
+
+#include <stdint.h>
+
+/* dlv_msg - what one job copied out of the qmsg, and its results */
+struct dlv_msg {
+	char		   qid[QID_SIZE];
+	char		  *sender;	/* "" for <> */
+	char		 **rcpts;	/* addresses, parallel to res[] */
+	struct dlv_result *res;		/* ridx set by the job */
+	unsigned char	  *done;	/* 1 = res[i] is final for this job */
+	size_t		   nrcpts;
+	char		 **trace;	/* oldest first (qmsg.trace) */
+	size_t		   ntrace;
+	char		  *body_path;	/* spool file, CRLF, unstuffed */
+	uint64_t	   size;
+	int		   body_8bit;
+};
+
+/* dlv_peer - one address to talk to */
+struct dlv_peer {
+	struct sockaddr_storage	ss;
+	socklen_t		len;
+	char			name[256];	/* host name: SNI, verification, texts */
+	char			remote[256];	/* "host[addr]" or "lmtp:PATH" */
+	int			lmtp;		/* LHLO, one reply per recipient */
+	int			notls;		/* no STARTTLS (plaintext retry, unix socket) */
+	int			auth;		/* AUTH with the smarthost_auth secret */
+};
+
+enum dlv_outcome {
+	DLV_OUT_DONE,	/* every recipient of the msg has its final result */
+	DLV_OUT_NEXT,	/* host failed before a transaction: next address (dlv_sess_error) */
+	DLV_OUT_PLAIN,	/* TLS handshake failed with smtp_tls = may: retry in plaintext */
+	DLV_OUT_CLOSED,	/* an idle (parked) session was closed by the peer */
+};
+
+struct dlv_sess;
+/*
+ * dlv_sess_fn - the outcome of dlv_sess_run, or the close of a parked
+ * session.  The session does not touch itself after calling it: the
+ * callee parks it, quits it or frees it.
+ */
+typedef void (*dlv_sess_fn)(void *arg, struct dlv_sess *s, enum dlv_outcome o);
+
+/* dlv_sess_new - a session for peer (not connected yet); NULL on ENOMEM */
+struct dlv_sess	*dlv_sess_new(const struct dlv_peer *peer);
+/* dlv_sess_run - connect (or reuse the parked connection) and deliver m;
+ * cb once, never before this returns.  0 or -1. */
+int	 dlv_sess_run(struct dlv_sess *s, const struct config *cfg,
+	    struct dlv_msg *m, dlv_sess_fn cb, void *arg);
+/* dlv_sess_reusable - 1 when the connection may carry another message */
+int	 dlv_sess_reusable(const struct dlv_sess *s);
+/* dlv_sess_was_reused - 1 when the last run used a parked connection */
+int	 dlv_sess_was_reused(const struct dlv_sess *s);
+/* dlv_sess_park - keep an idle connection; cb(DLV_OUT_CLOSED) if it drops */
+void	 dlv_sess_park(struct dlv_sess *s, dlv_sess_fn cb, void *arg);
+/* dlv_sess_quit - send QUIT and free the session once answered (or 5 s) */
+void	 dlv_sess_quit(struct dlv_sess *s);
+/* dlv_sess_free - close now */
+void	 dlv_sess_free(struct dlv_sess *s);
+const struct dlv_peer *dlv_sess_peer(const struct dlv_sess *s);
+/* dlv_sess_error - the reason of DLV_OUT_NEXT / DLV_OUT_PLAIN */
+void	 dlv_sess_error(const struct dlv_sess *s, struct dlv_result *r);
+/* dlv_smtp_shutdown - free every session left (quitting ones included) */
+void	 dlv_smtp_shutdown(void);
+
+/* dlv_remote.c: shared client state for dlv_smtp.c */
+struct event_base *dlv_remote_base(void);
+void		  *dlv_remote_ssl_ctx(void);	/* SSL_CTX * */
+/* dlv_remote_auth - the smarthost_auth secret; -1 when unset */
+int		   dlv_remote_auth(const char **user, const char **pass);
+
+#endif

@@ -1,0 +1,470 @@
+#include "config.h"
+/*
+ * dlv_notice.c - the failure notice (RFC 5321 6.1) as an RFC 3464
+ * delivery status notification in an RFC 6522 multipart/report.
+ * Entry point: dlv_notice_write (see delivery.h).
+ * Layout: RFC 5322 header; part 1 text/plain (us-ascii) naming each
+ *       failed recipient with the remote host and its reply or the local
+ *       reason; part 2 message/delivery-status (7bit: control and 8-bit
+ *       octets become '?'); part 3 text/rfc822-headers: Waymark's trace
+ *       fields (newest first) and the original header section read from
+ *       the spool file, bounded to NOTICE_HDR_MAX bytes (a line cut by
+ *       the bound is dropped); omitted when the spool file is unreadable.
+ * Invariants: CRLF line ends only, no line longer than 998 octets (our
+ *       text is folded at spaces near 78 columns, copied header lines
+ *       are truncated at 998), a random boundary.
+ * Not here: queueing the notice (queue/queue_notice.c), RET/ENVID/ORCPT
+ *       (the DSN issue).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "delivery/delivery.h"
+
+#define NOTICE_HDR_MAX	(64 * 1024)	/* original header section copied */
+#define NOTICE_MAX	(64 * 1024 * 1024)	/* whole notice */
+#define LINE_LIMIT	998		/* RFC 5322 2.1.1 */
+#define FOLD_WIDTH	78
+
+/* clean - copy s with CR, LF, TAB and other controls as spaces and
+ * 8-bit octets as '?' (7bit parts); malloc'd or NULL */
+static char *
+clean(const char *s)
+{
+	char	*o;
+	size_t	 i, n = strlen(s);
+
+	if ((o = malloc(n + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x80)
+			o[i] = '?';
+		else if (c < 0x20 || c == 0x7f)
+			o[i] = ' ';
+		else
+			o[i] = (char)c;
+	}
+	o[n] = '\0';
+	return o;
+}
+
+/*
+ * put_folded - append the logical line text, folded at spaces before
+ * FOLD_WIDTH columns (continuation lines start with cont), words longer
+ * than a line split hard at LINE_LIMIT; runs of spaces become one.
+ */
+static int
+put_folded(struct buf *b, const char *cont, const char *raw)
+{
+	char	*text;
+	size_t	 i = 0, len, wl, take, col = 0, clen = strlen(cont);
+	int	 first = 1, rc = -1;
+
+	if ((text = clean(raw)) == NULL)
+		return -1;
+	len = strlen(text);
+	while (i < len) {
+		while (i < len && text[i] == ' ')
+			i++;
+		if (i == len)
+			break;
+		wl = strcspn(text + i, " ");
+		if (!first && col + 1 + wl > FOLD_WIDTH) {
+			if (buf_puts(b, "\r\n") == -1 || buf_puts(b, cont) == -1)
+				goto fail;
+			col = clen;
+			first = 1;
+		}
+		if (!first) {
+			if (buf_puts(b, " ") == -1)
+				goto fail;
+			col++;
+		}
+		while (wl > 0) {
+			take = LINE_LIMIT - col;
+			if (take > wl)
+				take = wl;
+			if (buf_append(b, text + i, take) == -1)
+				goto fail;
+			col += take;
+			i += take;
+			wl -= take;
+			if (wl > 0) {
+				if (buf_puts(b, "\r\n") == -1 ||
+				    buf_puts(b, cont) == -1)
+					goto fail;
+				col = clen;
+			}
+		}
+		first = 0;
+	}
+	if (buf_puts(b, "\r\n") == -1)
+		goto fail;
+	rc = 0;
+fail:
+	free(text);
+	return rc;
+}
+
+/* put_line - printf a logical line and fold it */
+static int WM_PRINTF(3, 4)
+put_line(struct buf *b, const char *cont, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+	int	 n, rc;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	rc = put_folded(b, cont, s);
+	free(s);
+	return rc;
+}
+
+/* status_ok - "x.y.z" as RFC 3463 wants it (class 2, 4 or 5) */
+static int
+status_ok(const char *s)
+{
+	size_t	n;
+	int	part;
+
+	if ((s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
+		return 0;
+	s += 2;
+	for (part = 0; part < 2; part++) {
+		for (n = 0; s[n] >= '0' && s[n] <= '9'; n++)
+			;
+		if (n < 1 || n > 3 || (n > 1 && s[0] == '0'))
+			return 0;
+		s += n;
+		if (part == 0 && *s++ != '.')
+			return 0;
+	}
+	return *s == '\0';
+}
+
+/* rcpt_status - the Status of a failed recipient */
+static const char *
+rcpt_status(const struct qrcpt *r)
+{
+	if (status_ok(r->last_enh) && r->last_enh[0] != '2')
+		return r->last_enh;
+	return r->last_code >= 400 && r->last_code < 500 ? "4.0.0" : "5.0.0";
+}
+
+/* put_date_field - "Name: RFC 5322 date" */
+static int
+put_date_field(struct buf *b, const char *name, time_t t)
+{
+	char	date[64];
+
+	if (rfc5322_date(t, date, sizeof(date)) == -1)
+		return -1;
+	return buf_printf(b, "%s: %s\r\n", name, date);
+}
+
+/* put_human - part 1: the explanation for people */
+static int
+put_human(struct buf *b, const struct qmsg *m, const size_t *fidx, size_t n,
+    const char *hostname, int with_headers)
+{
+	const struct qrcpt	*r;
+	size_t			 k;
+	int			 rc;
+
+	if (put_line(b, "", "This is the mail system at host %s.",
+	    hostname) == -1 ||
+	    buf_puts(b, "\r\n") == -1 ||
+	    put_line(b, "", "I'm sorry to have to inform you that your message "
+	    "could not be delivered to one or more recipients.%s",
+	    with_headers ? " Its header section is attached below." : "") == -1 ||
+	    buf_puts(b, "\r\n") == -1 ||
+	    put_line(b, "", "For further assistance, please send mail to "
+	    "postmaster.") == -1 ||
+	    buf_puts(b, "\r\n") == -1 ||
+	    put_line(b, "", "If you do so, please include this problem "
+	    "report.") == -1 ||
+	    buf_puts(b, "\r\n") == -1 ||
+	    put_line(b, "", "The mail system") == -1)
+		return -1;
+	for (k = 0; k < n; k++) {
+		r = &m->rcpts[fidx[k]];
+		if (buf_puts(b, "\r\n") == -1)
+			return -1;
+		if (r->remote_mta != NULL && r->last_code != 0)
+			rc = put_line(b, "    ", "<%s>: host %s said: %d%s%s %s",
+			    r->addr, r->remote_mta, r->last_code,
+			    r->last_enh[0] ? " " : "", r->last_enh,
+			    r->last_text ? r->last_text : "");
+		else
+			rc = put_line(b, "    ", "<%s>: %s", r->addr,
+			    r->last_text ? r->last_text : "delivery failed");
+		if (rc == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* put_report - part 2: the message/delivery-status fields */
+static int
+put_report(struct buf *b, const struct qmsg *m, const size_t *fidx, size_t n,
+    const char *hostname)
+{
+	const struct qrcpt	*r;
+	char			 mta[256];
+	size_t			 k, ml;
+
+	if (put_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
+	    put_line(b, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
+	    (m->arrival != 0 &&
+	    put_date_field(b, "Arrival-Date", m->arrival) == -1))
+		return -1;
+	for (k = 0; k < n; k++) {
+		r = &m->rcpts[fidx[k]];
+		if (buf_puts(b, "\r\n") == -1 ||
+		    put_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
+		    buf_puts(b, "Action: failed\r\n") == -1 ||
+		    buf_printf(b, "Status: %s\r\n", rcpt_status(r)) == -1)
+			return -1;
+		if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
+			/* "host[addr]" -> "host"; a bare "[addr]" stays */
+			ml = strcspn(r->remote_mta, "[");
+			if (ml == 0)
+				ml = strlen(r->remote_mta);
+			if (ml >= sizeof(mta))
+				ml = sizeof(mta) - 1;
+			memcpy(mta, r->remote_mta, ml);
+			mta[ml] = '\0';
+			if (put_line(b, " ", "Remote-MTA: dns; %s", mta) == -1)
+				return -1;
+			if (r->last_code != 0 && put_line(b, " ",
+			    "Diagnostic-Code: smtp; %d%s%s %s", r->last_code,
+			    r->last_enh[0] ? " " : "", r->last_enh,
+			    r->last_text ? r->last_text : "") == -1)
+				return -1;
+		} else if (r->last_text != NULL && put_line(b, " ",
+		    "Diagnostic-Code: X-Waymark; %s", r->last_text) == -1)
+			return -1;
+		if (r->last_attempt != 0 &&
+		    put_date_field(b, "Last-Attempt-Date", r->last_attempt) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* put_trace - Waymark's trace fields, newest first, "\n" -> CRLF */
+static int
+put_trace(struct buf *b, const struct qmsg *m)
+{
+	const char	*s, *nl;
+	size_t		 i, ll;
+
+	for (i = m->ntrace; i-- > 0; ) {
+		for (s = m->trace[i]; ; s = nl + 1) {
+			nl = strchr(s, '\n');
+			ll = nl ? (size_t)(nl - s) : strlen(s);
+			if (ll > LINE_LIMIT)
+				ll = LINE_LIMIT;
+			if (buf_append(b, s, ll) == -1 ||
+			    buf_puts(b, "\r\n") == -1)
+				return -1;
+			if (nl == NULL)
+				break;
+		}
+	}
+	return 0;
+}
+
+/*
+ * put_orig_headers - the header section of body_path up to the first
+ * empty line, at most NOTICE_HDR_MAX bytes read; -1 on a read error
+ * (nothing appended is undone: the caller starts over without part 3).
+ */
+static int
+put_orig_headers(struct buf *b, const char *body_path)
+{
+	char	*h = NULL, *p, *e, *nl;
+	size_t	 got = 0, ll;
+	ssize_t	 r;
+	int	 fd, eof = 0, rc = -1;
+
+	if ((fd = open(body_path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	if ((h = malloc(NOTICE_HDR_MAX)) == NULL)
+		goto fail;
+	while (got < NOTICE_HDR_MAX) {
+		r = read(fd, h + got, NOTICE_HDR_MAX - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			goto fail;
+		if (r == 0) {
+			eof = 1;
+			break;
+		}
+		got += (size_t)r;
+	}
+	e = h + got;
+	for (p = h; p < e; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(e - p));
+		if (nl == NULL && !eof)
+			break;		/* cut by the bound: drop it */
+		ll = nl ? (size_t)(nl - p) : (size_t)(e - p);
+		if (ll > 0 && p[ll - 1] == '\r')
+			ll--;
+		if (ll == 0)
+			break;		/* end of the header section */
+		if (ll > LINE_LIMIT)
+			ll = LINE_LIMIT;
+		if (buf_append(b, p, ll) == -1 || buf_puts(b, "\r\n") == -1)
+			goto fail;
+		if (nl == NULL)
+			break;
+	}
+	rc = 0;
+fail:
+	free(h);
+	close(fd);
+	return rc;
+}
+
+/* make_token - 24 random characters of [0-9a-z] */
+static void
+make_token(char *out, size_t len)
+{
+	static const char	digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	unsigned char		rnd[32];
+	size_t			i;
+
+	if (len > sizeof(rnd))
+		len = sizeof(rnd);
+	if (getrandom(rnd, len, GRND_NONBLOCK) != (ssize_t)len) {
+		/* no entropy yet: time and pid are unique enough here */
+		unsigned long v = (unsigned long)time(NULL) ^
+		    ((unsigned long)getpid() << 16) ^ (unsigned long)(size_t)out;
+
+		for (i = 0; i < len; i++) {
+			v = v * 6364136223846793005UL + 1442695040888963407UL;
+			rnd[i] = (unsigned char)(v >> 33);
+		}
+	}
+	for (i = 0; i < len; i++)
+		out[i] = digits[rnd[i] % 36];
+	out[len] = '\0';
+}
+
+/* build - the whole notice in b; with_headers = include part 3 */
+static int
+build(struct buf *b, const struct qmsg *m, const char *body_path,
+    const size_t *fidx, size_t n, const char *hostname, time_t now,
+    int with_headers)
+{
+	char	boundary[80], tok[25], date[64];
+
+	make_token(tok, 24);
+	if (snprintf(boundary, sizeof(boundary), "=_waymark_%s_%s", m->qid,
+	    tok) >= (int)sizeof(boundary) ||
+	    rfc5322_date(now, date, sizeof(date)) == -1)
+		return -1;
+	make_token(tok, 8);
+	if (put_line(b, " ", "From: Mail Delivery System <MAILER-DAEMON@%s>",
+	    hostname) == -1 ||
+	    put_line(b, " ", "To: <%s>", m->sender) == -1 ||
+	    buf_puts(b, "Subject: Undelivered Mail Returned to Sender\r\n") == -1 ||
+	    buf_printf(b, "Date: %s\r\n", date) == -1 ||
+	    put_line(b, " ", "Message-ID: <%snotice.%lld.%s@%s>", m->qid,
+	    (long long)now, tok, hostname) == -1 ||
+	    buf_puts(b, "Auto-Submitted: auto-replied\r\n") == -1 ||
+	    buf_puts(b, "MIME-Version: 1.0\r\n") == -1 ||
+	    buf_puts(b, "Content-Type: multipart/report; "
+	    "report-type=delivery-status;\r\n") == -1 ||
+	    buf_printf(b, "\tboundary=\"%s\"\r\n", boundary) == -1 ||
+	    buf_puts(b, "\r\nThis is a MIME-encapsulated message.\r\n") == -1)
+		return -1;
+
+	if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
+	    buf_puts(b, "Content-Description: Notification\r\n"
+	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n") == -1 ||
+	    put_human(b, m, fidx, n, hostname, with_headers) == -1)
+		return -1;
+
+	if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
+	    buf_puts(b, "Content-Description: Delivery report\r\n"
+	    "Content-Type: message/delivery-status\r\n\r\n") == -1 ||
+	    put_report(b, m, fidx, n, hostname) == -1)
+		return -1;
+
+	if (with_headers) {
+		if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
+		    buf_puts(b, "Content-Description: Undelivered Message "
+		    "Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n") == -1 ||
+		    put_trace(b, m) == -1)
+			return -1;
+		if (put_orig_headers(b, body_path) == -1) {
+			log_warn("qid=%s notice: cannot read the header "
+			    "section of %s", m->qid, body_path);
+			return -2;
+		}
+	}
+	if (buf_printf(b, "\r\n--%s--\r\n", boundary) == -1)
+		return -1;
+	return 0;
+}
+
+long
+dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
+    const size_t *fidx, size_t n, const char *hostname, time_t now)
+{
+	struct buf	 b;
+	size_t		 off = 0, k;
+	ssize_t		 w;
+	int		 rc;
+
+	if (fd < 0 || m == NULL || m->sender == NULL || n == 0 ||
+	    fidx == NULL)
+		return -1;
+	if (hostname == NULL || *hostname == '\0')
+		hostname = "localhost";
+	for (k = 0; k < n; k++)
+		if (fidx[k] >= m->nrcpts || m->rcpts[fidx[k]].addr == NULL)
+			return -1;
+	buf_init(&b, NOTICE_MAX);
+	rc = build(&b, m, body_path, fidx, n, hostname, now,
+	    body_path != NULL);
+	if (rc == -2) {
+		/* the original is unreadable: the notice without part 3 */
+		buf_reset(&b);
+		rc = build(&b, m, body_path, fidx, n, hostname, now, 0);
+	}
+	if (rc != 0)
+		goto fail;
+	while (off < b.len) {
+		w = write(fd, b.data + off, b.len - off);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			goto fail;
+		off += (size_t)w;
+	}
+	buf_free(&b);
+	return (long)off;
+fail:
+	buf_free(&b);
+	return -1;
+}

@@ -1,0 +1,926 @@
+#include "config.h"
+/*
+ * dlv_remote.c - remote (SMTP) and LMTP delivery jobs.
+ * Owns: dlv_remote_init/reload/shutdown/start and dlv_lmtp_start; the
+ *       job life cycle (wait for a concurrency slot, route look-up via
+ *       dlv_dns.c, then client sessions from dlv_smtp.c over the route's
+ *       hosts and addresses in order); the concurrency limits (global
+ *       smtp_concurrency, per destination smtp_destination_concurrency,
+ *       destination = smarthost or recipient domain; jobs over a limit
+ *       wait in one FIFO); the idle connection cache (a connection stays
+ *       parked up to 5 s, keyed by the address it connected to, and the
+ *       next job to that address reuses it); the client SSL_CTX and the
+ *       smarthost_auth secret.
+ * Fallback: connection failure, connect timeout or a 4xx greeting ->
+ *       next address (then next host); 5xx greeting -> next host; a
+ *       failed TLS handshake with smtp_tls = may -> the same address once
+ *       more in plaintext.  All exhausted: the last error for every open
+ *       recipient.  Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
+ *       NULLMX 556 5.1.10, LOOP 554 5.4.6.
+ * Completion: done() always runs from its own zero-delay event, never
+ *       inside dlv_remote_start; except at dlv_remote_shutdown, which
+ *       reports every job synchronously.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "delivery/dlv_int.h"
+
+#define IDLE_MAX	100	/* parked connections kept */
+
+enum job_state { J_WAIT, J_ROUTE, J_SESS, J_DONE };
+
+struct dest {
+	TAILQ_ENTRY(dest)	 entry;
+	char			 key[300];
+	unsigned		 active;	/* jobs started */
+	unsigned		 refs;		/* jobs (waiting or started) */
+};
+
+struct dlv_job {
+	TAILQ_ENTRY(dlv_job)	 entry;		/* jobs, or zombies */
+	TAILQ_ENTRY(dlv_job)	 wentry;	/* waiting */
+	enum job_state		 st;
+	const struct config	*cfg;
+	struct dlv_msg		 m;
+	dlv_done_fn		 done;
+	void			*arg;
+	struct dest		*dest;
+	char			 domain[256];
+	int			 lmtp;
+	struct dlv_route	*route;
+	size_t			 hi, ai;	/* host / address being tried */
+	int			 plain;		/* plaintext retry of this address */
+	int			 tried_idle;
+	int			 noreuse;
+	struct dlv_sess		*sess;
+	struct dlv_result	 err;
+	int			 have_err;
+	struct event		*fin;
+};
+
+struct idle {
+	TAILQ_ENTRY(idle)	 entry;
+	struct dlv_sess		*s;
+};
+
+static TAILQ_HEAD(, dlv_job)	jobs = TAILQ_HEAD_INITIALIZER(jobs);
+static TAILQ_HEAD(, dlv_job)	zombies = TAILQ_HEAD_INITIALIZER(zombies);
+static TAILQ_HEAD(, dlv_job)	waiting = TAILQ_HEAD_INITIALIZER(waiting);
+static TAILQ_HEAD(, dest)	dests = TAILQ_HEAD_INITIALIZER(dests);
+static TAILQ_HEAD(, idle)	idles = TAILQ_HEAD_INITIALIZER(idles);
+static size_t			nidle;
+
+static struct {
+	struct event_base	*base;
+	const struct config	*cfg;
+	SSL_CTX			*ctx;
+	char			*user, *pass;
+	unsigned		 active;
+	int			 stopping;
+	int			 ready;
+} rs;
+
+static void	try_addr(struct dlv_job *);
+static void	pump(void);
+
+/* ---- shared state for dlv_smtp.c ---- */
+
+struct event_base *
+dlv_remote_base(void)
+{
+	return rs.base;
+}
+
+void *
+dlv_remote_ssl_ctx(void)
+{
+	return rs.ctx;
+}
+
+int
+dlv_remote_auth(const char **user, const char **pass)
+{
+	if (rs.user == NULL || rs.pass == NULL)
+		return -1;
+	*user = rs.user;
+	*pass = rs.pass;
+	return 0;
+}
+
+/* ---- set-up ---- */
+
+static void
+auth_clear(void)
+{
+	if (rs.user != NULL) {
+		explicit_bzero(rs.user, strlen(rs.user));
+		free(rs.user);
+	}
+	if (rs.pass != NULL) {
+		explicit_bzero(rs.pass, strlen(rs.pass));
+		free(rs.pass);
+	}
+	rs.user = rs.pass = NULL;
+}
+
+/* auth_load - "username password" from the first line of path */
+static int
+auth_load(const char *path, char *err, size_t errlen)
+{
+	FILE	*fp;
+	char	 line[1024], *u, *p, *e;
+
+	auth_clear();
+	if (path == NULL)
+		return 0;
+	if ((fp = fopen(path, "r")) == NULL) {
+		(void)snprintf(err, errlen, "smarthost_auth: cannot open %s: %s",
+		    path, strerror(errno));
+		return -1;
+	}
+	if (fgets(line, sizeof(line), fp) == NULL)
+		line[0] = '\0';
+	fclose(fp);
+	for (u = line; *u == ' ' || *u == '\t'; u++)
+		;
+	p = u + strcspn(u, " \t\r\n");
+	if (*p != '\0')
+		*p++ = '\0';
+	while (*p == ' ' || *p == '\t')
+		p++;
+	e = p + strcspn(p, "\r\n");
+	*e = '\0';
+	while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	if (*u == '\0' || *p == '\0') {
+		explicit_bzero(line, sizeof(line));
+		(void)snprintf(err, errlen, "smarthost_auth: %s: want "
+		    "\"username password\" on the first line", path);
+		return -1;
+	}
+	rs.user = strdup(u);
+	rs.pass = strdup(p);
+	explicit_bzero(line, sizeof(line));
+	if (rs.user == NULL || rs.pass == NULL) {
+		auth_clear();
+		(void)snprintf(err, errlen, "smarthost_auth: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static SSL_CTX *
+ctx_new(const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX		*ctx;
+	struct stat	 st;
+	int		 ok;
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		(void)snprintf(err, errlen, "cannot create the TLS client "
+		    "context");
+		return NULL;
+	}
+	(void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (cfg->smtp_tls_ca != NULL) {
+		if (stat(cfg->smtp_tls_ca, &st) == 0 && S_ISDIR(st.st_mode))
+			ok = SSL_CTX_load_verify_locations(ctx, NULL,
+			    cfg->smtp_tls_ca);
+		else
+			ok = SSL_CTX_load_verify_locations(ctx,
+			    cfg->smtp_tls_ca, NULL);
+		if (ok != 1) {
+			(void)snprintf(err, errlen, "smtp_tls_ca: cannot load "
+			    "%s", cfg->smtp_tls_ca);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	} else
+		(void)SSL_CTX_set_default_verify_paths(ctx);
+	return ctx;
+}
+
+int
+dlv_remote_init(const struct config *cfg, struct event_base *base,
+    char *err, size_t errlen)
+{
+	rs.base = base;
+	rs.cfg = cfg;
+	if ((rs.ctx = ctx_new(cfg, err, errlen)) == NULL)
+		return -1;
+	if (auth_load(cfg->smarthost_auth, err, errlen) == -1)
+		goto fail;
+	if (dlv_dns_init(cfg, base, err, errlen) == -1)
+		goto fail;
+	rs.ready = 1;
+	return 0;
+fail:
+	auth_clear();
+	SSL_CTX_free(rs.ctx);
+	rs.ctx = NULL;
+	return -1;
+}
+
+void
+dlv_remote_reload(const struct config *cfg)
+{
+	char	 err[512];
+	SSL_CTX	*ctx;
+
+	if (!rs.ready)
+		return;
+	if ((ctx = ctx_new(cfg, err, sizeof(err))) == NULL)
+		log_warnx("reload: %s; keeping the old TLS client context",
+		    err);
+	else {
+		SSL_CTX_free(rs.ctx);	/* sessions hold their own references */
+		rs.ctx = ctx;
+	}
+	if (auth_load(cfg->smarthost_auth, err, sizeof(err)) == -1)
+		log_warnx("reload: %s; AUTH to the smarthost is off", err);
+	rs.cfg = cfg;
+}
+
+/* ---- destinations ---- */
+
+static struct dest *
+dest_get(const char *key)
+{
+	struct dest	*d;
+
+	TAILQ_FOREACH(d, &dests, entry)
+		if (strcasecmp(d->key, key) == 0)
+			return d;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	(void)snprintf(d->key, sizeof(d->key), "%s", key);
+	TAILQ_INSERT_TAIL(&dests, d, entry);
+	return d;	/* the caller takes a reference */
+}
+
+static void
+dest_put(struct dest *d)
+{
+	if (d != NULL && --d->refs == 0) {
+		TAILQ_REMOVE(&dests, d, entry);
+		free(d);
+	}
+}
+
+/* ---- jobs ---- */
+
+static void
+job_free(struct dlv_job *j)
+{
+	size_t	i;
+
+	if (j == NULL)
+		return;
+	if (j->fin != NULL)
+		event_free(j->fin);
+	for (i = 0; i < j->m.nrcpts; i++)
+		if (j->m.rcpts != NULL)
+			free(j->m.rcpts[i]);
+	for (i = 0; i < j->m.ntrace; i++)
+		free(j->m.trace[i]);
+	free(j->m.rcpts);
+	free(j->m.res);
+	free(j->m.done);
+	free(j->m.trace);
+	free(j->m.sender);
+	free(j->m.body_path);
+	free(j->route);
+	free(j);
+}
+
+static void fin_cb(evutil_socket_t, short, void *);
+
+/* job_new - copy what the job needs out of m */
+static struct dlv_job *
+job_new(const struct config *cfg, const struct qmsg *m, const char *path,
+    const size_t *ridx, size_t n, dlv_done_fn done, void *arg)
+{
+	struct dlv_job	*j;
+	size_t		 i;
+
+	if (n == 0 || (j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
+	j->cfg = cfg;
+	j->done = done;
+	j->arg = arg;
+	(void)snprintf(j->m.qid, sizeof(j->m.qid), "%s", m->qid);
+	j->m.size = m->size;
+	j->m.body_8bit = m->body_8bit;
+	if ((j->fin = evtimer_new(rs.base, fin_cb, j)) == NULL ||
+	    (j->m.sender = strdup(m->sender ? m->sender : "")) == NULL ||
+	    (j->m.body_path = strdup(path)) == NULL ||
+	    (j->m.rcpts = calloc(n, sizeof(char *))) == NULL ||
+	    (j->m.res = calloc(n, sizeof(*j->m.res))) == NULL ||
+	    (j->m.done = calloc(n, 1)) == NULL)
+		goto fail;
+	for (i = 0; i < n; i++, j->m.nrcpts++) {
+		if (ridx[i] >= m->nrcpts ||
+		    (j->m.rcpts[i] = strdup(m->rcpts[ridx[i]].addr)) == NULL)
+			goto fail;
+		j->m.res[i].ridx = ridx[i];
+	}
+	if (m->ntrace > 0) {
+		if ((j->m.trace = calloc(m->ntrace, sizeof(char *))) == NULL)
+			goto fail;
+		for (i = 0; i < m->ntrace; i++, j->m.ntrace++)
+			if ((j->m.trace[i] = strdup(m->trace[i])) == NULL)
+				goto fail;
+	}
+	return j;
+fail:
+	job_free(j);
+	return NULL;
+}
+
+/* job_fill - every open recipient gets r (its ridx kept) */
+static void
+job_fill(struct dlv_job *j, enum rcpt_status st, int code, const char *enh,
+    const char *text, const char *remote)
+{
+	struct dlv_result	*r;
+	size_t			 i;
+
+	for (i = 0; i < j->m.nrcpts; i++) {
+		if (j->m.done[i])
+			continue;
+		r = &j->m.res[i];
+		r->status = st;
+		r->code = code;
+		(void)snprintf(r->enh, sizeof(r->enh), "%s", enh);
+		(void)snprintf(r->text, sizeof(r->text), "%s", text);
+		(void)snprintf(r->remote, sizeof(r->remote), "%s", remote);
+		j->m.done[i] = 1;
+	}
+}
+
+/* job_release - give back the concurrency slots */
+static void
+job_release(struct dlv_job *j)
+{
+	if (j->st == J_ROUTE || j->st == J_SESS) {
+		rs.active--;
+		if (j->dest != NULL)
+			j->dest->active--;
+	}
+	dest_put(j->dest);
+	j->dest = NULL;
+}
+
+/* job_report - hand the results to the queue and forget the job */
+static void
+job_report(struct dlv_job *j)
+{
+	TAILQ_REMOVE(&jobs, j, entry);
+	j->done(j->arg, j->m.res, j->m.nrcpts);
+	job_free(j);
+}
+
+static void
+fin_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	job_report(arg);
+}
+
+/* job_finish - results are complete: free the slot, report soon */
+static void
+job_finish(struct dlv_job *j)
+{
+	struct timeval	zero = { 0, 0 };
+
+	if (j->have_err)
+		job_fill(j, j->err.status, j->err.code, j->err.enh,
+		    j->err.text, j->err.remote);
+	else
+		job_fill(j, RS_DEFERRED, 451, "4.4.0", "delivery failed",
+		    "");
+	job_release(j);
+	j->st = J_DONE;
+	evtimer_add(j->fin, &zero);
+	pump();
+}
+
+/* route_cb - the route of j's domain (dlv_dns.c) */
+static void
+route_cb(void *arg, const struct dlv_route *r)
+{
+	struct dlv_job	*j = arg, *z;
+	char		 text[512];
+
+	TAILQ_FOREACH(z, &zombies, entry)
+		if (z == j) {
+			TAILQ_REMOVE(&zombies, j, entry);
+			job_free(j);
+			return;
+		}
+	if (j->st != J_ROUTE)
+		return;
+	switch (r->status) {
+	case DLV_ROUTE_OK:
+		if (r->nhosts == 0)
+			break;
+		if ((j->route = malloc(sizeof(*j->route))) == NULL) {
+			job_fill(j, RS_DEFERRED, 451, "4.3.0",
+			    "out of memory", "");
+			job_finish(j);
+			return;
+		}
+		*j->route = *r;
+		j->st = J_SESS;
+		try_addr(j);
+		return;
+	case DLV_ROUTE_NXDOMAIN:
+		(void)snprintf(text, sizeof(text), "domain %s not found%s%.200s",
+		    j->domain, r->why[0] ? ": " : "", r->why);
+		job_fill(j, RS_FAILED, 550, "5.1.2", text, "");
+		job_finish(j);
+		return;
+	case DLV_ROUTE_NULLMX:
+		(void)snprintf(text, sizeof(text), "domain %s does not accept "
+		    "mail (null MX)", j->domain);
+		job_fill(j, RS_FAILED, 556, "5.1.10", text, "");
+		job_finish(j);
+		return;
+	case DLV_ROUTE_LOOP:
+		(void)snprintf(text, sizeof(text), "mail for %s loops back to "
+		    "myself", j->domain);
+		job_fill(j, RS_FAILED, 554, "5.4.6", text, "");
+		job_finish(j);
+		return;
+	default:
+		break;
+	}
+	(void)snprintf(text, sizeof(text), "cannot find a mail host for %s%s%.200s",
+	    j->domain, r->why[0] ? ": " : "", r->why);
+	job_fill(j, RS_DEFERRED, 451, "4.4.3", text, "");
+	job_finish(j);
+}
+
+/* job_begin - a slot is free: look the route up (or use the LMTP one) */
+static void
+job_begin(struct dlv_job *j)
+{
+	rs.active++;
+	j->dest->active++;
+	if (j->lmtp) {
+		j->st = J_SESS;
+		try_addr(j);
+		return;
+	}
+	j->st = J_ROUTE;
+	if (dlv_route_lookup(j->domain, route_cb, j) == -1) {
+		job_fill(j, RS_DEFERRED, 451, "4.4.3", "cannot start the DNS "
+		    "look-up", "");
+		job_finish(j);
+	}
+}
+
+static int
+job_may_start(const struct dlv_job *j)
+{
+	const struct config	*c = rs.cfg;
+
+	return rs.active < c->smtp_concurrency &&
+	    j->dest->active < c->smtp_destination_concurrency;
+}
+
+/* pump - start waiting jobs, in FIFO order, that fit the limits */
+static void
+pump(void)
+{
+	struct dlv_job	*j, *next;
+
+	for (j = TAILQ_FIRST(&waiting); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, wentry);
+		if (rs.stopping || rs.active >= rs.cfg->smtp_concurrency)
+			return;
+		if (!job_may_start(j))
+			continue;
+		TAILQ_REMOVE(&waiting, j, wentry);
+		job_begin(j);
+		/* job_begin may finish other jobs and pump again: restart */
+		next = TAILQ_FIRST(&waiting);
+	}
+}
+
+static void
+job_queue(struct dlv_job *j, const char *destkey)
+{
+	TAILQ_INSERT_TAIL(&jobs, j, entry);
+	j->st = J_WAIT;
+	if ((j->dest = dest_get(destkey)) == NULL) {
+		job_fill(j, RS_DEFERRED, 451, "4.3.0", "out of memory", "");
+		job_finish(j);
+		return;
+	}
+	j->dest->refs++;
+	if (TAILQ_EMPTY(&waiting) && job_may_start(j)) {
+		job_begin(j);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&waiting, j, wentry);
+}
+
+/* ---- sessions ---- */
+
+static int
+same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin_port == y->sin_port &&
+		    x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+	}
+	if (a->ss_family == AF_UNIX) {
+		const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
+
+		return strcmp(x->sun_path, y->sun_path) == 0;
+	}
+	return 0;
+}
+
+static void idle_cb(void *, struct dlv_sess *, enum dlv_outcome);
+
+static void
+idle_put(struct dlv_sess *s)
+{
+	struct idle	*n;
+
+	if (rs.stopping || nidle >= IDLE_MAX ||
+	    (n = calloc(1, sizeof(*n))) == NULL) {
+		dlv_sess_quit(s);
+		return;
+	}
+	n->s = s;
+	TAILQ_INSERT_TAIL(&idles, n, entry);
+	nidle++;
+	dlv_sess_park(s, idle_cb, n);
+}
+
+/* idle_cb - a parked connection timed out or was closed */
+static void
+idle_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
+{
+	struct idle	*n = arg;
+
+	(void)o;
+	TAILQ_REMOVE(&idles, n, entry);
+	nidle--;
+	free(n);
+	dlv_sess_quit(s);
+}
+
+/* idle_take - a parked connection to one of j's addresses */
+static struct dlv_sess *
+idle_take(struct dlv_job *j)
+{
+	const struct dlv_peer	*p;
+	struct idle		*n;
+	struct dlv_sess		*s;
+	size_t			 h, a;
+
+	for (h = 0; h < j->route->nhosts; h++)
+		for (a = 0; a < j->route->hosts[h].naddrs; a++)
+			TAILQ_FOREACH(n, &idles, entry) {
+				p = dlv_sess_peer(n->s);
+				if (p->lmtp != j->lmtp || !same_addr(&p->ss,
+				    &j->route->hosts[h].addrs[a]))
+					continue;
+				s = n->s;
+				TAILQ_REMOVE(&idles, n, entry);
+				nidle--;
+				free(n);
+				j->hi = h;
+				j->ai = a;
+				return s;
+			}
+	return NULL;
+}
+
+static void sess_cb(void *, struct dlv_sess *, enum dlv_outcome);
+
+/* peer_of - the dlv_peer for address ai of host hi */
+static void
+peer_of(struct dlv_job *j, struct dlv_peer *p)
+{
+	const struct dlv_host	*h = &j->route->hosts[j->hi];
+	char			 at[64] = "";
+
+	memset(p, 0, sizeof(*p));
+	memcpy(&p->ss, &h->addrs[j->ai], sizeof(p->ss));
+	p->len = h->alens[j->ai];
+	(void)snprintf(p->name, sizeof(p->name), "%s", h->name);
+	p->lmtp = j->lmtp;
+	if (j->lmtp) {
+		const char *v = j->cfg->lmtp;
+
+		if (strncmp(v, "unix:", 5) == 0) {
+			v += 5;
+			p->notls = 1;
+		}
+		(void)snprintf(p->remote, sizeof(p->remote), "lmtp:%.250s", v);
+	} else {
+		if (sockaddr_text((const struct sockaddr *)&p->ss, at,
+		    sizeof(at)) == -1)
+			(void)snprintf(at, sizeof(at), "?");
+		(void)snprintf(p->remote, sizeof(p->remote), "%.180s[%s]",
+		    h->name, at);
+		p->auth = j->cfg->smarthost != NULL && rs.user != NULL;
+	}
+	if (j->plain)
+		p->notls = 1;
+}
+
+/* try_addr - run a session on the current address, or give up */
+static void
+try_addr(struct dlv_job *j)
+{
+	struct dlv_sess	*s = NULL;
+	struct dlv_peer	 p;
+
+	if (!j->tried_idle && !j->noreuse) {
+		j->tried_idle = 1;
+		s = idle_take(j);
+	}
+	while (s == NULL) {
+		if (j->hi >= j->route->nhosts) {
+			job_finish(j);
+			return;
+		}
+		if (j->ai >= j->route->hosts[j->hi].naddrs) {
+			j->hi++;
+			j->ai = 0;
+			j->plain = 0;
+			continue;
+		}
+		peer_of(j, &p);
+		if ((s = dlv_sess_new(&p)) == NULL) {
+			job_fill(j, RS_DEFERRED, 451, "4.3.0", "out of memory",
+			    "");
+			job_finish(j);
+			return;
+		}
+	}
+	j->sess = s;
+	if (dlv_sess_run(s, j->cfg, &j->m, sess_cb, j) == -1) {
+		j->sess = NULL;
+		dlv_sess_free(s);
+		job_fill(j, RS_DEFERRED, 451, "4.3.0", "out of memory", "");
+		job_finish(j);
+	}
+}
+
+/* sess_cb - the outcome of a session run for job j */
+static void
+sess_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
+{
+	struct dlv_job	*j = arg;
+	int		 reused = dlv_sess_was_reused(s);
+
+	j->sess = NULL;
+	switch (o) {
+	case DLV_OUT_DONE:
+		if (dlv_sess_reusable(s))
+			idle_put(s);
+		else
+			dlv_sess_quit(s);
+		job_finish(j);
+		return;
+	case DLV_OUT_PLAIN:
+		dlv_sess_error(s, &j->err);
+		j->have_err = 1;
+		dlv_sess_free(s);
+		j->plain = 1;
+		try_addr(j);
+		return;
+	case DLV_OUT_NEXT:
+	default:
+		dlv_sess_error(s, &j->err);
+		j->have_err = 1;
+		dlv_sess_quit(s);
+		if (reused) {
+			/* the parked connection went stale: same address, fresh */
+			j->noreuse = 1;
+			try_addr(j);
+			return;
+		}
+		if (j->err.code / 100 == 5 && strstr(j->err.text,
+		    "greeting") != NULL) {
+			j->hi++;
+			j->ai = 0;
+		} else
+			j->ai++;
+		j->plain = 0;
+		try_addr(j);
+		return;
+	}
+}
+
+/* ---- entry points ---- */
+
+int
+dlv_remote_start(const struct config *cfg, const struct qmsg *m,
+    const char *body_path, const size_t *ridx, size_t n,
+    dlv_done_fn done, void *arg)
+{
+	struct dlv_job	*j;
+	const char	*at;
+	char		 key[300];
+
+	if (!rs.ready || rs.stopping ||
+	    (j = job_new(cfg, m, body_path, ridx, n, done, arg)) == NULL)
+		return -1;
+	at = strrchr(j->m.rcpts[0], '@');
+	(void)snprintf(j->domain, sizeof(j->domain), "%s",
+	    at != NULL ? at + 1 : "");
+	str_lower(j->domain);
+	if (cfg->smarthost != NULL)
+		(void)snprintf(key, sizeof(key), "smarthost %.280s",
+		    cfg->smarthost);
+	else
+		(void)snprintf(key, sizeof(key), "%s", j->domain);
+	job_queue(j, key);
+	return 0;
+}
+
+/* lmtp_route - the one-address route of cfg->lmtp */
+static int
+lmtp_route(const struct config *cfg, struct dlv_route *r)
+{
+	struct dlv_host		*h = &r->hosts[0];
+	const char		*v = cfg->lmtp, *port;
+	char			 host[64];
+	unsigned long		 pn;
+	size_t			 n;
+	char			*e;
+
+	memset(r, 0, sizeof(*r));
+	r->nhosts = 1;
+	h->naddrs = 1;
+	if (strncmp(v, "unix:", 5) == 0) {
+		struct sockaddr_un *su = (struct sockaddr_un *)&h->addrs[0];
+
+		if (strlen(v + 5) >= sizeof(su->sun_path) || v[5] == '\0')
+			return -1;
+		su->sun_family = AF_UNIX;
+		memcpy(su->sun_path, v + 5, strlen(v + 5) + 1);
+		h->alens[0] = sizeof(*su);
+		(void)snprintf(h->name, sizeof(h->name), "localhost");
+		return 0;
+	}
+	if (v[0] == '[') {
+		const char *c = strchr(v, ']');
+
+		if (c == NULL || c[1] != ':')
+			return -1;
+		n = (size_t)(c - v - 1);
+		port = c + 2;
+		v++;
+	} else {
+		if ((port = strrchr(v, ':')) == NULL)
+			return -1;
+		n = (size_t)(port - v);
+		port++;
+	}
+	if (n == 0 || n >= sizeof(host))
+		return -1;
+	memcpy(host, v, n);
+	host[n] = '\0';
+	errno = 0;
+	pn = strtoul(port, &e, 10);
+	if (*e != '\0' || pn == 0 || pn > 65535 || errno != 0)
+		return -1;
+	if (strchr(host, ':') != NULL) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->addrs[0];
+
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return -1;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)pn);
+		h->alens[0] = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&h->addrs[0];
+
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -1;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)pn);
+		h->alens[0] = sizeof(*s4);
+	}
+	(void)snprintf(h->name, sizeof(h->name), "%s", host);
+	return 0;
+}
+
+int
+dlv_lmtp_start(const struct config *cfg, const struct qmsg *m,
+    const char *body_path, const size_t *ridx, size_t n,
+    dlv_done_fn done, void *arg)
+{
+	struct dlv_job	*j;
+
+	if (!rs.ready || rs.stopping || cfg->lmtp == NULL ||
+	    (j = job_new(cfg, m, body_path, ridx, n, done, arg)) == NULL)
+		return -1;
+	j->lmtp = 1;
+	if ((j->route = malloc(sizeof(*j->route))) == NULL) {
+		job_free(j);
+		return -1;
+	}
+	if (lmtp_route(cfg, j->route) == -1) {
+		char text[400];
+
+		(void)snprintf(text, sizeof(text), "invalid lmtp setting "
+		    "\"%.300s\"", cfg->lmtp);
+		TAILQ_INSERT_TAIL(&jobs, j, entry);
+		j->st = J_WAIT;
+		job_fill(j, RS_DEFERRED, 451, "4.3.5", text, "");
+		job_finish(j);
+		return 0;
+	}
+	job_queue(j, "lmtp");
+	return 0;
+}
+
+void
+dlv_remote_shutdown(void)
+{
+	struct dlv_job	*j;
+	struct idle	*n;
+	struct dest	*d;
+
+	if (!rs.ready)
+		return;
+	rs.stopping = 1;
+	while ((j = TAILQ_FIRST(&jobs)) != NULL) {
+		if (j->st == J_WAIT)
+			TAILQ_REMOVE(&waiting, j, wentry);
+		if (j->st == J_DONE)
+			evtimer_del(j->fin);
+		if (j->sess != NULL) {
+			dlv_sess_free(j->sess);
+			j->sess = NULL;
+		}
+		job_fill(j, RS_DEFERRED, 451, "4.3.2", "delivery interrupted "
+		    "by shutdown", "");
+		job_release(j);
+		TAILQ_REMOVE(&jobs, j, entry);
+		j->done(j->arg, j->m.res, j->m.nrcpts);
+		if (j->st == J_ROUTE) {
+			/* the look-up may still call back: keep it until then */
+			j->st = J_DONE;
+			TAILQ_INSERT_TAIL(&zombies, j, entry);
+		} else
+			job_free(j);
+	}
+	while ((n = TAILQ_FIRST(&idles)) != NULL) {
+		TAILQ_REMOVE(&idles, n, entry);
+		free(n);
+	}
+	nidle = 0;
+	dlv_dns_shutdown();
+	while ((j = TAILQ_FIRST(&zombies)) != NULL) {
+		TAILQ_REMOVE(&zombies, j, entry);
+		job_free(j);
+	}
+	dlv_smtp_shutdown();
+	while ((d = TAILQ_FIRST(&dests)) != NULL) {
+		TAILQ_REMOVE(&dests, d, entry);
+		free(d);
+	}
+	auth_clear();
+	SSL_CTX_free(rs.ctx);
+	rs.ctx = NULL;
+	rs.ready = 0;
+}

@@ -1,0 +1,1391 @@
+#include "config.h"
+/*
+ * dlv_smtp.c - the SMTP / LMTP client session: one connection, one or
+ * more transactions, event-driven with bufferevents in the loop.
+ * Owns: connect, greeting, EHLO (HELO fallback) / LHLO, STARTTLS (an
+ *       OpenSSL filter bufferevent), AUTH PLAIN/LOGIN, MAIL (SIZE=,
+ *       BODY=8BITMIME), RCPT, DATA with the trace fields prepended and
+ *       the spool file streamed in 64 KiB chunks and dot-stuffed,
+ *       PIPELINING (MAIL + RCPTs + DATA in one write), the 452 split into
+ *       a new transaction, per-recipient results, RSET, QUIT, parking.
+ * State machine: one enum; set_state() alone assigns it and arms the
+ *       state's timeout (RFC 5321 4.5.3.2, smtp_*_timeout); the phrase
+ *       table gives "while sending RCPT TO" for logs and results.
+ * Not here: routes, choosing addresses, concurrency, the idle cache
+ *       (dlv_remote.c).  The callback is never called before
+ *       dlv_sess_run returns, and the session never touches itself after
+ *       calling it.
+ * Standards: RFC 5321, RFC 2033 (LMTP), RFC 3207, RFC 2920, RFC 1870,
+ *       RFC 6152, RFC 4954, RFC 3463.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "delivery/dlv_int.h"
+
+#define CHUNK		(64 * 1024)	/* spool read size */
+#define HIWAT		(256 * 1024)	/* output queued before waiting */
+#define LOWAT		(64 * 1024)	/* refill below this */
+#define LINE_MAX_IN	4096		/* longest reply line accepted */
+#define REPLY_LINES	100		/* lines per reply */
+#define IDLE_SECS	5
+#define QUIT_SECS	5
+
+enum sstate {
+	S_NONE, S_CONNECT, S_GREETING, S_EHLO, S_HELO, S_STARTTLS, S_TLS,
+	S_AUTH, S_AUTH_USER, S_AUTH_PASS, S_RSET, S_MAIL, S_RCPT, S_DATA,
+	S_BODY, S_DOT, S_IDLE, S_QUIT, S_KICK, S_FAILNOW, S_NSTATES
+};
+
+static const char *const state_names[S_NSTATES] = {
+	"none", "connect", "greeting", "ehlo", "helo", "starttls", "tls",
+	"auth", "auth-user", "auth-pass", "rset", "mail", "rcpt", "data",
+	"body", "dot", "idle", "quit", "kick", "failnow"
+};
+
+/* phrases quoted by results and logs: "lost connection with H while ..." */
+static const char *const state_phrase[S_NSTATES] = {
+	"before connecting", "connecting",
+	"receiving the initial server greeting", "sending EHLO",
+	"sending HELO", "sending STARTTLS", "performing the TLS handshake",
+	"authenticating", "authenticating", "authenticating",
+	"sending RSET", "sending MAIL FROM", "sending RCPT TO",
+	"sending DATA command", "sending message body",
+	"sending end of data -- message may be sent more than once",
+	"idle", "sending QUIT", "starting", "connecting"
+};
+
+/* per-recipient state inside one connection */
+enum { RC_TODO = 0, RC_OK, RC_AGAIN, RC_DONE };
+
+#define CAP_PIPELINING	0x01
+#define CAP_8BITMIME	0x02
+#define CAP_STARTTLS	0x04
+#define CAP_SIZE	0x08
+#define CAP_AUTH_PLAIN	0x10
+#define CAP_AUTH_LOGIN	0x20
+
+struct dlv_sess {
+	TAILQ_ENTRY(dlv_sess)	 entry;
+	struct dlv_peer		 peer;
+	const struct config	*cfg;
+	struct bufferevent	*bev;
+	struct event		*tmo;
+	enum sstate		 state;
+	struct dlv_msg		*m;
+	dlv_sess_fn		 cb;
+	void			*arg;
+	int			 reused;	/* this run uses a parked connection */
+	int			 usable;	/* connection fine for another message */
+	int			 txn_open;	/* MAIL accepted, no end / RSET yet */
+	int			 ntxn;		/* transactions started in this run */
+	unsigned		 caps;
+	uint64_t		 maxsize;
+	int			 tls_on;
+	char			 tls[96];	/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+	/* the reply being read */
+	int			 rcode;
+	char			 renh[16];
+	char			 rtext[512];
+	size_t			 rlines;
+	/* the transaction */
+	unsigned char		*rst;		/* RC_* per m->rcpts */
+	size_t			*order;		/* recipients of this transaction */
+	size_t			 norder, nsent, nreplied, naccepted, nlmtp;
+	int			 pipelined;
+	int			 skip;		/* replies to swallow after a failed MAIL */
+	int			 discard;	/* 354 without accepted recipients */
+	int			 got452;
+	int			 body_fd;
+	int			 at_bol;
+	/* why the last run ended with NEXT / PLAIN */
+	struct dlv_result	 err;
+};
+
+static TAILQ_HEAD(, dlv_sess) sessions = TAILQ_HEAD_INITIALIZER(sessions);
+static struct dlv_sess *cur;	/* the session read_replies works on */
+static char	*iobuf;		/* CHUNK bytes, shared: the loop is one thread */
+
+static void	 txn_start(struct dlv_sess *);
+static void	 after_ehlo(struct dlv_sess *);
+static void	 read_cb(struct bufferevent *, void *);
+static void	 write_cb(struct bufferevent *, void *);
+static void	 event_cb(struct bufferevent *, short, void *);
+
+/* ---- small helpers ---- */
+
+static unsigned
+state_timeout(const struct dlv_sess *s, enum sstate st)
+{
+	const struct config	*c = s->cfg;
+
+	switch (st) {
+	case S_CONNECT:
+		return c->smtp_connect_timeout;
+	case S_GREETING: case S_EHLO: case S_HELO: case S_STARTTLS:
+	case S_TLS: case S_AUTH: case S_AUTH_USER: case S_AUTH_PASS:
+		return c->smtp_helo_timeout;
+	case S_RSET: case S_MAIL:
+		return c->smtp_mail_timeout;
+	case S_RCPT:
+		return c->smtp_rcpt_timeout;
+	case S_DATA:
+		return c->smtp_data_init_timeout;
+	case S_BODY:
+		return c->smtp_data_block_timeout;
+	case S_DOT:
+		return c->smtp_data_done_timeout;
+	case S_IDLE:
+		return IDLE_SECS;
+	case S_QUIT:
+		return QUIT_SECS;
+	default:
+		return 0;
+	}
+}
+
+/* set_state - the only assignment of s->state; arms its timeout */
+static void
+set_state(struct dlv_sess *s, enum sstate st)
+{
+	struct timeval	tv = { 0, 0 };
+
+	log_debug("smtp %s: %s -> %s", s->peer.remote,
+	    state_names[s->state], state_names[st]);
+	s->state = st;
+	tv.tv_sec = (time_t)state_timeout(s, st);
+	if (s->cfg != NULL && (tv.tv_sec > 0 || st == S_KICK ||
+	    st == S_FAILNOW))
+		evtimer_add(s->tmo, &tv);
+	else
+		evtimer_del(s->tmo);
+}
+
+static void
+sess_send(struct dlv_sess *s, const char *fmt, ...) WM_PRINTF(2, 3);
+
+static void
+sess_send(struct dlv_sess *s, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (s->bev == NULL)
+		return;
+	va_start(ap, fmt);
+	(void)evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
+	va_end(ap);
+}
+
+/* class_status - temporary or permanent, from the reply class */
+static enum rcpt_status
+class_status(int code, int lmtp)
+{
+	switch (code / 100) {
+	case 2:
+		return lmtp ? RS_DELIVERED : RS_RELAYED;
+	case 5:
+		return RS_FAILED;
+	default:
+		return RS_DEFERRED;
+	}
+}
+
+static void
+fill(struct dlv_result *r, enum rcpt_status st, int code, const char *enh,
+    const char *text, const char *remote)
+{
+	size_t	ridx = r->ridx;
+
+	memset(r, 0, sizeof(*r));
+	r->ridx = ridx;
+	r->status = st;
+	r->code = code;
+	(void)snprintf(r->enh, sizeof(r->enh), "%s", enh);
+	(void)snprintf(r->text, sizeof(r->text), "%s", text);
+	(void)snprintf(r->remote, sizeof(r->remote), "%s", remote);
+}
+
+/* rcpt_final - recipient i's result is decided */
+static void
+rcpt_final(struct dlv_sess *s, size_t i, enum rcpt_status st, int code,
+    const char *enh, const char *text)
+{
+	fill(&s->m->res[i], st, code, enh, text, s->peer.remote);
+	s->m->done[i] = 1;
+	s->rst[i] = RC_DONE;
+}
+
+/* rcpt_reply - recipient i gets the current reply (2xx: with TLS / 8-bit notes) */
+static void
+rcpt_reply(struct dlv_sess *s, size_t i)
+{
+	char	text[512];
+	int	n;
+
+	if (s->rcode / 100 != 2) {
+		rcpt_final(s, i, class_status(s->rcode, s->peer.lmtp),
+		    s->rcode, s->renh, s->rtext);
+		return;
+	}
+	n = snprintf(text, sizeof(text), "%s%s%s%s%s", s->rtext,
+	    s->tls_on ? " (" : "", s->tls_on ? s->tls : "",
+	    s->tls_on ? ")" : "",
+	    s->m->body_8bit && !(s->caps & CAP_8BITMIME) ?
+	    "; 8-bit sent to a 7-bit peer" : "");
+	if (n < 0)
+		text[0] = '\0';
+	rcpt_final(s, i, class_status(s->rcode, s->peer.lmtp), s->rcode,
+	    s->renh, text);
+}
+
+static void
+set_err(struct dlv_sess *s, enum rcpt_status st, int code, const char *enh,
+    const char *fmt, ...) WM_PRINTF(5, 6);
+
+static void
+set_err(struct dlv_sess *s, enum rcpt_status st, int code, const char *enh,
+    const char *fmt, ...)
+{
+	char	text[512];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	fill(&s->err, st, code, enh, text, s->peer.remote);
+}
+
+/* err_from_reply - the current reply as the host's error */
+static void
+err_from_reply(struct dlv_sess *s, const char *what)
+{
+	set_err(s, s->rcode / 100 == 5 ? RS_FAILED : RS_DEFERRED,
+	    s->rcode / 100 == 5 || s->rcode / 100 == 4 ? s->rcode : 451,
+	    s->rcode / 100 == 5 || s->rcode / 100 == 4 ? s->renh : "4.4.0",
+	    "%s%s", what, s->rtext);
+}
+
+static void
+body_close(struct dlv_sess *s)
+{
+	if (s->body_fd != -1) {
+		close(s->body_fd);
+		s->body_fd = -1;
+	}
+}
+
+/* handoff - report the outcome; the session is the callee's afterwards */
+static void
+handoff(struct dlv_sess *s, enum dlv_outcome o)
+{
+	dlv_sess_fn	 cb = s->cb;
+	void		*arg = s->arg;
+
+	if (cur == s)
+		cur = NULL;
+	evtimer_del(s->tmo);
+	body_close(s);
+	if (o != DLV_OUT_DONE)
+		s->usable = 0;
+	s->m = NULL;
+	s->cb = NULL;
+	s->arg = NULL;
+	if (cb != NULL)
+		cb(arg, s, o);
+}
+
+static void
+close_bev(struct dlv_sess *s)
+{
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	s->usable = 0;
+}
+
+/* defer_rest - every undecided recipient: deferred with text */
+static void
+defer_rest(struct dlv_sess *s, int code, const char *enh, const char *text)
+{
+	size_t	i;
+
+	for (i = 0; i < s->m->nrcpts; i++)
+		if (!s->m->done[i])
+			rcpt_final(s, i, RS_DEFERRED, code, enh, text);
+}
+
+/*
+ * conn_fail - the connection is lost or timed out: before a transaction
+ * the next address is tried; inside one the open recipients defer.
+ */
+static void
+conn_fail(struct dlv_sess *s, const char *why, int timeout)
+{
+	char		text[512];
+	enum sstate	st = s->state;
+
+	close_bev(s);
+	if (st == S_QUIT || st == S_NONE) {
+		dlv_sess_free(s);
+		return;
+	}
+	if (st == S_IDLE) {
+		handoff(s, DLV_OUT_CLOSED);
+		return;
+	}
+	if (st == S_CONNECT || st == S_FAILNOW) {
+		set_err(s, RS_DEFERRED, 451, "4.4.1",
+		    "connection to %s failed: %s", s->peer.remote, why);
+		log_info("smtp %s: %s", s->peer.remote, s->err.text);
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	}
+	if (timeout)
+		(void)snprintf(text, sizeof(text), "conversation with %s timed "
+		    "out while %s", s->peer.remote, state_phrase[st]);
+	else
+		(void)snprintf(text, sizeof(text), "lost connection with %s "
+		    "while %s%s%s", s->peer.remote, state_phrase[st],
+		    why[0] ? ": " : "", why);
+	log_info("smtp %s: %s", s->peer.remote, text);
+	if (st < S_RSET || (st == S_MAIL && s->reused && s->ntxn == 1)) {
+		set_err(s, RS_DEFERRED, 451, "4.4.2", "%s", text);
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	}
+	defer_rest(s, 451, "4.4.2", text);
+	handoff(s, DLV_OUT_DONE);
+}
+
+/* ---- replies ---- */
+
+/* parse_enh - "x.y.z " at the start of t with x == class; its length or 0 */
+static size_t
+parse_enh(const char *t, int cls, char *out, size_t outlen)
+{
+	size_t	i = 0, part, digits;
+
+	if (t[0] != '0' + cls || t[1] != '.')
+		return 0;
+	for (part = 0; part < 3; part++) {
+		for (digits = 0; t[i] >= '0' && t[i] <= '9'; i++)
+			digits++;
+		if (digits == 0 || digits > 3)
+			return 0;
+		if (part < 2) {
+			if (t[i] != '.')
+				return 0;
+			i++;
+		}
+	}
+	if (t[i] != ' ' && t[i] != '\0')
+		return 0;
+	if (out != NULL && i < outlen) {
+		memcpy(out, t, i);
+		out[i] = '\0';
+	}
+	return t[i] == ' ' ? i + 1 : i;
+}
+
+/* ehlo_line - one capability line of the EHLO / LHLO reply */
+static void
+ehlo_line(struct dlv_sess *s, const char *t)
+{
+	const char	*p;
+
+	if (strcasecmp(t, "PIPELINING") == 0)
+		s->caps |= CAP_PIPELINING;
+	else if (strcasecmp(t, "8BITMIME") == 0)
+		s->caps |= CAP_8BITMIME;
+	else if (strcasecmp(t, "STARTTLS") == 0)
+		s->caps |= CAP_STARTTLS;
+	else if (strncasecmp(t, "SIZE", 4) == 0 && (t[4] == '\0' ||
+	    t[4] == ' ')) {
+		s->caps |= CAP_SIZE;
+		s->maxsize = t[4] == ' ' ? strtoull(t + 5, NULL, 10) : 0;
+	} else if (strncasecmp(t, "AUTH", 4) == 0 && (t[4] == ' ' ||
+	    t[4] == '=')) {
+		for (p = t + 5; *p != '\0'; ) {
+			size_t n = strcspn(p, " ");
+
+			if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
+				s->caps |= CAP_AUTH_PLAIN;
+			else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
+				s->caps |= CAP_AUTH_LOGIN;
+			p += n;
+			while (*p == ' ')
+				p++;
+		}
+	}
+}
+
+/*
+ * reply_line - add one line; 1 when the reply is complete, 0 for more,
+ * -1 on a malformed line.
+ */
+static int
+reply_line(struct dlv_sess *s, const char *line, size_t len)
+{
+	const char	*t;
+	size_t		 off, tl;
+	int		 code, last;
+
+	if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
+	    line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+	    (len > 3 && line[3] != ' ' && line[3] != '-'))
+		return -1;
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	last = len == 3 || line[3] == ' ';
+	t = len > 4 ? line + 4 : "";
+	if (s->rlines == 0) {
+		s->rcode = code;
+		s->renh[0] = '\0';
+		s->rtext[0] = '\0';
+		off = parse_enh(t, code / 100, s->renh, sizeof(s->renh));
+	} else {
+		if (code != s->rcode || s->rlines >= REPLY_LINES)
+			return -1;
+		off = parse_enh(t, code / 100, NULL, 0);
+		if (s->state == S_EHLO || s->state == S_HELO)
+			ehlo_line(s, t);
+	}
+	s->rlines++;
+	t += off;
+	tl = strlen(t);
+	if ((s->state != S_EHLO && s->state != S_HELO) || s->rlines == 1) {
+		size_t have = strlen(s->rtext);
+
+		if (have > 0 && have + 1 < sizeof(s->rtext)) {
+			s->rtext[have++] = ' ';
+			s->rtext[have] = '\0';
+		}
+		if (have + tl >= sizeof(s->rtext))
+			tl = sizeof(s->rtext) - have - 1;
+		memcpy(s->rtext + have, t, tl);
+		s->rtext[have + tl] = '\0';
+	}
+	if (!last)
+		return 0;
+	if (s->renh[0] == '\0')
+		(void)snprintf(s->renh, sizeof(s->renh), "%d.0.0", code / 100);
+	s->rlines = 0;
+	return 1;
+}
+
+/* ---- sending ---- */
+
+static int
+b64(const char *in, size_t inlen, char *out, size_t outlen)
+{
+	if (outlen < 4 * ((inlen + 2) / 3) + 1 || inlen > 1024)
+		return -1;
+	(void)EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in,
+	    (int)inlen);
+	return 0;
+}
+
+static void
+send_helo(struct dlv_sess *s, int ehlo)
+{
+	s->caps = 0;
+	s->maxsize = 0;
+	sess_send(s, "%s %s\r\n", s->peer.lmtp ? "LHLO" : ehlo ? "EHLO" :
+	    "HELO", s->cfg->hostname ? s->cfg->hostname : "localhost");
+	set_state(s, ehlo ? S_EHLO : S_HELO);
+}
+
+static void
+send_rcpt(struct dlv_sess *s, size_t k)
+{
+	sess_send(s, "RCPT TO:<%s>\r\n", s->m->rcpts[s->order[k]]);
+}
+
+/* start_auth - AUTH PLAIN, or LOGIN when that is all the peer offers */
+static void
+start_auth(struct dlv_sess *s)
+{
+	const char	*user, *pass;
+	char		 raw[700], enc[1000];
+	int		 n;
+
+	if (dlv_remote_auth(&user, &pass) == -1) {
+		txn_start(s);
+		return;
+	}
+	if (s->caps & CAP_AUTH_PLAIN) {
+		n = snprintf(raw, sizeof(raw), "%c%s%c%s", 0, user, 0, pass);
+		if (n < 0 || (size_t)n >= sizeof(raw) ||
+		    b64(raw, (size_t)n, enc, sizeof(enc)) == -1)
+			goto toolong;
+		sess_send(s, "AUTH PLAIN %s\r\n", enc);
+		explicit_bzero(raw, sizeof(raw));
+		explicit_bzero(enc, sizeof(enc));
+		set_state(s, S_AUTH_PASS);
+		return;
+	}
+	if (s->caps & CAP_AUTH_LOGIN) {
+		sess_send(s, "AUTH LOGIN\r\n");
+		set_state(s, S_AUTH);
+		return;
+	}
+	set_err(s, RS_DEFERRED, 454, "4.7.0", "%s offers no AUTH PLAIN or "
+	    "LOGIN for smarthost_auth", s->peer.remote);
+	handoff(s, DLV_OUT_NEXT);
+	return;
+toolong:
+	set_err(s, RS_DEFERRED, 454, "4.7.0", "smarthost_auth secret too long");
+	handoff(s, DLV_OUT_NEXT);
+}
+
+static void
+auth_step(struct dlv_sess *s)
+{
+	const char	*user, *pass, *v;
+	char		 enc[1000];
+
+	if (dlv_remote_auth(&user, &pass) == -1 ||
+	    (s->state != S_AUTH && s->state != S_AUTH_USER))
+		return;
+	v = s->state == S_AUTH ? user : pass;
+	if (b64(v, strlen(v), enc, sizeof(enc)) == -1)
+		enc[0] = '\0';
+	sess_send(s, "%s\r\n", enc);
+	explicit_bzero(enc, sizeof(enc));
+	set_state(s, s->state == S_AUTH ? S_AUTH_USER : S_AUTH_PASS);
+}
+
+/* start_tls - the 220 to STARTTLS came: wrap the connection */
+static void
+start_tls(struct dlv_sess *s)
+{
+	struct bufferevent	*nb;
+	SSL			*ssl;
+	unsigned char		 a[16];
+	int			 literal;
+
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		conn_fail(s, "data after the STARTTLS reply", 0);
+		return;
+	}
+	if ((ssl = SSL_new(dlv_remote_ssl_ctx())) == NULL)
+		goto fail;
+	literal = inet_pton(AF_INET, s->peer.name, a) == 1 ||
+	    inet_pton(AF_INET6, s->peer.name, a) == 1;
+	if (!literal && s->peer.name[0] != '\0')
+		(void)SSL_set_tlsext_host_name(ssl, s->peer.name);
+	if (s->cfg->smtp_tls == CFG_TLS_VERIFY) {
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+		if (literal)
+			(void)X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+			    s->peer.name);
+		else
+			(void)SSL_set1_host(ssl, s->peer.name);
+	} else
+		SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	nb = bufferevent_openssl_filter_new(dlv_remote_base(), s->bev, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (nb == NULL) {
+		SSL_free(ssl);
+		goto fail;
+	}
+	s->bev = nb;
+	bufferevent_openssl_set_allow_dirty_shutdown(nb, 1);
+	bufferevent_setcb(nb, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(nb, EV_WRITE, LOWAT, 0);
+	bufferevent_enable(nb, EV_READ | EV_WRITE);
+	set_state(s, S_TLS);
+	return;
+fail:
+	set_err(s, RS_DEFERRED, 454, "4.7.0", "cannot start TLS with %s",
+	    s->peer.remote);
+	close_bev(s);
+	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY ? DLV_OUT_PLAIN :
+	    DLV_OUT_NEXT);
+}
+
+/* tls_failed - the handshake failed (event_cb) */
+static void
+tls_failed(struct dlv_sess *s)
+{
+	char		 ebuf[256] = "";
+	unsigned long	 e;
+	SSL		*ssl = bufferevent_openssl_get_ssl(s->bev);
+	long		 vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+	if (vr != X509_V_OK)
+		(void)snprintf(ebuf, sizeof(ebuf), "certificate verification "
+		    "failed: %s", X509_verify_cert_error_string(vr));
+	else if ((e = bufferevent_get_openssl_error(s->bev)) != 0)
+		ERR_error_string_n(e, ebuf, sizeof(ebuf));
+	else
+		(void)snprintf(ebuf, sizeof(ebuf), "connection closed");
+	set_err(s, RS_DEFERRED, 454, vr != X509_V_OK ? "4.7.5" : "4.7.0",
+	    "TLS handshake with %s failed: %s", s->peer.remote, ebuf);
+	log_info("smtp %s: %s", s->peer.remote, s->err.text);
+	close_bev(s);
+	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
+	    DLV_OUT_PLAIN : DLV_OUT_NEXT);
+}
+
+/* after_ehlo - EHLO/HELO/LHLO accepted: STARTTLS, AUTH, then MAIL */
+static void
+after_ehlo(struct dlv_sess *s)
+{
+	if (!s->tls_on && !s->peer.notls) {
+		if (s->caps & CAP_STARTTLS) {
+			sess_send(s, "STARTTLS\r\n");
+			set_state(s, S_STARTTLS);
+			return;
+		}
+		if (s->cfg->smtp_tls != CFG_TLS_MAY && !s->peer.lmtp) {
+			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
+			    "but not offered by %s", s->peer.remote);
+			handoff(s, DLV_OUT_NEXT);
+			return;
+		}
+	}
+	if (s->peer.auth) {
+		if (!s->tls_on) {
+			set_err(s, RS_DEFERRED, 450, "4.7.0", "smarthost_auth "
+			    "requires TLS, which %s did not offer or complete",
+			    s->peer.remote);
+			handoff(s, DLV_OUT_NEXT);
+			return;
+		}
+		start_auth(s);
+		return;
+	}
+	txn_start(s);
+}
+
+/* start_body - 354: trace fields newest first, then the spool file */
+static void
+start_body(struct dlv_sess *s)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	const char	*f, *nl;
+	size_t		 i;
+
+	for (i = s->m->ntrace; i > 0; i--) {
+		for (f = s->m->trace[i - 1]; (nl = strchr(f, '\n')) != NULL;
+		    f = nl + 1) {
+			size_t n = (size_t)(nl - f);
+
+			if (n > 0 && f[n - 1] == '\r')
+				n--;
+			if (f[0] == '.')
+				evbuffer_add(out, ".", 1);
+			evbuffer_add(out, f, n);
+			evbuffer_add(out, "\r\n", 2);
+		}
+		if (f[0] == '.')
+			evbuffer_add(out, ".", 1);
+		evbuffer_add_printf(out, "%s\r\n", f);
+	}
+	s->at_bol = 1;
+	set_state(s, S_BODY);
+	write_cb(s->bev, s);
+}
+
+/* body_fill - more of the spool file, dot-stuffed, up to HIWAT queued */
+static void
+body_fill(struct dlv_sess *s)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	const char	*p, *end, *nl, *seg;
+	ssize_t		 n;
+
+	while (evbuffer_get_length(out) < HIWAT) {
+		n = read(s->body_fd, iobuf, CHUNK);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			char text[300];
+
+			log_warn("qid=%s cannot read %s", s->m->qid,
+			    s->m->body_path);
+			(void)snprintf(text, sizeof(text), "cannot read the "
+			    "queued message: %s", strerror(errno));
+			close_bev(s);
+			defer_rest(s, 451, "4.3.0", text);
+			handoff(s, DLV_OUT_DONE);
+			return;
+		}
+		if (n == 0) {
+			if (!s->at_bol)
+				evbuffer_add(out, "\r\n", 2);
+			evbuffer_add(out, ".\r\n", 3);
+			body_close(s);
+			set_state(s, S_DOT);
+			return;
+		}
+		for (p = iobuf, end = iobuf + n; p < end; p = seg) {
+			if (s->at_bol && *p == '.')
+				evbuffer_add(out, ".", 1);
+			nl = memchr(p, '\n', (size_t)(end - p));
+			seg = nl != NULL ? nl + 1 : end;
+			evbuffer_add(out, p, (size_t)(seg - p));
+			s->at_bol = nl != NULL;
+		}
+	}
+}
+
+/*
+ * txn_start - a transaction for every undecided recipient, or DONE.
+ * MAIL (+ RCPTs + DATA when pipelining) in one write.
+ */
+static void
+txn_start(struct dlv_sess *s)
+{
+	struct dlv_msg	*m = s->m;
+	char		 size[48] = "";
+	size_t		 i;
+
+	s->norder = s->nsent = s->nreplied = s->naccepted = s->nlmtp = 0;
+	s->skip = s->discard = s->got452 = 0;
+	for (i = 0; i < m->nrcpts; i++)
+		if (!m->done[i]) {
+			s->rst[i] = RC_TODO;
+			s->order[s->norder++] = i;
+		}
+	if (s->norder == 0) {
+		s->usable = s->bev != NULL;
+		handoff(s, DLV_OUT_DONE);
+		return;
+	}
+	if ((s->caps & CAP_SIZE) && s->maxsize > 0 && m->size > s->maxsize) {
+		char text[400];
+
+		(void)snprintf(text, sizeof(text), "message size %llu "
+		    "exceeds the limit %llu of %s",
+		    (unsigned long long)m->size,
+		    (unsigned long long)s->maxsize, s->peer.remote);
+		for (i = 0; i < s->norder; i++)
+			rcpt_final(s, s->order[i], RS_FAILED, 552, "5.3.4", text);
+		s->usable = 1;
+		handoff(s, DLV_OUT_DONE);
+		return;
+	}
+	body_close(s);
+	if ((s->body_fd = open(m->body_path, O_RDONLY | O_CLOEXEC)) == -1) {
+		char text[300];
+
+		log_warn("qid=%s cannot open %s", m->qid, m->body_path);
+		(void)snprintf(text, sizeof(text), "cannot open the queued "
+		    "message: %s", strerror(errno));
+		defer_rest(s, 451, "4.3.0", text);
+		s->usable = 1;
+		handoff(s, DLV_OUT_DONE);
+		return;
+	}
+	if (s->caps & CAP_SIZE) {
+		uint64_t	t = m->size;
+
+		for (i = 0; i < m->ntrace; i++)
+			t += strlen(m->trace[i]) + 8;
+		(void)snprintf(size, sizeof(size), " SIZE=%llu",
+		    (unsigned long long)t);
+	}
+	s->ntxn++;
+	sess_send(s, "MAIL FROM:<%s>%s%s\r\n", m->sender, size,
+	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "");
+	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
+	if (s->pipelined) {
+		for (i = 0; i < s->norder; i++)
+			send_rcpt(s, i);
+		s->nsent = s->norder;
+		sess_send(s, "DATA\r\n");
+	}
+	set_state(s, S_MAIL);
+}
+
+/*
+ * txn_end - the transaction is over (end of data, or nobody accepted):
+ * RSET when one is still open, then the next transaction or DONE.
+ */
+static void
+txn_end(struct dlv_sess *s)
+{
+	size_t	i;
+
+	if (s->naccepted == 0)
+		for (i = 0; i < s->norder; i++)
+			if (s->rst[s->order[i]] == RC_AGAIN) {
+				s->m->done[s->order[i]] = 1;
+				s->rst[s->order[i]] = RC_DONE;
+			}
+	if (s->txn_open) {
+		sess_send(s, "RSET\r\n");
+		set_state(s, S_RSET);
+		return;
+	}
+	txn_start(s);
+}
+
+/* rcpts_over - every RCPT answered: DATA, or end without recipients */
+static void
+rcpts_over(struct dlv_sess *s)
+{
+	if (s->pipelined) {
+		set_state(s, S_DATA);	/* DATA was sent with the RCPTs */
+		return;
+	}
+	if (s->naccepted == 0) {
+		txn_end(s);
+		return;
+	}
+	sess_send(s, "DATA\r\n");
+	set_state(s, S_DATA);
+}
+
+/* on_rcpt - the reply to RCPT number nreplied */
+static void
+on_rcpt(struct dlv_sess *s)
+{
+	size_t	i = s->order[s->nreplied++], k;
+
+	if (s->rcode / 100 == 2) {
+		s->rst[i] = RC_OK;
+		s->naccepted++;
+	} else if (s->rcode == 452 || strcmp(s->renh, "4.5.3") == 0) {
+		/* too many recipients: next transaction (RFC 5321 4.5.3.1.10) */
+		fill(&s->m->res[i], RS_DEFERRED, s->rcode, s->renh, s->rtext,
+		    s->peer.remote);
+		s->rst[i] = RC_AGAIN;
+		s->got452 = 1;
+	} else
+		rcpt_reply(s, i);
+	if (!s->pipelined) {
+		if (s->got452) {
+			for (k = s->nreplied; k < s->norder; k++) {
+				fill(&s->m->res[s->order[k]], RS_DEFERRED,
+				    s->rcode, s->renh, s->rtext, s->peer.remote);
+				s->rst[s->order[k]] = RC_AGAIN;
+			}
+			s->nreplied = s->nsent = s->norder;
+		} else if (s->nsent < s->norder) {
+			send_rcpt(s, s->nsent++);
+			set_state(s, S_RCPT);
+			return;
+		}
+	}
+	if (s->nreplied >= s->norder)
+		rcpts_over(s);
+}
+
+/* on_dot - the reply(ies) after the end of data */
+static void
+on_dot(struct dlv_sess *s)
+{
+	size_t	k, i;
+
+	if (s->discard) {
+		s->txn_open = 0;
+		txn_end(s);
+		return;
+	}
+	if (!s->peer.lmtp) {
+		for (k = 0; k < s->norder; k++)
+			if (s->rst[s->order[k]] == RC_OK)
+				rcpt_reply(s, s->order[k]);
+		s->txn_open = 0;
+		txn_end(s);
+		return;
+	}
+	/* LMTP: one reply per accepted recipient, in RCPT order */
+	for (k = 0; k < s->norder; k++)
+		if (s->rst[s->order[k]] == RC_OK) {
+			rcpt_reply(s, s->order[k]);
+			break;
+		}
+	for (k = 0, i = 0; k < s->norder; k++)
+		if (s->rst[s->order[k]] == RC_OK)
+			i++;
+	if (i > 0) {
+		set_state(s, S_DOT);
+		return;
+	}
+	s->txn_open = 0;
+	txn_end(s);
+}
+
+/* on_reply - a complete reply arrived in state s->state */
+static void
+on_reply(struct dlv_sess *s)
+{
+	int	cls = s->rcode / 100;
+
+	switch (s->state) {
+	case S_GREETING:
+		if (cls == 2) {
+			send_helo(s, 1);
+			return;
+		}
+		err_from_reply(s, "greeting: ");
+		s->usable = 1;	/* let the callee send QUIT */
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	case S_EHLO:
+		if (cls == 2) {
+			after_ehlo(s);
+			return;
+		}
+		if (cls == 5 && !s->peer.lmtp) {
+			send_helo(s, 0);
+			return;
+		}
+		err_from_reply(s, "EHLO: ");
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	case S_HELO:
+		if (cls == 2) {
+			after_ehlo(s);
+			return;
+		}
+		err_from_reply(s, "HELO: ");
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	case S_STARTTLS:
+		if (s->rcode == 220) {
+			start_tls(s);
+			return;
+		}
+		if (s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth) {
+			s->peer.notls = 1;
+			after_ehlo(s);
+			return;
+		}
+		set_err(s, RS_DEFERRED, 454, "4.7.0", "TLS required but "
+		    "STARTTLS refused by %s: %d %s", s->peer.remote, s->rcode,
+		    s->rtext);
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	case S_AUTH:
+	case S_AUTH_USER:
+		if (s->rcode == 334) {
+			auth_step(s);
+			return;
+		}
+		/* FALLTHROUGH */
+	case S_AUTH_PASS:
+		if (cls == 2) {
+			txn_start(s);
+			return;
+		}
+		set_err(s, RS_DEFERRED, 454, "4.7.0", "authentication with %s "
+		    "failed: %d %s %s", s->peer.remote, s->rcode, s->renh,
+		    s->rtext);
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	case S_RSET:
+		s->txn_open = 0;
+		if (cls != 2) {
+			close_bev(s);
+			defer_rest(s, 451, "4.4.2", "RSET refused");
+			handoff(s, DLV_OUT_DONE);
+			return;
+		}
+		txn_start(s);
+		return;
+	case S_MAIL:
+		if (cls == 2) {
+			s->txn_open = 1;
+			if (!s->pipelined) {
+				send_rcpt(s, s->nsent++);
+			}
+			set_state(s, S_RCPT);
+			return;
+		}
+		{
+			size_t k;
+
+			for (k = 0; k < s->norder; k++)
+				rcpt_reply(s, s->order[k]);
+		}
+		if (s->pipelined) {
+			s->skip = (int)s->nsent + 1;
+			set_state(s, S_RCPT);
+			return;
+		}
+		txn_end(s);
+		return;
+	case S_RCPT:
+		if (s->skip > 0) {
+			if (--s->skip == 0)
+				txn_end(s);
+			return;
+		}
+		on_rcpt(s);
+		return;
+	case S_DATA:
+		if (s->rcode == 354) {
+			s->txn_open = 1;
+			if (s->naccepted == 0) {
+				s->discard = 1;
+				sess_send(s, ".\r\n");
+				set_state(s, S_DOT);
+				return;
+			}
+			start_body(s);
+			return;
+		}
+		{
+			size_t k;
+
+			for (k = 0; k < s->norder; k++)
+				if (s->rst[s->order[k]] == RC_OK)
+					rcpt_reply(s, s->order[k]);
+		}
+		txn_end(s);
+		return;
+	case S_DOT:
+		on_dot(s);
+		return;
+	case S_QUIT:
+		dlv_sess_free(s);
+		return;
+	case S_IDLE:
+		conn_fail(s, "unexpected reply while idle", 0);
+		return;
+	default:
+		conn_fail(s, "unexpected reply", 0);
+		return;
+	}
+}
+
+/* ---- libevent callbacks ---- */
+
+/* read_replies - every complete reply in the input; 1 while s is still ours */
+static int
+read_replies(struct dlv_sess *s)
+{
+	struct evbuffer		*in = bufferevent_get_input(s->bev);
+	struct evbuffer_ptr	 eol;
+	size_t			 n, eolen;
+	char			*line;
+	int			 r;
+
+	cur = s;
+	while (cur == s && s->state != S_BODY && s->bev != NULL) {
+		in = bufferevent_get_input(s->bev);
+		eol = evbuffer_search_eol(in, NULL, &eolen, EVBUFFER_EOL_CRLF);
+		if (eol.pos == -1) {
+			if (evbuffer_get_length(in) > LINE_MAX_IN)
+				conn_fail(s, "reply line too long", 0);
+			break;
+		}
+		if ((size_t)eol.pos > LINE_MAX_IN) {
+			conn_fail(s, "reply line too long", 0);
+			break;
+		}
+		if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) == NULL)
+			break;
+		if (s->state == S_IDLE || s->state == S_CONNECT ||
+		    s->state == S_TLS || s->state == S_KICK ||
+		    s->state == S_NONE) {
+			free(line);
+			conn_fail(s, "unexpected data from the server", 0);
+			break;
+		}
+		r = reply_line(s, line, n);
+		free(line);
+		if (r == -1) {
+			conn_fail(s, "malformed reply", 0);
+			break;
+		}
+		if (r == 1)
+			on_reply(s);	/* may hand s off or free it */
+	}
+	if (cur != s)
+		return 0;
+	cur = NULL;
+	return 1;
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	(void)read_replies(arg);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct dlv_sess	*s = arg;
+
+	(void)bev;
+	if (s->state != S_BODY)
+		return;
+	set_state(s, S_BODY);	/* progress: re-arm data_block_timeout */
+	body_fill(s);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct dlv_sess	*s = arg;
+	char		 why[128];
+	int		 fd;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == S_TLS) {
+			SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+			s->tls_on = 1;
+			(void)snprintf(s->tls, sizeof(s->tls), "%s %s",
+			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+			log_info("smtp %s: TLS established: %s",
+			    s->peer.remote, s->tls);
+			send_helo(s, 1);
+			return;
+		}
+		if (s->state != S_CONNECT)
+			return;
+		fd = (int)bufferevent_getfd(bev);
+		if (fd >= 0 && s->peer.ss.ss_family != AF_UNIX) {
+			int one = 1;
+
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof(one));
+		}
+		set_state(s, S_GREETING);
+		return;
+	}
+	if (s->state == S_TLS && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+		tls_failed(s);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		/* a reply may still sit in the input (e.g. 421 then close) */
+		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0 &&
+		    s->state != S_BODY && read_replies(s) == 0)
+			return;
+		conn_fail(s, "", 0);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		int e = EVUTIL_SOCKET_ERROR();
+
+		(void)snprintf(why, sizeof(why), "%s",
+		    e ? evutil_socket_error_to_string(e) : "error");
+		conn_fail(s, why, 0);
+		return;
+	}
+}
+
+static void
+tmo_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dlv_sess	*s = arg;
+
+	(void)fd;
+	(void)what;
+	switch (s->state) {
+	case S_KICK:
+		txn_start(s);
+		return;
+	case S_FAILNOW:
+		conn_fail(s, s->err.text[0] ? s->err.text : "cannot connect", 0);
+		return;
+	case S_CONNECT:
+		conn_fail(s, "timed out", 0);
+		return;
+	case S_IDLE:
+		handoff(s, DLV_OUT_CLOSED);	/* the callee sends QUIT */
+		return;
+	case S_QUIT:
+		dlv_sess_free(s);
+		return;
+	default:
+		conn_fail(s, "", 1);
+		return;
+	}
+}
+
+/* ---- entry points ---- */
+
+struct dlv_sess *
+dlv_sess_new(const struct dlv_peer *peer)
+{
+	struct dlv_sess	*s;
+
+	if (iobuf == NULL && (iobuf = malloc(CHUNK)) == NULL)
+		return NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->peer = *peer;
+	s->body_fd = -1;
+	if ((s->tmo = evtimer_new(dlv_remote_base(), tmo_cb, s)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	return s;
+}
+
+int
+dlv_sess_run(struct dlv_sess *s, const struct config *cfg, struct dlv_msg *m,
+    dlv_sess_fn cb, void *arg)
+{
+	unsigned char	*rst;
+	size_t		*order;
+
+	if ((rst = calloc(m->nrcpts ? m->nrcpts : 1, 1)) == NULL ||
+	    (order = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*order))) == NULL) {
+		free(rst);
+		return -1;
+	}
+	free(s->rst);
+	free(s->order);
+	s->rst = rst;
+	s->order = order;
+	s->cfg = cfg;
+	s->m = m;
+	s->cb = cb;
+	s->arg = arg;
+	s->ntxn = 0;
+	memset(&s->err, 0, sizeof(s->err));
+	if (s->bev != NULL && s->state == S_IDLE) {
+		s->reused = 1;
+		set_state(s, S_KICK);
+		return 0;
+	}
+	s->reused = 0;
+	s->tls_on = 0;
+	s->tls[0] = '\0';
+	s->txn_open = 0;
+	s->bev = bufferevent_socket_new(dlv_remote_base(), -1,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (s->bev == NULL)
+		return -1;
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, LOWAT, 0);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->state = S_NONE;
+	if (bufferevent_socket_connect(s->bev,
+	    (struct sockaddr *)&s->peer.ss, (int)s->peer.len) == -1) {
+		int e = errno;
+
+		close_bev(s);
+		s->state = S_CONNECT;
+		(void)snprintf(s->err.text, sizeof(s->err.text), "%s",
+		    strerror(e ? e : ECONNREFUSED));
+		set_state(s, S_FAILNOW);
+		return 0;
+	}
+	set_state(s, S_CONNECT);
+	return 0;
+}
+
+int
+dlv_sess_reusable(const struct dlv_sess *s)
+{
+	return s->bev != NULL && s->usable && !s->txn_open &&
+	    s->state != S_QUIT;
+}
+
+int
+dlv_sess_was_reused(const struct dlv_sess *s)
+{
+	return s->reused;
+}
+
+void
+dlv_sess_park(struct dlv_sess *s, dlv_sess_fn cb, void *arg)
+{
+	s->cb = cb;
+	s->arg = arg;
+	s->m = NULL;
+	set_state(s, S_IDLE);
+}
+
+void
+dlv_sess_quit(struct dlv_sess *s)
+{
+	s->cb = NULL;
+	s->m = NULL;
+	if (s->bev == NULL || s->state == S_CONNECT || s->state == S_TLS ||
+	    s->state == S_NONE || s->state == S_FAILNOW) {
+		dlv_sess_free(s);
+		return;
+	}
+	sess_send(s, "QUIT\r\n");
+	set_state(s, S_QUIT);
+}
+
+void
+dlv_sess_free(struct dlv_sess *s)
+{
+	if (s == NULL)
+		return;
+	if (cur == s)
+		cur = NULL;
+	TAILQ_REMOVE(&sessions, s, entry);
+	body_close(s);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->tmo != NULL)
+		event_free(s->tmo);
+	free(s->rst);
+	free(s->order);
+	free(s);
+}
+
+const struct dlv_peer *
+dlv_sess_peer(const struct dlv_sess *s)
+{
+	return &s->peer;
+}
+
+void
+dlv_sess_error(const struct dlv_sess *s, struct dlv_result *r)
+{
+	size_t	ridx = r->ridx;
+
+	*r = s->err;
+	r->ridx = ridx;
+	if (r->text[0] == '\0') {
+		r->status = RS_DEFERRED;
+		r->code = 451;
+		(void)snprintf(r->enh, sizeof(r->enh), "4.4.0");
+		(void)snprintf(r->text, sizeof(r->text), "delivery to %s failed",
+		    s->peer.remote);
+		(void)snprintf(r->remote, sizeof(r->remote), "%s",
+		    s->peer.remote);
+	}
+}
+
+void
+dlv_smtp_shutdown(void)
+{
+	struct dlv_sess	*s;
+
+	while ((s = TAILQ_FIRST(&sessions)) != NULL)
+		dlv_sess_free(s);
+	free(iobuf);
+	iobuf = NULL;
+}
