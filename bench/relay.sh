@@ -1,0 +1,466 @@
+#!/bin/sh
+# relay.sh - relay benchmark: smtp-source -> MTA -> smtp-sink, Waymark and
+# Postfix measured in the same run.
+#
+# Usage: bench/relay.sh [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS]
+#        (defaults 5000 messages, 20 sessions, 4096 bytes, 1 round)
+#
+# Starts Postfix's smtp-sink on a free 127.0.0.1 port as the common next hop,
+# then per round runs the same load (smtp-source -s SESSIONS -m N -l SIZE,
+# one remote recipient) through two MTAs, one after the other; odd rounds run
+# Waymark first, even rounds Postfix first:
+#   Waymark: $WAYMARKD (else $WAYMARK_PREFIX/sbin/waymarkd, else the build
+#            tree's build/waymarkd, else waymarkd from PATH) with a temporary
+#            configuration and spool, smarthost = the sink;
+#   Postfix: a private instance (postfix -c TMP/conf start) with its own
+#            main.cf/master.cf, queue and data directory under the temp dir,
+#            relayhost = the sink; the system instance (/etc/postfix,
+#            /var/spool/postfix) is neither started nor touched.
+# Measures accepted msg/s (smtp-source wall time), end-to-end msg/s (until the
+# sink has counted N more messages) and peak RSS: VmHWM of waymarkd, and for
+# Postfix the largest sum of VmRSS over master and all its descendants,
+# sampled every 0.2 s (the same sampler runs during the Waymark half).
+# Environment: WAYMARKD, WAYMARK_PREFIX, KEEP=1 keeps the temp dir,
+# E2E_TIMEOUT (seconds to wait for the sink, default 600), ONLY=waymark or
+# ONLY=postfix runs one side (for testing the script).
+# Loopback only; run as root on an otherwise idle machine.
+set -eu
+
+N=5000
+SESSIONS=20
+SIZE=4096
+ROUNDS=1
+usage() {
+	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS]" >&2
+	exit 2
+}
+while getopts n:s:l:r:h opt; do
+	case $opt in
+	n) N=$OPTARG ;;
+	s) SESSIONS=$OPTARG ;;
+	l) SIZE=$OPTARG ;;
+	r) ROUNDS=$OPTARG ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 0 ] || usage
+for v in "$N" "$SESSIONS" "$SIZE" "$ROUNDS"; do
+	case $v in '' | *[!0-9]*) usage ;; esac
+	[ "$v" -gt 0 ] || usage
+done
+
+E2E_TIMEOUT=${E2E_TIMEOUT:-600}
+SMTP_SOURCE=/usr/sbin/smtp-source
+SMTP_SINK=/usr/sbin/smtp-sink
+POSTFIX=/usr/sbin/postfix
+FROM=from@example.com
+RCPT=to@remote.example
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+if [ -n "${WAYMARKD:-}" ]; then
+	:
+elif [ -n "${WAYMARK_PREFIX:-}" ]; then
+	WAYMARKD=$WAYMARK_PREFIX/sbin/waymarkd
+elif [ -x "$top/build/waymarkd" ]; then
+	WAYMARKD=$top/build/waymarkd
+elif command -v waymarkd >/dev/null 2>&1; then
+	WAYMARKD=$(command -v waymarkd)
+else
+	WAYMARKD=/usr/local/sbin/waymarkd
+fi
+die() { echo "relay.sh: $*" >&2; exit 1; }
+[ -x "$WAYMARKD" ] || die "no waymarkd at $WAYMARKD"
+for p in "$SMTP_SOURCE" "$SMTP_SINK" "$POSTFIX"; do
+	[ -x "$p" ] || die "$p missing (Debian package postfix)"
+done
+[ "$(id -u)" = 0 ] || die "run as root (private Postfix instance, waymarkd drops privileges)"
+command -v python3 >/dev/null 2>&1 || die "python3 missing"
+
+dir=$(mktemp -d /tmp/waymark-relay.XXXXXX)
+chmod 755 "$dir"
+
+sink_pid=
+src_pid=
+wm_pid=
+smp_pid=
+pf_conf=
+cleanup() {
+	set +e
+	[ -n "$src_pid" ] && kill -TERM "$src_pid" 2>/dev/null && wait "$src_pid" 2>/dev/null
+	[ -n "$smp_pid" ] && kill -TERM "$smp_pid" 2>/dev/null && wait "$smp_pid" 2>/dev/null
+	[ -n "$wm_pid" ] && stop_waymark
+	[ -n "$pf_conf" ] && stop_postfix
+	if [ -n "$sink_pid" ] && kill -0 "$sink_pid" 2>/dev/null; then
+		kill -TERM "$sink_pid" 2>/dev/null
+		wait "$sink_pid" 2>/dev/null
+	fi
+	if [ "${KEEP:-0}" = 1 ]; then
+		echo "kept $dir" >&2
+	else
+		rm -rf "$dir"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_smtp PORT - until a 220 greeting comes from 127.0.0.1:PORT (30 s)
+wait_smtp() {
+	python3 - "$1" <<'EOF'
+import socket, sys, time
+deadline = time.time() + 30
+while True:
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+        if s.recv(512).startswith(b"220"):
+            s.sendall(b"QUIT\r\n"); s.recv(512); s.close(); break
+        s.close()
+    except OSError:
+        pass
+    if time.time() > deadline:
+        sys.exit("relay.sh: no SMTP greeting on port %s after 30 s" % sys.argv[1])
+    time.sleep(0.05)
+EOF
+}
+
+# sink_count - messages the sink has received so far ("." counter of -c;
+# a partly written record can only read low, never high)
+sink_count() {
+	tail -c 300 "$dir/sink.out" 2>/dev/null | tr '\r' '\n' |
+	    awk -F'mesg=' 'NF > 1 { v = $2 + 0; if (v > m) m = v } END { print m + 0 }'
+}
+
+# wait_sink TARGET - until the sink has counted TARGET messages; bounded by
+# E2E_TIMEOUT; returns 1 on timeout
+wait_sink() {
+	i=0
+	lim=$((E2E_TIMEOUT * 10))
+	while [ "$(sink_count)" -lt "$1" ]; do
+		i=$((i + 1))
+		if [ $i -gt $lim ]; then
+			echo "relay.sh: sink has $(sink_count) of $1 messages after ${E2E_TIMEOUT} s" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	return 0
+}
+
+# start_sampler PID OUT - every 0.2 s, sum VmRSS (and Pss) over PID and its
+# descendants; on SIGTERM writes "MAX_RSS_SUM MAX_PROCS MAX_PSS_SUM" (KiB)
+# to OUT
+start_sampler() {
+	python3 - "$1" "$2" <<'EOF' &
+import os, signal, sys, time
+root, out = int(sys.argv[1]), sys.argv[2]
+best = [0, 0, 0]
+def done(*_):
+    with open(out, "w") as f:
+        f.write("%d %d %d\n" % tuple(best))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+def field(path, key):
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+def sample():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    todo, rss, pss, n = [root], 0, 0, 0
+    while todo:
+        p = todo.pop()
+        todo.extend(kids.get(p, ()))
+        try:
+            r = field("/proc/%d/status" % p, "VmRSS:")
+            s = field("/proc/%d/smaps_rollup" % p, "Pss:")
+        except (OSError, ValueError):
+            continue
+        rss, pss, n = rss + r, pss + s, n + 1
+    best[0] = max(best[0], rss)
+    best[1] = max(best[1], n)
+    best[2] = max(best[2], pss)
+while True:
+    sample()
+    time.sleep(0.2)
+EOF
+	smp_pid=$!
+}
+
+stop_sampler() {
+	kill -TERM "$smp_pid" 2>/dev/null || true
+	wait "$smp_pid" 2>/dev/null || true
+	smp_pid=
+}
+
+# run_load PORT - smtp-source in the background, so that a signal to this
+# script interrupts the wait and the trap stops it
+run_load() {
+	"$SMTP_SOURCE" -s "$SESSIONS" -m "$N" -l "$SIZE" -M client.bench \
+	    -f "$FROM" -t "$RCPT" "127.0.0.1:$1" &
+	src_pid=$!
+	rc=0
+	wait "$src_pid" || rc=$?
+	src_pid=
+	return $rc
+}
+
+# measure NAME PORT ROOTPID - one timed load; sets t_acc, t_e2e, smp_sum,
+# smp_procs, smp_pss (t_e2e empty on timeout)
+measure() {
+	base=$(sink_count)
+	start_sampler "$3" "$dir/sampler.out"
+	sleep 0.5
+	t0=$(now)
+	run_load "$2" || echo "relay.sh: $1: smtp-source failed" >&2
+	t1=$(now)
+	if wait_sink $((base + N)); then
+		t2=$(now)
+		t_e2e=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
+	else
+		t_e2e=
+	fi
+	t_acc=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	stop_sampler
+	smp_sum=0 smp_procs=0 smp_pss=0
+	[ -s "$dir/sampler.out" ] && read -r smp_sum smp_procs smp_pss < "$dir/sampler.out"
+	rm -f "$dir/sampler.out"
+	sleep 1
+	got=$(( $(sink_count) - base ))
+	if [ "$got" -ne "$N" ]; then
+		echo "relay.sh: $1: sink received $got messages for $N sent" >&2
+	fi
+}
+
+# ---- Waymark ----
+
+stop_waymark() {
+	if kill -0 "$wm_pid" 2>/dev/null; then
+		kill -TERM "$wm_pid" 2>/dev/null || true
+		i=0
+		while kill -0 "$wm_pid" 2>/dev/null && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -KILL "$wm_pid" 2>/dev/null || true
+	fi
+	wait "$wm_pid" 2>/dev/null || true
+	wm_pid=
+}
+
+run_waymark() {
+	d=$dir/wm.$1
+	mkdir "$d"
+	chmod 755 "$d"
+	port=$(free_port)
+	cat > "$d/waymark.conf" <<EOF
+listen = 127.0.0.1:$port
+hostname = waymark.bench.test
+spool = $d/spool
+mailbox_root = $d/mail
+control = $d/control.sock
+local_domains = localhost
+relay_from = 127.0.0.0/8
+smarthost = [127.0.0.1]:$sink_port
+smtp_tls = may
+min_free_space = 1m
+max_sessions = 1000
+EOF
+	"$WAYMARKD" -f "$d/waymark.conf" > "$d/waymarkd.log" 2>&1 &
+	wm_pid=$!
+	wait_smtp "$port" || { cat "$d/waymarkd.log" >&2; exit 1; }
+	measure waymark "$port" "$wm_pid"
+	wm_hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$wm_pid/status")
+	stop_waymark
+	res_wm_acc=$t_acc res_wm_e2e=$t_e2e res_wm_rss=$wm_hwm
+	res_wm_sum=$smp_sum res_wm_procs=$smp_procs res_wm_pss=$smp_pss
+	[ "${KEEP:-0}" = 1 ] || rm -rf "$d"
+}
+
+# ---- Postfix (private instance) ----
+
+# pids of processes started by the private instance: they all carry
+# MAIL_CONFIG=<its config directory> in their environment
+postfix_pids() {
+	python3 - "$pf_conf" <<'EOF'
+import os, sys
+want = ("MAIL_CONFIG=" + sys.argv[1]).encode()
+for d in os.listdir("/proc"):
+    if d.isdigit():
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                if want in f.read().split(b"\0"):
+                    print(d)
+        except OSError:
+            pass
+EOF
+}
+
+stop_postfix() {
+	"$POSTFIX" -c "$pf_conf" stop >/dev/null 2>&1 || true
+	i=0
+	while [ -n "$(postfix_pids)" ] && [ $i -lt 50 ]; do
+		sleep 0.2
+		i=$((i + 1))
+	done
+	left=$(postfix_pids)
+	if [ -n "$left" ]; then
+		echo "relay.sh: killing leftover Postfix processes: $left" >&2
+		# shellcheck disable=SC2086
+		kill -KILL $left 2>/dev/null || true
+	fi
+	pf_conf=
+}
+
+run_postfix() {
+	d=$dir/pf.$1
+	mkdir "$d" "$d/conf" "$d/queue" "$d/data"
+	chmod 755 "$d" "$d/conf" "$d/queue"
+	chown postfix "$d/data"
+	port=$(free_port)
+	cat > "$d/conf/main.cf" <<EOF
+# private benchmark instance written by bench/relay.sh
+compatibility_level = 3.6
+config_directory = $d/conf
+queue_directory = $d/queue
+data_directory = $d/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+relayhost = [127.0.0.1]:$sink_port
+mynetworks = 127.0.0.0/8
+default_destination_concurrency_limit = 20
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+biff = no
+EOF
+	cat > "$d/conf/master.cf" <<EOF
+# service type  private unpriv  chroot  wakeup  maxproc command
+127.0.0.1:$port inet n  -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+	pf_conf=$d/conf
+	"$POSTFIX" -c "$pf_conf" check > "$d/check.log" 2>&1 ||
+	    { cat "$d/check.log" >&2; die "postfix check failed"; }
+	"$POSTFIX" -c "$pf_conf" start > "$d/start.log" 2>&1 ||
+	    { cat "$d/start.log" >&2; die "postfix start failed"; }
+	wait_smtp "$port" || { cat "$d/maillog" >&2; exit 1; }
+	master=$(tr -d ' \n' < "$d/queue/pid/master.pid")
+	measure postfix "$port" "$master"
+	stop_postfix
+	res_pf_acc=$t_acc res_pf_e2e=$t_e2e res_pf_sum=$smp_sum res_pf_procs=$smp_procs res_pf_pss=$smp_pss
+	[ "${KEEP:-0}" = 1 ] || rm -rf "$d"
+}
+
+# ---- main ----
+
+sink_port=$(free_port)
+"$SMTP_SINK" -c -u nobody "127.0.0.1:$sink_port" 1024 > "$dir/sink.out" 2>"$dir/sink.err" &
+sink_pid=$!
+wait_smtp "$sink_port"
+
+echo "waymarkd: $WAYMARKD"
+echo "postfix:  $POSTFIX $(postconf -d -h mail_version 2>/dev/null || true)"
+echo "load:     $N messages x $SIZE bytes, $SESSIONS sessions (smtp-source), $ROUNDS round(s)," \
+    "next hop smtp-sink 127.0.0.1:$sink_port"
+echo
+
+rows=$dir/rows
+: > "$rows"
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	if [ $((r % 2)) -eq 1 ]; then
+		order="waymark postfix"
+	else
+		order="postfix waymark"
+	fi
+	res_wm_acc=0 res_wm_e2e=- res_wm_rss=0 res_wm_sum=0 res_wm_procs=0 res_wm_pss=0
+	res_pf_acc=0 res_pf_e2e=- res_pf_sum=0 res_pf_procs=0 res_pf_pss=0
+	for who in $order; do
+		case ${ONLY:-} in '' | "$who") ;; *) continue ;; esac
+		sync
+		sleep 2
+		echo "round $r: $who ..." >&2
+		"run_$who" "$r"
+	done
+	echo "$r $res_wm_acc ${res_wm_e2e:--} $res_wm_rss $res_wm_sum $res_pf_acc ${res_pf_e2e:--} $res_pf_sum $res_pf_procs $res_wm_procs $res_wm_pss $res_pf_pss" >> "$rows"
+	r=$((r + 1))
+done
+
+awk -v n="$N" '
+function rate(t) { return t == "-" ? "-" : sprintf("%.0f", n / t) }
+function acc(t) { return t == 0 ? "-" : sprintf("%.0f", n / t) }
+{
+	printf "round %d\n", $1
+	if ($2 != 0)
+		printf "  Waymark  accepted %5s msg/s (%.2f s)  end-to-end %5s msg/s (%s s)  peak RSS %d KiB (VmHWM; sampled max: RSS %d KiB, Pss %d KiB, %d process)\n",
+		    acc($2), $2, rate($3), $3, $4, $5, $11, $10
+	if ($6 != 0)
+		printf "  Postfix  accepted %5s msg/s (%.2f s)  end-to-end %5s msg/s (%s s)  peak RSS %d KiB (max sum over %d processes; max Pss sum %d KiB)\n",
+		    acc($6), $6, rate($7), $7, $8, $9, $12
+	if ($3 != "-" && $7 != "-")
+		printf "  end-to-end Waymark/Postfix %.2f x, peak RSS Waymark/Postfix %.3f\n", $7 / $3, $4 / $8
+}' "$rows"
+
+echo
+echo "| round | MTA | accepted msg/s | end-to-end msg/s | peak RSS | end-to-end W/P |"
+echo "| --- | --- | --- | --- | --- | --- |"
+awk -v n="$N" '
+function rate(t) { return t == "-" ? "-" : sprintf("%.0f", n / t) }
+function acc(t) { return t == 0 ? "-" : sprintf("%.0f", n / t) }
+{
+	ratio = ($3 != "-" && $7 != "-") ? sprintf("%.2f", $7 / $3) : "-"
+	if ($2 != 0)
+		printf "| %d | Waymark | %s | %s | %d KiB | %s |\n", $1, acc($2), rate($3), $4, ratio
+	if ($6 != 0)
+		printf "| %d | Postfix | %s | %s | %d KiB (%d processes) | |\n", $1, acc($6), rate($7), $8, $9
+}' "$rows"
