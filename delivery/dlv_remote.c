@@ -255,6 +255,8 @@ dlv_remote_reload(const struct config *cfg)
 	}
 	if (auth_load(cfg->smarthost_auth, err, sizeof(err)) == -1)
 		log_warnx("reload: %s; AUTH to the smarthost is off", err);
+	if (dlv_dns_reload(cfg, err, sizeof(err)) == -1)
+		log_warnx("reload: %s; keeping the old resolver settings", err);
 	rs.cfg = cfg;
 }
 

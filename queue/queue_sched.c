@@ -15,8 +15,10 @@
  *       final the same job records done_time, drops the schedule entry
  *       and adds the expire (purge) entry; after it commits the body
  *       file is unlinked and the message leaves memory.
- * Not here: remote delivery (a later issue): non-local recipients get
- *       a 451 4.4.0 deferral with the normal back-off.
+ * Dispatch: local recipients go to Maildir (or LMTP when `lmtp` is set);
+ *       non-local ones, grouped by domain, to dlv_remote_start (SMTP via
+ *       smarthost or MX).  Failed recipients of a message with a non-null
+ *       sender get a failure notice (queue_notice.c) in the same commit.
  */
 
 #include <errno.h>
@@ -248,7 +250,7 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		r->last_code = d->code >= 0 && d->code <= 999 ? d->code : 0;
 		expired = 0;
 		snprintf(text, sizeof(text), "%s", d->text);
-		if (st != RS_DELIVERED && st != RS_FAILED)
+		if (st != RS_DELIVERED && st != RS_RELAYED && st != RS_FAILED)
 			st = RS_DEFERRED;
 		if (st == RS_DEFERRED) {
 			limit = m->arrival + (time_t)qs.cfg->queue_lifetime;
@@ -491,7 +493,9 @@ inflight_cap(void)
 {
 	unsigned	w = qs.cfg->workers ? qs.cfg->workers : 1;
 
-	return (int)(4 * w);
+	/* disk jobs (Maildir, 4 per worker thread) plus the SMTP client's
+	 * own global limit, so slow remote hosts cannot starve local mail */
+	return (int)(4 * w + qs.cfg->smtp_concurrency);
 }
 
 static void

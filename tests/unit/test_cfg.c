@@ -517,6 +517,11 @@ static const char *const all_keys[] = {
 	"smtpd_timeout", "max_hops", "queue_lifetime", "delay_warning",
 	"retry_schedule", "history_retention", "tracking_retention", "policy",
 	"user", "min_free_space", "syslog", "workers",
+	"smtp_connect_timeout", "smtp_helo_timeout", "smtp_mail_timeout",
+	"smtp_rcpt_timeout", "smtp_data_init_timeout",
+	"smtp_data_block_timeout", "smtp_data_done_timeout",
+	"smtp_destination_concurrency", "smtp_concurrency", "smtp_tls_ca",
+	"smarthost_auth",
 };
 
 static const char *const print_lines[] = {
