@@ -292,7 +292,8 @@ def test_tls_encrypt_without_starttls_defers(daemon_factory, sinks):
 class RawServer:
     """asyncio SMTP server with a scripted behaviour per connection."""
 
-    def __init__(self, drop_first_in_data=True):
+    def __init__(self, drop_first_in_data=True, greeting_delay_first=0):
+        self.greeting_delay_first = greeting_delay_first
         self.port = free_port()
         self.conns = 0
         self.delivered = []
@@ -314,6 +315,8 @@ class RawServer:
         self.conns += 1
         n = self.conns
         w = lambda s: writer.write(s.encode() + b"\r\n")
+        if n == 1 and self.greeting_delay_first:
+            await asyncio.sleep(self.greeting_delay_first)
         w("220 raw.test ESMTP")
         rcpts, data = [], b""
         try:
@@ -383,6 +386,29 @@ def test_drop_mid_data_then_retry(daemon_factory):
         ev = d.show_json(qid)["events"]
         text = " ".join(e["detail"] for e in ev)
         assert "4.4.2" in text and "while sending" in text, text
+    finally:
+        srv.stop()
+
+
+def test_slow_greeting_times_out_then_retry(daemon_factory):
+    """A next hop that does not greet within smtp_helo_timeout: deferred
+    (4.4.2, timeout), then relayed on the next attempt."""
+    srv = RawServer(drop_first_in_data=False, greeting_delay_first=6)
+    try:
+        d = daemon_factory(relay_config(srv.port, smtp_helo_timeout="1s"))
+        qid, content = submit(d, ["a@remote.test"])
+
+        def timed_out():
+            ev = d.show_json(qid)["events"]
+            return [e for e in ev if e["kind"] == "deferred"]
+        ev = wait_for(timed_out, timeout=20, what="a greeting timeout")
+        assert "4.4.2" in ev[0]["detail"], ev
+        assert "timeout" in ev[0]["detail"].lower() or \
+            "timed out" in ev[0]["detail"].lower(), ev
+        m = wait_final(d, qid)
+        assert rcpt(m, "a@remote.test")["status"] == "relayed", m
+        assert len(srv.delivered) == 1
+        assert split_trace(srv.delivered[0][1])[1] == content
     finally:
         srv.stop()
 
