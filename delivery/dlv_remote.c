@@ -108,10 +108,29 @@ dlv_remote_base(void)
 	return rs.base;
 }
 
+static SSL_CTX	*ctx_new(const struct config *, char *, size_t);
+
+/*
+ * dlv_remote_ssl_ctx - the client TLS context, made at first use unless
+ * verification needs it from the start: OpenSSL's initialisation and the
+ * system CA store cost megabytes that an idle daemon should not carry.
+ */
 void *
 dlv_remote_ssl_ctx(void)
 {
+	char	err[512];
+
+	if (rs.ctx == NULL && rs.cfg != NULL &&
+	    (rs.ctx = ctx_new(rs.cfg, err, sizeof(err))) == NULL)
+		log_warnx("smtp: %s", err);
 	return rs.ctx;
+}
+
+/* ctx_needed_now - build the context at start-up (to report errors) */
+static int
+ctx_needed_now(const struct config *cfg)
+{
+	return cfg->smtp_tls == CFG_TLS_VERIFY || cfg->smtp_tls_ca != NULL;
 }
 
 int
@@ -223,7 +242,7 @@ dlv_remote_init(const struct config *cfg, struct event_base *base,
 {
 	rs.base = base;
 	rs.cfg = cfg;
-	if ((rs.ctx = ctx_new(cfg, err, errlen)) == NULL)
+	if (ctx_needed_now(cfg) && (rs.ctx = ctx_new(cfg, err, errlen)) == NULL)
 		return -1;
 	if (auth_load(cfg->smarthost_auth, err, errlen) == -1)
 		goto fail;
@@ -246,7 +265,9 @@ dlv_remote_reload(const struct config *cfg)
 
 	if (!rs.ready)
 		return;
-	if ((ctx = ctx_new(cfg, err, sizeof(err))) == NULL)
+	if (rs.ctx == NULL && !ctx_needed_now(cfg))
+		;	/* still made at first use, from the new configuration */
+	else if ((ctx = ctx_new(cfg, err, sizeof(err))) == NULL)
 		log_warnx("reload: %s; keeping the old TLS client context",
 		    err);
 	else {

@@ -586,7 +586,14 @@ start_tls(struct dlv_sess *s)
 	int			 literal;
 
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
-		conn_fail(s, "data after the STARTTLS reply", 0);
+		/* never read as TLS or as replies (CVE-2011-0411 style
+		 * injection): a failed handshake, plaintext again under may */
+		set_err(s, RS_DEFERRED, 454, "4.7.0", "TLS handshake with %s "
+		    "failed: data after the STARTTLS reply", s->peer.remote);
+		log_info("smtp %s: %s", s->peer.remote, s->err.text);
+		close_bev(s);
+		handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
+		    DLV_OUT_PLAIN : DLV_OUT_NEXT);
 		return;
 	}
 	if ((ssl = SSL_new(dlv_remote_ssl_ctx())) == NULL)

@@ -66,6 +66,7 @@ struct qjob {
 	int		 body_fd;	/* -1: none */
 	int		 rc;
 	int		 purge;		/* a purge request, no ops */
+	int		 lazy;		/* needs no log flush of its own */
 	time_t		 purge_cutoff;
 	qjob_done_fn	 done;
 	void		*arg;
@@ -84,6 +85,18 @@ static pthread_cond_t	 ct_idle = PTHREAD_COND_INITIALIZER;	/* a batch ended */
 static struct qjob	*ct_todo, **ct_todo_tail = &ct_todo;
 static struct qjob	*ct_done, **ct_done_tail = &ct_done;
 static int		 ct_busy, ct_stop;
+/*
+ * Lazy jobs (delivery results: a lost one only repeats a delivery, which
+ * Maildir suppresses, or an attempt) are committed without a log flush of
+ * their own; their completions are held until a later flush covers them:
+ * the next batch with a strict job (an accept), at most LAZY_MS later, or
+ * a drain.  Completions may unlink body files, so they never run before
+ * their records are on stable storage.
+ */
+#define LAZY_MS		50
+static struct qjob	*ct_held, **ct_held_tail = &ct_held;
+static struct timespec	 ct_held_deadline;
+static int		 ct_flush_now;
 static struct event	*ct_ev;
 
 /* ---- jobs ---- */
@@ -98,6 +111,13 @@ qjob_new(void)
 	j->tail = &j->ops;
 	j->body_fd = -1;
 	return j;
+}
+
+/* qjob_lazy - the job may wait for a later batch's log flush */
+void
+qjob_lazy(struct qjob *j)
+{
+	j->lazy = 1;
 }
 
 void
@@ -309,12 +329,17 @@ run_job(struct qjob *j)
 
 static int purge_run(time_t cutoff);
 
-/* commit_batch - sync bodies, run the jobs, flush the log once */
-static void
-commit_batch(struct qjob *batch)
+/*
+ * commit_batch - sync bodies, run the jobs, flush the log once when a
+ * strict job committed or force is set (held lazy jobs are then covered
+ * too).  Returns 1 when the log was flushed (or nothing needs it).
+ */
+static int
+commit_batch(struct qjob *batch, int force)
 {
 	struct qjob	*j;
 	int		 nbodies = 0, sync_err = 0, ncommitted = 0, rc;
+	int		 nstrict = 0;
 	int		 anyfd = -1;
 
 	for (j = batch; j != NULL; j = j->next)
@@ -361,13 +386,49 @@ commit_batch(struct qjob *batch)
 		}
 		j->rc = 0;
 		ncommitted++;
+		if (!j->lazy)
+			nstrict++;
 	}
-	if (ncommitted > 0 && (rc = env->log_flush(env, NULL)) != 0) {
+	if (nstrict == 0 && !force)
+		return 0;
+	if ((ncommitted > 0 || force) &&
+	    (rc = env->log_flush(env, NULL)) != 0) {
 		log_warnx("queue: log flush failed: %s", db_strerror(rc));
 		for (j = batch; j != NULL; j = j->next)
 			if (!j->purge)
 				j->rc = -1;
 	}
+	return 1;
+}
+
+/* held_expired - a held lazy job waited long enough, or a drain wants it */
+static int
+held_expired(void)
+{
+	struct timespec	now;
+
+	if (ct_held == NULL)
+		return 0;
+	if (ct_flush_now || ct_stop)
+		return 1;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec > ct_held_deadline.tv_sec ||
+	    (now.tv_sec == ct_held_deadline.tv_sec &&
+	    now.tv_nsec >= ct_held_deadline.tv_nsec);
+}
+
+/* done_append - hand a list of finished jobs to the loop (ct_mtx held) */
+static void
+done_append(struct qjob *list)
+{
+	struct qjob	*j;
+
+	if (list == NULL)
+		return;
+	*ct_done_tail = list;
+	for (j = list; j->next != NULL; j = j->next)
+		;
+	ct_done_tail = &j->next;
 }
 
 static void *
@@ -376,12 +437,13 @@ ct_main(void *unused)
 	struct qjob	*batch, *j;
 	struct timespec	 ts;
 	time_t		 next_ckp;
+	int		 force, flushed;
 
 	(void)unused;
 	next_ckp = time(NULL) + CKP_INTERVAL;
 	pthread_mutex_lock(&ct_mtx);
 	for (;;) {
-		while (ct_todo == NULL && !ct_stop) {
+		while (ct_todo == NULL && !ct_stop && !held_expired()) {
 			if (time(NULL) >= next_ckp) {
 				pthread_mutex_unlock(&ct_mtx);
 				qdb_checkpoint();
@@ -389,30 +451,53 @@ ct_main(void *unused)
 				next_ckp = time(NULL) + CKP_INTERVAL;
 				continue;
 			}
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec = next_ckp;
-			ts.tv_nsec = 0;
+			if (ct_held != NULL)
+				ts = ct_held_deadline;
+			else {
+				ts.tv_sec = next_ckp;
+				ts.tv_nsec = 0;
+			}
 			pthread_cond_timedwait(&ct_cond, &ct_mtx, &ts);
 		}
-		if (ct_todo == NULL && ct_stop)
+		if (ct_todo == NULL && ct_held == NULL && ct_stop)
 			break;
 		batch = ct_todo;
 		ct_todo = NULL;
 		ct_todo_tail = &ct_todo;
+		force = held_expired();
 		ct_busy = 1;
 		pthread_mutex_unlock(&ct_mtx);
 
-		commit_batch(batch);
+		flushed = batch != NULL ? commit_batch(batch, force) :
+		    commit_batch(NULL, 1);
 
 		pthread_mutex_lock(&ct_mtx);
-		*ct_done_tail = batch;
-		for (j = batch; j->next != NULL; j = j->next)
-			;
-		ct_done_tail = &j->next;
+		if (flushed) {
+			/* this flush covers every held lazy job too */
+			done_append(ct_held);
+			ct_held = NULL;
+			ct_held_tail = &ct_held;
+			ct_flush_now = 0;
+			done_append(batch);
+		} else {
+			if (ct_held == NULL) {
+				clock_gettime(CLOCK_REALTIME, &ct_held_deadline);
+				ct_held_deadline.tv_nsec += LAZY_MS * 1000000L;
+				if (ct_held_deadline.tv_nsec >= 1000000000L) {
+					ct_held_deadline.tv_sec++;
+					ct_held_deadline.tv_nsec -= 1000000000L;
+				}
+			}
+			*ct_held_tail = batch;
+			for (j = batch; j->next != NULL; j = j->next)
+				;
+			ct_held_tail = &j->next;
+		}
 		ct_busy = 0;
 		pthread_cond_broadcast(&ct_idle);
 		pthread_mutex_unlock(&ct_mtx);
-		event_active(ct_ev, EV_READ, 1);
+		if (flushed)
+			event_active(ct_ev, EV_READ, 1);
 		pthread_mutex_lock(&ct_mtx);
 		if (time(NULL) >= next_ckp) {
 			pthread_mutex_unlock(&ct_mtx);
@@ -481,7 +566,7 @@ ct_enqueue(struct qjob *j)
 	if (!ct_started) {
 		/* before start (or after close): run synchronously */
 		j->next = NULL;
-		commit_batch(j);
+		(void)commit_batch(j, 1);
 		if (j->done != NULL)
 			j->done(j->arg, j->rc);
 		qjob_free(j);
@@ -535,7 +620,11 @@ qdb_drain(void)
 	}
 	do {
 		pthread_mutex_lock(&ct_mtx);
-		while (ct_todo != NULL || ct_busy)
+		if (ct_held != NULL) {
+			ct_flush_now = 1;
+			pthread_cond_signal(&ct_cond);
+		}
+		while (ct_todo != NULL || ct_busy || ct_held != NULL)
 			pthread_cond_wait(&ct_idle, &ct_mtx);
 		pthread_mutex_unlock(&ct_mtx);
 		more = run_completions() > 0;

@@ -80,6 +80,9 @@ typedef void (*qjob_done_fn)(void *arg, int rc);
 
 struct qjob	*qjob_new(void);
 void		 qjob_free(struct qjob *j);
+/* qjob_lazy - commit without a log flush of its own; done() runs once a
+ * later flush (an accept's, or at most 50 ms later) covers it */
+void		 qjob_lazy(struct qjob *j);
 int		 qjob_put(struct qjob *j, enum qdb db, const void *k, size_t klen,
 		    const void *v, size_t vlen);
 /* qjob_put_own - like qjob_put but takes the malloc'd value v */

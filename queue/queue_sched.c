@@ -198,6 +198,11 @@ static void
 commit_status(struct qjob *j, struct qmsg *m)
 {
 	m->inflight++;
+	/* delivery results ride on the next accept's log flush (at most
+	 * 50 ms later): losing one in a crash only repeats the attempt;
+	 * Maildir suppresses the repeat, a remote hop may see the message
+	 * twice, as after any crash between its 250 and our commit */
+	qjob_lazy(j);
 	qdb_commit(j, status_done, m);
 }
 
