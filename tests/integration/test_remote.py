@@ -310,6 +310,13 @@ class RawServer:
             self.handle, "127.0.0.1", self.port))
         self.ready.set()
         self.loop.run_forever()
+        # cancel handlers still running (e.g. a delayed greeting), then close
+        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        self.loop.run_until_complete(
+            asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
 
     async def handle(self, reader, writer):
         self.conns += 1
