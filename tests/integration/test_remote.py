@@ -21,6 +21,7 @@ import pytest
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
+from aiosmtpd.controller import UnixSocketController
 
 from conftest import free_port, make_message, queued_qid, wait_for
 
@@ -482,6 +483,41 @@ def test_lmtp_per_recipient_results(daemon_factory):
         assert not os.path.exists(os.path.join(d.mail, "example.org"))
     finally:
         c.stop()
+
+
+class LMTPUnixController(UnixSocketController):
+    def factory(self):
+        return LMTP(self.handler, hostname="lmtp.test")
+
+
+def test_lmtp_over_unix_socket(daemon_factory):
+    """lmtp = unix:/path: local recipients go to the LMTP server on a unix
+    socket (the daemon runs as nobody: the socket must be writable)."""
+    handler = LMTPSink()
+    sockdir = tempfile.mkdtemp(prefix="wm-lmtp-")
+    os.chmod(sockdir, 0o755)
+    path = os.path.join(sockdir, "lmtp.sock")
+    c = LMTPUnixController(handler, unix_socket=path)
+    c.start()
+    try:
+        os.chmod(path, 0o777)
+        d = daemon_factory({"lmtp": "unix:%s" % path, "retry_schedule": "1h"})
+        qid, content = submit(d, ["ok@example.org", "gone@example.org"])
+
+        def settled():
+            m = msg_of(d, qid)
+            return m if m and all(r["status"] in FINAL
+                                  for r in m["recipients"]) else None
+        m = wait_for(settled, timeout=30, what="LMTP results over unix")
+        assert rcpt(m, "ok@example.org")["status"] == "delivered", m
+        assert rcpt(m, "gone@example.org")["status"] == "failed", m
+        assert path in (rcpt(m, "ok@example.org")["remote_mta"] or ""), m
+        assert len(handler.messages) == 1
+        assert split_trace(handler.messages[0][1])[1] == content
+        assert not os.path.exists(os.path.join(d.mail, "example.org"))
+    finally:
+        c.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/sbin/smtp-sink"),
