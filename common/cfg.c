@@ -133,8 +133,9 @@ static const struct cfg_key cfg_keys[] = {
 	  L(retry_schedule), "retry intervals; the last one repeats" },
 	{ "history_retention", CT_DURATION, "7d", 0, UMAX,
 	  F(history_retention), 0, "how long finished messages stay listed" },
-	{ "tracking_retention", CT_DURATION, "9d", 0, UMAX,
-	  F(tracking_retention), 0, "longest MTRK tracking time kept" },
+	{ "tracking_retention", CT_DURATION, "9d", 86400, UMAX,
+	  F(tracking_retention), 0,
+	  "longest MTRK tracking time kept (RFC 3885 3.3: >= 1d)" },
 	{ "policy", CT_PATH, NULL, 0, 0, F(policy), 0,
 	  "policy rules file" },
 	{ "user", CT_STRING, "nobody", 0, 0, F(user), 0,
@@ -171,6 +172,11 @@ static const struct cfg_key cfg_keys[] = {
 	  "CA certificates (PEM) for smtp_tls = verify (unset: system CAs)" },
 	{ "smarthost_auth", CT_PATH, NULL, 0, 0, F(smarthost_auth), 0,
 	  "file with \"username password\" for AUTH to the smarthost (over TLS only)" },
+	{ "auth_users", CT_PATH, NULL, 0, 0, F(auth_users), 0,
+	  "file of \"user:crypt-hash\" lines: AUTH PLAIN/LOGIN on submission listeners" },
+	{ "submission_plaintext_auth", CT_BOOL, "no", 0, 1,
+	  F(submission_plaintext_auth), 0,
+	  "offer AUTH on submission listeners before STARTTLS (loopback testing)" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -657,6 +663,83 @@ fail:
 	return why(w, wlen, "cannot read \"%s\": %s", path, strerror(saved));
 }
 
+/*
+ * load_auth_users - read the auth_users file: "user:crypt-hash" lines,
+ * '#' comments and blank lines ignored; a bad line or a repeated user
+ * is an error naming the file and line.  Replaces c->auth_entries.
+ */
+static int
+load_auth_users(struct config *c, const char *path, char *w, size_t wlen)
+{
+	FILE		*fp;
+	char		*line = NULL, *s, *e, *colon, *p;
+	char		**v = NULL;
+	size_t		 cap = 0, nv = 0, i, ulen;
+	unsigned	 lineno = 0;
+	int		 saved, r = -1;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return why(w, wlen, "cannot open \"%s\": %s", path,
+		    strerror(errno));
+	while (getline(&line, &cap, fp) != -1) {
+		lineno++;
+		for (s = line; *s == ' ' || *s == '\t'; s++)
+			;
+		e = s + strlen(s);
+		while (e > s && (e[-1] == '\n' || e[-1] == '\r' ||
+		    e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+		if (*s == '\0' || *s == '#')
+			continue;
+		if ((colon = strchr(s, ':')) == NULL || colon == s ||
+		    colon[1] == '\0') {
+			why(w, wlen, "%s:%u: expected \"user:crypt-hash\"",
+			    path, lineno);
+			goto out;
+		}
+		ulen = (size_t)(colon - s);
+		for (p = s; *p != '\0'; p++)
+			if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+			    (p > colon && *p == ':')) {
+				why(w, wlen, "%s:%u: invalid character in "
+				    "\"user:crypt-hash\"", path, lineno);
+				goto out;
+			}
+		if (ulen > 255) {
+			why(w, wlen, "%s:%u: user name too long", path, lineno);
+			goto out;
+		}
+		for (i = 0; i < nv; i++)
+			if (strncmp(v[i], s, ulen + 1) == 0) {
+				why(w, wlen, "%s:%u: user \"%.*s\" repeated", path,
+				    lineno, (int)ulen, s);
+				goto out;
+			}
+		if (list_grow((void **)&v, nv, sizeof(char *)) == -1 ||
+		    (v[nv] = strdup(s)) == NULL) {
+			why(w, wlen, "%s", strerror(errno));
+			goto out;
+		}
+		nv++;
+	}
+	if (ferror(fp)) {
+		saved = errno;
+		why(w, wlen, "cannot read \"%s\": %s", path, strerror(saved));
+		goto out;
+	}
+	strv_free(c->auth_entries, c->nauth_entries);
+	c->auth_entries = v;
+	c->nauth_entries = nv;
+	v = NULL;
+	nv = 0;
+	r = 0;
+out:
+	strv_free(v, nv);
+	free(line);
+	fclose(fp);
+	return r;
+}
+
 /* cfg_set - apply one value of key k (a line, or the table default) */
 static int
 cfg_set(struct config *c, const struct cfg_key *k, const char *v,
@@ -881,6 +964,9 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 	if (strcmp(k->key, "local_recipients") == 0 && st->c->local_recipients &&
 	    load_local_rcpts(st->c, st->c->local_recipients, w, sizeof(w)) == -1)
 		goto fail;
+	if (strcmp(k->key, "auth_users") == 0 && st->c->auth_users &&
+	    load_auth_users(st->c, st->c->auth_users, w, sizeof(w)) == -1)
+		goto fail;
 	if ((strcmp(k->key, "tls_cert") == 0 || strcmp(k->key, "tls_key") == 0)) {
 		const char *path = *FIELD(st->c, k, char *);
 
@@ -1067,6 +1153,7 @@ cfg_free(struct config *c)
 	for (i = 0; i < NKEYS; i++)
 		cfg_clear(c, &cfg_keys[i]);
 	strv_free(c->local_rcpts, c->nlocal_rcpts);
+	strv_free(c->auth_entries, c->nauth_entries);
 	free(c->path);
 	free(c->dir);
 	free(c);
@@ -1224,4 +1311,20 @@ cfg_local_rcpt_ok(const struct config *c, const char *local,
 	str_lower(addr);
 	return c->nlocal_rcpts > 0 && bsearch(&key, c->local_rcpts,
 	    c->nlocal_rcpts, sizeof(char *), rcpt_cmp) != NULL;
+}
+
+/* cfg_auth_hash - the hash after "user:" in auth_users (case-sensitive) */
+const char *
+cfg_auth_hash(const struct config *c, const char *user)
+{
+	size_t	i, n;
+
+	if (user == NULL)
+		return NULL;
+	n = strlen(user);
+	for (i = 0; i < c->nauth_entries; i++)
+		if (strncmp(c->auth_entries[i], user, n) == 0 &&
+		    c->auth_entries[i][n] == ':')
+			return c->auth_entries[i] + n + 1;
+	return NULL;
 }

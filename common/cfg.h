@@ -76,9 +76,13 @@ struct config {
 	unsigned	 smtp_concurrency;
 	char		*smtp_tls_ca;		/* path or NULL */
 	char		*smarthost_auth;	/* path or NULL */
+	char		*auth_users;		/* path or NULL: "user:crypt-hash" lines */
+	int		 submission_plaintext_auth; /* AUTH before STARTTLS on submission */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;
+	/* derived: auth_users file contents, "user:hash", in file order */
+	char		**auth_entries;	size_t nauth_entries;
 };
 
 /*
@@ -95,6 +99,8 @@ int		 cfg_relay_allowed(const struct config *c, const struct sockaddr *sa);
 int		 cfg_is_local_domain(const struct config *c, const char *domain);
 /* cfg_local_rcpt_ok - 1 when local_recipients is unset or lists local@domain (case-insensitive) */
 int		 cfg_local_rcpt_ok(const struct config *c, const char *local, const char *domain);
+/* cfg_auth_hash - the crypt(3) hash of user from auth_users, or NULL */
+const char	*cfg_auth_hash(const struct config *c, const char *user);
 /* cfg_parse_duration / cfg_parse_size - the value syntaxes, exposed for tests and the CLI */
 int		 cfg_parse_duration(const char *s, unsigned *out);
 int		 cfg_parse_size(const char *s, uint64_t *out);

@@ -6,7 +6,9 @@
  *       Path / Reverse-path / Forward-path parsing (RFC 5321 4.1.2,
  *       limits of 4.5.3.1), Domain and address-literal checks (4.1.3),
  *       the table-driven ESMTP parameter parser (4.1.2 Mail-parameters,
- *       one row per keyword), xtext (RFC 3461 4) and base64 (RFC 4648 4).
+ *       one row per keyword: SIZE, BODY, RFC 3461 RET/ENVID/NOTIFY/ORCPT,
+ *       RFC 3885 MTRK), xtext (RFC 3461 4), base64 (RFC 4648 4) and
+ *       the MTRK certifier (base64(SHA-1(A)) unpadded, RFC 3885 3.1).
  * Invariants: parsers take (ptr, len), never write into their input and
  *       never read past len; on error *why is a static reply text.
  * Not here: what a valid path means for the transaction (smtpd/), or
@@ -15,8 +17,11 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/evp.h>
 
 #include "common/syntax.h"
 
@@ -436,11 +441,6 @@ smtp_parse_mail_arg(const char *prefix, const char *arg, size_t len,
  * when no "=VALUE" was given; return 0 or -1 = PARAM_SYNTAX), add its
  * fields to struct esmtp_params and its EXT_ bit to syntax.h, and add one
  * row below.  Planned rows:
- *   { "ENVID",  PARAM_MAIL, EXT_DSN, param_envid },	RFC 3461 4.4 (xtext)
- *   { "RET",    PARAM_MAIL, EXT_DSN, param_ret },	RFC 3461 4.3
- *   { "NOTIFY", PARAM_RCPT, EXT_DSN, param_notify },	RFC 3461 4.1
- *   { "ORCPT",  PARAM_RCPT, EXT_DSN, param_orcpt },	RFC 3461 4.2 (xtext)
- *   { "MTRK",   PARAM_MAIL, EXT_MTRK, param_mtrk },	RFC 3885 3.1
  *   { "HOLDFOR"/"HOLDUNTIL", PARAM_MAIL, EXT_FUTURERELEASE, ... } RFC 4865
  *   { "BY",     PARAM_MAIL, EXT_DELIVERBY, param_by },	RFC 2852 4
  */
@@ -498,9 +498,207 @@ param_body(const char *v, size_t vlen, struct esmtp_params *out,
 	return 0;
 }
 
+/* printable - every octet of s is printable US-ASCII (SP..~) */
+static int
+printable(const char *s, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 32 || (unsigned char)s[i] > 126)
+			return 0;
+	return 1;
+}
+
+/* param_ret - RET=FULL|HDRS, RFC 3461 4.3 */
+static int
+param_ret(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	*why = "Invalid RET parameter";
+	if (v == NULL)
+		return -1;
+	if (vlen == 4 && strncasecmp(v, "FULL", 4) == 0)
+		out->ret = ESMTP_RET_FULL;
+	else if (vlen == 4 && strncasecmp(v, "HDRS", 4) == 0)
+		out->ret = ESMTP_RET_HDRS;
+	else
+		return -1;
+	return 0;
+}
+
+/*
+ * param_auth - AUTH=xtext, RFC 4954 5: the decoded value must be "<>" or
+ * a mailbox.  Accepted and not used: Waymark does not relay the
+ * submitter's identity, which RFC 4954 allows ("AUTH=<>" onward).
+ */
+static int
+param_auth(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	char	dec[SMTP_PATH_MAX + 1];
+
+	*why = "Invalid AUTH parameter";
+	if (v == NULL || vlen == 0 || vlen > 3 * SMTP_PATH_MAX ||
+	    xtext_decode(v, vlen, dec, sizeof(dec)) == -1)
+		return -1;
+	if (strcmp(dec, "<>") != 0 && (strchr(dec, '@') == NULL ||
+	    !printable(dec, strlen(dec))))
+		return -1;
+	out->has_auth = 1;
+	return 0;
+}
+
+/* param_envid - ENVID=xtext, RFC 3461 4.4: <= 100 printable octets */
+static int
+param_envid(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	*why = "Invalid ENVID parameter";
+	if (v == NULL || vlen == 0 || vlen > 3 * ESMTP_ENVID_MAX)
+		return -1;
+	if (xtext_decode(v, vlen, out->envid, sizeof(out->envid)) == -1 ||
+	    out->envid[0] == '\0' ||
+	    !printable(out->envid, strlen(out->envid))) {
+		out->envid[0] = '\0';
+		return -1;
+	}
+	out->has_envid = 1;
+	return 0;
+}
+
+/* param_mtrk - MTRK=certifier[:timeout], RFC 3885 3.2; timeout 1..999999999 */
+static int
+param_mtrk(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	const char	*colon;
+	size_t		 clen, i;
+	long		 t = 0;
+
+	*why = "Invalid MTRK parameter";
+	if (v == NULL || vlen == 0)
+		return -1;
+	colon = memchr(v, ':', vlen);
+	clen = colon != NULL ? (size_t)(colon - v) : vlen;
+	if (!mtrk_certifier_valid(v, clen))
+		return -1;
+	if (colon != NULL) {
+		size_t tlen = vlen - clen - 1;
+
+		if (tlen == 0 || tlen > 9)
+			return -1;
+		for (i = 0; i < tlen; i++) {
+			if (!is_digit(colon[1 + i]))
+				return -1;
+			t = t * 10 + (colon[1 + i] - '0');
+		}
+		if (t <= 0)
+			return -1;
+	}
+	memcpy(out->mtrk_cert, v, clen);
+	out->mtrk_cert[clen] = '\0';
+	out->mtrk_timeout = t;
+	out->has_mtrk = 1;
+	return 0;
+}
+
+/* param_notify - NOTIFY="NEVER" / 1#(SUCCESS/FAILURE/DELAY), RFC 3461 4.1 */
+static int
+param_notify(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	static const struct { const char *kw; unsigned bit; } kws[] = {
+		{ "NEVER", ESMTP_NOTIFY_NEVER },
+		{ "SUCCESS", ESMTP_NOTIFY_SUCCESS },
+		{ "FAILURE", ESMTP_NOTIFY_FAILURE },
+		{ "DELAY", ESMTP_NOTIFY_DELAY },
+	};
+	size_t		i = 0, start, k;
+	unsigned	bits = 0;
+
+	*why = "Invalid NOTIFY parameter";
+	if (v == NULL || vlen == 0)
+		return -1;
+	for (;;) {
+		start = i;
+		while (i < vlen && v[i] != ',')
+			i++;
+		for (k = 0; k < sizeof(kws) / sizeof(kws[0]); k++)
+			if (strlen(kws[k].kw) == i - start &&
+			    strncasecmp(kws[k].kw, v + start, i - start) == 0)
+				break;
+		if (k == sizeof(kws) / sizeof(kws[0]))
+			return -1;
+		if (bits & kws[k].bit) {
+			*why = "Repeated NOTIFY keyword";
+			return -1;
+		}
+		bits |= kws[k].bit;
+		if (i >= vlen)
+			break;
+		if (++i >= vlen)	/* trailing comma */
+			return -1;
+	}
+	if ((bits & ESMTP_NOTIFY_NEVER) && bits != ESMTP_NOTIFY_NEVER) {
+		*why = "NOTIFY=NEVER must appear alone";
+		return -1;
+	}
+	out->notify = bits;
+	return 0;
+}
+
+/* param_orcpt - ORCPT=addr-type ";" xtext, RFC 3461 4.2 (<= 500 chars) */
+static int
+param_orcpt(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	const char	*semi;
+	size_t		 tlen, i, dlen;
+	int		 rfc822;
+
+	*why = "Invalid ORCPT parameter";
+	if (v == NULL || vlen == 0 || vlen > ESMTP_ORCPT_MAX)
+		return -1;
+	if ((semi = memchr(v, ';', vlen)) == NULL)
+		return -1;
+	tlen = (size_t)(semi - v);
+	/* addr-type = atom (RFC 822: no specials, SP or CTLs) */
+	if (tlen == 0)
+		return -1;
+	for (i = 0; i < tlen; i++)
+		if (strchr("()<>@,;:\\\".[]", v[i]) != NULL)
+			return -1;
+	rfc822 = tlen == 6 && strncasecmp(v, "rfc822", 6) == 0;
+	memcpy(out->orcpt, v, tlen + 1);	/* "type;" */
+	if (xtext_decode(semi + 1, vlen - tlen - 1, out->orcpt + tlen + 1,
+	    sizeof(out->orcpt) - tlen - 1) == -1)
+		goto fail;
+	dlen = strlen(out->orcpt + tlen + 1);
+	if (dlen == 0)
+		goto fail;
+	for (i = tlen + 1; i < tlen + 1 + dlen; i++) {
+		unsigned char c = (unsigned char)out->orcpt[i];
+
+		if (c < 32 || c == 127 || (rfc822 && c > 126))
+			goto fail;
+	}
+	out->has_orcpt = 1;
+	return 0;
+fail:
+	out->orcpt[0] = '\0';
+	return -1;
+}
+
 static const struct param_def param_table[] = {
 	{ "SIZE", PARAM_MAIL, EXT_SIZE,     param_size },	/* RFC 1870 */
 	{ "BODY", PARAM_MAIL, EXT_8BITMIME, param_body },	/* RFC 6152 */
+	{ "RET",  PARAM_MAIL, EXT_DSN,      param_ret },	/* RFC 3461 4.3 */
+	{ "ENVID", PARAM_MAIL, EXT_DSN,     param_envid },	/* RFC 3461 4.4 */
+	{ "MTRK", PARAM_MAIL, EXT_MTRK,     param_mtrk },	/* RFC 3885 3.2 */
+	{ "AUTH", PARAM_MAIL, EXT_AUTH,     param_auth },	/* RFC 4954 5 */
+	{ "NOTIFY", PARAM_RCPT, EXT_DSN,    param_notify },	/* RFC 3461 4.1 */
+	{ "ORCPT", PARAM_RCPT, EXT_DSN,     param_orcpt },	/* RFC 3461 4.2 */
 };
 
 #define NPARAMS	(sizeof(param_table) / sizeof(param_table[0]))
@@ -571,6 +769,17 @@ esmtp_parse_params(const char *s, size_t len, int where, unsigned enabled,
 		}
 		seen |= 1u << (d - param_table);
 		if (d->parse(val, vlen, out, why) == -1)
+			return PARAM_SYNTAX;
+	}
+	/* RFC 3885 3.2: MTRK needs ENVID=local-envid "@" fqhn */
+	if (out->has_mtrk) {
+		const char *at = strrchr(out->envid, '@');
+
+		*why = "MTRK requires ENVID";
+		if (!out->has_envid)
+			return PARAM_SYNTAX;
+		*why = "MTRK requires ENVID=local-envid@fqhn";
+		if (at == NULL || at == out->envid || at[1] == '\0')
 			return PARAM_SYNTAX;
 	}
 	*why = "";
@@ -758,4 +967,37 @@ base64_decode(const char *in, size_t len, unsigned char *out, size_t outlen)
 			out[o++] = (unsigned char)v;
 	}
 	return (int)o;
+}
+
+/* mtrk_certifier_valid - 27 base64 characters whose unused bits are 0 */
+int
+mtrk_certifier_valid(const char *s, size_t len)
+{
+	char		padded[ESMTP_MTRK_CERT_LEN + 2];
+	unsigned char	raw[24];
+
+	if (len != ESMTP_MTRK_CERT_LEN)
+		return 0;
+	memcpy(padded, s, len);
+	padded[len] = '=';
+	return base64_decode(padded, len + 1, raw, sizeof(raw)) == 20;
+}
+
+/* mtrk_certifier - base64(SHA-1(a)) without the '=' pad (RFC 3885 3.1) */
+int
+mtrk_certifier(const unsigned char *a, size_t len, char out[28])
+{
+	unsigned char	md[EVP_MAX_MD_SIZE];
+	unsigned int	mdlen = 0;
+	char		buf[32];
+
+	out[0] = '\0';
+	if (EVP_Digest(a, len, md, &mdlen, EVP_sha1(), NULL) != 1 ||
+	    mdlen != 20)
+		return -1;
+	if (base64_encode(md, mdlen, buf, sizeof(buf)) != 28 || buf[27] != '=')
+		return -1;
+	memcpy(out, buf, ESMTP_MTRK_CERT_LEN);
+	out[ESMTP_MTRK_CERT_LEN] = '\0';
+	return 0;
 }

@@ -71,6 +71,21 @@ int	smtp_local_unsafe(const struct mailpath *p);
 enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define EXT_SIZE	0x0001u
 #define EXT_8BITMIME	0x0002u
+#define EXT_DSN		0x0004u		/* RFC 3461: RET ENVID NOTIFY ORCPT */
+#define EXT_MTRK	0x0008u		/* RFC 3885: MTRK */
+#define EXT_AUTH	0x0010u		/* RFC 4954 5: AUTH= on MAIL */
+
+/* RFC 3461 limits and values (same values as DSN_NOTIFY_* / DSN_RET_* in
+ * queue/queue.h; smtpd checks that at compile time) */
+#define ESMTP_ENVID_MAX		100	/* decoded ENVID */
+#define ESMTP_ORCPT_MAX		500	/* "ORCPT=" value as sent */
+#define ESMTP_MTRK_CERT_LEN	27	/* base64(SHA-1) without padding */
+#define ESMTP_MTRK_TIMEOUT_MAX	999999999L	/* 1*9DIGIT */
+#define ESMTP_NOTIFY_NEVER	0x1u
+#define ESMTP_NOTIFY_SUCCESS	0x2u
+#define ESMTP_NOTIFY_FAILURE	0x4u
+#define ESMTP_NOTIFY_DELAY	0x8u
+enum { ESMTP_RET_NONE = 0, ESMTP_RET_FULL, ESMTP_RET_HDRS };
 
 enum body_type { BODY_UNSPEC = 0, BODY_7BIT, BODY_8BITMIME };
 
@@ -79,7 +94,17 @@ struct esmtp_params {
 	int		has_size;
 	uint64_t	size;
 	enum body_type	body;
-	/* RCPT: none yet */
+	int		ret;		/* ESMTP_RET_* */
+	int		has_envid;
+	char		envid[ESMTP_ENVID_MAX + 1];	/* xtext-decoded */
+	int		has_mtrk;
+	char		mtrk_cert[ESMTP_MTRK_CERT_LEN + 1];
+	long		mtrk_timeout;	/* 1..999999999; 0 = not given */
+	int		has_auth;	/* AUTH= given (value checked, not used) */
+	/* RCPT */
+	unsigned	notify;		/* ESMTP_NOTIFY_* bits; 0 = not given */
+	int		has_orcpt;
+	char		orcpt[ESMTP_ORCPT_MAX + 1];	/* "addr-type;decoded" */
 };
 
 enum param_result {
@@ -93,6 +118,11 @@ enum param_result {
  * esmtp_parse_params - parse the SP-separated "KEY[=VALUE]" list at s.
  * where is PARAM_MAIL or PARAM_RCPT.  Fills *out (zeroed first).  On
  * failure *why names the offending parameter/reason.
+ * Cross-parameter rule (RFC 3885 3.2): MTRK on MAIL needs an ENVID of
+ * the form local-envid "@" fqhn, else PARAM_SYNTAX.
+ * Values not accepted: MTRK timeout 0 (nothing left to track), ORCPT
+ * whose decoded address is empty or has control characters (non-ASCII
+ * too for rfc822), ENVID over 100 decoded octets or not printable ASCII.
  */
 enum param_result esmtp_parse_params(const char *s, size_t len, int where,
 	    unsigned enabled, struct esmtp_params *out, const char **why);
@@ -105,5 +135,10 @@ int	xtext_encode(const char *s, size_t len, char *out, size_t outlen);
 int	base64_encode(const unsigned char *in, size_t len, char *out, size_t outlen);
 /* base64_decode - strict; returns decoded length or -1 */
 int	base64_decode(const char *in, size_t len, unsigned char *out, size_t outlen);
+/* mtrk_certifier - RFC 3885 3.1: out = base64(SHA-1(a)) without padding
+ * (27 characters + NUL); 0 or -1 */
+int	mtrk_certifier(const unsigned char *a, size_t len, char out[28]);
+/* mtrk_certifier_valid - 1 when s (len) is 27 base64 chars encoding 20 octets */
+int	mtrk_certifier_valid(const char *s, size_t len);
 
 #endif

@@ -21,6 +21,10 @@ struct dlv_result {
 	char		 enh[16];	/* "2.0.0" */
 	char		 text[512];	/* human reason, e.g. "delivered to maildir" */
 	char		 remote[256];	/* remote MTA or "" for local */
+	/* SMTP relaying: the next hop advertised DSN / MTRK (-1 unknown);
+	 * taken into the qrcpt for RS_RELAYED results */
+	int		 hop_dsn;
+	int		 hop_mtrk;
 };
 
 /* dlv_done_fn - called once per job in the loop thread; res[] has n entries */

@@ -85,6 +85,14 @@ struct dlv_msg {
 	char		  *body_path;	/* spool file, CRLF, unstuffed */
 	uint64_t	   size;
 	int		   body_8bit;
+	/* RFC 3461 / RFC 3885 facts for next hops advertising DSN / MTRK */
+	char		  *envid;	/* xtext-decoded, NULL = none */
+	int		   ret;		/* DSN_RET_* */
+	char		  *mtrk_cert;	/* NULL = untracked */
+	long		   mtrk_timeout; /* seconds, 0 = none given */
+	time_t		   arrival;
+	unsigned	  *notify;	/* DSN_NOTIFY_* bits, parallel to rcpts */
+	char		 **orcpt;	/* "type;decoded" or NULL, parallel to rcpts */
 };
 
 /* dlv_peer - one address to talk to */

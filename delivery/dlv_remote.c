@@ -318,9 +318,16 @@ job_free(struct dlv_job *j)
 		return;
 	if (j->fin != NULL)
 		event_free(j->fin);
-	for (i = 0; i < j->m.nrcpts; i++)
+	for (i = 0; i < j->m.nrcpts; i++) {
 		if (j->m.rcpts != NULL)
 			free(j->m.rcpts[i]);
+		if (j->m.orcpt != NULL)
+			free(j->m.orcpt[i]);
+	}
+	free(j->m.orcpt);
+	free(j->m.notify);
+	free(j->m.envid);
+	free(j->m.mtrk_cert);
 	for (i = 0; i < j->m.ntrace; i++)
 		free(j->m.trace[i]);
 	free(j->m.rcpts);
@@ -351,18 +358,32 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	(void)snprintf(j->m.qid, sizeof(j->m.qid), "%s", m->qid);
 	j->m.size = m->size;
 	j->m.body_8bit = m->body_8bit;
+	j->m.ret = m->ret;
+	j->m.mtrk_timeout = m->mtrk_timeout;
+	j->m.arrival = m->arrival;
 	if ((j->fin = evtimer_new(rs.base, fin_cb, j)) == NULL ||
 	    (j->m.sender = strdup(m->sender ? m->sender : "")) == NULL ||
 	    (j->m.body_path = strdup(path)) == NULL ||
 	    (j->m.rcpts = calloc(n, sizeof(char *))) == NULL ||
 	    (j->m.res = calloc(n, sizeof(*j->m.res))) == NULL ||
-	    (j->m.done = calloc(n, 1)) == NULL)
+	    (j->m.done = calloc(n, 1)) == NULL ||
+	    (j->m.notify = calloc(n, sizeof(unsigned))) == NULL ||
+	    (j->m.orcpt = calloc(n, sizeof(char *))) == NULL ||
+	    (m->envid != NULL && (j->m.envid = strdup(m->envid)) == NULL) ||
+	    (m->mtrk_certifier != NULL &&
+	    (j->m.mtrk_cert = strdup(m->mtrk_certifier)) == NULL))
 		goto fail;
 	for (i = 0; i < n; i++, j->m.nrcpts++) {
 		if (ridx[i] >= m->nrcpts ||
 		    (j->m.rcpts[i] = strdup(m->rcpts[ridx[i]].addr)) == NULL)
 			goto fail;
 		j->m.res[i].ridx = ridx[i];
+		j->m.notify[i] = m->rcpts[ridx[i]].notify;
+		if (m->rcpts[ridx[i]].orcpt != NULL && (j->m.orcpt[i] =
+		    strdup(m->rcpts[ridx[i]].orcpt)) == NULL) {
+			free(j->m.rcpts[i]);
+			goto fail;
+		}
 	}
 	if (m->ntrace > 0) {
 		if ((j->m.trace = calloc(m->ntrace, sizeof(char *))) == NULL)

@@ -16,7 +16,9 @@
  *       dlv_sess_run returns, and the session never touches itself after
  *       calling it.
  * Standards: RFC 5321, RFC 2033 (LMTP), RFC 3207, RFC 2920, RFC 1870,
- *       RFC 6152, RFC 4954, RFC 3463.
+ *       RFC 6152, RFC 4954, RFC 3463, RFC 3461 (RET ENVID NOTIFY ORCPT
+ *       only to DSN next hops), RFC 3885 (MTRK only to MTRK next hops,
+ *       with the remaining timeout; dropped when it is <= 0).
  */
 
 #include <errno.h>
@@ -42,6 +44,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/syntax.h"
 #include "delivery/dlv_int.h"
 
 #define CHUNK		(64 * 1024)	/* spool read size */
@@ -85,6 +88,8 @@ enum { RC_TODO = 0, RC_OK, RC_AGAIN, RC_DONE };
 #define CAP_SIZE	0x08
 #define CAP_AUTH_PLAIN	0x10
 #define CAP_AUTH_LOGIN	0x20
+#define CAP_DSN		0x40		/* RFC 3461 */
+#define CAP_MTRK	0x80		/* RFC 3885 */
 
 struct dlv_sess {
 	TAILQ_ENTRY(dlv_sess)	 entry;
@@ -219,6 +224,7 @@ fill(struct dlv_result *r, enum rcpt_status st, int code, const char *enh,
 
 	memset(r, 0, sizeof(*r));
 	r->ridx = ridx;
+	r->hop_dsn = r->hop_mtrk = -1;
 	r->status = st;
 	r->code = code;
 	(void)snprintf(r->enh, sizeof(r->enh), "%s", enh);
@@ -232,6 +238,8 @@ rcpt_final(struct dlv_sess *s, size_t i, enum rcpt_status st, int code,
     const char *enh, const char *text)
 {
 	fill(&s->m->res[i], st, code, enh, text, s->peer.remote);
+	s->m->res[i].hop_dsn = (s->caps & CAP_DSN) != 0;
+	s->m->res[i].hop_mtrk = (s->caps & CAP_MTRK) != 0;
 	s->m->done[i] = 1;
 	s->rst[i] = RC_DONE;
 }
@@ -421,6 +429,10 @@ ehlo_line(struct dlv_sess *s, const char *t)
 		s->caps |= CAP_8BITMIME;
 	else if (strcasecmp(t, "STARTTLS") == 0)
 		s->caps |= CAP_STARTTLS;
+	else if (strcasecmp(t, "DSN") == 0)
+		s->caps |= CAP_DSN;
+	else if (strcasecmp(t, "MTRK") == 0)
+		s->caps |= CAP_MTRK;
 	else if (strncasecmp(t, "SIZE", 4) == 0 && (t[4] == '\0' ||
 	    t[4] == ' ')) {
 		s->caps |= CAP_SIZE;
@@ -516,10 +528,92 @@ send_helo(struct dlv_sess *s, int ehlo)
 	set_state(s, ehlo ? S_EHLO : S_HELO);
 }
 
+/* rcpt_dsn_params - " NOTIFY=... ORCPT=type;xtext" for a DSN next hop
+ * (RFC 3461 5.2.1: passed unchanged, never added); "" otherwise */
+static void
+rcpt_dsn_params(const struct dlv_sess *s, size_t i, char *out, size_t outlen)
+{
+	static const char *const kw[] = { "NEVER", "SUCCESS", "FAILURE",
+	    "DELAY" };
+	unsigned	 bits = s->m->notify != NULL ? s->m->notify[i] : 0;
+	const char	*o = s->m->orcpt != NULL ? s->m->orcpt[i] : NULL;
+	const char	*semi;
+	char		 x[3 * 512 + 1];
+	size_t		 off = 0, b;
+	int		 n;
+
+	out[0] = '\0';
+	if (!(s->caps & CAP_DSN))
+		return;
+	for (b = 0; b < 4; b++) {
+		if (!(bits & (1u << b)))
+			continue;
+		n = snprintf(out + off, outlen - off, "%s%s",
+		    off == 0 ? " NOTIFY=" : ",", kw[b]);
+		if (n < 0 || (size_t)n >= outlen - off)
+			goto fail;
+		off += (size_t)n;
+	}
+	if (o != NULL && (semi = strchr(o, ';')) != NULL) {
+		if (xtext_encode(semi + 1, strlen(semi + 1), x, sizeof(x)) == -1)
+			return;		/* keep NOTIFY; ORCPT is optional */
+		n = snprintf(out + off, outlen - off, " ORCPT=%.*s;%s",
+		    (int)(semi - o), o, x);
+		if (n < 0 || (size_t)n >= outlen - off)
+			out[off] = '\0';
+	}
+	return;
+fail:
+	out[0] = '\0';
+}
+
 static void
 send_rcpt(struct dlv_sess *s, size_t k)
 {
-	sess_send(s, "RCPT TO:<%s>\r\n", s->m->rcpts[s->order[k]]);
+	char	params[2048];
+
+	rcpt_dsn_params(s, s->order[k], params, sizeof(params));
+	sess_send(s, "RCPT TO:<%s>%s\r\n", s->m->rcpts[s->order[k]], params);
+}
+
+/*
+ * mail_dsn_params - " RET=.. ENVID=xtext MTRK=cert[:remaining]": RET and
+ * ENVID to DSN next hops (never invented), MTRK to MTRK next hops with
+ * the timeout less the seconds spent here, left out when that is <= 0
+ * (RFC 3885 3.3); an MTRK next hop gets the ENVID MTRK needs
+ */
+static void
+mail_dsn_params(const struct dlv_sess *s, char *out, size_t outlen)
+{
+	const struct dlv_msg	*m = s->m;
+	char			 x[3 * 128 + 1], mtrk[64] = "";
+	long			 left;
+	int			 n;
+
+	out[0] = '\0';
+	if ((s->caps & CAP_MTRK) && m->mtrk_cert != NULL && m->envid != NULL) {
+		if (m->mtrk_timeout <= 0)
+			n = snprintf(mtrk, sizeof(mtrk), " MTRK=%s",
+			    m->mtrk_cert);
+		else {
+			left = m->mtrk_timeout - (long)(time(NULL) - m->arrival);
+			n = left > 0 ? snprintf(mtrk, sizeof(mtrk),
+			    " MTRK=%s:%ld", m->mtrk_cert, left) : 0;
+		}
+		if (n < 0 || (size_t)n >= sizeof(mtrk))
+			mtrk[0] = '\0';
+	}
+	if (!(s->caps & CAP_DSN) && mtrk[0] == '\0')
+		return;
+	if (m->envid != NULL &&
+	    xtext_encode(m->envid, strlen(m->envid), x, sizeof(x)) == -1)
+		return;
+	n = snprintf(out, outlen, "%s%s%s%s",
+	    !(s->caps & CAP_DSN) ? "" : m->ret == DSN_RET_FULL ? " RET=FULL" :
+	    m->ret == DSN_RET_HDRS ? " RET=HDRS" : "",
+	    m->envid != NULL ? " ENVID=" : "", m->envid != NULL ? x : "", mtrk);
+	if (n < 0 || (size_t)n >= outlen)
+		out[0] = '\0';
 }
 
 /* start_auth - AUTH PLAIN, or LOGIN when that is all the peer offers */
@@ -768,7 +862,7 @@ static void
 txn_start(struct dlv_sess *s)
 {
 	struct dlv_msg	*m = s->m;
-	char		 size[48] = "";
+	char		 size[48] = "", dsn[512];
 	size_t		 i;
 
 	s->norder = s->nsent = s->nreplied = s->naccepted = s->nlmtp = 0;
@@ -817,8 +911,10 @@ txn_start(struct dlv_sess *s)
 		    (unsigned long long)t);
 	}
 	s->ntxn++;
-	sess_send(s, "MAIL FROM:<%s>%s%s\r\n", m->sender, size,
-	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "");
+	mail_dsn_params(s, dsn, sizeof(dsn));
+	sess_send(s, "MAIL FROM:<%s>%s%s%s\r\n", m->sender, size,
+	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
+	    dsn);
 	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
 	if (s->pipelined) {
 		for (i = 0; i < s->norder; i++)

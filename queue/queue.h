@@ -20,6 +20,13 @@
 struct config;
 struct event_base;
 
+/* RFC 3461 NOTIFY bits (NEVER excludes the others) and RET values */
+#define DSN_NOTIFY_NEVER	0x1u
+#define DSN_NOTIFY_SUCCESS	0x2u
+#define DSN_NOTIFY_FAILURE	0x4u
+#define DSN_NOTIFY_DELAY	0x8u
+enum { DSN_RET_NONE = 0, DSN_RET_FULL, DSN_RET_HDRS };
+
 enum rcpt_status {
 	RS_QUEUED = 0, RS_DEFERRED, RS_DELIVERED, RS_RELAYED,
 	RS_TRANSFERRED, RS_FAILED, RS_EXPANDED
@@ -37,7 +44,10 @@ int		 msg_state_parse(const char *s);	/* -1 if unknown */
 
 struct qrcpt {
 	char		*addr;		/* "local@domain" as received, no <> */
-	char		*orcpt;		/* NULL (DSN issue) */
+	char		*orcpt;		/* RFC 3461 ORCPT "addr-type;xtext-decoded" or NULL */
+	unsigned	 notify;	/* DSN_NOTIFY_* bits; 0 = not given */
+	int		 hop_dsn;	/* next hop advertised DSN (-1 unknown) */
+	int		 hop_mtrk;	/* next hop advertised MTRK (-1 unknown) */
 	enum rcpt_status status;
 	unsigned	 attempts;
 	time_t		 next_attempt;	/* 0 when final */
@@ -54,7 +64,12 @@ struct qmsg {
 	time_t		 arrival;
 	uint64_t	 size;		/* bytes in the body file */
 	char		*sender;	/* "" for <> */
-	char		*envid;		/* NULL until DSN */
+	char		*envid;		/* RFC 3461 ENVID (xtext-decoded) or NULL */
+	int		 ret;		/* DSN_RET_NONE, DSN_RET_FULL, DSN_RET_HDRS */
+	char		*mtrk_certifier; /* RFC 3885 base64 certifier B or NULL */
+	long		 mtrk_timeout;	/* seconds given with MTRK=, 0 = none */
+	time_t		 mtrk_expiry;	/* tracking record expiry, 0 = untracked */
+	char		*auth_user;	/* authenticated submitter or NULL */
 	char		*client_addr;	/* "127.0.0.1" */
 	char		*client_name;	/* reverse DNS, NULL if unknown */
 	char		*helo;

@@ -28,6 +28,37 @@ jtime(time_t t)
 	return t != 0 ? json_integer((json_int_t)t) : json_null();
 }
 
+/* jhop - next-hop capability: true / false / null (not relayed) */
+static json_t *
+jhop(int v)
+{
+	return v < 0 ? json_null() : json_boolean(v);
+}
+
+/* jnotify - RFC 3461 NOTIFY as ["SUCCESS", "FAILURE", ...], null if not given */
+static json_t *
+jnotify(unsigned bits)
+{
+	static const struct { unsigned bit; const char *kw; } kws[] = {
+		{ DSN_NOTIFY_NEVER, "NEVER" }, { DSN_NOTIFY_SUCCESS, "SUCCESS" },
+		{ DSN_NOTIFY_FAILURE, "FAILURE" }, { DSN_NOTIFY_DELAY, "DELAY" },
+	};
+	json_t	*a;
+	size_t	 i;
+
+	if (bits == 0)
+		return json_null();
+	if ((a = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < sizeof(kws) / sizeof(kws[0]); i++)
+		if ((bits & kws[i].bit) &&
+		    json_array_append_new(a, json_string(kws[i].kw)) == -1) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
 static json_t *
 rcpt_json(const struct qrcpt *r)
 {
@@ -38,9 +69,12 @@ rcpt_json(const struct qrcpt *r)
 		    "enhanced", r->last_enh, "text", jstr(r->last_text));
 	} else
 		reply = json_null();
-	o = json_pack("{s:o, s:o, s:s, s:o, s:I, s:o, s:o, s:o}",
+	o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:o, s:o, s:o}",
 	    "address", jstr(r->addr),
 	    "orcpt", jstr(r->orcpt),
+	    "notify", jnotify(r->notify),
+	    "next_hop_dsn", jhop(r->hop_dsn),
+	    "next_hop_mtrk", jhop(r->hop_mtrk),
 	    "status", rcpt_status_name(r->status),
 	    "next_attempt", rcpt_status_final(r->status) ? json_null() :
 	    jtime(r->next_attempt),
@@ -64,13 +98,18 @@ msg_json(const struct qmsg *m)
 			json_decref(rcpts);
 			return NULL;
 		}
-	o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s, s:o, s:o, s:o, s:o, "
-	    "s:o}",
+	/* the MTRK certifier is an authenticator: never shown */
+	o = json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:b, s:o, s:s, s:o, "
+	    "s:o, s:o, s:o, s:o}",
 	    "queue_id", m->qid,
 	    "arrival_time", (json_int_t)m->arrival,
 	    "size", (json_int_t)m->size,
 	    "sender", m->sender ? m->sender : "",
 	    "envid", jstr(m->envid),
+	    "ret", m->ret == DSN_RET_FULL ? json_string("FULL") :
+	    m->ret == DSN_RET_HDRS ? json_string("HDRS") : json_null(),
+	    "tracked", m->mtrk_certifier != NULL,
+	    "tracking_expiry", jtime(m->mtrk_expiry),
 	    "state", msg_state_name(m->state),
 	    "state_value", jstr(m->state_value),
 	    "recipients", rcpts,

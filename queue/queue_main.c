@@ -135,6 +135,7 @@ qmsg_add_rcpt(struct qmsg *m, const char *addr)
 	memset(r, 0, sizeof(*r));
 	r->addr = a;
 	r->status = RS_QUEUED;
+	r->hop_dsn = r->hop_mtrk = -1;	/* not relayed yet */
 	return 0;
 }
 
@@ -714,6 +715,16 @@ queue_accept(struct qmsg *m, int fd, void (*done)(void *arg, int rc),
 	m->next_seq = 0;
 	m->done_time = 0;
 	m->inflight = 0;
+	/* RFC 3885 3.3: tracked for min(timeout, tracking_retention) from
+	 * arrival; no timeout = the local default (tracking_retention) */
+	m->mtrk_expiry = 0;
+	if (m->mtrk_certifier != NULL && qs.cfg != NULL) {
+		long keep = (long)qs.cfg->tracking_retention;
+
+		if (m->mtrk_timeout > 0 && m->mtrk_timeout < keep)
+			keep = m->mtrk_timeout;
+		m->mtrk_expiry = m->arrival + (time_t)keep;
+	}
 	for (i = 0; i < m->nrcpts; i++) {
 		struct qrcpt *r = &m->rcpts[i];
 

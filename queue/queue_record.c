@@ -4,17 +4,22 @@
  * key layouts of every database.  One encoder and one decoder per record
  * type; decoders validate everything and return a reason, never crash.
  *
- * Common encoding (version 1), all integers big-endian:
- *   u8 version (1), u8 type tag ('M' message, 'R' recipient, 'E' event,
+ * Common encoding, all integers big-endian:
+ *   u8 version (2 for 'M' and 'R', 1 for the others; version 1 'M'/'R'
+ *   records are still decoded, without the version 2 fields), u8 type tag ('M' message, 'R' recipient, 'E' event,
  *   'U' meta u64), then the fields below.  str = u32 length + bytes (no
  *   NUL inside, at most REC_STR_MAX); length 0xffffffff = NULL.  No byte
  *   may follow the last field.
  * Message   ('M'): u64 arrival, u64 size, u64 done_time, u8 state,
  *   u8 body_8bit, u16 nrcpts, str sender, envid, client_addr,
- *   client_name, helo, tls, message_id, state_value.
+ *   client_name, helo, tls, message_id, state_value; version 2 adds
+ *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
+ *   u64 mtrk_expiry, str auth_user.
  * Recipient ('R'): u8 status, u32 attempts, u64 next_attempt,
  *   u64 last_attempt, u16 last_code, str last_enh (non-NULL, <= 15),
- *   str addr (non-NULL), orcpt, last_text, remote_mta.
+ *   str addr (non-NULL), orcpt, last_text, remote_mta; version 2 adds
+ *   u8 notify (DSN_NOTIFY_* bits), u8 hop_dsn, u8 hop_mtrk (0, 1,
+ *   0xff = unknown).
  * Event     ('E'): u64 time (microseconds), str kind (non-NULL), detail.
  * Meta      ('U'): u64 value.
  * Keys: messages = qid; recipients = qid + u16 index; events = qid +
@@ -31,6 +36,8 @@
 #include "queue/queue_int.h"
 
 #define STR_NULL	0xffffffffu
+#define REC_VERSION2	2	/* message and recipient records */
+#define HOP_UNKNOWN	0xffu
 
 /* ---- big-endian helpers ---- */
 
@@ -280,8 +287,10 @@ rd_str(struct rd *r, int nullable)
 	return s;
 }
 
+/* rd_header - version (REC_VERSION, or up to REC_VERSION2 when v2 != NULL;
+ * *v2 = 1 for a version 2 record) and type tag */
 static int
-rd_header(struct rd *r, const void *p, size_t len, int tag)
+rd_header_v(struct rd *r, const void *p, size_t len, int tag, int *v2)
 {
 	r->p = p;
 	r->len = len;
@@ -291,7 +300,9 @@ rd_header(struct rd *r, const void *p, size_t len, int tag)
 		r->why = "truncated record";
 		return -1;
 	}
-	if (r->p[0] != REC_VERSION) {
+	if (v2 != NULL)
+		*v2 = r->p[0] == REC_VERSION2;
+	if (r->p[0] != REC_VERSION && (v2 == NULL || !*v2)) {
 		r->why = "unknown record version";
 		return -1;
 	}
@@ -301,6 +312,12 @@ rd_header(struct rd *r, const void *p, size_t len, int tag)
 	}
 	r->off = 2;
 	return 0;
+}
+
+static int
+rd_header(struct rd *r, const void *p, size_t len, int tag)
+{
+	return rd_header_v(r, p, len, tag, NULL);
 }
 
 static int
@@ -324,8 +341,11 @@ rec_msg_clear(struct qmsg *m)
 	free(m->tls);
 	free(m->message_id);
 	free(m->state_value);
+	free(m->mtrk_certifier);
+	free(m->auth_user);
 	m->sender = m->envid = m->client_addr = m->client_name = NULL;
 	m->helo = m->tls = m->message_id = m->state_value = NULL;
+	m->mtrk_certifier = m->auth_user = NULL;
 }
 
 /* rec_msg_encode - encode the message record of m (not its recipients) */
@@ -334,11 +354,13 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 {
 	struct wr	w = { NULL, 0, 0, 0 };
 
-	if (m->nrcpts > REC_RCPT_MAX || (unsigned)m->state > MS_OTHER) {
+	if (m->nrcpts > REC_RCPT_MAX || (unsigned)m->state > MS_OTHER ||
+	    m->ret < DSN_RET_NONE || m->ret > DSN_RET_HDRS ||
+	    m->mtrk_timeout < 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	wr_u8(&w, REC_VERSION);
+	wr_u8(&w, REC_VERSION2);
 	wr_u8(&w, 'M');
 	wr_u64(&w, (uint64_t)m->arrival);
 	wr_u64(&w, m->size);
@@ -354,6 +376,11 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 	wr_str(&w, m->tls);
 	wr_str(&w, m->message_id);
 	wr_str(&w, m->state_value);
+	wr_u8(&w, (unsigned)m->ret);
+	wr_str(&w, m->mtrk_certifier);
+	wr_u64(&w, (uint64_t)m->mtrk_timeout);
+	wr_u64(&w, (uint64_t)m->mtrk_expiry);
+	wr_str(&w, m->auth_user);
 	return wr_finish(&w, out, outlen);
 }
 
@@ -365,11 +392,16 @@ int
 rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 {
 	struct rd	r;
-	unsigned	state, b8;
+	unsigned	state, b8, ret = DSN_RET_NONE;
+	uint64_t	timeout = 0;
+	int		v2 = 0;
 
 	m->sender = m->envid = m->client_addr = m->client_name = NULL;
 	m->helo = m->tls = m->message_id = m->state_value = NULL;
-	if (rd_header(&r, p, len, 'M') == -1)
+	m->mtrk_certifier = m->auth_user = NULL;
+	m->mtrk_timeout = 0;
+	m->mtrk_expiry = 0;
+	if (rd_header_v(&r, p, len, 'M', &v2) == -1)
 		goto fail;
 	m->arrival = (time_t)rd_u64(&r);
 	m->size = rd_u64(&r);
@@ -385,8 +417,25 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 	m->tls = rd_str(&r, 1);
 	m->message_id = rd_str(&r, 1);
 	m->state_value = rd_str(&r, 1);
+	if (v2) {
+		ret = rd_u8(&r);
+		m->mtrk_certifier = rd_str(&r, 1);
+		timeout = rd_u64(&r);
+		m->mtrk_expiry = (time_t)rd_u64(&r);
+		m->auth_user = rd_str(&r, 1);
+	}
 	if (rd_end(&r) == -1)
 		goto fail;
+	if (ret > DSN_RET_HDRS) {
+		r.why = "bad RET value";
+		goto fail;
+	}
+	if (timeout > 999999999u) {
+		r.why = "bad MTRK timeout";
+		goto fail;
+	}
+	m->ret = (int)ret;
+	m->mtrk_timeout = (long)timeout;
 	if (state > MS_OTHER) {
 		r.why = "bad handling state";
 		goto fail;
@@ -425,11 +474,13 @@ rec_rcpt_encode(const struct qrcpt *rc, unsigned char **out, size_t *outlen)
 
 	if (rc->addr == NULL || (unsigned)rc->status > RS_EXPANDED ||
 	    rc->last_code < 0 || rc->last_code > 999 ||
-	    memchr(rc->last_enh, '\0', sizeof(rc->last_enh)) == NULL) {
+	    memchr(rc->last_enh, '\0', sizeof(rc->last_enh)) == NULL ||
+	    rc->notify > 0xff || rc->hop_dsn < -1 || rc->hop_dsn > 1 ||
+	    rc->hop_mtrk < -1 || rc->hop_mtrk > 1) {
 		errno = EINVAL;
 		return -1;
 	}
-	wr_u8(&w, REC_VERSION);
+	wr_u8(&w, REC_VERSION2);
 	wr_u8(&w, 'R');
 	wr_u8(&w, (unsigned)rc->status);
 	wr_u32(&w, rc->attempts);
@@ -441,6 +492,9 @@ rec_rcpt_encode(const struct qrcpt *rc, unsigned char **out, size_t *outlen)
 	wr_str(&w, rc->orcpt);
 	wr_str(&w, rc->last_text);
 	wr_str(&w, rc->remote_mta);
+	wr_u8(&w, rc->notify);
+	wr_u8(&w, rc->hop_dsn < 0 ? HOP_UNKNOWN : (unsigned)rc->hop_dsn);
+	wr_u8(&w, rc->hop_mtrk < 0 ? HOP_UNKNOWN : (unsigned)rc->hop_mtrk);
 	return wr_finish(&w, out, outlen);
 }
 
@@ -448,11 +502,13 @@ int
 rec_rcpt_decode(const void *p, size_t len, struct qrcpt *rc, const char **why)
 {
 	struct rd	 r;
-	unsigned	 status, code;
+	unsigned	 status, code, notify = 0;
+	unsigned	 hdsn = HOP_UNKNOWN, hmtrk = HOP_UNKNOWN;
 	char		*enh = NULL;
+	int		 v2 = 0;
 
 	memset(rc, 0, sizeof(*rc));
-	if (rd_header(&r, p, len, 'R') == -1)
+	if (rd_header_v(&r, p, len, 'R', &v2) == -1)
 		goto fail;
 	status = rd_u8(&r);
 	rc->attempts = rd_u32(&r);
@@ -464,8 +520,27 @@ rec_rcpt_decode(const void *p, size_t len, struct qrcpt *rc, const char **why)
 	rc->orcpt = rd_str(&r, 1);
 	rc->last_text = rd_str(&r, 1);
 	rc->remote_mta = rd_str(&r, 1);
+	if (v2) {
+		notify = rd_u8(&r);
+		hdsn = rd_u8(&r);
+		hmtrk = rd_u8(&r);
+	}
 	if (rd_end(&r) == -1)
 		goto fail;
+	if ((notify & ~(DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS |
+	    DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY)) != 0 ||
+	    ((notify & DSN_NOTIFY_NEVER) && notify != DSN_NOTIFY_NEVER)) {
+		r.why = "bad NOTIFY bits";
+		goto fail;
+	}
+	if ((hdsn > 1 && hdsn != HOP_UNKNOWN) ||
+	    (hmtrk > 1 && hmtrk != HOP_UNKNOWN)) {
+		r.why = "bad next-hop flag";
+		goto fail;
+	}
+	rc->notify = notify;
+	rc->hop_dsn = hdsn == HOP_UNKNOWN ? -1 : (int)hdsn;
+	rc->hop_mtrk = hmtrk == HOP_UNKNOWN ? -1 : (int)hmtrk;
 	if (status > RS_EXPANDED) {
 		r.why = "bad recipient status";
 		goto fail;

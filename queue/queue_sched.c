@@ -180,13 +180,19 @@ add_finish(struct qjob *j, struct qmsg *m, time_t now)
 	unsigned char	 key[QKEY_MAX];
 	struct qpriv	*p = qmsg_priv(m);
 	size_t		 kl;
+	time_t		 purge_key = now;
 
 	if (p == NULL)
 		return -1;
 	m->done_time = now;
 	if (qjob_add_msg(j, m) == -1 || qjob_add_sched(j, m) == -1)
 		return -1;
-	if ((kl = key_time(key, m->qid, (uint64_t)now)) == 0 ||
+	/* purged when key + history_retention has passed: a tracked message
+	 * stays until max(done + history_retention, mtrk_expiry) */
+	if (m->mtrk_expiry != 0 &&
+	    m->mtrk_expiry - (time_t)qs.cfg->history_retention > purge_key)
+		purge_key = m->mtrk_expiry - (time_t)qs.cfg->history_retention;
+	if ((kl = key_time(key, m->qid, (uint64_t)purge_key)) == 0 ||
 	    qjob_put(j, QDB_EXPIRE, key, kl, "", 0) == -1)
 		return -1;
 	p->finishing = 1;
@@ -280,6 +286,10 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		r->last_text = strdup(text);
 		free(r->remote_mta);
 		r->remote_mta = d->remote[0] ? strdup(d->remote) : NULL;
+		if (st == RS_RELAYED) {	/* what the next hop spoke */
+			r->hop_dsn = d->hop_dsn < 0 ? -1 : d->hop_dsn != 0;
+			r->hop_mtrk = d->hop_mtrk < 0 ? -1 : d->hop_mtrk != 0;
+		}
 
 		log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
 		log_escape(etext, sizeof(etext), text, strlen(text));

@@ -4,7 +4,9 @@
  * Owns: the table {verb, handler, allowed states, flags, bad-sequence
  *       text}, the per-verb counters logged at disconnect, EHLO/HELO,
  *       MAIL, RCPT (recipient policy), DATA (up to the 354), RSET, NOOP,
- *       QUIT, VRFY, HELP, STARTTLS (up to the 220).
+ *       QUIT, VRFY, HELP, STARTTLS (up to the 220), the AUTH row (the
+ *       exchange is smtpd_auth.c) and the 530 5.7.0 that submission
+ *       listeners give to MAIL/RCPT/DATA before AUTH (RFC 4954, 6409).
  * Check, then proceed: each handler validates syntax and state without
  *       side effects, then acts and replies exactly once.
  * Not here: reading lines (smtpd_session.c), the content (smtpd_data.c),
@@ -13,7 +15,9 @@
  * Leniency (documented): spaces after "FROM:"/"TO:" and trailing spaces
  *       on a line are accepted; an EHLO/HELO name may contain '_'.
  * Standards: RFC 5321 3-4, RFC 1870 (SIZE), RFC 6152 (8BITMIME),
- *       RFC 2920 (PIPELINING), RFC 3207 (STARTTLS).
+ *       RFC 2920 (PIPELINING), RFC 3207 (STARTTLS), RFC 3461 (DSN:
+ *       RET ENVID NOTIFY ORCPT, kept in the qmsg/qrcpt), RFC 3885 (MTRK;
+ *       without ENVID=local@fqhn: 501 5.5.4).
  */
 
 #include <ctype.h>
@@ -33,6 +37,16 @@
 #include "queue/queue.h"
 #include "smtpd/smtpd_session.h"
 
+/* the parameter parser's RFC 3461 values are the queue's */
+_Static_assert(ESMTP_NOTIFY_NEVER == DSN_NOTIFY_NEVER &&
+    ESMTP_NOTIFY_SUCCESS == DSN_NOTIFY_SUCCESS &&
+    ESMTP_NOTIFY_FAILURE == DSN_NOTIFY_FAILURE &&
+    ESMTP_NOTIFY_DELAY == DSN_NOTIFY_DELAY &&
+    (int)ESMTP_RET_FULL == (int)DSN_RET_FULL &&
+    (int)ESMTP_RET_HDRS == (int)DSN_RET_HDRS, "DSN values differ");
+/* ESMTP parameters accepted on MAIL / RCPT (RFC 1870, 6152, 3461, 3885) */
+#define SMTPD_EXTS	(EXT_SIZE | EXT_8BITMIME | EXT_DSN | EXT_MTRK)
+
 /* handler results */
 #define CMD_OK		0	/* success: counted as ok */
 #define CMD_FAIL	-1	/* error reply sent */
@@ -43,6 +57,8 @@
 #define F_LAST		0x02	/* LAST_IN_GROUP (RFC 2920 3.1) */
 #define F_JUNK		0x04	/* counts toward the junk limit */
 #define F_HELLO		0x08	/* EHLO/HELO: reply without enhanced code */
+#define F_AUTHREQ	0x10	/* submission: 530 5.7.0 before AUTH */
+#define F_SECRET	0x20	/* log only the first argument (AUTH) */
 
 struct smtpd_cmd {
 	const char	*verb;
@@ -63,6 +79,7 @@ static int	cmd_noop(struct smtpd_session *, const char *, size_t);
 static int	cmd_vrfy(struct smtpd_session *, const char *, size_t);
 static int	cmd_help(struct smtpd_session *, const char *, size_t);
 static int	cmd_quit(struct smtpd_session *, const char *, size_t);
+static int	cmd_auth(struct smtpd_session *, const char *, size_t);
 
 #define ANY	SMTPD_CMD_STATES
 #define NOTXN	(SMTPD_S(SMTPD_GREETING) | SMTPD_S(SMTPD_READY))
@@ -75,16 +92,18 @@ static const struct smtpd_cmd cmds[] = {
 	{ "HELO",	cmd_helo,	ANY,	F_HELLO, NULL },
 	{ "STARTTLS",	cmd_starttls,	NOTXN,	F_NOARG | F_LAST,
 	    "Error: MAIL transaction in progress" },
-	{ "MAIL",	cmd_mail,	SMTPD_S(SMTPD_READY), 0,
+	{ "MAIL",	cmd_mail,	SMTPD_S(SMTPD_READY), F_AUTHREQ,
 	    "Error: nested MAIL command" },
-	{ "RCPT",	cmd_rcpt,	INTXN,	0, "Error: need MAIL command" },
-	{ "DATA",	cmd_data,	INTXN,	F_NOARG | F_LAST,
+	{ "RCPT",	cmd_rcpt,	INTXN,	F_AUTHREQ, "Error: need MAIL command" },
+	{ "DATA",	cmd_data,	INTXN,	F_NOARG | F_LAST | F_AUTHREQ,
 	    "Error: need RCPT command" },
 	{ "RSET",	cmd_rset,	ANY,	F_NOARG | F_JUNK, NULL },
 	{ "NOOP",	cmd_noop,	ANY,	F_LAST | F_JUNK, NULL },
 	{ "VRFY",	cmd_vrfy,	ANY,	F_LAST | F_JUNK, NULL },
 	{ "HELP",	cmd_help,	ANY,	F_JUNK, NULL },
 	{ "QUIT",	cmd_quit,	ANY,	F_NOARG | F_LAST, NULL },
+	{ "AUTH",	cmd_auth,	SMTPD_S(SMTPD_READY), F_SECRET,
+	    "Error: MAIL transaction in progress" },
 };
 #define NCMDS		(sizeof(cmds) / sizeof(cmds[0]))
 #define IDX_UNKNOWN	(SMTPD_NVERBS - 1)
@@ -169,6 +188,17 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 	}
 	i = (size_t)(c - cmds);
 	s->count[i]++;
+	if (c->flags & F_SECRET) {	/* never log an AUTH initial response */
+		const char *sp = memchr(arg, ' ', arglen);
+
+		s->cmdlen = (size_t)((sp != NULL ? sp : arg + arglen) - line);
+	}
+
+	if ((c->flags & F_AUTHREQ) && s->submission && s->auth_user == NULL &&
+	    s->state != SMTPD_GREETING) {
+		smtpd_reply(s, 530, 5, 7, 0, "Authentication required");
+		return;
+	}
 
 	if (!(c->states & SMTPD_S(s->state))) {
 		if (s->state == SMTPD_GREETING)
@@ -257,9 +287,11 @@ cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 	if (hello_do(s, arg, len, 1) == CMD_FAIL)
 		return CMD_FAIL;
 	smtpd_reply(s, 250, SMTPD_NOENH,
-	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES%s",
+	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
+	    "MTRK%s%s",
 	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size,
-	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "");
+	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "",
+	    smtpd_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
 	return CMD_OK;
 }
 
@@ -329,7 +361,8 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	why = NULL;
 	pr = esmtp_parse_params(rest, restlen, PARAM_MAIL,
-	    EXT_SIZE | EXT_8BITMIME, &ep, &why);
+	    SMTPD_EXTS | (s->submission ? EXT_AUTH : 0), &ep,
+	    &why);
 	if (pr != PARAM_OK) {
 		params_reply(s, pr, why);
 		return CMD_FAIL;
@@ -352,12 +385,19 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		goto nomem;
 	t->fd = -1;
-	if ((t->m = qmsg_new()) == NULL || (t->m->sender = strdup(addr)) == NULL) {
+	if ((t->m = qmsg_new()) == NULL || (t->m->sender = strdup(addr)) == NULL ||
+	    (s->auth_user != NULL &&
+	    (t->m->auth_user = strdup(s->auth_user)) == NULL) ||
+	    (ep.has_envid && (t->m->envid = strdup(ep.envid)) == NULL) ||
+	    (ep.has_mtrk &&
+	    (t->m->mtrk_certifier = strdup(ep.mtrk_cert)) == NULL)) {
 		if (t->m != NULL)
 			qmsg_free(t->m);
 		free(t);
 		goto nomem;
 	}
+	t->m->ret = ep.ret;			/* RFC 3461 / RFC 3885 */
+	t->m->mtrk_timeout = ep.has_mtrk ? ep.mtrk_timeout : 0;
 	s->txn = t;
 	smtpd_set_state(s, SMTPD_MAIL);
 	smtpd_reply(s, 250, 2, 1, 0, "Ok");
@@ -425,8 +465,8 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 		return CMD_FAIL;
 	}
 	why = NULL;
-	pr = esmtp_parse_params(rest, restlen, PARAM_RCPT,
-	    EXT_SIZE | EXT_8BITMIME, &ep, &why);
+	pr = esmtp_parse_params(rest, restlen, PARAM_RCPT, SMTPD_EXTS, &ep,
+	    &why);
 	if (pr != PARAM_OK) {
 		params_reply(s, pr, why);
 		return CMD_FAIL;
@@ -459,7 +499,7 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 				    "rejected: User unknown");
 				return CMD_FAIL;
 			}
-		} else if (!cfg_relay_allowed(smtpd_cfg,
+		} else if (s->auth_user == NULL && !cfg_relay_allowed(smtpd_cfg,
 		    (const struct sockaddr *)&s->ss)) {
 			smtpd_reply(s, 550, 5, 7, 1, "Relay access denied");
 			return CMD_FAIL;
@@ -479,6 +519,18 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 	if (!dup && qmsg_add_rcpt(t->m, addr) == -1) {
 		smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");
 		return CMD_FAIL;
+	}
+	if (!dup) {		/* RFC 3461 NOTIFY / ORCPT of the first one */
+		struct qrcpt *qr = &t->m->rcpts[t->m->nrcpts - 1];
+
+		qr->notify = ep.notify;
+		if (ep.has_orcpt && (qr->orcpt = strdup(ep.orcpt)) == NULL) {
+			free(qr->addr);
+			t->m->nrcpts--;
+			smtpd_reply(s, 452, 4, 3, 1,
+			    "Insufficient system storage");
+			return CMD_FAIL;
+		}
 	}
 	t->naccepted++;
 	smtpd_set_state(s, SMTPD_RCPT);
@@ -553,11 +605,19 @@ cmd_quit(struct smtpd_session *s, const char *arg, size_t len)
 	return CMD_OK;
 }
 
+static int
+cmd_auth(struct smtpd_session *s, const char *arg, size_t len)
+{
+	/* success is counted by smtpd_auth.c when it happens */
+	return smtpd_auth_cmd(s, arg, len) == -1 ? CMD_FAIL : CMD_PENDING;
+}
+
 /* smtpd_reset_after_tls - RFC 3207 4.2: forget everything learned before */
 void
 smtpd_reset_after_tls(struct smtpd_session *s)
 {
 	smtpd_txn_free(s);
+	smtpd_auth_free(s);		/* including an AUTH before STARTTLS */
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = 0;

@@ -379,7 +379,7 @@ smtpd_data_end(struct smtpd_session *s)
 	id = (t->msgid_state != 0 && t->msgidlen > 0) ? trim_msgid(t) : "";
 	if (*id != '\0' && (m->message_id = strdup(id)) == NULL)
 		goto fail;
-	proto = !s->esmtp ? "SMTP" : (s->tls ? "ESMTPS" : "ESMTP");
+	proto = smtpd_proto(s);		/* ESMTP[S][A], smtpd_auth.c */
 	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
 	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)
 		goto fail;

@@ -9,6 +9,10 @@
  *       smtpd_cmd_dispatch(); in SMTPD_DATA the bytes go to
  *       smtpd_data_input().  Nothing is processed in COMMIT/TLS/CLOSING:
  *       pipelined input stays buffered (bounded by the read watermark).
+ *       Submission listeners are bound after the `listen` ones and mark
+ *       their sessions (s->submission); in SMTPD_AUTH lines go to
+ *       smtpd_auth_input(), and nothing is read while a failed AUTH's
+ *       reply is delayed (s->auth_waiting).
  * Not here: the commands (smtpd_cmd.c), DATA (smtpd_data.c), replies
  *       (smtpd_reply.c), TLS (smtpd_tls.c).
  * Invariant: sessions are freed only here, from top-level callbacks.
@@ -43,6 +47,8 @@ struct event_base	*smtpd_base;
 
 static int			*listen_fds;
 static size_t			 nlisten_fds;
+static size_t			 nplain_fds;	/* listen_fds[nplain_fds..]: submission */
+static char			 submission_mark;	/* accept_cb arg of those */
 static struct evconnlistener	**listeners;
 static struct event		*listen_retry;
 static struct smtpd_session	*sessions;
@@ -52,7 +58,8 @@ static int			 stopping;
 static void			(*stop_done)(void);
 
 static const char *state_names[SMTPD_NSTATES] = {
-	"GREETING", "READY", "MAIL", "RCPT", "DATA", "COMMIT", "TLS", "CLOSING"
+	"GREETING", "READY", "MAIL", "RCPT", "DATA", "COMMIT", "TLS", "CLOSING",
+	"AUTH"
 };
 
 static void	smtpd_read_cb(struct bufferevent *, void *);
@@ -148,7 +155,8 @@ fail:
 	return -1;
 }
 
-/* smtpd_server_bind - socket/bind/listen every cfg->listen address */
+/* smtpd_server_bind - socket/bind/listen every cfg->listen address,
+ * then every cfg->submission address */
 int
 smtpd_server_bind(const struct config *cfg, char *err, size_t errlen)
 {
@@ -157,6 +165,10 @@ smtpd_server_bind(const struct config *cfg, char *err, size_t errlen)
 	for (i = 0; i < cfg->nlisten; i++)
 		if (smtpd_bind_one(&cfg->listen[i], err, errlen) == -1)
 			goto fail;
+	nplain_fds = nlisten_fds;
+	for (i = 0; i < cfg->nsubmission; i++)
+		if (smtpd_bind_one(&cfg->submission[i], err, errlen) == -1)
+			goto fail;
 	return 0;
 fail:
 	for (i = 0; i < nlisten_fds; i++)
@@ -164,6 +176,7 @@ fail:
 	free(listen_fds);
 	listen_fds = NULL;
 	nlisten_fds = 0;
+	nplain_fds = 0;
 	return -1;
 }
 
@@ -190,7 +203,6 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	int			 on = 1;
 
 	(void)l;
-	(void)arg;
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == -1)
 		log_warn("setsockopt TCP_NODELAY");
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -199,6 +211,7 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	s->id = next_id++;
+	s->submission = (arg != NULL);
 	snprintf(s->sid, sizeof(s->sid), "%06llx", (unsigned long long)s->id);
 	if (salen > 0 && (size_t)salen <= sizeof(s->ss))
 		memcpy(&s->ss, sa, (size_t)salen);
@@ -224,7 +237,8 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	nsessions++;
 	smtpd_session_attach_cb(s, s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	log_info("session=%s connect from [%s]:%u", s->sid, s->addr, s->port);
+	log_info("session=%s connect from [%s]:%u%s", s->sid, s->addr, s->port,
+	    s->submission ? " (submission)" : "");
 
 	if (nsessions > smtpd_cfg->max_sessions) {
 		s->cmd = "(connect)";
@@ -280,7 +294,9 @@ smtpd_server_start(const struct config *cfg, struct event_base *base,
 	}
 	listen_retry = evtimer_new(base, smtpd_listen_retry_cb, NULL);
 	for (i = 0; i < nlisten_fds; i++) {
-		listeners[i] = evconnlistener_new(base, smtpd_accept_cb, NULL,
+		/* the callback argument marks submission listeners */
+		listeners[i] = evconnlistener_new(base, smtpd_accept_cb,
+		    i >= nplain_fds ? (void *)&submission_mark : NULL,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
 		    listen_fds[i]);
 		if (listeners[i] == NULL) {
@@ -289,8 +305,8 @@ smtpd_server_start(const struct config *cfg, struct event_base *base,
 		}
 		evconnlistener_set_error_cb(listeners[i], smtpd_accept_error_cb);
 	}
-	log_info("smtpd: listening on %zu address%s%s", nlisten_fds,
-	    nlisten_fds == 1 ? "" : "es",
+	log_info("smtpd: listening on %zu address%s (%zu submission)%s",
+	    nlisten_fds, nlisten_fds == 1 ? "" : "es", nlisten_fds - nplain_fds,
 	    smtpd_tls_available() ? ", STARTTLS enabled" : "");
 	return 0;
 }
@@ -391,6 +407,7 @@ smtpd_session_free(struct smtpd_session *s)
 	log_info("session=%s disconnect from [%s]%s%s", s->sid, s->addr,
 	    counters[0] != '\0' ? " " : "", counters);
 	smtpd_txn_free(s);
+	smtpd_auth_free(s);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->closetimer != NULL)
@@ -514,8 +531,8 @@ smtpd_process(struct smtpd_session *s)
 	in = bufferevent_get_input(s->bev);
 	out = bufferevent_get_output(s->bev);
 	for (;;) {
-		if (s->out_blocked)
-			return;
+		if (s->out_blocked || s->auth_waiting)
+			return;		/* auth_waiting: a delayed AUTH reply */
 		if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
 			/* the client does not read its replies */
 			s->out_blocked = 1;
@@ -524,6 +541,21 @@ smtpd_process(struct smtpd_session *s)
 		if (s->state == SMTPD_DATA) {
 			if (smtpd_data_input(s, in) == 0)
 				break;		/* needs more input */
+			continue;
+		}
+		if (s->state == SMTPD_AUTH) {
+			n = smtpd_read_line(s, in, line);
+			if (n == -1)
+				break;
+			if (n == -2) {
+				s->cmd = "(AUTH response)";
+				s->cmdlen = strlen(s->cmd);
+				smtpd_auth_abort(s, 500, 5, 5, 6, "Error: "
+				    "authentication exchange line is too long");
+			} else
+				smtpd_auth_input(s, line, (size_t)n);
+			s->cmd = NULL;
+			s->cmdlen = 0;
 			continue;
 		}
 		if (!(SMTPD_CMD_STATES & SMTPD_S(s->state)))
@@ -544,7 +576,7 @@ smtpd_process(struct smtpd_session *s)
 	}
 	/* all buffered input used: a half-closed client is done */
 	if (s->peer_eof && (SMTPD_CMD_STATES & SMTPD_S(s->state) ||
-	    s->state == SMTPD_DATA)) {
+	    s->state == SMTPD_DATA || s->state == SMTPD_AUTH)) {
 		if (s->txn != NULL)
 			log_info("session=%s lost connection in state %s",
 			    s->sid, smtpd_state_name(s->state));

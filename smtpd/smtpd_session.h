@@ -1,7 +1,7 @@
 /*
  * smtpd_session.h - private declarations shared by the SMTP server files
  * (smtpd_session.c, smtpd_cmd.c, smtpd_data.c, smtpd_reply.c,
- * smtpd_tls.c).  Nothing else includes it.
+ * smtpd_tls.c, smtpd_auth.c).  Nothing else includes it.
  * Invariants: only smtpd_set_state() assigns s->state; a session is freed
  * only from a top-level libevent callback (event, write, timer), never
  * from inside command processing, so a handler may reply and return
@@ -42,6 +42,7 @@ enum smtpd_state {
 	SMTPD_COMMIT,		/* queue_accept in flight; input held */
 	SMTPD_TLS,		/* STARTTLS: 220 flushing or handshake running */
 	SMTPD_CLOSING,		/* last reply flushing, then close */
+	SMTPD_AUTH,		/* AUTH: 334 sent, reading a response line (smtpd_auth.c) */
 	SMTPD_NSTATES
 };
 #define SMTPD_S(x)	(1u << (x))
@@ -78,7 +79,7 @@ struct smtpd_txn {
 };
 
 /* per-verb counters, indexed like the dispatch table (+1: unknown) */
-#define SMTPD_NVERBS	12
+#define SMTPD_NVERBS	13
 
 struct smtpd_session {
 	struct smtpd_session	*next, *prev;	/* all sessions */
@@ -106,6 +107,15 @@ struct smtpd_session {
 	size_t			 cmdlen;
 	uint32_t		 count[SMTPD_NVERBS];
 	uint32_t		 okcount[SMTPD_NVERBS];
+	/* submission and AUTH (smtpd_auth.c) */
+	int			 submission;	/* accepted on a submission listener */
+	char			*auth_user;	/* authenticated user, NULL before */
+	int			 auth_mech;	/* mechanism in progress (SMTPD_AUTH) */
+	int			 auth_step;	/* LOGIN: 0 username, 1 password */
+	char			*auth_login;	/* LOGIN: the username given */
+	unsigned		 auth_failures;
+	int			 auth_waiting;	/* failure reply delayed: input held */
+	struct event		*authtimer;	/* lazily made */
 };
 
 /* smtpd_session.c */
@@ -134,6 +144,15 @@ int	 smtpd_data_input(struct smtpd_session *s, struct evbuffer *in);
 #define SMTPD_NOENH	0, 0, 0
 void	 smtpd_reply(struct smtpd_session *s, int code, int cls, int subj,
 	    int det, const char *fmt, ...) WM_PRINTF(6, 7);
+
+/* smtpd_auth.c */
+int	 smtpd_auth_offered(const struct smtpd_session *s);
+int	 smtpd_auth_cmd(struct smtpd_session *s, const char *arg, size_t len);
+void	 smtpd_auth_input(struct smtpd_session *s, const char *line, size_t len);
+void	 smtpd_auth_abort(struct smtpd_session *s, int code, int cls, int subj,
+	    int det, const char *text);
+void	 smtpd_auth_free(struct smtpd_session *s);
+const char *smtpd_proto(const struct smtpd_session *s);
 
 /* smtpd_tls.c */
 int	 smtpd_tls_init(const struct config *cfg, char *err, size_t errlen);

@@ -5,6 +5,10 @@
  *       JSON request line, one JSON answer line; /work/notes/CONTROL.md),
  *       --json output (JSON Lines for `queue`), exit codes.
  * Commands (issue 3): queue [--state S] [--json], show QID [--json], flush.
+ * Issue 5: sendmail (tools_sendmail.c; it uses the whole configuration,
+ *       not the control socket).  Run as `sendmail` (argv[0]) it is that
+ *       command, as `mailq` it is `waymark queue`; both take -C FILE or
+ *       $WAYMARK_CONF for the configuration.
  * Exit status (DESIGN.md): 0 success; 1 unknown QID, action not allowed,
  *       daemon unreachable (or a bad configuration file); 2 usage error.
  * The configuration (-f FILE, else the embedded default) is loaded only
@@ -33,6 +37,7 @@ struct opts {
 	const char	*state;
 	const char	*qid;
 	int		 json;
+	struct sendmail_opts sm;
 };
 
 struct command {
@@ -53,6 +58,7 @@ static const char *const states[] = {
 static int	parse_queue(int, char **, struct opts *);
 static int	parse_show(int, char **, struct opts *);
 static int	parse_flush(int, char **, struct opts *);
+static int	parse_sendmail(int, char **, struct opts *);
 static int	run_queue(const char *, const struct opts *);
 static int	run_show(const char *, const struct opts *);
 static int	run_flush(const char *, const struct opts *);
@@ -73,6 +79,19 @@ static const struct command commands[] = {
 	  "make every deferred recipient due for delivery now",
 	  "",
 	  parse_flush, run_flush },
+	{ "sendmail", "[-f FROM] [-F NAME] [-t] [-i] [-N NOTIFY] [-R RET] "
+	  "[-V ENVID] [--track] [RCPT...]",
+	  "submit a message read on stdin to the daemon by SMTP",
+	  "  -f FROM    envelope sender (default: LOGIN@hostname)\n"
+	  "  -F NAME    full name for an added From: field\n"
+	  "  -t         recipients from To:, Cc:, Bcc: (plus the arguments)\n"
+	  "  -i, -oi    a line with a single '.' does not end the message\n"
+	  "  -N NOTIFY  DSN: never, or success,failure,delay\n"
+	  "  -R RET     DSN: full or hdrs\n"
+	  "  -V ENVID   DSN envelope id\n"
+	  "  --track    MTRK: make an ENVID if needed, keep the secret in\n"
+	  "             ~/.waymark/keys, print the ENVID\n",
+	  parse_sendmail, NULL },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -181,6 +200,12 @@ parse_flush(int argc, char **argv, struct opts *o)
 		return usage_error(&commands[2],
 		    "flush: unexpected argument: %s", argv[0]);
 	return 0;
+}
+
+static int
+parse_sendmail(int argc, char **argv, struct opts *o)
+{
+	return sendmail_parse(argc, argv, 0, &o->sm);
 }
 
 /* ---- control-socket client ---- */
@@ -407,16 +432,90 @@ run_flush(const char *ctl, const struct opts *o)
 	return out_done();
 }
 
+/* run_with_config - load path (NULL = the default), run c */
+static int
+run_with_config(const struct command *c, const char *path,
+    const struct opts *o)
+{
+	struct config	*cfg;
+	char		 err[1024];
+	int		 rc;
+
+	if ((cfg = cfg_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "waymark: %s\n", err);
+		return EX_WM_FAIL;
+	}
+	if (c->run == NULL)
+		rc = sendmail_run(cfg, &o->sm);
+	else if (cfg->control == NULL || *cfg->control == '\0') {
+		fprintf(stderr, "waymark: %s: no control socket configured\n",
+		    cfg->path ? cfg->path : "(default)");
+		rc = EX_WM_FAIL;
+	} else
+		rc = c->run(cfg->control, o);
+	cfg_free(cfg);
+	return rc;
+}
+
+/* main_compat - run as `sendmail` or `mailq` (-C FILE, $WAYMARK_CONF) */
+static int
+main_compat(int mailq, int argc, char *argv[])
+{
+	const char	*path;
+	struct opts	 o;
+	size_t		 k;
+	int		 i, rc;
+
+	memset(&o, 0, sizeof(o));
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0) {
+			if (mailq)
+				printf("usage: mailq [-C FILE] [--state S] "
+				    "[--json]\n");
+			else
+				sendmail_usage(stdout, 1);
+			return EX_WM_OK;
+		}
+	if (mailq) {
+		for (i = 1; i < argc; i++)
+			if (strcmp(argv[i], "-C") == 0 && i + 1 < argc)
+				o.sm.conf = argv[++i];
+			else if (strncmp(argv[i], "-C", 2) == 0 &&
+			    argv[i][2] != '\0')
+				o.sm.conf = argv[i] + 2;
+			else if (strcmp(argv[i], "-v") != 0)
+				break;
+		if ((rc = parse_queue(argc - i, argv + i, &o)) != 0)
+			return rc;
+	} else if ((rc = sendmail_parse(argc - 1, argv + 1, 1, &o.sm)) != 0) {
+		sendmail_usage(stderr, 1);
+		return rc;
+	}
+	path = o.sm.conf ? o.sm.conf : getenv("WAYMARK_CONF");
+	if (path != NULL && *path == '\0')
+		path = NULL;
+	for (k = 0; k < NCOMMANDS; k++)
+		if (strcmp(commands[k].name, mailq || o.sm.mailq ? "queue" :
+		    "sendmail") == 0)
+			break;
+	if (k == NCOMMANDS)
+		return EX_WM_FAIL;
+	return run_with_config(&commands[k], path, &o);
+}
+
 int
 main(int argc, char *argv[])
 {
 	const struct command	*c = NULL;
-	struct config		*cfg;
 	struct opts		 o;
-	const char		*path = NULL;
-	char			 err[1024];
+	const char		*path = NULL, *name;
 	int			 i, j, rc;
 	size_t			 k;
+
+	name = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	name = name ? name + 1 : argc > 0 ? argv[0] : "waymark";
+	if (strcmp(name, "sendmail") == 0 || strcmp(name, "mailq") == 0)
+		return main_compat(name[0] == 'm', argc, argv);
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-h") == 0 ||
@@ -453,20 +552,13 @@ main(int argc, char *argv[])
 			return EX_WM_OK;
 		}
 	memset(&o, 0, sizeof(o));
-	if ((rc = c->parse(argc - i - 1, argv + i + 1, &o)) != 0)
+	if ((rc = c->parse(argc - i - 1, argv + i + 1, &o)) != 0) {
+		if (c->run == NULL)
+			cmd_usage(stderr, c);
 		return rc;
-
-	if ((cfg = cfg_load(path, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "waymark: %s\n", err);
-		return EX_WM_FAIL;
 	}
-	if (cfg->control == NULL || *cfg->control == '\0') {
-		fprintf(stderr, "waymark: %s: no control socket configured\n",
-		    cfg->path ? cfg->path : "(default)");
-		cfg_free(cfg);
-		return EX_WM_FAIL;
-	}
-	rc = c->run(cfg->control, &o);
-	cfg_free(cfg);
-	return rc;
+	if (c->run == NULL && o.sm.mailq)
+		return usage_error(c, "sendmail: -bp: use `waymark queue`%s",
+		    "");
+	return run_with_config(c, path, &o);
 }

@@ -522,6 +522,8 @@ static const char *const all_keys[] = {
 	"smtp_data_block_timeout", "smtp_data_done_timeout",
 	"smtp_destination_concurrency", "smtp_concurrency", "smtp_tls_ca",
 	"smarthost_auth",
+	"auth_users",
+	"submission_plaintext_auth",
 };
 
 static const char *const print_lines[] = {

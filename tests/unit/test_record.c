@@ -6,7 +6,9 @@
  * Tables of {name, input, want}: round trips for every record type
  * (empty strings, NULLs, maximum lengths, many recipients), decoders
  * refusing truncated, garbage, wrong-version, wrong-type and trailing
- * input with a reason, and Received: fields for one and two recipients
+ * input with a reason, the version 2 DSN/MTRK fields (RET, certifier,
+ * timeout, expiry, auth_user; NOTIFY, next-hop flags) and the decoding
+ * of version 1 message and recipient records, and Received: fields for one and two recipients
  * with and without TLS (TZ=UTC).
  */
 
@@ -133,6 +135,164 @@ test_msg_roundtrip(void **state)
 		free(enc);
 		free(big);
 	}
+}
+
+/* ---- version 2 fields (DSN / MTRK) and version 1 compatibility ---- */
+
+static void
+test_msg_v2_fields(void **state)
+{
+	struct qmsg	 m, d;
+	unsigned char	*enc;
+	size_t		 len;
+	const char	*why = NULL;
+	int		 rets[] = { DSN_RET_NONE, DSN_RET_FULL, DSN_RET_HDRS };
+	size_t		 i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		memset(&m, 0, sizeof(m));
+		memset(&d, 0, sizeof(d));
+		m.sender = "a@b";
+		m.envid = i == 0 ? NULL : "QQ314159@client.example";
+		m.ret = rets[i];
+		m.mtrk_certifier = i == 2 ? "QlrxKgdDUCsyLpOgFbz4aOMk1Wo" : NULL;
+		m.mtrk_timeout = i == 2 ? 999999999L : 0;
+		m.mtrk_expiry = i == 2 ? 1796086923 : 0;
+		m.auth_user = i == 1 ? "alice" : NULL;
+		assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
+		assert_int_equal(enc[0], 2);
+		if (rec_msg_decode(enc, len, &d, &why) != 0)
+			fail_msg("decode failed: %s", why);
+		check_str("envid", d.envid, m.envid);
+		check_str("mtrk_certifier", d.mtrk_certifier, m.mtrk_certifier);
+		check_str("auth_user", d.auth_user, m.auth_user);
+		assert_int_equal(d.ret, m.ret);
+		assert_true(d.mtrk_timeout == m.mtrk_timeout);
+		assert_true(d.mtrk_expiry == m.mtrk_expiry);
+		rec_msg_clear(&d);
+		free(enc);
+	}
+	/* bad values are refused by the encoder and the decoder */
+	memset(&m, 0, sizeof(m));
+	m.sender = "";
+	m.ret = 3;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
+	m.ret = DSN_RET_NONE;
+	m.mtrk_timeout = -1;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
+	m.mtrk_timeout = 0;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
+	/* ret is the byte after state_value: 4 (NULL) from the end - 25 */
+	enc[len - 25] = 7;
+	assert_int_equal(rec_msg_decode(enc, len, &d, &why), -1);
+	check_str("why", why, "bad RET value");
+	free(enc);
+}
+
+static void
+test_msg_v1_decode(void **state)
+{
+	struct qmsg	 m, d;
+	unsigned char	*enc;
+	size_t		 len;
+	const char	*why = NULL;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	memset(&d, 0, sizeof(d));
+	m.sender = "old@example.org";
+	m.envid = "E1";
+	m.helo = "h";
+	m.arrival = 1700000000;
+	m.nrcpts = 2;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
+	/* a version 1 record: the same without the 25-byte v2 tail */
+	enc[0] = 1;
+	len -= 1 + 4 + 8 + 8 + 4;
+	if (rec_msg_decode(enc, len, &d, &why) != 0)
+		fail_msg("v1 decode failed: %s", why);
+	check_str("sender", d.sender, m.sender);
+	check_str("envid", d.envid, "E1");
+	check_str("helo", d.helo, "h");
+	assert_true(d.arrival == m.arrival && d.nrcpts == 2);
+	assert_int_equal(d.ret, DSN_RET_NONE);
+	assert_null(d.mtrk_certifier);
+	assert_null(d.auth_user);
+	assert_true(d.mtrk_timeout == 0 && d.mtrk_expiry == 0);
+	rec_msg_clear(&d);
+	/* version 2 without its tail is truncated */
+	enc[0] = 2;
+	assert_int_equal(rec_msg_decode(enc, len, &d, &why), -1);
+	check_str("why", why, "truncated record");
+	free(enc);
+}
+
+static void
+test_rcpt_v2_fields(void **state)
+{
+	static const struct {
+		unsigned notify;
+		int	 hop_dsn, hop_mtrk;
+	} cases[] = {
+		{ 0, -1, -1 },
+		{ DSN_NOTIFY_NEVER, 0, 0 },
+		{ DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY, 1, 0 },
+		{ DSN_NOTIFY_FAILURE, 1, 1 },
+		{ DSN_NOTIFY_DELAY, 0, -1 },
+	};
+	struct qrcpt	 r, d;
+	unsigned char	*enc;
+	size_t		 len, i;
+	const char	*why = NULL;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&r, 0, sizeof(r));
+		r.addr = "bob@example.com";
+		r.orcpt = "rfc822;Bob@Example.COM";
+		r.notify = cases[i].notify;
+		r.hop_dsn = cases[i].hop_dsn;
+		r.hop_mtrk = cases[i].hop_mtrk;
+		assert_int_equal(rec_rcpt_encode(&r, &enc, &len), 0);
+		assert_int_equal(enc[0], 2);
+		if (rec_rcpt_decode(enc, len, &d, &why) != 0)
+			fail_msg("case %zu: decode failed: %s", i, why);
+		check_str("orcpt", d.orcpt, r.orcpt);
+		assert_int_equal(d.notify, r.notify);
+		assert_int_equal(d.hop_dsn, r.hop_dsn);
+		assert_int_equal(d.hop_mtrk, r.hop_mtrk);
+		rec_rcpt_clear(&d);
+		if (i == 0) {
+			/* version 1: no tail; unknown hops, no NOTIFY */
+			enc[0] = 1;
+			assert_int_equal(rec_rcpt_decode(enc, len - 3, &d,
+			    &why), 0);
+			assert_int_equal(d.notify, 0);
+			assert_int_equal(d.hop_dsn, -1);
+			assert_int_equal(d.hop_mtrk, -1);
+			rec_rcpt_clear(&d);
+			enc[0] = 2;
+			/* NEVER with others, unknown bits, bad hop flag */
+			enc[len - 3] = DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS;
+			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
+			check_str("why", why, "bad NOTIFY bits");
+			enc[len - 3] = 0x10;
+			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
+			enc[len - 3] = 0;
+			enc[len - 2] = 2;
+			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
+			check_str("why", why, "bad next-hop flag");
+		}
+		free(enc);
+	}
+	memset(&r, 0, sizeof(r));
+	r.addr = "x@y";
+	r.hop_dsn = 2;
+	assert_int_equal(rec_rcpt_encode(&r, &enc, &len), -1);
+	r.hop_dsn = -1;
+	r.notify = 0x100;
+	assert_int_equal(rec_rcpt_encode(&r, &enc, &len), -1);
 }
 
 static void
@@ -451,7 +611,7 @@ test_decode_bad(void **state)
 		enc = p;
 		switch (c->mutate) {
 		case 0:
-			enc[0] = 2;
+			enc[0] = 3;	/* 1 and 2 are known (2: M, R) */
 			break;
 		case 1:
 			enc[1] = c->type == T_RCPT ? 'E' : 'R';
@@ -606,6 +766,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_roundtrip),
 		cmocka_unit_test(test_msg_encode_limits),
+		cmocka_unit_test(test_msg_v2_fields),
+		cmocka_unit_test(test_msg_v1_decode),
+		cmocka_unit_test(test_rcpt_v2_fields),
 		cmocka_unit_test(test_rcpt_roundtrip),
 		cmocka_unit_test(test_many_rcpts),
 		cmocka_unit_test(test_event_roundtrip),

@@ -6,8 +6,10 @@
  * TO: arguments (prefix, lenient spaces, parameters), RFC 5321 paths
  * (null, Postmaster, source routes, quoted local parts, length limits,
  * domains, address literals), the ESMTP parameter table (SIZE, BODY, unknown, repeated,
- * not enabled, wrong command), xtext (RFC 3461 4) and base64 (RFC 4648
- * 10 test vectors).  Failures print "got X, want Y".
+ * not enabled, wrong command), the RFC 3461/3885 rows (RET, ENVID,
+ * NOTIFY combinations, ORCPT addr-type and xtext, MTRK certifier and
+ * timeout, MTRK without ENVID), xtext (RFC 3461 4), base64 (RFC 4648
+ * 10 test vectors) and the MTRK certifier vector ("abcdefgh").  Failures print "got X, want Y".
  */
 
 #include <setjmp.h>
@@ -440,6 +442,13 @@ struct param_case {
 static const struct param_case param_cases[] = {
 	{ "empty", "", PARAM_MAIL, ALL, PARAM_OK, 0, 0, BODY_UNSPEC },
 	{ "size", "SIZE=12345", PARAM_MAIL, ALL, PARAM_OK, 1, 12345, BODY_UNSPEC },
+	{ "auth null", "AUTH=<>", PARAM_MAIL, ALL | EXT_AUTH, PARAM_OK, 0, 0, BODY_UNSPEC },
+	{ "auth mailbox xtext", "AUTH=e+3Dmc2@example.com", PARAM_MAIL, ALL | EXT_AUTH, PARAM_OK, 0, 0, BODY_UNSPEC },
+	{ "auth not a mailbox", "AUTH=bob", PARAM_MAIL, ALL | EXT_AUTH, PARAM_SYNTAX, 0, 0, BODY_UNSPEC },
+	{ "auth bad xtext", "AUTH=a+zz@b", PARAM_MAIL, ALL | EXT_AUTH, PARAM_SYNTAX, 0, 0, BODY_UNSPEC },
+	{ "auth not enabled", "AUTH=<>", PARAM_MAIL, ALL, PARAM_UNKNOWN, 0, 0, BODY_UNSPEC },
+	{ "auth on rcpt", "AUTH=<>", PARAM_RCPT, ALL | EXT_AUTH, PARAM_UNKNOWN, 0, 0, BODY_UNSPEC },
+	{ "auth repeated", "AUTH=<> AUTH=<>", PARAM_MAIL, ALL | EXT_AUTH, PARAM_REPEATED, 0, 0, BODY_UNSPEC },
 	{ "size zero", "SIZE=0", PARAM_MAIL, ALL, PARAM_OK, 1, 0, BODY_UNSPEC },
 	{ "size lower-case keyword", "size=7", PARAM_MAIL, ALL, PARAM_OK, 1, 7, BODY_UNSPEC },
 	{ "size max", "SIZE=18446744073709551615", PARAM_MAIL, ALL, PARAM_OK, 1, UINT64_MAX, BODY_UNSPEC },
@@ -577,6 +586,195 @@ test_xtext_bad(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* RFC 3461 / RFC 3885 parameters */
+
+#define CERT	"QlrxKgdDUCsyLpOgFbz4aOMk1Wo"
+#define DSNALL	(EXT_DSN | EXT_MTRK)
+
+struct dsn_case {
+	const char		*name;
+	const char		*in;
+	int			 where;
+	unsigned		 enabled;
+	enum param_result	 want;
+	int			 ret;
+	const char		*envid;		/* NULL: none */
+	const char		*cert;		/* NULL: none */
+	long			 timeout;
+	unsigned		 notify;
+	const char		*orcpt;		/* NULL: none */
+};
+
+static const struct dsn_case dsn_cases[] = {
+	/* RET */
+	{ "ret full", "RET=FULL", PARAM_MAIL, DSNALL, PARAM_OK, ESMTP_RET_FULL, NULL, NULL, 0, 0, NULL },
+	{ "ret hdrs lc", "ret=hdrs", PARAM_MAIL, DSNALL, PARAM_OK, ESMTP_RET_HDRS, NULL, NULL, 0, 0, NULL },
+	{ "ret bad", "RET=BODY", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "ret no value", "RET", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "ret repeated", "RET=FULL RET=HDRS", PARAM_MAIL, DSNALL, PARAM_REPEATED, 0, NULL, NULL, 0, 0, NULL },
+	{ "ret at rcpt", "RET=FULL", PARAM_RCPT, DSNALL, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	{ "ret not enabled", "RET=FULL", PARAM_MAIL, EXT_SIZE, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	/* ENVID */
+	{ "envid", "ENVID=QQ314159", PARAM_MAIL, DSNALL, PARAM_OK, 0, "QQ314159", NULL, 0, 0, NULL },
+	{ "envid xtext", "ENVID=a+20b+2Bc+3D", PARAM_MAIL, DSNALL, PARAM_OK, 0, "a b+c=", NULL, 0, 0, NULL },
+	{ "envid 100", "ENVID=" "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789",
+	  PARAM_MAIL, DSNALL, PARAM_OK, 0, "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789", NULL, 0, 0, NULL },
+	{ "envid 101", "ENVID=" "01234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890",
+	  PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "envid control", "ENVID=a+0Ab", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "envid 8bit", "ENVID=a+C3+A9", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "envid bad hex", "ENVID=a+2", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "envid lower hex", "ENVID=a+2b", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "envid no value", "ENVID", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "envid repeated", "ENVID=a ENVID=a", PARAM_MAIL, DSNALL, PARAM_REPEATED, 0, NULL, NULL, 0, 0, NULL },
+	{ "envid at rcpt", "ENVID=a", PARAM_RCPT, DSNALL, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	/* MTRK */
+	{ "mtrk", "ENVID=q1@h.example MTRK=" CERT, PARAM_MAIL, DSNALL, PARAM_OK, 0, "q1@h.example", CERT, 0, 0, NULL },
+	{ "mtrk timeout", "MTRK=" CERT ":86400 ENVID=q1@h.example", PARAM_MAIL, DSNALL, PARAM_OK, 0, "q1@h.example", CERT, 86400, 0, NULL },
+	{ "mtrk timeout 9 digits", "ENVID=q@h MTRK=" CERT ":999999999", PARAM_MAIL, DSNALL, PARAM_OK, 0, "q@h", CERT, 999999999L, 0, NULL },
+	{ "mtrk timeout 10 digits", "ENVID=q@h MTRK=" CERT ":1000000000", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk timeout 0", "ENVID=q@h MTRK=" CERT ":0", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk timeout empty", "ENVID=q@h MTRK=" CERT ":", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk timeout alpha", "ENVID=q@h MTRK=" CERT ":1h", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk timeout negative", "ENVID=q@h MTRK=" CERT ":-5", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk cert short", "ENVID=q@h MTRK=QlrxKgdDUCsyLpOgFbz4aOMk1W", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk cert long", "ENVID=q@h MTRK=" CERT "A", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk cert bad char", "ENVID=q@h MTRK=QlrxKgdDUCsyLpOgFbz4aOMk1W.", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk cert unused bits", "ENVID=q@h MTRK=QlrxKgdDUCsyLpOgFbz4aOMk1Wp", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk no value", "ENVID=q@h MTRK", PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk without envid", "MTRK=" CERT, PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk envid without @", "ENVID=q1 MTRK=" CERT, PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk envid empty host", "ENVID=q1@ MTRK=" CERT, PARAM_MAIL, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk repeated", "ENVID=q@h MTRK=" CERT " MTRK=" CERT, PARAM_MAIL, DSNALL, PARAM_REPEATED, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk not enabled", "ENVID=q@h MTRK=" CERT, PARAM_MAIL, EXT_DSN, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	{ "mtrk at rcpt", "MTRK=" CERT, PARAM_RCPT, DSNALL, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	{ "all mail params", "SIZE=10 RET=HDRS ENVID=x@y MTRK=" CERT ":60 BODY=8BITMIME", PARAM_MAIL, DSNALL | ALL, PARAM_OK, ESMTP_RET_HDRS, "x@y", CERT, 60, 0, NULL },
+	/* NOTIFY */
+	{ "notify never", "NOTIFY=NEVER", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, ESMTP_NOTIFY_NEVER, NULL },
+	{ "notify success", "NOTIFY=SUCCESS", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, ESMTP_NOTIFY_SUCCESS, NULL },
+	{ "notify all three", "NOTIFY=SUCCESS,FAILURE,DELAY", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0,
+	  ESMTP_NOTIFY_SUCCESS | ESMTP_NOTIFY_FAILURE | ESMTP_NOTIFY_DELAY, NULL },
+	{ "notify lc any order", "notify=delay,Failure", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0,
+	  ESMTP_NOTIFY_FAILURE | ESMTP_NOTIFY_DELAY, NULL },
+	{ "notify never with success", "NOTIFY=NEVER,SUCCESS", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify failure with never", "NOTIFY=FAILURE,NEVER", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify keyword repeated", "NOTIFY=FAILURE,FAILURE", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify never twice", "NOTIFY=NEVER,NEVER", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify unknown", "NOTIFY=ALWAYS", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify empty element", "NOTIFY=SUCCESS,,DELAY", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify trailing comma", "NOTIFY=SUCCESS,", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify leading comma", "NOTIFY=,SUCCESS", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify no value", "NOTIFY", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify repeated", "NOTIFY=SUCCESS NOTIFY=FAILURE", PARAM_RCPT, DSNALL, PARAM_REPEATED, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify at mail", "NOTIFY=SUCCESS", PARAM_MAIL, DSNALL, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify not enabled", "NOTIFY=SUCCESS", PARAM_RCPT, EXT_MTRK, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	/* ORCPT */
+	{ "orcpt", "ORCPT=rfc822;Bob@Example.COM", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, 0, "rfc822;Bob@Example.COM" },
+	{ "orcpt type case kept", "ORCPT=RFC822;a@b", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, 0, "RFC822;a@b" },
+	{ "orcpt xtext", "ORCPT=rfc822;a+2Bb+3Dc@d", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, 0, "rfc822;a+b=c@d" },
+	{ "orcpt quoted space", "ORCPT=rfc822;\"a+20b\"@d", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, 0, "rfc822;\"a b\"@d" },
+	{ "orcpt other type", "ORCPT=x-local;joe", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, 0, "x-local;joe" },
+	{ "orcpt utf-8 type 8bit", "ORCPT=utf-8;+C3+A9@d", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0, 0, "utf-8;\xc3\xa9@d" },
+	{ "orcpt rfc822 8bit", "ORCPT=rfc822;+C3+A9@d", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt control", "ORCPT=rfc822;a+0D+0Ab@d", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt no type", "ORCPT=;a@b", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt no semicolon", "ORCPT=a@b", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt empty address", "ORCPT=rfc822;", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt special in type", "ORCPT=rfc@822;a@b", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt bad xtext", "ORCPT=rfc822;a+4", PARAM_RCPT, DSNALL, PARAM_SYNTAX, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt repeated", "ORCPT=rfc822;a@b ORCPT=rfc822;a@b", PARAM_RCPT, DSNALL, PARAM_REPEATED, 0, NULL, NULL, 0, 0, NULL },
+	{ "orcpt at mail", "ORCPT=rfc822;a@b", PARAM_MAIL, DSNALL, PARAM_UNKNOWN, 0, NULL, NULL, 0, 0, NULL },
+	{ "notify and orcpt", "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Dana@Ivory.EDU", PARAM_RCPT, DSNALL, PARAM_OK, 0, NULL, NULL, 0,
+	  ESMTP_NOTIFY_SUCCESS | ESMTP_NOTIFY_FAILURE, "rfc822;Dana@Ivory.EDU" },
+};
+
+static void
+test_dsn_params(void **state)
+{
+	const struct dsn_case	*t;
+	struct esmtp_params	 out;
+	const char		*why;
+	enum param_result	 r;
+	char			 big[600];
+
+	(void)state;
+	failures = 0;
+	for (t = dsn_cases; t < dsn_cases + NELEM(dsn_cases); t++) {
+		why = NULL;
+		r = esmtp_parse_params(t->in, strlen(t->in), t->where,
+		    t->enabled, &out, &why);
+		CHECK(r == t->want, t->name, "got %s, want %s (why %s)",
+		    param_name(r), param_name(t->want), why ? why : "NULL");
+		CHECK(why != NULL, t->name, "why: got NULL, want a string");
+		if (r != PARAM_OK || t->want != PARAM_OK)
+			continue;
+		CHECK(out.ret == t->ret, t->name, "ret: got %d, want %d",
+		    out.ret, t->ret);
+		CHECK(out.has_envid == (t->envid != NULL) && (t->envid == NULL ||
+		    strcmp(out.envid, t->envid) == 0), t->name,
+		    "envid: got %d \"%s\", want \"%s\"", out.has_envid,
+		    out.envid, t->envid ? t->envid : "(none)");
+		CHECK(out.has_mtrk == (t->cert != NULL) && (t->cert == NULL ||
+		    strcmp(out.mtrk_cert, t->cert) == 0), t->name,
+		    "mtrk: got %d \"%s\", want \"%s\"", out.has_mtrk,
+		    out.mtrk_cert, t->cert ? t->cert : "(none)");
+		CHECK(out.mtrk_timeout == t->timeout, t->name,
+		    "timeout: got %ld, want %ld", out.mtrk_timeout, t->timeout);
+		CHECK(out.notify == t->notify, t->name,
+		    "notify: got %#x, want %#x", out.notify, t->notify);
+		CHECK(out.has_orcpt == (t->orcpt != NULL) && (t->orcpt == NULL ||
+		    strcmp(out.orcpt, t->orcpt) == 0), t->name,
+		    "orcpt: got %d \"%s\", want \"%s\"", out.has_orcpt,
+		    out.orcpt, t->orcpt ? t->orcpt : "(none)");
+	}
+	/* ORCPT: 500 characters accepted, 501 refused */
+	memcpy(big, "ORCPT=rfc822;", 13);
+	memset(big + 13, 'a', 491);
+	big[504] = '@';
+	big[505] = 'b';
+	big[506] = 'c';
+	r = esmtp_parse_params(big, 6 + 500, PARAM_RCPT, DSNALL, &out, &why);
+	CHECK(r == PARAM_OK && strlen(out.orcpt) == 500, "orcpt 500",
+	    "got %s", param_name(r));
+	r = esmtp_parse_params(big, 6 + 501, PARAM_RCPT, DSNALL, &out, &why);
+	CHECK(r == PARAM_SYNTAX, "orcpt 501", "got %s", param_name(r));
+	/* ENVID: 100 decoded octets from a longer xtext */
+	memcpy(big, "ENVID=", 6);
+	for (size_t i = 0; i < 100; i++)
+		memcpy(big + 6 + 3 * i, "+2B", 3);
+	r = esmtp_parse_params(big, 6 + 300, PARAM_MAIL, DSNALL, &out, &why);
+	CHECK(r == PARAM_OK && strlen(out.envid) == 100 && out.envid[0] == '+',
+	    "envid 100 escaped", "got %s", param_name(r));
+	memcpy(big + 306, "+2B", 3);
+	r = esmtp_parse_params(big, 6 + 303, PARAM_MAIL, DSNALL, &out, &why);
+	CHECK(r == PARAM_SYNTAX, "envid 101 escaped", "got %s", param_name(r));
+	assert_int_equal(failures, 0);
+}
+
+/* RFC 3885 certifier: B = SHA-1(A), base64 without padding */
+static void
+test_mtrk_certifier(void **state)
+{
+	char	out[28];
+	char	ok[] = CERT;
+
+	(void)state;
+	memset(out, 'x', sizeof(out));
+	assert_int_equal(mtrk_certifier((const unsigned char *)"abcdefgh", 8,
+	    out), 0);
+	assert_string_equal(out, CERT);
+	assert_int_equal(strlen(out), 27);
+	/* SHA-1("") = da39a3ee...: 2jmj7l5rSw0yVb/vlWAYkK/YBwk */
+	assert_int_equal(mtrk_certifier((const unsigned char *)"", 0, out), 0);
+	assert_string_equal(out, "2jmj7l5rSw0yVb/vlWAYkK/YBwk");
+	assert_true(mtrk_certifier_valid(ok, 27));
+	assert_true(mtrk_certifier_valid("2jmj7l5rSw0yVb/vlWAYkK/YBwk", 27));
+	assert_false(mtrk_certifier_valid(ok, 26));
+	assert_false(mtrk_certifier_valid(CERT "=", 28));
+	ok[26] = 'p';			/* low bits must be zero */
+	assert_false(mtrk_certifier_valid(ok, 27));
+}
+
 /* base64: RFC 4648 section 10 */
 
 struct b64_case {
@@ -659,6 +857,8 @@ main(void)
 		cmocka_unit_test(test_params),
 		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_xtext_bad),
+		cmocka_unit_test(test_dsn_params),
+		cmocka_unit_test(test_mtrk_certifier),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_base64_bad),
 	};
