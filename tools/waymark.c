@@ -99,14 +99,19 @@ static void
 usage(FILE *fp)
 {
 	size_t	i;
-	char	left[64];
+	char	left[256];
 
 	fprintf(fp, "usage: waymark [-f FILE] COMMAND [ARGS]\n"
 	    "Commands:\n");
 	for (i = 0; i < NCOMMANDS; i++) {
-		snprintf(left, sizeof(left), "%s %s", commands[i].name,
-		    commands[i].args);
-		fprintf(fp, "  %-28s %s\n", left, commands[i].help);
+		if (snprintf(left, sizeof(left), "%s %s", commands[i].name,
+		    commands[i].args) >= (int)sizeof(left))
+			left[sizeof(left) - 1] = '\0';
+		if (strlen(left) > 28)	/* long synopsis: help on its own line */
+			fprintf(fp, "  %s\n  %-28s %s\n", left, "",
+			    commands[i].help);
+		else
+			fprintf(fp, "  %-28s %s\n", left, commands[i].help);
 	}
 	fprintf(fp, "Options:\n"
 	    "  -f FILE       configuration file (default: the embedded default\n"
