@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/aliases.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/syntax.h"
@@ -129,6 +130,9 @@ static const struct cfg_key cfg_keys[] = {
 	  "time before an undeliverable message is returned" },
 	{ "delay_warning", CT_DURATION, "4h", 0, UMAX, F(delay_warning), 0,
 	  "delay before a warning DSN (0 = off)" },
+	{ "max_dsn_return_size", CT_SIZE, "1m", 0, SMAX,
+	  F(max_dsn_return_size), 0,
+	  "largest message a failure DSN returns whole (else its header)" },
 	{ "retry_schedule", CT_DURATIONS, "1m 5m 15m 1h 4h", 1, UMAX,
 	  L(retry_schedule), "retry intervals; the last one repeats" },
 	{ "history_retention", CT_DURATION, "7d", 0, UMAX,
@@ -967,6 +971,12 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 	if (strcmp(k->key, "auth_users") == 0 && st->c->auth_users &&
 	    load_auth_users(st->c, st->c->auth_users, w, sizeof(w)) == -1)
 		goto fail;
+	if (strcmp(k->key, "aliases") == 0 && st->c->aliases != NULL) {
+		aliases_free(st->c->alias_table);
+		if ((st->c->alias_table = aliases_load(st->c->aliases, w,
+		    sizeof(w))) == NULL)
+			goto fail;
+	}
 	if ((strcmp(k->key, "tls_cert") == 0 || strcmp(k->key, "tls_key") == 0)) {
 		const char *path = *FIELD(st->c, k, char *);
 
@@ -1154,6 +1164,7 @@ cfg_free(struct config *c)
 		cfg_clear(c, &cfg_keys[i]);
 	strv_free(c->local_rcpts, c->nlocal_rcpts);
 	strv_free(c->auth_entries, c->nauth_entries);
+	aliases_free(c->alias_table);
 	free(c->path);
 	free(c->dir);
 	free(c);

@@ -26,6 +26,8 @@ struct cfg_net {			/* ADDR[/PREFIX] */
 	char		text[64];
 };
 
+struct alias_table;
+
 enum cfg_smtp_tls { CFG_TLS_MAY, CFG_TLS_ENCRYPT, CFG_TLS_VERIFY };
 
 struct config {
@@ -57,6 +59,7 @@ struct config {
 	unsigned	 max_hops;
 	unsigned	 queue_lifetime;	/* seconds */
 	unsigned	 delay_warning;		/* seconds, 0 = off */
+	uint64_t	 max_dsn_return_size;	/* bytes of a message a failure DSN returns */
 	unsigned	*retry_schedule;	size_t nretry_schedule;	/* seconds */
 	unsigned	 history_retention;
 	unsigned	 tracking_retention;
@@ -83,6 +86,8 @@ struct config {
 	char		**local_rcpts;	size_t nlocal_rcpts;
 	/* derived: auth_users file contents, "user:hash", in file order */
 	char		**auth_entries;	size_t nauth_entries;
+	/* derived: the aliases file, parsed (common/aliases.h), or NULL */
+	struct alias_table *alias_table;
 };
 
 /*

@@ -94,19 +94,37 @@ int	dlv_remote_start(const struct config *cfg, const struct qmsg *m,
 	    dlv_done_fn done, void *arg);
 
 /*
- * dlv_notice_write - write a failure notice for the failed recipients
- * fidx[0..n-1] of m to fd: RFC 5322 header (From: MAILER-DAEMON@hostname,
- * To: <sender>, Subject: Undelivered Mail Returned to Sender, Date,
- * Message-ID, Auto-Submitted: auto-replied, MIME-Version) and a
- * multipart/report; report-type=delivery-status body: a human part naming
- * each recipient, the remote host and its reply, a message/delivery-status
- * part (RFC 3464: Reporting-MTA dns; hostname, Arrival-Date, per
- * recipient Final-Recipient rfc822;addr, Action: failed, Status, Remote-MTA,
- * Diagnostic-Code smtp; reply, Last-Attempt-Date) and a text/rfc822-headers
- * part with the original header (read from body_path).  CRLF line ends.
- * Returns the bytes written, or -1.
+ * dlv_notice_write - write an RFC 3464 delivery status notification
+ * (RFC 6522 multipart/report; report-type=delivery-status) of kind
+ * d->kind about recipients d->idx[0..d->n-1] of m to fd: RFC 5322 header
+ * (From: MAILER-DAEMON@hostname, To: <d->to or m->sender>, Subject by
+ * kind, Date, Message-ID, Auto-Submitted: auto-replied, MIME-Version);
+ * a human part; a message/delivery-status part (Original-Envelope-Id
+ * when m->envid, Reporting-MTA dns; hostname, Arrival-Date; per
+ * recipient Original-Recipient from ORCPT, Final-Recipient rfc822;addr,
+ * Action by kind, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date,
+ * Will-Retry-Until for delayed); and the returned content read from
+ * body_path: for DLV_DSN_FAILED unless RET=HDRS the whole message
+ * (message/rfc822, Waymark's trace fields first) when it is at most
+ * d->return_max bytes, else (and for every other kind) the header
+ * section as text/rfc822-headers; none when body_path is NULL or
+ * unreadable.  CRLF line ends.  Returns the bytes written, or -1.
  */
+enum {
+	DLV_DSN_FAILED = 0, DLV_DSN_DELAYED, DLV_DSN_DELIVERED,
+	DLV_DSN_RELAYED, DLV_DSN_EXPANDED
+};
+struct dlv_dsn {
+	int		 kind;		/* DLV_DSN_* */
+	const size_t	*idx;		/* recipients of m it reports */
+	size_t		 n;
+	const char	*to;		/* NULL = m->sender (must not be "") */
+	const char	*hostname;	/* Reporting-MTA; NULL = "localhost" */
+	time_t		 now;		/* Date */
+	time_t		 retry_until;	/* delayed: Will-Retry-Until; 0 = none */
+	uint64_t	 return_max;	/* failed: largest full message returned */
+};
 long	dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
-	    const size_t *fidx, size_t n, const char *hostname, time_t now);
+	    const struct dlv_dsn *d);
 
 #endif

@@ -1,20 +1,24 @@
 #include "config.h"
 /*
- * dlv_notice.c - the failure notice (RFC 5321 6.1) as an RFC 3464
- * delivery status notification in an RFC 6522 multipart/report.
+ * dlv_notice.c - delivery status notifications (RFC 3464) of every kind
+ * (failed, delayed, delivered, relayed, expanded) in an RFC 6522
+ * multipart/report; report-type=delivery-status.
  * Entry point: dlv_notice_write (see delivery.h).
  * Layout: RFC 5322 header; part 1 text/plain (us-ascii) naming each
- *       failed recipient with the remote host and its reply or the local
+ *       recipient with the remote host and its reply or the local
  *       reason; part 2 message/delivery-status (7bit: control and 8-bit
- *       octets become '?'); part 3 text/rfc822-headers: Waymark's trace
- *       fields (newest first) and the original header section read from
- *       the spool file, bounded to NOTICE_HDR_MAX bytes (a line cut by
- *       the bound is dropped); omitted when the spool file is unreadable.
- * Invariants: CRLF line ends only, no line longer than 998 octets (our
- *       text is folded at spaces near 78 columns, copied header lines
- *       are truncated at 998), a random boundary.
- * Not here: queueing the notice (queue/queue_notice.c), RET/ENVID/ORCPT
- *       (the DSN issue).
+ *       octets become '?'); part 3 the returned content: for a failure
+ *       without RET=HDRS and at most return_max bytes the whole spool
+ *       file as message/rfc822 (Waymark's trace fields first), else
+ *       text/rfc822-headers: the trace fields (newest first) and the
+ *       original header section, bounded to NOTICE_HDR_MAX bytes (a line
+ *       cut by the bound is dropped); omitted when the spool file is
+ *       unreadable.
+ * Invariants: CRLF line ends only, no line of ours longer than 998
+ *       octets (our text is folded at spaces near 78 columns, copied
+ *       header lines are truncated at 998; a returned message is copied
+ *       as received), a random boundary.
+ * Not here: deciding who gets a DSN and queueing it (queue_notice.c).
  */
 
 #include <errno.h>
@@ -179,10 +183,60 @@ put_date_field(struct buf *b, const char *name, time_t t)
 	return buf_printf(b, "%s: %s\r\n", name, date);
 }
 
+static const char *const kind_action[] = {
+	[DLV_DSN_FAILED] = "failed", [DLV_DSN_DELAYED] = "delayed",
+	[DLV_DSN_DELIVERED] = "delivered", [DLV_DSN_RELAYED] = "relayed",
+	[DLV_DSN_EXPANDED] = "expanded"
+};
+
+static const char *const kind_subject[] = {
+	[DLV_DSN_FAILED] = "Undelivered Mail Returned to Sender",
+	[DLV_DSN_DELAYED] = "Delayed Mail (still being retried)",
+	[DLV_DSN_DELIVERED] = "Successful Mail Delivery Report",
+	[DLV_DSN_RELAYED] = "Successful Mail Delivery Report",
+	[DLV_DSN_EXPANDED] = "Successful Mail Delivery Report"
+};
+
+static const char *const kind_text[] = {
+	[DLV_DSN_FAILED] = "I'm sorry to have to inform you that your message "
+	    "could not be delivered to one or more recipients.",
+	[DLV_DSN_DELAYED] = "This is a delivery status notification: your "
+	    "message could not be delivered yet to one or more recipients. "
+	    "The mail system will keep trying; you do not need to send it "
+	    "again.",
+	[DLV_DSN_DELIVERED] = "Your message was successfully delivered to "
+	    "the destination(s) listed below.",
+	[DLV_DSN_RELAYED] = "Your message was successfully relayed to the "
+	    "destination(s) listed below, whose mail system does not send "
+	    "delivery status notifications: no further notification will "
+	    "follow.",
+	[DLV_DSN_EXPANDED] = "Your message was successfully delivered to the "
+	    "mailing list or alias listed below; it was forwarded to its "
+	    "members, for whom no further notification will follow."
+};
+
+/* rcpt_status_code - the Status of a recipient for kind */
+static const char *
+rcpt_status_code(const struct qrcpt *r, int kind)
+{
+	switch (kind) {
+	case DLV_DSN_FAILED:
+		return rcpt_status(r);
+	case DLV_DSN_DELAYED:
+		if (status_ok(r->last_enh) && r->last_enh[0] == '4')
+			return r->last_enh;
+		return "4.0.0";
+	default:
+		if (status_ok(r->last_enh) && r->last_enh[0] == '2')
+			return r->last_enh;
+		return "2.0.0";
+	}
+}
+
 /* put_human - part 1: the explanation for people */
 static int
-put_human(struct buf *b, const struct qmsg *m, const size_t *fidx, size_t n,
-    const char *hostname, int with_headers)
+put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
+    const char *hostname, const char *what)
 {
 	const struct qrcpt	*r;
 	size_t			 k;
@@ -191,23 +245,28 @@ put_human(struct buf *b, const struct qmsg *m, const size_t *fidx, size_t n,
 	if (put_line(b, "", "This is the mail system at host %s.",
 	    hostname) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    put_line(b, "", "I'm sorry to have to inform you that your message "
-	    "could not be delivered to one or more recipients.%s",
-	    with_headers ? " Its header section is attached below." : "") == -1 ||
+	    put_line(b, "", "%s%s", kind_text[d->kind], what) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    put_line(b, "", "For further assistance, please send mail to "
+	    (d->kind == DLV_DSN_FAILED &&
+	    (put_line(b, "", "For further assistance, please send mail to "
 	    "postmaster.") == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
 	    put_line(b, "", "If you do so, please include this problem "
 	    "report.") == -1 ||
-	    buf_puts(b, "\r\n") == -1 ||
+	    buf_puts(b, "\r\n") == -1)) ||
 	    put_line(b, "", "The mail system") == -1)
 		return -1;
-	for (k = 0; k < n; k++) {
-		r = &m->rcpts[fidx[k]];
+	for (k = 0; k < d->n; k++) {
+		r = &m->rcpts[d->idx[k]];
 		if (buf_puts(b, "\r\n") == -1)
 			return -1;
-		if (r->remote_mta != NULL && r->last_code != 0)
+		if (d->kind != DLV_DSN_FAILED && d->kind != DLV_DSN_DELAYED)
+			rc = r->remote_mta != NULL ?
+			    put_line(b, "    ", "<%s>: %s via %s", r->addr,
+			    kind_action[d->kind], r->remote_mta) :
+			    put_line(b, "    ", "<%s>: %s", r->addr,
+			    kind_action[d->kind]);
+		else if (r->remote_mta != NULL && r->last_code != 0)
 			rc = put_line(b, "    ", "<%s>: host %s said: %d%s%s %s",
 			    r->addr, r->remote_mta, r->last_code,
 			    r->last_enh[0] ? " " : "", r->last_enh,
@@ -223,24 +282,29 @@ put_human(struct buf *b, const struct qmsg *m, const size_t *fidx, size_t n,
 
 /* put_report - part 2: the message/delivery-status fields */
 static int
-put_report(struct buf *b, const struct qmsg *m, const size_t *fidx, size_t n,
+put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
     const char *hostname)
 {
 	const struct qrcpt	*r;
 	char			 mta[256];
 	size_t			 k, ml;
 
-	if (put_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
+	if ((m->envid != NULL && put_line(b, " ", "Original-Envelope-Id: %s",
+	    m->envid) == -1) ||
+	    put_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
 	    put_line(b, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
 	    (m->arrival != 0 &&
 	    put_date_field(b, "Arrival-Date", m->arrival) == -1))
 		return -1;
-	for (k = 0; k < n; k++) {
-		r = &m->rcpts[fidx[k]];
+	for (k = 0; k < d->n; k++) {
+		r = &m->rcpts[d->idx[k]];
 		if (buf_puts(b, "\r\n") == -1 ||
+		    (r->orcpt != NULL && strchr(r->orcpt, ';') != NULL &&
+		    put_line(b, " ", "Original-Recipient: %s", r->orcpt) == -1) ||
 		    put_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
-		    buf_puts(b, "Action: failed\r\n") == -1 ||
-		    buf_printf(b, "Status: %s\r\n", rcpt_status(r)) == -1)
+		    buf_printf(b, "Action: %s\r\n", kind_action[d->kind]) == -1 ||
+		    buf_printf(b, "Status: %s\r\n", rcpt_status_code(r,
+		    d->kind)) == -1)
 			return -1;
 		if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
 			/* "host[addr]" -> "host"; a bare "[addr]" stays */
@@ -258,11 +322,16 @@ put_report(struct buf *b, const struct qmsg *m, const size_t *fidx, size_t n,
 			    r->last_enh[0] ? " " : "", r->last_enh,
 			    r->last_text ? r->last_text : "") == -1)
 				return -1;
-		} else if (r->last_text != NULL && put_line(b, " ",
-		    "Diagnostic-Code: X-Waymark; %s", r->last_text) == -1)
+		} else if ((d->kind == DLV_DSN_FAILED ||
+		    d->kind == DLV_DSN_DELAYED) && r->last_text != NULL &&
+		    put_line(b, " ", "Diagnostic-Code: X-Waymark; %s",
+		    r->last_text) == -1)
 			return -1;
 		if (r->last_attempt != 0 &&
 		    put_date_field(b, "Last-Attempt-Date", r->last_attempt) == -1)
+			return -1;
+		if (d->kind == DLV_DSN_DELAYED && d->retry_until != 0 &&
+		    put_date_field(b, "Will-Retry-Until", d->retry_until) == -1)
 			return -1;
 	}
 	return 0;
@@ -369,27 +438,86 @@ make_token(char *out, size_t len)
 	out[len] = '\0';
 }
 
-/* build - the whole notice in b; with_headers = include part 3 */
+/*
+ * put_full - the whole spool file (header section and body, CRLF) as
+ * it was received; -1 on a read error
+ */
+static int
+put_full(struct buf *b, const char *body_path)
+{
+	char	 chunk[16384];
+	ssize_t	 r;
+	int	 fd, last_nl = 1;
+
+	if ((fd = open(body_path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	for (;;) {
+		r = read(fd, chunk, sizeof(chunk));
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			close(fd);
+			return -1;
+		}
+		if (r == 0)
+			break;
+		if (buf_append(b, chunk, (size_t)r) == -1) {
+			close(fd);
+			return -1;
+		}
+		last_nl = chunk[r - 1] == '\n';
+	}
+	close(fd);
+	if (!last_nl && buf_puts(b, "\r\n") == -1)
+		return -1;
+	return 0;
+}
+
+/* trace_size - bytes of Waymark's trace fields with CRLF line ends */
+static size_t
+trace_size(const struct qmsg *m)
+{
+	const char	*s;
+	size_t		 i, n = 0;
+
+	for (i = 0; i < m->ntrace; i++) {
+		n += strlen(m->trace[i]) + 2;
+		for (s = m->trace[i]; (s = strchr(s, '\n')) != NULL; s++)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * build - the whole DSN in b; content: 0 none, 1 headers, 2 full
+ * message.  -2 when the spool file cannot be read (try less).
+ */
 static int
 build(struct buf *b, const struct qmsg *m, const char *body_path,
-    const size_t *fidx, size_t n, const char *hostname, time_t now,
-    int with_headers)
+    const struct dlv_dsn *d, const char *hostname, int content)
 {
-	char	boundary[80], tok[25], date[64];
+	char		 boundary[80], tok[25], date[64];
+	const char	*to = d->to != NULL ? d->to : m->sender;
+	const char	*what = "";
 
+	if (content == 2)
+		what = " The message is attached below.";
+	else if (content == 1)
+		what = " Its header section is attached below.";
 	make_token(tok, 24);
 	if (snprintf(boundary, sizeof(boundary), "=_waymark_%s_%s", m->qid,
 	    tok) >= (int)sizeof(boundary) ||
-	    rfc5322_date(now, date, sizeof(date)) == -1)
+	    rfc5322_date(d->now, date, sizeof(date)) == -1)
 		return -1;
 	make_token(tok, 8);
 	if (put_line(b, " ", "From: Mail Delivery System <MAILER-DAEMON@%s>",
 	    hostname) == -1 ||
-	    put_line(b, " ", "To: <%s>", m->sender) == -1 ||
-	    buf_puts(b, "Subject: Undelivered Mail Returned to Sender\r\n") == -1 ||
+	    put_line(b, " ", "To: <%s>", to) == -1 ||
+	    buf_printf(b, "Subject: %s\r\n", kind_subject[d->kind]) == -1 ||
 	    buf_printf(b, "Date: %s\r\n", date) == -1 ||
-	    put_line(b, " ", "Message-ID: <%snotice.%lld.%s@%s>", m->qid,
-	    (long long)now, tok, hostname) == -1 ||
+	    put_line(b, " ", "Message-ID: <%s%s.%lld.%s@%s>", m->qid,
+	    d->kind == DLV_DSN_FAILED ? "notice" : kind_action[d->kind],
+	    (long long)d->now, tok, hostname) == -1 ||
 	    buf_puts(b, "Auto-Submitted: auto-replied\r\n") == -1 ||
 	    buf_puts(b, "MIME-Version: 1.0\r\n") == -1 ||
 	    buf_puts(b, "Content-Type: multipart/report; "
@@ -401,19 +529,33 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 	if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
 	    buf_puts(b, "Content-Description: Notification\r\n"
 	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n") == -1 ||
-	    put_human(b, m, fidx, n, hostname, with_headers) == -1)
+	    put_human(b, m, d, hostname, what) == -1)
 		return -1;
 
 	if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
 	    buf_puts(b, "Content-Description: Delivery report\r\n"
 	    "Content-Type: message/delivery-status\r\n\r\n") == -1 ||
-	    put_report(b, m, fidx, n, hostname) == -1)
+	    put_report(b, m, d, hostname) == -1)
 		return -1;
 
-	if (with_headers) {
+	if (content == 2) {
 		if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
-		    buf_puts(b, "Content-Description: Undelivered Message "
-		    "Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n") == -1 ||
+		    buf_printf(b, "Content-Description: Undelivered Message\r\n"
+		    "Content-Type: message/rfc822\r\n%s\r\n", m->body_8bit ?
+		    "Content-Transfer-Encoding: 8bit\r\n" : "") == -1 ||
+		    put_trace(b, m) == -1)
+			return -1;
+		if (put_full(b, body_path) == -1) {
+			log_warn("qid=%s DSN: cannot read %s", m->qid,
+			    body_path);
+			return -2;
+		}
+	} else if (content == 1) {
+		if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
+		    buf_printf(b, "Content-Description: %s Message "
+		    "Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n",
+		    d->kind == DLV_DSN_FAILED ? "Undelivered" :
+		    d->kind == DLV_DSN_DELAYED ? "Delayed" : "Delivered") == -1 ||
 		    put_trace(b, m) == -1)
 			return -1;
 		if (put_orig_headers(b, body_path) == -1) {
@@ -429,28 +571,36 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 
 long
 dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
-    const size_t *fidx, size_t n, const char *hostname, time_t now)
+    const struct dlv_dsn *d)
 {
 	struct buf	 b;
+	const char	*hostname;
 	size_t		 off = 0, k;
 	ssize_t		 w;
-	int		 rc;
+	int		 rc, content;
 
-	if (fd < 0 || m == NULL || m->sender == NULL || n == 0 ||
-	    fidx == NULL)
+	if (fd < 0 || m == NULL || m->sender == NULL || d == NULL ||
+	    d->n == 0 || d->idx == NULL || d->kind < DLV_DSN_FAILED ||
+	    d->kind > DLV_DSN_EXPANDED ||
+	    (d->to == NULL && m->sender[0] == '\0'))
 		return -1;
+	hostname = d->hostname;
 	if (hostname == NULL || *hostname == '\0')
 		hostname = "localhost";
-	for (k = 0; k < n; k++)
-		if (fidx[k] >= m->nrcpts || m->rcpts[fidx[k]].addr == NULL)
+	for (k = 0; k < d->n; k++)
+		if (d->idx[k] >= m->nrcpts || m->rcpts[d->idx[k]].addr == NULL)
 			return -1;
+	/* RFC 3461 4.3: the whole message for a failure unless RET=HDRS */
+	content = body_path == NULL ? 0 : 1;
+	if (content && d->kind == DLV_DSN_FAILED && m->ret != DSN_RET_HDRS &&
+	    m->size + trace_size(m) <= d->return_max)
+		content = 2;
 	buf_init(&b, NOTICE_MAX);
-	rc = build(&b, m, body_path, fidx, n, hostname, now,
-	    body_path != NULL);
-	if (rc == -2) {
-		/* the original is unreadable: the notice without part 3 */
+	while ((rc = build(&b, m, body_path, d, hostname, content)) == -2 &&
+	    content > 0) {
+		/* the original is unreadable: the notice without it */
 		buf_reset(&b);
-		rc = build(&b, m, body_path, fidx, n, hostname, now, 0);
+		content = 0;
 	}
 	if (rc != 0)
 		goto fail;

@@ -48,6 +48,7 @@ struct qrcpt {
 	unsigned	 notify;	/* DSN_NOTIFY_* bits; 0 = not given */
 	int		 hop_dsn;	/* next hop advertised DSN (-1 unknown) */
 	int		 hop_mtrk;	/* next hop advertised MTRK (-1 unknown) */
+	int		 dsn_delay_sent; /* the "delayed" DSN was queued (once) */
 	enum rcpt_status status;
 	unsigned	 attempts;
 	time_t		 next_attempt;	/* 0 when final */

@@ -167,18 +167,27 @@ void	sched_remove(struct qmsg *m);
 void	sched_kick(void);
 void	sched_shutdown(void);
 
-/* ---- failure notices (queue_notice.c) ---- */
+/* ---- delivery status notifications (queue_notice.c) ---- */
 
 struct dlv_result;
 /*
- * queue_notice_batch - after apply_results has updated m's recipients
- * from res[0..n-1] and before j is committed: when m's sender is not <>
- * and some of those recipients are now failed, queue ONE failure notice
- * to the sender naming them all, and add the event "notice" (detail
- * "qid=NEW rcpts=<a>,<b>") to j.  Returns -1 only when j could not take
- * the event (drop j then); any other failure is logged and returns 0.
+ * queue_notice_batch - after apply_results has updated and recorded m's
+ * recipients from res[0..n-1] and before j is committed: queue ONE DSN
+ * per kind (failed, delayed, delivered, relayed) for the recipients of
+ * the batch that ask for it (RFC 3461 NOTIFY), marking delayed ones
+ * dsn_delay_sent in j, and add the event "dsn" (detail "kind=K qid=NEW
+ * rcpts=<a>,<b>") to j for each.  Nothing for a message from <>, except
+ * that the failed recipients of a DSN are reported to postmaster.
+ * Returns -1 only when j could not take a record (drop j then); any
+ * other failure is logged and returns 0.
  */
 int	queue_notice_batch(struct qjob *j, struct qmsg *m,
 	    const struct dlv_result *res, size_t n);
+/*
+ * queue_notice_accepted - after m's accept commit: one "expanded" DSN
+ * for its RS_EXPANDED recipients with NOTIFY=SUCCESS (event "dsn" in a
+ * commit job of its own).
+ */
+void	queue_notice_accepted(struct qmsg *m);
 
 #endif

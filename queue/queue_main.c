@@ -606,6 +606,7 @@ accept_done(void *arg, int rc)
 	if (rc == 0) {
 		if (ctx->fd >= 0)
 			close(ctx->fd);
+		queue_notice_accepted(m);	/* RFC 3461 "expanded" DSN */
 		if (qs.stopping || qmem_insert(m) == -1) {
 			/* durable: it is loaded at the next start */
 			qmsg_free(m);
@@ -728,9 +729,13 @@ queue_accept(struct qmsg *m, int fd, void (*done)(void *arg, int rc),
 	for (i = 0; i < m->nrcpts; i++) {
 		struct qrcpt *r = &m->rcpts[i];
 
+		r->busy = 0;
+		if (r->status == RS_EXPANDED) {	/* final at RCPT (aliases) */
+			r->next_attempt = 0;
+			continue;
+		}
 		r->status = RS_QUEUED;
 		r->next_attempt = m->arrival;
-		r->busy = 0;
 	}
 	if (!qid_valid(m->qid) || m->nrcpts == 0 || qs.cfg == NULL ||
 	    (j = accept_job(m)) == NULL)

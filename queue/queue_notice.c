@@ -1,20 +1,29 @@
 #include "config.h"
 /*
- * queue_notice.c - queue the failure notice of a delivery batch
- * (RFC 5321 6.1: a notice for every failed recipient of a message with
- * a non-null reverse-path; RFC 3464 2: from <>, to the reverse-path).
- * Entry point: queue_notice_batch, called by apply_results once the
- *       recipients of one job's results are updated and before their
- *       commit job is handed over.
- * Does: ONE notice per batch listing every recipient of the batch that is
- *       now failed; its body comes from dlv_notice_write into a fresh
- *       spool file; the notice is an ordinary message (sender "", the
- *       original sender as its one recipient, client "local", one trace
- *       field "Received: by HOST (Waymark) id QID; DATE") made durable by
- *       queue_accept, whose commit is handed to the commit thread before
- *       the original's status commit; the event "notice" (detail
- *       "qid=NEW rcpts=<a>,<b>") goes into the original's commit job.
- * Never: a notice about a message from <> (no notice for a notice).
+ * queue_notice.c - queue the delivery status notifications (RFC 3461,
+ * RFC 3464) of a delivery batch or of an accepted message.
+ * Entry points: queue_notice_batch (apply_results, after the recipients
+ *       of one job's results are updated and recorded, before the job is
+ *       committed) and queue_notice_accepted (queue_main.c, after a
+ *       message's accept commit).
+ * Does: per batch ONE DSN per kind: failed (NOTIFY absent or with
+ *       FAILURE), delayed (still deferred delay_warning after arrival,
+ *       NOTIFY absent or with DELAY, once per recipient: dsn_delay_sent,
+ *       recorded in the same job), delivered (final local delivery,
+ *       NOTIFY SUCCESS), relayed (to a next hop without DSN, NOTIFY
+ *       SUCCESS); after accept one "expanded" DSN for the RS_EXPANDED
+ *       recipients with NOTIFY SUCCESS.  Each DSN is written by
+ *       dlv_notice_write into a fresh spool file and is an ordinary
+ *       message (sender "", the original sender as its one recipient,
+ *       client "local", client name "waymark-dsn", one trace field)
+ *       made durable by queue_accept; the event "dsn" (detail
+ *       "kind=K qid=NEW rcpts=<a>,<b>") goes into the original's job.
+ * Never: a DSN about a message from <>.  A DSN (client "local", name
+ *       "waymark-dsn", or a notice of an older release: no name) whose
+ *       recipient expires after queue_lifetime is reported to
+ *       postmaster@<first local domain> as a failed DSN (client name
+ *       "waymark-postmaster"); a permanent (5xx) failure of a DSN and
+ *       any failure of a postmaster notice are only logged.
  */
 
 #include <errno.h>
@@ -33,25 +42,37 @@
 
 #define DETAIL_RCPTS_MAX	4000	/* bytes of addresses in the event */
 
+#define DSN_CLIENT_NAME		"waymark-dsn"
+#define POSTMASTER_CLIENT_NAME	"waymark-postmaster"
+
+static const char *const kind_name[] = {
+	[DLV_DSN_FAILED] = "failed", [DLV_DSN_DELAYED] = "delayed",
+	[DLV_DSN_DELIVERED] = "delivered", [DLV_DSN_RELAYED] = "relayed",
+	[DLV_DSN_EXPANDED] = "expanded"
+};
+
 struct notice_ctx {
 	char	old_qid[QID_SIZE];
 	char	new_qid[QID_SIZE];
 	size_t	nrcpts;
+	int	kind;
+	int	postmaster;
 };
 
-/* notice_done - the notice's accept commit finished (loop thread) */
+/* notice_done - the DSN's accept commit finished (loop thread) */
 static void
 notice_done(void *arg, int rc)
 {
 	struct notice_ctx	*ctx = arg;
 
 	if (rc == 0)
-		log_info("qid=%s notice for qid=%s rcpts=%zu", ctx->new_qid,
+		log_info("qid=%s dsn=%s%s for qid=%s rcpts=%zu", ctx->new_qid,
+		    kind_name[ctx->kind], ctx->postmaster ? " (postmaster)" : "",
 		    ctx->old_qid, ctx->nrcpts);
 	else
-		log_warnx("qid=%s notice for qid=%s rcpts=%zu could not be "
-		    "queued: the failure notice is lost", ctx->new_qid,
-		    ctx->old_qid, ctx->nrcpts);
+		log_warnx("qid=%s dsn=%s for qid=%s rcpts=%zu could not be "
+		    "queued: the notification is lost", ctx->new_qid,
+		    kind_name[ctx->kind], ctx->old_qid, ctx->nrcpts);
 	free(ctx);
 }
 
@@ -76,17 +97,19 @@ has_8bit(const char *path)
 	return found;
 }
 
-/* event_detail - "qid=NEW rcpts=<a>,<b>" (addresses escaped, bounded) */
+/* event_detail - "kind=K qid=NEW rcpts=<a>,<b>" (escaped, bounded) */
 static char *
-event_detail(const char *qid, const struct qmsg *m, const size_t *fidx,
-    size_t nf)
+event_detail(int kind, const char *to, const char *qid, const struct qmsg *m,
+    const size_t *fidx, size_t nf)
 {
 	struct buf	b;
 	char		addr[300];
 	size_t		k;
 
 	buf_init(&b, DETAIL_RCPTS_MAX + 512);
-	if (buf_printf(&b, "qid=%s rcpts=", qid) == -1)
+	if (buf_printf(&b, "kind=%s qid=%s ", kind_name[kind], qid) == -1 ||
+	    (to != NULL && buf_printf(&b, "to=<%s> ", to) == -1) ||
+	    buf_puts(&b, "rcpts=") == -1)
 		goto fail;
 	for (k = 0; k < nf; k++) {
 		log_escape(addr, sizeof(addr), m->rcpts[fidx[k]].addr,
@@ -108,8 +131,8 @@ fail:
 
 /* notice_msg - the qmsg of the notice (body already written) */
 static struct qmsg *
-notice_msg(const struct qmsg *m, const char *qid, const char *hostname,
-    time_t now, long size)
+notice_msg(const char *to, const char *qid, const char *hostname,
+    time_t now, long size, int postmaster)
 {
 	struct qmsg	*nm;
 	char		 path[64], date[64], field[512];
@@ -125,8 +148,10 @@ notice_msg(const struct qmsg *m, const char *qid, const char *hostname,
 	nm->body_8bit = has_8bit(path);
 	if ((nm->sender = strdup("")) == NULL ||
 	    (nm->client_addr = strdup("local")) == NULL ||
+	    (nm->client_name = strdup(postmaster ? POSTMASTER_CLIENT_NAME :
+	    DSN_CLIENT_NAME)) == NULL ||
 	    (nm->helo = strdup(hostname)) == NULL ||
-	    qmsg_add_rcpt(nm, m->sender) == -1 ||
+	    qmsg_add_rcpt(nm, to) == -1 ||
 	    rfc5322_date(now, date, sizeof(date)) == -1)
 		goto fail;
 	n = snprintf(field, sizeof(field), "Received: by %s (Waymark) id %s; %s",
@@ -140,69 +165,269 @@ fail:
 	return NULL;
 }
 
-int
-queue_notice_batch(struct qjob *j, struct qmsg *m,
-    const struct dlv_result *res, size_t n)
+/* is_dsn - m is a DSN Waymark made (not a postmaster notice) */
+static int
+is_dsn(const struct qmsg *m)
+{
+	return m->sender != NULL && m->sender[0] == '\0' &&
+	    m->client_addr != NULL && strcmp(m->client_addr, "local") == 0 &&
+	    (m->client_name == NULL ||
+	    strcmp(m->client_name, DSN_CLIENT_NAME) == 0);
+}
+
+/* wants - NOTIFY of r asks for bit (absent NOTIFY = FAILURE,DELAY) */
+static int
+wants(const struct qrcpt *r, unsigned bit)
+{
+	if (r->notify == 0)
+		return bit == DSN_NOTIFY_FAILURE || bit == DSN_NOTIFY_DELAY;
+	return (r->notify & bit) != 0;
+}
+
+static const char *
+cfg_hostname(void)
+{
+	return qs.cfg != NULL && qs.cfg->hostname != NULL &&
+	    qs.cfg->hostname[0] != '\0' ? qs.cfg->hostname : "localhost";
+}
+
+/*
+ * queue_dsn - queue one DSN of kind about recipients idx[0..n-1] of m to
+ * to (NULL = m->sender); postmaster marks a postmaster notice.  The
+ * event goes into j.  -1 only when j could not take the event.
+ */
+static int
+queue_dsn(struct qjob *j, struct qmsg *m, int kind, const size_t *idx,
+    size_t n, const char *to, int postmaster)
 {
 	struct notice_ctx	*ctx = NULL;
 	struct qmsg		*nm = NULL;
-	const char		*hostname;
+	struct dlv_dsn		 d;
+	const char		*hostname = cfg_hostname();
 	char			 qid[QID_SIZE], path[64], *detail = NULL;
-	size_t			*fidx = NULL, nf = 0, k, i;
 	time_t			 now = time(NULL);
 	long			 size;
 	int			 fd = -1, rc = 0;
 
-	if (m->sender == NULL || m->sender[0] == '\0' || n == 0)
-		return 0;	/* never a notice about a notice */
-	if ((fidx = calloc(n, sizeof(*fidx))) == NULL)
-		goto lost;
-	for (k = 0; k < n; k++) {
-		if (res[k].ridx >= m->nrcpts ||
-		    m->rcpts[res[k].ridx].status != RS_FAILED)
-			continue;
-		for (i = 0; i < nf && fidx[i] != res[k].ridx; i++)
-			;
-		if (i == nf)
-			fidx[nf++] = res[k].ridx;
-	}
-	if (nf == 0)
-		goto done;
-	hostname = qs.cfg != NULL && qs.cfg->hostname != NULL &&
-	    qs.cfg->hostname[0] != '\0' ? qs.cfg->hostname : "localhost";
+	memset(&d, 0, sizeof(d));
+	d.kind = kind;
+	d.idx = idx;
+	d.n = n;
+	d.to = to;
+	d.hostname = hostname;
+	d.now = now;
+	d.return_max = qs.cfg != NULL ? qs.cfg->max_dsn_return_size :
+	    1024 * 1024;
+	if (kind == DLV_DSN_DELAYED && qs.cfg != NULL)
+		d.retry_until = m->arrival + (time_t)qs.cfg->queue_lifetime;
 	if ((ctx = calloc(1, sizeof(*ctx))) == NULL ||
 	    queue_body_create(qid, &fd) == -1)
 		goto lost;
 	snprintf(path, sizeof(path), "body/%s", m->qid);
-	if ((size = dlv_notice_write(fd, m, path, fidx, nf, hostname,
-	    now)) < 0) {
-		log_warn("qid=%s cannot write the failure notice %s", m->qid,
-		    qid);
+	if ((size = dlv_notice_write(fd, m, path, &d)) < 0) {
+		log_warn("qid=%s cannot write the %s DSN %s", m->qid,
+		    kind_name[kind], qid);
 		goto lost;
 	}
-	if ((nm = notice_msg(m, qid, hostname, now, size)) == NULL ||
-	    (detail = event_detail(qid, m, fidx, nf)) == NULL)
+	if ((nm = notice_msg(to != NULL ? to : m->sender, qid, hostname, now,
+	    size, postmaster)) == NULL ||
+	    (detail = event_detail(kind, postmaster ? to : NULL, qid, m, idx,
+	    n)) == NULL)
 		goto lost;
-	if (qjob_add_event(j, m, "notice", detail) == -1) {
+	if (qjob_add_event(j, m, "dsn", detail) == -1) {
 		/* the job is unusable: the caller drops the whole batch */
 		rc = -1;
 		goto lost;
 	}
 	snprintf(ctx->old_qid, sizeof(ctx->old_qid), "%s", m->qid);
 	snprintf(ctx->new_qid, sizeof(ctx->new_qid), "%s", qid);
-	ctx->nrcpts = nf;
+	ctx->nrcpts = n;
+	ctx->kind = kind;
+	ctx->postmaster = postmaster;
 	queue_accept(nm, fd, notice_done, ctx);	/* owns nm, fd, ctx */
 	goto done;
 lost:
 	if (rc == 0)
-		log_warnx("qid=%s failure notice for %zu recipient(s) not "
-		    "queued (out of memory or spool error)", m->qid, nf);
+		log_warnx("qid=%s %s DSN for %zu recipient(s) not queued (out "
+		    "of memory or spool error)", m->qid, kind_name[kind], n);
 	if (fd != -1)
 		queue_body_discard(qid, fd);
 	qmsg_free(nm);
 	free(ctx);
 done:
 	free(detail);
-	free(fidx);
 	return rc;
+}
+
+/* add_idx - append ridx to list unless there */
+static void
+add_idx(size_t *list, size_t *n, size_t ridx)
+{
+	size_t	i;
+
+	for (i = 0; i < *n && list[i] != ridx; i++)
+		;
+	if (i == *n)
+		list[(*n)++] = ridx;
+}
+
+/*
+ * postmaster_notice - recipients of the DSN m failed: those that expired
+ * after queue_lifetime are reported to postmaster; a permanent failure
+ * (often a forged sender) is only logged
+ */
+static int
+postmaster_notice(struct qjob *j, struct qmsg *m,
+    const struct dlv_result *res, size_t n)
+{
+	char	 to[300], esc[300];
+	size_t	*idx, ni = 0, k;
+	int	 rc = 0;
+
+	if ((idx = calloc(n, sizeof(*idx))) == NULL)
+		return 0;
+	for (k = 0; k < n; k++) {
+		if (res[k].ridx >= m->nrcpts ||
+		    m->rcpts[res[k].ridx].status != RS_FAILED)
+			continue;
+		if (res[k].status == RS_FAILED) {	/* not an expiry */
+			log_escape(esc, sizeof(esc), m->rcpts[res[k].ridx].addr,
+			    strlen(m->rcpts[res[k].ridx].addr));
+			log_warnx("qid=%s undeliverable DSN to <%s>: failed "
+			    "permanently (only logged)", m->qid, esc);
+		} else
+			add_idx(idx, &ni, res[k].ridx);
+	}
+	if (ni > 0) {
+		snprintf(to, sizeof(to), "postmaster@%s",
+		    qs.cfg != NULL && qs.cfg->nlocal_domains > 0 ?
+		    qs.cfg->local_domains[0] : cfg_hostname());
+		log_warnx("qid=%s undeliverable DSN: reporting to <%s>",
+		    m->qid, to);
+		rc = queue_dsn(j, m, DLV_DSN_FAILED, idx, ni, to, 1);
+	}
+	free(idx);
+	return rc;
+}
+
+int
+queue_notice_batch(struct qjob *j, struct qmsg *m,
+    const struct dlv_result *res, size_t n)
+{
+	struct qrcpt	*r;
+	size_t		*lists[DLV_DSN_EXPANDED + 1] = { NULL }, nl[DLV_DSN_EXPANDED + 1];
+	size_t		 k;
+	time_t		 now = time(NULL);
+	int		 kind, rc = 0;
+
+	if (m->sender == NULL || n == 0)
+		return 0;
+	if (m->sender[0] == '\0') {
+		/* never a DSN about a DSN; a lost DSN goes to postmaster */
+		return is_dsn(m) ? postmaster_notice(j, m, res, n) : 0;
+	}
+	for (kind = 0; kind <= DLV_DSN_EXPANDED; kind++) {
+		nl[kind] = 0;
+		if ((lists[kind] = calloc(n, sizeof(size_t))) == NULL) {
+			log_warnx("qid=%s DSNs not queued: out of memory",
+			    m->qid);
+			goto done;
+		}
+	}
+	for (k = 0; k < n; k++) {
+		if (res[k].ridx >= m->nrcpts)
+			continue;
+		r = &m->rcpts[res[k].ridx];
+		kind = -1;
+		switch (r->status) {
+		case RS_FAILED:
+			if (wants(r, DSN_NOTIFY_FAILURE))
+				kind = DLV_DSN_FAILED;
+			break;
+		case RS_DEFERRED:
+			if (qs.cfg != NULL && qs.cfg->delay_warning > 0 &&
+			    !r->dsn_delay_sent && wants(r, DSN_NOTIFY_DELAY) &&
+			    now >= m->arrival + (time_t)qs.cfg->delay_warning)
+				kind = DLV_DSN_DELAYED;
+			break;
+		case RS_DELIVERED:
+			if (wants(r, DSN_NOTIFY_SUCCESS))
+				kind = DLV_DSN_DELIVERED;
+			break;
+		case RS_RELAYED:
+			/* a DSN-capable next hop reports for itself */
+			if (wants(r, DSN_NOTIFY_SUCCESS) && r->hop_dsn != 1)
+				kind = DLV_DSN_RELAYED;
+			break;
+		default:
+			break;
+		}
+		if (kind >= 0)
+			add_idx(lists[kind], &nl[kind], res[k].ridx);
+	}
+	for (kind = 0; kind <= DLV_DSN_EXPANDED && rc == 0; kind++) {
+		if (nl[kind] == 0)
+			continue;
+		if (kind == DLV_DSN_DELAYED)
+			for (k = 0; k < nl[kind] && rc == 0; k++) {
+				/* once: recorded in the same commit */
+				m->rcpts[lists[kind][k]].dsn_delay_sent = 1;
+				rc = qjob_add_rcpt(j, m, lists[kind][k]);
+			}
+		if (rc == 0)
+			rc = queue_dsn(j, m, kind, lists[kind], nl[kind], NULL,
+			    0);
+	}
+done:
+	for (kind = 0; kind <= DLV_DSN_EXPANDED; kind++)
+		free(lists[kind]);
+	return rc;
+}
+
+/* accepted_done - the commit of the "dsn" event of an accepted message */
+static void
+accepted_done(void *arg, int rc)
+{
+	char	*qid = arg;
+
+	if (rc != 0)
+		log_warnx("qid=%s the event of its expanded DSN is lost", qid);
+	free(qid);
+}
+
+void
+queue_notice_accepted(struct qmsg *m)
+{
+	struct qjob	*j;
+	size_t		*idx, ni = 0, k;
+	char		*qid;
+
+	if (m->sender == NULL || m->sender[0] == '\0' || m->nrcpts == 0)
+		return;
+	for (k = 0; k < m->nrcpts; k++)
+		if (m->rcpts[k].status == RS_EXPANDED &&
+		    wants(&m->rcpts[k], DSN_NOTIFY_SUCCESS))
+			ni++;
+	if (ni == 0)
+		return;
+	if ((idx = calloc(ni, sizeof(*idx))) == NULL ||
+	    (j = qjob_new()) == NULL) {
+		free(idx);
+		log_warnx("qid=%s expanded DSN not queued: out of memory",
+		    m->qid);
+		return;
+	}
+	ni = 0;
+	for (k = 0; k < m->nrcpts; k++)
+		if (m->rcpts[k].status == RS_EXPANDED &&
+		    wants(&m->rcpts[k], DSN_NOTIFY_SUCCESS))
+			idx[ni++] = k;
+	if (queue_dsn(j, m, DLV_DSN_EXPANDED, idx, ni, NULL, 0) == -1 ||
+	    (qid = strdup(m->qid)) == NULL) {
+		log_warnx("qid=%s the event of its expanded DSN is lost",
+		    m->qid);
+		qjob_free(j);
+	} else
+		qdb_commit(j, accepted_done, qid);
+	free(idx);
 }

@@ -5,8 +5,8 @@
  * type; decoders validate everything and return a reason, never crash.
  *
  * Common encoding, all integers big-endian:
- *   u8 version (2 for 'M' and 'R', 1 for the others; version 1 'M'/'R'
- *   records are still decoded, without the version 2 fields), u8 type tag ('M' message, 'R' recipient, 'E' event,
+ *   u8 version (3 for 'R', 2 for 'M', 1 for the others; older 'M'/'R'
+ *   records are still decoded, without the newer fields), u8 type tag ('M' message, 'R' recipient, 'E' event,
  *   'U' meta u64), then the fields below.  str = u32 length + bytes (no
  *   NUL inside, at most REC_STR_MAX); length 0xffffffff = NULL.  No byte
  *   may follow the last field.
@@ -19,7 +19,8 @@
  *   u64 last_attempt, u16 last_code, str last_enh (non-NULL, <= 15),
  *   str addr (non-NULL), orcpt, last_text, remote_mta; version 2 adds
  *   u8 notify (DSN_NOTIFY_* bits), u8 hop_dsn, u8 hop_mtrk (0, 1,
- *   0xff = unknown).
+ *   0xff = unknown); version 3 (written now) adds u8 flags (1 =
+ *   dsn_delay_sent).
  * Event     ('E'): u64 time (microseconds), str kind (non-NULL), detail.
  * Meta      ('U'): u64 value.
  * Keys: messages = qid; recipients = qid + u16 index; events = qid +
@@ -37,6 +38,7 @@
 
 #define STR_NULL	0xffffffffu
 #define REC_VERSION2	2	/* message and recipient records */
+#define REC_VERSION3	3	/* recipient records */
 #define HOP_UNKNOWN	0xffu
 
 /* ---- big-endian helpers ---- */
@@ -287,8 +289,8 @@ rd_str(struct rd *r, int nullable)
 	return s;
 }
 
-/* rd_header - version (REC_VERSION, or up to REC_VERSION2 when v2 != NULL;
- * *v2 = 1 for a version 2 record) and type tag */
+/* rd_header - version (REC_VERSION, or up to REC_VERSION3 when v2 != NULL;
+ * *v2 = 1 for a version 2 record, 3 for a version 3 one) and type tag */
 static int
 rd_header_v(struct rd *r, const void *p, size_t len, int tag, int *v2)
 {
@@ -301,7 +303,8 @@ rd_header_v(struct rd *r, const void *p, size_t len, int tag, int *v2)
 		return -1;
 	}
 	if (v2 != NULL)
-		*v2 = r->p[0] == REC_VERSION2;
+		*v2 = r->p[0] == REC_VERSION2 ? 1 :
+		    r->p[0] == REC_VERSION3 && tag == 'R' ? 3 : 0;
 	if (r->p[0] != REC_VERSION && (v2 == NULL || !*v2)) {
 		r->why = "unknown record version";
 		return -1;
@@ -480,7 +483,7 @@ rec_rcpt_encode(const struct qrcpt *rc, unsigned char **out, size_t *outlen)
 		errno = EINVAL;
 		return -1;
 	}
-	wr_u8(&w, REC_VERSION2);
+	wr_u8(&w, REC_VERSION3);
 	wr_u8(&w, 'R');
 	wr_u8(&w, (unsigned)rc->status);
 	wr_u32(&w, rc->attempts);
@@ -495,6 +498,7 @@ rec_rcpt_encode(const struct qrcpt *rc, unsigned char **out, size_t *outlen)
 	wr_u8(&w, rc->notify);
 	wr_u8(&w, rc->hop_dsn < 0 ? HOP_UNKNOWN : (unsigned)rc->hop_dsn);
 	wr_u8(&w, rc->hop_mtrk < 0 ? HOP_UNKNOWN : (unsigned)rc->hop_mtrk);
+	wr_u8(&w, rc->dsn_delay_sent ? 1 : 0);
 	return wr_finish(&w, out, outlen);
 }
 
@@ -503,7 +507,7 @@ rec_rcpt_decode(const void *p, size_t len, struct qrcpt *rc, const char **why)
 {
 	struct rd	 r;
 	unsigned	 status, code, notify = 0;
-	unsigned	 hdsn = HOP_UNKNOWN, hmtrk = HOP_UNKNOWN;
+	unsigned	 hdsn = HOP_UNKNOWN, hmtrk = HOP_UNKNOWN, flags = 0;
 	char		*enh = NULL;
 	int		 v2 = 0;
 
@@ -525,6 +529,8 @@ rec_rcpt_decode(const void *p, size_t len, struct qrcpt *rc, const char **why)
 		hdsn = rd_u8(&r);
 		hmtrk = rd_u8(&r);
 	}
+	if (v2 == 3)
+		flags = rd_u8(&r);
 	if (rd_end(&r) == -1)
 		goto fail;
 	if ((notify & ~(DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS |
@@ -538,6 +544,11 @@ rec_rcpt_decode(const void *p, size_t len, struct qrcpt *rc, const char **why)
 		r.why = "bad next-hop flag";
 		goto fail;
 	}
+	if (flags > 1) {
+		r.why = "bad recipient flags";
+		goto fail;
+	}
+	rc->dsn_delay_sent = (int)flags;
 	rc->notify = notify;
 	rc->hop_dsn = hdsn == HOP_UNKNOWN ? -1 : (int)hdsn;
 	rc->hop_mtrk = hmtrk == HOP_UNKNOWN ? -1 : (int)hmtrk;

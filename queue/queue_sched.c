@@ -17,8 +17,8 @@
  *       file is unlinked and the message leaves memory.
  * Dispatch: local recipients go to Maildir (or LMTP when `lmtp` is set);
  *       non-local ones, grouped by domain, to dlv_remote_start (SMTP via
- *       smarthost or MX).  Failed recipients of a message with a non-null
- *       sender get a failure notice (queue_notice.c) in the same commit.
+ *       smarthost or MX).  The DSNs a batch calls for (failed, delayed,
+ *       delivered, relayed: queue_notice.c) go into the same commit.
  */
 
 #include <errno.h>
@@ -326,7 +326,7 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		detail = NULL;
 	}
 	if (!bad && queue_notice_batch(j, m, res, n) == -1)
-		bad = 1;	/* RFC 5321 6.1 failure notice (queue_notice.c) */
+		bad = 1;	/* RFC 3464 DSNs of the batch (queue_notice.c) */
 	if (!bad) {
 		if (qmsg_due(m, 0) == 0)
 			bad = add_finish(j, m, now) == -1;

@@ -18,6 +18,12 @@
  *       RFC 2920 (PIPELINING), RFC 3207 (STARTTLS), RFC 3461 (DSN:
  *       RET ENVID NOTIFY ORCPT, kept in the qmsg/qrcpt), RFC 3885 (MTRK;
  *       without ENVID=local@fqhn: 501 5.5.4).
+ * Aliases (common/aliases.c) are expanded at RCPT, before queueing:
+ *       1->1 replaces the address (ORCPT kept, or set to rfc822;original;
+ *       NOTIFY and MTRK pass, RFC 3461 5.2.7.2, RFC 3885 3.3); 1->N keeps
+ *       the original as an "expanded" recipient and adds the expansions
+ *       with NOTIFY minus SUCCESS (NEVER when only SUCCESS was asked) and
+ *       hop_mtrk = 0: no MTRK for them (RFC 3461 5.2.7.3(c), RFC 3885 3.3).
  */
 
 #include <ctype.h>
@@ -31,6 +37,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "common/aliases.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/syntax.h"
@@ -435,6 +442,171 @@ leading_dot_local(const char *arg, size_t len)
 	return cfg_is_local_domain(smtpd_cfg, p.domain);
 }
 
+/* alias_is_local - aliases_expand's test for a local domain */
+static int
+alias_is_local(const char *domain, void *arg)
+{
+	(void)arg;
+	return cfg_is_local_domain(smtpd_cfg, domain);
+}
+
+/* rcpt_find - index of addr among m's recipients (expanded ones only when
+ * expanded is set, else the others), -1 if absent */
+static ssize_t
+rcpt_find(const struct qmsg *m, const char *addr, int expanded)
+{
+	size_t	i;
+
+	for (i = 0; i < m->nrcpts; i++)
+		if ((m->rcpts[i].status == RS_EXPANDED) == (expanded != 0) &&
+		    strcasecmp(m->rcpts[i].addr, addr) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* rcpt_push - append a recipient with its DSN values; 0 or -1 */
+static int
+rcpt_push(struct qmsg *m, const char *addr, unsigned notify,
+    const char *orcpt)
+{
+	struct qrcpt	*qr;
+
+	if (qmsg_add_rcpt(m, addr) == -1)
+		return -1;
+	qr = &m->rcpts[m->nrcpts - 1];
+	qr->notify = notify;
+	if (orcpt != NULL && (qr->orcpt = strdup(orcpt)) == NULL)
+		return -1;
+	return 0;
+}
+
+/*
+ * rcpt_alias - expand addr when it is an alias (before queueing).
+ * Returns 0 when addr is not an alias (the caller stores it), 1 when the
+ * recipient was handled and 250 sent, -1 when an error reply was sent.
+ * 1->1: the target replaces addr; NOTIFY, ORCPT (set to rfc822;addr when
+ * the client gave none) and the message's MTRK pass (RFC 3461 5.2.7.2,
+ * RFC 3885 3.3).  1->N (RFC 3461 5.2.7.3(c)): addr stays as a final
+ * RS_EXPANDED recipient (the "expanded" DSN is sent for it when NOTIFY
+ * has SUCCESS); each expansion gets NOTIFY without SUCCESS (NEVER when
+ * nothing is left), the same ORCPT, and hop_mtrk = 0: MTRK is not passed
+ * on to list members (RFC 3885 3.3).  Loop members are delivered to
+ * their own mailbox; nesting deeper than ALIAS_DEPTH_MAX: 550 5.4.6;
+ * more than max_recipients deliverable recipients: 452 4.5.3.
+ */
+static int
+rcpt_alias(struct smtpd_session *s, const char *addr,
+    const struct esmtp_params *ep)
+{
+	struct qmsg		*m = s->txn->m;
+	struct qrcpt		*qr;
+	char			**out = NULL, *orcpt = NULL;
+	size_t			 nout = 0, i, live = 0, add = 0, n0 = m->nrcpts;
+	unsigned		 notify;
+	enum alias_result	 ar;
+	int			 n;
+
+	ar = aliases_expand(smtpd_cfg->alias_table, addr, alias_is_local,
+	    NULL, smtpd_cfg->max_recipients, &out, &nout);
+	switch (ar) {
+	case ALIAS_NONE:
+		return 0;
+	case ALIAS_EXPANDED:
+		break;
+	case ALIAS_ERR_DEPTH:
+		log_info("session=%s alias <%s> nested deeper than %d",
+		    s->sid, addr, ALIAS_DEPTH_MAX);
+		smtpd_reply(s, 550, 5, 4, 6, "Recipient address rejected: "
+		    "alias nesting too deep (loop?)");
+		return -1;
+	case ALIAS_ERR_TOOMANY:
+		smtpd_reply(s, 452, 4, 5, 3, "Error: Too many recipients "
+		    "after alias expansion");
+		return -1;
+	default:
+		goto nomem;
+	}
+	if (ep->has_orcpt)
+		orcpt = strdup(ep->orcpt);
+	else if ((n = asprintf(&orcpt, "rfc822;%s", addr)) < 0)
+		orcpt = NULL;
+	if (orcpt == NULL)
+		goto nomem;
+
+	if (nout == 1) {			/* 1->1: an ordinary hop */
+		if (rcpt_find(m, out[0], 0) < 0 &&
+		    rcpt_push(m, out[0], ep->notify, orcpt) == -1)
+			goto undo;
+		log_info("session=%s alias <%s> -> <%s>", s->sid, addr, out[0]);
+		goto ok;
+	}
+
+	/* 1->N */
+	if (rcpt_find(m, addr, 1) >= 0)		/* the same list again */
+		goto ok;
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].status != RS_EXPANDED)
+			live++;
+	for (i = 0; i < nout; i++)
+		if (rcpt_find(m, out[i], 0) < 0)
+			add++;
+	if (live + add > smtpd_cfg->max_recipients) {
+		free(orcpt);
+		aliases_strv_free(out, nout);
+		smtpd_reply(s, 452, 4, 5, 3, "Error: Too many recipients "
+		    "after alias expansion");
+		return -1;
+	}
+	if (rcpt_push(m, addr, ep->notify, ep->has_orcpt ? ep->orcpt : NULL)
+	    == -1)
+		goto undo;
+	qr = &m->rcpts[m->nrcpts - 1];
+	qr->status = RS_EXPANDED;
+	qr->next_attempt = 0;
+	qr->last_attempt = time(NULL);
+	qr->last_code = 250;
+	(void)snprintf(qr->last_enh, sizeof(qr->last_enh), "2.1.5");
+	if (asprintf(&qr->last_text, "expanded to %zu recipients", nout) < 0) {
+		qr->last_text = NULL;
+		goto undo;
+	}
+	notify = ep->notify;
+	if (notify & DSN_NOTIFY_SUCCESS) {
+		notify &= ~DSN_NOTIFY_SUCCESS;
+		if (notify == 0)
+			notify = DSN_NOTIFY_NEVER;
+	}
+	for (i = 0; i < nout; i++) {
+		if (rcpt_find(m, out[i], 0) >= 0)
+			continue;
+		if (rcpt_push(m, out[i], notify, orcpt) == -1)
+			goto undo;
+		m->rcpts[m->nrcpts - 1].hop_mtrk = 0;	/* no MTRK: RFC 3885 3.3 */
+	}
+	log_info("session=%s alias <%s> expanded to %zu recipients", s->sid,
+	    addr, nout);
+ok:
+	free(orcpt);
+	aliases_strv_free(out, nout);
+	s->txn->naccepted++;
+	smtpd_set_state(s, SMTPD_RCPT);
+	smtpd_reply(s, 250, 2, 1, 5, "Ok");
+	return 1;
+undo:
+	while (m->nrcpts > n0) {
+		qr = &m->rcpts[--m->nrcpts];
+		free(qr->addr);
+		free(qr->orcpt);
+		free(qr->last_text);
+		free(qr->remote_mta);
+	}
+nomem:
+	free(orcpt);
+	aliases_strv_free(out, nout);
+	smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");
+	return -1;
+}
+
 static int
 cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 {
@@ -494,7 +666,8 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 				    "local part not allowed");
 				return CMD_FAIL;
 			} else if (!cfg_local_rcpt_ok(smtpd_cfg, p.local,
-			    p.domain)) {
+			    p.domain) && (p.quoted || aliases_lookup(
+			    smtpd_cfg->alias_table, p.local, p.domain) == NULL)) {
 				smtpd_reply(s, 550, 5, 1, 1, "Recipient address "
 				    "rejected: User unknown");
 				return CMD_FAIL;
@@ -510,7 +683,13 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 		}
 	}
 
-	/* act: the same address twice in one transaction is stored once */
+	/* act: aliases first (RFC 3461 5.2.7) */
+	if (smtpd_cfg->alias_table != NULL) {
+		r = rcpt_alias(s, addr, &ep);
+		if (r != 0)
+			return r == 1 ? CMD_OK : CMD_FAIL;
+	}
+	/* the same address twice in one transaction is stored once */
 	for (i = 0; i < t->m->nrcpts; i++)
 		if (strcasecmp(t->m->rcpts[i].addr, addr) == 0) {
 			dup = 1;

@@ -1,8 +1,11 @@
-"""Failure notices (RFC 5321 6.1): a recipient that expires after
-queue_lifetime (a plain file blocks its domain's Maildir folder) yields ONE
-notice from <> to the sender, a multipart/report; report-type=delivery-status
-(RFC 3464) naming the recipient with Action failed and Status 4.4.7; a
-message from <> yields none.  Bounded polling only, no timing assertions."""
+"""Failure notices (RFC 5321 6.1) as failed DSNs: a recipient that expires
+after queue_lifetime (a plain file blocks its domain's Maildir folder) yields
+ONE DSN from <> to the sender, a multipart/report;
+report-type=delivery-status (RFC 3464) naming the recipient with Action
+failed and Status 4.4.7, returning the whole message (no RET given); a
+message from <> yields none, and a DSN that cannot be delivered is reported
+to postmaster once, never in a loop.  Bounded polling only, no timing
+assertions.  The other DSN kinds: test_dsn.py."""
 
 import email
 import email.policy
@@ -64,7 +67,7 @@ def test_expired_recipient_gets_a_notice(daemon_factory):
     assert n.get_param("report-type") == "delivery-status"
     parts = list(n.iter_parts())
     assert [p.get_content_type() for p in parts] == [
-        "text/plain", "message/delivery-status", "text/rfc822-headers"], parts
+        "text/plain", "message/delivery-status", "message/rfc822"], parts
 
     human = parts[0].get_content()
     assert "mx.test" in human
@@ -83,22 +86,22 @@ def test_expired_recipient_gets_a_notice(daemon_factory):
     assert per_rcpt["Remote-MTA"] is None    # a local failure
     assert per_rcpt["Last-Attempt-Date"]
 
-    # the original header section, not the body
-    hdrs = parts[2].get_payload()
-    assert "Subject: will expire" in hdrs, hdrs
-    assert "id %s" % qid in hdrs, hdrs
-    assert "Hello." not in hdrs
+    # no RET: the whole message, our trace field first
+    orig = parts[2].get_payload()[0]
+    assert orig["Subject"] == "will expire"
+    assert "id %s" % qid in orig["Received"], orig["Received"]
+    assert orig.get_content().strip() == "Hello."
 
     # the notice itself is an ordinary message from <>, delivered locally
     log = d.log_text()
-    m = re.search(r"qid=(%s) notice for qid=%s rcpts=1\b" % (QID_RE, qid), log)
+    m = re.search(r"qid=(%s) dsn=failed for qid=%s rcpts=1\b" % (QID_RE, qid), log)
     assert m, log[-3000:]
     nqid = m.group(1)
     assert "Received: by mx.test (Waymark) id %s;" % nqid in mails[0].decode()
     show = d.show_json(qid)
-    ev = [e for e in show["events"] if e["kind"] == "notice"]
+    ev = [e for e in show["events"] if e["kind"] == "dsn"]
     assert len(ev) == 1, show["events"]
-    assert ev[0]["detail"] == "qid=%s rcpts=<user@example.org>" % nqid
+    assert ev[0]["detail"] == "kind=failed qid=%s rcpts=<user@example.org>" % nqid
 
     # exactly one notice, even after further scheduler passes
     d.wait_queue_drained(timeout=30)
@@ -125,7 +128,7 @@ def test_one_notice_for_all_failed_recipients_of_a_batch(daemon_factory):
             assert g["Action"] == "failed"
             named.append(re.sub(r"\s+", "", g["Final-Recipient"]))
     assert sorted(named) == ["rfc822;" + r for r in rcpts], named
-    events = [e for e in d.show_json(qid)["events"] if e["kind"] == "notice"]
+    events = [e for e in d.show_json(qid)["events"] if e["kind"] == "dsn"]
     assert len(events) == len(mails), events
 
 
@@ -145,33 +148,47 @@ def test_no_notice_for_null_sender(daemon_factory):
         assert d.mail_files(watcher) == []
         time.sleep(0.2)
     assert not os.path.exists(os.path.join(d.mail, "localhost"))
-    assert "notice for qid=%s" % qid not in d.log_text()
+    assert "for qid=%s" % qid not in d.log_text()
     show = d.show_json(qid)
-    assert not [e for e in show["events"] if e["kind"] == "notice"]
+    assert not [e for e in show["events"] if e["kind"] == "dsn"]
     assert show["recipients"][0]["status"] == "failed"
     assert show["recipients"][0]["last_reply"]["enhanced"] == "4.4.7"
 
 
 def test_no_notice_for_a_failed_notice(daemon_factory):
-    # the sender's own domain is blocked too: the notice expires in turn,
-    # and being from <> it must not produce another notice
+    # the sender's own domain is blocked too: the DSN expires in turn;
+    # being from <> it produces no DSN, only a postmaster notice, which
+    # (postmaster@example.org is blocked as well) expires and is only logged
     d = daemon_factory(EXPIRY)
     block_domain(d)
     sender = "someone@example.org"
     qid = send(d, sender, ["user@example.org"],
                make_message(subject="loop?", sender=sender, to="user@example.org"))
-    m = wait_for(lambda: re.search(r"qid=(%s) notice for qid=%s rcpts=1\b"
+    m = wait_for(lambda: re.search(r"qid=(%s) dsn=failed for qid=%s rcpts=1\b"
                                    % (QID_RE, qid), d.log_text()),
-                 timeout=60, interval=0.2, what="the notice to be queued")
+                 timeout=60, interval=0.2, what="the DSN to be queued")
     nqid = m.group(1)
     show = wait_for(lambda: (lambda s: s if s["recipients"][0]["status"] == "failed"
                              else None)(d.show_json(nqid)),
-                    timeout=60, interval=0.2, what="the notice to expire")
+                    timeout=60, interval=0.2, what="the DSN to expire")
     assert show["sender"] == ""
     assert show["recipients"][0]["address"] == sender
+    pm = wait_for(lambda: re.search(r"qid=(%s) dsn=failed \(postmaster\) for "
+                                    r"qid=%s rcpts=1\b" % (QID_RE, nqid),
+                                    d.log_text()),
+                  timeout=60, interval=0.2, what="the postmaster notice")
+    pqid = pm.group(1)
+    ev = [e for e in show["events"] if e["kind"] == "dsn"]
+    assert len(ev) == 1, show["events"]
+    assert ev[0]["detail"] == ("kind=failed qid=%s to=<postmaster@example.org> "
+                               "rcpts=<%s>" % (pqid, sender))
+    wait_for(lambda: d.show_json(pqid)["recipients"][0]["status"] == "failed",
+             timeout=60, interval=0.2, what="the postmaster notice to expire")
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
-        assert "notice for qid=%s" % nqid not in d.log_text()
+        assert "for qid=%s" % pqid not in d.log_text()
         time.sleep(0.2)
-    assert not [e for e in show["events"] if e["kind"] == "notice"]
-    assert len(re.findall(r" notice for qid=", d.log_text())) == 1
+    assert not [e for e in d.show_json(pqid)["events"] if e["kind"] == "dsn"]
+    assert len(re.findall(r" dsn=failed for qid=", d.log_text())) == 1
+    assert len(re.findall(r" dsn=failed \(postmaster\) for qid=",
+                          d.log_text())) == 1

@@ -10,7 +10,10 @@
  * embedded default; cfg_print() listing every key in order.
  */
 
+#include <sys/stat.h>
+
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -267,6 +270,10 @@ test_paths(void **state)
 	char		 err[1024], want[600], cwd[512];
 
 	(void)state;
+	/* the aliases file is read when the key is set */
+	snprintf(want, sizeof(want), "%s/etc", tmpdir);
+	assert_true(mkdir(want, 0755) == 0 || errno == EEXIST);
+	write_file("etc/aliases", "# none\n");
 	c = load_text("spool = q\nmailbox_root = /abs/mail\naliases = ./etc/aliases\n",
 	    err, sizeof(err));
 	if (c == NULL)
@@ -515,6 +522,7 @@ static const char *const all_keys[] = {
 	"relay_from", "smarthost", "smtp_port", "dns", "tls_cert", "tls_key",
 	"smtp_tls", "max_size", "max_recipients", "max_sessions",
 	"smtpd_timeout", "max_hops", "queue_lifetime", "delay_warning",
+	"max_dsn_return_size",
 	"retry_schedule", "history_retention", "tracking_retention", "policy",
 	"user", "min_free_space", "syslog", "workers",
 	"smtp_connect_timeout", "smtp_helo_timeout", "smtp_mail_timeout",

@@ -48,6 +48,8 @@ make_msg(void)
 	m->sender = strdup("alice@example.com");
 	m->client_addr = strdup("127.0.0.1");
 	m->helo = strdup("client.test");
+	m->envid = strdup("env+id-1");
+	m->ret = DSN_RET_HDRS;
 	assert_int_equal(qmsg_add_rcpt(m, "bob@remote.test"), 0);
 	assert_int_equal(qmsg_add_rcpt(m, "carol@example.org"), 0);
 	assert_int_equal(qmsg_add_rcpt(m, "dave@example.org"), 0);
@@ -65,6 +67,7 @@ make_msg(void)
 	    "User unknown in virtual mailbox table; see "
 	    "https://remote.test/help/550-5.1.1 for more information");
 	r->remote_mta = strdup("mx1.remote.test[127.0.0.2]");
+	r->orcpt = strdup("rfc822;Bob@Remote.Test");
 
 	r = &m->rcpts[1];
 	r->status = RS_FAILED;
@@ -120,11 +123,12 @@ teardown(void **state)
 	return 0;
 }
 
-/* write_notice - the notice for fidx as a malloc'd string */
+/* write_dsn - the DSN of kind for fidx as a malloc'd string */
 static char *
-write_notice(const struct qmsg *m, const char *path, const size_t *fidx,
-    size_t n, long *lenp)
+write_dsn(const struct qmsg *m, const char *path, int kind,
+    const size_t *fidx, size_t n, uint64_t return_max, long *lenp)
 {
+	struct dlv_dsn	 d;
 	char	 tmpl[] = "/tmp/test_notice_outXXXXXX", *s;
 	long	 len;
 	off_t	 end;
@@ -133,7 +137,16 @@ write_notice(const struct qmsg *m, const char *path, const size_t *fidx,
 	fd = mkstemp(tmpl);
 	assert_true(fd >= 0);
 	unlink(tmpl);
-	len = dlv_notice_write(fd, m, path, fidx, n, HOST, NOW);
+	memset(&d, 0, sizeof(d));
+	d.kind = kind;
+	d.idx = fidx;
+	d.n = n;
+	d.hostname = HOST;
+	d.now = NOW;
+	d.return_max = return_max;
+	if (kind == DLV_DSN_DELAYED)
+		d.retry_until = ARRIVAL + 5 * 86400;
+	len = dlv_notice_write(fd, m, path, &d);
 	if (len < 0) {
 		close(fd);
 		*lenp = len;
@@ -150,6 +163,14 @@ write_notice(const struct qmsg *m, const char *path, const size_t *fidx,
 	close(fd);
 	*lenp = len;
 	return s;
+}
+
+/* write_notice - the failure DSN for fidx (1 MB return limit) */
+static char *
+write_notice(const struct qmsg *m, const char *path, const size_t *fidx,
+    size_t n, long *lenp)
+{
+	return write_dsn(m, path, DLV_DSN_FAILED, fidx, n, 1024 * 1024, lenp);
 }
 
 /* ---- minimal parsing ---- */
@@ -320,9 +341,11 @@ test_structure(void **state)
 	free(u);
 
 	want_in("part 2", parts[1], "Content-Type: message/delivery-status\r\n\r\n"
+	    "Original-Envelope-Id: env+id-1\r\n"
 	    "Reporting-MTA: dns; mx.test\r\n"
 	    "X-Waymark-Queue-ID: 0MsgQid0000Abcde\r\n"
 	    "Arrival-Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n"
+	    "Original-Recipient: rfc822;Bob@Remote.Test\r\n"
 	    "Final-Recipient: rfc822; bob@remote.test\r\n");
 	want_not_in("part 2", parts[1], "dave@");
 	u = rcpt_block(parts[1], "bob@remote.test");
@@ -343,6 +366,7 @@ test_structure(void **state)
 	want_in("carol", blk, "\r\nAction: failed\r\n");
 	want_in("carol", blk, "\r\nStatus: 4.4.7\r\n");
 	want_not_in("carol", blk, "Remote-MTA");
+	want_not_in("carol", blk, "Original-Recipient");
 	want_in("carol", blk, "\r\nDiagnostic-Code: X-Waymark; message expired");
 	want_in("carol", blk, "\r\nLast-Attempt-Date: Tue, 14 Nov 2023 23:13:20 +0000\r\n");
 	free(blk);
@@ -505,6 +529,7 @@ test_refused(void **state)
 	static const size_t	 bad[] = { 7 }, one[] = { 0 };
 	struct qmsg		*m = make_msg();
 	long			 len;
+	char			*s;
 	struct {
 		const char	*name;
 		const size_t	*fidx;
@@ -518,13 +543,30 @@ test_refused(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *s = write_notice(m, body_path, cases[i].fidx, cases[i].n,
+		s = write_notice(m, body_path, cases[i].fidx, cases[i].n,
 		    &len);
 
 		if (s != NULL || len != -1)
 			fail_msg("%s: got %ld, want -1", cases[i].name, len);
 	}
-	assert_int_equal(dlv_notice_write(-1, m, body_path, one, 1, HOST, NOW), -1);
+	s = write_dsn(m, body_path, 9, one, 1, 0, &len);
+	if (s != NULL || len != -1)
+		fail_msg("bad kind: got %ld, want -1", len);
+	/* no DSN to <> */
+	free(m->sender);
+	m->sender = strdup("");
+	s = write_notice(m, body_path, one, 1, &len);
+	if (s != NULL || len != -1)
+		fail_msg("to <>: got %ld, want -1", len);
+	{
+		struct dlv_dsn d;
+
+		memset(&d, 0, sizeof(d));
+		d.idx = one;
+		d.n = 1;
+		assert_int_equal(dlv_notice_write(-1, m, body_path, &d), -1);
+		assert_int_equal(dlv_notice_write(1, m, body_path, NULL), -1);
+	}
 	qmsg_free(m);
 }
 
@@ -552,6 +594,110 @@ test_unique_boundary(void **state)
 	qmsg_free(m);
 }
 
+/* the full message for RET=FULL / no RET, headers beyond the cap */
+static void
+test_return_content(void **state)
+{
+	static const size_t	 fidx[] = { 0 };
+	static const int	 rets[] = { DSN_RET_NONE, DSN_RET_FULL };
+	struct qmsg		*m = make_msg();
+	char			*s, *b, *parts[8];
+	size_t			 np, i, k;
+	long			 len;
+
+	(void)state;
+	for (k = 0; k < 2; k++) {
+		m->ret = rets[k];
+		m->size = 300 + 1500;
+		s = write_notice(m, body_path, fidx, 1, &len);
+		assert_non_null(s);
+		b = get_boundary(s);
+		np = split_parts(s, b, parts, 8);
+		assert_int_equal(np, 3);
+		want_in("full", parts[2], "Content-Type: message/rfc822\r\n\r\n"
+		    "Received: from client.test ([127.0.0.1])\r\n");
+		want_in("full", parts[2], "\r\nSubject: original subject\r\n");
+		want_in("full", parts[2], "\r\n\r\nSECRET-BODY line\r\n"
+		    "From: not a header\r\n");
+		want_in("human", parts[0], "The message is attached below.");
+		for (i = 0; i < np; i++)
+			free(parts[i]);
+		free(b);
+		free(s);
+	}
+	/* over the cap: the header section only */
+	s = write_dsn(m, body_path, DLV_DSN_FAILED, fidx, 1, 100, &len);
+	assert_non_null(s);
+	b = get_boundary(s);
+	np = split_parts(s, b, parts, 8);
+	assert_int_equal(np, 3);
+	want_in("capped", parts[2], "Content-Type: text/rfc822-headers\r\n\r\n");
+	want_not_in("capped", parts[2], "SECRET-BODY");
+	for (i = 0; i < np; i++)
+		free(parts[i]);
+	free(b);
+	free(s);
+	qmsg_free(m);
+}
+
+/* the other kinds: Action, Status, Will-Retry-Until, headers only */
+static void
+test_kinds(void **state)
+{
+	static const struct {
+		int		 kind;
+		size_t		 ridx;
+		const char	*action, *status, *subject;
+	} cases[] = {
+		{ DLV_DSN_DELAYED, 1, "delayed", "4.4.7", "Delayed Mail" },
+		{ DLV_DSN_DELIVERED, 2, "delivered", "2.0.0",
+		  "Successful Mail Delivery Report" },
+		{ DLV_DSN_RELAYED, 0, "relayed", "2.0.0",
+		  "Successful Mail Delivery Report" },
+		{ DLV_DSN_EXPANDED, 2, "expanded", "2.0.0",
+		  "Successful Mail Delivery Report" },
+	};
+	struct qmsg	*m = make_msg();
+	char		*s, *b, *parts[8], want[128];
+	size_t		 np, i, k;
+	long		 len;
+
+	(void)state;
+	m->ret = DSN_RET_FULL;
+	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		if (cases[k].kind == DLV_DSN_RELAYED) {
+			m->rcpts[0].last_code = 250;
+			snprintf(m->rcpts[0].last_enh,
+			    sizeof(m->rcpts[0].last_enh), "2.0.0");
+		}
+		s = write_dsn(m, body_path, cases[k].kind, &cases[k].ridx, 1,
+		    1024 * 1024, &len);
+		assert_non_null(s);
+		check_lines(s, len);
+		want_in("subject", s, cases[k].subject);
+		b = get_boundary(s);
+		np = split_parts(s, b, parts, 8);
+		assert_int_equal(np, 3);
+		snprintf(want, sizeof(want), "\r\nAction: %s\r\nStatus: %s\r\n",
+		    cases[k].action, cases[k].status);
+		want_in(cases[k].action, parts[1], want);
+		if (cases[k].kind == DLV_DSN_DELAYED)
+			want_in("delayed", parts[1], "\r\nWill-Retry-Until: "
+			    "Sun, 19 Nov 2023 22:13:20 +0000\r\n");
+		else
+			want_not_in(cases[k].action, parts[1],
+			    "Will-Retry-Until");
+		want_in(cases[k].action, parts[2],
+		    "Content-Type: text/rfc822-headers\r\n\r\n");
+		want_not_in(cases[k].action, parts[2], "SECRET-BODY");
+		for (i = 0; i < np; i++)
+			free(parts[i]);
+		free(b);
+		free(s);
+	}
+	qmsg_free(m);
+}
+
 int
 main(void)
 {
@@ -561,6 +707,8 @@ main(void)
 		cmocka_unit_test(test_no_body_file),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_unique_boundary),
+		cmocka_unit_test(test_return_content),
+		cmocka_unit_test(test_kinds),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -255,32 +255,54 @@ test_rcpt_v2_fields(void **state)
 		r.hop_dsn = cases[i].hop_dsn;
 		r.hop_mtrk = cases[i].hop_mtrk;
 		assert_int_equal(rec_rcpt_encode(&r, &enc, &len), 0);
-		assert_int_equal(enc[0], 2);
+		r.dsn_delay_sent = (int)(i & 1);
+		assert_int_equal(rec_rcpt_encode(&r, &enc, &len), 0);
+		assert_int_equal(enc[0], 3);
 		if (rec_rcpt_decode(enc, len, &d, &why) != 0)
 			fail_msg("case %zu: decode failed: %s", i, why);
 		check_str("orcpt", d.orcpt, r.orcpt);
 		assert_int_equal(d.notify, r.notify);
 		assert_int_equal(d.hop_dsn, r.hop_dsn);
 		assert_int_equal(d.hop_mtrk, r.hop_mtrk);
+		assert_int_equal(d.dsn_delay_sent, r.dsn_delay_sent);
 		rec_rcpt_clear(&d);
+		/* version 2: without the flags byte; nothing sent yet */
+		enc[0] = 2;
+		if (rec_rcpt_decode(enc, len - 1, &d, &why) != 0)
+			fail_msg("case %zu: v2 decode failed: %s", i, why);
+		assert_int_equal(d.notify, r.notify);
+		assert_int_equal(d.hop_dsn, r.hop_dsn);
+		assert_int_equal(d.dsn_delay_sent, 0);
+		rec_rcpt_clear(&d);
+		/* version 2 with a flags byte: trailing bytes */
+		assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
+		enc[0] = 3;
+		/* version 3 without the flags byte is truncated */
+		assert_int_equal(rec_rcpt_decode(enc, len - 1, &d, &why), -1);
 		if (i == 0) {
 			/* version 1: no tail; unknown hops, no NOTIFY */
 			enc[0] = 1;
-			assert_int_equal(rec_rcpt_decode(enc, len - 3, &d,
+			assert_int_equal(rec_rcpt_decode(enc, len - 4, &d,
 			    &why), 0);
 			assert_int_equal(d.notify, 0);
 			assert_int_equal(d.hop_dsn, -1);
 			assert_int_equal(d.hop_mtrk, -1);
+			assert_int_equal(d.dsn_delay_sent, 0);
 			rec_rcpt_clear(&d);
-			enc[0] = 2;
+			enc[0] = 3;
+			/* bad flags */
+			enc[len - 1] = 2;
+			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
+			check_str("why", why, "bad recipient flags");
+			enc[len - 1] = 0;
 			/* NEVER with others, unknown bits, bad hop flag */
-			enc[len - 3] = DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS;
+			enc[len - 4] = DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS;
 			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
 			check_str("why", why, "bad NOTIFY bits");
-			enc[len - 3] = 0x10;
+			enc[len - 4] = 0x10;
 			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
-			enc[len - 3] = 0;
-			enc[len - 2] = 2;
+			enc[len - 4] = 0;
+			enc[len - 3] = 2;
 			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
 			check_str("why", why, "bad next-hop flag");
 		}
@@ -611,7 +633,8 @@ test_decode_bad(void **state)
 		enc = p;
 		switch (c->mutate) {
 		case 0:
-			enc[0] = 3;	/* 1 and 2 are known (2: M, R) */
+			/* 1, 2 (M, R) and 3 (R) are known */
+			enc[0] = c->type == T_MSG ? 3 : 4;
 			break;
 		case 1:
 			enc[1] = c->type == T_RCPT ? 'E' : 'R';
