@@ -370,9 +370,9 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	    (j->m.notify = calloc(n, sizeof(unsigned))) == NULL ||
 	    (j->m.orcpt = calloc(n, sizeof(char *))) == NULL ||
 	    (m->envid != NULL && (j->m.envid = strdup(m->envid)) == NULL) ||
-	    (m->mtrk_certifier != NULL &&
+	    (m->mtrk_certifier != NULL && !m->rcpts[ridx[0]].no_mtrk &&
 	    (j->m.mtrk_cert = strdup(m->mtrk_certifier)) == NULL))
-		goto fail;
+		goto fail;	/* (the scheduler never mixes no_mtrk recipients) */
 	for (i = 0; i < n; i++, j->m.nrcpts++) {
 		if (ridx[i] >= m->nrcpts ||
 		    (j->m.rcpts[i] = strdup(m->rcpts[ridx[i]].addr)) == NULL)

@@ -49,6 +49,8 @@ struct qrcpt {
 	int		 hop_dsn;	/* next hop advertised DSN (-1 unknown) */
 	int		 hop_mtrk;	/* next hop advertised MTRK (-1 unknown) */
 	int		 dsn_delay_sent; /* the "delayed" DSN was queued (once) */
+	int		 no_mtrk;	/* list expansion: MTRK is not passed on
+					 * (RFC 3885 / RFC 3461 5.2.7.3) */
 	enum rcpt_status status;
 	unsigned	 attempts;
 	time_t		 next_attempt;	/* 0 when final */

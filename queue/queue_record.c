@@ -20,7 +20,7 @@
  *   str addr (non-NULL), orcpt, last_text, remote_mta; version 2 adds
  *   u8 notify (DSN_NOTIFY_* bits), u8 hop_dsn, u8 hop_mtrk (0, 1,
  *   0xff = unknown); version 3 (written now) adds u8 flags (1 =
- *   dsn_delay_sent).
+ *   dsn_delay_sent, 2 = no_mtrk).
  * Event     ('E'): u64 time (microseconds), str kind (non-NULL), detail.
  * Meta      ('U'): u64 value.
  * Keys: messages = qid; recipients = qid + u16 index; events = qid +
@@ -498,7 +498,7 @@ rec_rcpt_encode(const struct qrcpt *rc, unsigned char **out, size_t *outlen)
 	wr_u8(&w, rc->notify);
 	wr_u8(&w, rc->hop_dsn < 0 ? HOP_UNKNOWN : (unsigned)rc->hop_dsn);
 	wr_u8(&w, rc->hop_mtrk < 0 ? HOP_UNKNOWN : (unsigned)rc->hop_mtrk);
-	wr_u8(&w, rc->dsn_delay_sent ? 1 : 0);
+	wr_u8(&w, (rc->dsn_delay_sent ? 1 : 0) | (rc->no_mtrk ? 2 : 0));
 	return wr_finish(&w, out, outlen);
 }
 
@@ -544,11 +544,12 @@ rec_rcpt_decode(const void *p, size_t len, struct qrcpt *rc, const char **why)
 		r.why = "bad next-hop flag";
 		goto fail;
 	}
-	if (flags > 1) {
+	if (flags > 3) {
 		r.why = "bad recipient flags";
 		goto fail;
 	}
-	rc->dsn_delay_sent = (int)flags;
+	rc->dsn_delay_sent = (int)(flags & 1);
+	rc->no_mtrk = (flags & 2) != 0;
 	rc->notify = notify;
 	rc->hop_dsn = hdsn == HOP_UNKNOWN ? -1 : (int)hdsn;
 	rc->hop_mtrk = hmtrk == HOP_UNKNOWN ? -1 : (int)hmtrk;

@@ -476,9 +476,13 @@ dispatch(struct qmsg *m, time_t now)
 		if (used[i])
 			continue;
 		dom = rcpt_domain(m->rcpts[ridx[i]].addr);
+		/* one job per domain; list expansions (no_mtrk) apart, since
+		 * MTRK is a MAIL parameter of the whole transaction */
 		for (k = i, ng = 0; k < nr; k++)
 			if (!used[k] && strcasecmp(dom,
-			    rcpt_domain(m->rcpts[ridx[k]].addr)) == 0) {
+			    rcpt_domain(m->rcpts[ridx[k]].addr)) == 0 &&
+			    m->rcpts[ridx[k]].no_mtrk ==
+			    m->rcpts[ridx[i]].no_mtrk) {
 				used[k] = 1;
 				grp[ng++] = ridx[k];
 			}

@@ -23,7 +23,8 @@
  *       NOTIFY and MTRK pass, RFC 3461 5.2.7.2, RFC 3885 3.3); 1->N keeps
  *       the original as an "expanded" recipient and adds the expansions
  *       with NOTIFY minus SUCCESS (NEVER when only SUCCESS was asked) and
- *       hop_mtrk = 0: no MTRK for them (RFC 3461 5.2.7.3(c), RFC 3885 3.3).
+ *       no_mtrk: MTRK is not passed on to them (RFC 3461 5.2.7.3(c),
+ *       RFC 3885 3.3; the scheduler relays them in their own transaction).
  */
 
 #include <ctype.h>
@@ -489,7 +490,7 @@ rcpt_push(struct qmsg *m, const char *addr, unsigned notify,
  * RFC 3885 3.3).  1->N (RFC 3461 5.2.7.3(c)): addr stays as a final
  * RS_EXPANDED recipient (the "expanded" DSN is sent for it when NOTIFY
  * has SUCCESS); each expansion gets NOTIFY without SUCCESS (NEVER when
- * nothing is left), the same ORCPT, and hop_mtrk = 0: MTRK is not passed
+ * nothing is left), the same ORCPT, and no_mtrk: MTRK is not passed
  * on to list members (RFC 3885 3.3).  Loop members are delivered to
  * their own mailbox; nesting deeper than ALIAS_DEPTH_MAX: 550 5.4.6;
  * more than max_recipients deliverable recipients: 452 4.5.3.
@@ -581,7 +582,7 @@ rcpt_alias(struct smtpd_session *s, const char *addr,
 			continue;
 		if (rcpt_push(m, out[i], notify, orcpt) == -1)
 			goto undo;
-		m->rcpts[m->nrcpts - 1].hop_mtrk = 0;	/* no MTRK: RFC 3885 3.3 */
+		m->rcpts[m->nrcpts - 1].no_mtrk = 1;	/* no MTRK: RFC 3885 3.3 */
 	}
 	log_info("session=%s alias <%s> expanded to %zu recipients", s->sid,
 	    addr, nout);

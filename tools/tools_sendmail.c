@@ -12,7 +12,9 @@
  * EHLO advertises DSN (else a warning); MTRK= (RFC 3885) only when EHLO
  * advertises MTRK (else --track fails: never submit untracked).
  * Exit status: 0 accepted, 1 refused / unreachable / local error, 2 usage.
- * Not here: AUTH and STARTTLS (loopback submission only).
+ * Not here: AUTH and STARTTLS (loopback submission only).  When the
+ *       submission listener requires AUTH (530 to MAIL), the message goes
+ *       to the first `listen` address instead.
  */
 
 #include <arpa/inet.h>
@@ -1057,6 +1059,7 @@ sendmail_run(const struct config *cfg, const struct sendmail_opts *o)
 	const char		*login;
 	size_t			 i;
 	int			 rv = EX_WM_FAIL, null_from = 0, null, r, dsn;
+	int			 key_stored = 0;
 
 	memset(&m, 0, sizeof(m));
 	memset(&c, 0, sizeof(c));
@@ -1167,6 +1170,7 @@ sendmail_run(const struct config *cfg, const struct sendmail_opts *o)
 		    cfg->path ? cfg->path : "(default)");
 		goto fail;
 	}
+session:
 	if (conn_open(&c, dst) == -1 || conn_reply(&c, 0) == -1)
 		goto fail;
 	if (c.code != 220) {
@@ -1199,8 +1203,11 @@ sendmail_run(const struct config *cfg, const struct sendmail_opts *o)
 		    dst->text);
 		dsn = 0;
 	}
-	if (o->track && key_store(envid, secret, sizeof(secret)) == -1)
-		goto quit;
+	if (o->track && !key_stored) {
+		if (key_store(envid, secret, sizeof(secret)) == -1)
+			goto quit;
+		key_stored = 1;
+	}
 
 	r = snprintf(mailp, sizeof(mailp), "%s%s%s%s%s%s%s",
 	    (m.eight_bit && (c.ext & HAS_8BIT)) ? " BODY=8BITMIME" : "",
@@ -1212,6 +1219,20 @@ sendmail_run(const struct config *cfg, const struct sendmail_opts *o)
 	if ((r = conn_cmd(&c, 0, "MAIL FROM:<%s>%s", null_from ? "" : from,
 	    mailp)) == -1)
 		goto fail;
+	if (r == 530 && dst != &cfg->listen[0] && cfg->nlisten > 0) {
+		/*
+		 * The submission listener requires AUTH, and a local sendmail
+		 * has no credentials: use the first listen address instead,
+		 * where local clients (relay_from) may submit.
+		 */
+		conn_cmd(&c, 0, "QUIT");
+		close(c.fd);
+		c.fd = -1;
+		c.ext = 0;
+		c.ilen = c.ioff = 0;
+		dst = &cfg->listen[0];
+		goto session;
+	}
 	if (r != 250) {
 		refused(&c, "the sender");
 		goto quit;

@@ -18,6 +18,7 @@ next_hop_mtrk flags are shown.
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -232,6 +233,7 @@ class RecordingHop:
         self.caps = list(caps)
         self.port = free_port()
         self.lines = []
+        self.conn_lines = []	# one list of lines per connection
         self.delivered = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -256,6 +258,8 @@ class RecordingHop:
         def w(s):
             writer.write(s.encode() + b"\r\n")
         w("220 hop.test ESMTP")
+        mine = []
+        self.conn_lines.append(mine)
         try:
             while True:
                 line = await reader.readline()
@@ -263,6 +267,7 @@ class RecordingHop:
                     break
                 text = line.decode().rstrip("\r\n")
                 self.lines.append(text)
+                mine.append(text)
                 cmd = text.upper()
                 if cmd.startswith("EHLO"):
                     w("\r\n".join(["250-hop.test"] +
@@ -292,6 +297,17 @@ class RecordingHop:
 
     def commands(self, verb):
         return [l for l in self.lines if l.upper().startswith(verb)]
+
+    def transactions(self):
+        """[(MAIL line, [RCPT lines])] per transaction, per connection."""
+        out = []
+        for conn in list(self.conn_lines):
+            for l in conn:
+                if l.upper().startswith("MAIL"):
+                    out.append((l, []))
+                elif l.upper().startswith("RCPT") and out:
+                    out[-1][1].append(l)
+        return out
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.server.close)
@@ -391,5 +407,40 @@ def test_relay_to_dsn_only_hop_drops_mtrk(daemon_factory):
             "ORCPT=rfc822;A+2Bb@remote.test"]
         r = rcpt_of(m, "a@remote.test")
         assert r["next_hop_dsn"] is True and r["next_hop_mtrk"] is False
+    finally:
+        hop.stop()
+
+
+def test_list_expansion_gets_no_mtrk(daemon_factory):
+    """RFC 3885 / RFC 3461 5.2.7.3: a 1->N alias expansion is relayed
+    without MTRK (in its own transaction), while a recipient the client
+    named directly in the same message keeps the certifier."""
+    hop = RecordingHop(["DSN", "MTRK"])
+    try:
+        d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % hop.port,
+                            "retry_schedule": "1s", "aliases": "aliases"},
+                           start=False)
+        with open(os.path.join(d.dir, "aliases"), "w") as f:
+            f.write("team: x@remote.test, y@remote.test\n")
+        d.start()
+        qid = transaction(d, "FROM:<s@example.com> ENVID=t1@client.test "
+                          "MTRK=" + CERT,
+                          ["TO:<team@example.org>", "TO:<z@remote.test>"])
+        m = wait_final(d, qid)
+        mails = hop.commands("MAIL")
+        assert len(mails) == 2, hop.lines
+        with_mtrk = [l for l in mails if "MTRK=" in l]
+        assert len(with_mtrk) == 1, mails
+        # the transaction with MTRK carries only the direct recipient
+        by_tx = hop.transactions()
+        for mail, rcpts in by_tx:
+            if "MTRK=" in mail:
+                assert [r.split()[1] for r in rcpts] == ["TO:<z@remote.test>"]
+            else:
+                assert sorted(r.split()[1] for r in rcpts) == [
+                    "TO:<x@remote.test>", "TO:<y@remote.test>"], by_tx
+        assert rcpt_of(m, "team@example.org")["status"] == "expanded", m
+        for a in ("x@remote.test", "y@remote.test", "z@remote.test"):
+            assert rcpt_of(m, a)["status"] == "relayed", m
     finally:
         hop.stop()

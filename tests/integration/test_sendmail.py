@@ -362,3 +362,48 @@ def test_plain_submission_no_dsn_params(raw_env):
     data = srv.delivered[0]
     assert b"\r\n\r\n..leading dot\r\nbare LF\r\n" in data, data
     assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+# ------------------------------------------------------------ end to end
+
+def test_track_end_to_end_with_waymarkd(daemon_factory, tmp_path):
+    """--track against the real daemon: it advertises DSN and MTRK, keeps
+    the certifier and ENVID, and `waymark show --json` reports the message
+    as tracked with the printed ENVID."""
+    d = daemon_factory()
+    home = tmp_path / "home"
+    home.mkdir()
+    p = ok(sendmail(d, ["--track", "user@example.org"],
+                    b"Subject: tracked\n\nHello.\n", env={"HOME": str(home)}))
+    envid = p.out.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}@mx\.test", envid), p.out
+    keys = (home / ".waymark" / "keys").read_text().split("\n")
+    line = [l for l in keys if l.startswith(envid + " ")]
+    assert len(line) == 1, keys
+    d.wait_mails("user@example.org", 1)
+    out = subprocess.run([WAYMARK, "-f", d.conf, "queue", "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    log = d.log_text()
+    qid = re.search(r"qid=(\w+) from=<[^>]*> size=\d+ nrcpt=1", log).group(1)
+    show = subprocess.run([WAYMARK, "-f", d.conf, "show", qid, "--json"],
+                          capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr
+    import json
+    m = json.loads(show.stdout)
+    assert m["envid"] == envid, m
+    assert m["tracked"] is True, m
+
+
+def test_submission_requiring_auth_falls_back_to_listen(daemon_factory):
+    """The first submission listener requires AUTH (530 to MAIL); sendmail
+    has no credentials, so it submits to the first listen address."""
+    sub = free_port()
+    d = daemon_factory({"submission": "127.0.0.1:%d" % sub,
+                        "auth_users": "users"}, start=False)
+    with open(os.path.join(d.dir, "users"), "w") as f:
+        f.write("")
+    d.start()
+    ok(sendmail(d, ["user@example.org"], b"Subject: fallback\n\nHi.\n"))
+    raw = d.wait_mails("user@example.org", 1)[0]
+    assert parse(raw)["Subject"] == "fallback"

@@ -254,8 +254,8 @@ test_rcpt_v2_fields(void **state)
 		r.notify = cases[i].notify;
 		r.hop_dsn = cases[i].hop_dsn;
 		r.hop_mtrk = cases[i].hop_mtrk;
-		assert_int_equal(rec_rcpt_encode(&r, &enc, &len), 0);
 		r.dsn_delay_sent = (int)(i & 1);
+		r.no_mtrk = (int)((i >> 1) & 1);
 		assert_int_equal(rec_rcpt_encode(&r, &enc, &len), 0);
 		assert_int_equal(enc[0], 3);
 		if (rec_rcpt_decode(enc, len, &d, &why) != 0)
@@ -265,6 +265,7 @@ test_rcpt_v2_fields(void **state)
 		assert_int_equal(d.hop_dsn, r.hop_dsn);
 		assert_int_equal(d.hop_mtrk, r.hop_mtrk);
 		assert_int_equal(d.dsn_delay_sent, r.dsn_delay_sent);
+		assert_int_equal(d.no_mtrk, r.no_mtrk);
 		rec_rcpt_clear(&d);
 		/* version 2: without the flags byte; nothing sent yet */
 		enc[0] = 2;
@@ -291,7 +292,7 @@ test_rcpt_v2_fields(void **state)
 			rec_rcpt_clear(&d);
 			enc[0] = 3;
 			/* bad flags */
-			enc[len - 1] = 2;
+			enc[len - 1] = 4;
 			assert_int_equal(rec_rcpt_decode(enc, len, &d, &why), -1);
 			check_str("why", why, "bad recipient flags");
 			enc[len - 1] = 0;
