@@ -669,16 +669,25 @@ qdb_close(void)
 	body_dirfd = -1;
 }
 
-/* ---- purge (commit thread) ---- */
+/* ---- records keyed by qid + suffix ---- */
 
-/* del_prefix - delete every key of db that is prefix + suffixlen bytes */
+/*
+ * qid_scan_fn - called for each record whose key is qid + exactly
+ * suffixlen bytes (suffix points at them); returns 0 to go on, 1 to stop,
+ * or a Berkeley DB error / -1 to stop with that result.
+ */
+typedef int (*qid_scan_fn)(DBC *c, const unsigned char *suffix,
+    const DBT *v, void *arg);
+
+/* qid_scan - walk the records of qid in db (in key order) with fn */
 static int
-del_prefix(DB_TXN *txn, enum qdb db, const char *qid, size_t suffixlen)
+qid_scan(enum qdb db, DB_TXN *txn, const char *qid, size_t suffixlen,
+    qid_scan_fn fn, void *arg)
 {
 	DBC	*c;
 	DBT	 k, v;
 	size_t	 n = strlen(qid);
-	int	 rc, crc;
+	int	 rc, frc = 0, crc;
 
 	if ((rc = dbs[db]->cursor(dbs[db], txn, &c, 0)) != 0)
 		return rc;
@@ -696,17 +705,40 @@ del_prefix(DB_TXN *txn, enum qdb db, const char *qid, size_t suffixlen)
 	while (rc == 0) {
 		if (k.size < n || memcmp(k.data, qid, n) != 0)
 			break;
-		if (k.size == n + suffixlen && (rc = c->del(c, 0)) != 0)
+		if (k.size == n + suffixlen &&
+		    (frc = fn(c, (const unsigned char *)k.data + n, &v,
+		    arg)) != 0)
 			break;
 		rc = c->get(c, &k, &v, DB_NEXT);
 	}
 	if (rc == DB_NOTFOUND)
 		rc = 0;
+	if (rc == 0 && frc != 1)
+		rc = frc;
 	free(k.data);
 	free(v.data);
 	if ((crc = c->close(c)) != 0 && rc == 0)
 		rc = crc;
 	return rc;
+}
+
+/* ---- purge (commit thread) ---- */
+
+/* del_cb - delete the record under the cursor */
+static int
+del_cb(DBC *c, const unsigned char *suffix, const DBT *v, void *arg)
+{
+	(void)suffix;
+	(void)v;
+	(void)arg;
+	return c->del(c, 0);
+}
+
+/* del_prefix - delete every key of db that is qid + suffixlen bytes */
+static int
+del_prefix(DB_TXN *txn, enum qdb db, const char *qid, size_t suffixlen)
+{
+	return qid_scan(db, txn, qid, suffixlen, del_cb, NULL);
 }
 
 /* purge_one - delete every record of qid (its expire entry: the caller) */
@@ -898,60 +930,48 @@ qdb_get_meta_u64(const char *name, uint64_t *val)
 	return 0;
 }
 
+struct rcpt_scan {
+	struct qmsg	*m;
+	size_t		 want, got;
+};
+
+/* rcpt_cb - decode one recipient record into its slot */
+static int
+rcpt_cb(DBC *c, const unsigned char *suffix, const DBT *v, void *arg)
+{
+	struct rcpt_scan	*rs = arg;
+	struct qmsg		*m = rs->m;
+	size_t			 idx = (size_t)suffix[0] << 8 | suffix[1];
+	const char		*why;
+
+	(void)c;
+	if (idx >= rs->want || m->rcpts[idx].addr != NULL)
+		log_warnx("queue: qid=%s stray recipient record %zu ignored",
+		    m->qid, idx);
+	else if (rec_rcpt_decode(v->data, v->size, &m->rcpts[idx], &why) == -1)
+		log_warnx("queue: qid=%s corrupt recipient record %zu: %s",
+		    m->qid, idx, why);
+	else
+		rs->got++;
+	return 0;
+}
+
 /* read_rcpts - recipients of m (m->nrcpts from the message record) */
 static int
 read_rcpts(struct qmsg *m)
 {
-	DBC		*c;
-	DBT		 k, v;
-	const char	*why;
-	size_t		 n = strlen(m->qid), want = m->nrcpts, idx, got = 0;
-	int		 rc;
+	struct rcpt_scan	 rs = { m, m->nrcpts, 0 };
+	size_t			 want = m->nrcpts, got, idx;
 
 	m->nrcpts = 0;
 	if (want == 0)
 		return 0;
 	if ((m->rcpts = calloc(want, sizeof(*m->rcpts))) == NULL)
 		return -1;
-	if ((rc = dbs[QDB_RECIPIENTS]->cursor(dbs[QDB_RECIPIENTS], NULL, &c,
-	    0)) != 0)
+	m->nrcpts = want;	/* so that qmsg_free releases what was decoded */
+	if (qid_scan(QDB_RECIPIENTS, NULL, m->qid, 2, rcpt_cb, &rs) != 0)
 		return -1;
-	memset(&k, 0, sizeof(k));
-	memset(&v, 0, sizeof(v));
-	k.flags = DB_DBT_REALLOC;
-	v.flags = DB_DBT_REALLOC;
-	if ((k.data = malloc(n)) == NULL) {
-		c->close(c);
-		return -1;
-	}
-	memcpy(k.data, m->qid, n);
-	k.size = (u_int32_t)n;
-	rc = c->get(c, &k, &v, DB_SET_RANGE);
-	while (rc == 0) {
-		const unsigned char *kp = k.data;
-
-		if (k.size < n || memcmp(kp, m->qid, n) != 0)
-			break;
-		if (k.size == n + 2) {
-			idx = (size_t)kp[n] << 8 | kp[n + 1];
-			if (idx >= want || m->rcpts[idx].addr != NULL) {
-				log_warnx("queue: qid=%s stray recipient record "
-				    "%zu ignored", m->qid, idx);
-			} else if (rec_rcpt_decode(v.data, v.size,
-			    &m->rcpts[idx], &why) == -1) {
-				log_warnx("queue: qid=%s corrupt recipient "
-				    "record %zu: %s", m->qid, idx, why);
-			} else
-				got++;
-		}
-		rc = c->get(c, &k, &v, DB_NEXT);
-	}
-	free(k.data);
-	free(v.data);
-	c->close(c);
-	if (rc != 0 && rc != DB_NOTFOUND)
-		return -1;
-	m->nrcpts = want;
+	got = rs.got;
 	if (got != want) {
 		/* keep the message: a missing recipient shows as a failure */
 		for (idx = 0; idx < want; idx++) {
@@ -970,53 +990,41 @@ read_rcpts(struct qmsg *m)
 	return 0;
 }
 
+struct event_scan {
+	const char	*qid;
+	int		(*cb)(uint32_t, const struct qevent *, void *);
+	void		*arg;
+};
+
+/* event_cb - decode one event record and hand it on */
+static int
+event_cb(DBC *c, const unsigned char *suffix, const DBT *v, void *arg)
+{
+	struct event_scan	*es = arg;
+	struct qevent		 e;
+	const char		*why;
+	int			 stop;
+
+	(void)c;
+	if (rec_event_decode(v->data, v->size, &e, &why) == -1) {
+		log_warnx("queue: qid=%s corrupt event %u: %s", es->qid,
+		    be_get32(suffix), why);
+		return 0;
+	}
+	stop = es->cb(be_get32(suffix), &e, es->arg) == -1;
+	rec_event_clear(&e);
+	return stop;
+}
+
 int
 qdb_read_events(const char *qid,
     int (*cb)(uint32_t seq, const struct qevent *e, void *arg), void *arg)
 {
-	DBC		*c;
-	DBT		 k, v;
-	struct qevent	 e;
-	const char	*why;
-	size_t		 n = strlen(qid);
-	int		 rc, stop = 0;
+	struct event_scan	es = { qid, cb, arg };
 
 	if (env == NULL)
 		return -1;
-	if ((rc = dbs[QDB_EVENTS]->cursor(dbs[QDB_EVENTS], NULL, &c,
-	    0)) != 0)
-		return -1;
-	memset(&k, 0, sizeof(k));
-	memset(&v, 0, sizeof(v));
-	k.flags = DB_DBT_REALLOC;
-	v.flags = DB_DBT_REALLOC;
-	if ((k.data = malloc(n)) == NULL) {
-		c->close(c);
-		return -1;
-	}
-	memcpy(k.data, qid, n);
-	k.size = (u_int32_t)n;
-	rc = c->get(c, &k, &v, DB_SET_RANGE);
-	while (rc == 0 && !stop) {
-		const unsigned char *kp = k.data;
-
-		if (k.size < n || memcmp(kp, qid, n) != 0)
-			break;
-		if (k.size == n + 4) {
-			if (rec_event_decode(v.data, v.size, &e, &why) == -1)
-				log_warnx("queue: qid=%s corrupt event %u: %s",
-				    qid, be_get32(kp + n), why);
-			else {
-				stop = cb(be_get32(kp + n), &e, arg) == -1;
-				rec_event_clear(&e);
-			}
-		}
-		rc = c->get(c, &k, &v, DB_NEXT);
-	}
-	free(k.data);
-	free(v.data);
-	c->close(c);
-	return rc == 0 || rc == DB_NOTFOUND ? 0 : -1;
+	return qid_scan(QDB_EVENTS, NULL, qid, 4, event_cb, &es) == 0 ? 0 : -1;
 }
 
 static int
