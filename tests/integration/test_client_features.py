@@ -21,6 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from asyncserver import ThreadedServer
 from conftest import free_port, make_message, queued_qid, wait_for
 from dnsfix import dns_factory  # noqa: F401  (fixture)
 
@@ -112,7 +113,7 @@ def sinks():
         c.stop()
 
 
-class RawServer:
+class RawServer(ThreadedServer):
     """asyncio SMTP server recording every command line per connection.
 
     caps: EHLO keywords offered.  starttls="garbage": answer 220 to
@@ -126,29 +127,11 @@ class RawServer:
         self.caps = list(caps)
         self.starttls = starttls
         self.early_wait = early_wait
-        self.port = free_port()
         self.conns = []             # per connection: [command lines]
         self.early = []             # lines that arrived before the MAIL reply
         self.delivered = []         # (mail line, [rcpt lines], data bytes)
         self.lock = threading.Lock()
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-        assert self.ready.wait(10)
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(
-            self.handle, "127.0.0.1", self.port))
-        self.ready.set()
-        self.loop.run_forever()
-        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for t in tasks:
-            t.cancel()
-        self.loop.run_until_complete(
-            asyncio.gather(*tasks, return_exceptions=True))
-        self.loop.close()
+        ThreadedServer.__init__(self)
 
     def mails(self):
         with self.lock:
@@ -245,13 +228,6 @@ class RawServer:
             pass
         finally:
             writer.close()
-
-    def stop(self):
-        def _stop():
-            self.server.close()
-            self.loop.stop()
-        self.loop.call_soon_threadsafe(_stop)
-        self.t.join(5)
 
 
 @pytest.fixture
@@ -587,7 +563,6 @@ def test_connection_reuse(daemon_factory, raw_servers):
                  if any(l.upper().startswith("MAIL") for l in c)]
     assert len(mailconns) < 5, srv.conns
     assert len(srv.conns) < 5, srv.conns
-
 
 
 def test_tls_verify_checks_the_smarthost_name(daemon_factory, sinks, tmp_path,

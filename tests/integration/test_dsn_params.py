@@ -27,6 +27,7 @@ import time
 
 import pytest
 
+from asyncserver import ThreadedServer
 from conftest import (assert_reply, ehlo_keywords, free_port, make_message,
                       queued_qid, run_waymarkd, dot_stuff, wait_for)
 
@@ -226,33 +227,15 @@ def test_msmtp_dsn_options(daemon):
 
 # -------------------------------------------------------------- relaying
 
-class RecordingHop:
+class RecordingHop(ThreadedServer):
     """Raw asyncio next hop: advertises `caps`, records every command."""
 
     def __init__(self, caps):
         self.caps = list(caps)
-        self.port = free_port()
         self.lines = []
         self.conn_lines = []	# one list of lines per connection
         self.delivered = 0
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-        self.ready.wait(10)
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(
-            self.handle, "127.0.0.1", self.port))
-        self.ready.set()
-        self.loop.run_forever()
-        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for t in tasks:
-            t.cancel()
-        self.loop.run_until_complete(
-            asyncio.gather(*tasks, return_exceptions=True))
-        self.loop.close()
+        ThreadedServer.__init__(self)
 
     async def handle(self, reader, writer):
         def w(s):
@@ -308,11 +291,6 @@ class RecordingHop:
                 elif l.upper().startswith("RCPT") and out:
                     out[-1][1].append(l)
         return out
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.t.join(5)
 
 
 def relay(d_factory, hop):

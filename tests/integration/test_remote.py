@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.controller import UnixSocketController
 
+from asyncserver import ThreadedServer
 from conftest import free_port, make_message, queued_qid, wait_for
 
 FINAL = ("delivered", "relayed", "failed")
@@ -290,34 +291,15 @@ def test_tls_encrypt_without_starttls_defers(daemon_factory, sinks):
     assert sink.messages == []
 
 
-class RawServer:
+class RawServer(ThreadedServer):
     """asyncio SMTP server with a scripted behaviour per connection."""
 
     def __init__(self, drop_first_in_data=True, greeting_delay_first=0):
         self.greeting_delay_first = greeting_delay_first
-        self.port = free_port()
         self.conns = 0
         self.delivered = []
         self.drop_first = drop_first_in_data
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-        self.ready.wait(10)
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(
-            self.handle, "127.0.0.1", self.port))
-        self.ready.set()
-        self.loop.run_forever()
-        # cancel handlers still running (e.g. a delayed greeting), then close
-        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for t in tasks:
-            t.cancel()
-        self.loop.run_until_complete(
-            asyncio.gather(*tasks, return_exceptions=True))
-        self.loop.close()
+        ThreadedServer.__init__(self)
 
     async def handle(self, reader, writer):
         self.conns += 1
@@ -366,11 +348,6 @@ class RawServer:
                 await writer.drain()
         finally:
             writer.close()
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.t.join(5)
 
 
 def test_drop_mid_data_then_retry(daemon_factory):

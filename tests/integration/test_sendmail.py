@@ -25,6 +25,7 @@ import threading
 
 import pytest
 
+from asyncserver import ThreadedServer
 from conftest import WAYMARK, free_port
 
 
@@ -183,28 +184,16 @@ def test_sendmail_and_mailq_names(daemon_factory, tmp_path):
 
 # --------------------------------------------------------- raw SMTP server
 
-class RawServer:
+class RawServer(ThreadedServer):
     """asyncio SMTP server advertising chosen extensions; records the
     MAIL and RCPT lines exactly and the DATA payload."""
 
     def __init__(self, extensions=("DSN", "MTRK")):
         self.ext = list(extensions)
-        self.port = free_port()
         self.mail_lines = []
         self.rcpt_lines = []
         self.delivered = []
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-        self.ready.wait(10)
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(
-            self.handle, "127.0.0.1", self.port))
-        self.ready.set()
-        self.loop.run_forever()
+        ThreadedServer.__init__(self)
 
     async def handle(self, reader, writer):
         w = lambda s: writer.write(s.encode() + b"\r\n")
@@ -248,11 +237,6 @@ class RawServer:
                 await writer.drain()
         finally:
             writer.close()
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.t.join(5)
 
 
 @pytest.fixture
