@@ -181,6 +181,9 @@ static const struct cfg_key cfg_keys[] = {
 	{ "submission_plaintext_auth", CT_BOOL, "no", 0, 1,
 	  F(submission_plaintext_auth), 0,
 	  "offer AUTH on submission listeners before STARTTLS (loopback testing)" },
+	{ "client_limit_exceptions", CT_NETS, NULL, 0, 0,
+	  L(client_limit_exceptions),
+	  "networks exempt from the per-client limits (unset: relay_from; empty = none)" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -1040,6 +1043,18 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 			goto nomem;
 	}
 
+	/* client_limit_exceptions unset: the relay_from networks */
+	k = cfg_lookup("client_limit_exceptions");
+	if (st->seen[k - cfg_keys] == 0 && c->nrelay_from > 0) {
+		c->client_limit_exceptions = calloc(c->nrelay_from,
+		    sizeof(*c->client_limit_exceptions));
+		if (c->client_limit_exceptions == NULL)
+			goto nomem;
+		memcpy(c->client_limit_exceptions, c->relay_from,
+		    c->nrelay_from * sizeof(*c->relay_from));
+		c->nclient_limit_exceptions = c->nrelay_from;
+	}
+
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
 		k = cfg_lookup(c->tls_cert ? "tls_cert" : "tls_key");
 		i = (size_t)(k - cfg_keys);
@@ -1251,9 +1266,9 @@ net_match(const struct cfg_net *nt, const unsigned char *addr)
 	return (nt->addr[full] & mask) == (addr[full] & mask);
 }
 
-/* cfg_relay_allowed - client in relay_from (IPv4-mapped IPv6 as IPv4)? */
-int
-cfg_relay_allowed(const struct config *c, const struct sockaddr *sa)
+/* nets_match - address sa inside one of nets (IPv4-mapped IPv6 as IPv4)? */
+static int
+nets_match(const struct cfg_net *nets, size_t n, const struct sockaddr *sa)
 {
 	const struct sockaddr_in6	*s6;
 	unsigned char			 a4[4], a6[16];
@@ -1276,15 +1291,28 @@ cfg_relay_allowed(const struct config *c, const struct sockaddr *sa)
 	} else
 		return 0;
 
-	for (i = 0; i < c->nrelay_from; i++) {
-		const struct cfg_net *nt = &c->relay_from[i];
-
-		if (nt->family == AF_INET && have4 && net_match(nt, a4))
+	for (i = 0; i < n; i++) {
+		if (nets[i].family == AF_INET && have4 && net_match(&nets[i], a4))
 			return 1;
-		if (nt->family == AF_INET6 && have6 && net_match(nt, a6))
+		if (nets[i].family == AF_INET6 && have6 && net_match(&nets[i], a6))
 			return 1;
 	}
 	return 0;
+}
+
+/* cfg_relay_allowed - client in relay_from? */
+int
+cfg_relay_allowed(const struct config *c, const struct sockaddr *sa)
+{
+	return nets_match(c->relay_from, c->nrelay_from, sa);
+}
+
+/* cfg_client_exempt - client in client_limit_exceptions? */
+int
+cfg_client_exempt(const struct config *c, const struct sockaddr *sa)
+{
+	return nets_match(c->client_limit_exceptions,
+	    c->nclient_limit_exceptions, sa);
 }
 
 /* cfg_is_local_domain - case-insensitive; a trailing dot is ignored */

@@ -81,6 +81,8 @@ struct config {
 	char		*smarthost_auth;	/* path or NULL */
 	char		*auth_users;		/* path or NULL: "user:crypt-hash" lines */
 	int		 submission_plaintext_auth; /* AUTH before STARTTLS on submission */
+	/* networks the per-client limits skip; unset in the file = relay_from */
+	struct cfg_net	*client_limit_exceptions; size_t nclient_limit_exceptions;
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;
@@ -100,6 +102,8 @@ void		 cfg_free(struct config *c);
 void		 cfg_print(const struct config *c, FILE *fp);
 /* cfg_relay_allowed - client address in relay_from? */
 int		 cfg_relay_allowed(const struct config *c, const struct sockaddr *sa);
+/* cfg_client_exempt - client address in client_limit_exceptions? */
+int		 cfg_client_exempt(const struct config *c, const struct sockaddr *sa);
 /* cfg_is_local_domain - case-insensitive match against local_domains */
 int		 cfg_is_local_domain(const struct config *c, const char *domain);
 /* cfg_local_rcpt_ok - 1 when local_recipients is unset or lists local@domain (case-insensitive) */

@@ -328,7 +328,8 @@ test_paths(void **state)
 }
 
 static int
-relay(const struct config *c, const char *addr)
+match_addr(const struct config *c, const char *addr,
+    int (*fn)(const struct config *, const struct sockaddr *))
 {
 	struct sockaddr_in	s4;
 	struct sockaddr_in6	s6;
@@ -337,11 +338,62 @@ relay(const struct config *c, const char *addr)
 	memset(&s6, 0, sizeof(s6));
 	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
 		s4.sin_family = AF_INET;
-		return cfg_relay_allowed(c, (struct sockaddr *)&s4);
+		return fn(c, (struct sockaddr *)&s4);
 	}
 	assert_int_equal(inet_pton(AF_INET6, addr, &s6.sin6_addr), 1);
 	s6.sin6_family = AF_INET6;
-	return cfg_relay_allowed(c, (struct sockaddr *)&s6);
+	return fn(c, (struct sockaddr *)&s6);
+}
+
+static int
+relay(const struct config *c, const char *addr)
+{
+	return match_addr(c, addr, cfg_relay_allowed);
+}
+
+static int
+exempt(const struct config *c, const char *addr)
+{
+	return match_addr(c, addr, cfg_client_exempt);
+}
+
+/* client_limit_exceptions: unset = relay_from; set = its own; empty = none */
+static void
+test_client_exempt(void **state)
+{
+	static const struct {
+		const char	*text, *addr;
+		int		 want;
+	} cases[] = {
+		{ "max_size = 1m\n", "127.0.0.1", 1 },
+		{ "max_size = 1m\n", "::1", 1 },
+		{ "max_size = 1m\n", "192.0.2.1", 0 },
+		{ "relay_from = 192.0.2.0/24\n", "192.0.2.9", 1 },
+		{ "relay_from = 192.0.2.0/24\n", "127.0.0.1", 0 },
+		{ "relay_from =\n", "127.0.0.1", 0 },
+		{ "client_limit_exceptions = 127.0.0.2\n", "127.0.0.2", 1 },
+		{ "client_limit_exceptions = 127.0.0.2\n", "127.0.0.1", 0 },
+		{ "client_limit_exceptions =\n", "127.0.0.1", 0 },
+		{ "client_limit_exceptions =\n", "::1", 0 },
+		{ "client_limit_exceptions = 10.0.0.0/8\n"
+		  "relay_from = 192.0.2.0/24\n", "192.0.2.9", 0 },
+		{ "client_limit_exceptions = 10.0.0.0/8\n"
+		  "relay_from = 192.0.2.0/24\n", "10.9.9.9", 1 },
+	};
+	struct config	*c;
+	char		 err[1024];
+	size_t		 i;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		assert_non_null(c = load_text(cases[i].text, err, sizeof(err)));
+		CHECK(exempt(c, cases[i].addr) == cases[i].want, cases[i].text,
+		    "%s: got %d, want %d", cases[i].addr, !cases[i].want,
+		    cases[i].want);
+		cfg_free(c);
+	}
+	assert_int_equal(failures, 0);
 }
 
 struct relay_case {
@@ -532,6 +584,7 @@ static const char *const all_keys[] = {
 	"smarthost_auth",
 	"auth_users",
 	"submission_plaintext_auth",
+	"client_limit_exceptions",
 };
 
 static const char *const print_lines[] = {
@@ -636,6 +689,7 @@ main(void)
 		cmocka_unit_test(test_comments),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_relay),
+		cmocka_unit_test(test_client_exempt),
 		cmocka_unit_test(test_local_rcpts),
 		cmocka_unit_test(test_tls_pair),
 		cmocka_unit_test(test_parse_duration),
