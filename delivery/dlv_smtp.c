@@ -11,6 +11,14 @@
  * State machine: one enum; set_state() alone assigns it and arms the
  *       state's timeout (RFC 5321 4.5.3.2, smtp_*_timeout); the phrase
  *       table gives "while sending RCPT TO" for logs and results.
+ * Sync: every line that asks for a reply goes through sess_cmd(), which
+ *       counts it in s->pending.  A reply when none is pending, data during
+ *       the message body, a reply left in the input after the last one
+ *       expected, or a reply code the command cannot have (reply_fits) is
+ *       a lost sync: the connection is closed and never reused, and the
+ *       recipients of the open transaction defer with 4.4.2.  So a
+ *       recipient is relayed only by its own 250 to "." on a connection
+ *       whose replies matched its commands.
  * Not here: routes, choosing addresses, concurrency, the idle cache
  *       (dlv_remote.c).  The callback is never called before
  *       dlv_sess_run returns, and the session never touches itself after
@@ -104,6 +112,7 @@ struct dlv_sess {
 	int			 reused;	/* this run uses a parked connection */
 	int			 usable;	/* connection fine for another message */
 	int			 txn_open;	/* MAIL accepted, no end / RSET yet */
+	unsigned		 pending;	/* replies expected to lines sent */
 	int			 ntxn;		/* transactions started in this run */
 	unsigned		 caps;
 	uint64_t		 maxsize;
@@ -188,10 +197,11 @@ set_state(struct dlv_sess *s, enum sstate st)
 }
 
 static void
-sess_send(struct dlv_sess *s, const char *fmt, ...) WM_PRINTF(2, 3);
+sess_cmd(struct dlv_sess *s, const char *fmt, ...) WM_PRINTF(2, 3);
 
+/* sess_cmd - queue one line that asks for one reply */
 static void
-sess_send(struct dlv_sess *s, const char *fmt, ...)
+sess_cmd(struct dlv_sess *s, const char *fmt, ...)
 {
 	va_list	ap;
 
@@ -200,6 +210,7 @@ sess_send(struct dlv_sess *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
 	va_end(ap);
+	s->pending++;
 }
 
 /* class_status - temporary or permanent, from the reply class */
@@ -344,15 +355,24 @@ defer_rest(struct dlv_sess *s, int code, const char *enh, const char *text)
 			rcpt_final(s, i, RS_DEFERRED, code, enh, text);
 }
 
+enum fail_kind {
+	FK_LOST,	/* the connection dropped or an I/O error */
+	FK_TIMEOUT,	/* the state's timeout passed */
+	FK_SYNC,	/* the replies no longer match the commands */
+};
+
 /*
- * conn_fail - the connection is lost or timed out: before a transaction
- * the next address is tried; inside one the open recipients defer.
+ * conn_fail - the connection is lost, timed out or out of sync: before a
+ * transaction the next address is tried; inside one the open recipients
+ * defer.  Out of sync before the body was accepted, the results of this
+ * transaction's RCPTs are not trusted either: they defer too.
  */
 static void
-conn_fail(struct dlv_sess *s, const char *why, int timeout)
+conn_fail(struct dlv_sess *s, const char *why, enum fail_kind kind)
 {
 	char		text[512];
 	enum sstate	st = s->state;
+	size_t		k;
 
 	close_bev(s);
 	if (st == S_QUIT || st == S_NONE) {
@@ -370,14 +390,23 @@ conn_fail(struct dlv_sess *s, const char *why, int timeout)
 		handoff(s, DLV_OUT_NEXT);
 		return;
 	}
-	if (timeout)
+	if (kind == FK_SYNC) {
+		(void)snprintf(text, sizeof(text), "lost sync with next hop %s "
+		    "while %s: %s", s->peer.remote, state_phrase[st], why);
+		if (st >= S_MAIL && st <= S_DATA && s->m != NULL)
+			for (k = 0; k < s->norder; k++)
+				s->m->done[s->order[k]] = 0;
+	} else if (kind == FK_TIMEOUT)
 		(void)snprintf(text, sizeof(text), "conversation with %s timed "
 		    "out while %s", s->peer.remote, state_phrase[st]);
 	else
 		(void)snprintf(text, sizeof(text), "lost connection with %s "
 		    "while %s%s%s", s->peer.remote, state_phrase[st],
 		    why[0] ? ": " : "", why);
-	log_info("smtp %s: %s", s->peer.remote, text);
+	if (kind == FK_SYNC)
+		log_warnx("smtp %s: %s", s->peer.remote, text);
+	else
+		log_info("smtp %s: %s", s->peer.remote, text);
 	if (st < S_RSET || (st == S_MAIL && s->reused && s->ntxn == 1)) {
 		set_err(s, RS_DEFERRED, 451, "4.4.2", "%s", text);
 		handoff(s, DLV_OUT_NEXT);
@@ -523,7 +552,7 @@ send_helo(struct dlv_sess *s, int ehlo)
 {
 	s->caps = 0;
 	s->maxsize = 0;
-	sess_send(s, "%s %s\r\n", s->peer.lmtp ? "LHLO" : ehlo ? "EHLO" :
+	sess_cmd(s, "%s %s\r\n", s->peer.lmtp ? "LHLO" : ehlo ? "EHLO" :
 	    "HELO", s->cfg->hostname ? s->cfg->hostname : "localhost");
 	set_state(s, ehlo ? S_EHLO : S_HELO);
 }
@@ -573,7 +602,7 @@ send_rcpt(struct dlv_sess *s, size_t k)
 	char	params[2048];
 
 	rcpt_dsn_params(s, s->order[k], params, sizeof(params));
-	sess_send(s, "RCPT TO:<%s>%s\r\n", s->m->rcpts[s->order[k]], params);
+	sess_cmd(s, "RCPT TO:<%s>%s\r\n", s->m->rcpts[s->order[k]], params);
 }
 
 /*
@@ -633,14 +662,14 @@ start_auth(struct dlv_sess *s)
 		if (n < 0 || (size_t)n >= sizeof(raw) ||
 		    b64(raw, (size_t)n, enc, sizeof(enc)) == -1)
 			goto toolong;
-		sess_send(s, "AUTH PLAIN %s\r\n", enc);
+		sess_cmd(s, "AUTH PLAIN %s\r\n", enc);
 		explicit_bzero(raw, sizeof(raw));
 		explicit_bzero(enc, sizeof(enc));
 		set_state(s, S_AUTH_PASS);
 		return;
 	}
 	if (s->caps & CAP_AUTH_LOGIN) {
-		sess_send(s, "AUTH LOGIN\r\n");
+		sess_cmd(s, "AUTH LOGIN\r\n");
 		set_state(s, S_AUTH);
 		return;
 	}
@@ -665,7 +694,7 @@ auth_step(struct dlv_sess *s)
 	v = s->state == S_AUTH ? user : pass;
 	if (b64(v, strlen(v), enc, sizeof(enc)) == -1)
 		enc[0] = '\0';
-	sess_send(s, "%s\r\n", enc);
+	sess_cmd(s, "%s\r\n", enc);
 	explicit_bzero(enc, sizeof(enc));
 	set_state(s, s->state == S_AUTH ? S_AUTH_USER : S_AUTH_PASS);
 }
@@ -757,7 +786,7 @@ after_ehlo(struct dlv_sess *s)
 {
 	if (!s->tls_on && !s->peer.notls) {
 		if (s->caps & CAP_STARTTLS) {
-			sess_send(s, "STARTTLS\r\n");
+			sess_cmd(s, "STARTTLS\r\n");
 			set_state(s, S_STARTTLS);
 			return;
 		}
@@ -839,6 +868,8 @@ body_fill(struct dlv_sess *s)
 			if (!s->at_bol)
 				evbuffer_add(out, "\r\n", 2);
 			evbuffer_add(out, ".\r\n", 3);
+			/* LMTP: one reply per accepted recipient (RFC 2033 4.2) */
+			s->pending += s->peer.lmtp ? (unsigned)s->naccepted : 1;
 			body_close(s);
 			set_state(s, S_DOT);
 			return;
@@ -912,7 +943,7 @@ txn_start(struct dlv_sess *s)
 	}
 	s->ntxn++;
 	mail_dsn_params(s, dsn, sizeof(dsn));
-	sess_send(s, "MAIL FROM:<%s>%s%s%s\r\n", m->sender, size,
+	sess_cmd(s, "MAIL FROM:<%s>%s%s%s\r\n", m->sender, size,
 	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
 	    dsn);
 	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
@@ -920,7 +951,7 @@ txn_start(struct dlv_sess *s)
 		for (i = 0; i < s->norder; i++)
 			send_rcpt(s, i);
 		s->nsent = s->norder;
-		sess_send(s, "DATA\r\n");
+		sess_cmd(s, "DATA\r\n");
 	}
 	set_state(s, S_MAIL);
 }
@@ -941,7 +972,7 @@ txn_end(struct dlv_sess *s)
 				s->rst[s->order[i]] = RC_DONE;
 			}
 	if (s->txn_open) {
-		sess_send(s, "RSET\r\n");
+		sess_cmd(s, "RSET\r\n");
 		set_state(s, S_RSET);
 		return;
 	}
@@ -960,7 +991,7 @@ rcpts_over(struct dlv_sess *s)
 		txn_end(s);
 		return;
 	}
-	sess_send(s, "DATA\r\n");
+	sess_cmd(s, "DATA\r\n");
 	set_state(s, S_DATA);
 }
 
@@ -1033,6 +1064,43 @@ on_dot(struct dlv_sess *s)
 	}
 	s->txn_open = 0;
 	txn_end(s);
+}
+
+/*
+ * reply_fits - can the current reply answer the command it is read for
+ * (RFC 5321 4.3.2, RFC 4954, RFC 3207)?  A 220 to EHLO is a second
+ * greeting, a 250 to DATA the reply to an earlier command: lost sync.
+ */
+static int
+reply_fits(const struct dlv_sess *s)
+{
+	int		c = s->rcode, cls = c / 100;
+	int		ok2 = c >= 250 && c <= 252;
+	enum sstate	st = s->state;
+
+	if (st == S_RCPT && s->skip == 1)
+		st = S_DATA;	/* the DATA reply after a failed pipelined MAIL */
+	if (cls == 4 || cls == 5)
+		return st != S_NONE && st != S_IDLE && st != S_KICK;
+	switch (st) {
+	case S_GREETING:
+	case S_STARTTLS:
+		return c == 220;
+	case S_AUTH:
+	case S_AUTH_USER:
+		return c == 334 || c == 235;
+	case S_AUTH_PASS:
+		return c == 235 || ok2;
+	case S_DATA:
+		return c == 354;
+	case S_EHLO: case S_HELO: case S_RSET: case S_MAIL: case S_RCPT:
+	case S_DOT:
+		return ok2;
+	case S_QUIT:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* on_reply - a complete reply arrived in state s->state */
@@ -1137,8 +1205,16 @@ on_reply(struct dlv_sess *s)
 		return;
 	case S_RCPT:
 		if (s->skip > 0) {
-			if (--s->skip == 0)
-				txn_end(s);
+			if (--s->skip > 0)
+				return;
+			if (s->rcode == 354) {
+				/* DATA accepted although MAIL was not: end it */
+				s->txn_open = s->discard = 1;
+				sess_cmd(s, ".\r\n");
+				set_state(s, S_DOT);
+				return;
+			}
+			txn_end(s);
 			return;
 		}
 		on_rcpt(s);
@@ -1148,7 +1224,7 @@ on_reply(struct dlv_sess *s)
 			s->txn_open = 1;
 			if (s->naccepted == 0) {
 				s->discard = 1;
-				sess_send(s, ".\r\n");
+				sess_cmd(s, ".\r\n");
 				set_state(s, S_DOT);
 				return;
 			}
@@ -1171,10 +1247,10 @@ on_reply(struct dlv_sess *s)
 		dlv_sess_free(s);
 		return;
 	case S_IDLE:
-		conn_fail(s, "unexpected reply while idle", 0);
+		conn_fail(s, "unexpected reply while idle", FK_SYNC);
 		return;
 	default:
-		conn_fail(s, "unexpected reply", 0);
+		conn_fail(s, "unexpected reply", FK_SYNC);
 		return;
 	}
 }
@@ -1192,35 +1268,70 @@ read_replies(struct dlv_sess *s)
 	int			 r;
 
 	cur = s;
-	while (cur == s && s->state != S_BODY && s->bev != NULL) {
+	while (cur == s && s->bev != NULL) {
 		in = bufferevent_get_input(s->bev);
-		eol = evbuffer_search_eol(in, NULL, &eolen, EVBUFFER_EOL_CRLF);
-		if (eol.pos == -1) {
-			if (evbuffer_get_length(in) > LINE_MAX_IN)
-				conn_fail(s, "reply line too long", 0);
-			break;
-		}
-		if ((size_t)eol.pos > LINE_MAX_IN) {
-			conn_fail(s, "reply line too long", 0);
-			break;
-		}
-		if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) == NULL)
+		if (evbuffer_get_length(in) == 0)
 			break;
 		if (s->state == S_IDLE || s->state == S_CONNECT ||
 		    s->state == S_TLS || s->state == S_KICK ||
 		    s->state == S_NONE) {
-			free(line);
-			conn_fail(s, "unexpected data from the server", 0);
+			conn_fail(s, "unexpected data from the server", FK_SYNC);
 			break;
 		}
+		if (s->state == S_BODY) {
+			/* nothing is due before the final "." */
+			conn_fail(s, "reply before the end of the message data",
+			    FK_SYNC);
+			break;
+		}
+		if (s->rlines == 0 && s->pending == 0) {
+			conn_fail(s, "reply with no command pending", FK_SYNC);
+			break;
+		}
+		if (s->state == S_DOT && evbuffer_get_length(
+		    bufferevent_get_output(s->bev)) > 0) {
+			/* the "." is not even sent: this answers something else */
+			conn_fail(s, "reply before the end of the message data",
+			    FK_SYNC);
+			break;
+		}
+		eol = evbuffer_search_eol(in, NULL, &eolen, EVBUFFER_EOL_CRLF);
+		if (eol.pos == -1) {
+			if (evbuffer_get_length(in) > LINE_MAX_IN)
+				conn_fail(s, "reply line too long", FK_SYNC);
+			break;
+		}
+		if ((size_t)eol.pos > LINE_MAX_IN) {
+			conn_fail(s, "reply line too long", FK_SYNC);
+			break;
+		}
+		if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) == NULL)
+			break;
 		r = reply_line(s, line, n);
 		free(line);
 		if (r == -1) {
-			conn_fail(s, "malformed reply", 0);
+			conn_fail(s, "malformed reply", FK_SYNC);
 			break;
 		}
-		if (r == 1)
-			on_reply(s);	/* may hand s off or free it */
+		if (r == 0)
+			continue;
+		s->pending--;
+		if (!reply_fits(s)) {
+			char why[128];
+
+			(void)snprintf(why, sizeof(why), "reply %d cannot "
+			    "answer it", s->rcode);
+			conn_fail(s, why, FK_SYNC);
+			break;
+		}
+		/* the last reply expected, and more behind it: surplus (the
+		 * STARTTLS 220 case is start_tls's: plaintext retry) */
+		if (s->pending == 0 && evbuffer_get_length(in) > 0 &&
+		    !(s->state == S_STARTTLS && s->rcode == 220)) {
+			conn_fail(s, "more replies than commands", FK_SYNC);
+			break;
+		}
+		on_reply(s);	/* may hand s off or free it */
 	}
 	if (cur != s)
 		return 0;
@@ -1275,6 +1386,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof(one));
 		}
+		s->pending = 1;		/* the greeting */
 		set_state(s, S_GREETING);
 		return;
 	}
@@ -1287,7 +1399,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0 &&
 		    s->state != S_BODY && read_replies(s) == 0)
 			return;
-		conn_fail(s, "", 0);
+		conn_fail(s, "", FK_LOST);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
@@ -1295,7 +1407,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 
 		(void)snprintf(why, sizeof(why), "%s",
 		    e ? evutil_socket_error_to_string(e) : "error");
-		conn_fail(s, why, 0);
+		conn_fail(s, why, FK_LOST);
 		return;
 	}
 }
@@ -1309,13 +1421,20 @@ tmo_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	switch (s->state) {
 	case S_KICK:
+		/* a parked connection must be silent: anything read is surplus */
+		if (s->bev != NULL && evbuffer_get_length(
+		    bufferevent_get_input(s->bev)) > 0) {
+			conn_fail(s, "data from the server while idle", FK_SYNC);
+			return;
+		}
 		txn_start(s);
 		return;
 	case S_FAILNOW:
-		conn_fail(s, s->err.text[0] ? s->err.text : "cannot connect", 0);
+		conn_fail(s, s->err.text[0] ? s->err.text : "cannot connect",
+		    FK_LOST);
 		return;
 	case S_CONNECT:
-		conn_fail(s, "timed out", 0);
+		conn_fail(s, "timed out", FK_LOST);
 		return;
 	case S_IDLE:
 		handoff(s, DLV_OUT_CLOSED);	/* the callee sends QUIT */
@@ -1324,7 +1443,7 @@ tmo_cb(evutil_socket_t fd, short what, void *arg)
 		dlv_sess_free(s);
 		return;
 	default:
-		conn_fail(s, "", 1);
+		conn_fail(s, "", FK_TIMEOUT);
 		return;
 	}
 }
@@ -1381,6 +1500,8 @@ dlv_sess_run(struct dlv_sess *s, const struct config *cfg, struct dlv_msg *m,
 	s->tls_on = 0;
 	s->tls[0] = '\0';
 	s->txn_open = 0;
+	s->pending = 0;
+	s->rlines = 0;
 	s->bev = bufferevent_socket_new(dlv_remote_base(), -1,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (s->bev == NULL)
@@ -1408,7 +1529,7 @@ int
 dlv_sess_reusable(const struct dlv_sess *s)
 {
 	return s->bev != NULL && s->usable && !s->txn_open &&
-	    s->state != S_QUIT;
+	    s->pending == 0 && s->state != S_QUIT;
 }
 
 int
@@ -1436,7 +1557,7 @@ dlv_sess_quit(struct dlv_sess *s)
 		dlv_sess_free(s);
 		return;
 	}
-	sess_send(s, "QUIT\r\n");
+	sess_cmd(s, "QUIT\r\n");
 	set_state(s, S_QUIT);
 }
 
