@@ -122,8 +122,17 @@ static const struct cfg_key cfg_keys[] = {
 	  "recipients per message" },
 	{ "max_sessions", CT_UINT, "100", 1, UMAX, F(max_sessions), 0,
 	  "concurrent SMTP sessions" },
+	{ "max_sessions_per_client", CT_UINT, NULL, 1, UMAX,
+	  F(max_sessions_per_client), 0,
+	  "concurrent SMTP sessions per client address (unset: max_sessions / 4, at least 1)" },
 	{ "smtpd_timeout", CT_DURATION, "5m", 1, UMAX, F(smtpd_timeout), 0,
-	  "idle time before 421 4.4.2" },
+	  "each idle wait, and each command line from its first octet, before 421 4.4.2" },
+	{ "smtpd_data_min_rate", CT_SIZE, "1k", 0, 1073741824,
+	  F(smtpd_data_min_rate), 0,
+	  "lowest average DATA rate, bytes per second, after smtpd_data_rate_grace (0 = off)" },
+	{ "smtpd_data_rate_grace", CT_DURATION, "60s", 0, UMAX,
+	  F(smtpd_data_rate_grace), 0,
+	  "time after the 354 before smtpd_data_min_rate applies" },
 	{ "max_hops", CT_UINT, "100", 1, UMAX, F(max_hops), 0,
 	  "Received: fields before a message is refused as looping" },
 	{ "queue_lifetime", CT_DURATION, "5d", 0, UMAX, F(queue_lifetime), 0,
@@ -1042,6 +1051,12 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 		if ((c->hostname = strdup(host)) == NULL)
 			goto nomem;
 	}
+
+	/* max_sessions_per_client unset: a quarter of max_sessions */
+	k = cfg_lookup("max_sessions_per_client");
+	if (st->seen[k - cfg_keys] == 0)
+		c->max_sessions_per_client = c->max_sessions / 4 > 0 ?
+		    c->max_sessions / 4 : 1;
 
 	/* client_limit_exceptions unset: the relay_from networks */
 	k = cfg_lookup("client_limit_exceptions");

@@ -55,7 +55,10 @@ struct config {
 	uint64_t	 max_size;
 	unsigned	 max_recipients;
 	unsigned	 max_sessions;
-	unsigned	 smtpd_timeout;		/* seconds */
+	unsigned	 max_sessions_per_client; /* unset in the file: max_sessions / 4, >= 1 */
+	unsigned	 smtpd_timeout;		/* seconds: idle wait, command line */
+	uint64_t	 smtpd_data_min_rate;	/* bytes per second, 0 = off */
+	unsigned	 smtpd_data_rate_grace;	/* seconds after the 354 */
 	unsigned	 max_hops;
 	unsigned	 queue_lifetime;	/* seconds */
 	unsigned	 delay_warning;		/* seconds, 0 = off */

@@ -18,6 +18,8 @@
  * lines over 1000 octets incl. CRLF (554 5.6.0), Received: fields in the
  * header section (> max_hops: 554 5.4.6), the first Message-ID, 8-bit
  * octets.  After an error the rest is read and dropped up to the end.
+ * The octets read since the 354 are counted for smtpd_data_min_rate;
+ * the session timer (smtpd_session.c) checks the rate, not this file.
  * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1.
  */
 
@@ -82,6 +84,8 @@ smtpd_data_begin(struct smtpd_session *s)
 	t->hops = 0;
 	t->msgid_state = 0;
 	t->hdrlen = t->msgidlen = 0;
+	t->data_start = smtpd_now_ms();
+	t->received = 0;
 	smtpd_set_state(s, SMTPD_DATA);
 	return 0;
 }
@@ -508,6 +512,7 @@ smtpd_data_input(struct smtpd_session *s, struct evbuffer *in)
 			continue;
 		}
 		evbuffer_drain(in, used);
+		t->received += used;
 		if (end) {
 			smtpd_data_end(s);
 			return 1;

@@ -1,7 +1,7 @@
 #include "config.h"
 /*
  * smtpd_session.c - SMTP server sessions: listeners, accept, the session
- * list, the input loop, timeouts, close, shutdown.
+ * list, the session limits, the input loop, deadlines, close, shutdown.
  * Entry points: smtpd_server_bind/start/reload/stop/sessions (smtpd_int.h).
  * Input: command lines are read with a hard maximum (SMTPD_LINE_MAX; an
  *       overlong line is discarded up to the next LF and gets 500 5.5.2),
@@ -13,6 +13,19 @@
  *       their sessions (s->submission); in SMTPD_AUTH lines go to
  *       smtpd_auth_input(), and nothing is read while a failed AUTH's
  *       reply is delayed (s->auth_waiting).
+ * Limits: max_sessions (421 4.7.0 "Too many sessions") and, for clients
+ *       outside client_limit_exceptions, max_sessions_per_client (421
+ *       4.7.0 "Too many connections from your address"; the counts live
+ *       in smtpd_clients.c).  Both slots are released when the session
+ *       is freed, right after its last reply is flushed or the client left.
+ * Deadlines (DESIGN.md "Timeouts"): smtpd_timeout bounds each idle wait
+ *       and each command line from its first octet (421 4.4.2); in DATA
+ *       it bounds each idle wait, and after smtpd_data_rate_grace the
+ *       average rate since the 354 must stay >= smtpd_data_min_rate
+ *       (checked every second).  STARTTLS handshakes and the final flush
+ *       are bounded by smtpd_timeout too.  One timer per session, moved
+ *       lazily: input only records when the wait began (a store, no timer
+ *       call per read); the timer, when it fires early, re-arms itself.
  * Not here: the commands (smtpd_cmd.c), DATA (smtpd_data.c), replies
  *       (smtpd_reply.c), TLS (smtpd_tls.c).
  * Invariant: sessions are freed only here, from top-level callbacks.
@@ -28,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -67,6 +81,11 @@ static void	smtpd_write_cb(struct bufferevent *, void *);
 static void	smtpd_event_cb(struct bufferevent *, short, void *);
 static void	smtpd_session_free(struct smtpd_session *);
 static void	smtpd_process(struct smtpd_session *);
+static void	deadline_arm(struct smtpd_session *, uint64_t);
+
+/* states in which the client is to send a line (a command, an AUTH response) */
+#define SMTPD_LINE_STATES	(SMTPD_CMD_STATES | SMTPD_S(SMTPD_AUTH))
+#define SMTPD_RATE_CHECK_MS	1000	/* smtpd_data_min_rate: check period */
 
 /* smtpd_state_name - enum -> text */
 const char *
@@ -79,11 +98,21 @@ smtpd_state_name(enum smtpd_state st)
 void
 smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
 {
-	if (s->state == st)
+	enum smtpd_state old = s->state;
+
+	if (old == st)
 		return;
 	log_debug("session=%s state %s -> %s", s->sid,
-	    smtpd_state_name(s->state), smtpd_state_name(st));
+	    smtpd_state_name(old), smtpd_state_name(st));
 	s->state = st;
+	/* between commands smtpd_process() tracks the waits; anything
+	 * else (DATA, COMMIT, TLS, CLOSING, back to commands) starts anew */
+	if ((SMTPD_LINE_STATES & SMTPD_S(old)) &&
+	    (SMTPD_LINE_STATES & SMTPD_S(st)))
+		return;
+	s->wait_since = smtpd_now_ms();
+	s->in_line = 0;
+	deadline_arm(s, s->wait_since);
 }
 
 int
@@ -182,7 +211,8 @@ fail:
 
 /* -------------------------------------------------------------- accept */
 
-/* smtpd_session_attach_cb - our callbacks, watermark and timeouts on bev */
+/* smtpd_session_attach_cb - our callbacks, watermark and write timeout
+ * on bev (reads are bounded by the session's deadlines, not by bev) */
 void
 smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev)
 {
@@ -192,15 +222,17 @@ smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev)
 	tv.tv_usec = 0;
 	bufferevent_setcb(bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, SMTPD_READ_HIWAT);
-	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_set_timeouts(bev, NULL, &tv);
 }
+
+static void	smtpd_timer_cb(evutil_socket_t, short, void *);
 
 static void
 smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct smtpd_session	*s;
-	int			 on = 1;
+	int			 on = 1, r;
 
 	(void)l;
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == -1)
@@ -222,11 +254,19 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	else if (s->ss.ss_family == AF_INET6)
 		s->port = ntohs(((struct sockaddr_in6 *)&s->ss)->sin6_port);
 	s->state = SMTPD_GREETING;
+	s->wait_since = smtpd_now_ms();
+	if ((s->timer = evtimer_new(smtpd_base, smtpd_timer_cb, s)) == NULL) {
+		log_warnx("session=%s evtimer_new failed", s->sid);
+		close(fd);
+		free(s);
+		return;
+	}
 	s->bev = bufferevent_socket_new(smtpd_base, fd,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (s->bev == NULL) {
 		log_warnx("session=%s bufferevent_socket_new failed", s->sid);
 		close(fd);
+		event_free(s->timer);
 		free(s);
 		return;
 	}
@@ -240,14 +280,30 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	log_info("session=%s connect from [%s]:%u%s", s->sid, s->addr, s->port,
 	    s->submission ? " (submission)" : "");
 
+	s->cmd = "(connect)";
+	s->cmdlen = strlen(s->cmd);
 	if (nsessions > smtpd_cfg->max_sessions) {
-		s->cmd = "(connect)";
-		s->cmdlen = strlen(s->cmd);
 		smtpd_reply(s, 421, 4, 7, 0, "%s Too many sessions, try again later",
 		    smtpd_cfg->hostname);
 		return;
 	}
+	if (!cfg_client_exempt(smtpd_cfg, (struct sockaddr *)&s->ss) &&
+	    (r = smtpd_client_take(s, smtpd_cfg->max_sessions_per_client)) != 0) {
+		if (r == 1)
+			smtpd_reply(s, 421, 4, 7, 0, "%s Too many connections "
+			    "from your address, try again later",
+			    smtpd_cfg->hostname);
+		else {
+			log_warn("session=%s per-client count", s->sid);
+			smtpd_reply(s, 421, 4, 3, 0, "%s Error: local error, "
+			    "try again later", smtpd_cfg->hostname);
+		}
+		return;
+	}
+	s->cmd = NULL;
+	s->cmdlen = 0;
 	smtpd_reply(s, 220, SMTPD_NOENH, "%s ESMTP Waymark", smtpd_cfg->hostname);
+	deadline_arm(s, s->wait_since);
 }
 
 static void
@@ -391,8 +447,168 @@ smtpd_server_stop(void (*done)(void))
 			break;
 		}
 	}
-	if (nsessions == 0)
+	if (nsessions == 0) {
+		smtpd_clients_free();
 		smtpd_stop_done_later();
+	}
+}
+
+/* ----------------------------------------------------------- deadlines */
+
+/* smtpd_now_ms - monotonic milliseconds, the clock of the deadlines */
+uint64_t
+smtpd_now_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* timeout_ms - smtpd_timeout in milliseconds */
+static uint64_t
+timeout_ms(void)
+{
+	return (uint64_t)(smtpd_cfg->smtpd_timeout > 0 ?
+	    smtpd_cfg->smtpd_timeout : 300) * 1000;
+}
+
+/* deadline_next - when the timer must look at s next (ms), 0 = never */
+static uint64_t
+deadline_next(const struct smtpd_session *s, uint64_t now)
+{
+	uint64_t next, rate;
+
+	if (s->state == SMTPD_COMMIT)
+		return 0;		/* the server's turn: the queue commit */
+	next = s->wait_since + timeout_ms();
+	if (s->state == SMTPD_DATA && s->txn != NULL &&
+	    smtpd_cfg->smtpd_data_min_rate > 0) {
+		rate = s->txn->data_start +
+		    (uint64_t)smtpd_cfg->smtpd_data_rate_grace * 1000;
+		if (rate <= now)
+			rate = now + SMTPD_RATE_CHECK_MS;
+		if (rate < next)
+			next = rate;
+	}
+	return next;
+}
+
+/* deadline_arm - make the timer fire no later than s's next deadline;
+ * a timer already due earlier is left alone (it looks again then) */
+static void
+deadline_arm(struct smtpd_session *s, uint64_t now)
+{
+	struct timeval	tv;
+	uint64_t	next, d;
+
+	if (s->timer == NULL || (next = deadline_next(s, now)) == 0)
+		return;
+	if (s->timer_at != 0 && s->timer_at <= next)
+		return;
+	d = next > now ? next - now : 1;
+	tv.tv_sec = (time_t)(d / 1000);
+	tv.tv_usec = (suseconds_t)(d % 1000) * 1000;
+	if (evtimer_add(s->timer, &tv) == 0)
+		s->timer_at = next;
+}
+
+/* deadline_input - input was used: where did the client's wait begin? */
+static void
+deadline_input(struct smtpd_session *s, struct evbuffer *in)
+{
+	uint64_t now;
+
+	if (s->state == SMTPD_DATA) {
+		/* each idle wait within DATA: a store per read, no timer call */
+		now = smtpd_now_ms();
+		s->wait_since = now;
+		if (s->timer_at == 0)
+			deadline_arm(s, now);
+		return;
+	}
+	if (!(SMTPD_LINE_STATES & SMTPD_S(s->state)))
+		return;
+	if (evbuffer_get_length(in) > 0 || s->skipping) {
+		if (s->in_line)
+			return;		/* the line's clock runs from its first octet */
+		s->in_line = 1;
+	} else
+		s->in_line = 0;		/* an idle wait begins */
+	now = smtpd_now_ms();
+	s->wait_since = now;
+	deadline_arm(s, now);
+}
+
+/* deadline_expired - 421 4.4.2; a transaction in progress is discarded */
+static void
+deadline_expired(struct smtpd_session *s, const char *why, const char *text)
+{
+	log_info("session=%s timeout in state %s: %s", s->sid,
+	    smtpd_state_name(s->state), why);
+	smtpd_txn_free(s);
+	s->cmd = "(timeout)";
+	s->cmdlen = strlen(s->cmd);
+	smtpd_reply(s, 421, 4, 4, 2, "%s %s", smtpd_cfg->hostname, text);
+}
+
+/* smtpd_timer_cb - a deadline (or a DATA rate check) is due */
+static void
+smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct smtpd_session	*s = arg;
+	struct smtpd_txn	*t = s->txn;
+	uint64_t		 now = smtpd_now_ms(), elapsed, min;
+	int			 late;
+
+	(void)fd; (void)ev;
+	s->timer_at = 0;
+	if (s->state == SMTPD_COMMIT)
+		return;			/* armed again when the commit is done */
+	late = now >= s->wait_since + timeout_ms();
+	switch (s->state) {
+	case SMTPD_CLOSING:
+	case SMTPD_TLS:
+		if (!late)
+			break;
+		log_info("session=%s timeout in state %s", s->sid,
+		    smtpd_state_name(s->state));
+		smtpd_session_free(s);
+		return;
+	case SMTPD_DATA:
+		if (late) {
+			deadline_expired(s, "no data",
+			    "Error: timeout exceeded");
+			return;
+		}
+		min = smtpd_cfg->smtpd_data_min_rate;
+		if (t == NULL || min == 0 || now < t->data_start +
+		    (uint64_t)smtpd_cfg->smtpd_data_rate_grace * 1000 ||
+		    now <= t->data_start)
+			break;
+		elapsed = now - t->data_start;
+		if (t->received * 1000 < min * elapsed) {
+			log_info("session=%s data rate too low: %llu octets in "
+			    "%llu ms, minimum %llu per second", s->sid,
+			    (unsigned long long)t->received,
+			    (unsigned long long)elapsed,
+			    (unsigned long long)min);
+			deadline_expired(s, "data rate too low",
+			    "Timeout: data rate too low");
+			return;
+		}
+		break;
+	default:
+		if (late) {
+			deadline_expired(s, s->in_line ?
+			    "command line not completed" : "no command",
+			    "Error: timeout exceeded");
+			return;
+		}
+		break;
+	}
+	deadline_arm(s, now);
 }
 
 /* --------------------------------------------------------------- close */
@@ -408,10 +624,13 @@ smtpd_session_free(struct smtpd_session *s)
 	    counters[0] != '\0' ? " " : "", counters);
 	smtpd_txn_free(s);
 	smtpd_auth_free(s);
+	smtpd_client_release(s);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->closetimer != NULL)
 		event_free(s->closetimer);
+	if (s->timer != NULL)
+		event_free(s->timer);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -422,8 +641,10 @@ smtpd_session_free(struct smtpd_session *s)
 	free(s->helo);
 	free(s->tls_info);
 	free(s);
-	if (stopping && nsessions == 0)
+	if (stopping && nsessions == 0) {
+		smtpd_clients_free();
 		smtpd_stop_done_later();
+	}
 }
 
 /* smtpd_output_pending - octets not yet handed to the kernel */
@@ -547,6 +768,7 @@ smtpd_process(struct smtpd_session *s)
 			n = smtpd_read_line(s, in, line);
 			if (n == -1)
 				break;
+			s->in_line = 0;
 			if (n == -2) {
 				s->cmd = "(AUTH response)";
 				s->cmdlen = strlen(s->cmd);
@@ -563,6 +785,7 @@ smtpd_process(struct smtpd_session *s)
 		n = smtpd_read_line(s, in, line);
 		if (n == -1)
 			break;
+		s->in_line = 0;
 		if (n == -2) {
 			s->cmd = "(overlong line)";
 			s->cmdlen = strlen(s->cmd);
@@ -574,6 +797,7 @@ smtpd_process(struct smtpd_session *s)
 		s->cmd = NULL;
 		s->cmdlen = 0;
 	}
+	deadline_input(s, in);
 	/* all buffered input used: a half-closed client is done */
 	if (s->peer_eof && (SMTPD_CMD_STATES & SMTPD_S(s->state) ||
 	    s->state == SMTPD_DATA || s->state == SMTPD_AUTH)) {
@@ -585,14 +809,18 @@ smtpd_process(struct smtpd_session *s)
 	}
 }
 
-/* smtpd_resume - process held input later, from the loop */
+/* smtpd_resume - process held input later, from the loop; with none
+ * held, the server's turn is over and the client's wait begins now */
 void
 smtpd_resume(struct smtpd_session *s)
 {
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ||
-	    s->peer_eof)
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	if (evbuffer_get_length(in) > 0 || s->peer_eof)
 		bufferevent_trigger(s->bev, EV_READ,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	else
+		deadline_input(s, in);
 }
 
 static void
@@ -639,24 +867,11 @@ smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		if ((what & BEV_EVENT_READING) && s->state == SMTPD_COMMIT) {
-			bufferevent_enable(s->bev, EV_READ);
-			return;
-		}
-		if (!(what & BEV_EVENT_READING) || s->state == SMTPD_CLOSING ||
-		    s->state == SMTPD_TLS) {
-			log_info("session=%s timeout in state %s", s->sid,
-			    smtpd_state_name(s->state));
-			smtpd_session_free(s);
-			return;
-		}
-		log_info("session=%s timeout in state %s", s->sid,
-		    smtpd_state_name(s->state));
-		smtpd_txn_free(s);
-		s->cmd = "(timeout)";
-		s->cmdlen = strlen(s->cmd);
-		smtpd_reply(s, 421, 4, 4, 2, "%s Error: timeout exceeded",
-		    smtpd_cfg->hostname);
+		/* only writes have a bufferevent timeout: the client does
+		 * not read its replies, so no reply can reach it */
+		log_info("session=%s timeout in state %s: client not reading",
+		    s->sid, smtpd_state_name(s->state));
+		smtpd_session_free(s);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {

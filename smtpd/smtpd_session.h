@@ -22,6 +22,7 @@ struct evbuffer;
 struct event;
 struct config;
 struct qmsg;
+struct smtpd_client;
 
 #define SMTPD_LINE_MAX		2048	/* command line incl. CRLF */
 #define SMTPD_TEXT_LINE_MAX	1000	/* text line incl. CRLF (RFC 5321 4.5.3.1.6) */
@@ -76,6 +77,9 @@ struct smtpd_txn {
 	char		 hdr[SMTPD_HDR_CAP];	/* start of the current header line */
 	size_t		 msgidlen;
 	char		 msgid[SMTPD_MSGID_MAX];
+	/* smtpd_data_min_rate: checked on the session timer */
+	uint64_t	 data_start;	/* ms (smtpd_now_ms) at the 354 */
+	uint64_t	 received;	/* octets read since the 354 */
 };
 
 /* per-verb counters, indexed like the dispatch table (+1: unknown) */
@@ -116,6 +120,12 @@ struct smtpd_session {
 	unsigned		 auth_failures;
 	int			 auth_waiting;	/* failure reply delayed: input held */
 	struct event		*authtimer;	/* lazily made */
+	/* deadlines (smtpd_session.c): one timer, moved lazily */
+	struct event		*timer;
+	uint64_t		 timer_at;	/* ms it is armed for, 0 = not armed */
+	uint64_t		 wait_since;	/* ms: start of the bounded wait */
+	int			 in_line;	/* a command line has begun */
+	struct smtpd_client	*client;	/* per-client count, or NULL */
 };
 
 /* smtpd_session.c */
@@ -129,6 +139,13 @@ void	 smtpd_txn_free(struct smtpd_session *s);
 struct smtpd_session *smtpd_session_find(uint64_t id);
 void	 smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev);
 int	 smtpd_stopping(void);
+uint64_t smtpd_now_ms(void);
+
+/* smtpd_clients.c */
+int	 smtpd_client_take(struct smtpd_session *s, unsigned cap);
+void	 smtpd_client_release(struct smtpd_session *s);
+void	 smtpd_clients_free(void);
+void	 smtpd_clients_stats(size_t *entries, size_t *nbucket);
 
 /* smtpd_cmd.c */
 void	 smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len);

@@ -7,7 +7,9 @@
  * port / network / domain / boolean / enum, range limits, missing port,
  * empty relay_from, list accumulation, comments, relative paths,
  * tls_cert without tls_key, local_recipients; the value syntaxes; the
- * embedded default; cfg_print() listing every key in order.
+ * embedded default; the session limits and deadlines (per-client cap
+ * derived from max_sessions, DATA minimum rate); cfg_print() listing
+ * every key in order.
  */
 
 #include <sys/stat.h>
@@ -138,6 +140,17 @@ static const struct err_case err_cases[] = {
 	{ "bad number", "max_recipients = 12x\n", ":1: max_recipients: invalid number \"12x\"" },
 	{ "above max", "workers = 65\n", ":1: workers: \"65\" above maximum 64" },
 	{ "below min", "max_recipients = 0\n", ":1: max_recipients: \"0\" below minimum 1" },
+	{ "per-client cap zero", "max_sessions_per_client = 0\n",
+	  ":1: max_sessions_per_client: \"0\" below minimum 1" },
+	{ "per-client cap repeated",
+	  "max_sessions_per_client = 2\nmax_sessions_per_client = 3\n",
+	  ":2: max_sessions_per_client: repeated" },
+	{ "bad data rate", "smtpd_data_min_rate = fast\n",
+	  ":1: smtpd_data_min_rate: invalid size \"fast\"" },
+	{ "data rate above max", "smtpd_data_min_rate = 2048m\n",
+	  ":1: smtpd_data_min_rate: \"2048m\" above maximum 1073741824" },
+	{ "bad rate grace", "smtpd_data_rate_grace = 1y\n",
+	  ":1: smtpd_data_rate_grace: invalid duration \"1y\"" },
 	{ "unknown user", "\nuser = no-such-user-wm\n", ":2: user: unknown user \"no-such-user-wm\"" },
 	{ "bad hostname", "hostname = bad_host\n", ":1: hostname: invalid hostname \"bad_host\"" },
 	{ "cert without key", "tls_cert = cert.pem\nmax_size = 1m\n",
@@ -312,7 +325,10 @@ test_paths(void **state)
 	assert_int_equal(c->max_size, 10 * 1048576);
 	assert_int_equal(c->max_recipients, 1000);
 	assert_int_equal(c->max_sessions, 100);
+	assert_int_equal(c->max_sessions_per_client, 25);
 	assert_int_equal(c->smtpd_timeout, 300);
+	assert_int_equal(c->smtpd_data_min_rate, 1024);
+	assert_int_equal(c->smtpd_data_rate_grace, 60);
 	assert_int_equal(c->max_hops, 100);
 	assert_int_equal(c->queue_lifetime, 5 * 86400);
 	assert_int_equal(c->delay_warning, 4 * 3600);
@@ -391,6 +407,56 @@ test_client_exempt(void **state)
 		CHECK(exempt(c, cases[i].addr) == cases[i].want, cases[i].text,
 		    "%s: got %d, want %d", cases[i].addr, !cases[i].want,
 		    cases[i].want);
+		cfg_free(c);
+	}
+	assert_int_equal(failures, 0);
+}
+
+/* max_sessions_per_client (unset: max_sessions / 4, at least 1) and the
+ * DATA rate keys */
+static void
+test_session_limits(void **state)
+{
+	static const struct {
+		const char	*text;
+		unsigned	 per_client, grace;
+		uint64_t	 rate;
+	} cases[] = {
+		{ "max_size = 1m\n", 25, 60, 1024 },
+		{ "max_sessions = 8\n", 2, 60, 1024 },
+		{ "max_sessions = 3\n", 1, 60, 1024 },
+		{ "max_sessions = 1\n", 1, 60, 1024 },
+		{ "max_sessions = 1000\n", 250, 60, 1024 },
+		{ "max_sessions = 8\nmax_sessions_per_client = 3\n", 3, 60, 1024 },
+		{ "max_sessions_per_client = 500\n", 500, 60, 1024 },
+		{ "smtpd_data_min_rate = 0\n", 25, 60, 0 },
+		{ "smtpd_data_min_rate = 100\n"
+		  "smtpd_data_rate_grace = 2s\n", 25, 2, 100 },
+		{ "smtpd_data_min_rate = 2m\n"
+		  "smtpd_data_rate_grace = 0\n", 25, 0, 2 * 1048576 },
+	};
+	struct config	*c;
+	char		 err[1024];
+	size_t		 i;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		c = load_text(cases[i].text, err, sizeof(err));
+		CHECK(c != NULL, cases[i].text, "got error \"%s\", want a config",
+		    err);
+		if (c == NULL)
+			continue;
+		CHECK(c->max_sessions_per_client == cases[i].per_client,
+		    cases[i].text, "max_sessions_per_client: got %u, want %u",
+		    c->max_sessions_per_client, cases[i].per_client);
+		CHECK(c->smtpd_data_min_rate == cases[i].rate, cases[i].text,
+		    "smtpd_data_min_rate: got %llu, want %llu",
+		    (unsigned long long)c->smtpd_data_min_rate,
+		    (unsigned long long)cases[i].rate);
+		CHECK(c->smtpd_data_rate_grace == cases[i].grace, cases[i].text,
+		    "smtpd_data_rate_grace: got %u, want %u",
+		    c->smtpd_data_rate_grace, cases[i].grace);
 		cfg_free(c);
 	}
 	assert_int_equal(failures, 0);
@@ -573,7 +639,8 @@ static const char *const all_keys[] = {
 	"local_domains", "local_recipients", "aliases", "mailbox_root", "lmtp",
 	"relay_from", "smarthost", "smtp_port", "dns", "tls_cert", "tls_key",
 	"smtp_tls", "max_size", "max_recipients", "max_sessions",
-	"smtpd_timeout", "max_hops", "queue_lifetime", "delay_warning",
+	"max_sessions_per_client", "smtpd_timeout", "smtpd_data_min_rate",
+	"smtpd_data_rate_grace", "max_hops", "queue_lifetime", "delay_warning",
 	"max_dsn_return_size",
 	"retry_schedule", "history_retention", "tracking_retention", "policy",
 	"user", "min_free_space", "syslog", "workers",
@@ -595,7 +662,10 @@ static const char *const print_lines[] = {
 	"smtp_tls = may\n",
 	"max_size = 10m\n",
 	"min_free_space = 1000\n",
+	"max_sessions_per_client = 25\n",
 	"smtpd_timeout = 90s\n",
+	"smtpd_data_min_rate = 1k\n",
+	"smtpd_data_rate_grace = 1m\n",
 	"queue_lifetime = 5d\n",
 	"delay_warning = 0\n",
 	"retry_schedule = 1m, 5m, 15m, 1h, 4h\n",
@@ -690,6 +760,7 @@ main(void)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_relay),
 		cmocka_unit_test(test_client_exempt),
+		cmocka_unit_test(test_session_limits),
 		cmocka_unit_test(test_local_rcpts),
 		cmocka_unit_test(test_tls_pair),
 		cmocka_unit_test(test_parse_duration),
