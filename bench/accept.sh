@@ -14,7 +14,7 @@
 #          log, spool body, Maildir, other).  strace slows the daemon, so run
 #          2's rate is not reported as the result.
 # Environment: N (5000), SESSIONS (20), SIZE (4096), KEEP=1 keeps the temp dir,
-# NO_STRACE=1 skips run 2.  Run as root (waymarkd drops to nobody) on an
+# NO_STRACE=1 skips run 2.  Run as root (waymarkd drops to waymark) on an
 # otherwise idle machine.
 set -eu
 

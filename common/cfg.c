@@ -6,7 +6,9 @@
  *       "FILE:LINE: KEY: reason" errors; the value syntaxes (addresses,
  *       networks, domains, durations, sizes, booleans, enums); the
  *       embedded default configuration; the relay / local-domain /
- *       local-recipient look-ups.
+ *       local-recipient look-ups; the daemon's checks of `user`
+ *       (cfg_check_user: known, never uid 0, nobody only with
+ *       allow_shared_user), which cfg_load leaves out for the CLI.
  * Rules: `key = value`; `#` starts a comment at the start of a line or
  *       after whitespace; list keys may repeat (the first occurrence in a
  *       text replaces the default, later ones add) and take several values
@@ -151,8 +153,10 @@ static const struct cfg_key cfg_keys[] = {
 	  "longest MTRK tracking time kept (RFC 3885 3.3: >= 1d)" },
 	{ "policy", CT_PATH, NULL, 0, 0, F(policy), 0,
 	  "policy rules file" },
-	{ "user", CT_STRING, "nobody", 0, 0, F(user), 0,
-	  "unprivileged user the daemon runs as" },
+	{ "user", CT_STRING, "waymark", 0, 0, F(user), 0,
+	  "dedicated unprivileged user the daemon runs as (never root)" },
+	{ "allow_shared_user", CT_BOOL, "no", 0, 1, F(allow_shared_user), 0,
+	  "let user be nobody, an account other services share" },
 	{ "min_free_space", CT_SIZE, "50m", 0, SMAX, F(min_free_space), 0,
 	  "MAIL gets 452 4.3.1 when the spool has less free space" },
 	{ "syslog", CT_BOOL, "no", 0, 1, F(syslog), 0,
@@ -1083,17 +1087,8 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 		return -1;
 	}
 
-	if (c->user != NULL && getpwnam(c->user) == NULL) {
-		k = cfg_lookup("user");
-		i = (size_t)(k - cfg_keys);
-		if (st->seen[i])
-			(void)snprintf(err, errlen, "%s:%u: user: unknown user "
-			    "\"%s\"", st->file, st->seen[i], c->user);
-		else
-			(void)snprintf(err, errlen, "%s: user: unknown user "
-			    "\"%s\"", st->file, c->user);
-		return -1;
-	}
+	/* the user is checked by the daemon only (cfg_check_user) */
+	c->user_line = st->seen[cfg_lookup("user") - cfg_keys];
 	return 0;
 nomem:
 	(void)snprintf(err, errlen, "%s: %s", st->file, strerror(errno));
@@ -1181,6 +1176,69 @@ fail:
 	free(line);
 	cfg_free(c);
 	return NULL;
+}
+
+/* user_why - "FILE:LINE: user: " + reason (FILE: without a line for the default) */
+static int WM_PRINTF(4, 5)
+user_why(const struct config *c, char *err, size_t errlen, const char *fmt, ...)
+{
+	char	why[512];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (c->user_line)
+		(void)snprintf(err, errlen, "%s:%u: user: %s", c->path,
+		    c->user_line, why);
+	else
+		(void)snprintf(err, errlen, "%s: user: %s", c->path, why);
+	return -1;
+}
+
+/* cfg_check_user - the daemon's user: known, not root, not shared */
+int
+cfg_check_user(const struct config *c, long *uid, long *gid, char *err,
+    size_t errlen)
+{
+	struct passwd	*pw;
+	uid_t		 u;
+	gid_t		 g;
+	int		 shared;
+
+	errno = 0;
+	if (c->user == NULL || (pw = getpwnam(c->user)) == NULL) {
+		if (errno != 0 && errno != ENOENT && errno != ESRCH)
+			return user_why(c, err, errlen, "cannot look up "
+			    "\"%s\": %s", c->user ? c->user : "",
+			    strerror(errno));
+		if (c->user_line == 0)
+			return user_why(c, err, errlen, "unknown user \"%s\" "
+			    "(create it: useradd --system --home-dir "
+			    "/nonexistent --no-create-home --shell "
+			    "/usr/sbin/nologin %s)", c->user, c->user);
+		return user_why(c, err, errlen, "unknown user \"%s\"",
+		    c->user ? c->user : "");
+	}
+	u = pw->pw_uid;
+	g = pw->pw_gid;
+	shared = strcmp(c->user, "nobody") == 0;
+	if (u == 0)
+		return user_why(c, err, errlen, "\"%s\" has uid 0: waymarkd "
+		    "never runs as root, allow_shared_user or not; use a "
+		    "dedicated user (useradd --system waymark)", c->user);
+	/* another name for nobody's uid is nobody too */
+	if (!shared && (pw = getpwnam("nobody")) != NULL && pw->pw_uid == u)
+		shared = 1;
+	if (shared && !c->allow_shared_user)
+		return user_why(c, err, errlen, "\"%s\" is shared with other "
+		    "services; use a dedicated user (useradd --system "
+		    "waymark) or set allow_shared_user = yes", c->user);
+	if (uid != NULL)
+		*uid = (long)u;
+	if (gid != NULL)
+		*gid = (long)g;
+	return 0;
 }
 
 void

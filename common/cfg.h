@@ -68,6 +68,8 @@ struct config {
 	unsigned	 tracking_retention;
 	char		*policy;
 	char		*user;
+	unsigned	 user_line;	/* line of "user =" in path, 0 = the default */
+	int		 allow_shared_user;	/* user may be nobody */
 	uint64_t	 min_free_space;	/* bytes; MAIL gets 452 4.3.1 below it */
 	int		 syslog;		/* log to syslog instead of stderr */
 	unsigned	 workers;		/* disk worker threads */
@@ -101,6 +103,14 @@ struct config {
  */
 struct config	*cfg_load(const char *path, char *err, size_t errlen);
 void		 cfg_free(struct config *c);
+/*
+ * cfg_check_user - the daemon's checks of `user` (the CLI does not run
+ * them): it must exist, must not have uid 0, and must not be nobody
+ * (by name or uid) unless allow_shared_user = yes.  0 with *uid and *gid
+ * set (either may be NULL), or -1 and "FILE:LINE: user: reason" in err.
+ */
+int		 cfg_check_user(const struct config *c, long *uid, long *gid,
+		    char *err, size_t errlen);
 /* cfg_print - every effective key, defaults included, one "key = value" line each */
 void		 cfg_print(const struct config *c, FILE *fp);
 /* cfg_relay_allowed - client address in relay_from? */

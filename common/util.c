@@ -4,7 +4,8 @@
  * Owns: RFC 5322 date-time text (section 3.3, numeric zone), queue ids
  *       (base62 microseconds + randomness, strictly increasing within the
  *       process and above the spool's persisted floor), directory fsync,
- *       mkdir -p, free-space checks, socket address text and SMTP
+ *       mkdir -p, directories handed to the daemon's user (fchown on
+ *       the open fd, never by name), free-space checks, socket address text and SMTP
  *       address literals (RFC 5321 4.1.3), start-up allocators.
  * Invariants: qid_new() is called from the loop thread only (no lock);
  *       IPv4-mapped IPv6 addresses are shown as IPv4.
@@ -177,6 +178,155 @@ mkdir_p(const char *dir, unsigned mode)
 			path[i] = '/';
 	}
 	return 0;
+}
+
+/* dir_trusted - only root can change names in the directory fd */
+static int
+dir_trusted(int fd)
+{
+	struct stat	st;
+
+	return fstat(fd, &st) == 0 && st.st_uid == 0 &&
+	    (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+/*
+ * dir_open_safe - open the directory path (absolute) as root without
+ * following a symbolic link another user could have planted: each
+ * component is opened relative to its parent with O_NOFOLLOW, and a
+ * link is followed only when its parent is root's alone (owned by root,
+ * not group or world writable: root's or the admin's link, /var/run).
+ * Missing components are made with mkdirat (mode) when create is set;
+ * *created tells whether the last one was.  Not root: a plain open.
+ */
+int
+dir_open_safe(const char *path, unsigned mode, int create, int *created,
+    char *why, size_t whylen)
+{
+	struct stat	 st;
+	char		 comp[NAME_MAX + 1];
+	const char	*p, *e = NULL;	/* e: end of the component at fault */
+	const char	*op = "open";
+	size_t		 len;
+	int		 fd, nfd, made = 0;
+
+	*created = 0;
+	if (path[0] != '/') {
+		snprintf(why, whylen, "%s: not an absolute path", path);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		made = stat(path, &st) == -1 && errno == ENOENT;
+		if (create && made && mkdir_p(path, mode) == -1) {
+			snprintf(why, whylen, "cannot create %s: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+		if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+		    == -1) {
+			snprintf(why, whylen, "cannot open %s: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+		*created = create && made;
+		return fd;
+	}
+	if ((fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		snprintf(why, whylen, "cannot open /: %s", strerror(errno));
+		return -1;
+	}
+	for (p = path; ; p = e) {
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			break;
+		if ((e = strchr(p, '/')) == NULL)
+			e = p + strlen(p);
+		if ((len = (size_t)(e - p)) > NAME_MAX) {
+			errno = ENAMETOOLONG;
+			goto fail_errno;
+		}
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		made = 0;
+		nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (nfd == -1 && errno == ENOENT && create) {
+			if (mkdirat(fd, comp, (mode_t)mode) == 0)
+				made = 1;
+			else if (errno != EEXIST) {
+				op = "create";
+				goto fail_errno;
+			}
+			nfd = openat(fd, comp, O_PATH | O_DIRECTORY |
+			    O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (nfd == -1 && (errno == ENOTDIR || errno == ELOOP) &&
+		    fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode)) {
+			if (!dir_trusted(fd)) {
+				snprintf(why, whylen, "%.*s is a symbolic link "
+				    "in a directory other users can write: "
+				    "refusing to follow it", (int)(e - path),
+				    path);
+				close(fd);
+				return -1;
+			}
+			/* root's own link */
+			nfd = openat(fd, comp, O_PATH | O_DIRECTORY |
+			    O_CLOEXEC);
+		}
+		if (nfd == -1)
+			goto fail_errno;
+		close(fd);
+		fd = nfd;
+	}
+	e = NULL;
+	nfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (nfd == -1)
+		goto fail_errno;
+	close(fd);
+	*created = made;
+	return nfd;
+
+fail_errno:
+	snprintf(why, whylen, "cannot %s %.*s: %s", op, (int)(e != NULL ? (size_t)(e - path) : strlen(path)),
+	    path, strerror(errno));
+	close(fd);
+	return -1;
+}
+
+/*
+ * dir_make_owned - open dir (dir_open_safe, created when missing) and
+ * return the fd; as root (uid != -1), a directory owned by root that was
+ * just created, or any when give_root_owned, goes to uid:gid by fchown
+ * on that fd, never by name.
+ */
+int
+dir_make_owned(const char *dir, unsigned mode, long uid, long gid,
+    int give_root_owned, struct stat *st, char *why, size_t whylen)
+{
+	int	fd, created;
+
+	if ((fd = dir_open_safe(dir, mode, 1, &created, why, whylen)) == -1)
+		return -1;
+	if (fstat(fd, st) == -1) {
+		snprintf(why, whylen, "cannot stat %s: %s", dir,
+		    strerror(errno));
+		goto fail;
+	}
+	if (uid == -1 || st->st_uid != 0 || (!created && !give_root_owned))
+		return fd;
+	if (fchown(fd, (uid_t)uid, (gid_t)gid) == -1) {
+		snprintf(why, whylen, "chown %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	st->st_uid = (uid_t)uid;
+	st->st_gid = (gid_t)gid;
+	return fd;
+fail:
+	close(fd);
+	return -1;
 }
 
 /* fs_free_bytes - space left for unprivileged users */

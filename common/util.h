@@ -33,6 +33,24 @@ int	 qid_valid(const char *s);
 int	fsync_dir(const char *dir);
 /* mkdir_p - create dir and parents with mode; 0 or -1 */
 int	mkdir_p(const char *dir, unsigned mode);
+/*
+ * dir_open_safe - open the absolute directory path (creating missing
+ * components with mode when create; *created = the last one was made)
+ * and return an O_RDONLY fd, or -1 with a reason in why.  As root, a
+ * symbolic link is followed only in a directory owned by root and not
+ * group/world writable: never one planted by the daemon's user.
+ */
+int	dir_open_safe(const char *path, unsigned mode, int create,
+	    int *created, char *why, size_t whylen);
+/*
+ * dir_make_owned - dir_open_safe(dir, mode, create) and fstat into st;
+ * with uid != -1, a root-owned dir that was just created (or any
+ * root-owned one when give_root_owned) is handed to uid:gid with fchown
+ * on the fd.  The fd, or -1 with a reason in why.
+ */
+struct stat;
+int	dir_make_owned(const char *dir, unsigned mode, long uid, long gid,
+	    int give_root_owned, struct stat *st, char *why, size_t whylen);
 /* fs_free_bytes - free bytes for unprivileged users on the file system of path, or -1 */
 int64_t	fs_free_bytes(const char *path);
 

@@ -124,35 +124,17 @@ dlv_init(const struct config *cfg, long uid, long gid, char *err,
     size_t errlen)
 {
 	struct stat	st;
+	char		why[512];
 	int		fd;
 
 	if (cfg->mailbox_root == NULL || *cfg->mailbox_root == '\0') {
 		snprintf(err, errlen, "mailbox_root is not set");
 		return -1;
 	}
-	if (stat(cfg->mailbox_root, &st) == -1) {
-		if (errno != ENOENT || mkdir_p(cfg->mailbox_root, 0700) == -1) {
-			snprintf(err, errlen, "cannot create mailbox_root %s: %s",
-			    cfg->mailbox_root, strerror(errno));
-			return -1;
-		}
-		if ((uid != -1 || gid != -1) && chown(cfg->mailbox_root,
-		    (uid_t)uid, (gid_t)gid) == -1) {
-			snprintf(err, errlen, "cannot chown mailbox_root %s: %s",
-			    cfg->mailbox_root, strerror(errno));
-			return -1;
-		}
-	}
-	if ((fd = open(cfg->mailbox_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
-	    == -1) {
-		snprintf(err, errlen, "cannot open mailbox_root %s: %s",
-		    cfg->mailbox_root, strerror(errno));
-		return -1;
-	}
-	if (fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "cannot stat mailbox_root %s: %s",
-		    cfg->mailbox_root, strerror(errno));
-		close(fd);
+	/* created as root: handed over by fchown on the fd, never by name */
+	if ((fd = dir_make_owned(cfg->mailbox_root, 0700, uid, gid, 0, &st,
+	    why, sizeof(why))) == -1) {
+		snprintf(err, errlen, "mailbox_root: %s", why);
 		return -1;
 	}
 	if (root_fd != -1)

@@ -119,13 +119,17 @@ int		 qmsg_add_trace(struct qmsg *m, const char *field);
 int	queue_init(const struct config *cfg, struct event_base *base,
 	    char *err, size_t errlen);
 /*
- * queue_lock - take an exclusive lock (flock on "lock" in the working
- * directory = the spool; the pid is written into it) that the process
- * keeps until exit.  Called first, before binding sockets.  When another
- * daemon holds it: -1 and err = "spool DIR is in use by another waymarkd
- * (pid N)".
+ * queue_lock - take an exclusive lock (flock on "lock" in the spool
+ * directory spoolfd; the pid is written into it) that the process keeps
+ * until exit.  Called first, as root, before binding sockets.  The name is
+ * opened relative to spoolfd with O_NOFOLLOW and used only when it is a
+ * regular file with one link owned by root or by owner (the daemon's
+ * uid, -1 = root only); otherwise -1 and err names the path, and nothing
+ * is truncated or written.  When another daemon holds it: -1 and err =
+ * "spool DIR is in use by another waymarkd (pid N)".
  */
-int	queue_lock(const char *spooldir, char *err, size_t errlen);
+int	queue_lock(int spoolfd, const char *spooldir, long owner, char *err,
+	    size_t errlen);
 /* queue_reload - new configuration (retry schedule, lifetimes, ...) */
 void	queue_reload(const struct config *cfg);
 /* queue_shutdown - stop scheduling, wait for in-flight deliveries and

@@ -344,16 +344,50 @@ qjob_add_sched(struct qjob *j, struct qmsg *m)
 
 /* ---- spool lock ---- */
 
+/*
+ * queue_lock - as root, in a directory the daemon's user owns: the name
+ * "lock" is opened relative to the checked spool fd, never through a
+ * symbolic link (O_NOFOLLOW), and must be a regular file with one link
+ * owned by root or owner before anything is locked, truncated or written.
+ */
 int
-queue_lock(const char *spooldir, char *err, size_t errlen)
+queue_lock(int spoolfd, const char *spooldir, long owner, char *err,
+    size_t errlen)
 {
-	char	buf[32];
-	ssize_t	n;
-	int	fd, len;
+	struct stat	st;
+	char		buf[32];
+	ssize_t		n;
+	int		fd, len;
 
-	if ((fd = open("lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
-		snprintf(err, errlen, "cannot open %s/lock: %s", spooldir,
+	fd = openat(spoolfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW |
+	    O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		if (errno == ELOOP)
+			snprintf(err, errlen, "spool lock %s/lock is a "
+			    "symbolic link: refusing to follow it (remove "
+			    "it; waymarkd creates the lock file itself)",
+			    spooldir);
+		else
+			snprintf(err, errlen, "cannot open %s/lock: %s",
+			    spooldir, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "cannot stat %s/lock: %s", spooldir,
 		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (st.st_uid != 0 && (owner == -1 || st.st_uid != (uid_t)owner))) {
+		snprintf(err, errlen, "spool lock %s/lock is not a regular "
+		    "file owned by root or the daemon's user with one link "
+		    "(type %s, owner uid %lu, %lu links): refusing to use it "
+		    "(remove it; waymarkd creates the lock file itself)",
+		    spooldir, S_ISREG(st.st_mode) ? "file" :
+		    S_ISDIR(st.st_mode) ? "directory" : "special",
+		    (unsigned long)st.st_uid, (unsigned long)st.st_nlink);
+		close(fd);
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {

@@ -1,6 +1,8 @@
 #!/bin/sh
-# deps.sh - install what Waymark needs to build and test on Debian 12 (run as root).
-# Idempotent: when every package is already installed, apt is not touched.
+# deps.sh - install what Waymark needs to build and test on Debian 12 (run as root),
+# and create the system user `waymark` that waymarkd runs as by default.
+# Idempotent: when every package is already installed, apt is not touched;
+# an existing user is left as it is.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink);
 # the system postfix is never left running.
 set -eu
@@ -28,6 +30,18 @@ if [ -n "$missing" ]; then
 	    debconf-set-selections
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
+fi
+
+# The daemon's own unprivileged user (`user = waymark`, the default):
+# a system account without a home or a login shell.
+if ! getent passwd waymark >/dev/null 2>&1; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps.sh: the system user waymark is missing (run as root to create it)" >&2
+		exit 1
+	fi
+	echo "deps.sh: creating the system user waymark"
+	useradd --system --user-group --home-dir /nonexistent --no-create-home \
+	    --shell /usr/sbin/nologin waymark
 fi
 
 # Never leave a system postfix running: it would hold port 25 and is not ours.

@@ -7,6 +7,13 @@
  * Protocol: /work/notes/CONTROL.md; requests "queue" [state], "show" qid,
  *       "flush"; answers {"ok":true,"result":...} or
  *       {"ok":false,"error":"...","reason":"unknown_qid|not_allowed|bad_request"}.
+ * Creation: never by name in a directory another user can write.  In a
+ *       directory only root writes (or a sticky one) root binds before
+ *       the drop and gives the socket away with fchownat (no follow); in
+ *       the user's own directory (the spool, say) the user binds after
+ *       the drop.  A symbolic link at the path is refused, never followed
+ *       nor removed; a directory of a third user, or group/world
+ *       writable without the sticky bit, is refused.
  * Not here: building message objects (queue_list_json & co in queue/).
  * Invariants: a connection lives at most CTL_TIMEOUT seconds until its
  *       request is answered; every connection is freed at stop.
@@ -49,117 +56,240 @@ struct ctl_conn {
 
 static struct {
 	int			 fd;
+	int			 dirfd;		/* the socket's directory, checked */
+	int			 late;		/* the user's directory: bind after the drop */
+	int			 bound;		/* the name is ours: unlink it at stop */
+	long			 uid, gid;	/* owner given by root, -1 = none */
 	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char			 name[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct evconnlistener	*lev;
 	struct event_base	*base;
 	struct ctl_conn		*conns;
 	unsigned		 nextid;
-} ctl = { .fd = -1 };
+} ctl = { .fd = -1, .dirfd = -1, .uid = -1, .gid = -1 };
 
 static void	ctl_conn_free(struct ctl_conn *c);
 
-/* ctl_path_in_use - 1 when a daemon answers on path */
+/*
+ * ctl_enter / ctl_leave - bind() and connect() take no directory fd, so
+ * the relative name is used with the working directory on ctl.dirfd for
+ * the call; the start-up working directory (the spool) is restored.
+ */
 static int
-ctl_path_in_use(const struct sockaddr_un *sun)
+ctl_enter(int *save)
 {
-	int	fd, r;
+	int	e;
+
+	if ((*save = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	if (fchdir(ctl.dirfd) == -1) {
+		e = errno;
+		close(*save);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+ctl_leave(int save)
+{
+	if (fchdir(save) == -1)
+		fatal("control: cannot return to the working directory");
+	close(save);
+}
+
+/* ctl_name_in_use - 1 when a daemon answers on the name */
+static int
+ctl_name_in_use(const struct sockaddr_un *sun)
+{
+	int	fd, r, save;
 
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		return 0;
+	if (ctl_enter(&save) == -1) {
+		close(fd);
+		return 0;
+	}
 	r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	ctl_leave(save);
 	close(fd);
 	return r == 0;
 }
 
-/* smtpd_control_bind - create the socket before the privilege drop */
+/*
+ * ctl_do_bind - create the socket at ctl.name in ctl.dirfd: a stale
+ * socket is removed, a symbolic link or anything else is refused and
+ * left alone; the mode 0660 comes from the umask at bind (Linux ignores
+ * fchmod on a socket fd), the owner from fchownat without following.
+ */
+static int
+ctl_do_bind(char *err, size_t errlen)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	mode_t			 old;
+	int			 fd = -1, r, e, save;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, ctl.name, sizeof(sun.sun_path));
+	if (fstatat(ctl.dirfd, ctl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (S_ISLNK(st.st_mode)) {
+			snprintf(err, errlen, "control socket %s is a "
+			    "symbolic link: refusing to follow or remove it "
+			    "(remove it; waymarkd creates the socket itself)",
+			    ctl.path);
+			return -1;
+		}
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "control socket %s: exists and "
+			    "is not a socket", ctl.path);
+			return -1;
+		}
+		if (ctl_name_in_use(&sun)) {
+			snprintf(err, errlen, "control socket %s is in use "
+			    "by another daemon", ctl.path);
+			return -1;
+		}
+		if (unlinkat(ctl.dirfd, ctl.name, 0) == -1) {
+			snprintf(err, errlen, "cannot remove stale control "
+			    "socket %s: %s", ctl.path, strerror(errno));
+			return -1;
+		}
+	} else if (errno != ENOENT) {
+		snprintf(err, errlen, "control socket %s: %s", ctl.path,
+		    strerror(errno));
+		return -1;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) == -1) {
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
+		return -1;
+	}
+	if (ctl_enter(&save) == -1) {
+		snprintf(err, errlen, "control socket directory of %s: %s",
+		    ctl.path, strerror(errno));
+		goto fail;
+	}
+	old = umask(0117);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	e = errno;
+	umask(old);
+	ctl_leave(save);
+	if (r == -1) {
+		snprintf(err, errlen, "control socket %s: bind: %s",
+		    ctl.path, strerror(e));
+		goto fail;
+	}
+	ctl.bound = 1;
+	/* root's own socket in a directory only root writes (or sticky) */
+	if (!ctl.late && ctl.uid != -1 && fchownat(ctl.dirfd, ctl.name,
+	    (uid_t)ctl.uid, (gid_t)ctl.gid, AT_SYMLINK_NOFOLLOW) == -1) {
+		snprintf(err, errlen, "control socket %s: chown: %s",
+		    ctl.path, strerror(errno));
+		goto fail;
+	}
+	if (listen(fd, SOMAXCONN) == -1) {
+		snprintf(err, errlen, "control socket %s: listen: %s",
+		    ctl.path, strerror(errno));
+		goto fail;
+	}
+	ctl.fd = fd;
+	return 0;
+
+fail:
+	if (ctl.bound)
+		unlinkat(ctl.dirfd, ctl.name, 0);
+	ctl.bound = 0;
+	close(fd);
+	return -1;
+}
+
+/* smtpd_control_bind - check the directory; bind now when it is root's */
 int
 smtpd_control_bind(const struct config *cfg, long uid, long gid,
     char *err, size_t errlen)
 {
 	struct sockaddr_un	 sun;
 	struct stat		 st;
-	char			 dir[sizeof(sun.sun_path)], *slash;
-	mode_t			 old;
-	int			 fd = -1, r;
+	char			 dir[sizeof(sun.sun_path)], *slash, why[512];
+	const char		*who = uid != -1 ? cfg->user : "the current user";
+	int			 r;
 
 	if (cfg->control == NULL || cfg->control[0] == '\0') {
 		snprintf(err, errlen, "control: no socket path configured");
 		return -1;
 	}
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	r = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", cfg->control);
-	if (r < 0 || (size_t)r >= sizeof(sun.sun_path)) {
+	r = snprintf(ctl.path, sizeof(ctl.path), "%s", cfg->control);
+	if (r < 0 || (size_t)r >= sizeof(ctl.path)) {
 		snprintf(err, errlen, "control socket %s: path too long "
-		    "(at most %zu bytes)", cfg->control,
-		    sizeof(sun.sun_path) - 1);
+		    "(at most %zu bytes)", cfg->control, sizeof(ctl.path) - 1);
 		return -1;
 	}
-	/* the socket's directory: create it when missing */
-	memcpy(dir, sun.sun_path, sizeof(dir));
-	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+	/* the socket's directory and name (the path is absolute) */
+	memcpy(dir, ctl.path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) == NULL || slash[1] == '\0' ||
+	    strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0) {
+		snprintf(err, errlen, "control socket %s: not a file name",
+		    ctl.path);
+		return -1;
+	}
+	memcpy(ctl.name, slash + 1, strlen(slash + 1) + 1);
+	if (slash == dir)
+		slash[1] = '\0';	/* "/" */
+	else
 		*slash = '\0';
-		if (stat(dir, &st) == -1 && mkdir_p(dir, 0755) == -1) {
-			snprintf(err, errlen, "control socket directory %s: %s",
-			    dir, strerror(errno));
-			return -1;
-		}
+	/* created when missing; no link another user planted is followed */
+	if ((ctl.dirfd = dir_open_safe(dir, 0755, 1, &r, why,
+	    sizeof(why))) == -1) {
+		snprintf(err, errlen, "control socket %s: %s", ctl.path, why);
+		return -1;
 	}
-	if (lstat(sun.sun_path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "control socket %s: exists and "
-			    "is not a socket", sun.sun_path);
-			return -1;
-		}
-		if (ctl_path_in_use(&sun)) {
-			snprintf(err, errlen, "control socket %s is in use "
-			    "by another daemon", sun.sun_path);
-			return -1;
-		}
-		if (unlink(sun.sun_path) == -1) {
-			snprintf(err, errlen, "cannot remove stale control "
-			    "socket %s: %s", sun.sun_path, strerror(errno));
-			return -1;
-		}
+	if (fstat(ctl.dirfd, &st) == -1) {
+		snprintf(err, errlen, "control socket directory %s: %s",
+		    dir, strerror(errno));
+		return -1;
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-	    0)) == -1) {
-		snprintf(err, errlen, "control socket: %s", strerror(errno));
-		goto fail;
+	/*
+	 * Root creates the socket only where nobody else can change names
+	 * (its own directory, or a sticky one, where the entry it made
+	 * stays its own); in the user's directory the user does, after the
+	 * drop, so root never acts there.
+	 */
+	if (uid != -1 && st.st_uid == (uid_t)uid)
+		ctl.late = 1;
+	else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(err, errlen, "control socket directory %s is owned "
+		    "by uid %lu, not by root or %s: refusing to create %s "
+		    "there", dir, (unsigned long)st.st_uid, who, ctl.path);
+		return -1;
 	}
-	old = umask(0117);
-	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r == -1) {
-		snprintf(err, errlen, "control socket %s: bind: %s",
-		    sun.sun_path, strerror(errno));
-		goto fail;
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		snprintf(err, errlen, "control socket directory %s is "
+		    "writable by its group or others (mode %04o): refusing "
+		    "to create %s there (use a directory only root or %s "
+		    "can write)", dir, (unsigned)(st.st_mode & 07777),
+		    ctl.path, who);
+		return -1;
 	}
-	if (chmod(sun.sun_path, 0660) == -1) {
-		snprintf(err, errlen, "control socket %s: chmod: %s",
-		    sun.sun_path, strerror(errno));
-		goto fail_unlink;
+	ctl.uid = uid;
+	ctl.gid = gid;
+	if (ctl.late) {
+		log_debug("control: %s is %s's directory: the socket is "
+		    "created after the privilege drop", dir, who);
+		return 0;
 	}
-	if (uid != -1 && chown(sun.sun_path, (uid_t)uid, (gid_t)gid) == -1) {
-		snprintf(err, errlen, "control socket %s: chown: %s",
-		    sun.sun_path, strerror(errno));
-		goto fail_unlink;
-	}
-	if (listen(fd, SOMAXCONN) == -1) {
-		snprintf(err, errlen, "control socket %s: listen: %s",
-		    sun.sun_path, strerror(errno));
-		goto fail_unlink;
-	}
-	memcpy(ctl.path, sun.sun_path, sizeof(ctl.path));
-	ctl.fd = fd;
-	return 0;
+	return ctl_do_bind(err, errlen);
+}
 
-fail_unlink:
-	unlink(sun.sun_path);
-fail:
-	if (fd != -1)
-		close(fd);
-	return -1;
+/* smtpd_control_bind_user - after the drop: the user's directory */
+int
+smtpd_control_bind_user(char *err, size_t errlen)
+{
+	if (!ctl.late || ctl.fd != -1)
+		return 0;
+	return ctl_do_bind(err, errlen);
 }
 
 /* ctl_reply - queue the answer (consumes obj), stop reading, close when written */
@@ -552,10 +682,15 @@ smtpd_control_stop(void)
 	}
 	while (ctl.conns != NULL)
 		ctl_conn_free(ctl.conns);
-	/* may fail after the privilege drop (the directory is root's);
+	/* fails after the privilege drop when the directory is root's;
 	 * the next start removes a stale socket */
-	if (ctl.path[0] != '\0' && unlink(ctl.path) == -1 && errno != ENOENT)
+	if (ctl.bound && unlinkat(ctl.dirfd, ctl.name, 0) == -1 &&
+	    errno != ENOENT)
 		log_debug("control: cannot remove %s: %s", ctl.path,
 		    strerror(errno));
+	ctl.bound = 0;
+	if (ctl.dirfd != -1)
+		close(ctl.dirfd);
+	ctl.dirfd = -1;
 	ctl.path[0] = '\0';
 }

@@ -44,11 +44,21 @@ size_t	smtpd_server_sessions(void);
 
 /* ---- control socket (smtpd_control.c) ---- */
 
-/* smtpd_control_bind - create the unix socket cfg->control (mode 0660,
- * stale socket removed, owner set to uid/gid when uid != -1) before the
- * privilege drop.  -1 with err set. */
+/*
+ * smtpd_control_bind - before the privilege drop: check the directory of
+ * cfg->control (created when missing) and keep a fd on it; when only
+ * root can write it (owned by root, not group/world writable unless
+ * sticky), create the unix socket there now (mode 0660, stale socket
+ * removed, owner set to uid/gid when uid != -1); when it is the user's
+ * own directory, leave that to smtpd_control_bind_user.  A symbolic link
+ * (or anything but a socket) at the path is refused and left alone.
+ * -1 with err set.
+ */
 int	smtpd_control_bind(const struct config *cfg, long uid, long gid,
 	    char *err, size_t errlen);
+/* smtpd_control_bind_user - after the drop: create the socket when
+ * smtpd_control_bind left it to the user; 0 when nothing to do */
+int	smtpd_control_bind_user(char *err, size_t errlen);
 int	smtpd_control_start(struct event_base *base);
 void	smtpd_control_stop(void);
 

@@ -2,9 +2,13 @@
 /*
  * smtpd_main.c - the waymarkd program: options, start-up, privilege drop,
  * the event loop, signals (SIGTERM/SIGINT stop, SIGHUP reload).
- * Owns: the order of start-up (config, log, spool + lock, sockets as root,
- *       drop to `user`, event base, workers, queue, listeners) and of the
- *       graceful stop (control, sessions, workers, queue, loop).
+ * Owns: the order of start-up (config and the checks of `user`, log,
+ *       spool + lock, sockets as root, drop to `user`, the control
+ *       socket when its directory is the user's, event base, workers,
+ *       queue, listeners) and of the graceful stop (control, sessions,
+ *       workers, queue, loop).
+ * Root: never acts by name inside a directory the user can write (the
+ *       spool, the user's control directory): fds, O_NOFOLLOW, fchown.
  * Not here: SMTP sessions, the control protocol, the queue, delivery.
  * Paths: cfg_load makes paths absolute; the file name given with -f is
  *        made absolute too, so a reload after chdir(spool) reads the same
@@ -19,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -167,43 +170,50 @@ cfg_keep_free(void)
 static void
 resolve_user(void)
 {
-	struct passwd	*pw;
+	char	err[ERRLEN];
+	long	uid, gid;
 
+	/* root is refused always, nobody unless allow_shared_user */
+	if (cfg_check_user(g.cfg, &uid, &gid, err, sizeof(err)) == -1)
+		die("%s", err);
 	if (geteuid() != 0)
 		return;
-	errno = 0;
-	if ((pw = getpwnam(g.cfg->user)) == NULL)
-		die("user %s: %s", g.cfg->user,
-		    errno ? strerror(errno) : "no such user");
-	if (pw->pw_uid == 0) {
-		log_warnx("user = %s has uid 0: running as root",
-		    g.cfg->user);
-		return;
-	}
-	g.uid = (long)pw->pw_uid;
-	g.gid = (long)pw->pw_gid;
+	g.uid = uid;
+	g.gid = gid;
 }
 
-/* setup_spool - create the spool (owned by the user), chdir into it */
-static void
+/*
+ * setup_spool - create the spool (owned by the user), check it, enter
+ * it; returns a fd on it for queue_lock.  Root opens the lock file in
+ * it, so it must belong to root or the user (the fd's own inode is
+ * checked and handed over, never a name) and be writable by no one
+ * else.
+ */
+static int
 setup_spool(void)
 {
 	struct stat	 st;
-	int		 existed;
+	char		 why[ERRLEN];
+	long		 owner = g.uid != -1 ? g.uid : (long)geteuid();
+	int		 fd;
 
-	existed = stat(g.cfg->spool, &st) == 0;
-	if (existed && !S_ISDIR(st.st_mode))
-		die("spool %s: not a directory", g.cfg->spool);
-	if (!existed && mkdir_p(g.cfg->spool, 0700) == -1)
-		die("cannot create spool %s: %s", g.cfg->spool,
-		    strerror(errno));
-	if (g.uid != -1 && (!existed || st.st_uid == 0)) {
-		if (chown(g.cfg->spool, (uid_t)g.uid, (gid_t)g.gid) == -1)
-			die("chown %s: %s", g.cfg->spool, strerror(errno));
-	}
-	if (chdir(g.cfg->spool) == -1)
+	if ((fd = dir_make_owned(g.cfg->spool, 0700, g.uid, g.gid, 1, &st,
+	    why, sizeof(why))) == -1)
+		die("spool: %s", why);
+	if (st.st_uid != 0 && st.st_uid != (uid_t)owner)
+		die("spool %s is owned by uid %lu, not by root or %s: "
+		    "refusing to use it", g.cfg->spool,
+		    (unsigned long)st.st_uid,
+		    g.uid != -1 ? g.cfg->user : "the current user");
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		die("spool %s is writable by its group or others (mode "
+		    "%04o): refusing to use it (chmod go-w %s)",
+		    g.cfg->spool, (unsigned)(st.st_mode & 07777),
+		    g.cfg->spool);
+	if (fchdir(fd) == -1)
 		die("cannot enter spool %s: %s", g.cfg->spool,
 		    strerror(errno));
+	return fd;
 }
 
 /* drop_privileges - become the unprivileged user for good */
@@ -330,6 +340,12 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		    err);
 		return;
 	}
+	if (cfg_check_user(n, NULL, NULL, err, sizeof(err)) == -1) {
+		cfg_free(n);
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    err);
+		return;
+	}
 	if (cfg_make_abs(n) == -1) {
 		cfg_free(n);
 		log_warnx("reload failed: out of memory; keeping the old "
@@ -420,7 +436,7 @@ main(int argc, char *argv[])
 {
 	const char	*path = NULL;
 	char		 err[ERRLEN], lst[512], cwd[4096];
-	int		 i, check = 0;
+	int		 i, spoolfd, check = 0;
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -476,6 +492,14 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	cfg_keep_add(g.cfg);
+	/* the daemon's own checks of `user`; -n reports them too */
+	if (cfg_check_user(g.cfg, NULL, NULL, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		cfg_keep_free();
+		free(g.cfg_path);
+		free(g.start_cwd);
+		return 1;
+	}
 	if (check) {
 		cfg_print(g.cfg, stdout);
 		cfg_keep_free();
@@ -489,10 +513,19 @@ main(int argc, char *argv[])
 	log_init("waymarkd", g.cfg->syslog, g.debug);
 	signal(SIGPIPE, SIG_IGN);
 
+	/*
+	 * As root, nothing is done by name inside a directory the user can
+	 * write: the spool is checked and entered by fd, the lock is opened
+	 * relative to it without following links, and the control socket
+	 * is bound now only in a directory only root writes (else after
+	 * the drop, as the user).
+	 */
 	resolve_user();
-	setup_spool();
-	if (queue_lock(g.cfg->spool, err, sizeof(err)) == -1)
+	spoolfd = setup_spool();
+	if (queue_lock(spoolfd, g.cfg->spool,
+	    g.uid != -1 ? g.uid : (long)geteuid(), err, sizeof(err)) == -1)
 		die("%s", err);
+	close(spoolfd);
 	if (smtpd_server_bind(g.cfg, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (smtpd_control_bind(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
@@ -500,6 +533,8 @@ main(int argc, char *argv[])
 	if (dlv_init(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
 		die("%s", err);
 	drop_privileges();
+	if (smtpd_control_bind_user(err, sizeof(err)) == -1)
+		die("%s", err);
 
 	if ((g.base = event_base_new()) == NULL)
 		die("event_base_new failed");

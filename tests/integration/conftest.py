@@ -12,6 +12,9 @@ Fixtures:
       report ("AddressSanitizer", "LeakSanitizer", "runtime error:").
   daemon -> a started Daemon with the base configuration.
 
+The daemon runs as the default `user`, DAEMON_USER (waymark), created by
+scripts/deps.sh; daemon_ids() gives its uid and gid.
+
 Helpers: SMTPConn (raw-socket SMTP client: exact bytes, pipelining), dot_stuff,
 wait_for (bounded polling; no test ever asserts on timing), maildir readers,
 Received-field parsing.
@@ -45,6 +48,7 @@ QID_RE = r"[0-9A-Za-z]{8,32}"
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as (" + QID_RE + r")$")
 ENH_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
 IS_ROOT = os.geteuid() == 0
+DAEMON_USER = "waymark"       # the default `user`: the tests run the daemon as it
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
@@ -78,8 +82,9 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
-def nobody_ids():
-    pw = pwd.getpwnam("nobody")
+def daemon_ids():
+    """uid, gid of DAEMON_USER, the user waymarkd drops to (scripts/deps.sh creates it)."""
+    pw = pwd.getpwnam(DAEMON_USER)
     return pw.pw_uid, pw.pw_gid
 
 
@@ -320,7 +325,7 @@ class Daemon:
             for d in (self.spool, self.mail):
                 os.makedirs(d, mode=0o700, exist_ok=True)
                 if IS_ROOT:
-                    os.chown(d, *nobody_ids())
+                    os.chown(d, *daemon_ids())
 
     # -- configuration
     def config_text(self, config=None):

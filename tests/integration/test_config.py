@@ -8,7 +8,7 @@ import signal
 import shutil
 
 from conftest import (IS_ROOT, Daemon, assert_reply, duration_seconds,
-                      make_message, nobody_ids, parse_config_dump, queued_qid,
+                      make_message, daemon_ids, parse_config_dump, queued_qid,
                       run_waymarkd, split_message, wait_for)
 
 ALL_KEYS = ("hostname", "listen", "submission", "mtqp", "control", "spool",
@@ -17,7 +17,8 @@ ALL_KEYS = ("hostname", "listen", "submission", "mtqp", "control", "spool",
             "tls_key", "smtp_tls", "max_size", "max_recipients", "max_sessions",
             "smtpd_timeout", "max_hops", "queue_lifetime", "delay_warning",
             "retry_schedule", "history_retention", "tracking_retention",
-            "policy", "user", "min_free_space", "syslog", "workers")
+            "policy", "user", "allow_shared_user", "min_free_space", "syslog",
+            "workers")
 
 
 def test_print_effective_config(daemon_factory):
@@ -41,7 +42,8 @@ def test_print_effective_config(daemon_factory):
     assert cfg["max_sessions"] == "100"
     assert cfg["max_hops"] == "100"
     assert cfg["smtp_tls"] == "may"
-    assert cfg["user"] == "nobody"
+    assert cfg["user"] == "waymark"
+    assert cfg["allow_shared_user"] == "no"
     assert cfg["syslog"] == "no"
     assert cfg["workers"] == "4"
     assert duration_seconds(cfg["smtpd_timeout"]) == 300
@@ -145,7 +147,7 @@ def test_daemon_creates_folders_owned_by_user(daemon):
     for path in (daemon.spool, daemon.mail):
         assert os.path.isdir(path), path
         if IS_ROOT:
-            assert os.stat(path).st_uid == nobody_ids()[0], path
+            assert os.stat(path).st_uid == daemon_ids()[0], path
     with daemon.connect() as c:
         c.ehlo()
         queued_qid(c.mail_transaction("s@example.com", ["user@example.org"],
@@ -153,7 +155,7 @@ def test_daemon_creates_folders_owned_by_user(daemon):
     (data,) = daemon.wait_mails("user@example.org", 1)
     if IS_ROOT:
         f = daemon.mail_files("user@example.org")[0]
-        assert os.stat(f).st_uid == nobody_ids()[0]
+        assert os.stat(f).st_uid == daemon_ids()[0]
 
 
 def test_precreated_folders_owned_by_user(daemon_factory):
@@ -168,7 +170,7 @@ def test_precreated_folders_owned_by_user(daemon_factory):
 
 
 def test_unreachable_parents(daemon_factory):
-    """The spool and mailboxes work under a parent that `nobody` cannot search."""
+    """The spool and mailboxes work under a parent that the daemon user cannot search."""
     d = daemon_factory(start=False)
     os.chmod(d.dir, 0o700)
     d.start()

@@ -469,7 +469,8 @@ class LMTPUnixController(UnixSocketController):
 
 def test_lmtp_over_unix_socket(daemon_factory):
     """lmtp = unix:/path: local recipients go to the LMTP server on a unix
-    socket (the daemon runs as nobody: the socket must be writable)."""
+    socket (the daemon runs as its own unprivileged user: the socket must be
+    writable)."""
     handler = LMTPSink()
     sockdir = tempfile.mkdtemp(prefix="wm-lmtp-")
     os.chmod(sockdir, 0o755)

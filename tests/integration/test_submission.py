@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import (IS_ROOT, QID_RE, SMTPConn, assert_reply, check_received,
-                      ehlo_keywords, free_port, make_message, nobody_ids,
+                      ehlo_keywords, free_port, make_message, daemon_ids,
                       run_waymarkd, split_message, wait_for)
 
 USER, PASSWORD = "alice", "s3cret pass"
@@ -64,7 +64,7 @@ def make_daemon(daemon_factory, tls=False, plaintext=True, extra=None):
                        check=True, capture_output=True)
         os.chmod(key, 0o600)
         if IS_ROOT:
-            os.chown(key, *nobody_ids())
+            os.chown(key, *daemon_ids())
         d.config["tls_cert"] = cert
         d.config["tls_key"] = key
     d.config.update(extra or {})

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import (IS_ROOT, QUEUED_RE, QID_RE, assert_reply, check_received,
-                      ehlo_keywords, lf, make_message, nobody_ids,
+                      ehlo_keywords, lf, make_message, daemon_ids,
                       split_message)
 
 
@@ -31,8 +31,8 @@ def tls_daemon(daemon_factory):
                    check=True, capture_output=True)
     os.chmod(key, 0o600)
     if IS_ROOT:
-        # the daemon may load the key after dropping to `user` (nobody)
-        os.chown(key, *nobody_ids())
+        # the daemon may load the key after dropping to `user` (waymark)
+        os.chown(key, *daemon_ids())
     d.config["tls_cert"] = cert
     d.config["tls_key"] = key
     d.write_config()

@@ -9,7 +9,9 @@
  * tls_cert without tls_key, local_recipients; the value syntaxes; the
  * embedded default; the session limits and deadlines (per-client cap
  * derived from max_sessions, DATA minimum rate); cfg_print() listing
- * every key in order.
+ * every key in order; the daemon's checks of `user` (cfg_check_user:
+ * unknown, root, nobody without allow_shared_user), which cfg_load itself
+ * (the CLI's) does not make.
  */
 
 #include <sys/stat.h>
@@ -17,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -151,7 +154,6 @@ static const struct err_case err_cases[] = {
 	  ":1: smtpd_data_min_rate: \"2048m\" above maximum 1073741824" },
 	{ "bad rate grace", "smtpd_data_rate_grace = 1y\n",
 	  ":1: smtpd_data_rate_grace: invalid duration \"1y\"" },
-	{ "unknown user", "\nuser = no-such-user-wm\n", ":2: user: unknown user \"no-such-user-wm\"" },
 	{ "bad hostname", "hostname = bad_host\n", ":1: hostname: invalid hostname \"bad_host\"" },
 	{ "cert without key", "tls_cert = cert.pem\nmax_size = 1m\n",
 	  ":1: tls_cert: tls_cert and tls_key must be set together" },
@@ -199,6 +201,98 @@ test_file_errors(void **state)
 	assert_null(c);
 	snprintf(want, sizeof(want), "%s: No such file or directory", path);
 	assert_string_equal(err, want);
+}
+
+/* cfg_check_user: the daemon's checks; cfg_load (the CLI) makes none */
+
+static const struct {
+	const char	*name, *text, *want;	/* want NULL = accepted */
+} user_cases[] = {
+	{ "unknown user", "\nuser = no-such-user-wm\n",
+	  ":2: user: unknown user \"no-such-user-wm\"" },
+	{ "root", "user = root\n",
+	  ":1: user: \"root\" has uid 0: waymarkd never runs as root, "
+	  "allow_shared_user or not; use a dedicated user (useradd --system "
+	  "waymark)" },
+	{ "root even when shared users are allowed",
+	  "allow_shared_user = yes\nmax_size = 1m\nuser = root\n",
+	  ":3: user: \"root\" has uid 0: waymarkd never runs as root, "
+	  "allow_shared_user or not; use a dedicated user (useradd --system "
+	  "waymark)" },
+	{ "nobody", "max_size = 1m\nuser = nobody\n",
+	  ":2: user: \"nobody\" is shared with other services; use a "
+	  "dedicated user (useradd --system waymark) or set "
+	  "allow_shared_user = yes" },
+	{ "nobody allowed", "user = nobody\nallow_shared_user = yes\n", NULL },
+	{ "another user", "user = daemon\n", NULL },
+};
+
+static void
+test_check_user(void **state)
+{
+	struct config	*c;
+	struct passwd	*pw;
+	char		 err[1024], want[1100];
+	const char	*path;
+	long		 uid, gid, wuid, wgid;
+	size_t		 i;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(user_cases); i++) {
+		path = write_file("w.conf", user_cases[i].text);
+		c = cfg_load(path, err, sizeof(err));
+		CHECK(c != NULL, user_cases[i].name, "cfg_load: got \"%s\", "
+		    "want a config (the CLI loads it)", err);
+		if (c == NULL)
+			continue;
+		err[0] = '\0';
+		uid = gid = -2;
+		if (user_cases[i].want == NULL) {
+			/* getpwnam's buffer is reused: copy the ids */
+			pw = getpwnam(c->user);
+			wuid = pw ? (long)pw->pw_uid : -3;
+			wgid = pw ? (long)pw->pw_gid : -3;
+			CHECK(cfg_check_user(c, &uid, &gid, err, sizeof(err))
+			    == 0, user_cases[i].name, "got \"%s\", want "
+			    "accepted", err);
+			CHECK(uid == wuid && gid == wgid, user_cases[i].name,
+			    "got uid %ld gid %ld, want the user's", uid, gid);
+		} else {
+			snprintf(want, sizeof(want), "%s%s", path,
+			    user_cases[i].want);
+			CHECK(cfg_check_user(c, &uid, &gid, err, sizeof(err))
+			    == -1, user_cases[i].name, "got accepted, want "
+			    "refused");
+			CHECK(strcmp(err, want) == 0, user_cases[i].name,
+			    "got \"%s\", want \"%s\"", err, want);
+			CHECK(uid == -2 && gid == -2, user_cases[i].name,
+			    "got uid %ld, want it untouched", uid);
+		}
+		cfg_free(c);
+	}
+
+	/* the default (no line): waymark, with a hint when it is missing */
+	path = write_file("w.conf", "max_size = 1m\n");
+	assert_non_null(c = cfg_load(path, err, sizeof(err)));
+	assert_string_equal(c->user, "waymark");
+	if ((pw = getpwnam("waymark")) != NULL) {
+		wuid = (long)pw->pw_uid;
+		CHECK(cfg_check_user(c, &uid, NULL, err, sizeof(err)) == 0,
+		    "default", "got \"%s\", want accepted", err);
+		CHECK(uid == wuid, "default", "got uid %ld", uid);
+	} else {
+		snprintf(want, sizeof(want), "%s: user: unknown user "
+		    "\"waymark\" (create it: useradd --system --home-dir "
+		    "/nonexistent --no-create-home --shell /usr/sbin/nologin "
+		    "waymark)", path);
+		CHECK(cfg_check_user(c, NULL, NULL, err, sizeof(err)) == -1,
+		    "default", "got accepted, want refused");
+		CHECK(strcmp(err, want) == 0, "default",
+		    "got \"%s\", want \"%s\"", err, want);
+	}
+	cfg_free(c);
+	assert_int_equal(failures, 0);
 }
 
 /* values */
@@ -335,7 +429,8 @@ test_paths(void **state)
 	assert_int_equal(c->nretry_schedule, 5);
 	assert_int_equal(c->history_retention, 7 * 86400);
 	assert_int_equal(c->tracking_retention, 9 * 86400);
-	assert_string_equal(c->user, "nobody");
+	assert_string_equal(c->user, "waymark");
+	assert_int_equal(c->allow_shared_user, 0);
 	assert_int_equal(c->min_free_space, 50 * 1048576);
 	assert_int_equal(c->syslog, 0);
 	assert_int_equal(c->workers, 4);
@@ -643,7 +738,7 @@ static const char *const all_keys[] = {
 	"smtpd_data_rate_grace", "max_hops", "queue_lifetime", "delay_warning",
 	"max_dsn_return_size",
 	"retry_schedule", "history_retention", "tracking_retention", "policy",
-	"user", "min_free_space", "syslog", "workers",
+	"user", "allow_shared_user", "min_free_space", "syslog", "workers",
 	"smtp_connect_timeout", "smtp_helo_timeout", "smtp_mail_timeout",
 	"smtp_rcpt_timeout", "smtp_data_init_timeout",
 	"smtp_data_block_timeout", "smtp_data_done_timeout",
@@ -672,7 +767,8 @@ static const char *const print_lines[] = {
 	"history_retention = 7d\n",
 	"syslog = no\n",
 	"workers = 4\n",
-	"user = nobody\n",
+	"user = waymark\n",
+	"allow_shared_user = no\n",
 };
 
 static void
@@ -755,6 +851,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_check_user),
 		cmocka_unit_test(test_lists),
 		cmocka_unit_test(test_comments),
 		cmocka_unit_test(test_paths),
