@@ -3,8 +3,9 @@
  * smtpd_main.c - the waymarkd program: options, start-up, privilege drop,
  * the event loop, signals (SIGTERM/SIGINT stop, SIGHUP reload).
  * Owns: the order of start-up (config, log, spool + lock, sockets as root,
- *       drop to `user`, event base, workers, queue, listeners) and of the
- *       graceful stop (control, sessions, workers, queue, loop).
+ *       drop to `user`, event base, workers, password checkers, queue,
+ *       listeners) and of the graceful stop (control, sessions, password
+ *       checkers, workers, queue, loop).
  * Not here: SMTP sessions, the control protocol, the queue, delivery.
  * Paths: cfg_load makes paths absolute; the file name given with -f is
  *        made absolute too, so a reload after chdir(spool) reads the same
@@ -34,6 +35,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/pwcheck.h"
 #include "common/util.h"
 #include "common/work.h"
 #include "queue/queue.h"
@@ -258,6 +260,7 @@ stop_done(void)
 {
 	log_debug("sessions closed; finishing disk work");
 	dlv_remote_shutdown();
+	pwcheck_shutdown();
 	work_shutdown();
 	queue_shutdown();
 	event_base_loopexit(g.base, NULL);
@@ -505,6 +508,8 @@ main(int argc, char *argv[])
 		die("event_base_new failed");
 	if (work_init(g.base, (int)(g.cfg->workers ? g.cfg->workers : 1)) == -1)
 		die("cannot start %u worker threads", g.cfg->workers);
+	if (pwcheck_init(g.base, PWCHECK_MAX_THREADS, PWCHECK_QMAX) == -1)
+		die("cannot start the password check threads");
 	if (dlv_remote_init(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (queue_init(g.cfg, g.base, err, sizeof(err)) == -1)
