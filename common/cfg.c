@@ -4,11 +4,12 @@
  * Owns: the one key table {key, type, default, min, max, help} that drives
  *       the defaults, the parser, cfg_print() (`-n`) and the
  *       "FILE:LINE: KEY: reason" errors; the value syntaxes (addresses,
- *       networks, domains, durations, sizes, booleans, enums); the
- *       embedded default configuration; the relay / local-domain /
- *       local-recipient look-ups; the daemon's checks of `user`
- *       (cfg_check_user: known, never uid 0, nobody only with
- *       allow_shared_user), which cfg_load leaves out for the CLI.
+ *       networks, domains, durations, sizes, booleans, enums, rates
+ *       "N per DURATION"); the embedded default configuration; the
+ *       relay / local-domain / local-recipient look-ups; the auth_users
+ *       entries and the dummy setting for unknown users; the daemon's
+ *       checks of `user` (cfg_check_user: known, never uid 0, nobody only
+ *       with allow_shared_user), which cfg_load leaves out for the CLI.
  * Rules: `key = value`; `#` starts a comment at the start of a line or
  *       after whitespace; list keys may repeat (the first occurrence in a
  *       text replaces the default, later ones add) and take several values
@@ -19,6 +20,7 @@
  */
 
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -60,6 +62,7 @@ enum cfg_type {
 	CT_SIZE,	/* uint64_t bytes */
 	CT_BOOL,	/* int */
 	CT_ENUM,	/* enum cfg_smtp_tls (the only enum so far) */
+	CT_RATE,	/* "N per DURATION": unsigned N (off), unsigned seconds (noff) */
 };
 
 struct cfg_key {
@@ -69,12 +72,13 @@ struct cfg_key {
 	uint64_t	 min;		/* CT_ADDRS: default port, 0 = required */
 	uint64_t	 max;
 	size_t		 off;		/* offsetof(struct config, field) */
-	size_t		 noff;		/* lists: offsetof the count */
+	size_t		 noff;		/* lists: offsetof the count; CT_RATE: the window */
 	const char	*help;
 };
 
 #define F(f)		offsetof(struct config, f)
 #define L(f)		offsetof(struct config, f), offsetof(struct config, n##f)
+#define R(f)		offsetof(struct config, f), offsetof(struct config, f##_window)
 #define UMAX		UINT_MAX
 #define SMAX		UINT64_MAX
 
@@ -194,6 +198,8 @@ static const struct cfg_key cfg_keys[] = {
 	{ "submission_plaintext_auth", CT_BOOL, "no", 0, 1,
 	  F(submission_plaintext_auth), 0,
 	  "offer AUTH on submission listeners before STARTTLS (loopback testing)" },
+	{ "auth_failures", CT_RATE, "5 per 10m", 1, UMAX, R(auth_failures),
+	  "failed AUTH per client address in a window; then 454 4.7.0 until it passes" },
 	{ "client_limit_exceptions", CT_NETS, NULL, 0, 0,
 	  L(client_limit_exceptions),
 	  "networks exempt from the per-client limits (unset: relay_from; empty = none)" },
@@ -287,6 +293,52 @@ cfg_parse_size(const char *s, uint64_t *out)
 	if (s[i] != '\0' || v > UINT64_MAX / mul)
 		return -1;
 	*out = v * mul;
+	return 0;
+}
+
+static int	parse_uint(const char *, uint64_t *);
+
+/* split_rate - "N per DURATION" into its two values (white space apart) */
+static int
+split_rate(const char *s, char *num, size_t numlen, char *dur, size_t durlen)
+{
+	char		 tok[3][32];
+	const char	*p = s, *b;
+	size_t		 n, i;
+
+	for (i = 0; i < 3; i++) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		for (b = p; *p != '\0' && *p != ' ' && *p != '\t'; p++)
+			;
+		n = (size_t)(p - b);
+		if (n == 0 || n >= sizeof(tok[i]))
+			return -1;
+		memcpy(tok[i], b, n);
+		tok[i][n] = '\0';
+	}
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '\0' || strcmp(tok[1], "per") != 0 ||
+	    strlen(tok[0]) >= numlen || strlen(tok[2]) >= durlen)
+		return -1;
+	memcpy(num, tok[0], strlen(tok[0]) + 1);
+	memcpy(dur, tok[2], strlen(tok[2]) + 1);
+	return 0;
+}
+
+/* cfg_parse_rate - "N per DURATION" */
+int
+cfg_parse_rate(const char *s, unsigned *n, unsigned *window)
+{
+	char		num[32], dur[32];
+	uint64_t	v;
+
+	if (s == NULL || split_rate(s, num, sizeof(num), dur,
+	    sizeof(dur)) == -1 || parse_uint(num, &v) == -1 ||
+	    cfg_parse_duration(dur, window) == -1)
+		return -1;
+	*n = (unsigned)v;
 	return 0;
 }
 
@@ -684,6 +736,64 @@ fail:
 }
 
 /*
+ * auth_setting - the crypt(3) setting of a hash: scheme, cost and salt,
+ * without the hash part ("$2b$12$" + 22 salt characters for bcrypt,
+ * up to the last '$' for the other "$id$" schemes, "_" + 8 for BSDi,
+ * 2 for DES).  malloc'd, or NULL when hash has no usable setting.
+ */
+static char *
+auth_setting(const char *hash)
+{
+	const char	*e;
+	size_t		 n, len = strlen(hash);
+
+	if (hash[0] == '$' && hash[1] == '2' && len >= 29 && hash[3] == '$')
+		n = 29;
+	else if (hash[0] == '$') {
+		e = strrchr(hash, '$');
+		n = (size_t)(e - hash) + 1;
+	} else if (hash[0] == '_')
+		n = 9;
+	else
+		n = 2;
+	if (n > len || (hash[0] == '$' && n < 4)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return strndup(hash, n);
+}
+
+/*
+ * auth_dummy_of - the setting of the first entry whose hash crypt(3)
+ * accepts (crypt_checksalt: no hashing at load time), into *out (NULL
+ * when none); -1 (errno) only when out of memory.
+ */
+static int
+auth_dummy_of(char **v, size_t nv, char **out)
+{
+	char	*set;
+	size_t	 i;
+	int	 rc;
+
+	*out = NULL;
+	for (i = 0; i < nv; i++) {
+		if ((set = auth_setting(strchr(v[i], ':') + 1)) == NULL) {
+			if (errno == ENOMEM)
+				return -1;
+			continue;
+		}
+		rc = crypt_checksalt(set);
+		if (rc == CRYPT_SALT_OK || rc == CRYPT_SALT_METHOD_LEGACY ||
+		    rc == CRYPT_SALT_TOO_CHEAP) {
+			*out = set;
+			return 0;
+		}
+		free(set);
+	}
+	return 0;
+}
+
+/*
  * load_auth_users - read the auth_users file: "user:crypt-hash" lines,
  * '#' comments and blank lines ignored; a bad line or a repeated user
  * is an error naming the file and line.  Replaces c->auth_entries.
@@ -693,7 +803,7 @@ load_auth_users(struct config *c, const char *path, char *w, size_t wlen)
 {
 	FILE		*fp;
 	char		*line = NULL, *s, *e, *colon, *p;
-	char		**v = NULL;
+	char		**v = NULL, *dummy;
 	size_t		 cap = 0, nv = 0, i, ulen;
 	unsigned	 lineno = 0;
 	int		 saved, r = -1;
@@ -747,9 +857,15 @@ load_auth_users(struct config *c, const char *path, char *w, size_t wlen)
 		why(w, wlen, "cannot read \"%s\": %s", path, strerror(saved));
 		goto out;
 	}
+	if (auth_dummy_of(v, nv, &dummy) == -1) {
+		why(w, wlen, "%s", strerror(errno));
+		goto out;
+	}
 	strv_free(c->auth_entries, c->nauth_entries);
 	c->auth_entries = v;
 	c->nauth_entries = nv;
+	free(c->auth_dummy);
+	c->auth_dummy = dummy;
 	v = NULL;
 	nv = 0;
 	r = 0;
@@ -835,6 +951,25 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 			}
 		return why(w, wlen, "invalid value \"%s\" (may, encrypt or verify)",
 		    v);
+
+	case CT_RATE: {
+		char	num[32], dur[32];
+
+		if (split_rate(v, num, sizeof(num), dur, sizeof(dur)) == -1)
+			return why(w, wlen, "invalid value \"%s\" (N per "
+			    "DURATION)", v);
+		if (parse_uint(num, &n) == -1)
+			return why(w, wlen, "invalid number \"%s\"", num);
+		if (check_range(k, num, n, w, wlen) == -1)
+			return -1;
+		if (cfg_parse_duration(dur, &d) == -1)
+			return why(w, wlen, "invalid duration \"%s\"", dur);
+		if (d < 1)
+			return why(w, wlen, "\"%s\" below minimum 1s", dur);
+		*FIELD(c, k, unsigned) = (unsigned)n;
+		*(unsigned *)(void *)((char *)c + k->noff) = d;
+		return 0;
+	}
 
 	default:
 		break;
@@ -1252,6 +1387,7 @@ cfg_free(struct config *c)
 		cfg_clear(c, &cfg_keys[i]);
 	strv_free(c->local_rcpts, c->nlocal_rcpts);
 	strv_free(c->auth_entries, c->nauth_entries);
+	free(c->auth_dummy);
 	aliases_free(c->alias_table);
 	free(c->path);
 	free(c->dir);
@@ -1318,6 +1454,11 @@ cfg_print(const struct config *c, FILE *fp)
 		case CT_ENUM:
 			i = (size_t)*CFIELD(c, k, enum cfg_smtp_tls);
 			fputs(i <= k->max ? smtp_tls_names[i] : "?", fp);
+			break;
+		case CT_RATE:
+			fmt_duration(*(const unsigned *)(const void *)
+			    ((const char *)c + k->noff), tmp, sizeof(tmp));
+			fprintf(fp, "%u per %s", *CFIELD(c, k, unsigned), tmp);
 			break;
 		}
 		fputc('\n', fp);
@@ -1439,4 +1580,11 @@ cfg_auth_hash(const struct config *c, const char *user)
 		    c->auth_entries[i][n] == ':')
 			return c->auth_entries[i] + n + 1;
 	return NULL;
+}
+
+/* cfg_auth_dummy - what an unknown user's password is hashed with */
+const char *
+cfg_auth_dummy(const struct config *c)
+{
+	return c->auth_dummy != NULL ? c->auth_dummy : "$6$wmdummysalt$";
 }

@@ -86,6 +86,9 @@ struct config {
 	char		*smarthost_auth;	/* path or NULL */
 	char		*auth_users;		/* path or NULL: "user:crypt-hash" lines */
 	int		 submission_plaintext_auth; /* AUTH before STARTTLS on submission */
+	/* auth_failures = N per DURATION: failed AUTH per client address */
+	unsigned	 auth_failures;
+	unsigned	 auth_failures_window;	/* seconds */
 	/* networks the per-client limits skip; unset in the file = relay_from */
 	struct cfg_net	*client_limit_exceptions; size_t nclient_limit_exceptions;
 
@@ -93,6 +96,9 @@ struct config {
 	char		**local_rcpts;	size_t nlocal_rcpts;
 	/* derived: auth_users file contents, "user:hash", in file order */
 	char		**auth_entries;	size_t nauth_entries;
+	/* derived: the crypt(3) setting (scheme, cost, salt, no hash) of
+	 * the first usable auth_users entry, for unknown users; or NULL */
+	char		*auth_dummy;
 	/* derived: the aliases file, parsed (common/aliases.h), or NULL */
 	struct alias_table *alias_table;
 };
@@ -123,8 +129,15 @@ int		 cfg_is_local_domain(const struct config *c, const char *domain);
 int		 cfg_local_rcpt_ok(const struct config *c, const char *local, const char *domain);
 /* cfg_auth_hash - the crypt(3) hash of user from auth_users, or NULL */
 const char	*cfg_auth_hash(const struct config *c, const char *user);
+/* cfg_auth_dummy - a setting of the same scheme and cost as the users'
+ * hashes (auth_dummy, else a SHA-512 one): what an unknown user's
+ * password is hashed with, so both cases cost the same; it matches no
+ * password (it has no hash part) */
+const char	*cfg_auth_dummy(const struct config *c);
 /* cfg_parse_duration / cfg_parse_size - the value syntaxes, exposed for tests and the CLI */
 int		 cfg_parse_duration(const char *s, unsigned *out);
 int		 cfg_parse_size(const char *s, uint64_t *out);
+/* cfg_parse_rate - "N per DURATION" (N >= 0, DURATION as above) */
+int		 cfg_parse_rate(const char *s, unsigned *n, unsigned *window);
 
 #endif

@@ -3,31 +3,45 @@
  * smtpd_auth.c - SMTP AUTH on submission listeners (RFC 4954, RFC 6409).
  * Owns: the AUTH command (PLAIN, RFC 4616, and LOGIN), initial
  *       responses, the 334 exchanges (state SMTPD_AUTH), "*" cancel,
- *       the crypt_r(3) check against auth_users, the failure delay
- *       (a timer: each failure reply waits 1 s; input is held meanwhile) and the 421
- *       after 3 failures, the trace protocol name (ESMTPA / ESMTPSA).
+ *       the password check (handed to the check pool, common/pwcheck.c,
+ *       never run on the loop; an unknown user's password is hashed
+ *       with a dummy setting of the same kind, cfg_auth_dummy, so both
+ *       cost the same), the refusal delay (a timer: each 535, and each
+ *       454 for a full check pool or a client over its limit, waits 1 s),
+ *       the 421 after 3 failures in a session, the per-client-address
+ *       limit auth_failures (454 4.7.0 without a check; fixed window,
+ *       common/failtab.c; clients in client_limit_exceptions are not
+ *       counted), the trace protocol name (ESMTPA / ESMTPSA).
  * Entry points: smtpd_auth_offered, smtpd_auth_cmd (from the dispatch
  *       table), smtpd_auth_input (response lines, from smtpd_process),
  *       smtpd_auth_free, smtpd_proto.
  * Not here: the 530 to MAIL/RCPT/DATA before AUTH and the relay rule
- *       (smtpd_cmd.c), loading auth_users (common/cfg.c).
+ *       (smtpd_cmd.c), loading auth_users (common/cfg.c), starting the
+ *       check pool (smtpd_main.c).
  * Invariants: credentials are never logged: s->cmd shows only "AUTH MECH"
  *       or "(AUTH response)"; a reply is sent exactly once per command or
- *       response line, possibly from the delay timer.
+ *       response line, possibly from the delay timer or the check's
+ *       completion; input is held (s->auth_waiting) while a check is in
+ *       flight or a failure reply is delayed; a completion finds its
+ *       session by id and drops its result when the session has gone.
  */
 
-#include <crypt.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "common/cfg.h"
+#include "common/failtab.h"
 #include "common/log.h"
+#include "common/pwcheck.h"
 #include "common/syntax.h"
 #include "smtpd/smtpd_session.h"
 
@@ -39,9 +53,24 @@
 #define AUTH_FAIL_DELAY		1	/* seconds before each failure reply */
 #define AUTH_DECODED_MAX	(SMTPD_LINE_MAX)	/* > 3/4 of a line */
 #define AUTH_USER_MAX		255
+#define AUTH_FAILTAB_CAP	4096	/* client addresses tracked at most */
 
-/* hash used when the user is unknown, so that both cases cost a crypt */
-#define AUTH_DUMMY_SETTING	"$6$wmdummysalt$"
+/* s->auth_waiting: why input is held (0: it is not) */
+#define AUTH_WAIT_CHECK		1	/* password check in flight */
+#define AUTH_WAIT_FAIL		2	/* 535 (or 421) after the delay */
+#define AUTH_WAIT_LIMIT		3	/* 454 after the delay: auth_failures */
+#define AUTH_WAIT_BUSY		4	/* 454 after the delay: check pool full */
+
+/* one password check in flight: the argument of its completion */
+struct auth_check {
+	uint64_t	id;		/* the session, found again by id */
+	int		known;		/* user listed in auth_users */
+	char		user[AUTH_USER_MAX + 1];
+};
+
+/* failures per client address (auth_failures); made at the first one,
+ * kept across reloads, lives until exit */
+static struct failtab	*auth_fails;
 
 static const char *const mech_names[] = { "", "PLAIN", "LOGIN" };
 
@@ -107,40 +136,13 @@ smtpd_auth_abort(struct smtpd_session *s, int code, int cls, int subj,
 	smtpd_reply(s, code, cls, subj, det, "%s", text);
 }
 
-/* ct_equal - constant-time comparison of two NUL-terminated strings */
-static int
-ct_equal(const char *a, const char *b)
-{
-	size_t		 la = strlen(a), lb = strlen(b), i;
-	unsigned char	 d = (la != lb);
-
-	for (i = 0; i < la && i < lb; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
-}
-
-/* auth_check_password - 1 when user/pass match auth_users */
-static int
-auth_check_password(const char *user, const char *pass)
-{
-	static struct crypt_data cd;	/* ~32 KiB: not on the stack */
-	const char	*hash, *out;
-	int		 ok;
-
-	hash = cfg_auth_hash(smtpd_cfg, user);
-	memset(&cd, 0, sizeof(cd));
-	out = crypt_r(pass, hash != NULL ? hash : AUTH_DUMMY_SETTING, &cd);
-	ok = hash != NULL && out != NULL && out[0] != '*' &&
-	    ct_equal(out, hash);
-	explicit_bzero(&cd, sizeof(cd));
-	return ok;
-}
-
-/* auth_delay_cb - the delayed failure reply; then input resumes */
+/* auth_delay_cb - the delayed reply (s->auth_waiting says which); then
+ * input resumes */
 static void
 auth_delay_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct smtpd_session *s = arg;
+	struct smtpd_session	*s = arg;
+	int			 kind = s->auth_waiting;
 
 	(void)fd; (void)ev;
 	s->auth_waiting = 0;
@@ -148,7 +150,13 @@ auth_delay_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	s->cmd = "(AUTH response)";
 	s->cmdlen = strlen(s->cmd);
-	if (s->auth_failures >= AUTH_MAX_FAILURES)
+	if (kind == AUTH_WAIT_LIMIT)
+		smtpd_reply(s, 454, 4, 7, 0, "Too many authentication "
+		    "failures, try again later");
+	else if (kind == AUTH_WAIT_BUSY)
+		smtpd_reply(s, 454, 4, 7, 0, "Too many authentication "
+		    "checks in progress, try again later");
+	else if (s->auth_failures >= AUTH_MAX_FAILURES)
 		smtpd_reply(s, 421, 4, 7, 0, "%s Error: too many failed "
 		    "authentication attempts", smtpd_cfg->hostname);
 	else
@@ -159,19 +167,14 @@ auth_delay_cb(evutil_socket_t fd, short ev, void *arg)
 	smtpd_resume(s);
 }
 
-/* auth_fail - log, then answer 535 (or 421) after 1 s per failure */
+/* auth_delay - end the exchange; the refusal (kind) follows in 1 s */
 static void
-auth_fail(struct smtpd_session *s, const char *user)
+auth_delay(struct smtpd_session *s, int kind)
 {
 	struct timeval	tv;
-	char		euser[AUTH_USER_MAX * 4 + 8];
 
-	s->auth_failures++;
-	log_escape(euser, sizeof(euser), user, strlen(user));
-	log_info("session=%s auth failed user=%s mech=%s client=[%s] "
-	    "failures=%u", s->sid, euser, mech_names[s->auth_mech], s->addr,
-	    s->auth_failures);
 	auth_end(s);
+	s->auth_waiting = kind;
 	if (s->authtimer == NULL)
 		s->authtimer = evtimer_new(smtpd_base, auth_delay_cb, s);
 	if (s->authtimer == NULL) {
@@ -180,22 +183,77 @@ auth_fail(struct smtpd_session *s, const char *user)
 	}
 	tv.tv_sec = AUTH_FAIL_DELAY;
 	tv.tv_usec = 0;
-	s->auth_waiting = 1;
 	evtimer_add(s->authtimer, &tv);
 }
 
-/* auth_verify - check the credentials; reply now (235) or later (535) */
+/* auth_now - monotonic seconds (the failure windows) */
+static time_t
+auth_now(void)
+{
+	struct timespec	ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return time(NULL);
+	return ts.tv_sec;
+}
+
+/* auth_counted - is s's client address subject to auth_failures? */
+static int
+auth_counted(const struct smtpd_session *s)
+{
+	return !cfg_client_exempt(smtpd_cfg,
+	    (const struct sockaddr *)&s->ss);
+}
+
+/* auth_limited - has s's client address reached auth_failures? */
+static int
+auth_limited(const struct smtpd_session *s)
+{
+	return auth_fails != NULL && auth_counted(s) &&
+	    failtab_count(auth_fails, (const struct sockaddr *)&s->ss,
+	    smtpd_cfg->auth_failures_window, auth_now()) >=
+	    smtpd_cfg->auth_failures;
+}
+
+/* auth_refuse_limited - the client address is over auth_failures: 454
+ * after the delay, the password unchecked, no failure counted */
 static void
-auth_verify(struct smtpd_session *s, const char *user, const char *pass)
+auth_refuse_limited(struct smtpd_session *s)
+{
+	log_info("session=%s auth refused client=[%s] reason=auth_failures",
+	    s->sid, s->addr);
+	auth_delay(s, AUTH_WAIT_LIMIT);
+}
+
+/* auth_fail - count, log, then answer 535 (or 421) after 1 s */
+static void
+auth_fail(struct smtpd_session *s, const char *user)
+{
+	char		euser[AUTH_USER_MAX * 4 + 8];
+	unsigned	n = 0;
+
+	s->auth_failures++;
+	if (auth_counted(s)) {
+		if (auth_fails == NULL &&
+		    (auth_fails = failtab_new(AUTH_FAILTAB_CAP)) == NULL)
+			log_warn("session=%s auth: failure table", s->sid);
+		n = failtab_add(auth_fails, (const struct sockaddr *)&s->ss,
+		    smtpd_cfg->auth_failures_window, auth_now());
+	}
+	log_escape(euser, sizeof(euser), user, strlen(user));
+	log_info("session=%s auth failed user=%s mech=%s client=[%s] "
+	    "failures=%u client_failures=%u", s->sid, euser,
+	    mech_names[s->auth_mech], s->addr, s->auth_failures, n);
+	auth_delay(s, AUTH_WAIT_FAIL);
+}
+
+/* auth_ok - the credentials matched: 235 */
+static void
+auth_ok(struct smtpd_session *s, const char *user)
 {
 	char	euser[AUTH_USER_MAX * 4 + 8];
 	int	i;
 
-	if (user[0] == '\0' || strlen(user) > AUTH_USER_MAX ||
-	    !auth_check_password(user, pass)) {
-		auth_fail(s, user);
-		return;
-	}
 	if ((s->auth_user = strdup(user)) == NULL) {
 		smtpd_auth_abort(s, 454, 4, 7, 0,
 		    "Temporary authentication failure");
@@ -208,6 +266,80 @@ auth_verify(struct smtpd_session *s, const char *user, const char *pass)
 	if ((i = smtpd_cmd_index("AUTH")) >= 0)
 		s->okcount[i]++;
 	smtpd_reply(s, 235, 2, 7, 0, "Authentication successful");
+}
+
+/* auth_checked_cb - a check's result, in the loop: find the session */
+static void
+auth_checked_cb(void *arg, int result)
+{
+	struct auth_check	*ck = arg;
+	struct smtpd_session	*s;
+
+	s = smtpd_session_find(ck->id);
+	if (s == NULL || s->state == SMTPD_CLOSING ||
+	    s->auth_waiting != AUTH_WAIT_CHECK) {
+		log_debug("session=%06llx auth check done after the session "
+		    "ended", (unsigned long long)ck->id);
+		free(ck);
+		return;
+	}
+	s->auth_waiting = 0;
+	s->cmd = "(AUTH response)";
+	s->cmdlen = strlen(s->cmd);
+	if (result == PWCHECK_CANCELLED)
+		smtpd_auth_abort(s, 454, 4, 7, 0,
+		    "Temporary authentication failure");
+	else if (result == PWCHECK_OK && ck->known)
+		auth_ok(s, ck->user);
+	else
+		auth_fail(s, ck->user);
+	s->cmd = NULL;
+	s->cmdlen = 0;
+	free(ck);
+	if (!s->auth_waiting)
+		smtpd_resume(s);
+}
+
+/* auth_verify - hand the check to the pool; the reply comes later */
+static void
+auth_verify(struct smtpd_session *s, const char *user, const char *pass)
+{
+	struct auth_check	*ck;
+	const char		*hash;
+	size_t			 ulen = strlen(user);
+
+	if (user[0] == '\0' || ulen > AUTH_USER_MAX) {
+		auth_fail(s, user);
+		return;
+	}
+	if (auth_limited(s)) {	/* reached while this exchange ran */
+		auth_refuse_limited(s);
+		return;
+	}
+	if ((ck = calloc(1, sizeof(*ck))) == NULL) {
+		smtpd_auth_abort(s, 454, 4, 7, 0,
+		    "Temporary authentication failure");
+		return;
+	}
+	hash = cfg_auth_hash(smtpd_cfg, user);
+	ck->id = s->id;
+	ck->known = hash != NULL;
+	memcpy(ck->user, user, ulen + 1);
+	if (pwcheck_submit(hash != NULL ? hash : cfg_auth_dummy(smtpd_cfg),
+	    pass, auth_checked_cb, ck) == -1) {
+		free(ck);
+		if (errno == EAGAIN) {
+			log_info("session=%s auth refused client=[%s] "
+			    "reason=check_queue_full", s->sid, s->addr);
+			auth_delay(s, AUTH_WAIT_BUSY);
+			return;
+		}
+		log_warn("session=%s auth check", s->sid);
+		smtpd_auth_abort(s, 454, 4, 7, 0,
+		    "Temporary authentication failure");
+		return;
+	}
+	s->auth_waiting = AUTH_WAIT_CHECK;	/* input held until the result */
 }
 
 /* auth_decode - base64 of a response into out (NUL-terminated); -1 bad */
@@ -282,9 +414,9 @@ auth_step(struct smtpd_session *s, const unsigned char *d, size_t n)
 }
 
 /*
- * smtpd_auth_cmd - "AUTH mech [initial-response]".  Returns 0 when done
- * (235 sent), 1 when the outcome comes later (334, delayed 535), -1 on
- * an error reply.
+ * smtpd_auth_cmd - "AUTH mech [initial-response]".  Returns 1 when the
+ * outcome comes later (334, the check's result, a delayed 535 or 454),
+ * -1 on an error reply now.
  */
 int
 smtpd_auth_cmd(struct smtpd_session *s, const char *arg, size_t len)
@@ -339,6 +471,11 @@ smtpd_auth_cmd(struct smtpd_session *s, const char *arg, size_t len)
 		return -1;
 	}
 
+	if (auth_limited(s)) {
+		auth_refuse_limited(s);
+		return 1;
+	}
+
 	/* act */
 	s->auth_mech = mech;
 	s->auth_step = 0;
@@ -357,7 +494,7 @@ smtpd_auth_cmd(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	auth_step(s, dec, (size_t)n);
 	explicit_bzero(dec, sizeof(dec));
-	return s->auth_user != NULL ? 0 : 1;
+	return 1;
 }
 
 /* smtpd_auth_input - one response line in SMTPD_AUTH (no line end) */

@@ -5,8 +5,8 @@
  * Owns: the order of start-up (config and the checks of `user`, log,
  *       spool + lock, sockets as root, drop to `user`, the control
  *       socket when its directory is the user's, event base, workers,
- *       queue, listeners) and of the graceful stop (control, sessions,
- *       workers, queue, loop).
+ *       password checkers, queue, listeners) and of the graceful stop
+ *       (control, sessions, password checkers, workers, queue, loop).
  * Root: never acts by name inside a directory the user can write (the
  *       spool, the user's control directory): fds, O_NOFOLLOW, fchown.
  * Not here: SMTP sessions, the control protocol, the queue, delivery.
@@ -37,6 +37,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/pwcheck.h"
 #include "common/util.h"
 #include "common/work.h"
 #include "queue/queue.h"
@@ -268,6 +269,7 @@ stop_done(void)
 {
 	log_debug("sessions closed; finishing disk work");
 	dlv_remote_shutdown();
+	pwcheck_shutdown();
 	work_shutdown();
 	queue_shutdown();
 	event_base_loopexit(g.base, NULL);
@@ -540,6 +542,8 @@ main(int argc, char *argv[])
 		die("event_base_new failed");
 	if (work_init(g.base, (int)(g.cfg->workers ? g.cfg->workers : 1)) == -1)
 		die("cannot start %u worker threads", g.cfg->workers);
+	if (pwcheck_init(g.base, PWCHECK_MAX_THREADS, PWCHECK_QMAX) == -1)
+		die("cannot start the password check threads");
 	if (dlv_remote_init(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (queue_init(g.cfg, g.base, err, sizeof(err)) == -1)

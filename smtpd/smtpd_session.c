@@ -11,8 +11,8 @@
  *       pipelined input stays buffered (bounded by the read watermark).
  *       Submission listeners are bound after the `listen` ones and mark
  *       their sessions (s->submission); in SMTPD_AUTH lines go to
- *       smtpd_auth_input(), and nothing is read while a failed AUTH's
- *       reply is delayed (s->auth_waiting).
+ *       smtpd_auth_input(), and nothing is read while a password check
+ *       is in flight or a failed AUTH's reply is delayed (s->auth_waiting).
  * Limits: max_sessions (421 4.7.0 "Too many sessions") and, for clients
  *       outside client_limit_exceptions, max_sessions_per_client (421
  *       4.7.0 "Too many connections from your address"; the counts live

@@ -118,7 +118,8 @@ struct smtpd_session {
 	int			 auth_step;	/* LOGIN: 0 username, 1 password */
 	char			*auth_login;	/* LOGIN: the username given */
 	unsigned		 auth_failures;
-	int			 auth_waiting;	/* failure reply delayed: input held */
+	int			 auth_waiting;	/* input held: check in flight or
+						   reply delayed (AUTH_WAIT_*) */
 	struct event		*authtimer;	/* lazily made */
 	/* deadlines (smtpd_session.c): one timer, moved lazily */
 	struct event		*timer;

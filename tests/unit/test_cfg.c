@@ -6,7 +6,8 @@
  * key, missing '=', repeated single key, bad duration / size / address /
  * port / network / domain / boolean / enum, range limits, missing port,
  * empty relay_from, list accumulation, comments, relative paths,
- * tls_cert without tls_key, local_recipients; the value syntaxes; the
+ * tls_cert without tls_key, local_recipients, auth_failures (N per
+ * DURATION); the value syntaxes; the auth_users dummy setting; the
  * embedded default; the session limits and deadlines (per-client cap
  * derived from max_sessions, DATA minimum rate); cfg_print() listing
  * every key in order; the daemon's checks of `user` (cfg_check_user:
@@ -163,6 +164,28 @@ static const struct err_case err_cases[] = {
 	  ":2: tls_key: cannot read \"{D}/nokey.pem\": No such file or directory" },
 	{ "missing local_recipients", "local_recipients = nope.txt\n",
 	  ":1: local_recipients: cannot open \"{D}/nope.txt\": No such file or directory" },
+	{ "rate empty", "auth_failures =\n",
+	  ":1: auth_failures: invalid value \"\" (N per DURATION)" },
+	{ "rate number only", "auth_failures = 5\n",
+	  ":1: auth_failures: invalid value \"5\" (N per DURATION)" },
+	{ "rate no per", "auth_failures = 5 in 10m\n",
+	  ":1: auth_failures: invalid value \"5 in 10m\" (N per DURATION)" },
+	{ "rate slash", "auth_failures = 5/10m\n",
+	  ":1: auth_failures: invalid value \"5/10m\" (N per DURATION)" },
+	{ "rate extra", "auth_failures = 5 per 10m 1h\n",
+	  ":1: auth_failures: invalid value \"5 per 10m 1h\" (N per DURATION)" },
+	{ "rate bad number", "auth_failures = five per 10m\n",
+	  ":1: auth_failures: invalid number \"five\"" },
+	{ "rate zero", "\nauth_failures = 0 per 10m\n",
+	  ":2: auth_failures: \"0\" below minimum 1" },
+	{ "rate big", "auth_failures = 4294967296 per 1m\n",
+	  ":1: auth_failures: invalid number \"4294967296\"" },
+	{ "rate bad duration", "auth_failures = 5 per 10x\n",
+	  ":1: auth_failures: invalid duration \"10x\"" },
+	{ "rate zero window", "auth_failures = 5 per 0\n",
+	  ":1: auth_failures: \"0\" below minimum 1s" },
+	{ "rate repeated", "auth_failures = 5 per 10m\nauth_failures = 3 per 1m\n",
+	  ":2: auth_failures: repeated" },
 };
 
 static void
@@ -654,6 +677,141 @@ test_tls_pair(void **state)
 	cfg_free(c);
 }
 
+/* auth_failures = N per DURATION: the values and the -n line */
+static void
+test_rate(void **state)
+{
+	static const struct {
+		const char	*in, *want;	/* want: the -n line */
+		unsigned	 n, window;
+	} cases[] = {
+		{ "", "auth_failures = 5 per 10m\n", 5, 600 },
+		{ "auth_failures = 5 per 10m\n", "auth_failures = 5 per 10m\n", 5, 600 },
+		{ "auth_failures = 2 per 3s\n", "auth_failures = 2 per 3s\n", 2, 3 },
+		{ "auth_failures = 1 per 1\n", "auth_failures = 1 per 1s\n", 1, 1 },
+		{ "auth_failures =  20\tper  90\n", "auth_failures = 20 per 90s\n", 20, 90 },
+		{ "auth_failures = 100 per 120m\n", "auth_failures = 100 per 2h\n", 100, 7200 },
+		{ "auth_failures = 3 per 1d # daily\n", "auth_failures = 3 per 1d\n", 3, 86400 },
+		{ "auth_failures = 4294967295 per 2w\n",
+		  "auth_failures = 4294967295 per 14d\n", 4294967295u, 1209600 },
+	};
+	struct config	*c;
+	char		*text = NULL, err[1024];
+	size_t		 len = 0, i;
+	FILE		*fp;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		c = load_text(cases[i].in[0] ? cases[i].in : "max_size = 1m\n",
+		    err, sizeof(err));
+		if (c == NULL) {
+			CHECK(0, cases[i].in, "got error \"%s\", want a config",
+			    err);
+			continue;
+		}
+		CHECK(c->auth_failures == cases[i].n &&
+		    c->auth_failures_window == cases[i].window, cases[i].in,
+		    "got %u per %us, want %u per %us", c->auth_failures,
+		    c->auth_failures_window, cases[i].n, cases[i].window);
+		assert_non_null(fp = open_memstream(&text, &len));
+		cfg_print(c, fp);
+		assert_int_equal(fclose(fp), 0);
+		CHECK(strstr(text, cases[i].want) != NULL, cases[i].in,
+		    "got no line \"%s\" in -n", cases[i].want);
+		free(text);
+		text = NULL;
+		cfg_free(c);
+	}
+	assert_int_equal(failures, 0);
+}
+
+static void
+test_parse_rate(void **state)
+{
+	static const struct {
+		const char	*in;
+		int		 rc;
+		unsigned	 n, window;
+	} cases[] = {
+		{ "5 per 10m", 0, 5, 600 }, { "0 per 1s", 0, 0, 1 },
+		{ " 7 per 2h ", 0, 7, 7200 }, { "1\tper\t1w", 0, 1, 604800 },
+		{ "5 PER 10m", -1, 0, 0 }, { "5per10m", -1, 0, 0 },
+		{ "5 per", -1, 0, 0 }, { "per 10m", -1, 0, 0 },
+		{ "-1 per 10m", -1, 0, 0 }, { "5 per 10q", -1, 0, 0 },
+		{ "5 per 10m x", -1, 0, 0 }, { "", -1, 0, 0 },
+	};
+	unsigned	n, w;
+	size_t		i;
+	int		rc;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		n = w = 12345;
+		rc = cfg_parse_rate(cases[i].in, &n, &w);
+		CHECK(rc == cases[i].rc, cases[i].in, "rc: got %d, want %d", rc,
+		    cases[i].rc);
+		if (rc == 0 && cases[i].rc == 0)
+			CHECK(n == cases[i].n && w == cases[i].window,
+			    cases[i].in, "got %u per %u, want %u per %u", n, w,
+			    cases[i].n, cases[i].window);
+	}
+	assert_int_equal(failures, 0);
+}
+
+/* the dummy setting for unknown users: the first usable entry's kind */
+static void
+test_auth_dummy(void **state)
+{
+	static const struct {
+		const char	*users, *want;	/* want NULL: the fallback */
+	} cases[] = {
+		{ "alice:$2b$12$abcdefghijklmnopqrstuuj7m4XYqbm74SxoBcXyw8to0CQ061DVG\n",
+		  "$2b$12$abcdefghijklmnopqrstuu" },
+		{ "a:$6$rounds=200000$abcdefgh$x5ue8x8ebAkvbD9dK/v62FosX0uTCy8c\n"
+		  "b:$2b$12$abcdefghijklmnopqrstuuj7m4XYqbm74SxoBcXyw8to0CQ061DVG\n",
+		  "$6$rounds=200000$abcdefgh$" },
+		{ "# locked first\nlocked:!\nb:$6$saltsalt$Zm9vYmFy\n", "$6$saltsalt$" },
+		{ "y:$y$j9T$abcdefghijklmnop$wRwvHNqzMkHLG74uLLCRVTwaZ.a1aIot\n",
+		  "$y$j9T$abcdefghijklmnop$" },
+		{ "locked:!\nstar:*\n", NULL },
+		{ "# nobody\n", NULL },
+	};
+	struct config	*c;
+	char		 err[1024], text[256];
+	size_t		 i;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		write_file("users", cases[i].users);
+		snprintf(text, sizeof(text), "auth_users = users\n");
+		c = load_text(text, err, sizeof(err));
+		if (c == NULL) {
+			CHECK(0, cases[i].users, "got error \"%s\"", err);
+			continue;
+		}
+		if (cases[i].want == NULL)
+			CHECK(c->auth_dummy == NULL &&
+			    strcmp(cfg_auth_dummy(c), "$6$wmdummysalt$") == 0,
+			    cases[i].users, "got \"%s\", want the fallback",
+			    cfg_auth_dummy(c));
+		else
+			CHECK(c->auth_dummy != NULL &&
+			    strcmp(c->auth_dummy, cases[i].want) == 0 &&
+			    strcmp(cfg_auth_dummy(c), cases[i].want) == 0,
+			    cases[i].users, "got \"%s\", want \"%s\"",
+			    cfg_auth_dummy(c), cases[i].want);
+		cfg_free(c);
+	}
+	/* without auth_users: the fallback */
+	assert_non_null(c = load_text("max_size = 1m\n", err, sizeof(err)));
+	assert_string_equal(cfg_auth_dummy(c), "$6$wmdummysalt$");
+	cfg_free(c);
+	assert_int_equal(failures, 0);
+}
+
 /* value syntaxes */
 
 struct dur_case {
@@ -746,6 +904,7 @@ static const char *const all_keys[] = {
 	"smarthost_auth",
 	"auth_users",
 	"submission_plaintext_auth",
+	"auth_failures",
 	"client_limit_exceptions",
 };
 
@@ -769,6 +928,7 @@ static const char *const print_lines[] = {
 	"workers = 4\n",
 	"user = waymark\n",
 	"allow_shared_user = no\n",
+	"auth_failures = 5 per 10m\n",
 };
 
 static void
@@ -860,6 +1020,9 @@ main(void)
 		cmocka_unit_test(test_session_limits),
 		cmocka_unit_test(test_local_rcpts),
 		cmocka_unit_test(test_tls_pair),
+		cmocka_unit_test(test_rate),
+		cmocka_unit_test(test_parse_rate),
+		cmocka_unit_test(test_auth_dummy),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_print),
