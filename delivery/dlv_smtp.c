@@ -112,6 +112,7 @@ struct dlv_sess {
 	int			 reused;	/* this run uses a parked connection */
 	int			 usable;	/* connection fine for another message */
 	int			 txn_open;	/* MAIL accepted, no end / RSET yet */
+	int			 closing;	/* the peer announced 421: no reuse */
 	unsigned		 pending;	/* replies expected to lines sent */
 	int			 ntxn;		/* transactions started in this run */
 	unsigned		 caps;
@@ -393,7 +394,9 @@ conn_fail(struct dlv_sess *s, const char *why, enum fail_kind kind)
 	if (kind == FK_SYNC) {
 		(void)snprintf(text, sizeof(text), "lost sync with next hop %s "
 		    "while %s: %s", s->peer.remote, state_phrase[st], why);
-		if (st >= S_MAIL && st <= S_DATA && s->m != NULL)
+		/* RSET follows only a transaction without a 250 to "."
+		 * (nothing relayed): its RCPT / DATA results go too */
+		if (st >= S_RSET && st <= S_DATA && s->m != NULL)
 			for (k = 0; k < s->norder; k++)
 				s->m->done[s->order[k]] = 0;
 	} else if (kind == FK_TIMEOUT)
@@ -407,7 +410,8 @@ conn_fail(struct dlv_sess *s, const char *why, enum fail_kind kind)
 		log_warnx("smtp %s: %s", s->peer.remote, text);
 	else
 		log_info("smtp %s: %s", s->peer.remote, text);
-	if (st < S_RSET || (st == S_MAIL && s->reused && s->ntxn == 1)) {
+	if (st < S_RSET || st == S_KICK ||
+	    (st == S_MAIL && s->reused && s->ntxn == 1)) {
 		set_err(s, RS_DEFERRED, 451, "4.4.2", "%s", text);
 		handoff(s, DLV_OUT_NEXT);
 		return;
@@ -1190,6 +1194,16 @@ on_reply(struct dlv_sess *s)
 			set_state(s, S_RCPT);
 			return;
 		}
+		if (cls == 5 && s->reused && s->ntxn == 1) {
+			/* on a parked connection a 5xx to MAIL may be a late
+			 * stray reply: ask a fresh connection before bouncing */
+			err_from_reply(s, "MAIL FROM on a reused connection: ");
+			log_info("smtp %s: %s; retrying on a new connection",
+			    s->peer.remote, s->err.text);
+			close_bev(s);
+			handoff(s, DLV_OUT_NEXT);
+			return;
+		}
 		{
 			size_t k;
 
@@ -1325,11 +1339,21 @@ read_replies(struct dlv_sess *s)
 			break;
 		}
 		/* the last reply expected, and more behind it: surplus (the
-		 * STARTTLS 220 case is start_tls's: plaintext retry) */
+		 * STARTTLS 220 case is start_tls's: plaintext retry).  A 421
+		 * behind it is a server closing the connection (shutdown, a
+		 * per-connection limit): this reply stands, the 421 is read
+		 * as the answer to whatever comes next, never reused. */
 		if (s->pending == 0 && evbuffer_get_length(in) > 0 &&
 		    !(s->state == S_STARTTLS && s->rcode == 220)) {
-			conn_fail(s, "more replies than commands", FK_SYNC);
-			break;
+			unsigned char *p = evbuffer_pullup(in, 4);
+
+			if (p == NULL || memcmp(p, "421", 3) != 0 ||
+			    (p[3] != ' ' && p[3] != '-' && p[3] != '\r')) {
+				conn_fail(s, "more replies than commands",
+				    FK_SYNC);
+				break;
+			}
+			s->closing = 1;
 		}
 		on_reply(s);	/* may hand s off or free it */
 	}
@@ -1500,6 +1524,7 @@ dlv_sess_run(struct dlv_sess *s, const struct config *cfg, struct dlv_msg *m,
 	s->tls_on = 0;
 	s->tls[0] = '\0';
 	s->txn_open = 0;
+	s->closing = 0;
 	s->pending = 0;
 	s->rlines = 0;
 	s->bev = bufferevent_socket_new(dlv_remote_base(), -1,
@@ -1529,7 +1554,7 @@ int
 dlv_sess_reusable(const struct dlv_sess *s)
 {
 	return s->bev != NULL && s->usable && !s->txn_open &&
-	    s->pending == 0 && s->state != S_QUIT;
+	    !s->closing && s->pending == 0 && s->state != S_QUIT;
 }
 
 int

@@ -29,7 +29,13 @@ class SurplusHop(ThreadedServer):
     "rset":     the reply to RSET is followed by a surplus 250 (RCPT to a
                 reject@ address is refused, so the client sends RSET);
     "greeting": the greeting is followed by two surplus 250 lines;
-    "body":     a 250 right after the 354, before the body has arrived.
+    "body":     a 250 right after the 354, before the body has arrived;
+    "dot-421":  the 250 to "." followed by a 421 in the same write, then
+                the connection closes (a legitimate server shutting down);
+    "rcpt-stray": a RCPT to b after a refused one gets a stray 550, and
+                b's real 250 comes with the reply to the RSET that follows;
+    "mail-late-550": like dot-late, with a held-back stray 550.
+    Held-back lines go out alone, 0.3 s before the MAIL reply.
     """
 
     def __init__(self, mode, pipelining=True):
@@ -60,7 +66,8 @@ class SurplusHop(ThreadedServer):
 
         with self.lock:
             self.nconns += 1
-        held = 0
+        held = []
+        owed = []
         if self.mode == "greeting" and self.fire():
             w("220 hop.test ESMTP", "250 2.0.0 surplus", "250 2.0.0 surplus")
         else:
@@ -80,13 +87,21 @@ class SurplusHop(ThreadedServer):
                     w(*caps, "250 SIZE 10240000")
                 elif cmd.startswith("MAIL"):
                     rcpts = 0
+                    refused = False
                     if held:
-                        w(*["250 2.0.0 surplus"] * held)
-                        held = 0
+                        # alone on the wire, as a late stray would be
+                        w(*held)
+                        held = []
+                        await writer.drain()
+                        await asyncio.sleep(0.3)
                     w("250 2.1.0 ok")
                 elif cmd.startswith("RCPT"):
                     if "REJECT@" in cmd:
+                        refused = True
                         w("550 5.1.1 no such user")
+                    elif self.mode == "rcpt-stray" and refused and self.fire():
+                        w("550 5.1.1 stray")
+                        owed = ["250 2.1.5 ok"]
                     else:
                         rcpts += 1
                         w("250 2.1.5 ok")
@@ -114,13 +129,22 @@ class SurplusHop(ThreadedServer):
                     if self.mode == "dot" and self.fire():
                         w("250 2.0.0 ok", "250 2.0.0 surplus",
                           "250 2.0.0 surplus")
+                    elif self.mode == "dot-421" and self.fire():
+                        w("250 2.0.0 ok", "421 4.3.2 shutting down")
+                        await writer.drain()
+                        return
                     else:
                         w("250 2.0.0 ok")
                         if self.mode == "dot-late" and self.fire():
-                            held = 2
+                            held = ["250 2.0.0 surplus"] * 2
+                        if self.mode == "mail-late-550" and self.fire():
+                            held = ["550 5.7.1 stray"]
                 elif cmd == "RSET":
                     if self.mode == "rset" and self.fire():
                         w("250 2.0.0 ok", "250 2.0.0 surplus")
+                    elif owed:
+                        w(*owed, "250 2.0.0 ok")
+                        owed = []
                     else:
                         w("250 2.0.0 ok")
                 elif cmd == "QUIT":
@@ -216,5 +240,71 @@ def test_lost_sync_connection_is_not_reused(daemon_factory):
                  what="second relayed")
         assert hop.received().count("first") == 2, hop.received()
         assert "second" in hop.received()
+    finally:
+        hop.stop()
+
+
+@pytest.mark.parametrize("pipelining", [True, False],
+                         ids=["pipelining", "no-pipelining"])
+def test_stray_refusal_is_not_a_bounce(daemon_factory, pipelining):
+    """A stray 550 read as b's RCPT reply, found out at the RSET: b is
+    deferred and relayed on the retry, never failed."""
+    hop = SurplusHop("rcpt-stray", pipelining=pipelining)
+    try:
+        d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % hop.port,
+                            "retry_schedule": "1s"})
+        q = submit(d, "stray", ["reject@remote.test", "b@remote.test"], "")
+        m = wait_for(lambda: relayed_or_failed(d, q, ["failed", "relayed"]),
+                     timeout=30, interval=0.1,
+                     what="final (%s)" % statuses(d, q))
+        by = {r["address"]: r["status"]
+              for r in d.show_json(q)["recipients"]}
+        assert by == {"reject@remote.test": "failed",
+                      "b@remote.test": "relayed"}, by
+        assert hop.tripped == 1
+        assert "stray" in hop.received()
+        assert "lost sync with next hop" in d.log_text()
+    finally:
+        hop.stop()
+
+
+@pytest.mark.parametrize("pipelining", [True, False],
+                         ids=["pipelining", "no-pipelining"])
+def test_late_stray_550_to_mail_on_reuse_is_retried(daemon_factory,
+                                                    pipelining):
+    """A 5xx read as the MAIL reply on a parked connection may be a late
+    stray: the message is tried on a fresh connection, not bounced."""
+    hop = SurplusHop("mail-late-550", pipelining=pipelining)
+    try:
+        d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % hop.port,
+                            "retry_schedule": "1s"})
+        for i in range(3):
+            q = submit(d, "late-%d" % i, ["a%d@remote.test" % i])
+            wait_for(lambda: relayed_or_failed(d, q, ["relayed"]),
+                     timeout=30, interval=0.1,
+                     what="late-%d relayed (%s)" % (i, statuses(d, q)))
+            assert "late-%d" % i in hop.received()
+        assert hop.tripped == 1
+    finally:
+        hop.stop()
+
+
+def test_421_after_the_final_reply_is_not_a_lost_sync(daemon_factory):
+    """A server that answers "." and then says 421 and closes (shutdown, a
+    per-connection limit) delivered the message: relayed once, no retry,
+    no lost sync, and the connection is not reused."""
+    hop = SurplusHop("dot-421")
+    try:
+        d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % hop.port,
+                            "retry_schedule": "1s"})
+        for i in range(3):
+            q = submit(d, "m-%d" % i, ["a%d@remote.test" % i])
+            wait_for(lambda: relayed_or_failed(d, q, ["relayed"]),
+                     timeout=30, interval=0.1,
+                     what="m-%d relayed (%s)" % (i, statuses(d, q)))
+        got = hop.received()
+        assert sorted(got) == ["m-0", "m-1", "m-2"], got
+        assert hop.tripped == 1
+        assert "lost sync" not in d.log_text()
     finally:
         hop.stop()
