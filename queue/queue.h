@@ -34,6 +34,11 @@ enum rcpt_status {
 const char	*rcpt_status_name(enum rcpt_status s);	/* "queued", ... as in DESIGN.md JSON */
 int		 rcpt_status_final(enum rcpt_status s);	/* 1 unless queued/deferred */
 
+/* RFC 2852 BY= flags of qmsg.by_flags */
+#define BY_RETURN	0x1u	/* mode R: fail at the deadline */
+#define BY_NOTIFY	0x2u	/* mode N: a delayed DSN at the deadline */
+#define BY_TRACE	0x4u	/* T: a delivered/relayed DSN is requested */
+
 /* RFC 6729 handling states */
 enum msg_state {
 	MS_NORMAL = 0, MS_AUTH, MS_CONTENT, MS_CONVERT, MS_MODERATION,
@@ -80,7 +85,19 @@ struct qmsg {
 	char		*message_id;	/* Message-ID header value or NULL */
 	int		 body_8bit;	/* 8-bit octets seen in the content */
 	enum msg_state	 state;
-	char		*state_value;	/* NULL */
+	char		*state_value;	/* RFC 2045 token or NULL */
+	char		*state_reason;	/* why it is in state (comment text) or NULL */
+	time_t		 state_since;	/* when it entered state (0 = arrival) */
+	/* RFC 4865 FUTURERELEASE: release time, and the request as given
+	 * ("for=SECONDS" / "until=DATE-TIME") for Future-Release-Request */
+	time_t		 hold_until;	/* 0 = none */
+	char		*future_release;
+	/* RFC 2852 DELIVERBY: absolute deadline (0 = none) and BY_* flags */
+	time_t		 deliver_by;
+	unsigned	 by_flags;
+	/* queue_lifetime counts from here (arrival, moved on by the time
+	 * spent held, or the release time of a timed message) */
+	time_t		 expire_base;	/* 0 = arrival */
 	struct qrcpt	*rcpts;
 	size_t		 nrcpts;
 	/*

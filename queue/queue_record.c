@@ -5,7 +5,7 @@
  * type; decoders validate everything and return a reason, never crash.
  *
  * Common encoding, all integers big-endian:
- *   u8 version (3 for 'R', 2 for 'M', 1 for the others; older 'M'/'R'
+ *   u8 version (3 for 'R' and 'M', 1 for the others; older 'M'/'R'
  *   records are still decoded, without the newer fields), u8 type tag ('M' message, 'R' recipient, 'E' event,
  *   'U' meta u64), then the fields below.  str = u32 length + bytes (no
  *   NUL inside, at most REC_STR_MAX); length 0xffffffff = NULL.  No byte
@@ -14,7 +14,9 @@
  *   u8 body_8bit, u16 nrcpts, str sender, envid, client_addr,
  *   client_name, helo, tls, message_id, state_value; version 2 adds
  *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
- *   u64 mtrk_expiry, str auth_user.
+ *   u64 mtrk_expiry, str auth_user; version 3 (written now) adds
+ *   u64 state_since, str state_reason, u64 hold_until, str
+ *   future_release, u64 deliver_by, u8 by_flags (BY_*), u64 expire_base.
  * Recipient ('R'): u8 status, u32 attempts, u64 next_attempt,
  *   u64 last_attempt, u16 last_code, str last_enh (non-NULL, <= 15),
  *   str addr (non-NULL), orcpt, last_text, remote_mta; version 2 adds
@@ -38,7 +40,7 @@
 
 #define STR_NULL	0xffffffffu
 #define REC_VERSION2	2	/* message and recipient records */
-#define REC_VERSION3	3	/* recipient records */
+#define REC_VERSION3	3	/* recipient and message records */
 #define HOP_UNKNOWN	0xffu
 
 /* ---- big-endian helpers ---- */
@@ -304,7 +306,7 @@ rd_header_v(struct rd *r, const void *p, size_t len, int tag, int *v2)
 	}
 	if (v2 != NULL)
 		*v2 = r->p[0] == REC_VERSION2 ? 1 :
-		    r->p[0] == REC_VERSION3 && tag == 'R' ? 3 : 0;
+		    r->p[0] == REC_VERSION3 && (tag == 'R' || tag == 'M') ? 3 : 0;
 	if (r->p[0] != REC_VERSION && (v2 == NULL || !*v2)) {
 		r->why = "unknown record version";
 		return -1;
@@ -346,9 +348,12 @@ rec_msg_clear(struct qmsg *m)
 	free(m->state_value);
 	free(m->mtrk_certifier);
 	free(m->auth_user);
+	free(m->state_reason);
+	free(m->future_release);
 	m->sender = m->envid = m->client_addr = m->client_name = NULL;
 	m->helo = m->tls = m->message_id = m->state_value = NULL;
 	m->mtrk_certifier = m->auth_user = NULL;
+	m->state_reason = m->future_release = NULL;
 }
 
 /* rec_msg_encode - encode the message record of m (not its recipients) */
@@ -359,11 +364,12 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 
 	if (m->nrcpts > REC_RCPT_MAX || (unsigned)m->state > MS_OTHER ||
 	    m->ret < DSN_RET_NONE || m->ret > DSN_RET_HDRS ||
-	    m->mtrk_timeout < 0) {
+	    m->mtrk_timeout < 0 || m->by_flags > (BY_RETURN | BY_NOTIFY |
+	    BY_TRACE)) {
 		errno = EINVAL;
 		return -1;
 	}
-	wr_u8(&w, REC_VERSION2);
+	wr_u8(&w, REC_VERSION3);
 	wr_u8(&w, 'M');
 	wr_u64(&w, (uint64_t)m->arrival);
 	wr_u64(&w, m->size);
@@ -384,6 +390,13 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 	wr_u64(&w, (uint64_t)m->mtrk_timeout);
 	wr_u64(&w, (uint64_t)m->mtrk_expiry);
 	wr_str(&w, m->auth_user);
+	wr_u64(&w, (uint64_t)m->state_since);
+	wr_str(&w, m->state_reason);
+	wr_u64(&w, (uint64_t)m->hold_until);
+	wr_str(&w, m->future_release);
+	wr_u64(&w, (uint64_t)m->deliver_by);
+	wr_u8(&w, m->by_flags);
+	wr_u64(&w, (uint64_t)m->expire_base);
 	return wr_finish(&w, out, outlen);
 }
 
@@ -395,15 +408,18 @@ int
 rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 {
 	struct rd	r;
-	unsigned	state, b8, ret = DSN_RET_NONE;
+	unsigned	state, b8, ret = DSN_RET_NONE, byf = 0;
 	uint64_t	timeout = 0;
 	int		v2 = 0;
 
 	m->sender = m->envid = m->client_addr = m->client_name = NULL;
 	m->helo = m->tls = m->message_id = m->state_value = NULL;
 	m->mtrk_certifier = m->auth_user = NULL;
+	m->state_reason = m->future_release = NULL;
 	m->mtrk_timeout = 0;
 	m->mtrk_expiry = 0;
+	m->state_since = m->hold_until = m->deliver_by = m->expire_base = 0;
+	m->by_flags = 0;
 	if (rd_header_v(&r, p, len, 'M', &v2) == -1)
 		goto fail;
 	m->arrival = (time_t)rd_u64(&r);
@@ -427,8 +443,22 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 		m->mtrk_expiry = (time_t)rd_u64(&r);
 		m->auth_user = rd_str(&r, 1);
 	}
+	if (v2 == 3) {
+		m->state_since = (time_t)rd_u64(&r);
+		m->state_reason = rd_str(&r, 1);
+		m->hold_until = (time_t)rd_u64(&r);
+		m->future_release = rd_str(&r, 1);
+		m->deliver_by = (time_t)rd_u64(&r);
+		byf = rd_u8(&r);
+		m->expire_base = (time_t)rd_u64(&r);
+	}
 	if (rd_end(&r) == -1)
 		goto fail;
+	if (byf > (BY_RETURN | BY_NOTIFY | BY_TRACE)) {
+		r.why = "bad BY flags";
+		goto fail;
+	}
+	m->by_flags = byf;
 	if (ret > DSN_RET_HDRS) {
 		r.why = "bad RET value";
 		goto fail;

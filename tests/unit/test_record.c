@@ -139,6 +139,72 @@ test_msg_roundtrip(void **state)
 
 /* ---- version 2 fields (DSN / MTRK) and version 1 compatibility ---- */
 
+/* the version 3 tail with NULL strings: state_since, state_reason,
+ * hold_until, future_release, deliver_by, by_flags, expire_base */
+#define V3_TAIL	(8 + 4 + 8 + 4 + 8 + 1 + 8)
+
+/* version 3: handling state details, FUTURERELEASE, DELIVERBY, expiry base */
+static void
+test_msg_v3_fields(void **state)
+{
+	struct qmsg	 m, d;
+	unsigned char	*enc;
+	size_t		 len;
+	const char	*why = NULL;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	memset(&d, 0, sizeof(d));
+	m.sender = "a@b";
+	m.state = MS_QUARANTINE;
+	m.state_value = "spam";
+	m.state_reason = "policy.conf:3: header Subject matched";
+	m.state_since = 1796000001;
+	m.hold_until = 1796000600;
+	m.future_release = "for=599";
+	m.deliver_by = 1796086400;
+	m.by_flags = BY_NOTIFY | BY_TRACE;
+	m.expire_base = 1796000700;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
+	assert_int_equal(enc[0], 3);
+	if (rec_msg_decode(enc, len, &d, &why) != 0)
+		fail_msg("decode failed: %s", why);
+	assert_int_equal(d.state, MS_QUARANTINE);
+	check_str("state_value", d.state_value, m.state_value);
+	check_str("state_reason", d.state_reason, m.state_reason);
+	check_str("future_release", d.future_release, m.future_release);
+	assert_true(d.state_since == m.state_since);
+	assert_true(d.hold_until == m.hold_until);
+	assert_true(d.deliver_by == m.deliver_by);
+	assert_true(d.by_flags == m.by_flags);
+	assert_true(d.expire_base == m.expire_base);
+	rec_msg_clear(&d);
+	/* BY flags out of range: refused both ways (the byte before expire_base) */
+	enc[len - 9] = 0x80;
+	assert_int_equal(rec_msg_decode(enc, len, &d, &why), -1);
+	check_str("why", why, "bad BY flags");
+	free(enc);
+	m.by_flags = 8;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
+
+	/* a version 2 record (no v3 tail) decodes with the new fields empty */
+	memset(&m, 0, sizeof(m));
+	m.sender = "old@example.org";
+	m.ret = DSN_RET_HDRS;
+	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
+	enc[0] = 2;
+	len -= V3_TAIL;
+	if (rec_msg_decode(enc, len, &d, &why) != 0)
+		fail_msg("v2 decode failed: %s", why);
+	assert_int_equal(d.ret, DSN_RET_HDRS);
+	assert_null(d.state_reason);
+	assert_null(d.future_release);
+	assert_true(d.state_since == 0 && d.hold_until == 0 &&
+	    d.deliver_by == 0 && d.by_flags == 0 && d.expire_base == 0);
+	rec_msg_clear(&d);
+	free(enc);
+}
+
 static void
 test_msg_v2_fields(void **state)
 {
@@ -161,7 +227,7 @@ test_msg_v2_fields(void **state)
 		m.mtrk_expiry = i == 2 ? 1796086923 : 0;
 		m.auth_user = i == 1 ? "alice" : NULL;
 		assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
-		assert_int_equal(enc[0], 2);
+		assert_int_equal(enc[0], 3);
 		if (rec_msg_decode(enc, len, &d, &why) != 0)
 			fail_msg("decode failed: %s", why);
 		check_str("envid", d.envid, m.envid);
@@ -183,8 +249,9 @@ test_msg_v2_fields(void **state)
 	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
 	m.mtrk_timeout = 0;
 	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
-	/* ret is the byte after state_value: 4 (NULL) from the end - 25 */
-	enc[len - 25] = 7;
+	/* ret is the byte after state_value: before the 25-byte rest of
+	 * the v2 tail and the V3_TAIL bytes of version 3 */
+	enc[len - 25 - V3_TAIL] = 7;
 	assert_int_equal(rec_msg_decode(enc, len, &d, &why), -1);
 	check_str("why", why, "bad RET value");
 	free(enc);
@@ -207,9 +274,9 @@ test_msg_v1_decode(void **state)
 	m.arrival = 1700000000;
 	m.nrcpts = 2;
 	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
-	/* a version 1 record: the same without the 25-byte v2 tail */
+	/* a version 1 record: the same without the v3 and the 25-byte v2 tails */
 	enc[0] = 1;
-	len -= 1 + 4 + 8 + 8 + 4;
+	len -= V3_TAIL + 1 + 4 + 8 + 8 + 4;
 	if (rec_msg_decode(enc, len, &d, &why) != 0)
 		fail_msg("v1 decode failed: %s", why);
 	check_str("sender", d.sender, m.sender);
@@ -634,8 +701,8 @@ test_decode_bad(void **state)
 		enc = p;
 		switch (c->mutate) {
 		case 0:
-			/* 1, 2 (M, R) and 3 (R) are known */
-			enc[0] = c->type == T_MSG ? 3 : 4;
+			/* 1, 2 and 3 (M, R) are known */
+			enc[0] = 4;
 			break;
 		case 1:
 			enc[1] = c->type == T_RCPT ? 'E' : 'R';
@@ -791,6 +858,7 @@ main(void)
 		cmocka_unit_test(test_msg_roundtrip),
 		cmocka_unit_test(test_msg_encode_limits),
 		cmocka_unit_test(test_msg_v2_fields),
+		cmocka_unit_test(test_msg_v3_fields),
 		cmocka_unit_test(test_msg_v1_decode),
 		cmocka_unit_test(test_rcpt_v2_fields),
 		cmocka_unit_test(test_rcpt_roundtrip),
