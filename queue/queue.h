@@ -98,6 +98,10 @@ struct qmsg {
 	/* queue_lifetime counts from here (arrival, moved on by the time
 	 * spent held, or the release time of a timed message) */
 	time_t		 expire_base;	/* 0 = arrival */
+	/* in memory only, at reception: who decided a state other than
+	 * normal ("policy FILE:LINE", "protocol FUTURERELEASE"); recorded
+	 * in the state event that queue_accept writes */
+	char		*state_actor;
 	struct qrcpt	*rcpts;
 	size_t		 nrcpts;
 	/*

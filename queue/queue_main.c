@@ -106,6 +106,7 @@ qmsg_free(struct qmsg *m)
 	if (m == NULL)
 		return;
 	rec_msg_clear(m);
+	free(m->state_actor);
 	for (i = 0; i < m->nrcpts; i++)
 		rec_rcpt_clear(&m->rcpts[i]);
 	free(m->rcpts);
