@@ -67,6 +67,7 @@ struct config {
 	unsigned	 history_retention;
 	unsigned	 tracking_retention;
 	char		*policy;
+	unsigned	 future_release_max;	/* RFC 4865: longest hold, seconds */
 	char		*user;
 	unsigned	 user_line;	/* line of "user =" in path, 0 = the default */
 	int		 allow_shared_user;	/* user may be nobody */

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define SMTP_LOCAL_MAX	64
 #define SMTP_DOMAIN_MAX	255
@@ -55,6 +56,9 @@ int	smtp_parse_mail_arg(const char *prefix, const char *arg, size_t len,
  */
 int	smtp_parse_path(const char *s, size_t len, struct mailpath *p,
 	    const char **why);
+/* mime_check_token - 0 when s (len > 0) is an RFC 2045 token: US-ASCII
+ * without SPACE, CTLs or tspecials ()<>@,;:\"/[]?= (RFC 6729 state values) */
+int	mime_check_token(const char *s, size_t len);
 /* smtp_check_domain - 0 when s is a valid Domain or address-literal */
 int	smtp_check_domain(const char *s, size_t len);
 /* smtp_path_string - "local@domain" (no brackets) or "" for null */
@@ -74,6 +78,7 @@ enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define EXT_DSN		0x0004u		/* RFC 3461: RET ENVID NOTIFY ORCPT */
 #define EXT_MTRK	0x0008u		/* RFC 3885: MTRK */
 #define EXT_AUTH	0x0010u		/* RFC 4954 5: AUTH= on MAIL */
+#define EXT_FUTURERELEASE 0x0040u	/* RFC 4865: HOLDFOR HOLDUNTIL */
 
 /* RFC 3461 limits and values (same values as DSN_NOTIFY_* / DSN_RET_* in
  * queue/queue.h; smtpd checks that at compile time) */
@@ -101,11 +106,22 @@ struct esmtp_params {
 	char		mtrk_cert[ESMTP_MTRK_CERT_LEN + 1];
 	long		mtrk_timeout;	/* 1..999999999; 0 = not given */
 	int		has_auth;	/* AUTH= given (value checked, not used) */
+	int		hold;		/* RFC 4865: 0, HOLD_FOR or HOLD_UNTIL */
+	long		hold_for;	/* HOLDFOR seconds, 1..999999999 */
+	time_t		hold_until;	/* HOLDUNTIL, Unix time (UTC) */
+	char		hold_text[40];	/* HOLDUNTIL's value as given */
 	/* RCPT */
 	unsigned	notify;		/* ESMTP_NOTIFY_* bits; 0 = not given */
 	int		has_orcpt;
 	char		orcpt[ESMTP_ORCPT_MAX + 1];	/* "addr-type;decoded" */
 };
+
+enum { HOLD_FOR = 1, HOLD_UNTIL = 2 };
+
+/* rfc3339_parse - "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)" to Unix
+ * time (UTC); 0 or -1.  rfc3339_format - "YYYY-MM-DDTHH:MM:SSZ". */
+int	rfc3339_parse(const char *s, size_t len, time_t *out);
+int	rfc3339_format(time_t t, char *out, size_t outlen);
 
 enum param_result {
 	PARAM_OK = 0,
@@ -119,7 +135,8 @@ enum param_result {
  * where is PARAM_MAIL or PARAM_RCPT.  Fills *out (zeroed first).  On
  * failure *why names the offending parameter/reason.
  * Cross-parameter rule (RFC 3885 3.2): MTRK on MAIL needs an ENVID of
- * the form local-envid "@" fqhn, else PARAM_SYNTAX.
+ * the form local-envid "@" fqhn, else PARAM_SYNTAX; HOLDFOR with
+ * HOLDUNTIL is PARAM_SYNTAX (RFC 4865 4.2: one hold-param).
  * Values not accepted: MTRK timeout 0 (nothing left to track), ORCPT
  * whose decoded address is empty or has control characters (non-ASCII
  * too for rfc822), ENVID over 100 decoded octets or not printable ASCII.

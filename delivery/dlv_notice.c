@@ -294,7 +294,10 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 	    put_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
 	    put_line(b, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
 	    (m->arrival != 0 &&
-	    put_date_field(b, "Arrival-Date", m->arrival) == -1))
+	    put_date_field(b, "Arrival-Date", m->arrival) == -1) ||
+	    /* RFC 4865 5.1.2: the original hold parameter */
+	    (m->future_release != NULL && put_line(b, " ",
+	    "Future-Release-Request: %s", m->future_release) == -1))
 		return -1;
 	for (k = 0; k < d->n; k++) {
 		r = &m->rcpts[d->idx[k]];

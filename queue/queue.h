@@ -183,6 +183,16 @@ void	queue_accept(struct qmsg *m, int fd,
 int	queue_trace_received(const struct qmsg *m, const char *hostname,
 	    const char *proto, char *out, size_t outlen);
 
+/*
+ * queue_trace_state - RFC 6729: the Received field of an entry into state
+ * st (or of the release: st normal / outbound) decided after reception:
+ * "Received: from HOST by HOST id QID state KW[/VALUE] (REASON); DATE",
+ * folded like qmsg.trace.  0, or -1 on overflow.
+ */
+int	queue_trace_state(const struct qmsg *m, const char *hostname,
+	    enum msg_state st, const char *value, const char *reason,
+	    time_t when, char *out, size_t outlen);
+
 /* queue_free_space_ok - 0 when the spool has less than min_free_space */
 int	queue_free_space_ok(void);
 
@@ -192,11 +202,38 @@ int	queue_free_space_ok(void);
  * "Machine-readable output".
  */
 typedef struct json_t json_t;
-/* queue_list_json - array of message objects; state < 0 = all states */
-json_t	*queue_list_json(int state);
+/* queue_list_json - array of message objects; state < 0 = all states;
+ * value non-NULL: only those whose state value is value */
+json_t	*queue_list_json(int state, const char *value);
 /* queue_show_json - one message object plus "events"; NULL if unknown */
 json_t	*queue_show_json(const char *qid);
 /* queue_flush - make every deferred recipient due now; returns how many */
 int	queue_flush(void);
+
+/*
+ * Operator actions on one unfinished message (DESIGN.md "Operator
+ * actions"): hold (normal/outbound -> other/hold), release (any held
+ * state -> normal, or outbound with remote recipients), delete (every
+ * pending recipient fails 5.7.1 silently) and bounce (the same with a
+ * failure DSN where one is due).  Each is checked first: QA_UNKNOWN or
+ * QA_REFUSED with msg saying why (done is not called); else 0 and
+ * done(arg, rc, text) once the change is on stable storage (rc 0) or
+ * could not be recorded (rc -1); -1 on ENOMEM.  actor is recorded in
+ * the event ("operator alice").
+ */
+enum queue_action { QA_HOLD, QA_RELEASE, QA_DELETE, QA_BOUNCE };
+#define QA_UNKNOWN	1
+#define QA_REFUSED	2
+int	queue_action(const char *qid, enum queue_action what,
+	    const char *actor, char *msg, size_t msglen,
+	    void (*done)(void *arg, int rc, const char *msg), void *arg);
+/*
+ * queue_message_text - the stored message of an unfinished qid as it
+ * would be delivered (Waymark's trace fields newest first, then the
+ * content, CRLF): 0 with *out malloc'd (*outlen bytes), or QA_UNKNOWN /
+ * QA_REFUSED with why set.
+ */
+int	queue_message_text(const char *qid, char **out, size_t *outlen,
+	    char *why, size_t whylen);
 
 #endif

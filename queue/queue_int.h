@@ -159,7 +159,32 @@ int	qjob_add_sched(struct qjob *j, struct qmsg *m);
 time_t	qmsg_due(const struct qmsg *m, int skip_busy);
 uint64_t now_usec(void);
 
+/* ---- handling states (queue_state.c) ---- */
+
+/* msg_held - 1 when m's state keeps it from delivery (not normal/outbound) */
+static inline int
+msg_held(const struct qmsg *m)
+{
+	return m->state != MS_NORMAL && m->state != MS_OUTBOUND;
+}
+/* qjob_add_state_event - the "state" event of m's current state, entered
+ * from `from` by actor ("operator alice", "policy FILE:LINE", ...) */
+int	qjob_add_state_event(struct qjob *j, struct qmsg *m,
+	    enum msg_state from, const char *actor);
+/* sched_release_due - a timed message's release time came (scheduler) */
+void	sched_release_due(struct qmsg *m);
+
 /* ---- scheduler (queue_sched.c) ---- */
+
+/* sched_rcpt_is_local - the address's domain is in local_domains */
+int	sched_rcpt_is_local(const char *addr);
+/* sched_finish - every recipient of m is final: close it in j */
+int	sched_finish(struct qjob *j, struct qmsg *m, time_t now);
+/* sched_commit - commit j about m (lazy flush); sched_status_done after */
+void	sched_commit(struct qjob *j, struct qmsg *m);
+/* sched_status_done - a commit about m finished (m->inflight was raised
+ * for it); a finished message leaves memory here: m may be freed */
+void	sched_status_done(struct qmsg *m, int rc);
 
 int	sched_init(struct event_base *base);
 void	sched_update(struct qmsg *m);	/* after any change of m's recipients */

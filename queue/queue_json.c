@@ -10,7 +10,11 @@
  * operator queries.
  */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -116,11 +120,21 @@ msg_json(const struct qmsg *m)
 	    "client_address", jstr(m->client_addr),
 	    "helo", jstr(m->helo),
 	    "message_id", jstr(m->message_id));
+	/* handling state (DESIGN.md "JSON": state_since in Unix seconds,
+	 * state_reason "" when none); FUTURERELEASE's release time */
+	if (o != NULL && (json_object_set_new(o, "state_since",
+	    json_integer((json_int_t)(m->state_since ? m->state_since :
+	    m->arrival))) == -1 || json_object_set_new(o, "state_reason",
+	    json_string(m->state_reason ? m->state_reason : "")) == -1 ||
+	    json_object_set_new(o, "hold_until", jtime(m->hold_until)) == -1)) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }
 
 json_t *
-queue_list_json(int state)
+queue_list_json(int state, const char *value)
 {
 	json_t			*a, *o;
 	const struct qmsg	*m;
@@ -135,6 +149,9 @@ queue_list_json(int state)
 		if (m->done_time != 0 || (p != NULL && p->finishing))
 			continue;
 		if (state >= 0 && (int)m->state != state)
+			continue;
+		if (value != NULL && (m->state_value == NULL ||
+		    strcasecmp(m->state_value, value) != 0))
 			continue;
 		if ((o = msg_json(m)) == NULL ||
 		    json_array_append_new(a, o) == -1) {
@@ -190,4 +207,70 @@ queue_show_json(const char *qid)
 		return NULL;
 	}
 	return o;
+}
+
+/*
+ * queue_message_text - the stored message of an unfinished qid as it
+ * would be delivered: Waymark's trace fields newest first, then the
+ * content as received (CRLF line ends).  0 with *out malloc'd, or
+ * QA_UNKNOWN / QA_REFUSED (the content is gone) with why set.
+ */
+int
+queue_message_text(const char *qid, char **out, size_t *outlen, char *why,
+    size_t whylen)
+{
+	const struct qmsg	*m;
+	char			 path[64], *buf = NULL, *o;
+	const char		*f;
+	size_t			 i, cap, len = 0;
+	ssize_t			 n;
+	int			 fd = -1;
+
+	*out = NULL;
+	*outlen = 0;
+	if (!qid_valid(qid) || (m = qmem_find(qid)) == NULL) {
+		snprintf(why, whylen, "no such message in the queue: %s",
+		    qid_valid(qid) ? qid : "(bad queue id)");
+		return QA_UNKNOWN;
+	}
+	snprintf(path, sizeof(path), "body/%s", m->qid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(why, whylen, "the content of %s is no longer in the "
+		    "spool", m->qid);
+		return QA_REFUSED;
+	}
+	cap = (size_t)m->size + 1;
+	for (i = 0; i < m->ntrace; i++)
+		cap += 2 * strlen(m->trace[i]) + 2;
+	if ((buf = malloc(cap)) == NULL)
+		goto nomem;
+	for (i = m->ntrace; i > 0; i--) {
+		for (f = m->trace[i - 1]; *f != '\0'; f++) {
+			if (*f == '\n' && (f == m->trace[i - 1] || f[-1] != '\r'))
+				buf[len++] = '\r';
+			buf[len++] = *f;
+		}
+		buf[len++] = '\r';
+		buf[len++] = '\n';
+	}
+	while (len < cap - 1) {
+		n = read(fd, buf + len, cap - 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if ((o = realloc(buf, len + 1)) != NULL)
+		buf = o;
+	buf[len] = '\0';
+	close(fd);
+	*out = buf;
+	*outlen = len;
+	return 0;
+nomem:
+	close(fd);
+	free(buf);
+	snprintf(why, whylen, "out of memory");
+	return QA_REFUSED;
 }

@@ -703,6 +703,11 @@ accept_job(struct qmsg *m)
 	for (i = 0; i < m->ntrace; i++)
 		if (qjob_add_event(j, m, "trace", m->trace[i]) == -1)
 			goto fail;
+	/* held from reception (policy, FUTURERELEASE): its state event;
+	 * the trace field above already carries the RFC 6729 clause */
+	if (m->state != MS_NORMAL &&
+	    qjob_add_state_event(j, m, MS_NORMAL, m->state_actor) == -1)
+		goto fail;
 	if ((kl = key_state(key, m->qid, (unsigned)m->state)) == 0 ||
 	    qjob_put(j, QDB_STATE, key, kl, "", 0) == -1)
 		goto fail;
@@ -751,6 +756,7 @@ queue_accept(struct qmsg *m, int fd, void (*done)(void *arg, int rc),
 	m->next_seq = 0;
 	m->done_time = 0;
 	m->inflight = 0;
+	m->state_since = m->arrival;
 	/* RFC 3885 3.3: tracked for min(timeout, tracking_retention) from
 	 * arrival; no timeout = the local default (tracking_retention) */
 	m->mtrk_expiry = 0;

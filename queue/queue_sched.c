@@ -156,11 +156,10 @@ msg_release(struct qmsg *m)
 	qmsg_free(m);
 }
 
-/* status_done - a status commit of m finished (loop thread) */
-static void
-status_done(void *arg, int rc)
+/* sched_status_done - a status commit of m finished (loop thread) */
+void
+sched_status_done(struct qmsg *m, int rc)
 {
-	struct qmsg	*m = arg;
 	struct qpriv	*p = m->priv;
 
 	m->inflight--;
@@ -173,9 +172,15 @@ status_done(void *arg, int rc)
 		msg_release(m);
 }
 
-/* add_finish - every recipient is final: close the message in job j */
-static int
-add_finish(struct qjob *j, struct qmsg *m, time_t now)
+static void
+status_done(void *arg, int rc)
+{
+	sched_status_done(arg, rc);
+}
+
+/* sched_finish - every recipient is final: close the message in job j */
+int
+sched_finish(struct qjob *j, struct qmsg *m, time_t now)
 {
 	unsigned char	 key[QKEY_MAX];
 	struct qpriv	*p = qmsg_priv(m);
@@ -200,8 +205,8 @@ add_finish(struct qjob *j, struct qmsg *m, time_t now)
 	return 0;
 }
 
-static void
-commit_status(struct qjob *j, struct qmsg *m)
+void
+sched_commit(struct qjob *j, struct qmsg *m)
 {
 	m->inflight++;
 	/* delivery results ride on the next accept's log flush (at most
@@ -264,7 +269,9 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		if (st != RS_DELIVERED && st != RS_RELAYED && st != RS_FAILED)
 			st = RS_DEFERRED;
 		if (st == RS_DEFERRED) {
-			limit = m->arrival + (time_t)qs.cfg->queue_lifetime;
+			/* from arrival, or from where holds moved it on */
+			limit = (m->expire_base ? m->expire_base : m->arrival) +
+			    (time_t)qs.cfg->queue_lifetime;
 			if (now >= limit) {
 				st = RS_FAILED;
 				enh = "4.4.7";
@@ -329,7 +336,7 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		bad = 1;	/* RFC 3464 DSNs of the batch (queue_notice.c) */
 	if (!bad) {
 		if (qmsg_due(m, 0) == 0)
-			bad = add_finish(j, m, now) == -1;
+			bad = sched_finish(j, m, now) == -1;
 		else
 			bad = qjob_add_sched(j, m) == -1;
 	}
@@ -350,7 +357,7 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		sched_update(m);
 		return;
 	}
-	commit_status(j, m);
+	sched_commit(j, m);
 	sched_update(m);
 }
 
@@ -392,8 +399,8 @@ smtp_done(void *arg, const struct dlv_result *res, size_t n)
 
 /* ---- dispatch ---- */
 
-static int
-rcpt_is_local(const char *addr)
+int
+sched_rcpt_is_local(const char *addr)
 {
 	const char	*at = strrchr(addr, '@');
 
@@ -446,6 +453,8 @@ dispatch(struct qmsg *m, time_t now)
 	unsigned char	*used = NULL;
 	size_t		 nl = 0, nr = 0, ng, i, k;
 
+	if (msg_held(m))
+		return;		/* held: nothing leaves (queue_state.c) */
 	if ((lidx = calloc(m->nrcpts, sizeof(*lidx))) == NULL ||
 	    (ridx = calloc(m->nrcpts, sizeof(*ridx))) == NULL ||
 	    (grp = calloc(m->nrcpts, sizeof(*grp))) == NULL ||
@@ -457,7 +466,7 @@ dispatch(struct qmsg *m, time_t now)
 		if (rcpt_status_final(r->status) || r->busy ||
 		    r->next_attempt > now)
 			continue;
-		if (rcpt_is_local(r->addr))
+		if (sched_rcpt_is_local(r->addr))
 			lidx[nl++] = i;
 		else
 			ridx[nr++] = i;
@@ -551,6 +560,12 @@ sched_cb(evutil_socket_t fd, short what, void *arg)
 		if (((struct qpriv *)m->priv)->due > now ||
 		    qs.inflight >= inflight_cap())
 			break;
+		if (m->state == MS_TIMED) {
+			sched_release_due(m);	/* FUTURERELEASE time came */
+			if (nheap > 0 && heap[0] == m && msg_held(m))
+				heap_remove(m);	/* never spin */
+			continue;
+		}
 		dispatch(m, now);
 		sched_update(m);
 		if (nheap > 0 && heap[0] == m &&
@@ -618,9 +633,19 @@ sched_update(struct qmsg *m)
 
 	if (p == NULL)
 		return;
+	if (msg_held(m) && m->done_time == 0 && !p->finishing &&
+	    qmsg_due(m, 0) != 0) {
+		/* held: only a timed message has a time to come back at */
+		if (m->state != MS_TIMED || qs.stopping)
+			heap_remove(m);
+		else if (heap_set(m, m->hold_until > 0 ? m->hold_until : 1) == -1)
+			log_warnx("qid=%s cannot be scheduled (out of memory)",
+			    m->qid);
+		return;
+	}
 	if (m->done_time == 0 && !p->finishing && qmsg_due(m, 0) == 0 &&
 	    m->inflight == 0 && !qs.stopping) {
-		if ((j = qjob_new()) == NULL || add_finish(j, m, time(NULL)) == -1) {
+		if ((j = qjob_new()) == NULL || sched_finish(j, m, time(NULL)) == -1) {
 			qjob_free(j);
 			m->done_time = 0;
 			p->finishing = 0;
@@ -628,7 +653,7 @@ sched_update(struct qmsg *m)
 			heap_remove(m);
 			return;
 		}
-		commit_status(j, m);
+		sched_commit(j, m);
 		return;
 	}
 	due = (m->done_time || p->finishing || qs.stopping) ? 0 :
@@ -681,7 +706,7 @@ queue_flush(void)
 			    m->qid);
 			qjob_free(j);
 		} else
-			commit_status(j, m);
+			sched_commit(j, m);
 		sched_update(m);
 		count += (int)nk;
 	}

@@ -11,7 +11,16 @@
  * From-domain is the HELO name when it is a valid Domain or address
  * literal, else the client's address literal; the TLS line only when
  * m->tls; "for" only with exactly one recipient; DATE = m->arrival.
- * Not here: RFC 6729 state clauses (later issues).
+ * RFC 6729: a message held from reception (m->state not normal) gets
+ *   	state KEYWORD[/VALUE] (REASON)
+ * before the "; DATE" of that field (an Additional-Registered-Clause of
+ * RFC 5321 4.4); a later entry into a state, and the release, get a
+ * field of their own (queue_trace_state):
+ *   Received: from HOSTNAME
+ *   	by HOSTNAME id QID
+ *   	state KEYWORD[/VALUE] (REASON); DATE
+ * The reason is a comment: printable ASCII, "(", ")" and "\" quoted,
+ * at most TRACE_REASON_MAX octets.
  */
 
 #include <stdio.h>
@@ -20,6 +29,54 @@
 #include "common/syntax.h"
 #include "common/util.h"
 #include "queue/queue_int.h"
+
+#define TRACE_REASON_MAX	200
+
+/* state_clause - "\n\tstate KW[/VALUE][ (REASON)]" into out */
+static int
+state_clause(enum msg_state st, const char *value, const char *reason,
+    char *out, size_t outlen)
+{
+	char	 com[2 * TRACE_REASON_MAX + 4];
+	size_t	 i, o = 0;
+	int	 n;
+
+	if (value != NULL && mime_check_token(value, strlen(value)) == -1)
+		value = NULL;		/* never a malformed clause */
+	if (reason != NULL && *reason != '\0') {
+		com[o++] = ' ';
+		com[o++] = '(';
+		for (i = 0; reason[i] != '\0' && i < TRACE_REASON_MAX; i++) {
+			unsigned char c = (unsigned char)reason[i];
+
+			if (c == '(' || c == ')' || c == '\\')
+				com[o++] = '\\';
+			com[o++] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+		}
+		com[o++] = ')';
+	}
+	com[o] = '\0';
+	n = snprintf(out, outlen, "\n\tstate %s%s%s%s", msg_state_name(st),
+	    value ? "/" : "", value ? value : "", com);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* queue_trace_state - the field of a later entry into st, or a release */
+int
+queue_trace_state(const struct qmsg *m, const char *hostname,
+    enum msg_state st, const char *value, const char *reason, time_t when,
+    char *out, size_t outlen)
+{
+	char	clause[2 * TRACE_REASON_MAX + 300], date[64];
+	int	n;
+
+	if (state_clause(st, value, reason, clause, sizeof(clause)) == -1 ||
+	    rfc5322_date(when, date, sizeof(date)) == -1)
+		return -1;
+	n = snprintf(out, outlen, "Received: from %s\n\tby %s id %s%s; %s",
+	    hostname, hostname, m->qid, clause, date);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
 
 /* addr_literal - "[192.0.2.1]" / "[IPv6:2001:db8::1]" from a text address */
 static int
@@ -50,6 +107,7 @@ queue_trace_received(const struct qmsg *m, const char *hostname,
     const char *proto, char *out, size_t outlen)
 {
 	char		 lit[80], date[64], tls[160], forpart[SMTP_PATH_MAX + 16];
+	char		 clause[2 * TRACE_REASON_MAX + 300] = "";
 	const char	*from, *sp;
 	int		 n;
 
@@ -74,13 +132,16 @@ queue_trace_received(const struct qmsg *m, const char *hostname,
 		if (n < 0 || (size_t)n >= sizeof(forpart))
 			return -1;
 	}
+	if (m->state != MS_NORMAL && state_clause(m->state, m->state_value,
+	    m->state_reason, clause, sizeof(clause)) == -1)
+		return -1;
 	if (name_ok(m->client_name))
 		n = snprintf(out, outlen, "Received: from %s (%s %s)%s\n\tby %s "
-		    "with %s id %s%s; %s", from, m->client_name, lit, tls,
-		    hostname, proto, m->qid, forpart, date);
+		    "with %s id %s%s%s; %s", from, m->client_name, lit, tls,
+		    hostname, proto, m->qid, forpart, clause, date);
 	else
 		n = snprintf(out, outlen, "Received: from %s (%s)%s\n\tby %s "
-		    "with %s id %s%s; %s", from, lit, tls, hostname, proto,
-		    m->qid, forpart, date);
+		    "with %s id %s%s%s; %s", from, lit, tls, hostname, proto,
+		    m->qid, forpart, clause, date);
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }

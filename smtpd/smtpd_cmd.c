@@ -292,15 +292,74 @@ hello_do(struct smtpd_session *s, const char *arg, size_t len, int esmtp)
 static int
 cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 {
+	char	fr[80] = "", until[32];
+
 	if (hello_do(s, arg, len, 1) == CMD_FAIL)
 		return CMD_FAIL;
+	/* RFC 4865 4.2: FUTURERELEASE on submission listeners only, with
+	 * the longest interval and the latest date-time accepted */
+	if (s->submission && rfc3339_format(time(NULL) +
+	    (time_t)smtpd_cfg->future_release_max, until, sizeof(until)) == 0)
+		snprintf(fr, sizeof(fr), "\nFUTURERELEASE %u %s",
+		    smtpd_cfg->future_release_max, until);
 	smtpd_reply(s, 250, SMTPD_NOENH,
 	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
-	    "MTRK%s%s",
-	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size,
+	    "MTRK%s%s%s",
+	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size, fr,
 	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "",
 	    smtpd_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
 	return CMD_OK;
+}
+
+/*
+ * mail_hold - RFC 4865 4.2: HOLDFOR / HOLDUNTIL within the advertised
+ * limits (else 501 5.5.4), then the message waits in state timed.  A
+ * HOLDUNTIL already past asks for no hold.  -1 after replying.
+ */
+static int
+mail_hold(struct smtpd_session *s, const struct esmtp_params *ep,
+    struct qmsg *m)
+{
+	time_t		now = time(NULL), until;
+	char		text[48], when[32];
+
+	if (ep->hold == HOLD_FOR) {
+		if ((unsigned long)ep->hold_for > smtpd_cfg->future_release_max) {
+			smtpd_reply(s, 501, 5, 5, 4, "HOLDFOR exceeds the "
+			    "maximum of %u seconds",
+			    smtpd_cfg->future_release_max);
+			return -1;
+		}
+		until = now + (time_t)ep->hold_for;
+		snprintf(text, sizeof(text), "for;%ld", ep->hold_for);
+	} else {
+		if (ep->hold_until > now +
+		    (time_t)smtpd_cfg->future_release_max) {
+			smtpd_reply(s, 501, 5, 5, 4, "HOLDUNTIL exceeds the "
+			    "maximum release date-time");
+			return -1;
+		}
+		until = ep->hold_until;
+		snprintf(text, sizeof(text), "until;%s", ep->hold_text);
+	}
+	if (until <= now)
+		return 0;
+	if (rfc3339_format(until, when, sizeof(when)) == -1)
+		when[0] = '\0';
+	free(m->future_release);
+	free(m->state_reason);
+	free(m->state_actor);
+	m->future_release = strdup(text);
+	m->state_reason = NULL;
+	if (when[0] != '\0' && asprintf(&m->state_reason, "release at %s",
+	    when) < 0)
+		m->state_reason = NULL;
+	m->state_actor = strdup("protocol FUTURERELEASE");
+	if (m->future_release == NULL || m->state_actor == NULL)
+		return -2;
+	m->state = MS_TIMED;
+	m->hold_until = until;
+	return 0;
 }
 
 static int
@@ -369,8 +428,8 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	why = NULL;
 	pr = esmtp_parse_params(rest, restlen, PARAM_MAIL,
-	    SMTPD_EXTS | (s->submission ? EXT_AUTH : 0), &ep,
-	    &why);
+	    SMTPD_EXTS | (s->submission ? EXT_AUTH | EXT_FUTURERELEASE : 0),
+	    &ep, &why);
 	if (pr != PARAM_OK) {
 		params_reply(s, pr, why);
 		return CMD_FAIL;
@@ -406,6 +465,13 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	t->m->ret = ep.ret;			/* RFC 3461 / RFC 3885 */
 	t->m->mtrk_timeout = ep.has_mtrk ? ep.mtrk_timeout : 0;
+	if (ep.hold && (r = mail_hold(s, &ep, t->m)) != 0) {
+		qmsg_free(t->m);
+		free(t);
+		if (r == -2)
+			goto nomem;
+		return CMD_FAIL;
+	}
 	s->txn = t;
 	smtpd_set_state(s, SMTPD_MAIL);
 	smtpd_reply(s, 250, 2, 1, 0, "Ok");

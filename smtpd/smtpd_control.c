@@ -4,9 +4,14 @@
  * Owns: the unix stream socket cfg->control (mode 0660, owner = the
  *       daemon's user), one request per connection: one JSON line in
  *       (at most CTL_MAX_LINE bytes), one JSON line out, then close.
- * Protocol: /work/notes/CONTROL.md; requests "queue" [state], "show" qid,
- *       "flush"; answers {"ok":true,"result":...} or
- *       {"ok":false,"error":"...","reason":"unknown_qid|not_allowed|bad_request"}.
+ * Protocol: requests {"cmd":"queue"[,"state":"S[/VALUE]"]},
+ *       {"cmd":"show","qid":Q}, {"cmd":"message","qid":Q} (the stored
+ *       message, base64), {"cmd":"flush"}, and the operator actions
+ *       {"cmd":"hold"|"release"|"delete","qid":Q[,"bounce":true]};
+ *       answers {"ok":true,"result":...} or {"ok":false,"error":"...",
+ *       "reason":"unknown_qid|not_allowed|bad_request|failed"}.  An
+ *       action is answered only once its change is on stable storage;
+ *       its actor is the peer's Unix user (SO_PEERCRED).
  * Creation: never by name in a directory another user can write.  In a
  *       directory only root writes (or a sticky one) root binds before
  *       the drop and gives the socket away with fchownat (no follow); in
@@ -21,6 +26,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +45,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/syntax.h"
 #include "common/util.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_int.h"
@@ -50,7 +58,9 @@ struct ctl_conn {
 	struct event		*timer;
 	int			 closing;	/* 1: reply queued; 2: written, lingering */
 	int			 eof;		/* the client shut down its side */
+	int			 pending;	/* an action waits for its commit */
 	unsigned		 id;
+	char			 user[64];	/* the peer's Unix user (SO_PEERCRED) */
 	struct ctl_conn		*prev, *next;
 };
 
@@ -346,12 +356,17 @@ ctl_ok(json_t *result)
 	return json_pack("{s:b,s:o}", "ok", 1, "result", result);
 }
 
-/* ctl_do_queue - {"cmd":"queue"[,"state":S]} */
+/* a handler's answer that comes later (ctl_action_done) */
+static int		 ctl_pending_tag;
+#define CTL_PENDING	((json_t *)(void *)&ctl_pending_tag)
+
+/* ctl_do_queue - {"cmd":"queue"[,"state":"S[/VALUE]"]} */
 static json_t *
 ctl_do_queue(struct ctl_conn *c, json_t *req)
 {
 	json_t		*js, *res;
-	const char	*sname = NULL;
+	const char	*sname = NULL, *slash;
+	char		 kw[32], value[128] = "";
 	int		 state = -1;
 
 	(void)c;
@@ -361,15 +376,153 @@ ctl_do_queue(struct ctl_conn *c, json_t *req)
 			return ctl_error("bad_request", "state must be a "
 			    "string");
 		sname = json_string_value(js);
-		if ((state = msg_state_parse(sname)) < 0)
+		slash = strchr(sname, '/');
+		snprintf(kw, sizeof(kw), "%.*s", slash ? (int)(slash - sname) :
+		    (int)strlen(sname), sname);
+		if (slash != NULL && (snprintf(value, sizeof(value), "%s",
+		    slash + 1) >= (int)sizeof(value) ||
+		    mime_check_token(value, strlen(value)) == -1))
+			return ctl_error("bad_request", "bad state value: "
+			    "%.64s", sname);
+		if ((state = msg_state_parse(kw)) < 0)
 			return ctl_error("bad_request", "unknown state: %.64s",
 			    sname);
 	}
-	if ((res = queue_list_json(state)) == NULL)
+	if ((res = queue_list_json(state, value[0] ? value : NULL)) == NULL)
 		return ctl_error("bad_request", "cannot list the queue");
-	log_info("control: queue%s%s (%zu message%s)",
+	log_info("control: queue%s%s%s%s (%zu message%s)",
 	    sname ? " state=" : "", sname ? msg_state_name(state) : "",
-	    json_array_size(res), json_array_size(res) == 1 ? "" : "s");
+	    value[0] ? "/" : "", value, json_array_size(res),
+	    json_array_size(res) == 1 ? "" : "s");
+	return ctl_ok(res);
+}
+
+/* ctl_qid - the request's "qid", or NULL with *err set */
+static const char *
+ctl_qid(json_t *req, const char *cmd, json_t **err)
+{
+	json_t	*jq = json_object_get(req, "qid");
+
+	if (!json_is_string(jq)) {
+		*err = ctl_error("bad_request", "%s needs a \"qid\" string",
+		    cmd);
+		return NULL;
+	}
+	return json_string_value(jq);
+}
+
+/* ctl_action_done - an action's commit finished: answer, if still there */
+static void
+ctl_action_done(void *arg, int rc, const char *msg)
+{
+	unsigned	 id = (unsigned)(uintptr_t)arg;
+	struct ctl_conn	*c;
+
+	for (c = ctl.conns; c != NULL; c = c->next)
+		if (c->id == id && c->pending)
+			break;
+	if (c == NULL) {
+		log_info("control: #%u left before its answer: %s", id, msg);
+		return;
+	}
+	c->pending = 0;
+	ctl_reply(c, rc == 0 ? ctl_ok(json_pack("{s:s}", "message", msg)) :
+	    ctl_error("failed", "%s", msg));
+}
+
+/* ctl_do_action - hold / release / delete [bounce] one message */
+static json_t *
+ctl_do_action(struct ctl_conn *c, json_t *req, const char *cmd)
+{
+	enum queue_action	 a;
+	json_t			*err = NULL;
+	const char		*qid;
+	char			 msg[256], actor[96], esc[80];
+	int			 rc;
+
+	if ((qid = ctl_qid(req, cmd, &err)) == NULL)
+		return err;
+	if (strcmp(cmd, "hold") == 0)
+		a = QA_HOLD;
+	else if (strcmp(cmd, "release") == 0)
+		a = QA_RELEASE;
+	else
+		a = json_is_true(json_object_get(req, "bounce")) ? QA_BOUNCE :
+		    QA_DELETE;
+	snprintf(actor, sizeof(actor), "operator %s", c->user);
+	log_escape(esc, sizeof(esc), qid, strlen(qid));
+	rc = queue_action(qid, a, actor, msg, sizeof(msg), ctl_action_done,
+	    (void *)(uintptr_t)c->id);
+	switch (rc) {
+	case 0:
+		log_info("control: %s%s %s by %s", cmd, a == QA_BOUNCE ?
+		    " --bounce" : "", esc, c->user);
+		c->pending = 1;
+		bufferevent_disable(c->bev, EV_READ);
+		return CTL_PENDING;
+	case QA_UNKNOWN:
+		log_info("control: %s %s by %s: unknown queue id", cmd, esc,
+		    c->user);
+		return ctl_error("unknown_qid", "%s", msg);
+	case QA_REFUSED:
+		log_info("control: %s %s by %s refused: %s", cmd, esc, c->user,
+		    msg);
+		return ctl_error("not_allowed", "%s", msg);
+	default:
+		return ctl_error("failed", "%s", msg);
+	}
+}
+
+static json_t *
+ctl_do_hold(struct ctl_conn *c, json_t *req)
+{
+	return ctl_do_action(c, req, "hold");
+}
+
+static json_t *
+ctl_do_release(struct ctl_conn *c, json_t *req)
+{
+	return ctl_do_action(c, req, "release");
+}
+
+static json_t *
+ctl_do_delete(struct ctl_conn *c, json_t *req)
+{
+	return ctl_do_action(c, req, "delete");
+}
+
+/* ctl_do_message - {"cmd":"message","qid":Q}: the stored message as it
+ * would be delivered (trace fields, then the content), base64 */
+static json_t *
+ctl_do_message(struct ctl_conn *c, json_t *req)
+{
+	json_t		*err = NULL, *res;
+	const char	*qid;
+	char		*text = NULL, *b64, why[256], esc[80];
+	size_t		 len = 0, cap;
+	int		 rc, n;
+
+	(void)c;
+	if ((qid = ctl_qid(req, "message", &err)) == NULL)
+		return err;
+	log_escape(esc, sizeof(esc), qid, strlen(qid));
+	if ((rc = queue_message_text(qid, &text, &len, why,
+	    sizeof(why))) != 0) {
+		log_info("control: message %s: %s", esc, why);
+		return ctl_error(rc == QA_UNKNOWN ? "unknown_qid" :
+		    "not_allowed", "%s", why);
+	}
+	cap = 4 * ((len + 2) / 3) + 1;
+	if ((b64 = malloc(cap)) == NULL ||
+	    (n = base64_encode((unsigned char *)text, len, b64, cap)) < 0) {
+		free(text);
+		free(b64);
+		return ctl_error("failed", "out of memory");
+	}
+	free(text);
+	res = json_pack("{s:I,s:s}", "size", (json_int_t)len, "base64", b64);
+	free(b64);
+	log_info("control: message %s (%zu bytes)", esc, len);
 	return ctl_ok(res);
 }
 
@@ -416,6 +569,10 @@ static const struct ctl_cmd {
 	{ "queue",	ctl_do_queue },
 	{ "show",	ctl_do_show },
 	{ "flush",	ctl_do_flush },
+	{ "message",	ctl_do_message },
+	{ "hold",	ctl_do_hold },
+	{ "release",	ctl_do_release },
+	{ "delete",	ctl_do_delete },
 };
 
 /* ctl_dispatch - parse one request line and answer it */
@@ -453,6 +610,10 @@ ctl_dispatch(struct ctl_conn *c, const char *line, size_t len)
 		goto out;
 	}
 	ans = ctl_cmds[i].fn(c, req);
+	if (ans == CTL_PENDING) {
+		json_decref(req);	/* ctl_action_done answers */
+		return;
+	}
 	if (ans == NULL)
 		ans = ctl_error("bad_request", "out of memory");
 out:
@@ -601,6 +762,25 @@ ctl_conn_free(struct ctl_conn *c)
 	free(c);
 }
 
+/* ctl_peer_user - the Unix user name of the peer, "uid N" without one */
+static void
+ctl_peer_user(int fd, char *out, size_t outlen)
+{
+	struct ucred	 uc;
+	struct passwd	 pw, *pp = NULL;
+	socklen_t	 len = sizeof(uc);
+	char		 buf[1024];
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1) {
+		snprintf(out, outlen, "unknown");
+		return;
+	}
+	if (getpwuid_r(uc.uid, &pw, buf, sizeof(buf), &pp) == 0 && pp != NULL)
+		snprintf(out, outlen, "%s", pp->pw_name);
+	else
+		snprintf(out, outlen, "uid %lu", (unsigned long)uc.uid);
+}
+
 static void
 ctl_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -618,6 +798,7 @@ ctl_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	c->id = ++ctl.nextid;
+	ctl_peer_user(fd, c->user, sizeof(c->user));
 	c->bev = bufferevent_socket_new(ctl.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(ctl.base, ctl_timer_cb, c);
 	if (c->bev == NULL || c->timer == NULL) {

@@ -374,6 +374,11 @@ smtpd_data_end(struct smtpd_session *s)
 	}
 
 	m->arrival = time(NULL);
+	/* RFC 4865 4.2: HOLDFOR counts from the acceptance */
+	if (m->state == MS_TIMED && m->future_release != NULL &&
+	    strncmp(m->future_release, "for;", 4) == 0)
+		m->hold_until = m->arrival + strtol(m->future_release + 4,
+		    NULL, 10);
 	m->size = t->size;
 	m->body_8bit = t->eightbit;
 	if ((m->client_addr = strdup(s->addr)) == NULL ||

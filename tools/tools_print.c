@@ -120,11 +120,18 @@ print_state(FILE *fp, json_t *m, const char *prefix)
 	const char	*state = jstr(m, "state");
 	const char	*value = jstr(m, "state_value");
 
+	const char	*reason = jstr(m, "state_reason");
+
 	fputs(prefix, fp);
 	put_safe(fp, state ? state : "normal", NULL);
 	if (value != NULL && *value != '\0') {
 		fputc('/', fp);
 		put_safe(fp, value, NULL);
+	}
+	if (reason != NULL && *reason != '\0') {
+		fputs(" (", fp);
+		put_safe(fp, reason, NULL);
+		fputc(')', fp);
 	}
 	fputc('\n', fp);
 }
@@ -198,7 +205,13 @@ print_msg_line(FILE *fp, json_t *m)
 	int	has;
 	double	t, size;
 
+	const char	*state = jstr(m, "state");
+
 	put_safe(fp, jstr(m, "queue_id"), NULL);
+	/* a held message is marked "!", as Postfix's mailq marks its hold queue */
+	if (state != NULL && strcmp(state, "normal") != 0 &&
+	    strcmp(state, "outbound") != 0)
+		fputc('!', fp);
 	t = jnum(m, "arrival_time", &has);
 	fmt_time(has ? t : -1, 0, tbuf, sizeof(tbuf));
 	size = jnum(m, "size", NULL);

@@ -5,6 +5,8 @@
  *       JSON request line, one JSON answer line; /work/notes/CONTROL.md),
  *       --json output (JSON Lines for `queue`), exit codes.
  * Commands (issue 3): queue [--state S] [--json], show QID [--json], flush.
+ * Issue 9: queue --state S[/VALUE], show QID --message, hold QID,
+ *       release QID, delete QID [--bounce].
  * Issue 5: sendmail (tools_sendmail.c; it uses the whole configuration,
  *       not the control socket).  Run as `sendmail` (argv[0]) it is that
  *       command, as `mailq` it is `waymark queue`; both take -C FILE or
@@ -27,6 +29,7 @@
 #include <jansson.h>
 
 #include "common/cfg.h"
+#include "common/syntax.h"
 #include "common/util.h"
 #include "tools/tools.h"
 
@@ -36,7 +39,10 @@
 struct opts {
 	const char	*state;
 	const char	*qid;
+	const char	*cmd;		/* the command's name */
 	int		 json;
+	int		 message;	/* show --message */
+	int		 bounce;	/* delete --bounce */
 	struct sendmail_opts sm;
 };
 
@@ -58,10 +64,13 @@ static const char *const states[] = {
 static int	parse_queue(int, char **, struct opts *);
 static int	parse_show(int, char **, struct opts *);
 static int	parse_flush(int, char **, struct opts *);
+static int	parse_action(int, char **, struct opts *);
+static int	run_action(const char *, const struct opts *);
 static int	parse_sendmail(int, char **, struct opts *);
 static int	run_queue(const char *, const struct opts *);
 static int	run_show(const char *, const struct opts *);
 static int	run_flush(const char *, const struct opts *);
+static int	run_message(const char *, const struct opts *);
 
 static const struct command commands[] = {
 	{ "queue", "[--state S] [--json]",
@@ -70,15 +79,30 @@ static const struct command commands[] = {
 	  "             convert, moderation, quarantine, timed, outbound, other)\n"
 	  "  --json     JSON Lines: one object per message, nothing when empty\n",
 	  parse_queue, run_queue },
-	{ "show", "QID [--json]",
+	{ "show", "QID [--json | --message]",
 	  "show one message, its recipients and its events in time order",
 	  "  QID        the queue id (as in `waymark queue` or the 250 reply)\n"
+	  "  --message  print the stored message instead: Waymark's Received:\n"
+	  "             fields as they would be delivered, then the content\n"
 	  "  --json     the message object with \"events\" on one line\n",
 	  parse_show, run_show },
 	{ "flush", "",
 	  "make every deferred recipient due for delivery now",
 	  "",
 	  parse_flush, run_flush },
+	{ "hold", "QID",
+	  "hold a queued message (state other/hold) until released",
+	  "  QID        a message in state normal or outbound\n",
+	  parse_action, run_action },
+	{ "release", "QID",
+	  "release a held message (quarantine, moderation, hold, timed)",
+	  "  QID        a message in a held state; it is delivered now\n",
+	  parse_action, run_action },
+	{ "delete", "QID [--bounce]",
+	  "delete a queued message: its pending recipients fail (5.7.1)",
+	  "  --bounce   send the sender a failure DSN where one is due\n"
+	  "             (without it the message is dropped silently)\n",
+	  parse_action, run_action },
 	{ "sendmail", "[-f FROM] [-F NAME] [-t] [-i] [-N NOTIFY] [-R RET] "
 	  "[-V ENVID] [--track] [RCPT...]",
 	  "submit a message read on stdin to the daemon by SMTP",
@@ -165,8 +189,12 @@ parse_queue(int argc, char **argv, struct opts *o)
 			    "queue: unexpected argument: %s", argv[i]);
 	}
 	if (o->state != NULL) {
+		size_t kwlen = strcspn(o->state, "/");
+
 		for (k = 0; k < sizeof(states) / sizeof(states[0]); k++)
-			if (strcmp(o->state, states[k]) == 0)
+			if (strlen(states[k]) == kwlen &&
+			    strncmp(o->state, states[k], kwlen) == 0 &&
+			    (o->state[kwlen] == '\0' || o->state[kwlen + 1] != '\0'))
 				break;
 		if (k == sizeof(states) / sizeof(states[0]))
 			return usage_error(&commands[0],
@@ -183,6 +211,8 @@ parse_show(int argc, char **argv, struct opts *o)
 	for (i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			o->json = 1;
+		else if (strcmp(argv[i], "--message") == 0)
+			o->message = 1;
 		else if (argv[i][0] == '-' && argv[i][1] != '\0')
 			return usage_error(&commands[1],
 			    "show: unknown option: %s", argv[i]);
@@ -194,6 +224,35 @@ parse_show(int argc, char **argv, struct opts *o)
 	}
 	if (o->qid == NULL)
 		return usage_error(&commands[1], "show: missing QID%s", "");
+	if (o->json && o->message)
+		return usage_error(&commands[1], "show: --json and --message "
+		    "exclude each other%s", "");
+	return 0;
+}
+
+static const struct command *find_command(const char *name);
+
+/* parse_action - hold QID / release QID / delete QID [--bounce] */
+static int
+parse_action(int argc, char **argv, struct opts *o)
+{
+	const struct command	*c = find_command(o->cmd);
+	int			 i;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--bounce") == 0 &&
+		    strcmp(o->cmd, "delete") == 0)
+			o->bounce = 1;
+		else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return usage_error(c, "unknown option: %s", argv[i]);
+		else if (o->qid == NULL)
+			o->qid = argv[i];
+		else
+			return usage_error(c, "unexpected argument: %s",
+			    argv[i]);
+	}
+	if (o->qid == NULL)
+		return usage_error(c, "missing QID%s", "");
 	return 0;
 }
 
@@ -395,12 +454,65 @@ run_queue(const char *ctl, const struct opts *o)
 	return rc != EX_WM_OK ? rc : out_done();
 }
 
+/* run_message - show QID --message: the stored message, LF line ends
+ * like a delivered Maildir file */
+static int
+run_message(const char *ctl, const struct opts *o)
+{
+	json_t		*res;
+	const char	*b64;
+	unsigned char	*raw;
+	size_t		 len, i;
+	int		 n, rc;
+
+	rc = ctl_request(ctl, json_pack("{s:s,s:s}", "cmd", "message", "qid",
+	    o->qid), &res);
+	if (rc != EX_WM_OK)
+		return rc;
+	b64 = json_string_value(json_object_get(res, "base64"));
+	len = b64 != NULL ? strlen(b64) : 0;
+	if (b64 == NULL || (raw = malloc(len / 4 * 3 + 3)) == NULL ||
+	    (n = base64_decode(b64, len, raw, len / 4 * 3 + 3)) < 0) {
+		fprintf(stderr, "waymark: malformed answer from the daemon\n");
+		json_decref(res);
+		return EX_WM_FAIL;
+	}
+	for (i = 0; i < (size_t)n; i++)
+		if (!(raw[i] == '\r' && i + 1 < (size_t)n && raw[i + 1] == '\n'))
+			putchar(raw[i]);
+	free(raw);
+	json_decref(res);
+	return out_done();
+}
+
+/* run_action - hold / release / delete [--bounce]: answered once the
+ * change is on stable storage */
+static int
+run_action(const char *ctl, const struct opts *o)
+{
+	json_t		*req, *res;
+	const char	*msg;
+	int		 rc;
+
+	req = o->bounce ? json_pack("{s:s,s:s,s:b}", "cmd", o->cmd, "qid",
+	    o->qid, "bounce", 1) : json_pack("{s:s,s:s}", "cmd", o->cmd,
+	    "qid", o->qid);
+	if ((rc = ctl_request(ctl, req, &res)) != EX_WM_OK)
+		return rc;
+	msg = json_string_value(json_object_get(res, "message"));
+	printf("%s\n", msg != NULL ? msg : "done");
+	json_decref(res);
+	return out_done();
+}
+
 static int
 run_show(const char *ctl, const struct opts *o)
 {
 	json_t	*res;
 	int	 rc;
 
+	if (o->message)
+		return run_message(ctl, o);
 	rc = ctl_request(ctl, json_pack("{s:s,s:s}", "cmd", "show", "qid",
 	    o->qid), &res);
 	if (rc != EX_WM_OK)
@@ -435,6 +547,18 @@ run_flush(const char *ctl, const struct opts *o)
 	    n == 1 ? "" : "s");
 	json_decref(res);
 	return out_done();
+}
+
+/* find_command - the command table entry of name, or NULL */
+static const struct command *
+find_command(const char *name)
+{
+	size_t	k;
+
+	for (k = 0; name != NULL && k < NCOMMANDS; k++)
+		if (strcmp(commands[k].name, name) == 0)
+			return &commands[k];
+	return NULL;
 }
 
 /* run_with_config - load path (NULL = the default), run c */
@@ -557,6 +681,7 @@ main(int argc, char *argv[])
 			return EX_WM_OK;
 		}
 	memset(&o, 0, sizeof(o));
+	o.cmd = c->name;
 	if ((rc = c->parse(argc - i - 1, argv + i + 1, &o)) != 0) {
 		if (c->run == NULL)
 			cmd_usage(stderr, c);

@@ -1,0 +1,404 @@
+"""
+Handling states (issue 9): RFC 6729 state-annotated Received fields,
+FUTURERELEASE (RFC 4865, state timed), the operator's hold / release /
+delete, `waymark queue --state`, `show --message`, mailq's marks.
+
+The delivered messages' Received fields are parsed here by a parser
+written from the ABNF of RFC 5321 4.4 (Stamp) and RFC 6729 3 (State),
+not by Waymark's code; their order and dates are checked against the
+message's events.
+"""
+
+import base64
+import email.utils
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from aiosmtpd.controller import Controller
+
+from conftest import (SMTPConn, assert_reply, ehlo_keywords, free_port,
+                      make_message, queued_qid, split_message, wait_for)
+
+USER, PASSWORD = "alice", "s3cret"
+
+REGISTERED = {"auth", "content", "convert", "moderation", "normal", "other",
+              "outbound", "quarantine", "timed"}
+TSPECIALS = set('()<>@,;:\\"/[]?=')
+
+
+# ----------------------------------------------------------- the parser
+
+def is_token(s):
+    """RFC 2045 token: 1*<any CHAR except SPACE, CTLs, or tspecials>."""
+    return bool(s) and all(33 <= ord(c) <= 126 and c not in TSPECIALS
+                           for c in s)
+
+
+def strip_comments(s):
+    """Remove RFC 5322 comments (nested, with quoted-pairs); return the
+    text and the list of comments' contents."""
+    out, comments, depth, cur, i = [], [], 0, [], 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and depth > 0 and i + 1 < len(s):
+            cur.append(s[i + 1])
+            i += 2
+            continue
+        if c == "(":
+            if depth > 0:
+                cur.append(c)
+            depth += 1
+        elif c == ")" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                comments.append("".join(cur))
+                cur = []
+                out.append(" ")
+            else:
+                cur.append(c)
+        elif depth > 0:
+            cur.append(c)
+        else:
+            out.append(c)
+        i += 1
+    assert depth == 0, "unbalanced comment in %r" % s
+    return "".join(out), comments
+
+
+def parse_received(field):
+    """One unfolded Received field -> dict(from, by, with, id, for,
+    state, value, reason, date).  Asserts the RFC 5321 / RFC 6729 form:
+    Received: from D [by D] [with W] [id I] [for <P>] [state KW[/V]]
+    ; date-time."""
+    assert field.startswith("Received:"), field
+    body = field[len("Received:"):]
+    assert ";" in body, field
+    clauses, date = body.rsplit(";", 1)
+    dt = email.utils.parsedate_to_datetime(date.strip())
+    assert dt.tzinfo is not None, date
+    text, comments = strip_comments(clauses)
+    words = text.split()
+    out = {"date": dt.timestamp(), "comments": comments, "state": None,
+           "value": None}
+    order = ["from", "by", "via", "with", "id", "for", "state"]
+    last = -1
+    i = 0
+    while i < len(words):
+        kw = words[i].lower()
+        assert kw in order, "unknown clause %r in %r" % (words[i], field)
+        assert order.index(kw) > last, "clause %r out of order in %r" % (
+            kw, field)
+        last = order.index(kw)
+        assert i + 1 < len(words), "clause %r without value: %r" % (kw, field)
+        val = words[i + 1]
+        if kw == "state":
+            k, _, v = val.partition("/")
+            assert is_token(k), val
+            assert k.lower() in REGISTERED, val
+            if _:
+                assert is_token(v), "state value %r not a token" % v
+            out["state"], out["value"] = k.lower(), (v or None)
+        else:
+            out[kw] = val
+        i += 2
+    assert "from" in out, "RFC 5321 Stamp needs from: %r" % field
+    # the reason is the comment after the state clause
+    m = re.search(r"\bstate\s+\S+\s*\(((?:[^()\\]|\\.)*)\)", clauses)
+    out["reason"] = re.sub(r"\\(.)", r"\1", m.group(1)) if m else None
+    return out
+
+
+def waymark_fields(data, host="mx.test"):
+    """The Received fields Waymark added (by mx.test), newest first."""
+    _, fields, _ = split_message(data)
+    return [parse_received(f) for f in fields
+            if re.search(r"\bby %s\b" % host, f)]
+
+
+def events(d, qid, kind=None):
+    ev = d.show_json(qid)["events"]
+    return [e for e in ev if kind is None or e["kind"] == kind]
+
+
+# ------------------------------------------------------------- helpers
+
+def crypt_hash(password):
+    p = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password,
+                       capture_output=True, text=True, check=True)
+    return p.stdout.strip()
+
+
+def sub_daemon(daemon_factory, extra=None):
+    d = daemon_factory(start=False)
+    d.sub_port = free_port()
+    users = os.path.join(d.dir, "users")
+    with open(users, "w") as f:
+        f.write("%s:%s\n" % (USER, crypt_hash(PASSWORD)))
+    os.chmod(users, 0o644)
+    d.config.update({"submission": "127.0.0.1:%d" % d.sub_port,
+                     "auth_users": users,
+                     "submission_plaintext_auth": "yes"})
+    d.config.update(extra or {})
+    d.write_config()
+    d.start()
+    return d
+
+
+def sub_conn(d):
+    c = SMTPConn(d.sub_port)
+    r = c.ehlo()
+    plain = base64.b64encode(("\0%s\0%s" % (USER, PASSWORD)).encode())
+    assert_reply(c.cmd("AUTH PLAIN " + plain.decode()), 235)
+    c.ehlo_reply = r
+    return c
+
+
+def submit_held(d, params, to="bob@example.org", subject="held"):
+    with sub_conn(d) as c:
+        r = c.mail_transaction("alice@example.org", [to],
+                               make_message(subject=subject, to=to),
+                               params=params)
+    return queued_qid(r)
+
+
+def submit(d, to, subject="test", sender="sender@example.org"):
+    with d.connect() as c:
+        c.ehlo()
+        r = c.mail_transaction(sender, [to], make_message(subject=subject,
+                                                          to=to))
+    return queued_qid(r)
+
+
+class DeferSink:
+    """aiosmtpd next hop: 451 to every RCPT until opened, then accepts."""
+
+    def __init__(self):
+        self.open = False
+        self.messages = []
+        self.rcpts = 0
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        with self.lock:
+            self.rcpts += 1
+        if not self.open:
+            return "451 4.3.0 try later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(envelope.original_content)
+        return "250 2.0.0 OK"
+
+
+@pytest.fixture
+def sink():
+    h = DeferSink()
+    port = free_port()
+    c = Controller(h, hostname="127.0.0.1", port=port)
+    c.start()
+    h.port = port
+    yield h
+    c.stop()
+
+
+# --------------------------------------------------------------- tests
+
+def test_one_pass_message_has_one_plain_received(daemon):
+    qid = submit(daemon, "bob@example.org")
+    data = daemon.wait_mails("bob@example.org", 1)[0]
+    f = waymark_fields(data)
+    assert len(f) == 1, f
+    assert f[0]["state"] is None and f[0]["id"] == qid
+    assert not events(daemon, qid, "state")
+
+
+def test_futurerelease_advertised_on_submission_only(daemon_factory):
+    d = sub_daemon(daemon_factory, {"future_release_max": "2h"})
+    with sub_conn(d) as c:
+        kw = [l for l in c.ehlo_reply.lines if l.upper().startswith(
+            "FUTURERELEASE")]
+    assert len(kw) == 1, kw
+    parts = kw[0].split()
+    assert parts[1] == "7200", kw
+    until = email.utils.parsedate_to_datetime  # noqa: only for the import
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", parts[2]), kw
+    with d.connect() as c:
+        r = c.ehlo()
+        assert "FUTURERELEASE" not in ehlo_keywords(r)
+        assert_reply(c.cmd("MAIL FROM:<a@example.org> HOLDFOR=10"), 555,
+                     "5.5.4")
+
+
+@pytest.mark.parametrize("params,code", [
+    ("HOLDFOR=0", 501), ("HOLDFOR=007", 501), ("HOLDFOR=abc", 501),
+    ("HOLDFOR=1000000000", 501), ("HOLDFOR=7201", 501),
+    ("HOLDUNTIL=2026-13-01T00:00:00Z", 501), ("HOLDUNTIL=tomorrow", 501),
+    ("HOLDUNTIL=2099-01-01T00:00:00Z", 501),
+    ("HOLDFOR=10 HOLDUNTIL=2099-01-01T00:00:00Z", 501),
+    ("HOLDFOR=10 HOLDFOR=20", 501),
+])
+def test_futurerelease_limits_and_syntax(daemon_factory, params, code):
+    d = sub_daemon(daemon_factory, {"future_release_max": "2h"})
+    with sub_conn(d) as c:
+        assert_reply(c.cmd("MAIL FROM:<alice@example.org> " + params), code,
+                     "5.5.4")
+        assert_reply(c.cmd("MAIL FROM:<alice@example.org> HOLDFOR=7200"),
+                     250)
+
+
+def test_futurerelease_holdfor_delays_delivery(daemon_factory):
+    d = sub_daemon(daemon_factory)
+    t0 = time.time()
+    qid = submit_held(d, "HOLDFOR=3")
+    m = d.show_json(qid)
+    assert m["state"] == "timed" and m["hold_until"] >= int(t0) + 3, m
+    held = d.cli("queue", "--state", "timed", "--json", check=0).out
+    assert qid in held
+    data = d.wait_mails("bob@example.org", 1, timeout=30)[0]
+    got = time.time()
+    assert got >= t0 + 3 - 0.05, "delivered %.2f s after submission" % (
+        got - t0)
+    f = waymark_fields(data)
+    assert [x["state"] for x in f] == ["normal", "timed"], f
+    release, recv = f
+    assert recv["with"] == "ESMTPA" and recv["id"] == qid
+    assert recv["reason"] and recv["reason"].startswith("release at "), recv
+    assert release["id"] == qid and release["from"] == "mx.test"
+    assert release["date"] >= recv["date"] + 3, (release, recv)
+    # the dates agree with the events
+    st = events(d, qid, "state")
+    assert [e["detail"].split()[1] for e in st] == ["to=timed", "to=normal"]
+    assert abs(st[1]["time"] - release["date"]) < 1.5
+    assert 'actor="protocol FUTURERELEASE"' in st[0]["detail"]
+
+
+def test_futurerelease_survives_kill9(daemon_factory):
+    d = sub_daemon(daemon_factory)
+    t0 = time.time()
+    qid = submit_held(d, "HOLDFOR=4")
+    d.kill9()
+    d.start()
+    assert d.show_json(qid)["state"] == "timed"
+    assert not d.mail_files("bob@example.org")
+    data = d.wait_mails("bob@example.org", 1, timeout=30)
+    assert time.time() >= t0 + 4 - 0.05
+    time.sleep(1)
+    assert len(d.mail_files("bob@example.org")) == 1
+    assert [x["state"] for x in waymark_fields(data[0])] == ["normal", "timed"]
+
+
+def test_release_early_and_message_view(daemon_factory):
+    d = sub_daemon(daemon_factory)
+    qid = submit_held(d, "HOLDFOR=600", subject="early")
+    # mailq marks held mail, as Postfix does with "!"
+    out = d.cli("queue", check=0).out
+    assert (qid + "!") in out and "timed" in out, out
+    # the stored message as it would be delivered
+    p = d.cli("show", qid, "--message", check=0)
+    assert p.out.startswith("Received: from client.test"), p.out[:300]
+    assert "state timed (release at " in p.out and "Subject: early" in p.out
+    assert "\r" not in p.out
+    p = d.cli("release", qid, check=0)
+    assert "released" in p.out
+    data = d.wait_mails("bob@example.org", 1)[0]
+    assert [x["state"] for x in waymark_fields(data)] == ["normal", "timed"]
+    ev = events(d, qid, "state")
+    assert 'actor="operator root"' in ev[-1]["detail"], ev
+
+
+def test_hold_release_outbound(daemon_factory, sink):
+    d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % sink.port,
+                        "retry_schedule": "1s"})
+    qid = submit(d, "carol@remote.test", subject="outbound")
+    wait_for(lambda: d.show_json(qid)["recipients"][0]["status"] ==
+             "deferred", what="a first deferral")
+    p = d.cli("hold", qid, check=0)
+    assert "held" in p.out
+    m = d.show_json(qid)
+    assert (m["state"], m["state_value"]) == ("other", "hold"), m
+    assert m["state_reason"] == "held by the operator"
+    assert abs(m["state_since"] - time.time()) < 5
+    # refused actions, exit status 1
+    assert d.cli("hold", qid).returncode == 1
+    assert d.cli("release", "AAAAAAAAAAAA").returncode == 1
+    assert d.cli("delete", "AAAAAAAAAAAA").returncode == 1
+    # nothing is tried while it is held
+    n = sink.rcpts
+    time.sleep(2.5)
+    assert sink.rcpts == n, "attempts while held"
+    assert qid in d.cli("queue", "--state", "other/hold", "--json",
+                        check=0).out
+    assert qid not in d.cli("queue", "--state", "other/spam", "--json",
+                            check=0).out
+    sink.open = True
+    d.cli("release", qid, check=0)
+    assert d.cli("release", qid).returncode in (1,)
+    wait_for(lambda: sink.messages, what="the relayed message")
+    f = [parse_received(x) for x in split_message(
+        b"Return-Path: <>\n" + sink.messages[0].replace(b"\r\n", b"\n"))[1]
+        if "by mx.test" in x]
+    assert [x["state"] for x in f] == ["outbound", "other", None], f
+    assert f[1]["value"] == "hold" and f[1]["reason"] == "held by the operator"
+    assert f[0]["date"] >= f[1]["date"] >= f[2]["date"]
+    st = [e["detail"] for e in events(d, qid, "state")]
+    assert st[0].startswith("from=normal to=other/hold actor=\"operator root\"")
+    assert st[1].startswith("from=other to=outbound"), st
+    assert d.show_json(qid)["state"] == "outbound"
+
+
+def test_delete_silent_and_bounce(daemon_factory):
+    d = sub_daemon(daemon_factory)
+    q1 = submit_held(d, "HOLDFOR=600", subject="one")
+    q2 = submit_held(d, "HOLDFOR=600", subject="two")
+    assert "deleted" in d.cli("delete", q1, check=0).out
+    assert "deleted" in d.cli("delete", q2, "--bounce", check=0).out
+    for q in (q1, q2):
+        m = d.show_json(q)
+        assert m["recipients"][0]["status"] == "failed"
+        assert m["recipients"][0]["last_reply"]["enhanced"] == "5.7.1"
+        assert any(e["kind"] == "deleted" and 'actor="operator root"' in
+                   e["detail"] for e in m["events"])
+    # one failure DSN (for --bounce) to alice@example.org, none for q1
+    dsn = d.wait_mails("alice@example.org", 1)
+    time.sleep(1)
+    dsn = d.mails("alice@example.org")
+    assert len(dsn) == 1 and q2.encode() in dsn[0] and q1.encode() not in dsn[0]
+    assert b"Future-Release-Request: for;600" in dsn[0]
+    assert b"5.7.1" in dsn[0]
+    assert not d.mail_files("bob@example.org")
+    assert d.cli("delete", q1).returncode == 1
+
+
+def test_release_survives_kill9_once(daemon_factory):
+    """kill -9 right after `waymark release` answered: delivered once."""
+    d = sub_daemon(daemon_factory)
+    qid = submit_held(d, "HOLDFOR=600")
+    assert d.cli("release", qid).returncode == 0
+    d.kill9()
+    d.start()
+    d.wait_mails("bob@example.org", 1)
+    time.sleep(1.5)
+    assert len(d.mail_files("bob@example.org")) == 1
+    m = d.show_json(qid)
+    assert m["state"] == "normal", m
+
+
+def test_refused_actions_do_not_change_state(daemon):
+    qid = submit(daemon, "bob@example.org")
+    daemon.wait_mails("bob@example.org", 1)
+    # finished: no longer in the queue
+    p = daemon.cli("hold", qid)
+    assert p.returncode == 1 and "no such message" in p.err
+    p = daemon.cli("hold")
+    assert p.returncode == 2
+    p = daemon.cli("delete", qid, "--force")
+    assert p.returncode == 2
