@@ -7,7 +7,8 @@
  *       networks, domains, durations, sizes, booleans, enums, rates
  *       "N per DURATION"); the embedded default configuration; the
  *       relay / local-domain / local-recipient look-ups; the auth_users
- *       entries and the dummy setting for unknown users; the daemon's
+ *       entries and the dummy setting for unknown users and locked
+ *       entries (the dearest entry's, by the rule of cryptset.c); the daemon's
  *       checks of `user` (cfg_check_user: known, never uid 0, nobody only
  *       with allow_shared_user), which cfg_load leaves out for the CLI.
  * Rules: `key = value`; `#` starts a comment at the start of a line or
@@ -20,7 +21,6 @@
  */
 
 #include <arpa/inet.h>
-#include <crypt.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -35,6 +35,7 @@
 
 #include "common/aliases.h"
 #include "common/cfg.h"
+#include "common/cryptset.h"
 #include "common/log.h"
 #include "common/syntax.h"
 #include "common/util.h"
@@ -739,59 +740,67 @@ fail:
 }
 
 /*
- * auth_setting - the crypt(3) setting of a hash: scheme, cost and salt,
- * without the hash part ("$2b$12$" + 22 salt characters for bcrypt,
- * up to the last '$' for the other "$id$" schemes, "_" + 8 for BSDi,
- * 2 for DES).  malloc'd, or NULL when hash has no usable setting.
- */
-static char *
-auth_setting(const char *hash)
-{
-	const char	*e;
-	size_t		 n, len = strlen(hash);
-
-	if (hash[0] == '$' && hash[1] == '2' && len >= 29 && hash[3] == '$')
-		n = 29;
-	else if (hash[0] == '$') {
-		e = strrchr(hash, '$');
-		n = (size_t)(e - hash) + 1;
-	} else if (hash[0] == '_')
-		n = 9;
-	else
-		n = 2;
-	if (n > len || (hash[0] == '$' && n < 4)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	return strndup(hash, n);
-}
-
-/*
- * auth_dummy_of - the setting of the first entry whose hash crypt(3)
- * accepts (crypt_checksalt: no hashing at load time), into *out (NULL
- * when none); -1 (errno) only when out of memory.
+ * auth_dummy_of - the setting unknown users (and locked entries) are
+ * checked with: that of the dearest usable entry by the cost rule of
+ * cryptset.c (the first of equals in file order), into *out (NULL when no
+ * entry is usable).  When usable entries differ in scheme or estimated
+ * cost, a warning for the daemon to log into *warn (else NULL): a user
+ * with a cheaper hash answers sooner than an unknown one.  -1 (errno)
+ * only when out of memory.
  */
 static int
-auth_dummy_of(char **v, size_t nv, char **out)
+auth_dummy_of(const char *path, char **v, size_t nv, char **out, char **warn)
 {
-	char	*set;
-	size_t	 i;
-	int	 rc;
+	const char	*h, *dear = NULL, *cheap = NULL;
+	uint64_t	 cost, dcost = 0, ccost = 0;
+	char		 first[16], sch[16], dsch[16], csch[16], text[512];
+	size_t		 i;
+	int		 mixed = 0, n;
 
-	*out = NULL;
+	*out = *warn = NULL;
 	for (i = 0; i < nv; i++) {
-		if ((set = auth_setting(strchr(v[i], ':') + 1)) == NULL) {
-			if (errno == ENOMEM)
-				return -1;
+		h = strchr(v[i], ':') + 1;
+		if (!cryptset_usable(h))
+			continue;
+		cost = cryptset_cost(h);
+		cryptset_scheme(h, sch, sizeof(sch));
+		if (dear == NULL) {
+			dear = cheap = h;
+			dcost = ccost = cost;
+			memcpy(first, sch, sizeof(first));
 			continue;
 		}
-		rc = crypt_checksalt(set);
-		if (rc == CRYPT_SALT_OK || rc == CRYPT_SALT_METHOD_LEGACY ||
-		    rc == CRYPT_SALT_TOO_CHEAP) {
-			*out = set;
-			return 0;
+		if (cost != dcost || cost != ccost || strcmp(sch, first) != 0)
+			mixed = 1;
+		if (cost > dcost) {
+			dear = h;
+			dcost = cost;
 		}
-		free(set);
+		if (cost < ccost) {
+			cheap = h;
+			ccost = cost;
+		}
+	}
+	if (dear == NULL)
+		return 0;
+	if ((*out = cryptset_setting(dear)) == NULL)
+		return errno == ENOMEM ? -1 : 0;
+	if (!mixed)
+		return 0;
+	cryptset_scheme(dear, dsch, sizeof(dsch));
+	cryptset_scheme(cheap, csch, sizeof(csch));
+	n = snprintf(text, sizeof(text), "auth_users %s: the hashes differ "
+	    "in scheme or cost (cheapest %s ~%.1f ms, dearest %s ~%.1f ms a "
+	    "check, estimated): unknown users are checked like the dearest, "
+	    "so the reply time tells users with a cheaper hash apart; rehash "
+	    "them with one scheme and cost", path, csch, (double)ccost / 1e6,
+	    dsch, (double)dcost / 1e6);
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return 0;		/* a warning cut short: none */
+	if ((*warn = strdup(text)) == NULL) {
+		free(*out);
+		*out = NULL;
+		return -1;
 	}
 	return 0;
 }
@@ -806,7 +815,7 @@ load_auth_users(struct config *c, const char *path, char *w, size_t wlen)
 {
 	FILE		*fp;
 	char		*line = NULL, *s, *e, *colon, *p;
-	char		**v = NULL, *dummy;
+	char		**v = NULL, *dummy, *warn;
 	size_t		 cap = 0, nv = 0, i, ulen;
 	unsigned	 lineno = 0;
 	int		 saved, r = -1;
@@ -860,7 +869,7 @@ load_auth_users(struct config *c, const char *path, char *w, size_t wlen)
 		why(w, wlen, "cannot read \"%s\": %s", path, strerror(saved));
 		goto out;
 	}
-	if (auth_dummy_of(v, nv, &dummy) == -1) {
+	if (auth_dummy_of(path, v, nv, &dummy, &warn) == -1) {
 		why(w, wlen, "%s", strerror(errno));
 		goto out;
 	}
@@ -869,6 +878,8 @@ load_auth_users(struct config *c, const char *path, char *w, size_t wlen)
 	c->nauth_entries = nv;
 	free(c->auth_dummy);
 	c->auth_dummy = dummy;
+	free(c->auth_warning);
+	c->auth_warning = warn;
 	v = NULL;
 	nv = 0;
 	r = 0;
@@ -1391,6 +1402,7 @@ cfg_free(struct config *c)
 	strv_free(c->local_rcpts, c->nlocal_rcpts);
 	strv_free(c->auth_entries, c->nauth_entries);
 	free(c->auth_dummy);
+	free(c->auth_warning);
 	aliases_free(c->alias_table);
 	free(c->path);
 	free(c->dir);
@@ -1590,4 +1602,19 @@ const char *
 cfg_auth_dummy(const struct config *c)
 {
 	return c->auth_dummy != NULL ? c->auth_dummy : "$6$wmdummysalt$";
+}
+
+/* cfg_auth_lookup - the user's usable hash (1), else the dummy (0) */
+int
+cfg_auth_lookup(const struct config *c, const char *user,
+    const char **setting)
+{
+	const char	*h = cfg_auth_hash(c, user);
+
+	if (h != NULL && cryptset_usable(h)) {
+		*setting = h;
+		return 1;
+	}
+	*setting = cfg_auth_dummy(c);
+	return 0;
 }

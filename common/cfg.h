@@ -98,8 +98,12 @@ struct config {
 	/* derived: auth_users file contents, "user:hash", in file order */
 	char		**auth_entries;	size_t nauth_entries;
 	/* derived: the crypt(3) setting (scheme, cost, salt, no hash) of
-	 * the first usable auth_users entry, for unknown users; or NULL */
+	 * the dearest usable auth_users entry (cryptset.c's cost rule), for
+	 * unknown users and locked entries; or NULL */
 	char		*auth_dummy;
+	/* derived: a warning for the daemon to log (auth_users mixes hash
+	 * schemes or costs), or NULL */
+	char		*auth_warning;
 	/* derived: the aliases file, parsed (common/aliases.h), or NULL */
 	struct alias_table *alias_table;
 };
@@ -130,11 +134,20 @@ int		 cfg_is_local_domain(const struct config *c, const char *domain);
 int		 cfg_local_rcpt_ok(const struct config *c, const char *local, const char *domain);
 /* cfg_auth_hash - the crypt(3) hash of user from auth_users, or NULL */
 const char	*cfg_auth_hash(const struct config *c, const char *user);
-/* cfg_auth_dummy - a setting of the same scheme and cost as the users'
- * hashes (auth_dummy, else a SHA-512 one): what an unknown user's
- * password is hashed with, so both cases cost the same; it matches no
- * password (it has no hash part) */
+/* cfg_auth_dummy - the setting of the dearest auth_users entry
+ * (auth_dummy, else a SHA-512 one): what an unknown user's password is
+ * hashed with, so both cases cost the same; it matches no password (it
+ * has no hash part) */
 const char	*cfg_auth_dummy(const struct config *c);
+/*
+ * cfg_auth_lookup - what user's password is to be hashed with: the
+ * user's hash, returning 1 (it may match), else cfg_auth_dummy(),
+ * returning 0 (it cannot): an unknown user, or an entry whose hash is
+ * locked ("!...", "*...") or unusable (crypt_checksalt refuses it), so
+ * that every failure costs one check
+ */
+int		 cfg_auth_lookup(const struct config *c, const char *user,
+		    const char **setting);
 /* cfg_parse_duration / cfg_parse_size - the value syntaxes, exposed for tests and the CLI */
 int		 cfg_parse_duration(const char *s, unsigned *out);
 int		 cfg_parse_size(const char *s, uint64_t *out);

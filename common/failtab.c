@@ -6,7 +6,7 @@
  *       the reuse of expired entries, else of the set's entry with the
  *       fewest failures.
  * Entry points: failtab_new, failtab_free, failtab_count, failtab_add,
- *       failtab_size, failtab_cap.
+ *       failtab_size, failtab_cap, failtab_key.
  * Not here: what a failure is and what happens at the limit (the
  *       callers: smtpd_auth.c for auth_failures), the exceptions.
  * Invariants: an address has at most one entry; memory is fixed at
@@ -37,9 +37,9 @@ struct failtab {
 	struct ft_entry	 e[];		/* nsets * FT_WAYS */
 };
 
-/* ft_key - the address as 16 bytes (IPv4 as ::ffff:a.b.c.d); -1 other */
-static int
-ft_key(const struct sockaddr *sa, unsigned char out[16])
+/* failtab_key - the address as 16 bytes (IPv4 as ::ffff:a.b.c.d); -1 other */
+int
+failtab_key(const struct sockaddr *sa, unsigned char out[16])
 {
 	const struct sockaddr_in	*s4;
 	const struct sockaddr_in6	*s6;
@@ -130,7 +130,7 @@ failtab_count(struct failtab *t, const struct sockaddr *sa, unsigned window,
 	unsigned char	 a[16];
 	size_t		 i;
 
-	if (t == NULL || ft_key(sa, a) == -1)
+	if (t == NULL || failtab_key(sa, a) == -1)
 		return 0;
 	e = ft_set(t, a);
 	for (i = 0; i < FT_WAYS; i++)
@@ -148,7 +148,7 @@ failtab_add(struct failtab *t, const struct sockaddr *sa, unsigned window,
 	unsigned char	 a[16];
 	size_t		 i;
 
-	if (t == NULL || ft_key(sa, a) == -1)
+	if (t == NULL || failtab_key(sa, a) == -1)
 		return 0;
 	e = ft_set(t, a);
 	for (i = 0; i < FT_WAYS; i++)

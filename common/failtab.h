@@ -30,5 +30,8 @@ unsigned	 failtab_add(struct failtab *t, const struct sockaddr *sa,
 size_t		 failtab_size(const struct failtab *t, unsigned window,
 		    time_t now);
 size_t		 failtab_cap(const struct failtab *t);
+/* failtab_key - the 16-octet key of sa's address (IPv4 as IPv4-mapped
+ * IPv6, so both forms are one address); -1 when not IPv4/IPv6 */
+int		 failtab_key(const struct sockaddr *sa, unsigned char out[16]);
 
 #endif

@@ -4,14 +4,17 @@
  * Owns: the AUTH command (PLAIN, RFC 4616, and LOGIN), initial
  *       responses, the 334 exchanges (state SMTPD_AUTH), "*" cancel,
  *       the password check (handed to the check pool, common/pwcheck.c,
- *       never run on the loop; an unknown user's password is hashed
- *       with a dummy setting of the same kind, cfg_auth_dummy, so both
- *       cost the same), the refusal delay (a timer: each 535, and each
- *       454 for a full check pool or a client over its limit, waits 1 s),
- *       the 421 after 3 failures in a session, the per-client-address
- *       limit auth_failures (454 4.7.0 without a check; fixed window,
- *       common/failtab.c; clients in client_limit_exceptions are not
- *       counted), the trace protocol name (ESMTPA / ESMTPSA).
+ *       never run on the loop; the password of an unknown user, of a
+ *       locked entry, or longer than AUTH_PASS_MAX (then cut to it) is
+ *       hashed with the dummy setting, the dearest entry's, and fails,
+ *       so every failure costs one check), the refusal delay (a timer:
+ *       each 535, and each 454 for a full check pool or a client over
+ *       its limit, waits 1 s), the 421 after 3 failures in a session,
+ *       the per-client-address limit auth_failures (454 4.7.0 without a
+ *       check once failures + checks in flight of the address reach N;
+ *       fixed window, common/failtab.c; clients in
+ *       client_limit_exceptions are not counted), the trace protocol
+ *       name (ESMTPA / ESMTPSA).
  * Entry points: smtpd_auth_offered, smtpd_auth_cmd (from the dispatch
  *       table), smtpd_auth_input (response lines, from smtpd_process),
  *       smtpd_auth_free, smtpd_proto.
@@ -22,8 +25,12 @@
  *       or "(AUTH response)"; a reply is sent exactly once per command or
  *       response line, possibly from the delay timer or the check's
  *       completion; input is held (s->auth_waiting) while a check is in
- *       flight or a failure reply is delayed; a completion finds its
- *       session by id and drops its result when the session has gone.
+ *       flight or a failure reply is delayed (no deadline runs then:
+ *       it is the server's turn); a completion finds its session by id
+ *       and drops its result when the session has gone; a check of a
+ *       counted address is in auth_inflight from its submission until
+ *       its completion runs, whatever became of the session (the pool
+ *       bounds that list: PWCHECK_MAX_THREADS + PWCHECK_QMAX).
  */
 
 #include <errno.h>
@@ -53,6 +60,8 @@
 #define AUTH_FAIL_DELAY		1	/* seconds before each failure reply */
 #define AUTH_DECODED_MAX	(SMTPD_LINE_MAX)	/* > 3/4 of a line */
 #define AUTH_USER_MAX		255
+#define AUTH_PASS_MAX		256	/* longer: fails (SHA-crypt's cost
+					 * grows with the length) */
 #define AUTH_FAILTAB_CAP	4096	/* client addresses tracked at most */
 
 /* s->auth_waiting: why input is held (0: it is not) */
@@ -63,14 +72,22 @@
 
 /* one password check in flight: the argument of its completion */
 struct auth_check {
-	uint64_t	id;		/* the session, found again by id */
-	int		known;		/* user listed in auth_users */
-	char		user[AUTH_USER_MAX + 1];
+	uint64_t	 id;		/* the session, found again by id */
+	int		 known;		/* the hash may match (cfg_auth_lookup) */
+	const char	*why;		/* reason logged with the failure, or NULL */
+	int		 counted;	/* in auth_inflight (auth_failures applies) */
+	unsigned char	 addr[16];	/* client address (failtab_key) */
+	struct auth_check *prev, *next;	/* auth_inflight */
+	char		 user[AUTH_USER_MAX + 1];
 };
 
 /* failures per client address (auth_failures); made at the first one,
  * kept across reloads, lives until exit */
 static struct failtab	*auth_fails;
+/* checks in flight of counted addresses: they count against
+ * auth_failures like failures, so parallel sessions cannot start more
+ * than N checks at once (at most the pool's bound, so a list) */
+static struct auth_check *auth_inflight;
 
 static const char *const mech_names[] = { "", "PLAIN", "LOGIN" };
 
@@ -205,14 +222,60 @@ auth_counted(const struct smtpd_session *s)
 	    (const struct sockaddr *)&s->ss);
 }
 
-/* auth_limited - has s's client address reached auth_failures? */
+/* inflight_count - checks in flight of the address key a */
+static unsigned
+inflight_count(const unsigned char a[16])
+{
+	struct auth_check	*ck;
+	unsigned		 n = 0;
+
+	for (ck = auth_inflight; ck != NULL; ck = ck->next)
+		n += memcmp(ck->addr, a, 16) == 0;
+	return n;
+}
+
+/* inflight_add - ck is submitted for a counted address */
+static void
+inflight_add(struct auth_check *ck)
+{
+	ck->counted = 1;
+	ck->prev = NULL;
+	if ((ck->next = auth_inflight) != NULL)
+		auth_inflight->prev = ck;
+	auth_inflight = ck;
+}
+
+/* inflight_del - ck's completion runs: it is in flight no more */
+static void
+inflight_del(struct auth_check *ck)
+{
+	if (!ck->counted)
+		return;
+	if (ck->prev != NULL)
+		ck->prev->next = ck->next;
+	else
+		auth_inflight = ck->next;
+	if (ck->next != NULL)
+		ck->next->prev = ck->prev;
+	ck->counted = 0;
+}
+
+/* auth_limited - has s's client address reached auth_failures, counting
+ * its failures in the window and its checks in flight? */
 static int
 auth_limited(const struct smtpd_session *s)
 {
-	return auth_fails != NULL && auth_counted(s) &&
-	    failtab_count(auth_fails, (const struct sockaddr *)&s->ss,
-	    smtpd_cfg->auth_failures_window, auth_now()) >=
-	    smtpd_cfg->auth_failures;
+	unsigned char	a[16];
+	unsigned	n;
+
+	if (!auth_counted(s) ||
+	    failtab_key((const struct sockaddr *)&s->ss, a) == -1)
+		return 0;
+	n = inflight_count(a);
+	if (auth_fails != NULL)
+		n += failtab_count(auth_fails, (const struct sockaddr *)&s->ss,
+		    smtpd_cfg->auth_failures_window, auth_now());
+	return n >= smtpd_cfg->auth_failures;
 }
 
 /* auth_refuse_limited - the client address is over auth_failures: 454
@@ -225,9 +288,10 @@ auth_refuse_limited(struct smtpd_session *s)
 	auth_delay(s, AUTH_WAIT_LIMIT);
 }
 
-/* auth_fail - count, log, then answer 535 (or 421) after 1 s */
+/* auth_fail - count, log (why: a reason, or NULL), then answer 535 (or
+ * 421) after 1 s */
 static void
-auth_fail(struct smtpd_session *s, const char *user)
+auth_fail(struct smtpd_session *s, const char *user, const char *why)
 {
 	char		euser[AUTH_USER_MAX * 4 + 8];
 	unsigned	n = 0;
@@ -242,8 +306,9 @@ auth_fail(struct smtpd_session *s, const char *user)
 	}
 	log_escape(euser, sizeof(euser), user, strlen(user));
 	log_info("session=%s auth failed user=%s mech=%s client=[%s] "
-	    "failures=%u client_failures=%u", s->sid, euser,
-	    mech_names[s->auth_mech], s->addr, s->auth_failures, n);
+	    "failures=%u client_failures=%u%s%s", s->sid, euser,
+	    mech_names[s->auth_mech], s->addr, s->auth_failures, n,
+	    why != NULL ? " reason=" : "", why != NULL ? why : "");
 	auth_delay(s, AUTH_WAIT_FAIL);
 }
 
@@ -275,6 +340,7 @@ auth_checked_cb(void *arg, int result)
 	struct auth_check	*ck = arg;
 	struct smtpd_session	*s;
 
+	inflight_del(ck);	/* a failure is counted below, if any */
 	s = smtpd_session_find(ck->id);
 	if (s == NULL || s->state == SMTPD_CLOSING ||
 	    s->auth_waiting != AUTH_WAIT_CHECK) {
@@ -292,7 +358,7 @@ auth_checked_cb(void *arg, int result)
 	else if (result == PWCHECK_OK && ck->known)
 		auth_ok(s, ck->user);
 	else
-		auth_fail(s, ck->user);
+		auth_fail(s, ck->user, ck->why);
 	s->cmd = NULL;
 	s->cmdlen = 0;
 	free(ck);
@@ -306,10 +372,12 @@ auth_verify(struct smtpd_session *s, const char *user, const char *pass)
 {
 	struct auth_check	*ck;
 	const char		*hash;
+	char			 cut[AUTH_PASS_MAX + 1];
 	size_t			 ulen = strlen(user);
+	int			 rc;
 
 	if (user[0] == '\0' || ulen > AUTH_USER_MAX) {
-		auth_fail(s, user);
+		auth_fail(s, user, NULL);
 		return;
 	}
 	if (auth_limited(s)) {	/* reached while this exchange ran */
@@ -321,12 +389,24 @@ auth_verify(struct smtpd_session *s, const char *user, const char *pass)
 		    "Temporary authentication failure");
 		return;
 	}
-	hash = cfg_auth_hash(smtpd_cfg, user);
 	ck->id = s->id;
-	ck->known = hash != NULL;
 	memcpy(ck->user, user, ulen + 1);
-	if (pwcheck_submit(hash != NULL ? hash : cfg_auth_dummy(smtpd_cfg),
-	    pass, auth_checked_cb, ck) == -1) {
+	if ((ck->known = cfg_auth_lookup(smtpd_cfg, user, &hash)) == 0 &&
+	    cfg_auth_hash(smtpd_cfg, user) != NULL)
+		ck->why = "locked";	/* listed, but its hash cannot match */
+	if (strlen(pass) > AUTH_PASS_MAX) {
+		/* fails, after a dummy check of the cap's length: it costs
+		 * what any failure costs, not what the length would */
+		memcpy(cut, pass, AUTH_PASS_MAX);
+		cut[AUTH_PASS_MAX] = '\0';
+		pass = cut;
+		hash = cfg_auth_dummy(smtpd_cfg);
+		ck->known = 0;
+		ck->why = "password_too_long";
+	}
+	rc = pwcheck_submit(hash, pass, auth_checked_cb, ck);
+	explicit_bzero(cut, sizeof(cut));
+	if (rc == -1) {
 		free(ck);
 		if (errno == EAGAIN) {
 			log_info("session=%s auth refused client=[%s] "
@@ -339,6 +419,9 @@ auth_verify(struct smtpd_session *s, const char *user, const char *pass)
 		    "Temporary authentication failure");
 		return;
 	}
+	if (auth_counted(s) &&
+	    failtab_key((const struct sockaddr *)&s->ss, ck->addr) == 0)
+		inflight_add(ck);
 	s->auth_waiting = AUTH_WAIT_CHECK;	/* input held until the result */
 }
 
@@ -377,13 +460,13 @@ auth_plain(struct smtpd_session *s, const unsigned char *d, size_t n)
 	if (strnlen(pass, n - lz - lu - 2) != n - lz - lu - 2)
 		goto bad;		/* a third NUL */
 	if (lz > 0 && strcmp(authz, user) != 0) {
-		auth_fail(s, user);	/* no proxy authorization */
+		auth_fail(s, user, NULL);	/* no proxy authorization */
 		return;
 	}
 	auth_verify(s, user, pass);
 	return;
 bad:
-	auth_fail(s, "");
+	auth_fail(s, "", NULL);
 }
 
 /* auth_step - one decoded response of the current mechanism */
@@ -398,7 +481,7 @@ auth_step(struct smtpd_session *s, const unsigned char *d, size_t n)
 	if (s->auth_step == 0) {
 		if (n > AUTH_USER_MAX || strlen((const char *)d) != n ||
 		    (s->auth_login = strdup((const char *)d)) == NULL) {
-			auth_fail(s, "");
+			auth_fail(s, "", NULL);
 			return;
 		}
 		s->auth_step = 1;
@@ -407,7 +490,7 @@ auth_step(struct smtpd_session *s, const unsigned char *d, size_t n)
 		return;
 	}
 	if (strlen((const char *)d) != n) {
-		auth_fail(s, s->auth_login);
+		auth_fail(s, s->auth_login, NULL);
 		return;
 	}
 	auth_verify(s, s->auth_login, (const char *)d);

@@ -404,6 +404,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	dlv_remote_reload(n);
 	log_info("configuration reloaded from %s",
 	    g.cfg_path ? g.cfg_path : "(default)");
+	if (n->auth_warning != NULL)
+		log_warnx("%s", n->auth_warning);
 }
 
 static void
@@ -559,6 +561,8 @@ main(int argc, char *argv[])
 	    "config %s, user %s, pid %ld", lst, g.cfg->control,
 	    g.cfg->spool, g.cfg_path ? g.cfg_path : "(default)",
 	    g.uid == -1 ? "(unchanged)" : g.cfg->user, (long)getpid());
+	if (g.cfg->auth_warning != NULL)
+		log_warnx("%s", g.cfg->auth_warning);
 
 	if (event_base_dispatch(g.base) == -1)
 		log_warnx("event loop failed");

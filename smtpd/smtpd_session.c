@@ -23,7 +23,10 @@
  *       it bounds each idle wait, and after smtpd_data_rate_grace the
  *       average rate since the 354 must stay >= smtpd_data_min_rate
  *       (checked every second).  STARTTLS handshakes and the final flush
- *       are bounded by smtpd_timeout too.  One timer per session, moved
+ *       are bounded by smtpd_timeout too.  No deadline runs in the
+ *       server's turn (COMMIT, or s->auth_waiting: a password check or
+ *       a delayed AUTH reply); the client's wait starts anew when it
+ *       ends (smtpd_resume).  One timer per session, moved
  *       lazily: input only records when the wait began (a store, no timer
  *       call per read); the timer, when it fires early, re-arms itself.
  * Not here: the commands (smtpd_cmd.c), DATA (smtpd_data.c), replies
@@ -480,8 +483,9 @@ deadline_next(const struct smtpd_session *s, uint64_t now)
 {
 	uint64_t next, rate;
 
-	if (s->state == SMTPD_COMMIT)
-		return 0;		/* the server's turn: the queue commit */
+	if (s->state == SMTPD_COMMIT || s->auth_waiting)
+		return 0;		/* the server's turn: the queue commit, a
+					 * password check or a delayed AUTH reply */
 	next = s->wait_since + timeout_ms();
 	if (s->state == SMTPD_DATA && s->txn != NULL &&
 	    smtpd_cfg->smtpd_data_min_rate > 0) {
@@ -564,8 +568,9 @@ smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev;
 	s->timer_at = 0;
-	if (s->state == SMTPD_COMMIT)
-		return;			/* armed again when the commit is done */
+	if (s->state == SMTPD_COMMIT || s->auth_waiting)
+		return;			/* armed again when the server's turn
+					 * ends (smtpd_resume) */
 	late = now >= s->wait_since + timeout_ms();
 	switch (s->state) {
 	case SMTPD_CLOSING:
@@ -809,18 +814,25 @@ smtpd_process(struct smtpd_session *s)
 	}
 }
 
-/* smtpd_resume - process held input later, from the loop; with none
- * held, the server's turn is over and the client's wait begins now */
+/* smtpd_resume - the server's turn is over (a commit, a password check,
+ * a delayed AUTH reply): the client's wait begins now, with a deadline
+ * armed even if the held input cannot be used yet; held input is
+ * processed later, from the loop */
 void
 smtpd_resume(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer	*in = bufferevent_get_input(s->bev);
+	uint64_t	 now;
 
+	if (SMTPD_LINE_STATES & SMTPD_S(s->state)) {
+		now = smtpd_now_ms();
+		s->in_line = 0;
+		s->wait_since = now;
+		deadline_arm(s, now);
+	}
 	if (evbuffer_get_length(in) > 0 || s->peer_eof)
 		bufferevent_trigger(s->bev, EV_READ,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
-	else
-		deadline_input(s, in);
 }
 
 static void

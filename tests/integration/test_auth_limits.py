@@ -3,14 +3,20 @@ failure limit (issue 14, point 3; DESIGN.md "Password checks" and
 "Per-client limits").
 
 - crypt(3) runs in its own pool of at most 2 threads: while 20 clients
-  guess passwords against a bcrypt user, another session's NOOP is still
-  answered at once; when the pool's queue is full, AUTH gets 454 4.7.0.
+  guess passwords against a bcrypt user, every NOOP of another session is
+  answered within 50 ms; when the pool's queue is full, AUTH gets 454 4.7.0.
 - auth_failures = N per DURATION (default 5 per 10m) counts failures per
-  client address (not per session): at N, AUTH from that address gets
-  454 4.7.0 without a password check until the window (a fixed one,
-  opened by the address's first failure) has passed; other addresses are
-  not affected, nor are clients in client_limit_exceptions.
-- An unknown user costs a check of the same kind as a known one.
+  client address (not per session), and checks in flight with them, so
+  parallel sessions cannot start more than N checks: at N, AUTH from that
+  address gets 454 4.7.0 without a password check until the window (a
+  fixed one, opened by the address's first failure) has passed; other
+  addresses are not affected, nor are clients in client_limit_exceptions.
+- An unknown user, and a listed one whose hash is locked ("!..."), cost a
+  check like the dearest entry's (a cheaper first entry is not used; mixed
+  schemes are warned about at start).  A password longer than 256 octets
+  fails like a wrong one (after a check cut to 256 octets).
+- The server's turn (the check, the 1 s failure delay) does not count
+  against smtpd_timeout; a line trickled inside the AUTH exchange does.
 - A client that goes away while its check runs is forgotten safely.
 
 The 127.0.0.x clients bind their source address; tests of the limit set
@@ -19,6 +25,7 @@ client_limit_exceptions so that they are strangers."""
 import base64
 import ctypes
 import os
+import re
 import socket
 import struct
 import threading
@@ -87,13 +94,15 @@ class Client(SMTPConn):
         self.close()
 
 
-def auth_daemon(daemon_factory, hash_, **extra):
-    """A daemon with a plaintext-AUTH submission listener and user alice."""
+def auth_daemon(daemon_factory, hash_, users_text=None, **extra):
+    """A daemon with a plaintext-AUTH submission listener and users alice
+    and bob (or the auth_users file users_text)."""
     d = daemon_factory(start=False)
     d.sub_port = free_port()
     users = os.path.join(d.dir, "users")
     with open(users, "w") as f:
-        f.write("%s:%s\nbob:%s\n" % (USER, hash_, hash_))
+        f.write(users_text if users_text is not None else
+                "%s:%s\nbob:%s\n" % (USER, hash_, hash_))
     os.chmod(users, 0o644)
     d.config.update({
         "submission": "127.0.0.1:%d" % d.sub_port,
@@ -146,11 +155,11 @@ def test_noop_answered_while_clients_hammer_auth(daemon_factory):
     try:
         wait_for(lambda: d.log_text().count("auth failed") >= 10, timeout=60,
                  interval=0.2, what="AUTH guesses under way")
-        for _ in range(15):
+        for _ in range(20):         # spread over ~2 s of hammering
             t0 = time.perf_counter()
             assert_reply(observer.cmd("NOOP"), 250)
             lat.append(time.perf_counter() - t0)
-            time.sleep(0.07)
+            time.sleep(0.1)
     finally:
         stop.set()
         with lock:              # wake the clients waiting for a reply
@@ -162,13 +171,18 @@ def test_noop_answered_while_clients_hammer_auth(daemon_factory):
         for t in threads:
             t.join(timeout=30)
         observer.close()
-    lat.sort()
-    # a high percentile, not the max: one scheduling hiccup on a loaded
-    # 2-core box must not fail the test; with crypt on the loop every
-    # NOOP waits behind ~0.2 s checks
-    p80 = lat[int(len(lat) * 0.8)]
-    assert p80 < 0.050, "NOOP latencies (s) while AUTH is hammered: %s; " \
-        "AUTH replies %s" % (["%.4f" % x for x in lat], replies)
+    # The issue's bound, "a NOOP on another session answers within 50 ms",
+    # is checked on every NOOP.  Slack for a loaded 2-core box under ASan
+    # (the test's 20 client threads, the 2 checker threads and other jobs
+    # share the cores): at most one NOOP may take over 50 ms -- one
+    # scheduling hiccup -- and none over 250 ms.  With crypt on the loop
+    # every NOOP waits behind ~0.2 s checks (0.7-4 s measured), so this
+    # fails on nearly every NOOP.
+    shown = ["%.4f" % x for x in lat]
+    slow = [x for x in lat if x > 0.050]
+    assert len(slow) <= 1, "NOOP latencies (s) while AUTH is hammered: " \
+        "%s; AUTH replies %s" % (shown, replies)
+    assert max(lat) < 0.250, "NOOP latencies (s): %s" % shown
     assert replies.get(535, 0) > 0, replies
 
 
@@ -233,6 +247,42 @@ def test_failure_limit_per_client_address(daemon_factory):
     wait_for(lifted, timeout=20, interval=0.2, what="the 4 s window to pass")
 
 
+def test_parallel_sessions_cannot_pass_the_limit(daemon_factory):
+    # the limit was checked when a check was submitted, a failure counted
+    # when it finished: 12 sessions at once were all checked with
+    # auth_failures = 2.  Checks in flight now count against the limit.
+    n = 2
+    d = auth_daemon(daemon_factory, BCRYPT[12],
+                    auth_failures="%d per 10m" % n, client_limit_exceptions="",
+                    max_sessions_per_client="50")
+    conns = [Client(d.sub_port, "127.0.0.2") for _ in range(n + 10)]
+    try:
+        for c in conns:
+            c.ehlo()
+        lines = [("AUTH PLAIN %s\r\n" % plain(password="wrong%d" % i)).encode()
+                 for i in range(len(conns))]
+        for c, line in zip(conns, lines):   # all at the same moment
+            c.send(line)
+        replies = [c.reply() for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+    failed = [r for r in replies if r.code == 535]
+    limited = [r for r in replies if r.code == 454]
+    assert len(failed) + len(limited) == len(conns), replies
+    assert 1 <= len(failed) <= n, replies
+    for r in failed:
+        assert_reply(r, 535, "5.7.8")
+    for r in limited:
+        assert_reply(r, 454, "4.7.0")
+        assert "Too many authentication failures" in r.text, r
+    log = d.log_text()
+    counts = [int(x) for x in re.findall(r"client_failures=(\d+)", log)]
+    assert counts and max(counts) <= n, counts
+    assert log.count("reason=auth_failures") == len(limited), log[-3000:]
+    assert "reason=check_queue_full" not in log
+
+
 def test_exempt_client_not_limited(daemon_factory):
     # client_limit_exceptions unset: the relay_from networks (127.0.0.0/8)
     d = auth_daemon(daemon_factory, crypt_hash(PASSWORD),
@@ -284,10 +334,14 @@ def test_client_gone_during_check(daemon_factory):
 
 
 def test_unknown_user_costs_a_check(daemon_factory):
-    # an unknown user's password is hashed with a dummy setting of the
-    # same kind, so both failures take as long.  bcrypt cost 15 (~1.6 s):
+    # an unknown user's password, and a locked entry's ("!" before the
+    # hash), are hashed with the dummy setting: the dearest entry's, not
+    # the first one's (a cheap SHA-512 entry comes first here), so these
+    # failures take as long as a known user's.  bcrypt cost 15 (~1.6 s):
     # a check longer than the 1 s failure delay, which would hide it
-    d = auth_daemon(daemon_factory, BCRYPT[15],
+    users = "dave:%s\n%s:%s\ncarol:!%s\n" % (
+        crypt_hash("dave's"), USER, BCRYPT[15], BCRYPT[15])
+    d = auth_daemon(daemon_factory, None, users_text=users,
                     client_limit_exceptions="127.0.0.0/8")
 
     def failure_time(user):
@@ -299,10 +353,106 @@ def test_unknown_user_costs_a_check(daemon_factory):
 
     known = failure_time(USER)
     unknown = failure_time("mallory")
-    # both include the 1 s failure delay; the unknown user must cost at
-    # least half of the known user's check (a cheap dummy costs ~nothing)
+    locked = failure_time("carol")
+    # all include the 1 s failure delay; the others must cost at least
+    # half of the known user's check (a cheap dummy, or crypt refusing
+    # the locked hash at once, costs ~nothing)
     assert unknown - 1.0 > 0.5 * (known - 1.0), (known, unknown)
-    assert "auth failed user=mallory" in d.log_text()
+    assert locked - 1.0 > 0.5 * (known - 1.0), (known, locked)
+    log = d.log_text()
+    assert "auth failed user=mallory" in log
+    assert re.search(r"auth failed user=carol .*reason=locked", log), log
+    # mixed schemes are worth a warning at start
+    assert "the hashes differ in scheme or cost" in log, log
+
+
+def test_long_password_fails_like_a_wrong_one(daemon_factory):
+    # SHA-crypt's cost grows with the password's length: over 256 octets
+    # a password fails (535, counted), even the right one, after a dummy
+    # check of 256 octets
+    long_pw, ok_pw = "p" * 257, "q" * 256
+    users = "%s:%s\nbob:%s\n" % (USER, crypt_hash(long_pw),
+                                  crypt_hash(ok_pw))
+    d = auth_daemon(daemon_factory, None, users_text=users,
+                    auth_failures="2 per 10m", client_limit_exceptions="")
+    with Client(d.sub_port, "127.0.0.2") as c:
+        c.ehlo()
+        assert_reply(c.auth(user="bob", password=ok_pw), 235, "2.7.0")
+    with Client(d.sub_port, "127.0.0.2") as c:
+        c.ehlo()
+        assert_reply(c.auth(password=long_pw), 535, "5.7.8")
+        assert c.cmd("AUTH LOGIN " + b64(USER)).code == 334
+        assert_reply(c.cmd(b64("x" * 1500)), 535, "5.7.8")
+    # both counted: the address is at its limit
+    with Client(d.sub_port, "127.0.0.2") as c:
+        c.ehlo()
+        assert_reply(c.auth(user="bob", password=ok_pw), 454, "4.7.0")
+    log = d.log_text()
+    assert log.count("reason=password_too_long") == 2, log
+    assert "client_failures=2" in log, log
+
+
+def test_check_time_not_counted_against_timeout(daemon_factory):
+    # smtpd_timeout bounds the client's waits, not the server's turn: AUTH
+    # sent 2.5 s into a 3 s wait, answered after a ~0.8 s check (bcrypt
+    # cost 14) and the 1 s failure delay, gets its 535, not 421 4.4.2
+    d = auth_daemon(daemon_factory, BCRYPT[14], smtpd_timeout="3s",
+                    client_limit_exceptions="127.0.0.0/8")
+    with Client(d.sub_port) as c:
+        c.ehlo()
+        time.sleep(2.5)
+        t0 = time.monotonic()
+        r = c.auth(password="wrong")
+        took = time.monotonic() - t0
+        assert_reply(r, 535, "5.7.8")
+        assert took >= 0.9, took
+        # the client's wait starts anew at the 535: idle, it times out
+        # one smtpd_timeout later
+        t1 = time.monotonic()
+        c.sock.settimeout(20)
+        r = c.reply()
+        idle = time.monotonic() - t1
+        assert_reply(r, 421, "4.4.2")
+        assert c.expect_eof(10)
+    assert 2.5 <= idle <= 6.0, idle
+    assert "timeout in state READY: no command" in d.log_text()
+
+
+def test_trickled_auth_response_times_out(daemon_factory):
+    # a line trickled inside the AUTH exchange is bounded like a command
+    # line: smtpd_timeout from its first octet
+    d = auth_daemon(daemon_factory, crypt_hash(PASSWORD), smtpd_timeout="3s",
+                    client_limit_exceptions="127.0.0.0/8")
+    with Client(d.sub_port) as c:
+        c.ehlo()
+        assert c.cmd("AUTH LOGIN").code == 334
+        line = (b64(USER) * 8).encode() + b"\r\n"
+        stop = threading.Event()
+
+        def trickle():
+            for i in range(len(line)):
+                if stop.is_set():
+                    return
+                try:
+                    c.sock.sendall(line[i:i + 1])
+                except OSError:
+                    return
+                stop.wait(1.0)
+        t = threading.Thread(target=trickle, daemon=True)
+        first = time.monotonic()
+        t.start()
+        try:
+            c.sock.settimeout(15)
+            r = c.reply()
+            when = time.monotonic() - first
+            assert_reply(r, 421, "4.4.2")
+            assert c.expect_eof(10)
+        finally:
+            stop.set()
+            t.join()
+    assert 2.0 <= when <= 9.0, when
+    assert "timeout in state AUTH: command line not completed" in \
+        d.log_text()
 
 
 def test_auth_failures_config(tmp_path):

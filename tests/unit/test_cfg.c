@@ -7,7 +7,9 @@
  * port / network / domain / boolean / enum, range limits, missing port,
  * empty relay_from, list accumulation, comments, relative paths,
  * tls_cert without tls_key, local_recipients, auth_failures (N per
- * DURATION); the value syntaxes; the auth_users dummy setting; the
+ * DURATION); the value syntaxes; the auth_users dummy setting (the
+ * dearest entry's), the mixed-scheme warning and cfg_auth_lookup (locked
+ * entries get the dummy); the
  * embedded default; the session limits and deadlines (per-client cap
  * derived from max_sessions, DATA minimum rate); cfg_print() listing
  * every key in order; the daemon's checks of `user` (cfg_check_user:
@@ -760,54 +762,153 @@ test_parse_rate(void **state)
 	assert_int_equal(failures, 0);
 }
 
-/* the dummy setting for unknown users: the first usable entry's kind */
+/* real hashes (libxcrypt), of "pw" */
+#define H_BC10	"$2b$10$TF.caK8cA4fMuJp9zUkXqeg9S6TcJZ/H/IdfoD2u3dCC0oeWFQB6S"
+#define S_BC10	"$2b$10$TF.caK8cA4fMuJp9zUkXqe"
+#define H_BC12	"$2y$12$gQXAK7CC5mcD3aHz7Hvtbe1CMC.UlHKU8HEawKlhzJB6aUDTdTpuC"
+#define S_BC12	"$2y$12$gQXAK7CC5mcD3aHz7Hvtbe"
+#define H_Y5	"$y$j9T$INDwP.fbNPSBUR4KEGGXl0$uDZrxkC7pHw/S4YEVlTprhGwm8N.GhjXFr9iPczyUHD"
+#define S_Y5	"$y$j9T$INDwP.fbNPSBUR4KEGGXl0$"
+#define H_Y7	"$y$jBT$I/KmoxyoIkFePugDzLyI20$4KfSdlop4iVKlUSNumkCpTd6fudJwqZrWw4slPz07W4"
+#define S_Y7	"$y$jBT$I/KmoxyoIkFePugDzLyI20$"
+#define H_S6	"$6$vAc94tapZrkJ4L5v$zYaCHvTqdc2Kh2GFtHIC7kRTqvXnWRpsFDcmfhDRkUGzQpjeTTvcNUt7iExID1TCFuyXS62Tpf04G6KBn56G6."
+#define S_S6	"$6$vAc94tapZrkJ4L5v$"
+#define H_S6R	"$6$rounds=200000$8m08Dovi.1Y08qO0$VHwDexnkQKxPi1nW.IxZ6u3gaBAVSmlFLuz1xhDYJ2r3noGbFVVCy5WTx8k2FjlZBqoi1nK.nqQLnm6mG97yQ1"
+#define S_S6R	"$6$rounds=200000$8m08Dovi.1Y08qO0$"
+#define H_MD5	"$1$7t5J4K4u$Gk6pkfwsmMIy6He2YOCm81"
+#define S_MD5	"$1$7t5J4K4u$"
+#define H_SCR	"$7$CU..../..../kj/mCQzlx/ou..w6icAL/$JL1zKY1HnDc.yS3CPeHLzOQGk0l/pM3uhLiyeBSObT2"
+#define S_SCR	"$7$CU..../..../kj/mCQzlx/ou..w6icAL/$"
+
+/*
+ * the dummy setting for unknown users and locked entries: the dearest
+ * usable entry by cryptset.c's cost rule (the first of equals), and the
+ * warning when usable entries differ in scheme or cost
+ */
 static void
 test_auth_dummy(void **state)
 {
 	static const struct {
-		const char	*users, *want;	/* want NULL: the fallback */
+		const char	*name, *users;
+		const char	*want;	/* NULL: the fallback */
+		int		 warn;	/* auth_warning set */
 	} cases[] = {
-		{ "alice:$2b$12$abcdefghijklmnopqrstuuj7m4XYqbm74SxoBcXyw8to0CQ061DVG\n",
-		  "$2b$12$abcdefghijklmnopqrstuu" },
-		{ "a:$6$rounds=200000$abcdefgh$x5ue8x8ebAkvbD9dK/v62FosX0uTCy8c\n"
-		  "b:$2b$12$abcdefghijklmnopqrstuuj7m4XYqbm74SxoBcXyw8to0CQ061DVG\n",
-		  "$6$rounds=200000$abcdefgh$" },
-		{ "# locked first\nlocked:!\nb:$6$saltsalt$Zm9vYmFy\n", "$6$saltsalt$" },
-		{ "y:$y$j9T$abcdefghijklmnop$wRwvHNqzMkHLG74uLLCRVTwaZ.a1aIot\n",
-		  "$y$j9T$abcdefghijklmnop$" },
-		{ "locked:!\nstar:*\n", NULL },
-		{ "# nobody\n", NULL },
+		{ "bcrypt only", "alice:" H_BC10 "\n", S_BC10, 0 },
+		{ "sha-crypt rounds=200000 before bcrypt 12",
+		  "a:" H_S6R "\nb:" H_BC12 "\n", S_BC12, 1 },
+		{ "bcrypt 10 and 12, either order",
+		  "a:" H_BC10 "\nb:" H_BC12 "\nc:" H_BC10 "\n", S_BC12, 1 },
+		{ "default sha-crypt before rounds=200000",
+		  "a:" H_S6 "\nb:" H_S6R "\n", S_S6R, 1 },
+		{ "md5crypt before yescrypt", "a:" H_MD5 "\nb:" H_Y5 "\n",
+		  S_Y5, 1 },
+		{ "yescrypt 5 and 7", "a:" H_Y7 "\nb:" H_Y5 "\n", S_Y7, 1 },
+		{ "yescrypt 5 against bcrypt 10", "a:" H_Y5 "\nb:" H_BC10 "\n",
+		  S_BC10, 1 },
+		{ "scrypt against bcrypt 10", "a:" H_BC10 "\nb:" H_SCR "\n",
+		  S_SCR, 1 },
+		{ "equal kinds: the first",
+		  "a:$6$saltsalt$Zm9vYmFy\nb:" H_S6 "\n", "$6$saltsalt$", 0 },
+		{ "locked first", "# locked first\nlocked:!\n"
+		  "b:$6$saltsalt$Zm9vYmFy\n", "$6$saltsalt$", 0 },
+		{ "a locked dear hash does not count",
+		  "a:!" H_BC12 "\nb:" H_MD5 "\nc:*" H_Y7 "\n", S_MD5, 0 },
+		{ "unknown scheme skipped",
+		  "a:$9$abcdefgh$xyz\nb:" H_S6 "\n", S_S6, 0 },
+		{ "only locked", "locked:!\nstar:*\nlk:*LK*\n", NULL, 0 },
+		{ "no users", "# nobody\n", NULL, 0 },
 	};
 	struct config	*c;
-	char		 err[1024], text[256];
+	char		 err[1024];
 	size_t		 i;
 
 	(void)state;
 	failures = 0;
 	for (i = 0; i < NELEM(cases); i++) {
 		write_file("users", cases[i].users);
-		snprintf(text, sizeof(text), "auth_users = users\n");
-		c = load_text(text, err, sizeof(err));
+		c = load_text("auth_users = users\n", err, sizeof(err));
 		if (c == NULL) {
-			CHECK(0, cases[i].users, "got error \"%s\"", err);
+			CHECK(0, cases[i].name, "got error \"%s\"", err);
 			continue;
 		}
 		if (cases[i].want == NULL)
 			CHECK(c->auth_dummy == NULL &&
 			    strcmp(cfg_auth_dummy(c), "$6$wmdummysalt$") == 0,
-			    cases[i].users, "got \"%s\", want the fallback",
+			    cases[i].name, "got \"%s\", want the fallback",
 			    cfg_auth_dummy(c));
 		else
 			CHECK(c->auth_dummy != NULL &&
 			    strcmp(c->auth_dummy, cases[i].want) == 0 &&
 			    strcmp(cfg_auth_dummy(c), cases[i].want) == 0,
-			    cases[i].users, "got \"%s\", want \"%s\"",
+			    cases[i].name, "got \"%s\", want \"%s\"",
 			    cfg_auth_dummy(c), cases[i].want);
+		CHECK((c->auth_warning != NULL) == cases[i].warn,
+		    cases[i].name, "got warning \"%s\", want %s",
+		    c->auth_warning ? c->auth_warning : "(none)",
+		    cases[i].warn ? "one" : "none");
+		if (c->auth_warning != NULL)
+			CHECK(strstr(c->auth_warning, "differ in scheme or "
+			    "cost") != NULL && strstr(c->auth_warning,
+			    "/users:") != NULL, cases[i].name,
+			    "got warning \"%s\"", c->auth_warning);
 		cfg_free(c);
 	}
 	/* without auth_users: the fallback */
 	assert_non_null(c = load_text("max_size = 1m\n", err, sizeof(err)));
 	assert_string_equal(cfg_auth_dummy(c), "$6$wmdummysalt$");
+	assert_null(c->auth_warning);
+	cfg_free(c);
+	assert_int_equal(failures, 0);
+}
+
+/*
+ * cfg_auth_lookup: a usable hash is the user's own (may match); an
+ * unknown user, and a listed one whose hash is locked or unusable, get
+ * the dummy (cannot match) -- so a locked entry costs a full check
+ */
+static void
+test_auth_lookup(void **state)
+{
+	static const struct {
+		const char	*user;
+		int		 known;
+		const char	*want;
+	} cases[] = {
+		{ "alice", 1, H_S6 },
+		{ "cheap", 1, H_MD5 },
+		{ "dear", 1, H_BC10 },
+		{ "locked", 0, S_BC10 },
+		{ "star", 0, S_BC10 },
+		{ "lockedsha", 0, S_BC10 },
+		{ "lk", 0, S_BC10 },
+		{ "bogus", 0, S_BC10 },
+		{ "nohash", 0, S_BC10 },
+		{ "mallory", 0, S_BC10 },
+		{ "Alice", 0, S_BC10 },
+		{ "", 0, S_BC10 },
+	};
+	struct config	*c;
+	const char	*set;
+	char		 err[1024];
+	size_t		 i;
+	int		 known;
+
+	(void)state;
+	failures = 0;
+	write_file("users", "alice:" H_S6 "\nlocked:!\nstar:*\n"
+	    "lockedsha:!" H_S6 "\nlk:*LK*\nbogus:$9$abcdefgh$xyz\n"
+	    "nohash:$6$\ncheap:" H_MD5 "\ndear:" H_BC10 "\n");
+	c = load_text("auth_users = users\n", err, sizeof(err));
+	if (c == NULL)
+		fail_msg("got error \"%s\"", err);
+	for (i = 0; i < NELEM(cases); i++) {
+		set = NULL;
+		known = cfg_auth_lookup(c, cases[i].user, &set);
+		CHECK(known == cases[i].known && set != NULL &&
+		    strcmp(set, cases[i].want) == 0, cases[i].user,
+		    "got %d \"%s\", want %d \"%s\"", known, set ? set : "(null)",
+		    cases[i].known, cases[i].want);
+	}
 	cfg_free(c);
 	assert_int_equal(failures, 0);
 }
@@ -1024,6 +1125,7 @@ main(void)
 		cmocka_unit_test(test_rate),
 		cmocka_unit_test(test_parse_rate),
 		cmocka_unit_test(test_auth_dummy),
+		cmocka_unit_test(test_auth_lookup),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_print),

@@ -2,7 +2,8 @@
 /*
  * test_failtab.c - unit tests of common/failtab.c: counting in a fixed
  * window that opens at the first failure, expiry, independence of
- * addresses, IPv4-mapped IPv6 counted as IPv4, the bound on the number
+ * addresses, IPv4-mapped IPv6 counted as IPv4 (and failtab_key, the
+ * key smtpd_auth.c counts checks in flight by), the bound on the number
  * of addresses under many distinct ones.
  */
 
@@ -127,12 +128,34 @@ test_bounded(void **state)
 	assert_int_equal(failtab_add(NULL, sa_of("192.0.2.9"), WIN, 1), 0);
 }
 
+/* failtab_key: one key per address, IPv4 and its mapped form alike */
+static void
+test_key(void **state)
+{
+	struct sockaddr_storage	 un;
+	unsigned char		 a[16], b[16];
+
+	(void)state;
+	assert_int_equal(failtab_key(sa_of("192.0.2.1"), a), 0);
+	assert_int_equal(failtab_key(sa_of("::ffff:192.0.2.1"), b), 0);
+	assert_memory_equal(a, b, 16);
+	assert_int_equal(failtab_key(sa_of("192.0.2.2"), b), 0);
+	assert_memory_not_equal(a, b, 16);
+	assert_int_equal(failtab_key(sa_of("2001:db8::1"), b), 0);
+	assert_memory_not_equal(a, b, 16);
+	memset(&un, 0, sizeof(un));
+	un.ss_family = AF_UNIX;
+	assert_int_equal(failtab_key((struct sockaddr *)&un, a), -1);
+	assert_int_equal(failtab_key(NULL, a), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_window),
 		cmocka_unit_test(test_bounded),
+		cmocka_unit_test(test_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
