@@ -138,7 +138,7 @@ print_state(FILE *fp, json_t *m, const char *prefix)
 
 /* print_rcpt - "    <addr>  status  [attempts=N] [next=...] [last: ...]" */
 static void
-print_rcpt(FILE *fp, json_t *r)
+print_rcpt(FILE *fp, json_t *r, int held)
 {
 	const char	*status = jstr(r, "status");
 	json_t		*lr;
@@ -154,7 +154,7 @@ print_rcpt(FILE *fp, json_t *r)
 	if (has && attempts > 0)
 		fprintf(fp, "  attempts=%.0f", attempts);
 	next = jnum(r, "next_attempt", &has);
-	if (has && next > 0 && status != NULL &&
+	if (has && next > 0 && !held && status != NULL &&
 	    (strcmp(status, "queued") == 0 || strcmp(status, "deferred") == 0)) {
 		fmt_time(next, 0, tbuf, sizeof(tbuf));
 		fprintf(fp, "  next=%s", tbuf);
@@ -189,12 +189,16 @@ print_rcpt(FILE *fp, json_t *r)
 static void
 print_rcpts(FILE *fp, json_t *m)
 {
-	json_t	*rcpts = json_object_get(m, "recipients"), *r;
-	size_t	 i;
+	json_t		*rcpts = json_object_get(m, "recipients"), *r;
+	const char	*state = jstr(m, "state");
+	size_t		 i;
+	/* held: no next attempt until it is released */
+	int		 held = state != NULL && strcmp(state, "normal") != 0 &&
+			    strcmp(state, "outbound") != 0;
 
 	json_array_foreach(rcpts, i, r)
 		if (json_is_object(r))
-			print_rcpt(fp, r);
+			print_rcpt(fp, r, held);
 }
 
 /* print_msg_line - "QID  arrival  size  <sender>" */

@@ -851,6 +851,68 @@ test_trace_received(void **state)
 	}
 }
 
+/* RFC 6729: the state clause on the hop's field, and fields of their own */
+static void
+test_trace_state(void **state)
+{
+	static const struct {
+		const char	*name;
+		enum msg_state	 st;
+		const char	*value, *reason, *want;
+	} cases[] = {
+		{ "quarantine with value and reason", MS_QUARANTINE, "spam",
+		  "score 12 (x) > 10\\",
+		  "Received: from mx.example.com\n\tby mx.example.com id "
+		  "0123456789ABCDEF\n\tstate quarantine/spam (score 12 \\(x\\) "
+		  "> 10\\\\); Tue, 1 Dec 2026 01:02:03 +0000" },
+		{ "release, no value", MS_OUTBOUND, NULL, NULL,
+		  "Received: from mx.example.com\n\tby mx.example.com id "
+		  "0123456789ABCDEF\n\tstate outbound; Tue, 1 Dec 2026 "
+		  "01:02:03 +0000" },
+		{ "bad token dropped, control chars", MS_OTHER, "a/b",
+		  "x\r\ny",
+		  "Received: from mx.example.com\n\tby mx.example.com id "
+		  "0123456789ABCDEF\n\tstate other (x??y); Tue, 1 Dec 2026 "
+		  "01:02:03 +0000" },
+	};
+	struct qmsg	m;
+	struct qrcpt	r;
+	char		out[1024];
+	size_t		i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&m, 0, sizeof(m));
+		snprintf(m.qid, sizeof(m.qid), "0123456789ABCDEF");
+		if (queue_trace_state(&m, "mx.example.com", cases[i].st,
+		    cases[i].value, cases[i].reason, 1796086923, out,
+		    sizeof(out)) != 0)
+			fail_msg("%s: failed", cases[i].name);
+		if (strcmp(out, cases[i].want) != 0)
+			fail_msg("%s:\ngot  \"%s\"\nwant \"%s\"", cases[i].name,
+			    out, cases[i].want);
+	}
+	/* held from reception: the clause on the hop's own field */
+	memset(&m, 0, sizeof(m));
+	memset(&r, 0, sizeof(r));
+	r.addr = "bob@example.com";
+	snprintf(m.qid, sizeof(m.qid), "0123456789ABCDEF");
+	m.arrival = 1796086923;
+	m.helo = "client.example";
+	m.client_addr = "127.0.0.1";
+	m.rcpts = &r;
+	m.nrcpts = 1;
+	m.state = MS_TIMED;
+	m.state_reason = "release at 2026-12-02T00:00:00Z";
+	assert_int_equal(queue_trace_received(&m, "mx.example.com", "ESMTPA",
+	    out, sizeof(out)), 0);
+	assert_string_equal(out, "Received: from client.example ([127.0.0.1])\n"
+	    "\tby mx.example.com with ESMTPA id 0123456789ABCDEF\n"
+	    "\tfor <bob@example.com>\n"
+	    "\tstate timed (release at 2026-12-02T00:00:00Z); "
+	    "Tue, 1 Dec 2026 01:02:03 +0000");
+}
+
 int
 main(void)
 {
@@ -870,6 +932,7 @@ main(void)
 		cmocka_unit_test(test_decode_garbage),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_trace_received),
+		cmocka_unit_test(test_trace_state),
 	};
 
 	setenv("TZ", "UTC", 1);

@@ -478,6 +478,101 @@ static const struct param_case param_cases[] = {
 	{ "lone =", "=1", PARAM_MAIL, ALL, PARAM_SYNTAX, 0, 0, BODY_UNSPEC },
 };
 
+/* RFC 3339 date-times (HOLDUNTIL) */
+static void
+test_rfc3339(void **state)
+{
+	static const struct {
+		const char	*in;
+		long long	 want;	/* -1 = refused */
+	} cases[] = {
+		{ "2026-12-01T01:02:03Z", 1796086923 },
+		{ "2026-12-01t01:02:03z", 1796086923 },
+		{ "2026-12-01T02:02:03+01:00", 1796086923 },
+		{ "2026-11-30T23:32:03-01:30", 1796086923 },
+		{ "2026-12-01T01:02:03.123456Z", 1796086923 },
+		{ "1970-01-01T00:00:00Z", 0 },
+		{ "2024-02-29T00:00:00Z", 1709164800 },
+		{ "2023-02-29T00:00:00Z", -1 },
+		{ "2026-13-01T00:00:00Z", -1 },
+		{ "2026-12-32T00:00:00Z", -1 },
+		{ "2026-12-01T24:00:00Z", -1 },
+		{ "2026-12-01T01:02:03", -1 },
+		{ "2026-12-01 01:02:03Z", -1 },
+		{ "2026-12-01T01:02:03.Z", -1 },
+		{ "2026-12-01T01:02:03+0100", -1 },
+		{ "2026-12-01T01:02:03Zx", -1 },
+		{ "tomorrow", -1 },
+	};
+	time_t	t;
+	char	buf[32];
+	size_t	i;
+	int	r;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = rfc3339_parse(cases[i].in, strlen(cases[i].in), &t);
+		if (cases[i].want == -1 ? r != -1 :
+		    (r != 0 || (long long)t != cases[i].want))
+			fail_msg("%s: got %d/%lld, want %lld", cases[i].in, r,
+			    r == 0 ? (long long)t : 0LL, cases[i].want);
+	}
+	assert_int_equal(rfc3339_format(1796086923, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "2026-12-01T01:02:03Z");
+}
+
+/* RFC 4865 hold parameters */
+static void
+test_hold_params(void **state)
+{
+	static const struct {
+		const char		*in;
+		unsigned		 enabled;
+		enum param_result	 want;
+		int			 hold;
+		long			 hold_for;
+	} cases[] = {
+		{ "HOLDFOR=1", EXT_FUTURERELEASE, PARAM_OK, HOLD_FOR, 1 },
+		{ "holdfor=999999999", EXT_FUTURERELEASE, PARAM_OK, HOLD_FOR,
+		  999999999 },
+		{ "HOLDFOR=0", EXT_FUTURERELEASE, PARAM_SYNTAX, 0, 0 },
+		{ "HOLDFOR=01", EXT_FUTURERELEASE, PARAM_SYNTAX, 0, 0 },
+		{ "HOLDFOR=1000000000", EXT_FUTURERELEASE, PARAM_SYNTAX, 0, 0 },
+		{ "HOLDFOR=-5", EXT_FUTURERELEASE, PARAM_SYNTAX, 0, 0 },
+		{ "HOLDFOR", EXT_FUTURERELEASE, PARAM_SYNTAX, 0, 0 },
+		{ "HOLDFOR=5", 0, PARAM_UNKNOWN, 0, 0 },
+		{ "HOLDUNTIL=2026-12-01T01:02:03Z", EXT_FUTURERELEASE, PARAM_OK,
+		  HOLD_UNTIL, 0 },
+		{ "HOLDUNTIL=2026-12-01", EXT_FUTURERELEASE, PARAM_SYNTAX, 0, 0 },
+		{ "HOLDFOR=5 HOLDUNTIL=2026-12-01T01:02:03Z", EXT_FUTURERELEASE,
+		  PARAM_SYNTAX, 0, 0 },
+		{ "HOLDFOR=5 HOLDFOR=6", EXT_FUTURERELEASE, PARAM_REPEATED, 0, 0 },
+	};
+	struct esmtp_params	 out;
+	const char		*why;
+	enum param_result	 r;
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = esmtp_parse_params(cases[i].in, strlen(cases[i].in),
+		    PARAM_MAIL, cases[i].enabled, &out, &why);
+		if (r != cases[i].want)
+			fail_msg("%s: got %d, want %d (%s)", cases[i].in, r,
+			    cases[i].want, why);
+		if (r != PARAM_OK)
+			continue;
+		assert_int_equal(out.hold, cases[i].hold);
+		if (out.hold == HOLD_FOR)
+			assert_int_equal(out.hold_for, cases[i].hold_for);
+		else {
+			assert_true(out.hold_until == 1796086923);
+			assert_string_equal(out.hold_text,
+			    "2026-12-01T01:02:03Z");
+		}
+	}
+}
+
 static const char *
 param_name(enum param_result r)
 {
@@ -855,6 +950,8 @@ main(void)
 		cmocka_unit_test(test_path_string),
 		cmocka_unit_test(test_domains),
 		cmocka_unit_test(test_params),
+		cmocka_unit_test(test_rfc3339),
+		cmocka_unit_test(test_hold_params),
 		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_xtext_bad),
 		cmocka_unit_test(test_dsn_params),
