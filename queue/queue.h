@@ -207,8 +207,9 @@ typedef struct json_t json_t;
 json_t	*queue_list_json(int state, const char *value);
 /* queue_show_json - one message object plus "events"; NULL if unknown */
 json_t	*queue_show_json(const char *qid);
-/* queue_flush - make every deferred recipient due now; returns how many */
-int	queue_flush(void);
+/* queue_flush - make every deferred recipient due now (of qid only, when
+ * not NULL); returns how many, or -1 when qid is not in the queue */
+int	queue_flush(const char *qid);
 
 /*
  * Operator actions on one unfinished message (DESIGN.md "Operator

@@ -665,7 +665,7 @@ sched_update(struct qmsg *m)
 }
 
 int
-queue_flush(void)
+queue_flush(const char *qid)
 {
 	struct qjob	*j;
 	struct qmsg	*m;
@@ -675,10 +675,14 @@ queue_flush(void)
 	size_t		 i, k, nk;
 	int		 count = 0, bad;
 
+	if (qid != NULL && ((m = qmem_find(qid)) == NULL || m->done_time ||
+	    (m->priv != NULL && ((struct qpriv *)m->priv)->finishing)))
+		return -1;
 	for (i = 0; i < qs.nmsgs; i++) {
 		m = qs.msgs[i];
 		p = m->priv;
-		if (m->done_time || (p != NULL && p->finishing))
+		if (m->done_time || (p != NULL && p->finishing) ||
+		    (qid != NULL && strcmp(m->qid, qid) != 0))
 			continue;
 		for (k = 0, nk = 0; k < m->nrcpts; k++)
 			if (m->rcpts[k].status == RS_DEFERRED && !m->rcpts[k].busy)

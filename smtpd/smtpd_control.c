@@ -549,16 +549,31 @@ ctl_do_show(struct ctl_conn *c, json_t *req)
 	return ctl_ok(res);
 }
 
-/* ctl_do_flush - {"cmd":"flush"} */
+/* ctl_do_flush - {"cmd":"flush"[,"qid":Q]} */
 static json_t *
 ctl_do_flush(struct ctl_conn *c, json_t *req)
 {
-	int	n;
+	json_t		*jq = json_object_get(req, "qid");
+	const char	*qid = NULL;
+	char		 esc[80];
+	int		 n;
 
 	(void)c;
-	(void)req;
-	n = queue_flush();
-	log_info("control: flush (%d recipient%s)", n, n == 1 ? "" : "s");
+	if (jq != NULL && !json_is_null(jq)) {
+		if (!json_is_string(jq))
+			return ctl_error("bad_request", "qid must be a string");
+		qid = json_string_value(jq);
+		if (!qid_valid(qid))
+			qid = "-";	/* never in the queue */
+	}
+	if ((n = queue_flush(qid)) < 0) {
+		log_escape(esc, sizeof(esc), qid, strlen(qid));
+		log_info("control: flush %s (not in the queue)", esc);
+		return ctl_error("unknown_qid", "no such message in the "
+		    "queue: %s", esc);
+	}
+	log_info("control: flush%s%s (%d recipient%s)", qid ? " " : "",
+	    qid ? qid : "", n, n == 1 ? "" : "s");
 	return ctl_ok(json_pack("{s:i}", "count", (json_int_t)n));
 }
 

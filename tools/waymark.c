@@ -86,9 +86,9 @@ static const struct command commands[] = {
 	  "             fields as they would be delivered, then the content\n"
 	  "  --json     the message object with \"events\" on one line\n",
 	  parse_show, run_show },
-	{ "flush", "",
-	  "make every deferred recipient due for delivery now",
-	  "",
+	{ "flush", "[QID]",
+	  "make every deferred recipient (or those of QID) due now",
+	  "  QID        only this message\n",
 	  parse_flush, run_flush },
 	{ "hold", "QID",
 	  "hold a queued message (state other/hold) until released",
@@ -259,10 +259,11 @@ parse_action(int argc, char **argv, struct opts *o)
 static int
 parse_flush(int argc, char **argv, struct opts *o)
 {
-	(void)o;
-	if (argc > 0)
+	if (argc > 0 && argv[0][0] != '-')
+		o->qid = argv[0];
+	if (argc > (o->qid != NULL ? 1 : 0))
 		return usage_error(&commands[2],
-		    "flush: unexpected argument: %s", argv[0]);
+		    "flush: unexpected argument: %s", argv[o->qid ? 1 : 0]);
 	return 0;
 }
 
@@ -537,8 +538,8 @@ run_flush(const char *ctl, const struct opts *o)
 	json_int_t	 n;
 	int		 rc;
 
-	(void)o;
-	rc = ctl_request(ctl, json_pack("{s:s}", "cmd", "flush"), &res);
+	rc = ctl_request(ctl, o->qid ? json_pack("{s:s,s:s}", "cmd", "flush",
+	    "qid", o->qid) : json_pack("{s:s}", "cmd", "flush"), &res);
 	if (rc != EX_WM_OK)
 		return rc;
 	jn = json_object_get(res, "count");

@@ -402,3 +402,24 @@ def test_refused_actions_do_not_change_state(daemon):
     assert p.returncode == 2
     p = daemon.cli("delete", qid, "--force")
     assert p.returncode == 2
+
+
+def test_flush_one_message(daemon_factory, sink):
+    """`waymark flush QID` makes only that message's deferred recipients
+    due now (DESIGN.md: flush [QID]); an unknown QID exits 1."""
+    d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % sink.port,
+                        "retry_schedule": "1h"})
+    q1 = submit(d, "a@remote.test", subject="one")
+    q2 = submit(d, "b@remote.test", subject="two")
+    for q in (q1, q2):
+        wait_for(lambda: d.show_json(q)["recipients"][0]["status"] ==
+                 "deferred", what="a first deferral of %s" % q)
+    sink.open = True
+    p = d.cli("flush", q1, check=0)
+    assert "flushed 1 deferred recipient" in p.out, p.out
+    wait_for(lambda: d.show_json(q1)["recipients"][0]["status"] ==
+             "relayed", what="q1 relayed after its flush")
+    time.sleep(1)
+    assert d.show_json(q2)["recipients"][0]["status"] == "deferred"
+    assert d.cli("flush", "AAAAAAAAAAAA").returncode == 1
+    assert d.cli("flush", q1, q2).returncode == 2
