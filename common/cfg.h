@@ -68,6 +68,8 @@ struct config {
 	unsigned	 tracking_retention;
 	char		*policy;
 	unsigned	 future_release_max;	/* RFC 4865: longest hold, seconds */
+	unsigned	 filter_timeout;	/* policy filter: seconds per run */
+	unsigned	 filter_concurrency;	/* policy filter: runs at once */
 	char		*user;
 	unsigned	 user_line;	/* line of "user =" in path, 0 = the default */
 	int		 allow_shared_user;	/* user may be nobody */

@@ -98,6 +98,9 @@ struct qmsg {
 	/* queue_lifetime counts from here (arrival, moved on by the time
 	 * spent held, or the release time of a timed message) */
 	time_t		 expire_base;	/* 0 = arrival */
+	/* policy `filter COMMAND`: the command a message in state content
+	 * waits for (run again after a restart), or NULL */
+	char		*filter_cmd;
 	/* in memory only, at reception: who decided a state other than
 	 * normal ("policy FILE:LINE", "protocol FUTURERELEASE"); recorded
 	 * in the state event that queue_accept writes */

@@ -129,6 +129,8 @@ struct qpriv {
 	time_t		 sched_time;	/* time in the schedule index, 0 = none */
 	int		 finish_ok;	/* the final status commit succeeded */
 	int		 finishing;	/* the final status commit is queued */
+	int		 filter_running; /* its content filter runs (queue_filter.c) */
+	time_t		 filter_next;	/* a failed filter runs again at */
 };
 
 struct queue_state {
@@ -173,6 +175,16 @@ int	qjob_add_state_event(struct qjob *j, struct qmsg *m,
 	    enum msg_state from, const char *actor);
 /* sched_release_due - a timed message's release time came (scheduler) */
 void	sched_release_due(struct qmsg *m);
+/* state_filter_done - m's content filter ended: code = its exit status
+ * (0 accept, 1 quarantine, 2 reject), -1 a signal, -2 the timeout (both
+ * retried); why = the first line of its output */
+void	state_filter_done(struct qmsg *m, int code, const char *why);
+
+/* ---- content filters (queue_filter.c) ---- */
+
+int	queue_filter_init(struct event_base *base);
+void	queue_filter_kick(void);
+void	queue_filter_shutdown(void);
 
 /* ---- scheduler (queue_sched.c) ---- */
 

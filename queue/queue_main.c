@@ -539,7 +539,12 @@ queue_init(const struct config *cfg, struct event_base *base, char *err,
 	}
 	qdb_purge_request(time(NULL) - (time_t)cfg->history_retention);
 	evtimer_add(purge_ev, &tv);
+	if (queue_filter_init(base) == -1) {
+		snprintf(err, errlen, "cannot set up the content filters");
+		goto fail;
+	}
 	log_info("queue: %zu unfinished message(s) loaded", nloaded);
+	queue_filter_kick();
 	sched_kick();
 	return 0;
 fail:
@@ -567,6 +572,7 @@ queue_shutdown(void)
 	if (qs.cfg == NULL)
 		return;
 	qs.stopping = 1;
+	queue_filter_shutdown();
 	if (purge_ev != NULL) {
 		event_free(purge_ev);
 		purge_ev = NULL;
@@ -648,6 +654,8 @@ accept_done(void *arg, int rc)
 		} else {
 			sched_update(m);
 			sched_kick();
+			if (m->state == MS_CONTENT)
+				queue_filter_kick();
 		}
 		ctx->done(ctx->arg, 0);
 	} else {

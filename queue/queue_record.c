@@ -16,7 +16,8 @@
  *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
  *   u64 mtrk_expiry, str auth_user; version 3 (written now) adds
  *   u64 state_since, str state_reason, u64 hold_until, str
- *   future_release, u64 deliver_by, u8 by_flags (BY_*), u64 expire_base.
+ *   future_release, u64 deliver_by, u8 by_flags (BY_*), u64 expire_base,
+ *   str filter_cmd.
  * Recipient ('R'): u8 status, u32 attempts, u64 next_attempt,
  *   u64 last_attempt, u16 last_code, str last_enh (non-NULL, <= 15),
  *   str addr (non-NULL), orcpt, last_text, remote_mta; version 2 adds
@@ -350,10 +351,11 @@ rec_msg_clear(struct qmsg *m)
 	free(m->auth_user);
 	free(m->state_reason);
 	free(m->future_release);
+	free(m->filter_cmd);
 	m->sender = m->envid = m->client_addr = m->client_name = NULL;
 	m->helo = m->tls = m->message_id = m->state_value = NULL;
 	m->mtrk_certifier = m->auth_user = NULL;
-	m->state_reason = m->future_release = NULL;
+	m->state_reason = m->future_release = m->filter_cmd = NULL;
 }
 
 /* rec_msg_encode - encode the message record of m (not its recipients) */
@@ -397,6 +399,7 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 	wr_u64(&w, (uint64_t)m->deliver_by);
 	wr_u8(&w, m->by_flags);
 	wr_u64(&w, (uint64_t)m->expire_base);
+	wr_str(&w, m->filter_cmd);
 	return wr_finish(&w, out, outlen);
 }
 
@@ -415,7 +418,7 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 	m->sender = m->envid = m->client_addr = m->client_name = NULL;
 	m->helo = m->tls = m->message_id = m->state_value = NULL;
 	m->mtrk_certifier = m->auth_user = NULL;
-	m->state_reason = m->future_release = NULL;
+	m->state_reason = m->future_release = m->filter_cmd = NULL;
 	m->mtrk_timeout = 0;
 	m->mtrk_expiry = 0;
 	m->state_since = m->hold_until = m->deliver_by = m->expire_base = 0;
@@ -451,6 +454,7 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 		m->deliver_by = (time_t)rd_u64(&r);
 		byf = rd_u8(&r);
 		m->expire_base = (time_t)rd_u64(&r);
+		m->filter_cmd = rd_str(&r, 1);
 	}
 	if (rd_end(&r) == -1)
 		goto fail;

@@ -173,10 +173,11 @@ action_done(void *arg, int rc)
 	sched_kick();
 }
 
-/* delete_job - every pending recipient fails 5.7.1; DSNs when bounce */
+/* delete_job - every pending recipient fails 5.7.1 with text; the
+ * event `kind` names the actor; DSNs when bounce */
 static int
 delete_job(struct qjob *j, struct qmsg *m, int bounce, const char *actor,
-    time_t now)
+    const char *text, const char *kind, time_t now)
 {
 	struct dlv_result	*res;
 	char			 who[200], *detail = NULL;
@@ -195,8 +196,7 @@ delete_job(struct qjob *j, struct qmsg *m, int bounce, const char *actor,
 		res[n].code = 550;
 		res[n].hop_dsn = res[n].hop_mtrk = -1;
 		snprintf(res[n].enh, sizeof(res[n].enh), "5.7.1");
-		snprintf(res[n].text, sizeof(res[n].text),
-		    "message deleted by the operator");
+		snprintf(res[n].text, sizeof(res[n].text), "%s", text);
 		n++;
 		r->status = RS_FAILED;
 		r->next_attempt = 0;
@@ -204,7 +204,7 @@ delete_job(struct qjob *j, struct qmsg *m, int bounce, const char *actor,
 		r->last_code = 550;
 		snprintf(r->last_enh, sizeof(r->last_enh), "5.7.1");
 		free(r->last_text);
-		r->last_text = strdup("message deleted by the operator");
+		r->last_text = strdup(text);
 		if (qjob_add_rcpt(j, m, i) == -1)
 			goto out;
 	}
@@ -214,7 +214,7 @@ delete_job(struct qjob *j, struct qmsg *m, int bounce, const char *actor,
 		detail = NULL;
 		goto out;
 	}
-	if (qjob_add_event(j, m, "deleted", detail) == -1)
+	if (qjob_add_event(j, m, kind, detail) == -1)
 		goto out;
 	if (bounce && queue_notice_batch(j, m, res, n) == -1)
 		goto out;
@@ -298,7 +298,8 @@ queue_action(const char *qid, enum queue_action what, const char *actor,
 		rc = release_job(j, m, actor, now);
 		break;
 	default:
-		rc = delete_job(j, m, what == QA_BOUNCE, actor, now);
+		rc = delete_job(j, m, what == QA_BOUNCE, actor,
+		    "message deleted by the operator", "deleted", now);
 		snprintf(a->msg, sizeof(a->msg), "%s deleted%s", m->qid,
 		    what == QA_BOUNCE ? ", failure notice queued where due" :
 		    "");
@@ -338,4 +339,68 @@ sched_release_due(struct qmsg *m)
 	}
 	sched_commit(j, m);
 	sched_update(m);
+}
+
+/*
+ * state_filter_done - the content filter of m ended (queue_filter.c):
+ * 0 release, 1 quarantine/filter, 2 every pending recipient fails 5.7.1
+ * with a DSN where due; anything else runs the filter again later.
+ * One "filter" event and the state change in one (lazy) commit: lost in
+ * a crash, the filter only runs again.
+ */
+void
+state_filter_done(struct qmsg *m, int code, const char *why)
+{
+	struct qpriv	*p = qmsg_priv(m);
+	struct qjob	*j;
+	time_t		 now = time(NULL);
+	unsigned	 again;
+	char		 detail[800], text[600];
+	int		 rc;
+
+	snprintf(detail, sizeof(detail), "exit=%d%s reason=\"%s\"", code,
+	    code == -2 ? " (timeout)" : code == -1 ? " (signal)" : "", why);
+	log_info("qid=%s filter %s", m->qid, detail);
+	if ((j = qjob_new()) == NULL)
+		goto later;
+	if (qjob_add_event(j, m, "filter", detail) == -1)
+		goto fail;
+	switch (code) {
+	case 0:
+		rc = release_job(j, m, "filter", now);
+		break;
+	case 1:
+		rc = state_move(j, m, MS_QUARANTINE, "filter", why[0] ? why :
+		    "content filter", "filter", 1, now);
+		if (rc == 0)
+			rc = qjob_add_sched(j, m);
+		break;
+	case 2:
+		snprintf(text, sizeof(text), "rejected by the content filter%s%s",
+		    why[0] ? ": " : "", why);
+		rc = delete_job(j, m, 1, "filter", text, "rejected", now);
+		break;
+	default:
+		/* 75 (EX_TEMPFAIL), a signal, the timeout: again later */
+		again = qs.cfg->nretry_schedule > 0 &&
+		    qs.cfg->retry_schedule[0] > 0 ? qs.cfg->retry_schedule[0] :
+		    60;
+		if (p != NULL)
+			p->filter_next = now + (time_t)again;
+		rc = 0;
+		break;
+	}
+	if (rc == -1)
+		goto fail;
+	sched_commit(j, m);	/* raises m->inflight for its completion */
+	sched_update(m);
+	sched_kick();
+	return;
+fail:
+	qjob_free(j);
+later:
+	log_warnx("qid=%s filter result not recorded (out of memory); the "
+	    "filter runs again", m->qid);
+	if (p != NULL)
+		p->filter_next = now + 60;
 }

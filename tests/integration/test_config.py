@@ -20,7 +20,7 @@ ALL_KEYS = ("hostname", "listen", "submission", "mtqp", "control", "spool",
             "policy", "user", "allow_shared_user", "min_free_space", "syslog",
             "workers", "client_limit_exceptions", "max_sessions_per_client",
             "smtpd_data_min_rate", "smtpd_data_rate_grace",
-            "future_release_max")
+            "future_release_max", "filter_timeout", "filter_concurrency")
 
 
 def test_print_effective_config(daemon_factory):

@@ -141,7 +141,7 @@ test_msg_roundtrip(void **state)
 
 /* the version 3 tail with NULL strings: state_since, state_reason,
  * hold_until, future_release, deliver_by, by_flags, expire_base */
-#define V3_TAIL	(8 + 4 + 8 + 4 + 8 + 1 + 8)
+#define V3_TAIL	(8 + 4 + 8 + 4 + 8 + 1 + 8 + 4)
 
 /* version 3: handling state details, FUTURERELEASE, DELIVERBY, expiry base */
 static void
@@ -165,6 +165,7 @@ test_msg_v3_fields(void **state)
 	m.deliver_by = 1796086400;
 	m.by_flags = BY_NOTIFY | BY_TRACE;
 	m.expire_base = 1796000700;
+	m.filter_cmd = "/usr/local/bin/scan --strict";
 	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
 	assert_int_equal(enc[0], 3);
 	if (rec_msg_decode(enc, len, &d, &why) != 0)
@@ -173,14 +174,16 @@ test_msg_v3_fields(void **state)
 	check_str("state_value", d.state_value, m.state_value);
 	check_str("state_reason", d.state_reason, m.state_reason);
 	check_str("future_release", d.future_release, m.future_release);
+	check_str("filter_cmd", d.filter_cmd, m.filter_cmd);
 	assert_true(d.state_since == m.state_since);
 	assert_true(d.hold_until == m.hold_until);
 	assert_true(d.deliver_by == m.deliver_by);
 	assert_true(d.by_flags == m.by_flags);
 	assert_true(d.expire_base == m.expire_base);
 	rec_msg_clear(&d);
-	/* BY flags out of range: refused both ways (the byte before expire_base) */
-	enc[len - 9] = 0x80;
+	/* BY flags out of range: refused both ways (before expire_base and
+	 * filter_cmd) */
+	enc[len - 9 - 4 - strlen(m.filter_cmd)] = 0x80;
 	assert_int_equal(rec_msg_decode(enc, len, &d, &why), -1);
 	check_str("why", why, "bad BY flags");
 	free(enc);
