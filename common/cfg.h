@@ -27,6 +27,7 @@ struct cfg_net {			/* ADDR[/PREFIX] */
 };
 
 struct alias_table;
+struct policy;
 
 enum cfg_smtp_tls { CFG_TLS_MAY, CFG_TLS_ENCRYPT, CFG_TLS_VERIFY };
 
@@ -67,6 +68,7 @@ struct config {
 	unsigned	 history_retention;
 	unsigned	 tracking_retention;
 	char		*policy;
+	uint64_t	 policy_body_scan;	/* bytes of body the policy rules see */
 	char		*user;
 	unsigned	 user_line;	/* line of "user =" in path, 0 = the default */
 	int		 allow_shared_user;	/* user may be nobody */
@@ -101,6 +103,10 @@ struct config {
 	char		*auth_dummy;
 	/* derived: the aliases file, parsed (common/aliases.h), or NULL */
 	struct alias_table *alias_table;
+	/* derived, waymarkd only: the policy file, parsed by
+	 * queue_policy_load (queue/queue.h); smtpd_main.c loads it after
+	 * cfg_load and frees it (cfg_free does not), or NULL */
+	struct policy	*policy_table;
 };
 
 /*
@@ -123,6 +129,11 @@ void		 cfg_print(const struct config *c, FILE *fp);
 int		 cfg_relay_allowed(const struct config *c, const struct sockaddr *sa);
 /* cfg_client_exempt - client address in client_limit_exceptions? */
 int		 cfg_client_exempt(const struct config *c, const struct sockaddr *sa);
+/* cfg_parse_net - ADDR[/PREFIX] (IPv6 may be bracketed); 0 or -1 */
+int		 cfg_parse_net(const char *s, struct cfg_net *out);
+/* cfg_nets_match - sa inside one of nets (IPv4-mapped IPv6 as IPv4)? */
+int		 cfg_nets_match(const struct cfg_net *nets, size_t n,
+		    const struct sockaddr *sa);
 /* cfg_is_local_domain - case-insensitive match against local_domains */
 int		 cfg_is_local_domain(const struct config *c, const char *domain);
 /* cfg_local_rcpt_ok - 1 when local_recipients is unset or lists local@domain (case-insensitive) */

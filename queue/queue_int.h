@@ -190,4 +190,23 @@ int	queue_notice_batch(struct qjob *j, struct qmsg *m,
  */
 void	queue_notice_accepted(struct qmsg *m);
 
+/* ---- policy: a message's content (queue_content.c) ---- */
+
+struct content;				/* one message being checked */
+struct content_field {			/* a field of the header section */
+	const char	*name;		/* as written, not NUL-terminated */
+	size_t		 namelen;
+	const char	*value;		/* unfolded, trimmed, NUL-terminated */
+	size_t		 vlen;
+};
+/* content_new - for m's body file, with body_scan octets of body seen */
+struct content	*content_new(const struct qmsg *m, uint64_t body_scan);
+void		 content_free(struct content *c);
+/* each reads the prefix on first use; 0, or -1 with errno */
+int		 content_fields(struct content *c,
+		    const struct content_field **f, size_t *n);
+int		 content_body(struct content *c, const char **body, size_t *len);
+int		 content_names(struct content *c, const char *const **names,
+		    size_t *n);
+
 #endif
