@@ -17,7 +17,8 @@ ALL_KEYS = ("hostname", "listen", "submission", "mtqp", "control", "spool",
             "tls_key", "smtp_tls", "max_size", "max_recipients", "max_sessions",
             "smtpd_timeout", "max_hops", "queue_lifetime", "delay_warning",
             "retry_schedule", "history_retention", "tracking_retention",
-            "policy", "user", "allow_shared_user", "min_free_space", "syslog",
+            "policy", "policy_body_scan", "user", "allow_shared_user",
+            "min_free_space", "syslog",
             "workers", "client_limit_exceptions", "max_sessions_per_client",
             "smtpd_data_min_rate", "smtpd_data_rate_grace")
 
