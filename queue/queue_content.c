@@ -4,7 +4,8 @@
  * prefix of its body file (the header section plus body_scan octets of
  * body), read once and only when asked for, and three views of it made
  * on first use: the header fields (unfolded values), the body with LF
- * line ends, and the file names of its MIME parts.
+ * line ends (also lower-cased, for the regex prefilter), and the file
+ * names of its MIME parts.
  * Owns: reading body/QID (the spool is the working directory); the
  *       header-section rule (it ends at the empty line or at the first
  *       line that is neither a field nor a continuation); the MIME walk
@@ -18,6 +19,7 @@
  *       (continuations, charsets, %-encoding); RFC 2047 (encoded words).
  */
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -55,6 +57,7 @@ struct content {
 	int			 body_done;
 	char			*body;		/* LF line ends, NUL-terminated */
 	size_t			 bodylen;
+	char			*lower;		/* body, lower-cased */
 	int			 names_done;
 	char			*names;		/* attachment names, NUL-ended */
 	size_t			 names_len, names_cap;
@@ -685,6 +688,7 @@ content_free(struct content *c)
 	free(c->fields);
 	free(c->unfolded);
 	free(c->body);
+	free(c->lower);
 	free(c->names);
 	free(c);
 }
@@ -726,6 +730,25 @@ content_body(struct content *c, const char **body, size_t *len)
 	if (!c->body_done && content_lf(c) == -1)
 		return -1;
 	*body = c->body;
+	*len = c->bodylen;
+	return 0;
+}
+
+/* content_body_lower - the scanned body, LF line ends, lower-cased */
+int
+content_body_lower(struct content *c, const char **body, size_t *len)
+{
+	size_t	i;
+
+	if (c->lower == NULL) {
+		if (content_body(c, body, len) == -1)
+			return -1;
+		if ((c->lower = malloc(c->bodylen + 1)) == NULL)
+			return -1;
+		for (i = 0; i <= c->bodylen; i++)
+			c->lower[i] = (char)tolower((unsigned char)c->body[i]);
+	}
+	*body = c->lower;
 	*len = c->bodylen;
 	return 0;
 }

@@ -87,6 +87,7 @@ struct policy_cond {
 	size_t			 nnets;
 	regex_t			 re;		/* V_HEADER, V_REGEX */
 	int			 have_re;
+	struct rx_lits		 lits;		/* V_REGEX: prefilter (queue_rx.c) */
 };
 
 struct policy_rule {
@@ -222,7 +223,7 @@ lex_value(struct lex *lx)
  * Compiles into *re.  White space inside the slashes is part of it.
  */
 static int
-lex_regex(struct lex *lx, regex_t *re, int newline)
+lex_regex(struct lex *lx, regex_t *re, int newline, struct rx_lits *lits)
 {
 	const char	*p = lx->p;
 	char		*pat, *w, msg[128];
@@ -267,6 +268,8 @@ lex_regex(struct lex *lx, regex_t *re, int newline)
 		free(pat);
 		return lex_why(lx, "bad regular expression: %s", msg);
 	}
+	if (lits != NULL)
+		(void)rx_lits_make(pat, icase, lits);
 	free(pat);
 	lx->p = p;
 	return 0;
@@ -354,12 +357,12 @@ parse_value(struct lex *lx, struct policy_cond *c)
 			return lex_why(lx, "%s", strerror(errno));
 		c->namelen = n;
 		lx->p = s + 1;
-		if (lex_regex(lx, &c->re, 0) == -1)
+		if (lex_regex(lx, &c->re, 0, NULL) == -1)
 			return -1;
 		c->have_re = 1;
 		return 0;
 	case V_REGEX:
-		if (lex_regex(lx, &c->re, 1) == -1)
+		if (lex_regex(lx, &c->re, 1, &c->lits) == -1)
 			return -1;
 		c->have_re = 1;
 		return 0;
@@ -402,6 +405,7 @@ cond_clear(struct policy_cond *c)
 	free(c->nets);
 	if (c->have_re)
 		regfree(&c->re);
+	rx_lits_free(&c->lits);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -784,6 +788,13 @@ cond_eval(struct pctx *c, const struct policy_cond *k)
 				return 1;
 		return 0;
 	case C_BODY:
+		/* a literal every match contains is looked up first */
+		if (k->lits.n > 0 && ((k->lits.icase ?
+		    content_body_lower(c->content, &body, &n) :
+		    content_body(c->content, &body, &n)) == -1))
+			return -1;
+		if (k->lits.n > 0 && !rx_lits_maybe(&k->lits, body, n))
+			return 0;
 		if (content_body(c->content, &body, &n) == -1)
 			return -1;
 		return rx_match(&k->re, body, n);

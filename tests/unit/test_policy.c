@@ -12,6 +12,8 @@
  * headers, MIME attachments (quoted, RFC 2231, RFC 2047, nested
  * multiparts, message/rfc822, Content-Type name=), body_scan limits, a
  * header section longer than the first read, NUL in the body.
+ * Prefilter (queue_rx.c): the literals taken from an ERE, and that a
+ * body regex with a prefilter matches exactly as without one.
  */
 
 #include <setjmp.h>
@@ -20,12 +22,14 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
+#include <regex.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "queue/queue.h"
+#include "queue/queue_int.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define QID		"0000PolicyTest01"
@@ -42,6 +46,19 @@ static int	failures;
 		failures++;						\
 	}								\
 } while (0)
+
+/* strlcat_compat - append, truncating (test helper) */
+static size_t
+strlcat_compat(char *dst, const char *src, size_t size)
+{
+	size_t	d = strlen(dst), n = strlen(src);
+
+	if (d + n + 1 > size)
+		n = size - d - 1;
+	memcpy(dst + d, src, n);
+	dst[d + n] = '\0';
+	return d + n;
+}
 
 static void
 write_file(const char *path, const char *text, size_t len)
@@ -643,6 +660,169 @@ test_big_header(void **state)
 	free(msg);
 }
 
+/* test_rx_lits - the literals every match must contain */
+static void
+test_rx_lits(void **state)
+{
+	static const struct {
+		const char	*ere;
+		int		 icase;
+		const char	*want;		/* "[a][b]", "" = no prefilter */
+	} cases[] = {
+		{ "viagra", 1, "[viagra]" },
+		{ "ViAgRa", 1, "[viagra]" },
+		{ "ViAgRa", 0, "[ViAgRa]" },
+		{ "(viagra|cialis)", 1, "[viagra][cialis]" },
+		{ "abc|def", 1, "[abc][def]" },
+		{ "abc|de", 1, "" },			/* "de" too short */
+		{ "(abc|)xyz", 1, "[xyz]" },
+		{ "(abc)?xy", 1, "" },
+		{ "colou?r", 1, "[colo]" },
+		{ "ab+cde", 1, "[cde]" },
+		{ "abc+de", 1, "[abc]" },
+		{ "x{0,3}yzw", 1, "[yzw]" },
+		{ "ab{0}cde", 1, "[cde]" },
+		{ "a{2}bcd", 1, "[bcd]" },
+		{ "a{", 1, "" },			/* not understood */
+		{ "a\\.bcd", 1, "[a.bcd]" },		/* \. is a dot */
+		{ "a\\\\bcd", 1, "[a\\bcd]" },		/* \\ a backslash */
+		{ "a\\bcd", 1, "" },			/* \b is no literal */
+		{ "a\\wxyz", 1, "[xyz]" },
+		{ "\\<word\\>", 1, "[word]" },
+		{ "ab\\wcd", 1, "" },
+		{ "a\\1bcd", 1, "[bcd]" },		/* back-reference */
+		{ "[Hh]ello world", 1, "[ello world]" },
+		{ "[]abc]def", 1, "[def]" },
+		{ "[[:alpha:]]+zzz", 1, "[zzz]" },
+		{ "^Dear (customer|friend),$", 1, "[customer][friend]" },
+		{ "^Dear (cust|friend),$", 1, "[dear ]" },
+		{ "^--[-_=A-Za-z0-9]{10,}--$", 1, "" },
+		{ "foo(bar)*", 1, "[foo]" },
+		{ "(a|(bcd|efg)h)ijk", 1, "[ijk]" },
+		{ "(x(bcd|efg)h)", 1, "[bcd][efg]" },
+		{ "a.b.c", 1, "" },
+	};
+	struct rx_lits	 l;
+	char		 got[256];
+	size_t		 i, j, off;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		assert_int_equal(rx_lits_make(cases[i].ere, cases[i].icase,
+		    &l), 0);
+		for (j = 0, off = 0, got[0] = '\0'; j < l.n; j++)
+			off += (size_t)snprintf(got + off, sizeof(got) - off,
+			    "[%s]", l.lit[j]);
+		CHECK(strcmp(got, cases[i].want) == 0, cases[i].ere,
+		    "got \"%s\", want \"%s\"", got, cases[i].want);
+		CHECK(l.icase == cases[i].icase, cases[i].ere, "icase");
+		rx_lits_free(&l);
+	}
+	assert_int_equal(failures, 0);
+}
+
+/* test_prefilter - body regexes with and without literals match as
+ * regexec alone would */
+static void
+test_prefilter(void **state)
+{
+	static const char msg[] =
+		"Subject: x\r\n\r\n"
+		"Colour and flavor\r\nabbbcde\r\nyzw\r\ncdef\r\nbarbaz\r\n"
+		"a.bcd axbcd\r\nHello World\r\nfoobarbar\r\nsome\\wxyz\r\n";
+	static const struct {
+		const char	*ere;
+		int		 want;
+	} cases[] = {
+		{ "colou?r", 1 }, { "^colour and flavor$", 1 },
+		{ "colour and flavour", 0 }, { "ab+cde", 1 }, { "abcde", 0 },
+		{ "x{0,3}yzw", 1 }, { "(ab)?cdef", 1 }, { "(foo|bar)baz", 1 },
+		{ "(foo|qux)baz", 0 }, { "a\\.bcd", 1 }, { "^bbcde", 0 },
+		{ "[Hh]ello world", 1 }, { "Hello World/c", 1 },
+		{ "HELLO WORLD/c", 0 }, { "hello world/c", 0 },
+		{ "\\<world\\>", 1 }, { "abc|flavor", 1 }, { "abc|flavour", 0 },
+		{ "foo(bar)*$", 1 }, { "^foo(bar){3}$", 0 }, { "e\\\\wxyz", 1 },
+		{ "TVqQ", 0 },
+	};
+	struct policy_verdict	 v;
+	char			 rules[200], err[1024];
+	size_t			 i;
+	int			 got;
+
+	(void)state;
+	failures = 0;
+	for (i = 0; i < NELEM(cases); i++) {
+		(void)snprintf(rules, sizeof(rules), "hold body=/%s%s\n",
+		    cases[i].ere, strchr(cases[i].ere, '/') ? "" : "/");
+		CHECK(run(rules, 65536, msg, strlen(msg), &env0, &v, err,
+		    sizeof(err)) == 0, cases[i].ere, "got an error: %s", err);
+		got = v.where != NULL;
+		CHECK(got == cases[i].want, cases[i].ere, "got %s, want %s",
+		    got ? "a match" : "none", cases[i].want ? "a match" : "none");
+	}
+	assert_int_equal(failures, 0);
+}
+
+/* test_rx_random - never a false "no match": random EREs and texts,
+ * regexec alone against the prefilter (fixed seed) */
+static void
+test_rx_random(void **state)
+{
+	static const char *const atoms[] = {
+		"a", "b", "c", "A", "ab", "abc", "bca", ".", "[ab]", "[^c]",
+		"(", ")", "|", "*", "+", "?", "{0,2}", "{1}", "{2,}", "^", "$",
+		"\\.", "\\b", "\\<", "\\w", " ",
+	};
+	static const char tchars[] = "abcABC. \n";
+	struct rx_lits	 l;
+	regex_t		 re;
+	char		 ere[64], text[48], lower[48];
+	unsigned	 seed = 12345, k, n, j, tried = 0, filtered = 0;
+	int		 icase, full;
+
+	(void)state;
+	for (k = 0; k < 20000; k++) {
+		ere[0] = '\0';
+		n = 1 + (seed = seed * 1103515245u + 12345u) % 7;
+		for (j = 0; j < n; j++) {
+			seed = seed * 1103515245u + 12345u;
+			(void)strlcat_compat(ere, atoms[(seed >> 8) %
+			    NELEM(atoms)], sizeof(ere));
+		}
+		icase = (seed >> 20) & 1;
+		if (regcomp(&re, ere, REG_EXTENDED | REG_NOSUB | REG_NEWLINE |
+		    (icase ? REG_ICASE : 0)) != 0)
+			continue;
+		assert_int_equal(rx_lits_make(ere, icase, &l), 0);
+		for (j = 0; j < 8; j++) {
+			seed = seed * 1103515245u + 12345u;
+			n = (seed >> 8) % (sizeof(text) - 1);
+			text[n] = lower[n] = '\0';
+			while (n-- > 0) {
+				seed = seed * 1103515245u + 12345u;
+				text[n] = tchars[(seed >> 8) %
+				    (sizeof(tchars) - 1)];
+				lower[n] = (char)tolower((unsigned char)text[n]);
+			}
+			n = strlen(text);
+			full = regexec(&re, text, 0, NULL, 0) == 0;
+			tried++;
+			if (!rx_lits_maybe(&l, icase ? lower : text, n)) {
+				filtered++;
+				if (full)
+					fail_msg("ERE \"%s\" (icase %d) matches "
+					    "\"%s\" but its prefilter says no",
+					    ere, icase, text);
+			}
+		}
+		rx_lits_free(&l);
+		regfree(&re);
+	}
+	/* the filter must also do something */
+	assert_true(tried > 10000 && filtered > 1000);
+}
+
 int
 main(void)
 {
@@ -652,6 +832,9 @@ main(void)
 		cmocka_unit_test(test_verdict),
 		cmocka_unit_test(test_reason_safe),
 		cmocka_unit_test(test_big_header),
+		cmocka_unit_test(test_rx_lits),
+		cmocka_unit_test(test_prefilter),
+		cmocka_unit_test(test_rx_random),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
