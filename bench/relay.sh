@@ -2,8 +2,10 @@
 # relay.sh - relay benchmark: smtp-source -> MTA -> smtp-sink, Waymark and
 # Postfix measured in the same run.
 #
-# Usage: bench/relay.sh [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS]
-#        (defaults 5000 messages, 20 sessions, 4096 bytes, 1 round)
+# Usage: bench/relay.sh [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE]
+#        (defaults 5000 messages, 20 sessions, 4096 bytes, 1 round, no
+#        policy; -p FILE adds `policy = FILE` to Waymark's configuration,
+#        e.g. bench/policy-50.conf, to measure the cost of policy rules)
 #
 # Starts Postfix's smtp-sink on a free 127.0.0.1 port as the common next hop,
 # then per round runs the same load (smtp-source -s SESSIONS -m N -l SIZE,
@@ -30,16 +32,18 @@ N=5000
 SESSIONS=20
 SIZE=4096
 ROUNDS=1
+POLICY=
 usage() {
-	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS]" >&2
+	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE]" >&2
 	exit 2
 }
-while getopts n:s:l:r:h opt; do
+while getopts n:s:l:r:p:h opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
 	l) SIZE=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
+	p) POLICY=$OPTARG ;;
 	*) usage ;;
 	esac
 done
@@ -71,6 +75,10 @@ else
 fi
 die() { echo "relay.sh: $*" >&2; exit 1; }
 [ -x "$WAYMARKD" ] || die "no waymarkd at $WAYMARKD"
+if [ -n "$POLICY" ]; then
+	[ -r "$POLICY" ] || die "cannot read policy file $POLICY"
+	POLICY=$(cd "$(dirname "$POLICY")" && pwd)/$(basename "$POLICY")
+fi
 for p in "$SMTP_SOURCE" "$SMTP_SINK" "$POSTFIX"; do
 	[ -x "$p" ] || die "$p missing (Debian package postfix)"
 done
@@ -282,6 +290,7 @@ smtp_tls = may
 min_free_space = 1m
 max_sessions = 1000
 EOF
+	[ -z "$POLICY" ] || echo "policy = $POLICY" >> "$d/waymark.conf"
 	"$WAYMARKD" -f "$d/waymark.conf" > "$d/waymarkd.log" 2>&1 &
 	wm_pid=$!
 	wait_smtp "$port" || { cat "$d/waymarkd.log" >&2; exit 1; }
@@ -409,6 +418,7 @@ sink_pid=$!
 wait_smtp "$sink_port"
 
 echo "waymarkd: $WAYMARKD"
+[ -z "$POLICY" ] || echo "policy:   $POLICY ($(grep -cv '^[[:space:]]*\(#\|$\)' "$POLICY") rules, Waymark only)"
 echo "postfix:  $POSTFIX $(postconf -d -h mail_version 2>/dev/null || true)"
 echo "load:     $N messages x $SIZE bytes, $SESSIONS sessions (smtp-source), $ROUNDS round(s)," \
     "next hop smtp-sink 127.0.0.1:$sink_port"

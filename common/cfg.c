@@ -157,7 +157,10 @@ static const struct cfg_key cfg_keys[] = {
 	  F(tracking_retention), 0,
 	  "longest MTRK tracking time kept (RFC 3885 3.3: >= 1d)" },
 	{ "policy", CT_PATH, NULL, 0, 0, F(policy), 0,
-	  "policy rules file" },
+	  "policy rules file (README \"Policy rules\")" },
+	{ "policy_body_scan", CT_SIZE, "64k", 0, 16777216,
+	  F(policy_body_scan), 0,
+	  "body octets (after the header section) that body= and attachment= rules see" },
 	{ "future_release_max", CT_DURATION, "7d", 1, 999999999,
 	  F(future_release_max), 0,
 	  "FUTURERELEASE (RFC 4865, submission only): the longest hold" },
@@ -1531,6 +1534,22 @@ nets_match(const struct cfg_net *nets, size_t n, const struct sockaddr *sa)
 			return 1;
 	}
 	return 0;
+}
+
+/* cfg_parse_net - ADDR[/PREFIX], as relay_from takes it */
+int
+cfg_parse_net(const char *s, struct cfg_net *out)
+{
+	char	w[WHY_MAX];
+
+	return parse_net(s, out, w, sizeof(w));
+}
+
+/* cfg_nets_match - address sa inside one of nets? */
+int
+cfg_nets_match(const struct cfg_net *nets, size_t n, const struct sockaddr *sa)
+{
+	return nets_match(nets, n, sa);
 }
 
 /* cfg_relay_allowed - client in relay_from? */

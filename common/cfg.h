@@ -27,6 +27,7 @@ struct cfg_net {			/* ADDR[/PREFIX] */
 };
 
 struct alias_table;
+struct policy;
 
 enum cfg_smtp_tls { CFG_TLS_MAY, CFG_TLS_ENCRYPT, CFG_TLS_VERIFY };
 
@@ -70,6 +71,7 @@ struct config {
 	unsigned	 future_release_max;	/* RFC 4865: longest hold, seconds */
 	unsigned	 filter_timeout;	/* policy filter: seconds per run */
 	unsigned	 filter_concurrency;	/* policy filter: runs at once */
+	uint64_t	 policy_body_scan;	/* bytes of body the policy rules see */
 	char		*user;
 	unsigned	 user_line;	/* line of "user =" in path, 0 = the default */
 	int		 allow_shared_user;	/* user may be nobody */
@@ -108,6 +110,10 @@ struct config {
 	char		*auth_warning;
 	/* derived: the aliases file, parsed (common/aliases.h), or NULL */
 	struct alias_table *alias_table;
+	/* derived, waymarkd only: the policy file, parsed by
+	 * queue_policy_load (queue/queue.h); smtpd_main.c loads it after
+	 * cfg_load and frees it (cfg_free does not), or NULL */
+	struct policy	*policy_table;
 };
 
 /*
@@ -130,6 +136,11 @@ void		 cfg_print(const struct config *c, FILE *fp);
 int		 cfg_relay_allowed(const struct config *c, const struct sockaddr *sa);
 /* cfg_client_exempt - client address in client_limit_exceptions? */
 int		 cfg_client_exempt(const struct config *c, const struct sockaddr *sa);
+/* cfg_parse_net - ADDR[/PREFIX] (IPv6 may be bracketed); 0 or -1 */
+int		 cfg_parse_net(const char *s, struct cfg_net *out);
+/* cfg_nets_match - sa inside one of nets (IPv4-mapped IPv6 as IPv4)? */
+int		 cfg_nets_match(const struct cfg_net *nets, size_t n,
+		    const struct sockaddr *sa);
 /* cfg_is_local_domain - case-insensitive match against local_domains */
 int		 cfg_is_local_domain(const struct config *c, const char *domain);
 /* cfg_local_rcpt_ok - 1 when local_recipients is unset or lists local@domain (case-insensitive) */

@@ -196,6 +196,42 @@ int	queue_trace_state(const struct qmsg *m, const char *hostname,
 	    enum msg_state st, const char *value, const char *reason,
 	    time_t when, char *out, size_t outlen);
 
+/*
+ * Policy rules (queue_policy.c; README "Policy rules").  A table never
+ * changes once loaded: waymarkd loads it into cfg->policy_table at start
+ * and on SIGHUP (a file with an error keeps the old table running).
+ * queue_policy_check runs at the end of DATA on the message's envelope
+ * and, only when a rule gets to a content condition, on a prefix of its
+ * body file (spool body/QID: the header section plus body_scan octets
+ * of body), read once.
+ */
+struct policy;
+enum policy_action {
+	POLICY_ACCEPT = 0, POLICY_REJECT, POLICY_QUARANTINE, POLICY_HOLD,
+	POLICY_FILTER
+};
+struct policy_verdict {			/* strings point into the table */
+	enum policy_action action;	/* POLICY_ACCEPT when nothing matched */
+	const char	*name;		/* its keyword ("quarantine"), or NULL */
+	enum msg_state	 state;		/* the state to enter, MS_NORMAL = none */
+	const char	*value;		/* its value (label, "hold") or NULL */
+	const char	*text;		/* reject: the 550 5.7.1 text; filter:
+					 * the command */
+	const char	*where;		/* "FILE:LINE" of the rule; NULL = none */
+	const char	*actor;		/* "policy FILE:LINE" */
+	const char	*reason;	/* "FILE:LINE header Subject": comment-safe */
+};
+/* queue_policy_load - parse path; NULL with err "FILE:LINE: reason"
+ * (or "FILE: reason") */
+struct policy	*queue_policy_load(const char *path, uint64_t body_scan,
+		    char *err, size_t errlen);
+void		 queue_policy_free(struct policy *p);
+size_t		 queue_policy_count(const struct policy *p);
+/* queue_policy_check - the first rule m matches into *v; 0, or -1 with
+ * errno when the body file could not be read */
+int		 queue_policy_check(const struct policy *p, const struct qmsg *m,
+		    struct policy_verdict *v);
+
 /* queue_free_space_ok - 0 when the spool has less than min_free_space */
 int	queue_free_space_ok(void);
 

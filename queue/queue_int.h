@@ -227,4 +227,41 @@ int	queue_notice_batch(struct qjob *j, struct qmsg *m,
  */
 void	queue_notice_accepted(struct qmsg *m);
 
+/* ---- policy: a message's content (queue_content.c) ---- */
+
+struct content;				/* one message being checked */
+struct content_field {			/* a field of the header section */
+	const char	*name;		/* as written, not NUL-terminated */
+	size_t		 namelen;
+	const char	*value;		/* unfolded, trimmed, NUL-terminated */
+	size_t		 vlen;
+};
+/* content_new - for m's body file, with body_scan octets of body seen */
+struct content	*content_new(const struct qmsg *m, uint64_t body_scan);
+void		 content_free(struct content *c);
+/* each reads the prefix on first use; 0, or -1 with errno */
+int		 content_fields(struct content *c,
+		    const struct content_field **f, size_t *n);
+int		 content_body(struct content *c, const char **body, size_t *len);
+/* content_body_lower - the same, ASCII lower-cased (for rx_lits_maybe) */
+int		 content_body_lower(struct content *c, const char **body,
+		    size_t *len);
+int		 content_names(struct content *c, const char *const **names,
+		    size_t *n);
+
+/* ---- policy: regular expression prefilter (queue_rx.c) ---- */
+
+#define RX_LITS_MAX	8
+struct rx_lits {			/* a match contains one of these */
+	size_t		 n;		/* 0 = no prefilter: always regexec */
+	int		 icase;		/* literals lower-cased: look in lower-cased text */
+	char		*lit[RX_LITS_MAX];
+	size_t		 len[RX_LITS_MAX];
+};
+/* rx_lits_make - the literals of ERE ere (none when unsure); 0 */
+int		 rx_lits_make(const char *ere, int icase, struct rx_lits *out);
+void		 rx_lits_free(struct rx_lits *l);
+/* rx_lits_maybe - 0 when no literal occurs in text: no match possible */
+int		 rx_lits_maybe(const struct rx_lits *l, const char *text, size_t n);
+
 #endif

@@ -20,6 +20,9 @@
  * octets.  After an error the rest is read and dropped up to the end.
  * The octets read since the 354 are counted for smtpd_data_min_rate;
  * the session timer (smtpd_session.c) checks the rate, not this file.
+ * At the end, the policy rules (queue_policy_check) run before the trace
+ * field is made: reject answers 550 5.7.1 and keeps nothing; quarantine
+ * and hold set the state the message is queued in.
  * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1.
  */
 
@@ -331,6 +334,57 @@ trim_msgid(struct smtpd_txn *t)
 
 static void	smtpd_data_done_cb(void *, int);
 
+/*
+ * data_policy - the policy rules on the received message: 0 go on (for
+ * quarantine / hold m's state is set), 1 refused (answered, the body
+ * discarded, the transaction ended), -1 local error.
+ */
+static int
+data_policy(struct smtpd_session *s)
+{
+	struct qmsg		*m = s->txn->m;
+	struct policy_verdict	 v;
+
+	if (smtpd_cfg->policy_table == NULL)
+		return 0;
+	if (queue_policy_check(smtpd_cfg->policy_table, m, &v) == -1) {
+		log_warn("session=%s qid=%s policy check", s->sid, m->qid);
+		return -1;
+	}
+	if (v.where == NULL)
+		return 0;		/* no rule matched */
+	if (v.action == POLICY_REJECT) {
+		log_info("session=%s qid=%s policy=%s action=reject", s->sid,
+		    m->qid, v.where);
+		smtpd_set_state(s, SMTPD_READY);
+		smtpd_reply(s, 550, 5, 7, 1, "%s", v.text);
+		smtpd_txn_free(s);	/* queue_body_discard */
+		return 1;
+	}
+	if (v.state == MS_NORMAL) {
+		log_debug("session=%s qid=%s policy=%s action=accept", s->sid,
+		    m->qid, v.where);
+		return 0;
+	}
+	/* the policy's state wins over a FUTURERELEASE hold (its release
+	 * time is kept for the DSN's Future-Release-Request) */
+	free(m->state_value);
+	free(m->state_reason);
+	free(m->state_actor);
+	m->state_value = m->state_reason = m->state_actor = NULL;
+	m->state = v.state;
+	if ((v.value != NULL && (m->state_value = strdup(v.value)) == NULL) ||
+	    (m->state_reason = strdup(v.reason)) == NULL ||
+	    (m->state_actor = strdup(v.actor)) == NULL ||
+	    (v.action == POLICY_FILTER &&
+	    (m->filter_cmd = strdup(v.text)) == NULL))
+		return -1;
+	log_info("session=%s qid=%s policy=%s action=%s state=%s%s%s", s->sid,
+	    m->qid, v.where, v.name, msg_state_name(v.state),
+	    v.value != NULL ? "/" : "", v.value != NULL ? v.value : "");
+	return 0;
+}
+
 /* smtpd_data_fail - discard the body, end the transaction, reply */
 static void
 smtpd_data_fail(struct smtpd_session *s)
@@ -388,6 +442,12 @@ smtpd_data_end(struct smtpd_session *s)
 	id = (t->msgid_state != 0 && t->msgidlen > 0) ? trim_msgid(t) : "";
 	if (*id != '\0' && (m->message_id = strdup(id)) == NULL)
 		goto fail;
+	switch (data_policy(s)) {
+	case 1:
+		return;			/* refused */
+	case -1:
+		goto fail;
+	}
 	proto = smtpd_proto(s);		/* ESMTP[S][A], smtpd_auth.c */
 	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
 	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)

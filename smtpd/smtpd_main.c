@@ -18,6 +18,10 @@
  *        small), because sessions and deliveries keep pointers into the one
  *        they started with; keys that need a restart (listen, spool, user,
  *        control, mailbox_root, workers) keep their old values.
+ * Policy: the `policy` file is parsed here (queue_policy_load) into the
+ *        configuration's policy_table, at start, with -n and on SIGHUP; a
+ *        file with an error stops the start (exit 1) or fails the reload,
+ *        which keeps the running configuration and its rules.
  */
 
 #include <errno.h>
@@ -159,10 +163,22 @@ cfg_keep_free(void)
 
 	while ((k = g.keep) != NULL) {
 		g.keep = k->next;
+		queue_policy_free(k->cfg->policy_table);
 		cfg_free(k->cfg);
 		free(k);
 	}
 	g.cfg = NULL;
+}
+
+/* policy_load - the policy rules of c, when it names a file */
+static int
+policy_load(struct config *c, char *err, size_t errlen)
+{
+	if (c->policy == NULL)
+		return 0;
+	c->policy_table = queue_policy_load(c->policy, c->policy_body_scan,
+	    err, errlen);
+	return c->policy_table != NULL ? 0 : -1;
 }
 
 /* ---- start-up ---- */
@@ -354,6 +370,12 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		    "configuration");
 		return;
 	}
+	if (policy_load(n, err, sizeof(err)) == -1) {
+		cfg_free(n);
+		log_warnx("reload failed: %s; keeping the old configuration "
+		    "and policy rules", err);
+		return;
+	}
 	changed[0] = '\0';
 #define CHANGED(name) do {						\
 	int r_ = snprintf(changed + off, sizeof(changed) - off, "%s%s",	\
@@ -406,6 +428,9 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	    g.cfg_path ? g.cfg_path : "(default)");
 	if (n->auth_warning != NULL)
 		log_warnx("%s", n->auth_warning);
+	if (n->policy_table != NULL)
+		log_info("policy rules: %zu from %s",
+		    queue_policy_count(n->policy_table), n->policy);
 }
 
 static void
@@ -504,6 +529,13 @@ main(int argc, char *argv[])
 		free(g.start_cwd);
 		return 1;
 	}
+	if (policy_load(g.cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		cfg_keep_free();
+		free(g.cfg_path);
+		free(g.start_cwd);
+		return 1;
+	}
 	if (check) {
 		cfg_print(g.cfg, stdout);
 		cfg_keep_free();
@@ -563,6 +595,9 @@ main(int argc, char *argv[])
 	    g.uid == -1 ? "(unchanged)" : g.cfg->user, (long)getpid());
 	if (g.cfg->auth_warning != NULL)
 		log_warnx("%s", g.cfg->auth_warning);
+	if (g.cfg->policy_table != NULL)
+		log_info("policy rules: %zu from %s",
+		    queue_policy_count(g.cfg->policy_table), g.cfg->policy);
 
 	if (event_base_dispatch(g.base) == -1)
 		log_warnx("event loop failed");

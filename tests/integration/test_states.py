@@ -23,8 +23,9 @@ import pytest
 
 from aiosmtpd.controller import Controller
 
-from conftest import (SMTPConn, assert_reply, ehlo_keywords, free_port,
-                      make_message, queued_qid, split_message, wait_for)
+from conftest import (SMTPConn, assert_reply, daemon_ids, ehlo_keywords,
+                      free_port, make_message, queued_qid, split_message,
+                      wait_for)
 
 USER, PASSWORD = "alice", "s3cret"
 
@@ -423,3 +424,126 @@ def test_flush_one_message(daemon_factory, sink):
     assert d.show_json(q2)["recipients"][0]["status"] == "deferred"
     assert d.cli("flush", "AAAAAAAAAAAA").returncode == 1
     assert d.cli("flush", q1, q2).returncode == 2
+
+
+# ------------------------------------------------- policy content filter
+
+def filter_daemon(daemon_factory, script, extra=None):
+    """A daemon whose policy sends mail for *@example.org through the
+    shell script `script` (written executable in the daemon's dir)."""
+    d = daemon_factory(start=False)
+    # a folder the filter (run as the daemon's user) may write in
+    fdir = os.path.join(d.dir, "filter")
+    os.mkdir(fdir, 0o755)
+    os.chown(fdir, *daemon_ids())
+    path = os.path.join(fdir, "filter.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + script)
+    os.chmod(path, 0o755)
+    pol = os.path.join(d.dir, "policy.conf")
+    with open(pol, "w") as f:
+        f.write('filter "%s --mode test" rcpt=*@example.org\n' % path)
+    os.chmod(pol, 0o644)
+    d.config.update({"policy": pol, "retry_schedule": "1s"})
+    d.config.update(extra or {})
+    d.write_config()
+    d.start()
+    d.filter_dir = fdir
+    return d
+
+
+def test_filter_accepts(daemon_factory):
+    d = filter_daemon(daemon_factory, 'cat > "$0.in"\n'
+                      'echo "clean $WAYMARK_QID $WAYMARK_SENDER '
+                      '$WAYMARK_RECIPIENTS $1 $2"\nexit 0\n')
+    qid = submit(d, "bob@example.org", subject="scan me")
+    data = d.wait_mails("bob@example.org", 1)[0]
+    f = waymark_fields(data)
+    assert [x["state"] for x in f] == ["normal", "content"], f
+    assert f[1]["reason"].endswith("policy.conf:1 rcpt"), f[1]
+    with open(os.path.join(d.filter_dir, "filter.sh.in"), "rb") as fh:
+        seen = fh.read()
+    # the filter read the stored message: our trace field, then content
+    assert seen.startswith(b"Received: from client.test"), seen[:200]
+    assert b"state content" in seen and b"Subject: scan me\r\n" in seen
+    ev = events(d, qid, "filter")
+    assert len(ev) == 1 and ev[0]["detail"].startswith("exit=0"), ev
+    assert ("clean %s sender@example.org bob@example.org --mode test" %
+            qid) in ev[0]["detail"], ev
+
+
+def test_filter_quarantines_then_release(daemon_factory):
+    d = filter_daemon(daemon_factory, "cat >/dev/null\n"
+                      "echo 'EICAR test signature'\nexit 1\n")
+    qid = submit(d, "bob@example.org")
+    wait_for(lambda: d.show_json(qid)["state"] == "quarantine",
+             what="quarantine by the filter")
+    m = d.show_json(qid)
+    assert m["state_value"] == "filter"
+    assert m["state_reason"] == "EICAR test signature"
+    time.sleep(1)
+    assert not d.mail_files("bob@example.org")
+    d.cli("release", qid, check=0)
+    data = d.wait_mails("bob@example.org", 1)[0]
+    f = waymark_fields(data)
+    assert [(x["state"], x["value"]) for x in f] == [
+        ("normal", None), ("quarantine", "filter"), ("content", None)], f
+    assert f[1]["reason"] == "EICAR test signature"
+
+
+def test_filter_rejects_with_dsn(daemon_factory):
+    d = filter_daemon(daemon_factory, "cat >/dev/null\necho spam\nexit 2\n")
+    with d.connect() as c:
+        c.ehlo()
+        r = c.mail_transaction("carol@localhost", ["bob@example.org"],
+                               make_message(to="bob@example.org"))
+    qid = queued_qid(r)
+    dsn = d.wait_mails("carol@localhost", 1)[0]
+    assert qid.encode() in dsn and b"5.7.1" in dsn
+    assert b"rejected by the content filter: spam" in dsn
+    m = d.show_json(qid)
+    assert m["recipients"][0]["status"] == "failed"
+    assert not d.mail_files("bob@example.org")
+
+
+def test_filter_tempfail_and_timeout_retry(daemon_factory):
+    """75 and a filter sleeping past filter_timeout: retried, never lost,
+    and other sessions are served meanwhile."""
+    d = filter_daemon(daemon_factory,
+                      'n=$(cat "$0.count" 2>/dev/null || echo 0)\n'
+                      'echo $((n + 1)) > "$0.count"\n'
+                      'cat >/dev/null\n'
+                      'case $n in 0) echo busy; exit 75;;\n'
+                      '1) sleep 30; exit 0;;\n'
+                      '*) echo ok; exit 0;; esac\n',
+                      {"filter_timeout": "2s"})
+    qid = submit(d, "bob@example.org")
+    # while the second run sleeps, the daemon answers at once
+    count = os.path.join(d.filter_dir, "filter.sh.count")
+    wait_for(lambda: os.path.exists(count) and
+             open(count).read().strip() == "2", timeout=20,
+             what="the second filter run")
+    t = time.monotonic()
+    with d.connect() as c:
+        assert_reply(c.cmd("NOOP"), 250)
+    assert time.monotonic() - t < 2
+    d.wait_mails("bob@example.org", 1, timeout=40)
+    ev = [e["detail"] for e in events(d, qid, "filter")]
+    assert ev[0].startswith("exit=75") and "busy" in ev[0], ev
+    assert ev[1].startswith("exit=-2 (timeout)"), ev
+    assert ev[2].startswith("exit=0"), ev
+
+
+def test_filter_survives_restart(daemon_factory):
+    """A message in state content at a restart is filtered again."""
+    d = filter_daemon(daemon_factory,
+                      'if [ -e "$0.go" ]; then cat >/dev/null; exit 0; fi\n'
+                      'sleep 30\n', {"filter_timeout": "60s"})
+    qid = submit(d, "bob@example.org")
+    wait_for(lambda: d.show_json(qid)["state"] == "content",
+             what="content")
+    d.kill9()
+    open(os.path.join(d.filter_dir, "filter.sh.go"), "w").close()
+    d.start()
+    d.wait_mails("bob@example.org", 1, timeout=30)
+    assert d.show_json(qid)["state"] == "normal"

@@ -997,6 +997,7 @@ static const char *const all_keys[] = {
 	"smtpd_data_rate_grace", "max_hops", "queue_lifetime", "delay_warning",
 	"max_dsn_return_size",
 	"retry_schedule", "history_retention", "tracking_retention", "policy",
+	"policy_body_scan",
 	"future_release_max", "filter_timeout", "filter_concurrency",
 	"user", "allow_shared_user", "min_free_space", "syslog", "workers",
 	"smtp_connect_timeout", "smtp_helo_timeout", "smtp_mail_timeout",
