@@ -66,6 +66,7 @@ struct config {
 	unsigned	*retry_schedule;	size_t nretry_schedule;	/* seconds */
 	unsigned	 history_retention;
 	unsigned	 tracking_retention;
+	unsigned	 deliverby_min;		/* seconds: RFC 2852 min-by-time, 0 = none */
 	char		*policy;
 	char		*user;
 	unsigned	 user_line;	/* line of "user =" in path, 0 = the default */
