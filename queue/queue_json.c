@@ -116,6 +116,14 @@ msg_json(const struct qmsg *m)
 	    "client_address", jstr(m->client_addr),
 	    "helo", jstr(m->helo),
 	    "message_id", jstr(m->message_id));
+	/* RFC 2852 DELIVERBY: the absolute deadline and the by-mode */
+	if (o != NULL && (json_object_set_new(o, "deliver_by",
+	    jtime(m->deliver_by)) == -1 || json_object_set_new(o, "by_mode",
+	    m->deliver_by == 0 ? json_null() : json_string(
+	    (m->by_flags & BY_RETURN) ? "R" : "N")) == -1)) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }
 
