@@ -67,6 +67,7 @@ struct config {
 	unsigned	*retry_schedule;	size_t nretry_schedule;	/* seconds */
 	unsigned	 history_retention;
 	unsigned	 tracking_retention;
+	unsigned	 deliverby_min;		/* seconds: RFC 2852 min-by-time, 0 = none */
 	char		*policy;
 	unsigned	 future_release_max;	/* RFC 4865: longest hold, seconds */
 	unsigned	 filter_timeout;	/* policy filter: seconds per run */

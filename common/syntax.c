@@ -459,7 +459,6 @@ smtp_parse_mail_arg(const char *prefix, const char *arg, size_t len,
  * fields to struct esmtp_params and its EXT_ bit to syntax.h, and add one
  * row below.  Planned rows:
  *   { "HOLDFOR"/"HOLDUNTIL", PARAM_MAIL, EXT_FUTURERELEASE, ... } RFC 4865
- *   { "BY",     PARAM_MAIL, EXT_DELIVERBY, param_by },	RFC 2852 4
  */
 
 typedef int (*param_fn)(const char *, size_t, struct esmtp_params *,
@@ -745,6 +744,62 @@ param_mtrk(const char *v, size_t vlen, struct esmtp_params *out,
 	return 0;
 }
 
+/*
+ * param_by - BY=by-time ";" by-mode [by-trace], RFC 2852 4:
+ * by-time = ["-" / "+"] 1*9DIGIT, by-mode = "N" / "R", by-trace = "T"
+ * (case-insensitive); by-mode R with a by-time <= 0 is a syntax error.
+ */
+static int
+param_by(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	size_t	i = 0, digits;
+	long	t = 0;
+	int	neg = 0;
+
+	*why = "Invalid BY parameter";
+	if (v == NULL || vlen == 0)
+		return -1;
+	if (v[0] == '-' || v[0] == '+') {
+		neg = v[0] == '-';
+		i++;
+	}
+	for (digits = 0; i < vlen && is_digit(v[i]); i++, digits++) {
+		if (digits == 9)
+			return -1;
+		t = t * 10 + (v[i] - '0');
+	}
+	if (digits == 0 || i >= vlen || v[i] != ';')
+		return -1;
+	i++;
+	if (i >= vlen)
+		return -1;
+	if (v[i] == 'R' || v[i] == 'r')
+		out->by_mode = ESMTP_BY_RETURN;
+	else if (v[i] == 'N' || v[i] == 'n')
+		out->by_mode = ESMTP_BY_NOTIFY;
+	else
+		return -1;
+	i++;
+	if (i < vlen && (v[i] == 'T' || v[i] == 't')) {
+		out->by_mode |= ESMTP_BY_TRACE;
+		i++;
+	}
+	if (i != vlen) {
+		out->by_mode = 0;
+		return -1;
+	}
+	out->by_time = neg ? -t : t;
+	if ((out->by_mode & ESMTP_BY_RETURN) && out->by_time <= 0) {
+		*why = "BY with by-mode R needs a by-time above 0";
+		out->by_mode = 0;
+		out->by_time = 0;
+		return -1;
+	}
+	out->has_by = 1;
+	return 0;
+}
+
 /* param_notify - NOTIFY="NEVER" / 1#(SUCCESS/FAILURE/DELAY), RFC 3461 4.1 */
 static int
 param_notify(const char *v, size_t vlen, struct esmtp_params *out,
@@ -841,6 +896,7 @@ static const struct param_def param_table[] = {
 	{ "AUTH", PARAM_MAIL, EXT_AUTH,     param_auth },	/* RFC 4954 5 */
 	{ "HOLDFOR", PARAM_MAIL, EXT_FUTURERELEASE, param_holdfor },	/* RFC 4865 3 */
 	{ "HOLDUNTIL", PARAM_MAIL, EXT_FUTURERELEASE, param_holduntil }, /* RFC 4865 3 */
+	{ "BY",   PARAM_MAIL, EXT_DELIVERBY, param_by },	/* RFC 2852 4 */
 	{ "NOTIFY", PARAM_RCPT, EXT_DSN,    param_notify },	/* RFC 3461 4.1 */
 	{ "ORCPT", PARAM_RCPT, EXT_DSN,     param_orcpt },	/* RFC 3461 4.2 */
 };

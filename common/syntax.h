@@ -70,7 +70,7 @@ int	smtp_local_unsafe(const struct mailpath *p);
 /*
  * ESMTP parameters.  One table {keyword, where, ehlo bit, parser}; a
  * keyword whose bit is not in `enabled` is "unknown" (555 5.5.4) and not
- * advertised.  Later issues add DSN, MTRK, FUTURERELEASE and DELIVERBY rows.
+ * advertised.  Later issues add the FUTURERELEASE rows.
  */
 enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define EXT_SIZE	0x0001u
@@ -78,6 +78,7 @@ enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define EXT_DSN		0x0004u		/* RFC 3461: RET ENVID NOTIFY ORCPT */
 #define EXT_MTRK	0x0008u		/* RFC 3885: MTRK */
 #define EXT_AUTH	0x0010u		/* RFC 4954 5: AUTH= on MAIL */
+#define EXT_DELIVERBY	0x0020u		/* RFC 2852: BY= on MAIL */
 #define EXT_FUTURERELEASE 0x0040u	/* RFC 4865: HOLDFOR HOLDUNTIL */
 
 /* RFC 3461 limits and values (same values as DSN_NOTIFY_* / DSN_RET_* in
@@ -91,6 +92,11 @@ enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define ESMTP_NOTIFY_FAILURE	0x4u
 #define ESMTP_NOTIFY_DELAY	0x8u
 enum { ESMTP_RET_NONE = 0, ESMTP_RET_FULL, ESMTP_RET_HDRS };
+/* RFC 2852 by-mode / by-trace bits (the values of BY_* in queue/queue.h) */
+#define ESMTP_BY_MAX		999999999L	/* by-time = ["-" / "+"] 1*9DIGIT */
+#define ESMTP_BY_RETURN		0x1u	/* "R" */
+#define ESMTP_BY_NOTIFY		0x2u	/* "N" */
+#define ESMTP_BY_TRACE		0x4u	/* "T" */
 
 enum body_type { BODY_UNSPEC = 0, BODY_7BIT, BODY_8BITMIME };
 
@@ -106,6 +112,9 @@ struct esmtp_params {
 	char		mtrk_cert[ESMTP_MTRK_CERT_LEN + 1];
 	long		mtrk_timeout;	/* 1..999999999; 0 = not given */
 	int		has_auth;	/* AUTH= given (value checked, not used) */
+	int		has_by;		/* RFC 2852 BY= given */
+	long		by_time;	/* -999999999..999999999 (> 0 for R) */
+	unsigned	by_mode;	/* ESMTP_BY_RETURN or _NOTIFY, | _TRACE */
 	int		hold;		/* RFC 4865: 0, HOLD_FOR or HOLD_UNTIL */
 	long		hold_for;	/* HOLDFOR seconds, 1..999999999 */
 	time_t		hold_until;	/* HOLDUNTIL, Unix time (UTC) */
@@ -139,7 +148,9 @@ enum param_result {
  * HOLDUNTIL is PARAM_SYNTAX (RFC 4865 4.2: one hold-param).
  * Values not accepted: MTRK timeout 0 (nothing left to track), ORCPT
  * whose decoded address is empty or has control characters (non-ASCII
- * too for rfc822), ENVID over 100 decoded octets or not printable ASCII.
+ * too for rfc822), ENVID over 100 decoded octets or not printable ASCII,
+ * BY with by-mode R and a by-time <= 0 (RFC 2852 4: a syntax error).
+ * The DELIVERBY minimum (555 5.5.4) is the caller's check.
  */
 enum param_result esmtp_parse_params(const char *s, size_t len, int where,
 	    unsigned enabled, struct esmtp_params *out, const char **why);

@@ -25,6 +25,9 @@ struct dlv_result {
 	 * taken into the qrcpt for RS_RELAYED results */
 	int		 hop_dsn;
 	int		 hop_mtrk;
+	/* SMTP relaying: the next hop advertised DELIVERBY (RFC 2852;
+	 * -1 unknown): queue_notice.c's "relayed" DSN for mode N */
+	int		 hop_by;
 };
 
 /* dlv_done_fn - called once per job in the loop thread; res[] has n entries */
@@ -100,7 +103,8 @@ int	dlv_remote_start(const struct config *cfg, const struct qmsg *m,
  * (From: MAILER-DAEMON@hostname, To: <d->to or m->sender>, Subject by
  * kind, Date, Message-ID, Auto-Submitted: auto-replied, MIME-Version);
  * a human part; a message/delivery-status part (Original-Envelope-Id
- * when m->envid, Reporting-MTA dns; hostname, Arrival-Date; per
+ * when m->envid, Reporting-MTA dns; hostname, Arrival-Date,
+ * Deliver-By-Date when m->deliver_by (RFC 2852 5); per
  * recipient Original-Recipient from ORCPT, Final-Recipient rfc822;addr,
  * Action by kind, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date,
  * Will-Retry-Until for delayed); and the returned content read from
@@ -123,6 +127,9 @@ struct dlv_dsn {
 	time_t		 now;		/* Date */
 	time_t		 retry_until;	/* delayed: Will-Retry-Until; 0 = none */
 	uint64_t	 return_max;	/* failed: largest full message returned */
+	const char	*status;	/* every recipient's Status (e.g. "4.4.7"
+					 * at a DELIVERBY deadline); NULL = its own */
+	const char	*note;		/* a sentence added to the human part, or NULL */
 };
 long	dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
 	    const struct dlv_dsn *d);

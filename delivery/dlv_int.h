@@ -91,6 +91,9 @@ struct dlv_msg {
 	char		  *mtrk_cert;	/* NULL = untracked */
 	long		   mtrk_timeout; /* seconds, 0 = none given */
 	time_t		   arrival;
+	/* RFC 2852: absolute deadline (0 = none) and BY_* flags */
+	time_t		   deliver_by;
+	unsigned	   by_flags;
 	unsigned	  *notify;	/* DSN_NOTIFY_* bits, parallel to rcpts */
 	char		 **orcpt;	/* "type;decoded" or NULL, parallel to rcpts */
 };

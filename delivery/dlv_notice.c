@@ -7,7 +7,8 @@
  * Layout: RFC 5322 header; part 1 text/plain (us-ascii) naming each
  *       recipient with the remote host and its reply or the local
  *       reason; part 2 message/delivery-status (7bit: control and 8-bit
- *       octets become '?'); part 3 the returned content: for a failure
+ *       octets become '?'; Deliver-By-Date after Arrival-Date for a
+ *       message with a DELIVERBY deadline, RFC 2852 5); part 3 the returned content: for a failure
  *       without RET=HDRS and at most return_max bytes the whole spool
  *       file as message/rfc822 (Waymark's trace fields first), else
  *       text/rfc822-headers: the trace fields (newest first) and the
@@ -215,11 +216,17 @@ static const char *const kind_text[] = {
 	    "members, for whom no further notification will follow."
 };
 
-/* rcpt_status_code - the Status of a recipient for kind */
+/* the relayed text when a note says why (not "no DSN next hop") */
+static const char relayed_text[] = "Your message was successfully relayed "
+    "to the destination(s) listed below.";
+
+/* rcpt_status_code - the Status of a recipient for d's kind */
 static const char *
-rcpt_status_code(const struct qrcpt *r, int kind)
+rcpt_status_code(const struct qrcpt *r, const struct dlv_dsn *d)
 {
-	switch (kind) {
+	if (d->status != NULL && status_ok(d->status))
+		return d->status;
+	switch (d->kind) {
 	case DLV_DSN_FAILED:
 		return rcpt_status(r);
 	case DLV_DSN_DELAYED:
@@ -245,8 +252,12 @@ put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 	if (put_line(b, "", "This is the mail system at host %s.",
 	    hostname) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    put_line(b, "", "%s%s", kind_text[d->kind], what) == -1 ||
+	    put_line(b, "", "%s%s", d->note != NULL &&
+	    d->kind == DLV_DSN_RELAYED ? relayed_text : kind_text[d->kind],
+	    what) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
+	    (d->note != NULL && (put_line(b, "", "%s", d->note) == -1 ||
+	    buf_puts(b, "\r\n") == -1)) ||
 	    (d->kind == DLV_DSN_FAILED &&
 	    (put_line(b, "", "For further assistance, please send mail to "
 	    "postmaster.") == -1 ||
@@ -295,6 +306,8 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 	    put_line(b, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
 	    (m->arrival != 0 &&
 	    put_date_field(b, "Arrival-Date", m->arrival) == -1) ||
+	    (m->deliver_by != 0 &&
+	    put_date_field(b, "Deliver-By-Date", m->deliver_by) == -1) ||
 	    /* RFC 4865 5.1.2: the original hold parameter */
 	    (m->future_release != NULL && put_line(b, " ",
 	    "Future-Release-Request: %s", m->future_release) == -1))
@@ -307,7 +320,7 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 		    put_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
 		    buf_printf(b, "Action: %s\r\n", kind_action[d->kind]) == -1 ||
 		    buf_printf(b, "Status: %s\r\n", rcpt_status_code(r,
-		    d->kind)) == -1)
+		    d)) == -1)
 			return -1;
 		if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
 			/* "host[addr]" -> "host"; a bare "[addr]" stays */

@@ -361,6 +361,8 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	j->m.ret = m->ret;
 	j->m.mtrk_timeout = m->mtrk_timeout;
 	j->m.arrival = m->arrival;
+	j->m.deliver_by = m->deliver_by;
+	j->m.by_flags = m->by_flags;
 	if ((j->fin = evtimer_new(rs.base, fin_cb, j)) == NULL ||
 	    (j->m.sender = strdup(m->sender ? m->sender : "")) == NULL ||
 	    (j->m.body_path = strdup(path)) == NULL ||

@@ -26,7 +26,14 @@
  * Standards: RFC 5321, RFC 2033 (LMTP), RFC 3207, RFC 2920, RFC 1870,
  *       RFC 6152, RFC 4954, RFC 3463, RFC 3461 (RET ENVID NOTIFY ORCPT
  *       only to DSN next hops), RFC 3885 (MTRK only to MTRK next hops,
- *       with the remaining timeout; dropped when it is <= 0).
+ *       with the remaining timeout; dropped when it is <= 0), RFC 2852
+ *       4.1.4 (DELIVERBY next hops get BY=<seconds left>;mode[T],
+ *       computed as MAIL is written; mode R is never relayed to a hop
+ *       without DELIVERBY or whose min-by-time exceeds the time left:
+ *       those recipients fail 5.4.7 without a MAIL, and no other MX is
+ *       tried (RFC 2852 7); mode N to a hop without DELIVERBY before the
+ *       deadline adds DELAY to NOTIFY (FAILURE,DELAY when absent) for a
+ *       DSN hop).  LMTP is final delivery, not relaying: no BY there.
  */
 
 #include <errno.h>
@@ -98,6 +105,7 @@ enum { RC_TODO = 0, RC_OK, RC_AGAIN, RC_DONE };
 #define CAP_AUTH_LOGIN	0x20
 #define CAP_DSN		0x40		/* RFC 3461 */
 #define CAP_MTRK	0x80		/* RFC 3885 */
+#define CAP_DELIVERBY	0x100		/* RFC 2852 */
 
 struct dlv_sess {
 	TAILQ_ENTRY(dlv_sess)	 entry;
@@ -117,6 +125,9 @@ struct dlv_sess {
 	int			 ntxn;		/* transactions started in this run */
 	unsigned		 caps;
 	uint64_t		 maxsize;
+	long			 bymin;		/* DELIVERBY min-by-time, 0 = none */
+	int			 by_delay;	/* mode N, hop without DELIVERBY:
+						 * NOTIFY gets DELAY (RFC 2852 4.1.4.2) */
 	int			 tls_on;
 	char			 tls[96];	/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	/* the reply being read */
@@ -236,7 +247,7 @@ fill(struct dlv_result *r, enum rcpt_status st, int code, const char *enh,
 
 	memset(r, 0, sizeof(*r));
 	r->ridx = ridx;
-	r->hop_dsn = r->hop_mtrk = -1;
+	r->hop_dsn = r->hop_mtrk = r->hop_by = -1;
 	r->status = st;
 	r->code = code;
 	(void)snprintf(r->enh, sizeof(r->enh), "%s", enh);
@@ -252,6 +263,7 @@ rcpt_final(struct dlv_sess *s, size_t i, enum rcpt_status st, int code,
 	fill(&s->m->res[i], st, code, enh, text, s->peer.remote);
 	s->m->res[i].hop_dsn = (s->caps & CAP_DSN) != 0;
 	s->m->res[i].hop_mtrk = (s->caps & CAP_MTRK) != 0;
+	s->m->res[i].hop_by = (s->caps & CAP_DELIVERBY) != 0;
 	s->m->done[i] = 1;
 	s->rst[i] = RC_DONE;
 }
@@ -466,7 +478,16 @@ ehlo_line(struct dlv_sess *s, const char *t)
 		s->caps |= CAP_DSN;
 	else if (strcasecmp(t, "MTRK") == 0)
 		s->caps |= CAP_MTRK;
-	else if (strncasecmp(t, "SIZE", 4) == 0 && (t[4] == '\0' ||
+	else if (strncasecmp(t, "DELIVERBY", 9) == 0 && (t[9] == '\0' ||
+	    t[9] == ' ')) {
+		/* RFC 2852 2: "DELIVERBY" [SP min-by-time *("," ext)] */
+		s->caps |= CAP_DELIVERBY;
+		s->bymin = 0;
+		for (p = t + 9; *p == ' '; p++)
+			;
+		for (; *p >= '0' && *p <= '9' && s->bymin <= 99999999L; p++)
+			s->bymin = s->bymin * 10 + (*p - '0');
+	} else if (strncasecmp(t, "SIZE", 4) == 0 && (t[4] == '\0' ||
 	    t[4] == ' ')) {
 		s->caps |= CAP_SIZE;
 		s->maxsize = t[4] == ' ' ? strtoull(t + 5, NULL, 10) : 0;
@@ -556,6 +577,7 @@ send_helo(struct dlv_sess *s, int ehlo)
 {
 	s->caps = 0;
 	s->maxsize = 0;
+	s->bymin = 0;
 	sess_cmd(s, "%s %s\r\n", s->peer.lmtp ? "LHLO" : ehlo ? "EHLO" :
 	    "HELO", s->cfg->hostname ? s->cfg->hostname : "localhost");
 	set_state(s, ehlo ? S_EHLO : S_HELO);
@@ -578,6 +600,9 @@ rcpt_dsn_params(const struct dlv_sess *s, size_t i, char *out, size_t outlen)
 	out[0] = '\0';
 	if (!(s->caps & CAP_DSN))
 		return;
+	if (s->by_delay && !(bits & DSN_NOTIFY_NEVER))	/* RFC 2852 4.1.4.2 */
+		bits |= bits == 0 ? DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY :
+		    DSN_NOTIFY_DELAY;
 	for (b = 0; b < 4; b++) {
 		if (!(bits & (1u << b)))
 			continue;
@@ -647,6 +672,64 @@ mail_dsn_params(const struct dlv_sess *s, char *out, size_t outlen)
 	    m->envid != NULL ? " ENVID=" : "", m->envid != NULL ? x : "", mtrk);
 	if (n < 0 || (size_t)n >= outlen)
 		out[0] = '\0';
+}
+
+/*
+ * by_check - RFC 2852 4.1.4 before MAIL: "" and 0 for a message without
+ * BY or over LMTP; " BY=<seconds left>;mode[T]" for a DELIVERBY hop
+ * (mode N: may be negative, kept within -999999999); -1 with why set
+ * when mode R may not be relayed to this hop (no DELIVERBY, its
+ * min-by-time above the time left, or no time left).  Sets by_delay.
+ */
+static int
+by_check(struct dlv_sess *s, char *out, size_t outlen, char *why,
+    size_t whylen)
+{
+	const struct dlv_msg	*m = s->m;
+	long			 left;
+	int			 n;
+
+	out[0] = '\0';
+	s->by_delay = 0;
+	if (s->peer.lmtp || m->deliver_by == 0 ||
+	    !(m->by_flags & (BY_RETURN | BY_NOTIFY)))
+		return 0;
+	left = (long)(m->deliver_by - time(NULL));
+	if (left < -ESMTP_BY_MAX)
+		left = -ESMTP_BY_MAX;
+	if (left > ESMTP_BY_MAX)
+		left = ESMTP_BY_MAX;
+	if (m->by_flags & BY_RETURN) {
+		if (left <= 0)
+			n = snprintf(why, whylen, "delivery time expired "
+			    "(DELIVERBY, by-mode R): not relayed to %s",
+			    s->peer.remote);
+		else if (!(s->caps & CAP_DELIVERBY))
+			n = snprintf(why, whylen, "next hop %s does not support "
+			    "DELIVERBY: a message with by-mode R is not relayed "
+			    "to it (RFC 2852 4.1.4.1)", s->peer.remote);
+		else if (s->bymin > left)
+			n = snprintf(why, whylen, "next hop %s requires a "
+			    "DELIVERBY time of at least %ld seconds, only %ld "
+			    "left: not relayed (RFC 2852 4.1.4.1)",
+			    s->peer.remote, s->bymin, left);
+		else
+			n = 0;
+		if (n != 0) {
+			if (n < 0)
+				why[0] = '\0';
+			return -1;
+		}
+	} else if (!(s->caps & CAP_DELIVERBY)) {
+		s->by_delay = left > 0;		/* before the deadline */
+		return 0;
+	}
+	n = snprintf(out, outlen, " BY=%ld;%c%s", left,
+	    (m->by_flags & BY_RETURN) ? 'R' : 'N',
+	    (m->by_flags & BY_TRACE) ? "T" : "");
+	if (n < 0 || (size_t)n >= outlen)
+		out[0] = '\0';
+	return 0;
 }
 
 /* start_auth - AUTH PLAIN, or LOGIN when that is all the peer offers */
@@ -897,7 +980,7 @@ static void
 txn_start(struct dlv_sess *s)
 {
 	struct dlv_msg	*m = s->m;
-	char		 size[48] = "", dsn[512];
+	char		 size[48] = "", dsn[512], by[40], why[400];
 	size_t		 i;
 
 	s->norder = s->nsent = s->nreplied = s->naccepted = s->nlmtp = 0;
@@ -925,6 +1008,14 @@ txn_start(struct dlv_sess *s)
 		handoff(s, DLV_OUT_DONE);
 		return;
 	}
+	if (by_check(s, by, sizeof(by), why, sizeof(why)) == -1) {
+		log_info("qid=%s smtp %s: %s", m->qid, s->peer.remote, why);
+		for (i = 0; i < s->norder; i++)
+			rcpt_final(s, s->order[i], RS_FAILED, 554, "5.4.7", why);
+		s->usable = 1;
+		handoff(s, DLV_OUT_DONE);
+		return;
+	}
 	body_close(s);
 	if ((s->body_fd = open(m->body_path, O_RDONLY | O_CLOEXEC)) == -1) {
 		char text[300];
@@ -947,9 +1038,9 @@ txn_start(struct dlv_sess *s)
 	}
 	s->ntxn++;
 	mail_dsn_params(s, dsn, sizeof(dsn));
-	sess_cmd(s, "MAIL FROM:<%s>%s%s%s\r\n", m->sender, size,
+	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s\r\n", m->sender, size,
 	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
-	    dsn);
+	    dsn, by);
 	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
 	if (s->pipelined) {
 		for (i = 0; i < s->norder; i++)

@@ -38,6 +38,9 @@ int		 rcpt_status_final(enum rcpt_status s);	/* 1 unless queued/deferred */
 #define BY_RETURN	0x1u	/* mode R: fail at the deadline */
 #define BY_NOTIFY	0x2u	/* mode N: a delayed DSN at the deadline */
 #define BY_TRACE	0x4u	/* T: a delivered/relayed DSN is requested */
+#define BY_DONE		0x8u	/* the deadline's action was taken (the
+				 * scheduler: R failed, N's delayed DSN sent) */
+#define BY_ALL		(BY_RETURN | BY_NOTIFY | BY_TRACE | BY_DONE)
 
 /* RFC 6729 handling states */
 enum msg_state {

@@ -221,6 +221,14 @@ struct dlv_result;
 int	queue_notice_batch(struct qjob *j, struct qmsg *m,
 	    const struct dlv_result *res, size_t n);
 /*
+ * queue_notice_deliverby - RFC 2852 4.1.3, the deadline of mode N has
+ * passed: one "delayed" DSN (Status 4.4.7) for those of recipients
+ * idx[0..n-1] whose NOTIFY is absent or has DELAY, event "dsn" in j.
+ * -1 only when j could not take a record.
+ */
+int	queue_notice_deliverby(struct qjob *j, struct qmsg *m,
+	    const size_t *idx, size_t n);
+/*
  * queue_notice_accepted - after m's accept commit: one "expanded" DSN
  * for its RS_EXPANDED recipients with NOTIFY=SUCCESS (event "dsn" in a
  * commit job of its own).

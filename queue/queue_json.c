@@ -126,7 +126,11 @@ msg_json(const struct qmsg *m)
 	    json_integer((json_int_t)(m->state_since ? m->state_since :
 	    m->arrival))) == -1 || json_object_set_new(o, "state_reason",
 	    json_string(m->state_reason ? m->state_reason : "")) == -1 ||
-	    json_object_set_new(o, "hold_until", jtime(m->hold_until)) == -1)) {
+	    json_object_set_new(o, "hold_until", jtime(m->hold_until)) == -1 ||
+	    /* RFC 2852 DELIVERBY: the absolute deadline and the by-mode */
+	    json_object_set_new(o, "deliver_by", jtime(m->deliver_by)) == -1 ||
+	    json_object_set_new(o, "by_mode", m->deliver_by == 0 ? json_null() :
+	    json_string((m->by_flags & BY_RETURN) ? "R" : "N")) == -1)) {
 		json_decref(o);
 		return NULL;
 	}

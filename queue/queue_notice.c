@@ -12,7 +12,14 @@
  *       recorded in the same job), delivered (final local delivery,
  *       NOTIFY SUCCESS), relayed (to a next hop without DSN, NOTIFY
  *       SUCCESS); after accept one "expanded" DSN for the RS_EXPANDED
- *       recipients with NOTIFY SUCCESS.  Each DSN is written by
+ *       recipients with NOTIFY SUCCESS.
+ *       RFC 2852 (DELIVERBY): with trace T a delivered / relayed DSN
+ *       for each recipient whose NOTIFY is not NEVER; mode N relayed
+ *       before its deadline to a hop without DELIVERBY: a relayed DSN
+ *       likewise (4.1.4.2); at the deadline of mode N
+ *       (queue_notice_deliverby, from the scheduler) one delayed DSN
+ *       with Status 4.4.7 for the undelivered recipients whose NOTIFY
+ *       is absent or has DELAY.  Each DSN is written by
  *       dlv_notice_write into a fresh spool file and is an ordinary
  *       message (sender "", the original sender as its one recipient,
  *       client "local", client name "waymark-dsn", one trace field)
@@ -193,12 +200,14 @@ cfg_hostname(void)
 
 /*
  * queue_dsn - queue one DSN of kind about recipients idx[0..n-1] of m to
- * to (NULL = m->sender); postmaster marks a postmaster notice.  The
+ * to (NULL = m->sender); postmaster marks a postmaster notice; status
+ * (NULL = each recipient's own) and note go to dlv_notice_write.  The
  * event goes into j.  -1 only when j could not take the event.
  */
 static int
 queue_dsn(struct qjob *j, struct qmsg *m, int kind, const size_t *idx,
-    size_t n, const char *to, int postmaster)
+    size_t n, const char *to, int postmaster, const char *status,
+    const char *note)
 {
 	struct notice_ctx	*ctx = NULL;
 	struct qmsg		*nm = NULL;
@@ -218,6 +227,8 @@ queue_dsn(struct qjob *j, struct qmsg *m, int kind, const size_t *idx,
 	d.now = now;
 	d.return_max = qs.cfg != NULL ? qs.cfg->max_dsn_return_size :
 	    1024 * 1024;
+	d.status = status;
+	d.note = note;
 	if (kind == DLV_DSN_DELAYED && qs.cfg != NULL)
 		d.retry_until = m->arrival + (time_t)qs.cfg->queue_lifetime;
 	if ((ctx = calloc(1, sizeof(*ctx))) == NULL ||
@@ -304,9 +315,72 @@ postmaster_notice(struct qjob *j, struct qmsg *m,
 		    qs.cfg->local_domains[0] : cfg_hostname());
 		log_warnx("qid=%s undeliverable DSN: reporting to <%s>",
 		    m->qid, to);
-		rc = queue_dsn(j, m, DLV_DSN_FAILED, idx, ni, to, 1);
+		rc = queue_dsn(j, m, DLV_DSN_FAILED, idx, ni, to, 1, NULL,
+		    NULL);
 	}
 	free(idx);
+	return rc;
+}
+
+/* ---- RFC 2852 DELIVERBY ---- */
+
+static const char by_trace_note[] = "This notice was requested by the "
+    "trace flag of the message's DELIVERBY (RFC 2852) request.";
+static const char by_nohop_note[] = "The next mail system does not "
+    "support DELIVERBY (RFC 2852): the requested delivery time (see "
+    "Deliver-By-Date) is no longer enforced; you may still be notified "
+    "of delays and failures.";
+static const char by_delay_note[] = "The delivery time requested with "
+    "DELIVERBY (RFC 2852, see Deliver-By-Date) has passed.";
+
+/* by_trace - T: a delivered / relayed DSN unless NOTIFY=NEVER (note) */
+static const char *
+by_trace(const struct qmsg *m, const struct qrcpt *r)
+{
+	if (m->deliver_by == 0 || !(m->by_flags & BY_TRACE) ||
+	    (r->notify & DSN_NOTIFY_NEVER))
+		return NULL;
+	return by_trace_note;
+}
+
+/*
+ * by_relayed - RFC 2852 4.1.4: the note of the "relayed" DSN r needs,
+ * or NULL: mode N relayed before its deadline to a hop without
+ * DELIVERBY (MUST, 4.1.4.2), or trace T (SHOULD); never for NOTIFY=NEVER
+ */
+static const char *
+by_relayed(const struct qmsg *m, const struct qrcpt *r,
+    const struct dlv_result *res, time_t now)
+{
+	if (m->deliver_by == 0 || (r->notify & DSN_NOTIFY_NEVER))
+		return NULL;
+	if ((m->by_flags & BY_NOTIFY) && res->hop_by == 0 &&
+	    now < m->deliver_by)
+		return by_nohop_note;
+	return by_trace(m, r);
+}
+
+int
+queue_notice_deliverby(struct qjob *j, struct qmsg *m, const size_t *idx,
+    size_t n)
+{
+	size_t	*list, nl = 0, k;
+	int	 rc;
+
+	if (m->sender == NULL || m->sender[0] == '\0' || n == 0)
+		return 0;
+	if ((list = calloc(n, sizeof(*list))) == NULL) {
+		log_warnx("qid=%s DELIVERBY delayed DSN not queued: out of "
+		    "memory", m->qid);
+		return 0;
+	}
+	for (k = 0; k < n; k++)
+		if (idx[k] < m->nrcpts && wants(&m->rcpts[idx[k]],
+		    DSN_NOTIFY_DELAY))
+			list[nl++] = idx[k];
+	rc = nl == 0 ? 0 : queue_dsn(j, m, DLV_DSN_DELAYED, list, nl, NULL, 0,
+	    "4.4.7", by_delay_note);
+	free(list);
 	return rc;
 }
 
@@ -318,6 +392,7 @@ queue_notice_batch(struct qjob *j, struct qmsg *m,
 	size_t		*lists[DLV_DSN_EXPANDED + 1] = { NULL }, nl[DLV_DSN_EXPANDED + 1];
 	size_t		 k;
 	time_t		 now = time(NULL);
+	const char	*note, *by_note = NULL;
 	int		 kind, rc = 0;
 
 	if (m->sender == NULL || n == 0)
@@ -351,13 +426,21 @@ queue_notice_batch(struct qjob *j, struct qmsg *m,
 				kind = DLV_DSN_DELAYED;
 			break;
 		case RS_DELIVERED:
-			if (wants(r, DSN_NOTIFY_SUCCESS))
+			if (wants(r, DSN_NOTIFY_SUCCESS) ||
+			    by_trace(m, r) != NULL)
 				kind = DLV_DSN_DELIVERED;
 			break;
 		case RS_RELAYED:
 			/* a DSN-capable next hop reports for itself */
 			if (wants(r, DSN_NOTIFY_SUCCESS) && r->hop_dsn != 1)
 				kind = DLV_DSN_RELAYED;
+			/* RFC 2852 4.1.4: trace, or mode N past a hop
+			 * without DELIVERBY */
+			if ((note = by_relayed(m, r, &res[k], now)) != NULL) {
+				kind = DLV_DSN_RELAYED;
+				if (by_note == NULL || note != by_trace_note)
+					by_note = note;
+			}
 			break;
 		default:
 			break;
@@ -376,7 +459,7 @@ queue_notice_batch(struct qjob *j, struct qmsg *m,
 			}
 		if (rc == 0)
 			rc = queue_dsn(j, m, kind, lists[kind], nl[kind], NULL,
-			    0);
+			    0, NULL, kind == DLV_DSN_RELAYED ? by_note : NULL);
 	}
 done:
 	for (kind = 0; kind <= DLV_DSN_EXPANDED; kind++)
@@ -422,7 +505,8 @@ queue_notice_accepted(struct qmsg *m)
 		if (m->rcpts[k].status == RS_EXPANDED &&
 		    wants(&m->rcpts[k], DSN_NOTIFY_SUCCESS))
 			idx[ni++] = k;
-	if (queue_dsn(j, m, DLV_DSN_EXPANDED, idx, ni, NULL, 0) == -1 ||
+	if (queue_dsn(j, m, DLV_DSN_EXPANDED, idx, ni, NULL, 0, NULL,
+	    NULL) == -1 ||
 	    (qid = strdup(m->qid)) == NULL) {
 		log_warnx("qid=%s the event of its expanded DSN is lost",
 		    m->qid);

@@ -16,8 +16,8 @@
  *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
  *   u64 mtrk_expiry, str auth_user; version 3 (written now) adds
  *   u64 state_since, str state_reason, u64 hold_until, str
- *   future_release, u64 deliver_by, u8 by_flags (BY_*), u64 expire_base,
- *   str filter_cmd.
+ *   future_release, u64 deliver_by, u8 by_flags (BY_*, BY_DONE included),
+ *   u64 expire_base, str filter_cmd.
  * Recipient ('R'): u8 status, u32 attempts, u64 next_attempt,
  *   u64 last_attempt, u16 last_code, str last_enh (non-NULL, <= 15),
  *   str addr (non-NULL), orcpt, last_text, remote_mta; version 2 adds
@@ -366,8 +366,7 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 
 	if (m->nrcpts > REC_RCPT_MAX || (unsigned)m->state > MS_OTHER ||
 	    m->ret < DSN_RET_NONE || m->ret > DSN_RET_HDRS ||
-	    m->mtrk_timeout < 0 || m->by_flags > (BY_RETURN | BY_NOTIFY |
-	    BY_TRACE)) {
+	    m->mtrk_timeout < 0 || m->by_flags > BY_ALL) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -458,7 +457,7 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 	}
 	if (rd_end(&r) == -1)
 		goto fail;
-	if (byf > (BY_RETURN | BY_NOTIFY | BY_TRACE)) {
+	if (byf > BY_ALL) {
 		r.why = "bad BY flags";
 		goto fail;
 	}

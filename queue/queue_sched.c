@@ -15,6 +15,12 @@
  *       final the same job records done_time, drops the schedule entry
  *       and adds the expire (purge) entry; after it commits the body
  *       file is unlinked and the message leaves memory.
+ * DELIVERBY (RFC 2852 4.1.3): a message is due at min(its next attempt,
+ *       deliver_by) while the deadline's action is still to take; then,
+ *       before any dispatch, mode R fails every undelivered recipient
+ *       with 5.4.7 (failed DSN), mode N sends one delayed DSN (4.4.7);
+ *       BY_DONE records it in the message record.  A deferral of mode R
+ *       at or past the deadline fails 5.4.7 too.
  * Dispatch: local recipients go to Maildir (or LMTP when `lmtp` is set);
  *       non-local ones, grouped by domain, to dlv_remote_start (SMTP via
  *       smarthost or MX).  The DSNs a batch calls for (failed, delayed,
@@ -217,6 +223,141 @@ sched_commit(struct qjob *j, struct qmsg *m)
 	qdb_commit(j, status_done, m);
 }
 
+/* ---- RFC 2852 DELIVERBY deadline ---- */
+
+/*
+ * by_due - when m's DELIVERBY deadline calls for the scheduler:
+ * deliver_by while its action is still to take and a recipient is
+ * neither final nor busy (a busy one is decided by its results); 0 = no.
+ * Mode N arriving past its deadline (by-time <= 0, RFC 2852 4: legal)
+ * first gets an attempt: the delayed DSN is for a recipient that waits.
+ */
+static time_t
+by_due(const struct qmsg *m)
+{
+	const struct qrcpt	*r;
+	size_t			 i;
+
+	if (m->deliver_by == 0 || (m->by_flags & BY_DONE) ||
+	    !(m->by_flags & (BY_RETURN | BY_NOTIFY)))
+		return 0;
+	for (i = 0; i < m->nrcpts; i++) {
+		r = &m->rcpts[i];
+		if (rcpt_status_final(r->status) || r->busy ||
+		    (!(m->by_flags & BY_RETURN) && r->attempts == 0 &&
+		    m->deliver_by <= m->arrival))
+			continue;
+		return m->deliver_by;
+	}
+	return 0;
+}
+
+/* by_expired - a deferral of m at now fails 5.4.7 (mode R, deadline reached) */
+static int
+by_expired(const struct qmsg *m, time_t now)
+{
+	return m->deliver_by != 0 && (m->by_flags & BY_RETURN) &&
+	    now >= m->deliver_by;
+}
+
+/* by_text - the text of a recipient failed by the mode R deadline */
+static void
+by_text(const struct qmsg *m, char *out, size_t outlen, const char *last)
+{
+	char	date[64];
+
+	if (rfc5322_date(m->deliver_by, date, sizeof(date)) == -1)
+		date[0] = '\0';
+	(void)snprintf(out, outlen, "delivery time expired: DELIVERBY "
+	    "deadline %s passed (by-mode R)%s%s", date,
+	    last != NULL && last[0] != '\0' ? "; last error: " : "",
+	    last != NULL ? last : "");
+}
+
+/*
+ * by_deadline - RFC 2852 4.1.3 at m's deadline, before any dispatch:
+ * mode R fails every recipient neither final nor busy with 5.4.7 (no
+ * further attempt, a failed DSN per NOTIFY), mode N queues one delayed
+ * DSN (4.4.7) for them; BY_DONE, the records, events and DSNs in one
+ * commit job
+ */
+static void
+by_deadline(struct qmsg *m, time_t now)
+{
+	struct dlv_result	*res = NULL;
+	struct qjob		*j = NULL;
+	struct qrcpt		*r;
+	size_t			*idx = NULL, n = 0, i;
+	char			 text[600], addr[300], *detail = NULL;
+	int			 bad = 0, ret = (m->by_flags & BY_RETURN) != 0;
+
+	m->by_flags |= BY_DONE;		/* once, even when recording fails */
+	if ((j = qjob_new()) == NULL ||
+	    (res = calloc(m->nrcpts, sizeof(*res))) == NULL ||
+	    (idx = calloc(m->nrcpts, sizeof(*idx))) == NULL)
+		goto fail;
+	for (i = 0; i < m->nrcpts; i++) {
+		r = &m->rcpts[i];
+		if (rcpt_status_final(r->status) || r->busy ||
+		    (!ret && r->attempts == 0 && m->deliver_by <= m->arrival))
+			continue;
+		idx[n] = i;
+		res[n].ridx = i;
+		res[n].status = ret ? RS_FAILED : RS_DEFERRED;
+		n++;
+		log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
+		if (!ret) {
+			log_info("qid=%s rcpt=<%s> deliverby=N deadline "
+			    "passed: delayed DSN", m->qid, addr);
+			continue;
+		}
+		by_text(m, text, sizeof(text), r->last_text);
+		r->status = RS_FAILED;
+		r->next_attempt = 0;
+		snprintf(r->last_enh, sizeof(r->last_enh), "5.4.7");
+		free(r->last_text);
+		r->last_text = strdup(text);
+		log_escape(text, sizeof(text), r->last_text ? r->last_text :
+		    "", r->last_text ? strlen(r->last_text) : 0);
+		log_info("qid=%s rcpt=<%s> status=failed dsn=5.4.7 "
+		    "reason=\"%s\"", m->qid, addr, text);
+		if (bad || asprintf(&detail, "rcpt=<%s> status=failed code=%d "
+		    "enhanced=5.4.7 remote=%s text=\"%s\"", addr, r->last_code,
+		    r->remote_mta ? r->remote_mta : "none", text) < 0) {
+			detail = NULL;
+			bad = 1;
+			continue;
+		}
+		if (qjob_add_event(j, m, "failed", detail) == -1 ||
+		    qjob_add_rcpt(j, m, i) == -1)
+			bad = 1;
+		free(detail);
+		detail = NULL;
+	}
+	if (bad || asprintf(&detail, "deadline mode=%s rcpts=%zu",
+	    ret ? "R" : "N", n) < 0 ||
+	    qjob_add_event(j, m, "deliverby", detail) == -1 ||
+	    qjob_add_msg(j, m) == -1 ||
+	    (ret ? queue_notice_batch(j, m, res, n) :
+	    queue_notice_deliverby(j, m, idx, n)) == -1)
+		goto fail;
+	if (qmsg_due(m, 0) == 0 ? sched_finish(j, m, now) == -1 :
+	    qjob_add_sched(j, m) == -1)
+		goto fail;
+	free(detail);
+	free(res);
+	free(idx);
+	sched_commit(j, m);
+	return;
+fail:
+	log_warnx("qid=%s cannot record the DELIVERBY deadline (out of "
+	    "memory); it is lost at restart", m->qid);
+	free(detail);
+	free(res);
+	free(idx);
+	qjob_free(j);
+}
+
 /* ---- results ---- */
 
 static unsigned
@@ -284,6 +425,11 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 				if (r->next_attempt > limit)
 					r->next_attempt = limit;
 			}
+		}
+		if (st == RS_DEFERRED && by_expired(m, now)) {	/* RFC 2852 4.1.3 */
+			st = RS_FAILED;
+			enh = "5.4.7";
+			by_text(m, text, sizeof(text), d->text);
 		}
 		r->status = st;
 		if (rcpt_status_final(st))
@@ -550,7 +696,7 @@ static void
 sched_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct qmsg	*m;
-	time_t		 now = time(NULL);
+	time_t		 now = time(NULL), by;
 
 	(void)fd;
 	(void)what;
@@ -560,9 +706,17 @@ sched_cb(evutil_socket_t fd, short what, void *arg)
 		if (((struct qpriv *)m->priv)->due > now ||
 		    qs.inflight >= inflight_cap())
 			break;
-		if (m->state == MS_TIMED) {
-			sched_release_due(m);	/* FUTURERELEASE time came */
-			if (nheap > 0 && heap[0] == m && msg_held(m))
+		if ((by = by_due(m)) != 0 && by <= now)
+			by_deadline(m, now);	/* RFC 2852 4.1.3 */
+		if (msg_held(m)) {
+			/* held: the deadline above, a timed release, nothing
+			 * else (queue_state.c) */
+			if (m->state == MS_TIMED && m->hold_until <= now)
+				sched_release_due(m);
+			else
+				sched_update(m);
+			if (nheap > 0 && heap[0] == m &&
+			    ((struct qpriv *)m->priv)->due <= now)
 				heap_remove(m);	/* never spin */
 			continue;
 		}
@@ -629,16 +783,21 @@ sched_update(struct qmsg *m)
 {
 	struct qpriv	*p = qmsg_priv(m);
 	struct qjob	*j;
-	time_t		 due;
+	time_t		 due, by;
 
 	if (p == NULL)
 		return;
 	if (msg_held(m) && m->done_time == 0 && !p->finishing &&
 	    qmsg_due(m, 0) != 0) {
-		/* held: only a timed message has a time to come back at */
-		if (m->state != MS_TIMED || qs.stopping)
+		/* held: back at a timed release or the DELIVERBY deadline,
+		 * which counts even while held (RFC 2852) */
+		due = m->state == MS_TIMED ? (m->hold_until > 0 ?
+		    m->hold_until : 1) : 0;
+		if ((by = by_due(m)) != 0 && (due == 0 || by < due))
+			due = by;
+		if (due == 0 || qs.stopping)
 			heap_remove(m);
-		else if (heap_set(m, m->hold_until > 0 ? m->hold_until : 1) == -1)
+		else if (heap_set(m, due) == -1)
 			log_warnx("qid=%s cannot be scheduled (out of memory)",
 			    m->qid);
 		return;
@@ -658,6 +817,8 @@ sched_update(struct qmsg *m)
 	}
 	due = (m->done_time || p->finishing || qs.stopping) ? 0 :
 	    qmsg_due(m, 1);
+	if (due != 0 && (by = by_due(m)) != 0 && by < due)
+		due = by;	/* the DELIVERBY deadline comes first */
 	if (due == 0)
 		heap_remove(m);
 	else if (heap_set(m, due) == -1)

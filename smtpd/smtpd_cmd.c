@@ -17,7 +17,10 @@
  * Standards: RFC 5321 3-4, RFC 1870 (SIZE), RFC 6152 (8BITMIME),
  *       RFC 2920 (PIPELINING), RFC 3207 (STARTTLS), RFC 3461 (DSN:
  *       RET ENVID NOTIFY ORCPT, kept in the qmsg/qrcpt), RFC 3885 (MTRK;
- *       without ENVID=local@fqhn: 501 5.5.4).
+ *       without ENVID=local@fqhn: 501 5.5.4), RFC 2852 (DELIVERBY
+ *       [deliverby_min] on every listener; BY= syntax and R with a
+ *       by-time <= 0: 501 5.5.4; R below deliverby_min: 555 5.5.4; the
+ *       deadline = now + by-time and the mode in qmsg.deliver_by/by_flags).
  * Aliases (common/aliases.c) are expanded at RCPT, before queueing:
  *       1->1 replaces the address (ORCPT kept, or set to rfc822;original;
  *       NOTIFY and MTRK pass, RFC 3461 5.2.7.2, RFC 3885 3.3); 1->N keeps
@@ -52,8 +55,12 @@ _Static_assert(ESMTP_NOTIFY_NEVER == DSN_NOTIFY_NEVER &&
     ESMTP_NOTIFY_DELAY == DSN_NOTIFY_DELAY &&
     (int)ESMTP_RET_FULL == (int)DSN_RET_FULL &&
     (int)ESMTP_RET_HDRS == (int)DSN_RET_HDRS, "DSN values differ");
-/* ESMTP parameters accepted on MAIL / RCPT (RFC 1870, 6152, 3461, 3885) */
-#define SMTPD_EXTS	(EXT_SIZE | EXT_8BITMIME | EXT_DSN | EXT_MTRK)
+_Static_assert(ESMTP_BY_RETURN == BY_RETURN && ESMTP_BY_NOTIFY == BY_NOTIFY &&
+    ESMTP_BY_TRACE == BY_TRACE, "DELIVERBY values differ");
+/* ESMTP parameters accepted on MAIL / RCPT (RFC 1870, 6152, 3461, 3885,
+ * 2852) */
+#define SMTPD_EXTS	(EXT_SIZE | EXT_8BITMIME | EXT_DSN | EXT_MTRK | \
+			 EXT_DELIVERBY)
 
 /* handler results */
 #define CMD_OK		0	/* success: counted as ok */
@@ -292,10 +299,13 @@ hello_do(struct smtpd_session *s, const char *arg, size_t len, int esmtp)
 static int
 cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 {
-	char	fr[80] = "", until[32];
+	char	fr[80] = "", until[32], by[32] = "";
 
 	if (hello_do(s, arg, len, 1) == CMD_FAIL)
 		return CMD_FAIL;
+	/* RFC 2852 2: "DELIVERBY" [SP min-by-time] */
+	if (smtpd_cfg->deliverby_min > 0)
+		(void)snprintf(by, sizeof(by), " %u", smtpd_cfg->deliverby_min);
 	/* RFC 4865 4.2: FUTURERELEASE on submission listeners only, with
 	 * the longest interval and the latest date-time accepted */
 	if (s->submission && rfc3339_format(time(NULL) +
@@ -304,8 +314,9 @@ cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 		    smtpd_cfg->future_release_max, until);
 	smtpd_reply(s, 250, SMTPD_NOENH,
 	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
-	    "MTRK%s%s%s",
-	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size, fr,
+	    "MTRK\nDELIVERBY%s%s%s%s",
+	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size, by,
+	    fr,
 	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "",
 	    smtpd_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
 	return CMD_OK;
@@ -341,6 +352,12 @@ mail_hold(struct smtpd_session *s, const struct esmtp_params *ep,
 		}
 		until = ep->hold_until;
 		snprintf(text, sizeof(text), "until;%s", ep->hold_text);
+	}
+	/* RFC 4865 5.2.2: not released after the DELIVERBY deadline */
+	if (m->deliver_by != 0 && until > m->deliver_by) {
+		smtpd_reply(s, 501, 5, 5, 4, "The release time is later than "
+		    "the DELIVERBY deadline");
+		return -1;
 	}
 	if (until <= now)
 		return 0;
@@ -439,6 +456,14 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 		    "Message size exceeds fixed maximum message size");
 		return CMD_FAIL;
 	}
+	/* RFC 2852 2: by-mode R below the advertised min-by-time */
+	if (ep.has_by && (ep.by_mode & ESMTP_BY_RETURN) &&
+	    ep.by_time < (long)smtpd_cfg->deliverby_min) {
+		smtpd_reply(s, 555, 5, 5, 4, "BY time %ld is below the "
+		    "DELIVERBY minimum of %u seconds", ep.by_time,
+		    smtpd_cfg->deliverby_min);
+		return CMD_FAIL;
+	}
 	if (smtp_path_string(&p, addr, sizeof(addr)) == -1) {
 		smtpd_reply(s, 501, 5, 1, 7, "Bad sender address syntax");
 		return CMD_FAIL;
@@ -465,6 +490,10 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	t->m->ret = ep.ret;			/* RFC 3461 / RFC 3885 */
 	t->m->mtrk_timeout = ep.has_mtrk ? ep.mtrk_timeout : 0;
+	if (ep.has_by) {			/* RFC 2852 4: absolute */
+		t->m->deliver_by = time(NULL) + (time_t)ep.by_time;
+		t->m->by_flags = ep.by_mode;
+	}
 	if (ep.hold && (r = mail_hold(s, &ep, t->m)) != 0) {
 		qmsg_free(t->m);
 		free(t);

@@ -453,6 +453,7 @@ test_paths(void **state)
 	assert_int_equal(c->delay_warning, 4 * 3600);
 	assert_int_equal(c->nretry_schedule, 5);
 	assert_int_equal(c->history_retention, 7 * 86400);
+	assert_int_equal(c->deliverby_min, 0);
 	assert_int_equal(c->tracking_retention, 9 * 86400);
 	assert_string_equal(c->user, "waymark");
 	assert_int_equal(c->allow_shared_user, 0);
@@ -996,7 +997,8 @@ static const char *const all_keys[] = {
 	"max_sessions_per_client", "smtpd_timeout", "smtpd_data_min_rate",
 	"smtpd_data_rate_grace", "max_hops", "queue_lifetime", "delay_warning",
 	"max_dsn_return_size",
-	"retry_schedule", "history_retention", "tracking_retention", "policy",
+	"retry_schedule", "history_retention", "tracking_retention",
+	"deliverby_min", "policy",
 	"policy_body_scan",
 	"future_release_max", "filter_timeout", "filter_concurrency",
 	"user", "allow_shared_user", "min_free_space", "syslog", "workers",
@@ -1027,6 +1029,7 @@ static const char *const print_lines[] = {
 	"delay_warning = 0\n",
 	"retry_schedule = 1m, 5m, 15m, 1h, 4h\n",
 	"history_retention = 7d\n",
+	"deliverby_min = 0\n",
 	"syslog = no\n",
 	"workers = 4\n",
 	"user = waymark\n",

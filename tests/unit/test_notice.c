@@ -11,7 +11,8 @@
  * and compared with tests/unit/notice.ref after the boundary and the
  * Message-ID are normalised (TZ=UTC, fixed times).  NOTICE_REF_UPDATE=1
  * rewrites the golden file.  Also: no part 3 when the spool file is
- * missing, refused arguments, a fresh boundary per notice.
+ * missing, refused arguments, a fresh boundary per notice, RFC 2852's
+ * Deliver-By-Date with a Status for every recipient and a note.
  */
 
 #include <setjmp.h>
@@ -570,6 +571,63 @@ test_refused(void **state)
 	qmsg_free(m);
 }
 
+/* RFC 2852: Deliver-By-Date after Arrival-Date, a Status for all, a note */
+static void
+test_deliverby(void **state)
+{
+	static const size_t	 fidx[] = { 1 };
+	struct qmsg		*m = make_msg();
+	struct dlv_dsn		 d;
+	char			 tmpl[] = "/tmp/test_notice_byXXXXXX", buf[16384];
+	char			*b, *parts[8];
+	size_t			 np, i;
+	ssize_t			 len;
+	int			 fd;
+
+	(void)state;
+	m->deliver_by = ARRIVAL + 120;
+	m->by_flags = BY_NOTIFY;
+	fd = mkstemp(tmpl);
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	memset(&d, 0, sizeof(d));
+	d.kind = DLV_DSN_DELAYED;
+	d.idx = fidx;
+	d.n = 1;
+	d.hostname = HOST;
+	d.now = NOW;
+	d.status = "4.4.7";
+	d.note = "The delivery time has passed.";
+	assert_true(dlv_notice_write(fd, m, body_path, &d) > 0);
+	len = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	assert_true(len > 0);
+	buf[len] = '\0';
+	check_lines(buf, (long)len);
+	b = get_boundary(buf);
+	np = split_parts(buf, b, parts, 8);
+	assert_int_equal(np, 3);
+	want_in("per-message", parts[1], "Arrival-Date: Tue, 14 Nov 2023 "
+	    "22:13:20 +0000\r\nDeliver-By-Date: Tue, 14 Nov 2023 22:15:20 "
+	    "+0000\r\n\r\n");
+	want_in("status", parts[1], "Action: delayed\r\nStatus: 4.4.7\r\n");
+	want_in("note", parts[0], "\r\n\r\nThe delivery time has passed.\r\n");
+	for (i = 0; i < np; i++)
+		free(parts[i]);
+	free(b);
+	/* no deadline: no field */
+	m->deliver_by = 0;
+	{
+		long	 l;
+		char	*s = write_notice(m, body_path, fidx, 1, &l);
+
+		assert_non_null(s);
+		want_not_in("no deadline", s, "Deliver-By-Date");
+		free(s);
+	}
+	qmsg_free(m);
+}
+
 static void
 test_unique_boundary(void **state)
 {
@@ -706,6 +764,7 @@ main(void)
 		cmocka_unit_test(test_golden),
 		cmocka_unit_test(test_no_body_file),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_deliverby),
 		cmocka_unit_test(test_unique_boundary),
 		cmocka_unit_test(test_return_content),
 		cmocka_unit_test(test_kinds),

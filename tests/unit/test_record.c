@@ -163,7 +163,7 @@ test_msg_v3_fields(void **state)
 	m.hold_until = 1796000600;
 	m.future_release = "for=599";
 	m.deliver_by = 1796086400;
-	m.by_flags = BY_NOTIFY | BY_TRACE;
+	m.by_flags = BY_NOTIFY | BY_TRACE | BY_DONE;
 	m.expire_base = 1796000700;
 	m.filter_cmd = "/usr/local/bin/scan --strict";
 	assert_int_equal(rec_msg_encode(&m, &enc, &len), 0);
@@ -187,7 +187,7 @@ test_msg_v3_fields(void **state)
 	assert_int_equal(rec_msg_decode(enc, len, &d, &why), -1);
 	check_str("why", why, "bad BY flags");
 	free(enc);
-	m.by_flags = 8;
+	m.by_flags = BY_ALL + 1;
 	assert_int_equal(rec_msg_encode(&m, &enc, &len), -1);
 
 	/* a version 2 record (no v3 tail) decodes with the new fields empty */

@@ -8,7 +8,9 @@
  * domains, address literals), the ESMTP parameter table (SIZE, BODY, unknown, repeated,
  * not enabled, wrong command), the RFC 3461/3885 rows (RET, ENVID,
  * NOTIFY combinations, ORCPT addr-type and xtext, MTRK certifier and
- * timeout, MTRK without ENVID), xtext (RFC 3461 4), base64 (RFC 4648
+ * timeout, MTRK without ENVID), the RFC 2852 BY row (sign, 1..9
+ * digits, mode N/R, trace T, case, R with by-time <= 0, repeats, not
+ * enabled, on RCPT), xtext (RFC 3461 4), base64 (RFC 4648
  * 10 test vectors) and the MTRK certifier vector ("abcdefgh").  Failures print "got X, want Y".
  */
 
@@ -846,6 +848,95 @@ test_dsn_params(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* RFC 2852 BY= */
+
+struct by_case {
+	const char		*name;
+	const char		*in;
+	int			 where;
+	unsigned		 enabled;
+	enum param_result	 want;
+	long			 time;
+	unsigned		 mode;
+};
+
+#define BYR	ESMTP_BY_RETURN
+#define BYN	ESMTP_BY_NOTIFY
+#define BYT	ESMTP_BY_TRACE
+
+static const struct by_case by_cases[] = {
+	{ "R", "BY=120;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 120, BYR },
+	{ "RT", "BY=120;RT", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 120, BYR | BYT },
+	{ "N", "BY=3600;N", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 3600, BYN },
+	{ "N negative trace", "BY=-30;NT", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, -30, BYN | BYT },
+	{ "N plus", "BY=+60;N", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 60, BYN },
+	{ "N zero", "BY=0;N", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 0, BYN },
+	{ "lower case", "by=5;rt", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 5, BYR | BYT },
+	{ "9 digits", "BY=999999999;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 999999999L, BYR },
+	{ "-9 digits", "BY=-999999999;N", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, -999999999L, BYN },
+	{ "leading zeros", "BY=000000007;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_OK, 7, BYR },
+	{ "with others", "SIZE=10 BY=60;N BODY=8BITMIME", PARAM_MAIL, EXT_DELIVERBY | ALL, PARAM_OK, 60, BYN },
+	{ "10 digits", "BY=1000000000;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "-10 digits", "BY=-1000000000;N", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "R zero", "BY=0;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "R negative", "BY=-5;RT", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "R minus zero", "BY=-0;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "no value", "BY", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "empty value", "BY=", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "no mode", "BY=60", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "empty mode", "BY=60;", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "no time", "BY=;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "sign only", "BY=+;N", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "two signs", "BY=+-5;N", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "bad mode", "BY=60;X", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "trace alone", "BY=60;T", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "trace first", "BY=60;TR", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "two modes", "BY=60;RN", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "trace twice", "BY=60;NTT", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "trailing", "BY=60;R;", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "comma", "BY=60,R", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "alpha time", "BY=1m;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "space in time", "BY=6 0;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_SYNTAX, 0, 0 },
+	{ "repeated", "BY=60;R BY=60;R", PARAM_MAIL, EXT_DELIVERBY, PARAM_REPEATED, 0, 0 },
+	{ "not enabled", "BY=60;R", PARAM_MAIL, ALL, PARAM_UNKNOWN, 0, 0 },
+	{ "at rcpt", "BY=60;R", PARAM_RCPT, EXT_DELIVERBY, PARAM_UNKNOWN, 0, 0 },
+};
+
+static void
+test_by_param(void **state)
+{
+	const struct by_case	*t;
+	struct esmtp_params	 out;
+	const char		*why;
+	enum param_result	 r;
+
+	(void)state;
+	failures = 0;
+	for (t = by_cases; t < by_cases + NELEM(by_cases); t++) {
+		why = NULL;
+		r = esmtp_parse_params(t->in, strlen(t->in), t->where,
+		    t->enabled, &out, &why);
+		CHECK(r == t->want, t->name, "got %s, want %s (why %s)",
+		    param_name(r), param_name(t->want), why ? why : "NULL");
+		CHECK(why != NULL, t->name, "why: got NULL, want a string");
+		if (r != PARAM_OK || t->want != PARAM_OK)
+			continue;
+		CHECK(out.has_by == 1, t->name, "has_by: got %d, want 1",
+		    out.has_by);
+		CHECK(out.by_time == t->time, t->name,
+		    "by_time: got %ld, want %ld", out.by_time, t->time);
+		CHECK(out.by_mode == t->mode, t->name,
+		    "by_mode: got %#x, want %#x", out.by_mode, t->mode);
+	}
+	/* no BY: nothing set */
+	r = esmtp_parse_params("SIZE=1", 6, PARAM_MAIL, EXT_DELIVERBY | ALL,
+	    &out, &why);
+	CHECK(r == PARAM_OK && out.has_by == 0 && out.by_time == 0 &&
+	    out.by_mode == 0, "absent", "got %s has_by %d", param_name(r),
+	    out.has_by);
+	assert_int_equal(failures, 0);
+}
+
 /* RFC 3885 certifier: B = SHA-1(A), base64 without padding */
 static void
 test_mtrk_certifier(void **state)
@@ -955,6 +1046,7 @@ main(void)
 		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_xtext_bad),
 		cmocka_unit_test(test_dsn_params),
+		cmocka_unit_test(test_by_param),
 		cmocka_unit_test(test_mtrk_certifier),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_base64_bad),
