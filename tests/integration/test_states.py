@@ -547,3 +547,36 @@ def test_filter_survives_restart(daemon_factory):
     d.start()
     d.wait_mails("bob@example.org", 1, timeout=30)
     assert d.show_json(qid)["state"] == "normal"
+
+
+def test_futurerelease_after_deliverby_refused(daemon_factory):
+    """RFC 4865 5.2.2: a release later than the DELIVERBY deadline is
+    refused 501 5.5.4; one before it is accepted."""
+    d = sub_daemon(daemon_factory)
+    with sub_conn(d) as c:
+        assert_reply(c.cmd("MAIL FROM:<alice@example.org> BY=60;R "
+                           "HOLDFOR=120"), 501, "5.5.4")
+        assert_reply(c.cmd("MAIL FROM:<alice@example.org> BY=600;R "
+                           "HOLDFOR=120"), 250)
+
+
+def test_deliverby_deadline_counts_while_held(daemon_factory, sink):
+    """A held message still fails at its DELIVERBY (mode R) deadline."""
+    d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % sink.port,
+                        "retry_schedule": "1s"})
+    t0 = time.time()
+    with d.connect() as c:
+        c.ehlo()
+        r = c.mail_transaction("sender@example.org", ["carol@remote.test"],
+                               make_message(to="carol@remote.test"),
+                               params="BY=5;R")
+    qid = queued_qid(r)
+    wait_for(lambda: d.show_json(qid)["recipients"][0]["status"] ==
+             "deferred", what="a first deferral")
+    d.cli("hold", qid, check=0)
+    assert d.show_json(qid)["state"] == "other"
+    m = wait_for(lambda: (lambda x: x if x["recipients"][0]["status"] ==
+                          "failed" else None)(d.show_json(qid)),
+                 timeout=30, what="the deadline while held")
+    assert time.time() >= t0 + 5 - 0.5
+    assert m["recipients"][0]["last_reply"]["enhanced"] == "5.4.7"
