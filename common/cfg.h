@@ -27,6 +27,7 @@ struct cfg_net {			/* ADDR[/PREFIX] */
 };
 
 struct alias_table;
+struct list_table;
 
 enum cfg_smtp_tls { CFG_TLS_MAY, CFG_TLS_ENCRYPT, CFG_TLS_VERIFY };
 
@@ -43,6 +44,7 @@ struct config {
 	char		**local_domains; size_t nlocal_domains;	/* lower-case */
 	char		*local_recipients;	/* path or NULL */
 	char		*aliases;
+	char		*lists;		/* lists file (common/lists.h) or NULL */
 	char		*mailbox_root;
 	char		*lmtp;
 	struct cfg_net	*relay_from;	size_t nrelay_from;
@@ -106,6 +108,8 @@ struct config {
 	char		*auth_warning;
 	/* derived: the aliases file, parsed (common/aliases.h), or NULL */
 	struct alias_table *alias_table;
+	/* derived: the lists file, parsed (common/lists.h), or NULL */
+	struct list_table *list_table;
 };
 
 /*

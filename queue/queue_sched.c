@@ -17,7 +17,8 @@
  *       file is unlinked and the message leaves memory.
  * Dispatch: local recipients go to Maildir (or LMTP when `lmtp` is set);
  *       non-local ones, grouped by domain, to dlv_remote_start (SMTP via
- *       smarthost or MX).  The DSNs a batch calls for (failed, delayed,
+ *       smarthost or MX); a recipient that is a list of the lists file
+ *       is expanded instead (queue_lists.c).  The DSNs a batch calls for (failed, delayed,
  *       delivered, relayed: queue_notice.c) go into the same commit.
  */
 
@@ -455,6 +456,7 @@ dispatch(struct qmsg *m, time_t now)
 
 	if (msg_held(m))
 		return;		/* held: nothing leaves (queue_state.c) */
+	queue_lists_dispatch(m, now);	/* lists: expanded, not delivered */
 	if ((lidx = calloc(m->nrcpts, sizeof(*lidx))) == NULL ||
 	    (ridx = calloc(m->nrcpts, sizeof(*ridx))) == NULL ||
 	    (grp = calloc(m->nrcpts, sizeof(*grp))) == NULL ||

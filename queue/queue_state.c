@@ -180,6 +180,10 @@ delete_job(struct qjob *j, struct qmsg *m, int bounce, const char *actor,
 {
 	struct dlv_result	*res;
 	char			 who[200], *detail = NULL;
+	/* a post held for a list moderator is rejected (queue_lists.c) */
+	const char		*why = m->state == MS_MODERATION ?
+	    "post rejected by the list moderator" :
+	    "message deleted by the operator";
 	size_t			 i, n = 0;
 	int			 rc = -1;
 
@@ -195,8 +199,7 @@ delete_job(struct qjob *j, struct qmsg *m, int bounce, const char *actor,
 		res[n].code = 550;
 		res[n].hop_dsn = res[n].hop_mtrk = -1;
 		snprintf(res[n].enh, sizeof(res[n].enh), "5.7.1");
-		snprintf(res[n].text, sizeof(res[n].text),
-		    "message deleted by the operator");
+		snprintf(res[n].text, sizeof(res[n].text), "%s", why);
 		n++;
 		r->status = RS_FAILED;
 		r->next_attempt = 0;
@@ -204,7 +207,7 @@ delete_job(struct qjob *j, struct qmsg *m, int bounce, const char *actor,
 		r->last_code = 550;
 		snprintf(r->last_enh, sizeof(r->last_enh), "5.7.1");
 		free(r->last_text);
-		r->last_text = strdup("message deleted by the operator");
+		r->last_text = strdup(why);
 		if (qjob_add_rcpt(j, m, i) == -1)
 			goto out;
 	}
