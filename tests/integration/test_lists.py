@@ -25,7 +25,7 @@ import time
 
 from conftest import (assert_reply, dot_stuff, make_message, queued_qid,
                       run_waymarkd, split_message, wait_for)
-from test_states import events, waymark_fields
+from test_states import events, sub_conn, sub_daemon, waymark_fields
 
 LIST = "announce@example.org"
 OWNER = "announce-owner@example.org"
@@ -242,6 +242,32 @@ def test_approval_survives_kill9_once(daemon_factory):
         assert len(d.mail_files(mb)) == 1, mb
     assert len(d.mail_files(MODERATOR)) == 1
     assert d.show_json(qid)["recipients"][0]["status"] == "expanded"
+
+
+def test_moderation_replaces_a_futurerelease_hold(daemon_factory, tmp_path):
+    """HOLDFOR would release the post without a moderator: moderation
+    wins, and the approval releases it."""
+    lists = tmp_path / "lists"
+    lists.write_text(LISTS)
+    os.chmod(str(tmp_path), 0o755)
+    os.chmod(str(lists), 0o644)
+    d = sub_daemon(daemon_factory, {"lists": str(lists)})
+    with sub_conn(d) as c:
+        r = c.mail_transaction("eve@example.org", [LIST],
+                               make_message(subject="timed", to=LIST),
+                               params="HOLDFOR=2")
+    qid = queued_qid(r)
+    m = d.show_json(qid)
+    assert (m["state"], m["state_value"]) == ("moderation", "not-member"), m
+    d.wait_mails(MODERATOR, 1)
+    time.sleep(3)
+    assert d.show_json(qid)["state"] == "moderation"
+    for mb in MEMBERS:
+        assert not d.mail_files(mb), mb
+    d.cli("release", qid, check=0)
+    data = d.wait_mails(MEMBERS[0], 1)[0]
+    assert [x["state"] for x in waymark_fields(data)] == ["normal",
+                                                          "moderation"]
 
 
 def test_moderated_post_travels_alone(daemon_factory):
