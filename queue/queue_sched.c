@@ -18,8 +18,9 @@
  * Dispatch: local recipients go to Maildir (or LMTP when `lmtp` is set);
  *       non-local ones, grouped by domain, to dlv_remote_start (SMTP via
  *       smarthost or MX); a recipient that is a list of the lists file
- *       is expanded instead (queue_lists.c).  The DSNs a batch calls for (failed, delayed,
- *       delivered, relayed: queue_notice.c) go into the same commit.
+ *       is expanded instead (queue_lists.c).  The DSNs a batch calls
+ *       for (failed, delayed, delivered, relayed: queue_notice.c) go
+ *       into the same commit.
  */
 
 #include <errno.h>
