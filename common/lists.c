@@ -94,7 +94,7 @@ lists_free(struct list_table *t)
 	free(t);
 }
 
-/* check_addr - 0 when s is a full "local@domain" path (not <> or <Postmaster>) */
+/* check_addr - 0 when s is a full "local@domain" path (not <>, <Postmaster>) */
 static int
 check_addr(const char *s)
 {

@@ -370,7 +370,7 @@ printable(struct buf *b, const char *s, size_t n)
 	return 0;
 }
 
-/* post_subject - the Subject of body/QID, unfolded and printable ("" if none) */
+/* post_subject - the Subject of body/QID, unfolded, printable ("" if none) */
 static void
 post_subject(const char *qid, char *out, size_t outlen)
 {
