@@ -36,6 +36,7 @@
 #include "common/aliases.h"
 #include "common/cfg.h"
 #include "common/cryptset.h"
+#include "common/lists.h"
 #include "common/log.h"
 #include "common/syntax.h"
 #include "common/util.h"
@@ -105,6 +106,8 @@ static const struct cfg_key cfg_keys[] = {
 	  "file of accepted local addresses, one per line (unset: any)" },
 	{ "aliases", CT_PATH, NULL, 0, 0, F(aliases), 0,
 	  "aliases file" },
+	{ "lists", CT_PATH, NULL, 0, 0, F(lists), 0,
+	  "lists file: list addresses, members, moderators" },
 	{ "mailbox_root", CT_PATH, "var/mail", 0, 0, F(mailbox_root), 0,
 	  "Maildirs live in mailbox_root/DOMAIN/LOCALPART/" },
 	{ "lmtp", CT_STRING, NULL, 0, 0, F(lmtp), 0,
@@ -1152,6 +1155,12 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 		    sizeof(w))) == NULL)
 			goto fail;
 	}
+	if (strcmp(k->key, "lists") == 0 && st->c->lists != NULL) {
+		lists_free(st->c->list_table);
+		if ((st->c->list_table = lists_load(st->c->lists, w,
+		    sizeof(w))) == NULL)
+			goto fail;
+	}
 	if ((strcmp(k->key, "tls_cert") == 0 || strcmp(k->key, "tls_key") == 0)) {
 		const char *path = *FIELD(st->c, k, char *);
 
@@ -1196,12 +1205,19 @@ cfg_dir(const char *path)
 	return r;
 }
 
+/* list_domain_local - lists_check_domains' test */
+static int
+list_domain_local(const char *domain, void *arg)
+{
+	return cfg_is_local_domain(arg, domain);
+}
+
 /* cfg_finish - checks that need the whole text */
 static int
 cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 {
 	struct config	*c = st->c;
-	char		 host[256];
+	char		 host[256], w[WHY_MAX];
 	const struct cfg_key *k;
 	size_t		 i;
 
@@ -1243,6 +1259,14 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 		else
 			(void)snprintf(err, errlen, "%s: %s: tls_cert and "
 			    "tls_key must be set together", st->file, k->key);
+		return -1;
+	}
+
+	/* every list in a local domain (the lists file is read at its key) */
+	if (c->list_table != NULL && lists_check_domains(c->list_table,
+	    list_domain_local, c, w, sizeof(w)) == -1) {
+		(void)snprintf(err, errlen, "%s:%u: lists: %s", st->file,
+		    st->seen[cfg_lookup("lists") - cfg_keys], w);
 		return -1;
 	}
 
@@ -1414,6 +1438,7 @@ cfg_free(struct config *c)
 	free(c->auth_dummy);
 	free(c->auth_warning);
 	aliases_free(c->alias_table);
+	lists_free(c->list_table);
 	free(c->path);
 	free(c->dir);
 	free(c);

@@ -28,6 +28,7 @@ struct cfg_net {			/* ADDR[/PREFIX] */
 
 struct alias_table;
 struct policy;
+struct list_table;
 
 enum cfg_smtp_tls { CFG_TLS_MAY, CFG_TLS_ENCRYPT, CFG_TLS_VERIFY };
 
@@ -44,6 +45,7 @@ struct config {
 	char		**local_domains; size_t nlocal_domains;	/* lower-case */
 	char		*local_recipients;	/* path or NULL */
 	char		*aliases;
+	char		*lists;		/* lists file (common/lists.h) or NULL */
 	char		*mailbox_root;
 	char		*lmtp;
 	struct cfg_net	*relay_from;	size_t nrelay_from;
@@ -115,6 +117,8 @@ struct config {
 	 * queue_policy_load (queue/queue.h); smtpd_main.c loads it after
 	 * cfg_load and frees it (cfg_free does not), or NULL */
 	struct policy	*policy_table;
+	/* derived: the lists file, parsed (common/lists.h), or NULL */
+	struct list_table *list_table;
 };
 
 /*

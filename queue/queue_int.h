@@ -155,6 +155,10 @@ int	qjob_add_msg(struct qjob *j, const struct qmsg *m);
 int	qjob_add_rcpt(struct qjob *j, const struct qmsg *m, size_t i);
 int	qjob_add_event(struct qjob *j, struct qmsg *m, const char *kind,
 	    const char *detail);
+/* qjob_accept - the records and events of a new message m (not yet
+ * in memory, recipients set up) as one commit job; NULL on ENOMEM.
+ * queue_accept's, and queue_lists.c's, which adds to the job */
+struct qjob *qjob_accept(struct qmsg *m);
 /* qjob_add_sched - move m's schedule index entry to its current due time */
 int	qjob_add_sched(struct qjob *j, struct qmsg *m);
 /* qmsg_due - earliest next_attempt of a non-final recipient, 0 if none */
@@ -229,6 +233,15 @@ int	queue_notice_batch(struct qjob *j, struct qmsg *m,
 int	queue_notice_deliverby(struct qjob *j, struct qmsg *m,
 	    const size_t *idx, size_t n);
 /*
+ * queue_notice_rcpts - one DSN of kind (DLV_DSN_*) about recipients
+ * idx[0..n-1] of m, whatever their status (a list recipient is
+ * "expanded" but its DSN says "delivered": RFC 3461 5.2.7.1), event
+ * "dsn" into j; nothing for a message from <>.  -1 only when j could
+ * not take the event.
+ */
+int	queue_notice_rcpts(struct qjob *j, struct qmsg *m, int kind,
+	    const size_t *idx, size_t n);
+/*
  * queue_notice_accepted - after m's accept commit: one "expanded" DSN
  * for its RS_EXPANDED recipients with NOTIFY=SUCCESS (event "dsn" in a
  * commit job of its own).
@@ -271,5 +284,14 @@ int		 rx_lits_make(const char *ere, int icase, struct rx_lits *out);
 void		 rx_lits_free(struct rx_lits *l);
 /* rx_lits_maybe - 0 when no literal occurs in text: no match possible */
 int		 rx_lits_maybe(const struct rx_lits *l, const char *text, size_t n);
+/* ---- mailing lists (queue_lists.c) ---- */
+
+/* queue_lists_dispatch - m is not held: expand its due recipients that
+ * are lists of the lists file (a new message to the members; the list
+ * recipient becomes expanded in the same commit) */
+void	queue_lists_dispatch(struct qmsg *m, time_t now);
+/* queue_lists_accepted - after m's accept commit: m entered moderation
+ * at reception (actor "lists ..."): the notice to the moderators */
+void	queue_lists_accepted(struct qmsg *m);
 
 #endif

@@ -648,6 +648,7 @@ accept_done(void *arg, int rc)
 		if (ctx->fd >= 0)
 			close(ctx->fd);
 		queue_notice_accepted(m);	/* RFC 3461 "expanded" DSN */
+		queue_lists_accepted(m);	/* moderators' notice */
 		if (qs.stopping || qmem_insert(m) == -1) {
 			/* durable: it is loaded at the next start */
 			qmsg_free(m);
@@ -675,9 +676,9 @@ accept_fail_cb(evutil_socket_t fd, short what, void *arg)
 	accept_done(arg, -1);
 }
 
-/* accept_job - the records of a new message as one commit job */
-static struct qjob *
-accept_job(struct qmsg *m)
+/* qjob_accept - the records of a new message as one commit job */
+struct qjob *
+qjob_accept(struct qmsg *m)
 {
 	unsigned char	 key[QKEY_MAX], meta[REC_META_U64_LEN];
 	char		*detail = NULL, from[300], helo[300], msgid[300];
@@ -787,7 +788,7 @@ queue_accept(struct qmsg *m, int fd, void (*done)(void *arg, int rc),
 		r->next_attempt = m->arrival;
 	}
 	if (!qid_valid(m->qid) || m->nrcpts == 0 || qs.cfg == NULL ||
-	    (j = accept_job(m)) == NULL)
+	    (j = qjob_accept(m)) == NULL)
 		goto fail;
 	qjob_body(j, fd);
 	qdb_commit(j, accept_done, ctx);

@@ -270,6 +270,15 @@ done:
 	return rc;
 }
 
+int
+queue_notice_rcpts(struct qjob *j, struct qmsg *m, int kind,
+    const size_t *idx, size_t n)
+{
+	if (m->sender == NULL || m->sender[0] == '\0' || n == 0)
+		return 0;	/* never a DSN about a message from <> */
+	return queue_dsn(j, m, kind, idx, n, NULL, 0, NULL, NULL);
+}
+
 /* add_idx - append ridx to list unless there */
 static void
 add_idx(size_t *list, size_t *n, size_t ridx)

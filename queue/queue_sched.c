@@ -23,8 +23,10 @@
  *       at or past the deadline fails 5.4.7 too.
  * Dispatch: local recipients go to Maildir (or LMTP when `lmtp` is set);
  *       non-local ones, grouped by domain, to dlv_remote_start (SMTP via
- *       smarthost or MX).  The DSNs a batch calls for (failed, delayed,
- *       delivered, relayed: queue_notice.c) go into the same commit.
+ *       smarthost or MX); a recipient that is a list of the lists file
+ *       is expanded instead (queue_lists.c).  The DSNs a batch calls
+ *       for (failed, delayed, delivered, relayed: queue_notice.c) go
+ *       into the same commit.
  */
 
 #include <errno.h>
@@ -601,6 +603,7 @@ dispatch(struct qmsg *m, time_t now)
 
 	if (msg_held(m))
 		return;		/* held: nothing leaves (queue_state.c) */
+	queue_lists_dispatch(m, now);	/* lists: expanded, not delivered */
 	if ((lidx = calloc(m->nrcpts, sizeof(*lidx))) == NULL ||
 	    (ridx = calloc(m->nrcpts, sizeof(*ridx))) == NULL ||
 	    (grp = calloc(m->nrcpts, sizeof(*grp))) == NULL ||
@@ -715,10 +718,10 @@ sched_cb(evutil_socket_t fd, short what, void *arg)
 				sched_release_due(m);
 			else
 				sched_update(m);
-			if (nheap > 0 && heap[0] == m &&
+			if (msg_held(m) && nheap > 0 && heap[0] == m &&
 			    ((struct qpriv *)m->priv)->due <= now)
 				heap_remove(m);	/* never spin */
-			continue;
+			continue;	/* released: dispatched next round */
 		}
 		dispatch(m, now);
 		sched_update(m);

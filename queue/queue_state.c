@@ -298,7 +298,10 @@ queue_action(const char *qid, enum queue_action what, const char *actor,
 		rc = release_job(j, m, actor, now);
 		break;
 	default:
+		/* a post held for a list moderator is rejected (queue_lists.c) */
 		rc = delete_job(j, m, what == QA_BOUNCE, actor,
+		    m->state == MS_MODERATION ?
+		    "post rejected by the list moderator" :
 		    "message deleted by the operator", "deleted", now);
 		snprintf(a->msg, sizeof(a->msg), "%s deleted%s", m->qid,
 		    what == QA_BOUNCE ? ", failure notice queued where due" :

@@ -28,6 +28,8 @@
  *       with NOTIFY minus SUCCESS (NEVER when only SUCCESS was asked) and
  *       no_mtrk: MTRK is not passed on to them (RFC 3461 5.2.7.3(c),
  *       RFC 3885 3.3; the scheduler relays them in their own transaction).
+ * Lists (smtpd_lists.c) come before aliases: a list address is stored
+ *       as it is (the queue expands it) or holds the post for moderation.
  */
 
 #include <ctype.h>
@@ -762,8 +764,9 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 				    "local part not allowed");
 				return CMD_FAIL;
 			} else if (!cfg_local_rcpt_ok(smtpd_cfg, p.local,
-			    p.domain) && (p.quoted || aliases_lookup(
-			    smtpd_cfg->alias_table, p.local, p.domain) == NULL)) {
+			    p.domain) && (p.quoted || (aliases_lookup(
+			    smtpd_cfg->alias_table, p.local, p.domain) == NULL &&
+			    !smtpd_lists_known(p.local, p.domain)))) {
 				smtpd_reply(s, 550, 5, 1, 1, "Recipient address "
 				    "rejected: User unknown");
 				return CMD_FAIL;
@@ -779,7 +782,9 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 		}
 	}
 
-	/* act: aliases first (RFC 3461 5.2.7) */
+	/* act: lists (smtpd_lists.c), then aliases (RFC 3461 5.2.7) */
+	if ((r = smtpd_lists_rcpt(s, addr, &ep)) != 0)
+		return r == 1 ? CMD_OK : CMD_FAIL;
 	if (smtpd_cfg->alias_table != NULL) {
 		r = rcpt_alias(s, addr, &ep);
 		if (r != 0)

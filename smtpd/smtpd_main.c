@@ -138,6 +138,7 @@ cfg_make_abs(struct config *c)
 	    path_abs(&c->mailbox_root, g.start_cwd) == -1 ||
 	    path_abs(&c->local_recipients, g.start_cwd) == -1 ||
 	    path_abs(&c->aliases, g.start_cwd) == -1 ||
+	    path_abs(&c->lists, g.start_cwd) == -1 ||
 	    path_abs(&c->tls_cert, g.start_cwd) == -1 ||
 	    path_abs(&c->tls_key, g.start_cwd) == -1 ||
 	    path_abs(&c->policy, g.start_cwd) == -1)

@@ -154,6 +154,12 @@ int	 smtpd_cmd_counters(const struct smtpd_session *s, char *out, size_t outlen)
 int	 smtpd_cmd_index(const char *verb);
 void	 smtpd_reset_after_tls(struct smtpd_session *s);
 
+/* smtpd_lists.c */
+struct esmtp_params;
+int	 smtpd_lists_rcpt(struct smtpd_session *s, const char *addr,
+	    const struct esmtp_params *ep);
+int	 smtpd_lists_known(const char *local, const char *domain);
+
 /* smtpd_data.c */
 int	 smtpd_data_begin(struct smtpd_session *s);
 int	 smtpd_data_input(struct smtpd_session *s, struct evbuffer *in);

@@ -991,7 +991,8 @@ test_parse_size(void **state)
 
 static const char *const all_keys[] = {
 	"hostname", "listen", "submission", "mtqp", "control", "spool",
-	"local_domains", "local_recipients", "aliases", "mailbox_root", "lmtp",
+	"local_domains", "local_recipients", "aliases", "lists", "mailbox_root",
+	"lmtp",
 	"relay_from", "smarthost", "smtp_port", "dns", "tls_cert", "tls_key",
 	"smtp_tls", "max_size", "max_recipients", "max_sessions",
 	"max_sessions_per_client", "smtpd_timeout", "smtpd_data_min_rate",
