@@ -585,3 +585,59 @@ def test_deliverby_deadline_counts_while_held(daemon_factory):
     assert time.time() >= t0 + 4 - 0.5
     assert m["recipients"][0]["last_reply"]["enhanced"] == "5.4.7"
     assert not d.mail_files("bob@example.org")
+
+
+def test_policy_quarantine_then_release_trace(daemon_factory):
+    """quarantine at reception, then release: the reception field carries
+    `state quarantine/LABEL (reason)`, the release field `state normal`,
+    newest first, dated as the events say."""
+    d = daemon_factory(start=False)
+    pol = os.path.join(d.dir, "policy.conf")
+    with open(pol, "w") as f:
+        f.write("quarantine/suspect header=Subject:/invoice/\n")
+    os.chmod(pol, 0o644)
+    d.config["policy"] = pol
+    d.write_config()
+    d.start()
+    qid = submit(d, "bob@example.org", subject="your invoice")
+    m = d.show_json(qid)
+    assert (m["state"], m["state_value"]) == ("quarantine", "suspect")
+    time.sleep(1.2)
+    d.cli("release", qid, check=0)
+    data = d.wait_mails("bob@example.org", 1)[0]
+    f = waymark_fields(data)
+    assert [(x["state"], x["value"]) for x in f] == [
+        ("normal", None), ("quarantine", "suspect")], f
+    assert f[1]["reason"].endswith("policy.conf:1 header Subject"), f[1]
+    assert f[1]["with"] == "ESMTP" and f[1]["id"] == qid
+    st = events(d, qid, "state")
+    assert [e["detail"].split()[1] for e in st] == ["to=quarantine/suspect",
+                                                    "to=normal"]
+    assert 'actor="policy ' in st[0]["detail"]
+    assert abs(st[0]["time"] - f[1]["date"]) < 1.5
+    assert abs(st[1]["time"] - f[0]["date"]) < 1.5
+    assert f[0]["date"] >= f[1]["date"] + 1
+
+
+def test_held_time_does_not_expire(daemon_factory, sink):
+    """Time spent held does not count toward queue_lifetime: a message
+    held longer than its lifetime is still retried after its release
+    (its next deferral is no expiry), and expires only a lifetime of
+    unheld time later."""
+    d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % sink.port,
+                        "retry_schedule": "1s", "queue_lifetime": "6s"})
+    qid = submit(d, "carol@remote.test")
+    wait_for(lambda: d.show_json(qid)["recipients"][0]["status"] ==
+             "deferred", what="a first deferral")
+    d.cli("hold", qid, check=0)
+    time.sleep(7)               # longer than queue_lifetime
+    n = d.show_json(qid)["recipients"][0]["attempts"]
+    d.cli("release", qid, check=0)
+    r = wait_for(lambda: (lambda x: x if x["attempts"] > n else None)(
+        d.show_json(qid)["recipients"][0]), timeout=20,
+        what="an attempt after the release")
+    assert r["status"] == "deferred", r      # not expired (4.4.7)
+    m = wait_for(lambda: (lambda x: x if x["recipients"][0]["status"] ==
+                          "failed" else None)(d.show_json(qid)),
+                 timeout=30, what="the expiry in the end")
+    assert m["recipients"][0]["last_reply"]["enhanced"] == "4.4.7"
