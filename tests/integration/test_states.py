@@ -466,6 +466,11 @@ def test_filter_accepts(daemon_factory):
     # the filter read the stored message: our trace field, then content
     assert seen.startswith(b"Received: from client.test"), seen[:200]
     assert b"state content" in seen and b"Subject: scan me\r\n" in seen
+    st = events(d, qid, "state")
+    assert [e["detail"].split()[1] for e in st] == ["to=content", "to=normal"]
+    assert abs(st[0]["time"] - f[1]["date"]) < 1.5
+    assert abs(st[1]["time"] - f[0]["date"]) < 1.5
+    assert 'actor="filter"' in st[1]["detail"], st
     ev = events(d, qid, "filter")
     assert len(ev) == 1 and ev[0]["detail"].startswith("exit=0"), ev
     assert ("clean %s sender@example.org bob@example.org --mode test" %
