@@ -197,7 +197,8 @@ frun_check(struct frun *r)
 	m = qmem_find(r->qid);
 	if (m != NULL && m->priv != NULL)
 		((struct qpriv *)m->priv)->filter_running = 0;
-	if (m == NULL || m->state != MS_CONTENT)
+	if (m == NULL || m->state != MS_CONTENT || m->done_time != 0 ||
+	    (m->priv != NULL && ((struct qpriv *)m->priv)->finishing))
 		log_info("qid=%s filter finished (status %d) after the message "
 		    "left state content", r->qid, code);
 	else
@@ -383,21 +384,26 @@ static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval	 tv = { KICK_SECS, 0 };
-	struct frun	*r;
+	struct frun	*r, *next;
 	time_t		 now = time(NULL);
 
 	(void)fd;
 	(void)what;
 	(void)arg;
-	for (r = fl.runs; r != NULL; r = r->next)
-		if (!r->exited && !r->timed_out && now >= r->deadline) {
-			log_info("qid=%s filter pid=%ld timed out after %us: "
-			    "killed", r->qid, (long)r->pid,
-			    qs.cfg->filter_timeout);
-			r->timed_out = 1;
+	for (r = fl.runs; r != NULL; r = next) {
+		next = r->next;
+		if (r->timed_out || now < r->deadline)
+			continue;
+		log_info("qid=%s filter pid=%ld timed out after %us: killed",
+		    r->qid, (long)r->pid, qs.cfg->filter_timeout);
+		r->timed_out = 1;
+		if (!r->exited)
 			kill(-r->pid, SIGKILL);
-			frun_close_in(r);
-		}
+		/* a child that left the group may hold the output open */
+		frun_close_in(r);
+		frun_close_out(r);
+		frun_check(r);		/* when exited: done (frees r) */
+	}
 	queue_filter_kick();
 	evtimer_add(fl.tick, &tv);
 }

@@ -316,6 +316,8 @@ by_deadline(struct qmsg *m, time_t now)
 		by_text(m, text, sizeof(text), r->last_text);
 		r->status = RS_FAILED;
 		r->next_attempt = 0;
+		r->last_code = 554;
+		r->last_attempt = now;
 		snprintf(r->last_enh, sizeof(r->last_enh), "5.4.7");
 		free(r->last_text);
 		r->last_text = strdup(text);

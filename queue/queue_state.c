@@ -32,6 +32,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/syntax.h"
 #include "common/util.h"
 #include "delivery/delivery.h"
 #include "queue/queue_int.h"
@@ -134,7 +135,20 @@ release_job(struct qjob *j, struct qmsg *m, const char *actor, time_t now)
 	time_t	since = m->state_since ? m->state_since : m->arrival;
 	size_t	i;
 	int	remote = 0;
+	char	when[32], why[64];
 
+	/* RFC 4865 4.2: never before a FUTURERELEASE time, whatever held
+	 * the message meanwhile (policy, filter): it goes to timed */
+	if (m->state != MS_TIMED && m->hold_until > now) {
+		if (rfc3339_format(m->hold_until, when, sizeof(when)) == -1)
+			when[0] = '\0';
+		snprintf(why, sizeof(why), "release at %s", when);
+		if (now > since)
+			m->expire_base = base + (now - since);
+		if (state_move(j, m, MS_TIMED, NULL, why, actor, 1, now) == -1)
+			return -1;
+		return qjob_add_sched(j, m);
+	}
 	for (i = 0; i < m->nrcpts; i++) {
 		struct qrcpt *r = &m->rcpts[i];
 
@@ -261,9 +275,11 @@ queue_action(const char *qid, enum queue_action what, const char *actor,
 		}
 		break;
 	case QA_RELEASE:
-		if (!msg_held(m)) {
-			snprintf(msg, msglen, "%s is not held (state %s)",
-			    m->qid, msg_state_name(m->state));
+		/* content waits for its filter; auth and convert for theirs */
+		if (m->state != MS_QUARANTINE && m->state != MS_MODERATION &&
+		    m->state != MS_OTHER && m->state != MS_TIMED) {
+			snprintf(msg, msglen, "%s cannot be released from state "
+			    "%s", m->qid, msg_state_name(m->state));
 			return QA_REFUSED;
 		}
 		break;

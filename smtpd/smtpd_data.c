@@ -366,8 +366,15 @@ data_policy(struct smtpd_session *s)
 		    m->qid, v.where);
 		return 0;
 	}
-	/* the policy's state wins over a FUTURERELEASE hold (its release
-	 * time is kept for the DSN's Future-Release-Request) */
+	/* a post held for a list moderator stays in moderation: the
+	 * moderator decides (a reject above still applies) */
+	if (m->state == MS_MODERATION) {
+		log_info("session=%s qid=%s policy=%s action=%s kept in "
+		    "moderation", s->sid, m->qid, v.where, v.name);
+		return 0;
+	}
+	/* the policy's state replaces a FUTURERELEASE hold for now; the
+	 * release time still holds (queue_state.c release_job) */
 	free(m->state_value);
 	free(m->state_reason);
 	free(m->state_actor);

@@ -340,3 +340,18 @@ def test_sighup_bad_file_keeps_old_lists(daemon_factory):
     d.wait_mails("dave@example.org", 1)
     time.sleep(0.5)
     assert len(d.mail_files("bob@example.org")) == 1
+
+
+def test_policy_hold_keeps_moderation(daemon_factory):
+    """A policy rule that matches a non-member's post does not take it
+    out of moderation: no member gets it before a moderator decides."""
+    d = list_daemon(daemon_factory, config={"policy": "policy.conf"},
+                    files={"policy.conf": "hold rcpt=announce@*\n"})
+    qid = post(d, "stranger@example.net")
+    m = d.show_json(qid)
+    assert (m["state"], m["state_value"]) == ("moderation", "not-member"), m
+    assert "kept in moderation" in d.log_text()
+    d.wait_mails(MODERATOR, 1)          # the notice went out
+    time.sleep(1)
+    for a in MEMBERS:
+        assert not d.mail_files(a)

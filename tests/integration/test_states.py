@@ -646,3 +646,38 @@ def test_held_time_does_not_expire(daemon_factory, sink):
                           "failed" else None)(d.show_json(qid)),
                  timeout=30, what="the expiry in the end")
     assert m["recipients"][0]["last_reply"]["enhanced"] == "4.4.7"
+
+
+def test_release_refused_while_filtering(daemon_factory):
+    """`release` does not skip a content filter that is running."""
+    d = filter_daemon(daemon_factory, "cat >/dev/null\nsleep 30\n",
+                      {"filter_timeout": "60s"})
+    qid = submit(d, "bob@example.org")
+    wait_for(lambda: d.show_json(qid)["state"] == "content", what="content")
+    p = d.cli("release", qid)
+    assert p.returncode == 1 and "cannot be released" in p.err, p.err
+    assert d.show_json(qid)["state"] == "content"
+
+
+def test_policy_hold_does_not_cut_a_futurerelease(daemon_factory):
+    """A FUTURERELEASE message that a policy rule holds is, once
+    released by the operator, still not delivered before its time."""
+    d = sub_daemon(daemon_factory)
+    pol = os.path.join(d.dir, "policy.conf")
+    with open(pol, "w") as f:
+        f.write("quarantine/check header=Subject:/later/\n")
+    os.chmod(pol, 0o644)
+    d.config["policy"] = pol
+    d.write_config()
+    d.restart()
+    t0 = time.time()
+    qid = submit_held(d, "HOLDFOR=4", subject="later please")
+    m = d.show_json(qid)
+    assert (m["state"], m["state_value"]) == ("quarantine", "check"), m
+    assert m["hold_until"] >= int(t0) + 4
+    d.cli("release", qid, check=0)
+    assert d.show_json(qid)["state"] == "timed"
+    data = d.wait_mails("bob@example.org", 1, timeout=30)[0]
+    assert time.time() >= t0 + 4 - 0.05
+    f = waymark_fields(data)
+    assert [x["state"] for x in f] == ["normal", "timed", "quarantine"], f
