@@ -230,7 +230,8 @@ queue_dsn(struct qjob *j, struct qmsg *m, int kind, const size_t *idx,
 	d.status = status;
 	d.note = note;
 	if (kind == DLV_DSN_DELAYED && qs.cfg != NULL)
-		d.retry_until = m->arrival + (time_t)qs.cfg->queue_lifetime;
+		d.retry_until = (m->expire_base ? m->expire_base : m->arrival) +
+		    (time_t)qs.cfg->queue_lifetime;
 	if ((ctx = calloc(1, sizeof(*ctx))) == NULL ||
 	    queue_body_create(qid, &fd) == -1)
 		goto lost;
@@ -431,7 +432,8 @@ queue_notice_batch(struct qjob *j, struct qmsg *m,
 		case RS_DEFERRED:
 			if (qs.cfg != NULL && qs.cfg->delay_warning > 0 &&
 			    !r->dsn_delay_sent && wants(r, DSN_NOTIFY_DELAY) &&
-			    now >= m->arrival + (time_t)qs.cfg->delay_warning)
+			    now >= (m->expire_base ? m->expire_base : m->arrival) +
+			    (time_t)qs.cfg->delay_warning)
 				kind = DLV_DSN_DELAYED;
 			break;
 		case RS_DELIVERED:

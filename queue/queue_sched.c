@@ -7,7 +7,8 @@
  *       earliest due time, at most 1 s ahead), the in-flight job cap
  *       (4 * workers), queue_flush.
  * Results: attempts++, last reply, new status; a deferral past
- *       queue_lifetime since arrival becomes failed 4.4.7 ("expired");
+ *       queue_lifetime since arrival (or expire_base: held time does not
+ *       count) becomes failed 4.4.7 ("expired");
  *       otherwise next_attempt = now + retry_schedule[min(attempts-1,
  *       n-1)].  The recipient records, the events ("attempt", "expired",
  *       "delivered"/"deferred"/"failed") and the index changes of one
