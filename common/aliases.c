@@ -107,20 +107,6 @@ check_addr(const char *s, int bare)
 	return 0;
 }
 
-/* trim - strip leading/trailing SP/HTAB in place; returns the start */
-static char *
-trim(char *s)
-{
-	char	*e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-		*--e = '\0';
-	return s;
-}
-
 /* check_target - refuse what this MTA does not deliver to, then the syntax */
 static int
 check_target(struct parse *ps, unsigned lineno, const char *t)
@@ -156,7 +142,7 @@ entry_parse(struct parse *ps, char *text, unsigned lineno)
 	if ((colon = strchr(text, ':')) == NULL)
 		return perr(ps, lineno, 1, "expected \"name: address, ...\"");
 	*colon = '\0';
-	name = trim(text);
+	name = str_trim(text);
 	if (*name == '\0')
 		return perr(ps, lineno, 1, "missing alias name");
 	if (strpbrk(name, " \t") != NULL ||
@@ -175,7 +161,7 @@ entry_parse(struct parse *ps, char *text, unsigned lineno)
 	for (tok = colon + 1; tok != NULL; tok = next) {
 		if ((next = strchr(tok, ',')) != NULL)
 			*next++ = '\0';
-		tok = trim(tok);
+		tok = str_trim(tok);
 		if (*tok == '\0') {
 			if (next == NULL && e.ntargets > 0)
 				break;		/* a trailing comma */

@@ -114,20 +114,6 @@ check_addr(const char *s)
 	return 0;
 }
 
-/* trim - strip leading/trailing SP/HTAB in place; returns the start */
-static char *
-trim(char *s)
-{
-	char	*e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-		*--e = '\0';
-	return s;
-}
-
 /* add_addr - append a (unless there, case-insensitive) to *v; 0 or -1 */
 static int
 add_addr(struct parse *ps, unsigned lineno, const char *list,
@@ -248,7 +234,7 @@ entry_parse(struct parse *ps, char *text, unsigned lineno)
 		return perr(ps, lineno, 1, "expected \"LIST@DOMAIN: "
 		    "members=... moderators=...\"");
 	*colon = '\0';
-	name = trim(text);
+	name = str_trim(text);
 	if (*name == '\0')
 		return perr(ps, lineno, 1, "missing list address");
 	if (strpbrk(name, " \t\"") != NULL || name[0] == '.' ||

@@ -420,6 +420,19 @@ str_lower(char *s)
 }
 
 char *
+str_trim(char *s)
+{
+	char	*e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	return s;
+}
+
+char *
 xstrdup(const char *s)
 {
 	char	*p;

@@ -61,6 +61,8 @@ int	sockaddr_literal(const struct sockaddr *sa, char *out, size_t outlen);
 
 /* str_lower - lower-case ASCII in place */
 void	str_lower(char *s);
+/* str_trim - strip leading/trailing SP/HTAB in place; returns the start */
+char	*str_trim(char *s);
 /* xstrdup / xmalloc - exit on failure: start-up only */
 char	*xstrdup(const char *s);
 void	*xcalloc(size_t n, size_t sz);
