@@ -419,6 +419,23 @@ str_lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
+int
+write_full(int fd, const char *p, size_t n)
+{
+	ssize_t	w;
+
+	while (n > 0) {
+		if ((w = write(fd, p, n)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 char *
 str_trim(char *s)
 {

@@ -252,23 +252,6 @@ temp_error(struct dlv_result *r, int err, const char *what, const char *rel)
 
 /* ---- the worker side ---- */
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t	w;
-
-	while (n > 0) {
-		if ((w = write(fd, p, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* mkdir_one - mkdirat rel (0700); an existing entry must be a directory */
 static int
 mkdir_one(const char *rel)
@@ -322,7 +305,7 @@ copy_body(int in, int out, char *ibuf, char *obuf, int *rerr)
 			char c = ibuf[i];
 
 			if (o + 2 > CHUNK) {
-				if (write_all(out, obuf, o) == -1)
+				if (write_full(out, obuf, o) == -1)
 					return -1;
 				o = 0;
 			}
@@ -342,7 +325,7 @@ copy_body(int in, int out, char *ibuf, char *obuf, int *rerr)
 	}
 	if (cr)
 		obuf[o++] = '\r';
-	if (o > 0 && write_all(out, obuf, o) == -1)
+	if (o > 0 && write_full(out, obuf, o) == -1)
 		return -1;
 	return 0;
 }
@@ -477,11 +460,11 @@ rcpt_write(struct dlv_job *j, size_t k, char *ibuf, char *obuf, int *keep)
 
 	/* Return-Path, trace fields newest first, body */
 	n = snprintf(obuf, CHUNK, "Return-Path: <%s>\n", j->sender);
-	if (n < 0 || n >= CHUNK || write_all(fd, obuf, (size_t)n) == -1)
+	if (n < 0 || n >= CHUNK || write_full(fd, obuf, (size_t)n) == -1)
 		goto werr;
 	for (i = j->ntrace; i > 0; i--)
-		if (write_all(fd, j->trace[i - 1], strlen(j->trace[i - 1])) == -1 ||
-		    write_all(fd, "\n", 1) == -1)
+		if (write_full(fd, j->trace[i - 1], strlen(j->trace[i - 1])) == -1 ||
+		    write_full(fd, "\n", 1) == -1)
 			goto werr;
 	if (copy_body(bfd, fd, ibuf, obuf, &rerr) == -1) {
 		if (rerr) {

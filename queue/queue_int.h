@@ -144,6 +144,8 @@ struct queue_state {
 };
 extern struct queue_state qs;
 
+/* queue_hostname - cfg->hostname, "localhost" without one */
+const char	*queue_hostname(void);
 struct qmsg	*qmem_find(const char *qid);
 int		 qmem_insert(struct qmsg *m);
 void		 qmem_remove(struct qmsg *m);

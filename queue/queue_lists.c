@@ -61,31 +61,6 @@ struct expand_ctx {
 	char		 list[300];
 };
 
-static const char *
-hostname(void)
-{
-	return qs.cfg != NULL && qs.cfg->hostname != NULL &&
-	    qs.cfg->hostname[0] != '\0' ? qs.cfg->hostname : "localhost";
-}
-
-/* write_all - n bytes of p to fd; 0 or -1 */
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t	w;
-
-	while (n > 0) {
-		if ((w = write(fd, p, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* copy_body - the content of body/QID into fd; 0 or -1 */
 static int
 copy_body(const char *qid, int fd)
@@ -103,7 +78,7 @@ copy_body(const char *qid, int fd)
 				continue;
 			break;
 		}
-		if (write_all(fd, chunk, (size_t)r) == -1) {
+		if (write_full(fd, chunk, (size_t)r) == -1) {
 			r = -1;
 			break;
 		}
@@ -227,7 +202,7 @@ copy_msg(const struct qmsg *m, const struct list_entry *e, time_t now)
 	if ((nm->sender = strdup(e->owner)) == NULL ||
 	    (nm->client_addr = strdup("local")) == NULL ||
 	    (nm->client_name = strdup(LIST_CLIENT_NAME)) == NULL ||
-	    (nm->helo = strdup(hostname())) == NULL ||
+	    (nm->helo = strdup(queue_hostname())) == NULL ||
 	    (m->message_id != NULL &&
 	    (nm->message_id = strdup(m->message_id)) == NULL) ||
 	    add_members(nm, e) == -1 || nm->nrcpts == 0)
@@ -455,7 +430,7 @@ notice_text(struct buf *b, const struct qmsg *m, const struct list_entry *e,
 	if (buf_printf(b, "\r\nSubject: Moderation: %s from <%s> (%s): %s\r\n",
 	    e->addr, sender, m->qid, subject[0] ? subject : "(no subject)") == -1 ||
 	    buf_printf(b, "Date: %s\r\nMessage-ID: <%s.moderation@%s>\r\n",
-	    date, nqid, hostname()) == -1 ||
+	    date, nqid, queue_hostname()) == -1 ||
 	    buf_puts(b, "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
 	    "Content-Type: text/plain; charset=us-ascii\r\n"
 	    "Content-Transfer-Encoding: 7bit\r\n\r\n") == -1 ||
@@ -531,7 +506,7 @@ notice(struct qmsg *m, const struct list_entry *e)
 	    (nm = qmsg_new()) == NULL ||
 	    queue_body_create(nm->qid, &fd) == -1 ||
 	    notice_text(&b, m, e, nm->qid, now) == -1 ||
-	    write_all(fd, b.data, b.len) == -1)
+	    write_full(fd, b.data, b.len) == -1)
 		goto lost;
 	nm->arrival = now;
 	nm->size = b.len;
@@ -539,14 +514,14 @@ notice(struct qmsg *m, const struct list_entry *e)
 	if ((nm->sender = strdup(e->owner)) == NULL ||
 	    (nm->client_addr = strdup("local")) == NULL ||
 	    (nm->client_name = strdup(LIST_CLIENT_NAME)) == NULL ||
-	    (nm->helo = strdup(hostname())) == NULL ||
+	    (nm->helo = strdup(queue_hostname())) == NULL ||
 	    rfc5322_date(now, date, sizeof(date)) == -1)
 		goto lost;
 	for (k = 0; k < e->nmoderators; k++)
 		if (qmsg_add_rcpt(nm, e->moderators[k]) == -1)
 			goto lost;
 	n = snprintf(field, sizeof(field), "Received: by %s (Waymark) id %s; "
-	    "%s", hostname(), nm->qid, date);
+	    "%s", queue_hostname(), nm->qid, date);
 	if (n < 0 || (size_t)n >= sizeof(field) ||
 	    qmsg_add_trace(nm, field) == -1)
 		goto lost;

@@ -92,6 +92,13 @@ msg_state_parse(const char *s)
 
 /* ---- qmsg helpers ---- */
 
+const char *
+queue_hostname(void)
+{
+	return qs.cfg != NULL && qs.cfg->hostname != NULL &&
+	    qs.cfg->hostname[0] != '\0' ? qs.cfg->hostname : "localhost";
+}
+
 struct qmsg *
 qmsg_new(void)
 {

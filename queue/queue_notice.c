@@ -191,12 +191,6 @@ wants(const struct qrcpt *r, unsigned bit)
 	return (r->notify & bit) != 0;
 }
 
-static const char *
-cfg_hostname(void)
-{
-	return qs.cfg != NULL && qs.cfg->hostname != NULL &&
-	    qs.cfg->hostname[0] != '\0' ? qs.cfg->hostname : "localhost";
-}
 
 /*
  * queue_dsn - queue one DSN of kind about recipients idx[0..n-1] of m to
@@ -212,7 +206,7 @@ queue_dsn(struct qjob *j, struct qmsg *m, int kind, const size_t *idx,
 	struct notice_ctx	*ctx = NULL;
 	struct qmsg		*nm = NULL;
 	struct dlv_dsn		 d;
-	const char		*hostname = cfg_hostname();
+	const char		*hostname = queue_hostname();
 	char			 qid[QID_SIZE], path[64], *detail = NULL;
 	time_t			 now = time(NULL);
 	long			 size;
@@ -322,7 +316,7 @@ postmaster_notice(struct qjob *j, struct qmsg *m,
 	if (ni > 0) {
 		snprintf(to, sizeof(to), "postmaster@%s",
 		    qs.cfg != NULL && qs.cfg->nlocal_domains > 0 ?
-		    qs.cfg->local_domains[0] : cfg_hostname());
+		    qs.cfg->local_domains[0] : queue_hostname());
 		log_warnx("qid=%s undeliverable DSN: reporting to <%s>",
 		    m->qid, to);
 		rc = queue_dsn(j, m, DLV_DSN_FAILED, idx, ni, to, 1, NULL,
