@@ -73,10 +73,12 @@ static int	run_flush(const char *, const struct opts *);
 static int	run_message(const char *, const struct opts *);
 
 static const struct command commands[] = {
-	{ "queue", "[--state S] [--json]",
+	{ "queue", "[--state S[/V]] [--json]",
 	  "list the queued messages with each recipient's status",
 	  "  --state S  only messages in handling state S (normal, auth, content,\n"
-	  "             convert, moderation, quarantine, timed, outbound, other)\n"
+	  "             convert, moderation, quarantine, timed, outbound, other);\n"
+	  "             S/V also matches the state's value (other/hold)\n"
+	  "             (held messages are marked ! after their queue id)\n"
 	  "  --json     JSON Lines: one object per message, nothing when empty\n",
 	  parse_queue, run_queue },
 	{ "show", "QID [--json | --message]",
