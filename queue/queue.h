@@ -278,5 +278,9 @@ int	queue_action(const char *qid, enum queue_action what,
  */
 int	queue_message_text(const char *qid, char **out, size_t *outlen,
 	    char *why, size_t whylen);
+/* queue_message_open - the same in two parts: the trace fields (CRLF,
+ * *prefix malloc'd) and an open fd of the content, to be streamed */
+int	queue_message_open(const char *qid, char **prefix, size_t *prefixlen,
+	    int *body_fd, char *why, size_t whylen);
 
 #endif

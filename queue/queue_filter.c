@@ -42,6 +42,7 @@
 extern char	**environ;
 
 #define OUT_MAX		1024	/* kept of the filter's output */
+#define CHUNK		(64 * 1024)	/* content written per read */
 #define KICK_SECS	1	/* how often waiting filters are looked at */
 
 struct frun {
@@ -50,8 +51,11 @@ struct frun {
 	pid_t		 pid;
 	int		 in_fd, out_fd;
 	struct event	*ev_in, *ev_out;
-	char		*data;		/* the message text for stdin */
-	size_t		 len, off;
+	char		*data;		/* what stdin gets next: the trace
+					 * fields, then chunks of the content */
+	size_t		 len, off, cap;
+	int		 body_fd;	/* the content, streamed (never whole
+					 * in memory) */
 	char		 out[OUT_MAX];
 	size_t		 outlen;
 	int		 exited, status, out_eof, timed_out;
@@ -81,6 +85,10 @@ frun_close_in(struct frun *r)
 	}
 	free(r->data);
 	r->data = NULL;
+	if (r->body_fd != -1) {
+		close(r->body_fd);
+		r->body_fd = -1;
+	}
 }
 
 static void
@@ -104,7 +112,24 @@ in_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t		 n;
 
 	(void)what;
-	while (r->off < r->len) {
+	for (;;) {
+		if (r->off == r->len) {
+			/* the next chunk of the content (the page cache) */
+			char *nb = r->cap < CHUNK ? realloc(r->data, CHUNK) :
+			    r->data;
+
+			if (nb == NULL || r->body_fd == -1)
+				break;
+			r->data = nb;
+			r->cap = CHUNK;
+			do
+				n = read(r->body_fd, r->data, CHUNK);
+			while (n == -1 && errno == EINTR);
+			if (n <= 0)
+				break;		/* all written */
+			r->len = (size_t)n;
+			r->off = 0;
+		}
 		n = write(fd, r->data + r->off, r->len - r->off);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -222,9 +247,9 @@ frun_start(struct qmsg *m)
 
 	if (p == NULL || (r = calloc(1, sizeof(*r))) == NULL)
 		return -1;
-	r->in_fd = r->out_fd = -1;
+	r->in_fd = r->out_fd = r->body_fd = -1;
 	memcpy(r->qid, m->qid, sizeof(r->qid));
-	if (queue_message_text(m->qid, &r->data, &r->len, why,
+	if (queue_message_open(m->qid, &r->data, &r->len, &r->body_fd, why,
 	    sizeof(why)) != 0) {
 		log_warnx("qid=%s filter not started: %s", m->qid, why);
 		free(r);
@@ -331,6 +356,8 @@ fail_run:
 		close(r->in_fd);
 	if (r->out_fd != -1)
 		close(r->out_fd);
+	if (r->body_fd != -1)
+		close(r->body_fd);
 	free(r->data);
 	free(r);
 	return -1;

@@ -214,24 +214,24 @@ queue_show_json(const char *qid)
 }
 
 /*
- * queue_message_text - the stored message of an unfinished qid as it
- * would be delivered: Waymark's trace fields newest first, then the
- * content as received (CRLF line ends).  0 with *out malloc'd, or
- * QA_UNKNOWN / QA_REFUSED (the content is gone) with why set.
+ * queue_message_open - the stored message of an unfinished qid in two
+ * parts: Waymark's trace fields newest first (CRLF line ends, malloc'd
+ * into *prefix) and an open fd of the content.  0, or QA_UNKNOWN /
+ * QA_REFUSED (the content is gone) with why set.
  */
 int
-queue_message_text(const char *qid, char **out, size_t *outlen, char *why,
-    size_t whylen)
+queue_message_open(const char *qid, char **prefix, size_t *prefixlen,
+    int *body_fd, char *why, size_t whylen)
 {
 	const struct qmsg	*m;
-	char			 path[64], *buf = NULL, *o;
+	char			 path[64], *buf;
 	const char		*f;
-	size_t			 i, cap, len = 0;
-	ssize_t			 n;
-	int			 fd = -1;
+	size_t			 i, cap = 1, len = 0;
+	int			 fd;
 
-	*out = NULL;
-	*outlen = 0;
+	*prefix = NULL;
+	*prefixlen = 0;
+	*body_fd = -1;
 	if (!qid_valid(qid) || (m = qmem_find(qid)) == NULL) {
 		snprintf(why, whylen, "no such message in the queue: %s",
 		    qid_valid(qid) ? qid : "(bad queue id)");
@@ -243,11 +243,13 @@ queue_message_text(const char *qid, char **out, size_t *outlen, char *why,
 		    "spool", m->qid);
 		return QA_REFUSED;
 	}
-	cap = (size_t)m->size + 1;
 	for (i = 0; i < m->ntrace; i++)
 		cap += 2 * strlen(m->trace[i]) + 2;
-	if ((buf = malloc(cap)) == NULL)
-		goto nomem;
+	if ((buf = malloc(cap)) == NULL) {
+		close(fd);
+		snprintf(why, whylen, "out of memory");
+		return QA_REFUSED;
+	}
 	for (i = m->ntrace; i > 0; i--) {
 		for (f = m->trace[i - 1]; *f != '\0'; f++) {
 			if (*f == '\n' && (f == m->trace[i - 1] || f[-1] != '\r'))
@@ -257,6 +259,42 @@ queue_message_text(const char *qid, char **out, size_t *outlen, char *why,
 		buf[len++] = '\r';
 		buf[len++] = '\n';
 	}
+	buf[len] = '\0';
+	*prefix = buf;
+	*prefixlen = len;
+	*body_fd = fd;
+	return 0;
+}
+
+/*
+ * queue_message_text - the stored message of an unfinished qid as it
+ * would be delivered: Waymark's trace fields newest first, then the
+ * content as received (CRLF line ends).  0 with *out malloc'd, or
+ * QA_UNKNOWN / QA_REFUSED (the content is gone) with why set.
+ */
+int
+queue_message_text(const char *qid, char **out, size_t *outlen, char *why,
+    size_t whylen)
+{
+	const struct qmsg	*m = qmem_find(qid);
+	char			*buf, *o;
+	size_t			 len, cap;
+	ssize_t			 n;
+	int			 fd, rc;
+
+	*out = NULL;
+	*outlen = 0;
+	if ((rc = queue_message_open(qid, &buf, &len, &fd, why,
+	    whylen)) != 0)
+		return rc;
+	cap = len + (size_t)m->size + 1;
+	if ((o = realloc(buf, cap)) == NULL) {
+		free(buf);
+		close(fd);
+		snprintf(why, whylen, "out of memory");
+		return QA_REFUSED;
+	}
+	buf = o;
 	while (len < cap - 1) {
 		n = read(fd, buf + len, cap - 1 - len);
 		if (n == -1 && errno == EINTR)
@@ -265,16 +303,9 @@ queue_message_text(const char *qid, char **out, size_t *outlen, char *why,
 			break;
 		len += (size_t)n;
 	}
-	if ((o = realloc(buf, len + 1)) != NULL)
-		buf = o;
 	buf[len] = '\0';
 	close(fd);
 	*out = buf;
 	*outlen = len;
 	return 0;
-nomem:
-	close(fd);
-	free(buf);
-	snprintf(why, whylen, "out of memory");
-	return QA_REFUSED;
 }
