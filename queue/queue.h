@@ -235,6 +235,18 @@ size_t		 queue_policy_count(const struct policy *p);
 int		 queue_policy_check(const struct policy *p, const struct qmsg *m,
 		    struct policy_verdict *v);
 
+/*
+ * queue_envid_lookup - call cb(qid, arg) for every queue id stored with
+ * this ENVID (RFC 3461, xtext-decoded), finished messages included while
+ * their records are retained; an ENVID is chosen by the sender, so
+ * several messages may share one (duplicates allowed; RFC 3888 4: the
+ * caller checks each candidate).  Read-only, loop thread, bounded by the
+ * number of duplicates; cb returns -1 to stop early.  Returns how many
+ * qids cb was given, or -1 when the store is not open or cannot be read.
+ */
+int	queue_envid_lookup(const char *envid,
+	    int (*cb)(const char *qid, void *arg), void *arg);
+
 /* queue_free_space_ok - 0 when the spool has less than min_free_space */
 int	queue_free_space_ok(void);
 

@@ -1131,3 +1131,62 @@ next:
 	c->close(c);
 	return rc == DB_NOTFOUND ? 0 : -1;
 }
+
+/* queue_envid_lookup - the qids of the ENVID index entry (duplicates) */
+int
+queue_envid_lookup(const char *envid, int (*cb)(const char *qid, void *arg),
+    void *arg)
+{
+	DBC		*c;
+	DBT		 k, v;
+	char		 qid[QKEY_MAX];
+	size_t		 n;
+	int		 rc, crc, count = 0;
+
+	if (env == NULL || dbs[QDB_ENVID] == NULL || envid == NULL ||
+	    cb == NULL)
+		return -1;
+	n = strlen(envid);
+	if ((rc = dbs[QDB_ENVID]->cursor(dbs[QDB_ENVID], NULL, &c, 0)) != 0) {
+		log_warnx("queue: reading the ENVID index: %s", db_strerror(rc));
+		return -1;
+	}
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	/* DB_THREAD: both returned, so both malloc'd (the key is copied) */
+	k.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_REALLOC;
+	if ((k.data = malloc(n + 1)) == NULL) {
+		c->close(c);
+		return -1;
+	}
+	memcpy(k.data, envid, n);
+	k.size = (u_int32_t)n;
+	rc = c->get(c, &k, &v, DB_SET);
+	while (rc == 0) {
+		if (v.size == 0 || v.size >= sizeof(qid)) {
+			log_warnx("queue: bad ENVID index entry ignored");
+			goto next;
+		}
+		memcpy(qid, v.data, v.size);
+		qid[v.size] = '\0';
+		if (!qid_valid(qid)) {
+			log_warnx("queue: bad ENVID index entry ignored");
+			goto next;
+		}
+		count++;
+		if (cb(qid, arg) == -1)
+			break;
+next:
+		rc = c->get(c, &k, &v, DB_NEXT_DUP);
+	}
+	if (rc == DB_NOTFOUND)
+		rc = 0;
+	else if (rc != 0)
+		log_warnx("queue: reading the ENVID index: %s", db_strerror(rc));
+	free(k.data);
+	free(v.data);
+	if ((crc = c->close(c)) != 0 && rc == 0)
+		rc = crc;
+	return rc == 0 ? count : -1;
+}
