@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/hdr.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "delivery/delivery.h"
@@ -40,148 +41,14 @@
 #define NOTICE_HDR_MAX	(64 * 1024)	/* original header section copied */
 #define NOTICE_MAX	(64 * 1024 * 1024)	/* whole notice */
 #define LINE_LIMIT	998		/* RFC 5322 2.1.1 */
-#define FOLD_WIDTH	78
-
-/* clean - copy s with CR, LF, TAB and other controls as spaces and
- * 8-bit octets as '?' (7bit parts); malloc'd or NULL */
-static char *
-clean(const char *s)
-{
-	char	*o;
-	size_t	 i, n = strlen(s);
-
-	if ((o = malloc(n + 1)) == NULL)
-		return NULL;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x80)
-			o[i] = '?';
-		else if (c < 0x20 || c == 0x7f)
-			o[i] = ' ';
-		else
-			o[i] = (char)c;
-	}
-	o[n] = '\0';
-	return o;
-}
-
-/*
- * put_folded - append the logical line text, folded at spaces before
- * FOLD_WIDTH columns (continuation lines start with cont), words longer
- * than a line split hard at LINE_LIMIT; runs of spaces become one.
- */
-static int
-put_folded(struct buf *b, const char *cont, const char *raw)
-{
-	char	*text;
-	size_t	 i = 0, len, wl, take, col = 0, clen = strlen(cont);
-	int	 first = 1, rc = -1;
-
-	if ((text = clean(raw)) == NULL)
-		return -1;
-	len = strlen(text);
-	while (i < len) {
-		while (i < len && text[i] == ' ')
-			i++;
-		if (i == len)
-			break;
-		wl = strcspn(text + i, " ");
-		if (!first && col + 1 + wl > FOLD_WIDTH) {
-			if (buf_puts(b, "\r\n") == -1 || buf_puts(b, cont) == -1)
-				goto fail;
-			col = clen;
-			first = 1;
-		}
-		if (!first) {
-			if (buf_puts(b, " ") == -1)
-				goto fail;
-			col++;
-		}
-		while (wl > 0) {
-			take = LINE_LIMIT - col;
-			if (take > wl)
-				take = wl;
-			if (buf_append(b, text + i, take) == -1)
-				goto fail;
-			col += take;
-			i += take;
-			wl -= take;
-			if (wl > 0) {
-				if (buf_puts(b, "\r\n") == -1 ||
-				    buf_puts(b, cont) == -1)
-					goto fail;
-				col = clen;
-			}
-		}
-		first = 0;
-	}
-	if (buf_puts(b, "\r\n") == -1)
-		goto fail;
-	rc = 0;
-fail:
-	free(text);
-	return rc;
-}
-
-/* put_line - printf a logical line and fold it */
-static int WM_PRINTF(3, 4)
-put_line(struct buf *b, const char *cont, const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-	int	 n, rc;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return -1;
-	rc = put_folded(b, cont, s);
-	free(s);
-	return rc;
-}
-
-/* status_ok - "x.y.z" as RFC 3463 wants it (class 2, 4 or 5) */
-static int
-status_ok(const char *s)
-{
-	size_t	n;
-	int	part;
-
-	if ((s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
-		return 0;
-	s += 2;
-	for (part = 0; part < 2; part++) {
-		for (n = 0; s[n] >= '0' && s[n] <= '9'; n++)
-			;
-		if (n < 1 || n > 3 || (n > 1 && s[0] == '0'))
-			return 0;
-		s += n;
-		if (part == 0 && *s++ != '.')
-			return 0;
-	}
-	return *s == '\0';
-}
 
 /* rcpt_status - the Status of a failed recipient */
 static const char *
 rcpt_status(const struct qrcpt *r)
 {
-	if (status_ok(r->last_enh) && r->last_enh[0] != '2')
+	if (enh_status_ok(r->last_enh) && r->last_enh[0] != '2')
 		return r->last_enh;
 	return r->last_code >= 400 && r->last_code < 500 ? "4.0.0" : "5.0.0";
-}
-
-/* put_date_field - "Name: RFC 5322 date" */
-static int
-put_date_field(struct buf *b, const char *name, time_t t)
-{
-	char	date[64];
-
-	if (rfc5322_date(t, date, sizeof(date)) == -1)
-		return -1;
-	return buf_printf(b, "%s: %s\r\n", name, date);
 }
 
 static const char *const kind_action[] = {
@@ -224,17 +91,17 @@ static const char relayed_text[] = "Your message was successfully relayed "
 static const char *
 rcpt_status_code(const struct qrcpt *r, const struct dlv_dsn *d)
 {
-	if (d->status != NULL && status_ok(d->status))
+	if (d->status != NULL && enh_status_ok(d->status))
 		return d->status;
 	switch (d->kind) {
 	case DLV_DSN_FAILED:
 		return rcpt_status(r);
 	case DLV_DSN_DELAYED:
-		if (status_ok(r->last_enh) && r->last_enh[0] == '4')
+		if (enh_status_ok(r->last_enh) && r->last_enh[0] == '4')
 			return r->last_enh;
 		return "4.0.0";
 	default:
-		if (status_ok(r->last_enh) && r->last_enh[0] == '2')
+		if (enh_status_ok(r->last_enh) && r->last_enh[0] == '2')
 			return r->last_enh;
 		return "2.0.0";
 	}
@@ -249,23 +116,23 @@ put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 	size_t			 k;
 	int			 rc;
 
-	if (put_line(b, "", "This is the mail system at host %s.",
+	if (hdr_line(b, "", "This is the mail system at host %s.",
 	    hostname) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    put_line(b, "", "%s%s", d->note != NULL &&
+	    hdr_line(b, "", "%s%s", d->note != NULL &&
 	    d->kind == DLV_DSN_RELAYED ? relayed_text : kind_text[d->kind],
 	    what) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    (d->note != NULL && (put_line(b, "", "%s", d->note) == -1 ||
+	    (d->note != NULL && (hdr_line(b, "", "%s", d->note) == -1 ||
 	    buf_puts(b, "\r\n") == -1)) ||
 	    (d->kind == DLV_DSN_FAILED &&
-	    (put_line(b, "", "For further assistance, please send mail to "
+	    (hdr_line(b, "", "For further assistance, please send mail to "
 	    "postmaster.") == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    put_line(b, "", "If you do so, please include this problem "
+	    hdr_line(b, "", "If you do so, please include this problem "
 	    "report.") == -1 ||
 	    buf_puts(b, "\r\n") == -1)) ||
-	    put_line(b, "", "The mail system") == -1)
+	    hdr_line(b, "", "The mail system") == -1)
 		return -1;
 	for (k = 0; k < d->n; k++) {
 		r = &m->rcpts[d->idx[k]];
@@ -273,17 +140,17 @@ put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 			return -1;
 		if (d->kind != DLV_DSN_FAILED && d->kind != DLV_DSN_DELAYED)
 			rc = r->remote_mta != NULL ?
-			    put_line(b, "    ", "<%s>: %s via %s", r->addr,
+			    hdr_line(b, "    ", "<%s>: %s via %s", r->addr,
 			    kind_action[d->kind], r->remote_mta) :
-			    put_line(b, "    ", "<%s>: %s", r->addr,
+			    hdr_line(b, "    ", "<%s>: %s", r->addr,
 			    kind_action[d->kind]);
 		else if (r->remote_mta != NULL && r->last_code != 0)
-			rc = put_line(b, "    ", "<%s>: host %s said: %d%s%s %s",
+			rc = hdr_line(b, "    ", "<%s>: host %s said: %d%s%s %s",
 			    r->addr, r->remote_mta, r->last_code,
 			    r->last_enh[0] ? " " : "", r->last_enh,
 			    r->last_text ? r->last_text : "");
 		else
-			rc = put_line(b, "    ", "<%s>: %s", r->addr,
+			rc = hdr_line(b, "    ", "<%s>: %s", r->addr,
 			    r->last_text ? r->last_text : "delivery failed");
 		if (rc == -1)
 			return -1;
@@ -300,24 +167,24 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 	char			 mta[256];
 	size_t			 k, ml;
 
-	if ((m->envid != NULL && put_line(b, " ", "Original-Envelope-Id: %s",
+	if ((m->envid != NULL && hdr_line(b, " ", "Original-Envelope-Id: %s",
 	    m->envid) == -1) ||
-	    put_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
-	    put_line(b, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
+	    hdr_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
+	    hdr_line(b, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
 	    (m->arrival != 0 &&
-	    put_date_field(b, "Arrival-Date", m->arrival) == -1) ||
+	    hdr_date_field(b, "Arrival-Date", m->arrival) == -1) ||
 	    (m->deliver_by != 0 &&
-	    put_date_field(b, "Deliver-By-Date", m->deliver_by) == -1) ||
+	    hdr_date_field(b, "Deliver-By-Date", m->deliver_by) == -1) ||
 	    /* RFC 4865 5.1.2: the original hold parameter */
-	    (m->future_release != NULL && put_line(b, " ",
+	    (m->future_release != NULL && hdr_line(b, " ",
 	    "Future-Release-Request: %s", m->future_release) == -1))
 		return -1;
 	for (k = 0; k < d->n; k++) {
 		r = &m->rcpts[d->idx[k]];
 		if (buf_puts(b, "\r\n") == -1 ||
 		    (r->orcpt != NULL && strchr(r->orcpt, ';') != NULL &&
-		    put_line(b, " ", "Original-Recipient: %s", r->orcpt) == -1) ||
-		    put_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
+		    hdr_line(b, " ", "Original-Recipient: %s", r->orcpt) == -1) ||
+		    hdr_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
 		    buf_printf(b, "Action: %s\r\n", kind_action[d->kind]) == -1 ||
 		    buf_printf(b, "Status: %s\r\n", rcpt_status_code(r,
 		    d)) == -1)
@@ -331,23 +198,23 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 				ml = sizeof(mta) - 1;
 			memcpy(mta, r->remote_mta, ml);
 			mta[ml] = '\0';
-			if (put_line(b, " ", "Remote-MTA: dns; %s", mta) == -1)
+			if (hdr_line(b, " ", "Remote-MTA: dns; %s", mta) == -1)
 				return -1;
-			if (r->last_code != 0 && put_line(b, " ",
+			if (r->last_code != 0 && hdr_line(b, " ",
 			    "Diagnostic-Code: smtp; %d%s%s %s", r->last_code,
 			    r->last_enh[0] ? " " : "", r->last_enh,
 			    r->last_text ? r->last_text : "") == -1)
 				return -1;
 		} else if ((d->kind == DLV_DSN_FAILED ||
 		    d->kind == DLV_DSN_DELAYED) && r->last_text != NULL &&
-		    put_line(b, " ", "Diagnostic-Code: X-Waymark; %s",
+		    hdr_line(b, " ", "Diagnostic-Code: X-Waymark; %s",
 		    r->last_text) == -1)
 			return -1;
 		if (r->last_attempt != 0 &&
-		    put_date_field(b, "Last-Attempt-Date", r->last_attempt) == -1)
+		    hdr_date_field(b, "Last-Attempt-Date", r->last_attempt) == -1)
 			return -1;
 		if (d->kind == DLV_DSN_DELAYED && d->retry_until != 0 &&
-		    put_date_field(b, "Will-Retry-Until", d->retry_until) == -1)
+		    hdr_date_field(b, "Will-Retry-Until", d->retry_until) == -1)
 			return -1;
 	}
 	return 0;
@@ -526,12 +393,12 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 	    rfc5322_date(d->now, date, sizeof(date)) == -1)
 		return -1;
 	make_token(tok, 8);
-	if (put_line(b, " ", "From: Mail Delivery System <MAILER-DAEMON@%s>",
+	if (hdr_line(b, " ", "From: Mail Delivery System <MAILER-DAEMON@%s>",
 	    hostname) == -1 ||
-	    put_line(b, " ", "To: <%s>", to) == -1 ||
+	    hdr_line(b, " ", "To: <%s>", to) == -1 ||
 	    buf_printf(b, "Subject: %s\r\n", kind_subject[d->kind]) == -1 ||
 	    buf_printf(b, "Date: %s\r\n", date) == -1 ||
-	    put_line(b, " ", "Message-ID: <%s%s.%lld.%s@%s>", m->qid,
+	    hdr_line(b, " ", "Message-ID: <%s%s.%lld.%s@%s>", m->qid,
 	    d->kind == DLV_DSN_FAILED ? "notice" : kind_action[d->kind],
 	    (long long)d->now, tok, hostname) == -1 ||
 	    buf_puts(b, "Auto-Submitted: auto-replied\r\n") == -1 ||

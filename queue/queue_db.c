@@ -547,6 +547,11 @@ qdb_start(char *err, size_t errlen)
 	sigset_t	all, old;
 	int		rc;
 
+	/* a queue opened again in one process (tests) starts afresh */
+	pthread_mutex_lock(&ct_mtx);
+	ct_stop = 0;
+	ct_flush_now = 0;
+	pthread_mutex_unlock(&ct_mtx);
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	rc = pthread_create(&ct_thread, NULL, ct_main, NULL);

@@ -16,7 +16,8 @@ fail() {
 
 # make check, printing the test logs when it fails
 check() {
-	if ! make -j2 check; then
+	# bounded: a unit test that hangs fails the run in minutes, not hours
+	if ! timeout 900 make -j2 check; then
 		for f in tests/unit/*.log test-suite.log; do
 			[ -f "$f" ] || continue
 			echo "===== $PWD/$f"

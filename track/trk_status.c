@@ -33,8 +33,8 @@
  *   as an extension field (RFC 3464 2.4 registered name).
  * Invariants: CRLF line ends only, 7bit (controls as spaces, 8-bit
  *       octets as '?'), our text folded at spaces before 78 columns and
- *       no line over 998 octets -- the folding of delivery/dlv_notice.c,
- *       whose helpers are static there, so clean/put_folded are copied.
+ *       no line over 998 octets (common/hdr.c, shared with the DSN
+ *       composer).
  * Not here: the MIME wrapper, dot-stuffing, MTRK authentication, the
  *       store (queue/ reads the records), the MTQP session.
  */
@@ -48,144 +48,11 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/hdr.h"
 #include "track/track.h"
 
-#define LINE_LIMIT	998		/* RFC 5322 2.1.1 */
-#define FOLD_WIDTH	78
 #define MTA_MAX		256		/* a host name in Remote-MTA */
 
-/* clean - copy s with CR, LF, TAB and other controls as spaces and
- * 8-bit octets as '?' (the part is 7bit); malloc'd or NULL */
-static char *
-clean(const char *s)
-{
-	char	*o;
-	size_t	 i, n = strlen(s);
-
-	if ((o = malloc(n + 1)) == NULL)
-		return NULL;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x80)
-			o[i] = '?';
-		else if (c < 0x20 || c == 0x7f)
-			o[i] = ' ';
-		else
-			o[i] = (char)c;
-	}
-	o[n] = '\0';
-	return o;
-}
-
-/*
- * put_folded - append the logical line raw (cleaned), folded at spaces
- * before FOLD_WIDTH columns (continuation lines start with cont), words
- * longer than a line split hard at LINE_LIMIT; runs of spaces become one.
- */
-static int
-put_folded(struct buf *b, const char *cont, const char *raw)
-{
-	char	*text;
-	size_t	 i = 0, len, wl, take, col = 0, clen = strlen(cont);
-	int	 first = 1, rc = -1;
-
-	if ((text = clean(raw)) == NULL)
-		return -1;
-	len = strlen(text);
-	while (i < len) {
-		while (i < len && text[i] == ' ')
-			i++;
-		if (i == len)
-			break;
-		wl = strcspn(text + i, " ");
-		if (!first && col + 1 + wl > FOLD_WIDTH) {
-			if (buf_puts(b, "\r\n") == -1 || buf_puts(b, cont) == -1)
-				goto fail;
-			col = clen;
-			first = 1;
-		}
-		if (!first) {
-			if (buf_puts(b, " ") == -1)
-				goto fail;
-			col++;
-		}
-		while (wl > 0) {
-			take = LINE_LIMIT - col;
-			if (take > wl)
-				take = wl;
-			if (buf_append(b, text + i, take) == -1)
-				goto fail;
-			col += take;
-			i += take;
-			wl -= take;
-			if (wl > 0) {
-				if (buf_puts(b, "\r\n") == -1 ||
-				    buf_puts(b, cont) == -1)
-					goto fail;
-				col = clen;
-			}
-		}
-		first = 0;
-	}
-	if (buf_puts(b, "\r\n") == -1)
-		goto fail;
-	rc = 0;
-fail:
-	free(text);
-	return rc;
-}
-
-/* put_line - printf a logical line and fold it (continuation " ") */
-static int WM_PRINTF(2, 3)
-put_line(struct buf *b, const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-	int	 n, rc;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return -1;
-	rc = put_folded(b, " ", s);
-	free(s);
-	return rc;
-}
-
-/* put_date_field - "Name: RFC 5322 date" */
-static int
-put_date_field(struct buf *b, const char *name, time_t t)
-{
-	char	date[64];
-
-	if (rfc5322_date(t, date, sizeof(date)) == -1)
-		return -1;
-	return buf_printf(b, "%s: %s\r\n", name, date);
-}
-
-/* status_ok - "x.y.z" as RFC 3463 wants it (class 2, 4 or 5) */
-static int
-status_ok(const char *s)
-{
-	size_t	n;
-	int	part;
-
-	if ((s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
-		return 0;
-	s += 2;
-	for (part = 0; part < 2; part++) {
-		for (n = 0; s[n] >= '0' && s[n] <= '9'; n++)
-			;
-		if (n < 1 || n > 3 || (n > 1 && s[0] == '0'))
-			return 0;
-		s += n;
-		if (part == 0 && *s++ != '.')
-			return 0;
-	}
-	return *s == '\0';
-}
 
 /* msg_is_held - m's state keeps it from delivery (not normal/outbound) */
 static int
@@ -234,11 +101,11 @@ rcpt_status(const struct qrcpt *r, enum trk_act a)
 {
 	switch (a) {
 	case TA_DELAYED:
-		if (status_ok(r->last_enh) && r->last_enh[0] == '4')
+		if (enh_status_ok(r->last_enh) && r->last_enh[0] == '4')
 			return r->last_enh;
 		return "4.0.0";
 	case TA_FAILED:
-		if (status_ok(r->last_enh) && r->last_enh[0] != '2')
+		if (enh_status_ok(r->last_enh) && r->last_enh[0] != '2')
 			return r->last_enh;
 		return r->last_code >= 400 && r->last_code < 500 ? "4.0.0" :
 		    "5.0.0";
@@ -289,7 +156,7 @@ put_remote_mta(struct buf *b, const char *remote)
 		ml = sizeof(mta) - 1;
 	memcpy(mta, remote, ml);
 	mta[ml] = '\0';
-	return put_line(b, "Remote-MTA: dns; %s", mta);
+	return hdr_line(b, " ", "Remote-MTA: dns; %s", mta);
 }
 
 /* put_handling - X-Waymark-Handling-State of a held message */
@@ -301,7 +168,7 @@ put_handling(struct buf *b, const struct qmsg *m)
 	if (rfc5322_date(m->state_since ? m->state_since : m->arrival, date,
 	    sizeof(date)) == -1)
 		return -1;
-	return put_line(b, "X-Waymark-Handling-State: %s%s%s; since=%s%s%s",
+	return hdr_line(b, " ", "X-Waymark-Handling-State: %s%s%s; since=%s%s%s",
 	    msg_state_name(m->state), m->state_value ? "/" : "",
 	    m->state_value ? m->state_value : "", date,
 	    m->state_reason ? "; reason=" : "",
@@ -319,24 +186,24 @@ put_rcpt(struct buf *b, const struct qmsg *m, const struct qrcpt *r,
 
 	if (buf_puts(b, "\r\n") == -1 ||
 	    (r->orcpt != NULL && strchr(r->orcpt, ';') != NULL ?
-	    put_line(b, "Original-Recipient: %s", r->orcpt) :
-	    put_line(b, "Original-Recipient: rfc822; %s", r->addr)) == -1 ||
-	    put_line(b, "Final-Recipient: rfc822; %s", r->addr) == -1 ||
+	    hdr_line(b, " ", "Original-Recipient: %s", r->orcpt) :
+	    hdr_line(b, " ", "Original-Recipient: rfc822; %s", r->addr)) == -1 ||
+	    hdr_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
 	    buf_printf(b, "Action: %s\r\nStatus: %s\r\n", act_names[a],
 	    rcpt_status(r, a)) == -1 ||
 	    (remote && put_remote_mta(b, r->remote_mta) == -1) ||
 	    (r->last_attempt != 0 &&
-	    put_date_field(b, "Last-Attempt-Date", r->last_attempt) == -1) ||
-	    (a == TA_DELAYED && put_date_field(b, "Will-Retry-Until",
+	    hdr_date_field(b, "Last-Attempt-Date", r->last_attempt) == -1) ||
+	    (a == TA_DELAYED && hdr_date_field(b, "Will-Retry-Until",
 	    retry_until(m, now, queue_lifetime)) == -1))
 		return -1;
 	if (a == TA_FAILED) {
 		if (remote && r->last_code != 0) {
-			if (put_line(b, "Diagnostic-Code: smtp; %d%s%s %s",
+			if (hdr_line(b, " ", "Diagnostic-Code: smtp; %d%s%s %s",
 			    r->last_code, r->last_enh[0] ? " " : "",
 			    r->last_enh, r->last_text ? r->last_text : "") == -1)
 				return -1;
-		} else if (r->last_text != NULL && put_line(b,
+		} else if (r->last_text != NULL && hdr_line(b, " ",
 		    "Diagnostic-Code: X-Waymark; %s", r->last_text) == -1)
 			return -1;
 	}
@@ -369,10 +236,10 @@ trk_status_write(struct buf *b, const struct qmsg *m, const char *hostname,
 		hostname = "localhost";
 	start = b->len;
 	/* Arrival-Date is required: a record without one reports now */
-	if (put_line(b, "Original-Envelope-Id: %s",
+	if (hdr_line(b, " ", "Original-Envelope-Id: %s",
 	    m->envid ? m->envid : "") == -1 ||
-	    put_line(b, "Reporting-MTA: dns; %s", hostname) == -1 ||
-	    put_date_field(b, "Arrival-Date",
+	    hdr_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
+	    hdr_date_field(b, "Arrival-Date",
 	    m->arrival ? m->arrival : now) == -1)
 		goto fail;
 	for (i = 0; i < m->nrcpts; i++)
