@@ -681,3 +681,63 @@ def test_policy_hold_does_not_cut_a_futurerelease(daemon_factory):
     assert time.time() >= t0 + 4 - 0.05
     f = waymark_fields(data)
     assert [x["state"] for x in f] == ["normal", "timed", "quarantine"], f
+
+
+def test_timed_lifetime_counts_from_release(daemon_factory, sink):
+    """RFC 4865: a timed message's queue_lifetime counts from its release:
+    held longer than the lifetime, its first deferral is no expiry."""
+    d = sub_daemon(daemon_factory, {
+        "smarthost": "[127.0.0.1]:%d" % sink.port, "retry_schedule": "1s",
+        "queue_lifetime": "3s", "relay_from": "127.0.0.0/8"})
+    qid = submit_held(d, "HOLDFOR=4", to="carol@remote.test")
+    r = wait_for(lambda: (lambda x: x if x["attempts"] >= 1 else None)(
+        d.show_json(qid)["recipients"][0]), timeout=20,
+        what="the first attempt after the release")
+    assert r["status"] == "deferred", r        # not expired (4.4.7)
+
+
+def test_filter_concurrency(daemon_factory):
+    """filter_concurrency = 1: a second message waits until the first
+    message's filter has finished."""
+    d = filter_daemon(daemon_factory,
+                      'echo start >> "$0.log"; cat >/dev/null\n'
+                      'sleep 2; echo end >> "$0.log"; exit 0\n',
+                      {"filter_concurrency": "1"})
+    submit(d, "bob@example.org", subject="one")
+    submit(d, "bob@example.org", subject="two")
+    d.wait_mails("bob@example.org", 2, timeout=30)
+    with open(os.path.join(d.filter_dir, "filter.sh.log")) as f:
+        assert f.read().split() == ["start", "end", "start", "end"]
+
+
+def test_mailq_name_marks_held(daemon_factory):
+    """`mailq` (the sendmail-compatible name) lists held mail marked !."""
+    from conftest import WAYMARK
+    d = sub_daemon(daemon_factory)
+    qid = submit_held(d, "HOLDFOR=600")
+    link = os.path.join(d.dir, "mailq")
+    os.symlink(WAYMARK, link)
+    p = subprocess.run([link, "-C", d.conf], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert (qid + "!") in p.stdout and "state: timed" in p.stdout, p.stdout
+
+
+def test_delete_refused_while_delivering(daemon_factory):
+    """delete is refused (exit 1) while a delivery of the message runs."""
+    import socket as _s
+    srv = _s.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    port = srv.getsockname()[1]
+    try:
+        d = daemon_factory({"smarthost": "[127.0.0.1]:%d" % port,
+                            "smtp_helo_timeout": "20s"})
+        qid = submit(d, "carol@remote.test")
+        conn, _ = srv.accept()          # connected: a delivery runs,
+        time.sleep(0.5)                 # the greeting never comes
+        p = d.cli("delete", qid)
+        assert p.returncode == 1 and "being delivered" in p.err, p.err
+        conn.close()
+    finally:
+        srv.close()
