@@ -25,6 +25,7 @@
 #include "common/aliases.h"
 #include "common/log.h"
 #include "common/syntax.h"
+#include "common/entfile.h"
 #include "common/util.h"
 
 #define ENTRY_MAX	65536		/* one logical entry, continuations included */
@@ -41,30 +42,19 @@ struct parse {
 static int WM_PRINTF(4, 5)
 perr(struct parse *ps, unsigned lineno, int withline, const char *fmt, ...)
 {
-	char	w[512];
 	va_list	ap;
 
 	va_start(ap, fmt);
-	(void)vsnprintf(w, sizeof(w), fmt, ap);
+	(void)entfile_verror(ps->err, ps->errlen, ps->path,
+	    withline ? lineno : 0, fmt, ap);
 	va_end(ap);
-	if (withline)
-		(void)snprintf(ps->err, ps->errlen, "%s:%u: %s", ps->path,
-		    lineno, w);
-	else
-		(void)snprintf(ps->err, ps->errlen, "%s: %s", ps->path, w);
 	return -1;
 }
 
 void
 aliases_strv_free(char **v, size_t n)
 {
-	size_t	i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
+	strv_free(v, n);
 }
 
 static void
@@ -207,78 +197,29 @@ entry_cmp(const void *a, const void *b)
 	    ((const struct alias_entry *)b)->name);
 }
 
+/* aliases_entry - entfile's callback: one logical alias entry */
+static int
+aliases_entry(void *arg, char *text, unsigned lineno)
+{
+	return entry_parse(arg, text, lineno);
+}
+
 /* aliases_load - read and check the whole file; nothing half-loaded */
 struct alias_table *
 aliases_load(const char *path, char *err, size_t errlen)
 {
 	struct parse		 ps;
 	struct alias_table	*t = NULL;
-	FILE			*fp;
-	char			*line = NULL, *cur = NULL, *s, *e;
-	size_t			 cap = 0, curlen = 0, l, i;
-	ssize_t			 got;
-	char			 sep;
-	unsigned		 lineno = 0, curline = 0;
+	struct entfile		 f = { path, err, errlen, ENTRY_MAX, "an alias",
+				    1, aliases_entry, NULL };
+	size_t			 i;
 
 	memset(&ps, 0, sizeof(ps));
 	ps.path = path;
 	ps.err = err;
 	ps.errlen = errlen;
-	if ((fp = fopen(path, "r")) == NULL) {
-		perr(&ps, 0, 0, "cannot open: %s", strerror(errno));
-		return NULL;
-	}
-	if ((cur = malloc(ENTRY_MAX)) == NULL) {
-		perr(&ps, 0, 0, "%s", strerror(errno));
-		goto fail;
-	}
-	cur[0] = '\0';
-	while ((got = getline(&line, &cap, fp)) != -1) {
-		lineno++;
-		if (strlen(line) != (size_t)got) {
-			perr(&ps, lineno, 1, "NUL character");
-			goto fail;
-		}
-		e = line + got;
-		while (e > line && (e[-1] == '\n' || e[-1] == '\r'))
-			*--e = '\0';
-		while (e > line && (e[-1] == ' ' || e[-1] == '\t'))
-			*--e = '\0';
-		for (s = line; *s == ' ' || *s == '\t'; s++)
-			;
-		if (*s == '\0' || *s == '#')
-			continue;		/* blank or comment line */
-		if (s != line) {		/* continuation */
-			if (curline == 0) {
-				perr(&ps, lineno, 1, "continuation line "
-				    "without an alias before it");
-				goto fail;
-			}
-		} else {
-			if (curline != 0 &&
-			    entry_parse(&ps, cur, curline) == -1)
-				goto fail;
-			curline = lineno;
-			curlen = 0;
-			cur[0] = '\0';
-		}
-		l = strlen(s);
-		if (curlen + l + 2 > ENTRY_MAX) {
-			perr(&ps, lineno, 1, "entry too long");
-			goto fail;
-		}
-		if (curlen > 0) {	/* a line end separates targets too */
-			sep = cur[curlen - 1] == ',' ? ' ' : ',';
-			cur[curlen++] = sep;
-		}
-		memcpy(cur + curlen, s, l + 1);
-		curlen += l;
-	}
-	if (ferror(fp)) {
-		perr(&ps, 0, 0, "cannot read: %s", strerror(errno));
-		goto fail;
-	}
-	if (curline != 0 && entry_parse(&ps, cur, curline) == -1)
+	f.arg = &ps;
+	if (entfile_read(&f) == -1)
 		goto fail;
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		perr(&ps, 0, 0, "%s", strerror(errno));
@@ -288,17 +229,11 @@ aliases_load(const char *path, char *err, size_t errlen)
 		qsort(ps.e, ps.n, sizeof(*ps.e), entry_cmp);
 	t->e = ps.e;
 	t->n = ps.n;
-	free(cur);
-	free(line);
-	fclose(fp);
 	return t;
 fail:
 	for (i = 0; i < ps.n; i++)
 		entry_clear(&ps.e[i]);
 	free(ps.e);
-	free(cur);
-	free(line);
-	fclose(fp);
 	return NULL;
 }
 

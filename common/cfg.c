@@ -604,16 +604,6 @@ list_grow(void **arr, size_t n, size_t sz)
 	return 0;
 }
 
-static void
-strv_free(char **v, size_t n)
-{
-	size_t	i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* cfg_clear - release key k's value and make it unset / empty */
 static void
 cfg_clear(struct config *c, const struct cfg_key *k)

@@ -28,6 +28,7 @@
 #include "common/lists.h"
 #include "common/log.h"
 #include "common/syntax.h"
+#include "common/entfile.h"
 #include "common/util.h"
 
 #define ENTRY_MAX	(1024 * 1024)	/* one logical entry, continuations included */
@@ -44,30 +45,13 @@ struct parse {
 static int WM_PRINTF(4, 5)
 perr(struct parse *ps, unsigned lineno, int withline, const char *fmt, ...)
 {
-	char	w[512];
 	va_list	ap;
 
 	va_start(ap, fmt);
-	(void)vsnprintf(w, sizeof(w), fmt, ap);
+	(void)entfile_verror(ps->err, ps->errlen, ps->path,
+	    withline ? lineno : 0, fmt, ap);
 	va_end(ap);
-	if (withline)
-		(void)snprintf(ps->err, ps->errlen, "%s:%u: %s", ps->path,
-		    lineno, w);
-	else
-		(void)snprintf(ps->err, ps->errlen, "%s: %s", ps->path, w);
 	return -1;
-}
-
-static void
-strv_free(char **v, size_t n)
-{
-	size_t	i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
 }
 
 static void
@@ -342,75 +326,30 @@ no_loop(struct parse *ps, size_t i, unsigned char *mark)
 	return 0;
 }
 
+/* lists_entry - entfile's callback: one logical list entry */
+static int
+lists_entry(void *arg, char *text, unsigned lineno)
+{
+	return entry_parse(arg, text, lineno);
+}
+
 /* lists_load - read and check the whole file; nothing half-loaded */
 struct list_table *
 lists_load(const char *path, char *err, size_t errlen)
 {
 	struct parse		 ps;
 	struct list_table	*t = NULL;
+	struct entfile		 f = { path, err, errlen, ENTRY_MAX, "a list",
+				    0, lists_entry, NULL };
 	unsigned char		*mark = NULL;
-	FILE			*fp;
-	char			*line = NULL, *cur = NULL, *s, *e;
-	size_t			 cap = 0, curlen = 0, l, i;
-	ssize_t			 got;
-	unsigned		 lineno = 0, curline = 0;
+	size_t			 i;
 
 	memset(&ps, 0, sizeof(ps));
 	ps.path = path;
 	ps.err = err;
 	ps.errlen = errlen;
-	if ((fp = fopen(path, "r")) == NULL) {
-		perr(&ps, 0, 0, "cannot open: %s", strerror(errno));
-		return NULL;
-	}
-	if ((cur = malloc(ENTRY_MAX)) == NULL) {
-		perr(&ps, 0, 0, "%s", strerror(errno));
-		goto fail;
-	}
-	cur[0] = '\0';
-	while ((got = getline(&line, &cap, fp)) != -1) {
-		lineno++;
-		if (strlen(line) != (size_t)got) {
-			perr(&ps, lineno, 1, "NUL character");
-			goto fail;
-		}
-		e = line + got;
-		while (e > line && (e[-1] == '\n' || e[-1] == '\r' ||
-		    e[-1] == ' ' || e[-1] == '\t'))
-			*--e = '\0';
-		for (s = line; *s == ' ' || *s == '\t'; s++)
-			;
-		if (*s == '\0' || *s == '#')
-			continue;		/* blank or comment line */
-		if (s != line) {		/* continuation */
-			if (curline == 0) {
-				perr(&ps, lineno, 1, "continuation line "
-				    "without a list before it");
-				goto fail;
-			}
-		} else {
-			if (curline != 0 &&
-			    entry_parse(&ps, cur, curline) == -1)
-				goto fail;
-			curline = lineno;
-			curlen = 0;
-			cur[0] = '\0';
-		}
-		l = strlen(s);
-		if (curlen + l + 2 > ENTRY_MAX) {
-			perr(&ps, lineno, 1, "entry too long");
-			goto fail;
-		}
-		if (curlen > 0)		/* a line end separates words */
-			cur[curlen++] = ' ';
-		memcpy(cur + curlen, s, l + 1);
-		curlen += l;
-	}
-	if (ferror(fp)) {
-		perr(&ps, 0, 0, "cannot read: %s", strerror(errno));
-		goto fail;
-	}
-	if (curline != 0 && entry_parse(&ps, cur, curline) == -1)
+	f.arg = &ps;
+	if (entfile_read(&f) == -1)
 		goto fail;
 	if (ps.n > 0) {
 		qsort(ps.e, ps.n, sizeof(*ps.e), entry_cmp);
@@ -432,18 +371,12 @@ lists_load(const char *path, char *err, size_t errlen)
 	t->e = ps.e;
 	t->n = ps.n;
 	free(mark);
-	free(cur);
-	free(line);
-	fclose(fp);
 	return t;
 fail:
 	for (i = 0; i < ps.n; i++)
 		entry_clear(&ps.e[i]);
 	free(ps.e);
 	free(mark);
-	free(cur);
-	free(line);
-	fclose(fp);
 	return NULL;
 }
 

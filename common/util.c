@@ -419,6 +419,18 @@ str_lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
+void
+strv_free(char **v, size_t n)
+{
+	size_t	i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 int
 write_full(int fd, const char *p, size_t n)
 {

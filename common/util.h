@@ -61,6 +61,8 @@ int	sockaddr_literal(const struct sockaddr *sa, char *out, size_t outlen);
 
 /* str_lower - lower-case ASCII in place */
 void	str_lower(char *s);
+/* strv_free - free v[0..n-1] and v (v may be NULL) */
+void	strv_free(char **v, size_t n);
 /* write_full - all n bytes of p to fd (EINTR retried); 0 or -1 */
 int	write_full(int fd, const char *p, size_t n);
 /* str_trim - strip leading/trailing SP/HTAB in place; returns the start */
