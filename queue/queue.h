@@ -246,6 +246,18 @@ int		 queue_policy_check(const struct policy *p, const struct qmsg *m,
  */
 int	queue_envid_lookup(const char *envid,
 	    int (*cb)(const char *qid, void *arg), void *arg);
+/*
+ * queue_track_visit - call cb(m, queued, arg) once with message qid as it
+ * is now, for tracking (track/'s TRACK answer): from memory while it is
+ * unfinished (queued = 1: it is still in this server's queue, RFC 3885
+ * 3.3), else its retained records read from the store (queued = 0).
+ * m is read-only and valid only during the call.  Loop thread; with
+ * queue_envid_lookup's qids, collected first (no store read runs while
+ * the ENVID cursor is open).  Returns cb's result, or -1 without calling
+ * cb when qid is invalid or unknown, or the store is closed or unreadable.
+ */
+int	queue_track_visit(const char *qid,
+	    int (*cb)(const struct qmsg *m, int queued, void *arg), void *arg);
 
 /* queue_free_space_ok - 0 when the spool has less than min_free_space */
 int	queue_free_space_ok(void);

@@ -1195,3 +1195,23 @@ next:
 		rc = crc;
 	return rc == 0 ? count : -1;
 }
+
+/* queue_track_visit - one message for tracking: memory, else the store */
+int
+queue_track_visit(const char *qid,
+    int (*cb)(const struct qmsg *m, int queued, void *arg), void *arg)
+{
+	struct qmsg	*m;
+	int		 rc;
+
+	if (qid == NULL || cb == NULL || !qid_valid(qid) || env == NULL)
+		return -1;
+	if ((m = qmem_find(qid)) != NULL)
+		return cb(m, 1, arg);
+	/* finished (or gone): the retained records, read-only */
+	if ((m = qdb_read_msg(qid)) == NULL)
+		return -1;
+	rc = cb(m, 0, arg);
+	qmsg_free(m);
+	return rc;
+}

@@ -9,6 +9,8 @@
  * lookup gives every qid stored with an ENVID and no other, none for an
  * unknown one or a prefix, stops when the callback says so, reads the
  * same after a restart of the queue, and refuses with the store closed.
+ * queue_track_visit shows each found qid's message (unfinished: from
+ * memory, queued = 1) and refuses an unknown or invalid qid.
  */
 
 #include <fcntl.h>
@@ -148,6 +150,19 @@ has(const struct got *g, const char *qid)
 	return 0;
 }
 
+/* visit_cb - queue_track_visit's callback: the envid, queued */
+static int
+visit_cb(const struct qmsg *m, int queued, void *arg)
+{
+	const char	*want = arg;
+
+	assert_non_null(m);
+	assert_non_null(m->envid);
+	assert_string_equal(m->envid, want);
+	assert_int_equal(queued, 1);	/* held: still in the queue */
+	return 7;
+}
+
 /* check_lookups - what the index must answer for the four messages */
 static void
 check_lookups(void)
@@ -177,6 +192,16 @@ check_lookups(void)
 	g.stop_after = 1;
 	assert_int_equal(queue_envid_lookup("dup@client.test", collect, &g), 1);
 	assert_int_equal(g.n, 1);
+
+	/* each candidate's message, read-only, for the TRACK answer */
+	assert_int_equal(queue_track_visit(qids[0], visit_cb,
+	    (void *)"dup@client.test"), 7);
+	assert_int_equal(queue_track_visit(qids[2], visit_cb,
+	    (void *)"other@client.test"), 7);
+	assert_int_equal(queue_track_visit("0000000000000000", visit_cb,
+	    NULL), -1);
+	assert_int_equal(queue_track_visit("bad qid", visit_cb, NULL), -1);
+	assert_int_equal(queue_track_visit(qids[0], NULL, NULL), -1);
 
 	assert_int_equal(queue_envid_lookup(NULL, collect, &g), -1);
 	assert_int_equal(queue_envid_lookup("x", NULL, &g), -1);
