@@ -220,6 +220,17 @@ static const struct cfg_key cfg_keys[] = {
 	{ "client_limit_exceptions", CT_NETS, NULL, 0, 0,
 	  L(client_limit_exceptions),
 	  "networks exempt from the per-client limits (unset: relay_from; empty = none)" },
+	{ "mtqp_require_tls", CT_BOOL, "no", 0, 1, F(mtqp_require_tls), 0,
+	  "MTQP: advertise \"STARTTLS required\" and refuse TRACK in clear (needs tls_cert)" },
+	{ "mtqp_timeout", CT_DURATION, "10m", 0, UMAX, F(mtqp_timeout), 0,
+	  "MTQP autologout: idle time before a session is closed (at least 10m)" },
+	{ "mtqp_max_sessions", CT_UINT, "50", 1, UMAX, F(mtqp_max_sessions), 0,
+	  "concurrent MTQP sessions" },
+	{ "mtqp_auth_failures", CT_RATE, "10 per 1h", 1, UMAX,
+	  R(mtqp_auth_failures),
+	  "failed TRACKs per client address in a window (no exceptions); then noinfo" },
+	{ "mtqp_chaining", CT_BOOL, "no", 0, 1, F(mtqp_chaining), 0,
+	  "MTQP: query the next hops ourselves and append their answers" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -1151,6 +1162,11 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 		    sizeof(w))) == NULL)
 			goto fail;
 	}
+	/* RFC 3887 2.4: an autologout timer MUST be at least 10 minutes */
+	if (strcmp(k->key, "mtqp_timeout") == 0 && st->c->mtqp_timeout < 600) {
+		why(w, sizeof(w), "must be at least 10m (RFC 3887 2.4)");
+		goto fail;
+	}
 	if ((strcmp(k->key, "tls_cert") == 0 || strcmp(k->key, "tls_key") == 0)) {
 		const char *path = *FIELD(st->c, k, char *);
 
@@ -1249,6 +1265,14 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 		else
 			(void)snprintf(err, errlen, "%s: %s: tls_cert and "
 			    "tls_key must be set together", st->file, k->key);
+		return -1;
+	}
+
+	/* "STARTTLS required" needs a certificate to offer STARTTLS with */
+	if (c->mtqp_require_tls && c->tls_cert == NULL) {
+		(void)snprintf(err, errlen, "%s:%u: mtqp_require_tls: needs "
+		    "tls_cert and tls_key", st->file,
+		    st->seen[cfg_lookup("mtqp_require_tls") - cfg_keys]);
 		return -1;
 	}
 

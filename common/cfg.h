@@ -99,6 +99,14 @@ struct config {
 	unsigned	 auth_failures_window;	/* seconds */
 	/* networks the per-client limits skip; unset in the file = relay_from */
 	struct cfg_net	*client_limit_exceptions; size_t nclient_limit_exceptions;
+	/* MTQP server (track/, RFC 3887) */
+	int		 mtqp_require_tls;	/* "STARTTLS required"; TRACK in clear refused */
+	unsigned	 mtqp_timeout;		/* autologout, seconds (>= 600, RFC 3887 2.4) */
+	unsigned	 mtqp_max_sessions;	/* concurrent MTQP sessions */
+	/* mtqp_auth_failures = N per DURATION: failed TRACKs per client address */
+	unsigned	 mtqp_auth_failures;
+	unsigned	 mtqp_auth_failures_window;	/* seconds */
+	int		 mtqp_chaining;		/* query next hops ourselves */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

@@ -5,8 +5,9 @@
  * Owns: the order of start-up (config and the checks of `user`, log,
  *       spool + lock, sockets as root, drop to `user`, the control
  *       socket when its directory is the user's, event base, workers,
- *       password checkers, queue, listeners) and of the graceful stop
- *       (control, sessions, password checkers, workers, queue, loop).
+ *       password checkers, queue, listeners: SMTP, then MTQP) and of the
+ *       graceful stop (control, MTQP sessions closed at once, SMTP
+ *       sessions, password checkers, workers, queue, loop).
  * Root: never acts by name inside a directory the user can write (the
  *       spool, the user's control directory): fds, O_NOFOLLOW, fchown.
  * Not here: SMTP sessions, the control protocol, the queue, delivery.
@@ -16,8 +17,8 @@
  *        SIGHUP with the embedded default configuration reloads nothing.
  * Reload: every configuration ever loaded stays alive until exit (they are
  *        small), because sessions and deliveries keep pointers into the one
- *        they started with; keys that need a restart (listen, spool, user,
- *        control, mailbox_root, workers) keep their old values.
+ *        they started with; keys that need a restart (listen, mtqp, spool,
+ *        user, control, mailbox_root, workers) keep their old values.
  * Policy: the `policy` file is parsed here (queue_policy_load) into the
  *        configuration's policy_table, at start, with -n and on SIGHUP; a
  *        file with an error stops the start (exit 1) or fails the reload,
@@ -47,6 +48,7 @@
 #include "queue/queue.h"
 #include "delivery/delivery.h"
 #include "smtpd/smtpd_int.h"
+#include "track/track.h"
 
 #define ERRLEN	1024
 
@@ -308,6 +310,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("waymarkd stopping (%s): %zu session(s) open",
 	    sig == SIGINT ? "SIGINT" : "SIGTERM", smtpd_server_sessions());
 	smtpd_control_stop();
+	trk_server_stop();
 	smtpd_server_stop(stop_done);
 }
 
@@ -320,16 +323,23 @@ str_differs(const char *a, const char *b)
 }
 
 static int
-listen_differs(const struct config *a, const struct config *b)
+addrs_differ(const struct cfg_addr *a, size_t na, const struct cfg_addr *b,
+    size_t nb)
 {
 	size_t	i;
 
-	if (a->nlisten != b->nlisten)
+	if (na != nb)
 		return 1;
-	for (i = 0; i < a->nlisten; i++)
-		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+	for (i = 0; i < na; i++)
+		if (strcmp(a[i].text, b[i].text) != 0)
 			return 1;
 	return 0;
+}
+
+static int
+listen_differs(const struct config *a, const struct config *b)
+{
+	return addrs_differ(a->listen, a->nlisten, b->listen, b->nlisten);
 }
 
 #define SWAP(T, x, y)	do { T t_ = (x); (x) = (y); (y) = t_; } while (0)
@@ -389,6 +399,11 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		SWAP(struct cfg_addr *, o->listen, n->listen);
 		SWAP(size_t, o->nlisten, n->nlisten);
 	}
+	if (addrs_differ(o->mtqp, o->nmtqp, n->mtqp, n->nmtqp)) {
+		CHANGED("mtqp");
+		SWAP(struct cfg_addr *, o->mtqp, n->mtqp);
+		SWAP(size_t, o->nmtqp, n->nmtqp);
+	}
 	if (str_differs(o->spool, n->spool)) {
 		CHANGED("spool");
 		SWAP(char *, o->spool, n->spool);
@@ -422,6 +437,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	cfg_keep_add(n);
 	g.cfg = n;
 	smtpd_server_reload(n);
+	trk_server_reload(n);
 	queue_reload(n);
 	dlv_reload(n);
 	dlv_remote_reload(n);
@@ -565,6 +581,8 @@ main(int argc, char *argv[])
 	close(spoolfd);
 	if (smtpd_server_bind(g.cfg, err, sizeof(err)) == -1)
 		die("%s", err);
+	if (trk_server_bind(g.cfg, err, sizeof(err)) == -1)
+		die("%s", err);
 	if (smtpd_control_bind(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (dlv_init(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
@@ -584,6 +602,8 @@ main(int argc, char *argv[])
 	if (queue_init(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (smtpd_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
+		die("%s", err);
+	if (trk_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (smtpd_control_start(g.base) == -1)
 		die("cannot start the control socket %s", g.cfg->control);

@@ -1,10 +1,10 @@
 #include "config.h"
 /*
  * smtpd_tls.c - STARTTLS for the SMTP server.
- * Owns: the server SSL_CTX (tls_cert + tls_key, TLS 1.2 or later),
- *       replacing it on reload, the switch of a session to a
- *       bufferevent_openssl filter once the "220 Ready to start TLS" has
- *       been flushed, and the reset after the handshake.
+ * Owns: the server SSL_CTX (made by common/tlsctx.c from tls_cert +
+ *       tls_key, TLS 1.2 or later), replacing it on reload, the switch
+ *       of a session to a bufferevent_openssl filter once the "220 Ready
+ *       to start TLS" has been flushed, and the reset after the handshake.
  * Invariants: input buffered before the handshake (pipelined after
  *       STARTTLS) is dropped, never interpreted; after the handshake every
  *       SMTP state is discarded (RFC 3207 4.2) and STARTTLS is no longer
@@ -27,64 +27,28 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/tlsctx.h"
 #include "smtpd/smtpd_session.h"
 
 static SSL_CTX *tls_ctx;
-
-/* tls_errstr - the oldest queued OpenSSL error as text */
-static const char *
-tls_errstr(unsigned long e, char *buf, size_t len)
-{
-	if (e == 0)
-		return "unknown error";
-	ERR_error_string_n(e, buf, len);
-	return buf;
-}
 
 /* smtpd_tls_init - (re)build the context; the old one stays on error */
 int
 smtpd_tls_init(const struct config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX	*ctx;
-	char	 ebuf[256];
 
 	if (cfg->tls_cert == NULL || cfg->tls_key == NULL ||
 	    cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
 		smtpd_tls_free();
 		return 0;
 	}
-	ERR_clear_error();
-	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-		snprintf(err, errlen, "TLS: SSL_CTX_new: %s",
-		    tls_errstr(ERR_get_error(), ebuf, sizeof(ebuf)));
+	if ((ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err,
+	    errlen)) == NULL)
 		return -1;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
-	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		snprintf(err, errlen, "tls_cert %s: %s", cfg->tls_cert,
-		    tls_errstr(ERR_get_error(), ebuf, sizeof(ebuf)));
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key,
-		    tls_errstr(ERR_get_error(), ebuf, sizeof(ebuf)));
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "tls_key %s does not match tls_cert %s",
-		    cfg->tls_key, cfg->tls_cert);
-		goto fail;
-	}
 	smtpd_tls_free();
 	tls_ctx = ctx;
 	return 0;
-fail:
-	SSL_CTX_free(ctx);
-	return -1;
 }
 
 /* smtpd_tls_free - drop the context (sessions keep their reference) */

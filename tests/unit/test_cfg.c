@@ -188,6 +188,18 @@ static const struct err_case err_cases[] = {
 	  ":1: auth_failures: \"0\" below minimum 1s" },
 	{ "rate repeated", "auth_failures = 5 per 10m\nauth_failures = 3 per 1m\n",
 	  ":2: auth_failures: repeated" },
+	{ "mtqp timeout under 10m", "max_size = 1m\nmtqp_timeout = 599\n",
+	  ":2: mtqp_timeout: must be at least 10m (RFC 3887 2.4)" },
+	{ "mtqp timeout zero", "mtqp_timeout = 0\n",
+	  ":1: mtqp_timeout: must be at least 10m (RFC 3887 2.4)" },
+	{ "mtqp require tls without cert", "mtqp = 127.0.0.1\nmtqp_require_tls = yes\n",
+	  ":2: mtqp_require_tls: needs tls_cert and tls_key" },
+	{ "mtqp sessions zero", "mtqp_max_sessions = 0\n",
+	  ":1: mtqp_max_sessions: \"0\" below minimum 1" },
+	{ "mtqp rate zero", "mtqp_auth_failures = 0 per 1h\n",
+	  ":1: mtqp_auth_failures: \"0\" below minimum 1" },
+	{ "mtqp chaining bad", "mtqp_chaining = maybe\n",
+	  ":1: mtqp_chaining: invalid boolean \"maybe\" (yes or no)" },
 };
 
 static void
@@ -1012,6 +1024,8 @@ static const char *const all_keys[] = {
 	"submission_plaintext_auth",
 	"auth_failures",
 	"client_limit_exceptions",
+	"mtqp_require_tls", "mtqp_timeout", "mtqp_max_sessions",
+	"mtqp_auth_failures", "mtqp_chaining",
 };
 
 static const char *const print_lines[] = {
@@ -1036,6 +1050,11 @@ static const char *const print_lines[] = {
 	"user = waymark\n",
 	"allow_shared_user = no\n",
 	"auth_failures = 5 per 10m\n",
+	"mtqp_require_tls = no\n",
+	"mtqp_timeout = 10m\n",
+	"mtqp_max_sessions = 50\n",
+	"mtqp_auth_failures = 10 per 1h\n",
+	"mtqp_chaining = no\n",
 };
 
 static void
