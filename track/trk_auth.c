@@ -9,6 +9,8 @@
  *       cursor is open), the constant-time compare (CRYPTO_memcmp) with
  *       each candidate's stored certifier, expiry, and the failure
  *       table of mtqp_auth_failures (common/failtab.c, no exceptions).
+ *       At most CAND_MAX (1024) messages with one ENVID are checked, in
+ *       the index's order (the oldest first).
  * Privacy (RFC 3888 4): ENVIDs are chosen by senders, so any of several
  *       messages may carry one: only a message whose certifier matches
  *       is ever reported.  The SHA-1 and at least one compare (with a

@@ -307,7 +307,7 @@ cmd_track(struct trk_session *s, const char *arg, size_t len)
 	char			 envid[ESMTP_ENVID_MAX + 1];
 	const char		*p = arg, *end = arg + len, *etok, *stok, *x;
 	size_t			 elen, slen;
-	int			 alen;
+	int			 alen, rc;
 
 	elen = next_token(&p, end, &etok);
 	slen = next_token(&p, end, &stok);
@@ -328,9 +328,9 @@ cmd_track(struct trk_session *s, const char *arg, size_t len)
 		    "first");
 		return CMD_FAIL;
 	}
-	if (trk_answer_start(s, envid, a, (size_t)alen) == -1)
-		return CMD_FAIL;
-	return CMD_OK;
+	rc = trk_answer_start(s, envid, a, (size_t)alen);
+	explicit_bzero(a, sizeof(a));
+	return rc == -1 ? CMD_FAIL : CMD_OK;
 }
 
 /* check_name - STARTTLS's parameter: a host name ("mtqp.example.com",

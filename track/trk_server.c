@@ -653,8 +653,10 @@ process(struct trk_session *s)
 		s->wait_since = trk_now_ms();	/* any command resets it */
 		if (n == -2)
 			trk_cmd_overlong(s);
-		else
+		else {
 			trk_cmd_dispatch(s, line, (size_t)n);
+			explicit_bzero(line, (size_t)n);  /* TRACK's secret */
+		}
 	}
 	/* all buffered input used: a half-closed client is done */
 	if (s->peer_eof)
