@@ -5,9 +5,12 @@ Binaries: $WAYMARK_PREFIX/sbin/waymarkd and $WAYMARK_PREFIX/bin/waymark, or the
 repository's build/ directory when WAYMARK_PREFIX is unset.
 
 Fixtures:
-  daemon_factory(config=None, start=True, precreate=False, wrapper=None, env=None)
+  daemon_factory(config=None, start=True, precreate=False, wrapper=None, env=None,
+                 addr="127.0.0.1", port=None)
       -> Daemon: a waymarkd in its own temp dir (mkdtemp under /tmp, mode 0755)
-      with a config on a free 127.0.0.1 port.  At teardown every daemon gets
+      with a config on a free 127.0.0.1 port; addr and port put its `listen`
+      (and the harness's own connections) elsewhere, e.g. several daemons on
+      one port, each on its own 127.0.0.N.  At teardown every daemon gets
       SIGTERM, must exit 0 within 10 s, and its log must hold no sanitizer
       report ("AddressSanitizer", "LeakSanitizer", "runtime error:").
   daemon -> a started Daemon with the base configuration.
@@ -297,10 +300,11 @@ class Daemon:
     """One waymarkd in its own temp dir."""
 
     def __init__(self, config=None, precreate=False, wrapper=None, env=None,
-                 raw_config=None):
+                 raw_config=None, addr="127.0.0.1", port=None):
         self.dir = tempfile.mkdtemp(prefix="waymark-it-", dir="/tmp")
         os.chmod(self.dir, 0o755)
-        self.port = free_port()
+        self.addr = addr
+        self.port = port or free_port()
         self.conf = os.path.join(self.dir, "waymark.conf")
         self.spool = os.path.join(self.dir, "spool")
         self.mail = os.path.join(self.dir, "mail")
@@ -312,7 +316,7 @@ class Daemon:
         self.proc = None
         self.starts = 0
         self.config = {
-            "listen": "127.0.0.1:%d" % self.port,
+            "listen": "%s:%d" % (self.addr, self.port),
             "spool": self.spool,
             "mailbox_root": self.mail,
             "control": self.control,
@@ -380,7 +384,7 @@ class Daemon:
                 raise DaemonError("waymarkd exited with status %s during start-up:\n%s"
                                   % (self.proc.returncode, self.log_text()[-5000:]))
             try:
-                with SMTPConn(self.port, timeout=5) as c:
+                with SMTPConn(self.port, host=self.addr, timeout=5) as c:
                     if c.greeting.code == 220:
                         c.cmd("QUIT")
                         c.expect_eof(5)
@@ -446,11 +450,12 @@ class Daemon:
 
     # -- clients
     def connect(self, **kw):
+        kw.setdefault("host", self.addr)
         return SMTPConn(self.port, **kw)
 
     def smtplib(self, timeout=30):
         import smtplib
-        return smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.test",
+        return smtplib.SMTP(self.addr, self.port, local_hostname="client.test",
                             timeout=timeout)
 
     def cli(self, *args, check=None, timeout=60):
