@@ -13,6 +13,13 @@
  * ends, parts of other types skipped, each part's raw text reassembled
  * into an equal answer (what a chaining server does), and refused bodies.
  * Tables of {name, input, want}; failures say "got X, want Y".
+ * The client itself (track/trk_client.c) against a scripted server on
+ * the same event loop (127.0.0.1, port 0): an answer dot-unstuffed, the
+ * TRACK line (ENVID as xtext) and QUIT, the callback never inside
+ * trk_query_start, -ERR/noinfo, a refused connection, an SMTP greeting,
+ * a refused STARTTLS ("required": TRACK never sent), the query's deadline,
+ * trk_query_cancel, trk_client_free with a DNS query in flight (ASan
+ * checks that everything is freed).
  */
 
 #include <setjmp.h>
@@ -25,6 +32,16 @@
 #include <time.h>
 
 #include <cmocka.h>
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 
 #include "common/buf.h"
 #include "common/util.h"
@@ -749,6 +766,486 @@ test_result_names(void **state)
 	assert_string_equal(trk_result_name(TRK_ERROR), "error");
 }
 
+
+/* ---- the client against a scripted server on the same loop ---- */
+
+#define FAKE_MAX	8
+
+struct fake {
+	struct event_base	*base;
+	struct evconnlistener	*l;
+	unsigned		 port;
+	const char		*greeting;	/* NULL: silent */
+	const char		*starttls_reply;
+	const char		*track_reply;
+	struct bufferevent	*bev[FAKE_MAX];
+	size_t			 nbev;
+	int			 nconn, ntrack, nquit, nstarttls;
+	char			 track_line[256];
+	int			 pending;	/* events until loopexit */
+	/* the answer */
+	int			 calls, in_start;
+	struct trk_answer	 a;
+	char			 body[4096], server[80], error[512];
+	struct trk_query	*q;
+	struct event		*cancel_ev;
+};
+
+/* fake_event - one awaited event happened */
+static void
+fake_event(struct fake *f)
+{
+	if (--f->pending == 0)
+		event_base_loopexit(f->base, NULL);
+}
+
+static void
+fake_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct fake	*f = arg;
+	char		*line;
+	size_t		 n;
+
+	while ((line = evbuffer_readln(bufferevent_get_input(bev), &n,
+	    EVBUFFER_EOL_CRLF)) != NULL) {
+		if (strncmp(line, "TRACK ", 6) == 0) {
+			f->ntrack++;
+			snprintf(f->track_line, sizeof(f->track_line), "%s",
+			    line);
+			bufferevent_write(bev, f->track_reply,
+			    strlen(f->track_reply));
+		} else if (strncmp(line, "STARTTLS ", 9) == 0) {
+			f->nstarttls++;
+			bufferevent_write(bev, f->starttls_reply,
+			    strlen(f->starttls_reply));
+		} else if (strcmp(line, "QUIT") == 0) {
+			f->nquit++;
+			bufferevent_write(bev, "+OK Bye\r\n", 9);
+			fake_event(f);
+		} else
+			bufferevent_write(bev, "-BAD Unrecognized command\r\n",
+			    27);
+		free(line);
+	}
+}
+
+static void
+fake_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	(void)arg;		/* the client closed: freed at the end */
+}
+
+static void
+fake_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct fake		*f = arg;
+	struct bufferevent	*bev;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	f->nconn++;
+	if (f->nbev >= FAKE_MAX || (bev = bufferevent_socket_new(f->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		close(fd);
+		return;
+	}
+	f->bev[f->nbev++] = bev;
+	bufferevent_setcb(bev, fake_read_cb, NULL, fake_event_cb, f);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (f->greeting != NULL)
+		bufferevent_write(bev, f->greeting, strlen(f->greeting));
+}
+
+/* fake_start - listen on 127.0.0.1, any port */
+static void
+fake_start(struct fake *f, struct event_base *base)
+{
+	struct sockaddr_in	sin;
+	socklen_t		len = sizeof(sin);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->base = base;
+	assert_non_null(f->l = evconnlistener_new_bind(base, fake_accept_cb,
+	    f, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+	    (struct sockaddr *)&sin, sizeof(sin)));
+	assert_int_equal(getsockname(evconnlistener_get_fd(f->l),
+	    (struct sockaddr *)&sin, &len), 0);
+	f->port = ntohs(sin.sin_port);
+}
+
+static void
+fake_free(struct fake *f)
+{
+	size_t	i;
+
+	for (i = 0; i < f->nbev; i++)
+		bufferevent_free(f->bev[i]);
+	if (f->l != NULL)
+		evconnlistener_free(f->l);
+}
+
+/* answer_cb - record the answer (copies: valid during the call only) */
+static void
+answer_cb(void *arg, const struct trk_answer *a)
+{
+	struct fake	*f = arg;
+
+	if (f->in_start)
+		fail_msg("called back inside trk_query_start");
+	f->calls++;
+	f->a = *a;
+	snprintf(f->server, sizeof(f->server), "%s", a->server);
+	snprintf(f->error, sizeof(f->error), "%s", a->error);
+	f->a.server = f->server;
+	f->a.error = f->error;
+	f->a.host = NULL;
+	f->body[0] = '\0';
+	if (a->body != NULL) {
+		assert_true(a->bodylen < sizeof(f->body));
+		memcpy(f->body, a->body, a->bodylen);
+		f->body[a->bodylen] = '\0';
+	}
+	f->a.body = f->body;
+	fake_event(f);
+}
+
+/* safety_cb - a test that hangs fails instead */
+static void
+safety_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	fail_msg("the loop did not finish within 20 s");
+}
+
+/*
+ * run_query - one query to host:port (the fake when port is 0 and
+ * use_fake), waiting for `pending` events; the client is freed after.
+ */
+static void
+run_query(struct fake *f, const char *host, unsigned port, long timeout_ms,
+    int pending)
+{
+	struct event_base	*base;
+	struct trk_client	*c;
+	struct trk_client_opts	 o;
+	struct trk_request	 rq;
+	struct event		*safety;
+	struct timeval		 tv = { 20, 0 };
+	char			 err[256];
+
+	assert_non_null(base = event_base_new());
+	fake_start(f, base);
+	memset(&o, 0, sizeof(o));
+	o.tls_verify = 1;
+	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
+	memset(&rq, 0, sizeof(rq));
+	rq.host = host;
+	rq.port = port != 0 ? port : f->port;
+	rq.envid = "id+1=x@client.test";
+	rq.secret = "YWJjZGVmZ2gK";
+	rq.timeout_ms = timeout_ms;
+	f->pending = pending;
+	f->in_start = 1;
+	assert_non_null(f->q = trk_query_start(c, &rq, answer_cb, f));
+	f->in_start = 0;
+	assert_non_null(safety = evtimer_new(base, safety_cb, NULL));
+	evtimer_add(safety, &tv);
+	assert_int_equal(event_base_dispatch(base), 0);
+	event_free(safety);
+	trk_client_free(c);
+	fake_free(f);
+	event_base_free(base);
+}
+
+static void
+test_query_ok(void **state)
+{
+	static const char want[] = "Content-Type: multipart/related; "
+	    "boundary=b\r\n.Dot-Stuffed-Header: x\r\n\r\n.\r\n--b\r\n"
+	    "Content-Type: message/tracking-status\r\n\r\n"
+	    "Original-Envelope-Id: id+1=x@client.test\r\n--b--\r\n";
+	struct fake	f;
+	char		srv[80];
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	f.greeting = "+OK+/MTQP fake ready\r\nvnd.test.x with\r\n a "
+	    "continuation\r\n.\r\n";
+	f.track_reply = "+OK+ Tracking information follows\r\n"
+	    "Content-Type: multipart/related; boundary=b\r\n"
+	    "..Dot-Stuffed-Header: x\r\n\r\n..\r\n--b\r\n"
+	    "Content-Type: message/tracking-status\r\n\r\n"
+	    "Original-Envelope-Id: id+1=x@client.test\r\n--b--\r\n.\r\n";
+	run_query(&f, "127.0.0.1", 0, 0, 2);	/* the answer, QUIT */
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.a.result, TRK_OK);
+	assert_string_equal(f.body, want);
+	snprintf(srv, sizeof(srv), "127.0.0.1:%u", f.port);
+	assert_string_equal(f.server, srv);
+	assert_false(f.a.tls);
+	assert_string_equal(f.error, "");
+	assert_string_equal(f.track_line,
+	    "TRACK id+2B1+3Dx@client.test YWJjZGVmZ2gK");
+	assert_int_equal(f.nquit, 1);
+	assert_int_equal(f.nstarttls, 0);
+}
+
+static void
+test_query_noinfo(void **state)
+{
+	struct fake	f;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	f.greeting = "+OK/MTQP fake ready\r\n";
+	f.track_reply = "-ERR/noinfo No tracking information available\r\n";
+	run_query(&f, "127.0.0.1", 0, 0, 2);
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.a.result, TRK_NOINFO);
+	assert_non_null(strstr(f.error, "-ERR/noinfo"));
+	assert_int_equal(f.nquit, 1);
+}
+
+static void
+test_query_not_mtqp(void **state)
+{
+	struct fake	f;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	f.greeting = "220 mx.test ESMTP ready\r\n";
+	run_query(&f, "127.0.0.1", 0, 0, 1);
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.a.result, TRK_NOT_MTQP);
+	assert_int_equal(f.ntrack, 0);
+}
+
+static void
+test_query_starttls_refused(void **state)
+{
+	struct fake	f;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	f.greeting = "+OK+/MTQP fake ready\r\nSTARTTLS required\r\n.\r\n";
+	f.starttls_reply = "-BAD/unsupported STARTTLS not available\r\n";
+	f.track_reply = "+OK+ x\r\n.\r\n";
+	run_query(&f, "127.0.0.1", 0, 0, 2);	/* the answer, QUIT */
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.a.result, TRK_TLS_FAILED);
+	assert_int_equal(f.nstarttls, 1);
+	assert_int_equal(f.ntrack, 0);		/* never in clear */
+}
+
+static void
+test_query_refused(void **state)
+{
+	struct fake	f;
+	int		fd;
+	struct sockaddr_in sin;
+	socklen_t	len = sizeof(sin);
+	unsigned	port;
+
+	(void)state;
+	/* a port nobody listens on: bound, never listening */
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	memset(&f, 0, sizeof(f));
+	run_query(&f, "127.0.0.1", port, 0, 1);
+	close(fd);
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.a.result, TRK_UNREACHABLE);
+	assert_string_equal(f.server, "");
+	assert_non_null(strstr(f.error, "refused"));
+}
+
+static void
+test_query_deadline(void **state)
+{
+	struct fake	f;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	f.greeting = NULL;			/* connects, never greets */
+	run_query(&f, "127.0.0.1", 0, 200, 1);
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.a.result, TRK_ERROR);
+	assert_non_null(strstr(f.error, "no response"));
+	assert_int_equal(f.nconn, 1);
+}
+
+/* cancel_cb - cancel the query once the fake has the connection */
+static void
+cancel_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake	*f = arg;
+
+	(void)fd;
+	(void)what;
+	if (f->nconn == 0) {
+		struct timeval tv = { 0, 10000 };
+
+		evtimer_add(f->cancel_ev, &tv);
+		return;
+	}
+	trk_query_cancel(f->q);
+	event_base_loopexit(f->base, NULL);
+}
+
+static void
+test_query_cancel(void **state)
+{
+	struct event_base	*base;
+	struct trk_client	*c;
+	struct trk_client_opts	 o;
+	struct trk_request	 rq;
+	struct fake		 f;
+	struct timeval		 tv = { 0, 10000 };
+	char			 err[256];
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	assert_non_null(base = event_base_new());
+	fake_start(&f, base);
+	memset(&o, 0, sizeof(o));
+	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
+	memset(&rq, 0, sizeof(rq));
+	rq.host = "127.0.0.1";
+	rq.port = f.port;
+	rq.envid = "e@x.test";
+	rq.secret = "YWJj";
+	assert_non_null(f.q = trk_query_start(c, &rq, answer_cb, &f));
+	assert_non_null(f.cancel_ev = evtimer_new(base, cancel_cb, &f));
+	evtimer_add(f.cancel_ev, &tv);
+	assert_int_equal(event_base_dispatch(base), 0);
+	assert_int_equal(f.calls, 0);		/* never called back */
+	/* the loop has nothing of the query left: it ends by itself */
+	fake_free(&f);
+	f.l = NULL;
+	f.nbev = 0;
+	assert_int_equal(event_base_dispatch(base), 1);
+	event_free(f.cancel_ev);
+	trk_client_free(c);
+	event_base_free(base);
+}
+
+/* free_cb - free the client with its DNS query in flight */
+static void
+free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct trk_client	**c = arg;
+
+	(void)fd;
+	(void)what;
+	trk_client_free(*c);
+	*c = NULL;
+}
+
+static void
+test_client_free_in_flight(void **state)
+{
+	struct event_base	*base;
+	struct trk_client	*c;
+	struct trk_client_opts	 o;
+	struct trk_request	 rq;
+	struct sockaddr_in	 sin;
+	socklen_t		 len = sizeof(sin);
+	struct event		*ev;
+	struct timeval		 tv = { 0, 50000 };
+	char			 err[256], dns[64];
+	char			*servers[1] = { dns };
+	struct fake		 f;
+	int			 ufd;
+
+	(void)state;
+	/* a DNS server that never answers: a bound UDP socket */
+	assert_true((ufd = socket(AF_INET, SOCK_DGRAM, 0)) >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(ufd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(ufd, (struct sockaddr *)&sin, &len), 0);
+	snprintf(dns, sizeof(dns), "127.0.0.1:%u", ntohs(sin.sin_port));
+	assert_non_null(base = event_base_new());
+	memset(&o, 0, sizeof(o));
+	o.dns = servers;
+	o.ndns = 1;
+	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
+	memset(&rq, 0, sizeof(rq));
+	memset(&f, 0, sizeof(f));
+	rq.host = "mx.b.test";			/* SRV first: in flight */
+	rq.envid = "e@x.test";
+	rq.secret = "YWJj";
+	assert_non_null(trk_query_start(c, &rq, answer_cb, &f));
+	assert_non_null(ev = evtimer_new(base, free_cb, &c));
+	evtimer_add(ev, &tv);
+	assert_int_equal(event_base_dispatch(base), 1);	/* nothing left */
+	assert_null(c);
+	assert_int_equal(f.calls, 0);
+	event_free(ev);
+	event_base_free(base);
+	close(ufd);
+}
+
+/* bad requests are refused at once */
+static void
+test_query_bad_args(void **state)
+{
+	static const struct {
+		const char	*host, *envid, *secret;
+	} t[] = {
+		{ "", "e@x", "YWJj" },
+		{ "a b", "e@x", "YWJj" },
+		{ "a\r\nTRACK", "e@x", "YWJj" },
+		{ "a.test", "", "YWJj" },
+		{ "a.test", "e@x", "YW Jj" },
+		{ "a.test", "e@x", "YWJj\r\nQUIT" },
+		{ "a.test", "e@x", "" },
+	};
+	struct event_base	*base;
+	struct trk_client	*c;
+	struct trk_client_opts	 o;
+	struct trk_request	 rq;
+	struct fake		 f;
+	char			 err[256];
+	size_t			 i;
+
+	(void)state;
+	assert_non_null(base = event_base_new());
+	memset(&o, 0, sizeof(o));
+	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&rq, 0, sizeof(rq));
+		rq.host = t[i].host;
+		rq.envid = t[i].envid;
+		rq.secret = t[i].secret;
+		if (trk_query_start(c, &rq, answer_cb, &f) != NULL)
+			fail_msg("host \"%s\" envid \"%s\" secret \"%s\": "
+			    "accepted", t[i].host, t[i].envid, t[i].secret);
+	}
+	trk_client_free(c);
+	event_base_free(base);
+	/* an unreadable CA file */
+	memset(&o, 0, sizeof(o));
+	o.ca_file = "/nonexistent/ca.pem";
+	assert_null(trk_client_new((struct event_base *)1, &o, err,
+	    sizeof(err)));
+	assert_non_null(strstr(err, "/nonexistent/ca.pem"));
+}
+
 int
 main(void)
 {
@@ -767,6 +1264,15 @@ main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_bounded_input),
 		cmocka_unit_test(test_result_names),
+		cmocka_unit_test(test_query_ok),
+		cmocka_unit_test(test_query_noinfo),
+		cmocka_unit_test(test_query_not_mtqp),
+		cmocka_unit_test(test_query_starttls_refused),
+		cmocka_unit_test(test_query_refused),
+		cmocka_unit_test(test_query_deadline),
+		cmocka_unit_test(test_query_cancel),
+		cmocka_unit_test(test_client_free_in_flight),
+		cmocka_unit_test(test_query_bad_args),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
