@@ -1061,7 +1061,7 @@ track_run(const struct config *cfg, const struct track_opts *o)
 
 		failed_hop_text(&w.hops[0], f, sizeof(f));
 		if (w.hops[0].server != NULL && w.hops[0].result != TRK_NOT_MTQP)
-			terr("%s [%s]", f, w.hops[0].server);
+			terr("%s; server %s", f, w.hops[0].server);
 		else
 			terr("%s", f);
 	}
