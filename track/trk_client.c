@@ -2,13 +2,9 @@
 /*
  * trk_client.c - the MTQP client (RFC 3887): one TRACK query per
  * struct trk_query, on the caller's libevent loop, never blocking.
- * Owns: a c-ares channel per struct trk_client (servers from `dns`, else
- *       resolv.conf; one libevent event per c-ares socket and one timer,
- *       as delivery/dlv_dns.c does it, whose server parser is copied here
- *       so that delivery/ keeps its single channel), the client SSL_CTX,
- *       and every query in flight: SRV _mtqp._tcp.HOST in RFC 2782 order
- *       (priority, then weighted random), else A/AAAA of HOST on port 1038
- *       (RFC 3887 2.1; IPv4 first); connect (30 s per address, next one on
+ * Owns: the client SSL_CTX and every query in flight, from its start
+ *       (the names resolved by trk_dns.c: SRV _mtqp._tcp.HOST, else HOST
+ *       on port 1038) to its end: connect (30 s per address, next one on
  *       failure); the greeting (+OK/MTQP, or +OK+/MTQP and its option
  *       lines up to "."); STARTTLS HOST when offered, TLS 1.2 or later,
  *       verified against the CA file or the system CAs and the name asked
@@ -34,7 +30,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <arpa/nameser.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,7 +37,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <ares.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -56,263 +50,13 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/syntax.h"
-#include "track/trk_client.h"
+#include "track/trk_int.h"
 
-#define DNS_TIMEOUT_MS	3000		/* per try */
-#define DNS_TRIES	3
-#define MAX_TARGETS	16		/* SRV records used */
-#define MAX_ADDRS	16		/* addresses per target */
 #define QUIT_LINGER	5		/* s to wait for the QUIT reply */
-#define HOST_MAX	256
 #define SECRET_MAX	512		/* base64 of A */
 
-struct trk_sock {
-	struct trk_sock	*next;
-	ares_socket_t	 fd;
-	struct event	*ev;
-};
-
-struct trk_client {
-	struct event_base	*base;
-	ares_channel		 chan;
-	int			 chan_up;
-	struct event		*dns_timer;
-	struct trk_sock		*socks;
-	int			 nlookups;	/* c-ares queries in flight */
-	SSL_CTX			*ssl;
-	int			 verify;
-	int			 connect_to, response_to;
-	struct trk_query	*queries;
-};
-
-enum qstate {
-	Q_SRV,		/* waiting for the SRV answer */
-	Q_ADDR,		/* waiting for A/AAAA of a target */
-	Q_CONNECT,	/* TCP connect in progress */
-	Q_GREETING,	/* the greeting's first line */
-	Q_OPTIONS,	/* the option lines of a +OK+ greeting */
-	Q_STARTTLS,	/* the reply to STARTTLS */
-	Q_TLS,		/* the handshake */
-	Q_TRACK,	/* the reply to TRACK */
-	Q_DATA,		/* the data lines of +OK+ */
-	Q_QUIT,		/* answered; the reply to QUIT */
-	Q_DONE		/* nothing in progress */
-};
-
-struct target {
-	char		name[HOST_MAX];
-	unsigned	port;
-};
-
-struct trk_query {
-	struct trk_query	*next, **prevp;
-	struct trk_client	*c;
-	trk_answer_fn		 cb;
-	void			*arg;
-	enum qstate		 state;
-	char			 host[HOST_MAX];	/* the name asked */
-	char			 tlsname[HOST_MAX];	/* STARTTLS, TLS name */
-	int			 literal;	/* tlsname is an address */
-	unsigned		 port;		/* 0: SRV */
-	char			*track;		/* "TRACK x s\r\n" */
-	struct timeval		 deadline;
-	int			 has_deadline;
-	int			 pending;	/* c-ares callbacks to come */
-	struct target		 targets[MAX_TARGETS];
-	size_t			 ntargets, tcur;
-	struct sockaddr_storage	 addrs[MAX_ADDRS];
-	socklen_t		 alens[MAX_ADDRS];
-	size_t			 naddrs, acur;
-	struct bufferevent	*bev;
-	struct event		*tmo;
-	struct event		*done_ev;
-	int			 tls;
-	int			 starttls;	/* offered: 1, required: 2 */
-	int			 answered;	/* result set */
-	int			 dead;		/* delivered or cancelled */
-	enum trk_result		 result;
-	char			 server[80];
-	char			 error[512];
-	char			 lasterr[256];	/* last DNS/connect failure */
-	struct buf		 body;
-};
-
-static void	dns_reschedule(struct trk_client *c);
-static void	q_finish(struct trk_query *q, enum trk_result r, int quit,
-		    const char *fmt, ...) WM_PRINTF(4, 5);
-static void	q_next_target(struct trk_query *q);
-static void	q_try_connect(struct trk_query *q);
-static void	q_maybe_free(struct trk_query *q);
 static void	q_read_cb(struct bufferevent *bev, void *arg);
 static void	q_event_cb(struct bufferevent *bev, short what, void *arg);
-
-/* ---------------------------------------------------------------- loop glue */
-
-/* dns_io_cb - a c-ares socket is readable or writable */
-static void
-dns_io_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct trk_client	*c = arg;
-
-	ares_process_fd(c->chan,
-	    (what & EV_READ) ? (ares_socket_t)fd : ARES_SOCKET_BAD,
-	    (what & EV_WRITE) ? (ares_socket_t)fd : ARES_SOCKET_BAD);
-	dns_reschedule(c);
-}
-
-/* dns_timer_cb - c-ares timeouts and retransmissions */
-static void
-dns_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct trk_client	*c = arg;
-
-	(void)fd;
-	(void)what;
-	ares_process_fd(c->chan, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	dns_reschedule(c);
-}
-
-/* dns_reschedule - arm the timer for c-ares' next timeout */
-static void
-dns_reschedule(struct trk_client *c)
-{
-	struct timeval	 maxtv = { 60, 0 }, tv, *tvp;
-
-	if (!c->chan_up || c->dns_timer == NULL)
-		return;
-	if (c->nlookups <= 0) {
-		evtimer_del(c->dns_timer);
-		return;
-	}
-	tvp = ares_timeout(c->chan, &maxtv, &tv);
-	if (tvp == NULL)
-		tvp = &maxtv;
-	evtimer_add(c->dns_timer, tvp);
-}
-
-/* dns_sock_state_cb - c-ares opens, changes or closes a socket */
-static void
-dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
-{
-	struct trk_client	*c = data;
-	struct trk_sock		**pp, *s;
-	short			  what;
-
-	for (pp = &c->socks; *pp != NULL; pp = &(*pp)->next)
-		if ((*pp)->fd == fd)
-			break;
-	s = *pp;
-	if (!readable && !writable) {
-		if (s != NULL) {
-			*pp = s->next;
-			event_free(s->ev);
-			free(s);
-		}
-		return;
-	}
-	what = (short)(EV_PERSIST | (readable ? EV_READ : 0) |
-	    (writable ? EV_WRITE : 0));
-	if (s == NULL) {
-		if ((s = calloc(1, sizeof(*s))) == NULL)
-			return;		/* c-ares times the query out */
-		s->fd = fd;
-		s->next = c->socks;
-		c->socks = s;
-	} else {
-		event_free(s->ev);
-		s->ev = NULL;
-	}
-	if ((s->ev = event_new(c->base, fd, what, dns_io_cb, c)) == NULL ||
-	    event_add(s->ev, NULL) == -1) {
-		if (s->ev != NULL)
-			event_free(s->ev);
-		for (pp = &c->socks; *pp != s; pp = &(*pp)->next)
-			;
-		*pp = s->next;
-		free(s);
-	}
-}
-
-/* dns_parse_server - "ADDR", "ADDR:PORT", "[v6]", "[v6]:PORT", bare v6
- * (the same syntax as delivery/dlv_dns.c's) */
-static int
-dns_parse_server(const char *s, struct ares_addr_port_node *n)
-{
-	char		 host[64];
-	const char	*port = NULL, *end;
-	size_t		 len;
-	char		*ep;
-	long		 p = 53;
-
-	memset(n, 0, sizeof(*n));
-	if (s[0] == '[') {
-		if ((end = strchr(s, ']')) == NULL)
-			return -1;
-		len = (size_t)(end - s - 1);
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			return -1;
-	} else if ((end = strchr(s, ':')) != NULL &&
-	    strchr(end + 1, ':') == NULL) {
-		len = (size_t)(end - s);
-		port = end + 1;
-	} else
-		len = strlen(s);
-	if (len == 0 || len >= sizeof(host))
-		return -1;
-	memcpy(host, s[0] == '[' ? s + 1 : s, len);
-	host[len] = '\0';
-	if (port != NULL) {
-		errno = 0;
-		p = strtol(port, &ep, 10);
-		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
-		    p > 65535)
-			return -1;
-	}
-	if (inet_pton(AF_INET, host, &n->addr.addr4) == 1)
-		n->family = AF_INET;
-	else if (inet_pton(AF_INET6, host, &n->addr.addr6) == 1)
-		n->family = AF_INET6;
-	else
-		return -1;
-	n->udp_port = n->tcp_port = (int)p;
-	return 0;
-}
-
-/* dns_set_servers - the `dns` servers on the channel; nothing when none */
-static int
-dns_set_servers(struct trk_client *c, char *const *dns, size_t ndns,
-    char *err, size_t errlen)
-{
-	struct ares_addr_port_node	*nodes;
-	size_t				 i;
-	int				 rc;
-
-	if (ndns == 0)
-		return 0;
-	if ((nodes = calloc(ndns, sizeof(*nodes))) == NULL) {
-		snprintf(err, errlen, "dns: out of memory");
-		return -1;
-	}
-	for (i = 0; i < ndns; i++) {
-		if (dns_parse_server(dns[i], &nodes[i]) == -1) {
-			snprintf(err, errlen, "dns: invalid server \"%s\"",
-			    dns[i]);
-			free(nodes);
-			return -1;
-		}
-		nodes[i].next = i + 1 < ndns ? &nodes[i + 1] : NULL;
-	}
-	rc = ares_set_servers_ports(c->chan, nodes);
-	free(nodes);
-	if (rc != ARES_SUCCESS) {
-		snprintf(err, errlen, "dns: cannot set servers: %s",
-		    ares_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
 
 /* ---------------------------------------------------------------- client */
 
@@ -360,9 +104,6 @@ trk_client_new(struct event_base *base, const struct trk_client_opts *o,
     char *err, size_t errlen)
 {
 	struct trk_client	*c;
-	struct ares_options	 opts;
-	char			 lookups[3];
-	int			 rc, mask;
 
 	if (base == NULL || o == NULL) {
 		snprintf(err, errlen, "bad arguments");
@@ -382,41 +123,12 @@ trk_client_new(struct event_base *base, const struct trk_client_opts *o,
 		free(c);
 		return NULL;
 	}
-	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+	if (trk_dns_init(c, o, err, errlen) == -1) {
 		SSL_CTX_free(c->ssl);
 		free(c);
 		return NULL;
-	}
-	memset(&opts, 0, sizeof(opts));
-	opts.sock_state_cb = dns_sock_state_cb;
-	opts.sock_state_cb_data = c;
-	opts.timeout = DNS_TIMEOUT_MS;
-	opts.tries = DNS_TRIES;
-	opts.ndomains = 0;		/* no search list: names are FQDNs */
-	opts.domains = NULL;
-	snprintf(lookups, sizeof(lookups), "%s", o->hosts_file ? "fb" : "b");
-	opts.lookups = lookups;
-	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-	    ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS;
-	if ((rc = ares_init_options(&c->chan, &opts, mask)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
-		ares_library_cleanup();
-		SSL_CTX_free(c->ssl);
-		free(c);
-		return NULL;
-	}
-	c->chan_up = 1;
-	if (dns_set_servers(c, o->dns, o->ndns, err, errlen) == -1)
-		goto fail;
-	if ((c->dns_timer = evtimer_new(base, dns_timer_cb, c)) == NULL) {
-		snprintf(err, errlen, "dns: cannot create a timer");
-		goto fail;
 	}
 	return c;
-fail:
-	trk_client_free(c);
-	return NULL;
 }
 
 /* q_free - unlink and free q and everything it holds (no callback) */
@@ -445,25 +157,11 @@ q_free(struct trk_query *q)
 void
 trk_client_free(struct trk_client *c)
 {
-	struct trk_sock	*s;
-
 	if (c == NULL)
 		return;
-	if (c->chan_up) {
-		/* callbacks see ARES_EDESTRUCTION and touch nothing */
-		ares_destroy(c->chan);
-		c->chan_up = 0;
-		ares_library_cleanup();
-	}
+	trk_dns_shutdown(c);
 	while (c->queries != NULL)
 		q_free(c->queries);
-	while ((s = c->socks) != NULL) {
-		c->socks = s->next;
-		event_free(s->ev);
-		free(s);
-	}
-	if (c->dns_timer != NULL)
-		event_free(c->dns_timer);
 	if (c->ssl != NULL)
 		SSL_CTX_free(c->ssl);
 	free(c);
@@ -472,8 +170,8 @@ trk_client_free(struct trk_client *c)
 /* ---------------------------------------------------------------- helpers */
 
 /* q_arm - the step timer: secs, never past the query's deadline */
-static void
-q_arm(struct trk_query *q, int secs)
+void
+trk_q_arm(struct trk_query *q, int secs)
 {
 	struct timeval	now, tv = { secs, 0 }, left;
 
@@ -524,8 +222,8 @@ q_send(struct trk_query *q, const char *line)
 
 /* q_finish - the result is known: QUIT (quit) or close, then call back
  * from the loop */
-static void
-q_finish(struct trk_query *q, enum trk_result r, int quit, const char *fmt,
+void
+trk_q_finish(struct trk_query *q, enum trk_result r, int quit, const char *fmt,
     ...)
 {
 	va_list	ap;
@@ -582,12 +280,12 @@ q_done_cb(evutil_socket_t fd, short what, void *arg)
 		cb(q->arg, &a);
 	}
 	buf_free(&q->body);
-	q_maybe_free(q);
+	trk_q_maybe_free(q);
 }
 
 /* q_maybe_free - free q once nothing refers to it any more */
-static void
-q_maybe_free(struct trk_query *q)
+void
+trk_q_maybe_free(struct trk_query *q)
 {
 	if (q->dead && q->pending == 0 && q->bev == NULL &&
 	    !event_pending(q->done_ev, EV_TIMEOUT, NULL))
@@ -620,277 +318,18 @@ addr_text(const struct sockaddr_storage *ss, char *out, size_t outlen)
 		out[0] = '\0';
 }
 
-/* add_addr - an address with port into q's list */
-static void
-add_addr(struct trk_query *q, int family, const void *sa, unsigned port)
-{
-	struct sockaddr_storage	*ss;
-
-	if (q->naddrs >= MAX_ADDRS)
-		return;
-	ss = &q->addrs[q->naddrs];
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *s4 = (void *)ss;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		memcpy(&s4->sin_addr, sa, sizeof(s4->sin_addr));
-		q->alens[q->naddrs++] = sizeof(*s4);
-	} else {
-		struct sockaddr_in6 *s6 = (void *)ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		memcpy(&s6->sin6_addr, sa, sizeof(s6->sin6_addr));
-		q->alens[q->naddrs++] = sizeof(*s6);
-	}
-}
-
-/* literal_addr - "1.2.3.4", "::1", "[1.2.3.4]", "[IPv6:::1]" into the
- * binary address; its family or 0; text (>= 64) gets the bare address */
-static int
-literal_addr(const char *h, unsigned char a[16], char *text, size_t textlen)
-{
-	size_t	len = strlen(h);
-
-	if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
-		h++;
-		len -= 2;
-		if (len >= 5 && strncasecmp(h, "IPv6:", 5) == 0) {
-			h += 5;
-			len -= 5;
-		}
-	}
-	if (len == 0 || len >= textlen)
-		return 0;
-	memcpy(text, h, len);
-	text[len] = '\0';
-	if (inet_pton(AF_INET, text, a) == 1)
-		return AF_INET;
-	if (inet_pton(AF_INET6, text, a) == 1)
-		return AF_INET6;
-	return 0;
-}
-
-/* ---------------------------------------------------------------- DNS */
-
-struct srv_rec {
-	const struct ares_srv_reply	*r;
-	unsigned			 used;
-};
-
-/* srv_cmp - by priority; weight 0 first within one (RFC 2782) */
-static int
-srv_cmp(const void *a, const void *b)
-{
-	const struct srv_rec	*x = a, *y = b;
-
-	if (x->r->priority != y->r->priority)
-		return x->r->priority < y->r->priority ? -1 : 1;
-	if ((x->r->weight == 0) != (y->r->weight == 0))
-		return x->r->weight == 0 ? -1 : 1;
-	return 0;
-}
-
-/* srv_order - the targets in RFC 2782 order: ascending priority, within
- * one priority a weighted random selection, repeated */
-static void
-srv_order(struct trk_query *q, const struct ares_srv_reply *list)
-{
-	struct srv_rec			 v[MAX_TARGETS * 2];
-	const struct ares_srv_reply	*r;
-	size_t				 n = 0, i, j, k;
-	unsigned long			 sum, pick, run;
-
-	for (r = list; r != NULL && n < sizeof(v) / sizeof(v[0]); r = r->next) {
-		v[n].r = r;
-		v[n].used = 0;
-		n++;
-	}
-	qsort(v, n, sizeof(v[0]), srv_cmp);
-	for (i = 0; i < n; i = j) {
-		for (j = i; j < n && v[j].r->priority == v[i].r->priority; j++)
-			;
-		/* j - i records of this priority */
-		for (k = i; k < j; k++) {
-			size_t	m, sel = j;
-
-			sum = 0;
-			for (m = i; m < j; m++)
-				if (!v[m].used)
-					sum += v[m].r->weight;
-			pick = sum > 0 ? (unsigned long)arc4random_uniform(
-			    (uint32_t)(sum + 1)) : 0;
-			run = 0;
-			for (m = i; m < j; m++) {
-				if (v[m].used)
-					continue;
-				run += v[m].r->weight;
-				if (run >= pick) {
-					sel = m;
-					break;
-				}
-			}
-			if (sel == j)
-				break;
-			v[sel].used = 1;
-			if (v[sel].r->host[0] == '\0' ||
-			    strcmp(v[sel].r->host, ".") == 0)
-				continue;	/* "no service" record */
-			if (q->ntargets < MAX_TARGETS && snprintf(
-			    q->targets[q->ntargets].name, HOST_MAX, "%s",
-			    v[sel].r->host) < HOST_MAX) {
-				q->targets[q->ntargets].port = v[sel].r->port;
-				q->ntargets++;
-			}
-		}
-	}
-}
-
-/* q_srv_cb - the SRV answer for _mtqp._tcp.HOST */
-static void
-q_srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
-{
-	struct trk_query	*q = arg;
-	struct ares_srv_reply	*srv = NULL;
-
-	(void)timeouts;
-	if (status == ARES_EDESTRUCTION)
-		return;
-	q->c->nlookups--;
-	q->pending--;
-	if (q->answered) {
-		q_maybe_free(q);
-		return;
-	}
-	if (status == ARES_SUCCESS &&
-	    ares_parse_srv_reply(abuf, alen, &srv) != ARES_SUCCESS)
-		srv = NULL;
-	if (srv != NULL) {
-		/* RFC 2782: a single "." target: no such service */
-		if (srv->next == NULL && (srv->host[0] == '\0' ||
-		    strcmp(srv->host, ".") == 0)) {
-			ares_free_data(srv);
-			q_finish(q, TRK_UNREACHABLE, 0, "%s has no MTQP service "
-			    "(SRV _mtqp._tcp.%s is \".\")", q->host, q->host);
-			return;
-		}
-		srv_order(q, srv);
-		ares_free_data(srv);
-	}
-	if (q->ntargets == 0) {
-		/* no SRV record (or an unusable answer): HOST, port 1038 */
-		snprintf(q->targets[0].name, HOST_MAX, "%s", q->host);
-		q->targets[0].port = TRK_MTQP_PORT;
-		q->ntargets = 1;
-	}
-	q->tcur = 0;
-	q_next_target(q);
-}
-
-/* q_addr_cb - the addresses of the current target */
-static void
-q_addr_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
-{
-	struct trk_query		*q = arg;
-	const struct ares_addrinfo_node	*n;
-	struct target			*t;
-	int				 pass;
-
-	(void)timeouts;
-	if (status == ARES_EDESTRUCTION) {
-		if (res != NULL)
-			ares_freeaddrinfo(res);
-		return;
-	}
-	q->c->nlookups--;
-	q->pending--;
-	if (q->answered) {
-		if (res != NULL)
-			ares_freeaddrinfo(res);
-		q_maybe_free(q);
-		return;
-	}
-	t = &q->targets[q->tcur];
-	q->naddrs = q->acur = 0;
-	if (status == ARES_SUCCESS && res != NULL) {
-		for (pass = 0; pass < 2; pass++)	/* IPv4 first */
-			for (n = res->nodes; n != NULL; n = n->ai_next) {
-				if (pass == 0 && n->ai_family == AF_INET)
-					add_addr(q, AF_INET, &((const struct
-					    sockaddr_in *)(const void *)
-					    n->ai_addr)->sin_addr, t->port);
-				else if (pass == 1 && n->ai_family == AF_INET6)
-					add_addr(q, AF_INET6, &((const struct
-					    sockaddr_in6 *)(const void *)
-					    n->ai_addr)->sin6_addr, t->port);
-			}
-	}
-	if (res != NULL)
-		ares_freeaddrinfo(res);
-	if (q->naddrs == 0) {
-		snprintf(q->lasterr, sizeof(q->lasterr), "%s: %s", t->name,
-		    status == ARES_SUCCESS || status == ARES_ENODATA ?
-		    "no address" : status == ARES_ENOTFOUND ?
-		    "host not found" : ares_strerror(status));
-		q->tcur++;
-		q_next_target(q);
-		return;
-	}
-	q_try_connect(q);
-}
-
-/* q_next_target - resolve targets[tcur] (or connect to a literal);
- * UNREACHABLE when none is left */
-static void
-q_next_target(struct trk_query *q)
-{
-	struct ares_addrinfo_hints	 hints;
-	struct target			*t;
-	unsigned char			 a[16];
-	char				 text[HOST_MAX], port[8];
-	int				 fam;
-
-	if (q->tcur >= q->ntargets) {
-		q_finish(q, TRK_UNREACHABLE, 0, "%s", q->lasterr[0] ?
-		    q->lasterr : "no address");
-		return;
-	}
-	t = &q->targets[q->tcur];
-	q->naddrs = q->acur = 0;
-	if ((fam = literal_addr(t->name, a, text, sizeof(text))) != 0) {
-		add_addr(q, fam, a, t->port);
-		q_try_connect(q);
-		return;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = ARES_AI_NOSORT | ARES_AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%u", t->port);
-	q->state = Q_ADDR;
-	q->pending++;
-	q->c->nlookups++;
-	/* may call back at once (hosts file, bad name) */
-	ares_getaddrinfo(q->c->chan, t->name, port, &hints, q_addr_cb, q);
-	dns_reschedule(q->c);
-	if (q->has_deadline && !q->answered && q->state == Q_ADDR)
-		q_arm(q, 0);
-}
-
 /* ---------------------------------------------------------------- TCP */
 
 /* q_try_connect - connect to addrs[acur], or the next target */
-static void
-q_try_connect(struct trk_query *q)
+void
+trk_q_try_connect(struct trk_query *q)
 {
 	struct bufferevent	*bev;
 	char			 at[80];
 
 	while (q->acur < q->naddrs) {
 		if (q_past_deadline(q)) {
-			q_finish(q, TRK_UNREACHABLE, 0, "%s%sno connection "
+			trk_q_finish(q, TRK_UNREACHABLE, 0, "%s%sno connection "
 			    "within the time allowed", q->lasterr,
 			    q->lasterr[0] ? "; " : "");
 			return;
@@ -899,7 +338,7 @@ q_try_connect(struct trk_query *q)
 		bev = bufferevent_socket_new(q->c->base, -1,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 		if (bev == NULL) {
-			q_finish(q, TRK_ERROR, 0, "out of memory");
+			trk_q_finish(q, TRK_ERROR, 0, "out of memory");
 			return;
 		}
 		bufferevent_setcb(bev, q_read_cb, NULL, q_event_cb, q);
@@ -909,7 +348,7 @@ q_try_connect(struct trk_query *q)
 			q->bev = bev;
 			q->state = Q_CONNECT;
 			snprintf(q->server, sizeof(q->server), "%s", at);
-			q_arm(q, q->c->connect_to);
+			trk_q_arm(q, q->c->connect_to);
 			return;
 		}
 		snprintf(q->lasterr, sizeof(q->lasterr), "%s: %s", at,
@@ -918,7 +357,7 @@ q_try_connect(struct trk_query *q)
 		q->acur++;
 	}
 	q->tcur++;
-	q_next_target(q);
+	trk_dns_next_target(q);
 }
 
 /* q_connect_failed - this address failed: the next one */
@@ -929,7 +368,7 @@ q_connect_failed(struct trk_query *q, const char *why)
 	q->server[0] = '\0';
 	q_close(q);
 	q->acur++;
-	q_try_connect(q);
+	trk_q_try_connect(q);
 }
 
 /* ---------------------------------------------------------------- TLS */
@@ -943,13 +382,13 @@ q_start_tls(struct trk_query *q)
 
 	if (evbuffer_get_length(bufferevent_get_input(q->bev)) > 0) {
 		/* never read as TLS or as replies (injection) */
-		q_finish(q, TRK_TLS_FAILED, 0, "data after the reply to "
+		trk_q_finish(q, TRK_TLS_FAILED, 0, "data after the reply to "
 		    "STARTTLS");
 		return;
 	}
 	if ((ssl = SSL_new(q->c->ssl)) == NULL) {
 		ERR_clear_error();
-		q_finish(q, TRK_TLS_FAILED, 0, "cannot start TLS");
+		trk_q_finish(q, TRK_TLS_FAILED, 0, "cannot start TLS");
 		return;
 	}
 	if (!q->literal)
@@ -969,7 +408,7 @@ q_start_tls(struct trk_query *q)
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (nb == NULL) {
 		SSL_free(ssl);
-		q_finish(q, TRK_TLS_FAILED, 0, "cannot start TLS");
+		trk_q_finish(q, TRK_TLS_FAILED, 0, "cannot start TLS");
 		return;
 	}
 	q->bev = nb;		/* freeing nb frees the socket one too */
@@ -977,7 +416,7 @@ q_start_tls(struct trk_query *q)
 	bufferevent_setcb(nb, q_read_cb, NULL, q_event_cb, q);
 	bufferevent_enable(nb, EV_READ | EV_WRITE);
 	q->state = Q_TLS;
-	q_arm(q, q->c->response_to);
+	trk_q_arm(q, q->c->response_to);
 }
 
 /* q_tls_failed - the handshake failed: why, then TRK_TLS_FAILED */
@@ -1002,7 +441,7 @@ q_tls_failed(struct trk_query *q)
 			snprintf(ebuf, sizeof(ebuf), "connection closed");
 	}
 	ERR_clear_error();
-	q_finish(q, TRK_TLS_FAILED, 0, "TLS handshake failed: %s", ebuf);
+	trk_q_finish(q, TRK_TLS_FAILED, 0, "TLS handshake failed: %s", ebuf);
 }
 
 /* ---------------------------------------------------------------- dialogue */
@@ -1021,7 +460,7 @@ q_greeting_done(struct trk_query *q)
 		q_send(q, q->track);
 		q->state = Q_TRACK;
 	}
-	q_arm(q, q->c->response_to);
+	trk_q_arm(q, q->c->response_to);
 }
 
 /* q_line - one response line (no CRLF) in the current state; -1 when
@@ -1038,7 +477,7 @@ q_line(struct trk_query *q, const char *line, size_t len)
 	switch (q->state) {
 	case Q_GREETING:
 		if (!ok || !trk_reply_has(info, il, "MTQP")) {
-			q_finish(q, TRK_NOT_MTQP, 0, "%s does not speak MTQP: "
+			trk_q_finish(q, TRK_NOT_MTQP, 0, "%s does not speak MTQP: "
 			    "greeting \"%.*s\"", q->server,
 			    (int)(len > 200 ? 200 : len), line);
 			return 0;
@@ -1050,7 +489,7 @@ q_line(struct trk_query *q, const char *line, size_t len)
 			q->starttls = 0;
 			q_greeting_done(q);
 		} else
-			q_finish(q, TRK_ERROR, 0, "server unavailable: %.*s",
+			trk_q_finish(q, TRK_ERROR, 0, "server unavailable: %.*s",
 			    (int)(len > 300 ? 300 : len), line);
 		return 0;
 	case Q_OPTIONS:
@@ -1070,7 +509,7 @@ q_line(struct trk_query *q, const char *line, size_t len)
 			q_start_tls(q);
 			return 0;
 		}
-		q_finish(q, TRK_TLS_FAILED, 1, "STARTTLS refused: %.*s",
+		trk_q_finish(q, TRK_TLS_FAILED, 1, "STARTTLS refused: %.*s",
 		    (int)(len > 300 ? 300 : len), line);
 		return 0;
 	case Q_TRACK:
@@ -1079,20 +518,20 @@ q_line(struct trk_query *q, const char *line, size_t len)
 			q->state = Q_DATA;
 		} else if (ok && k == TRK_R_ERR &&
 		    trk_reply_has(info, il, "noinfo"))
-			q_finish(q, TRK_NOINFO, 1, "%.*s",
+			trk_q_finish(q, TRK_NOINFO, 1, "%.*s",
 			    (int)(len > 300 ? 300 : len), line);
 		else if (ok && k == TRK_R_ERR &&
 		    trk_reply_has(info, il, "tls-required"))
-			q_finish(q, TRK_TLS_FAILED, 1, "%.*s",
+			trk_q_finish(q, TRK_TLS_FAILED, 1, "%.*s",
 			    (int)(len > 300 ? 300 : len), line);
 		else
-			q_finish(q, TRK_ERROR, 1, "TRACK: %s%.*s",
+			trk_q_finish(q, TRK_ERROR, 1, "TRACK: %s%.*s",
 			    ok ? "" : "malformed response: ",
 			    (int)(len > 300 ? 300 : len), line);
 		return 0;
 	case Q_DATA:
 		if (len == 1 && line[0] == '.') {
-			q_finish(q, TRK_OK, 1, "%s", "");
+			trk_q_finish(q, TRK_OK, 1, "%s", "");
 			return 0;
 		}
 		if (len > 0 && line[0] == '.') {	/* dot-stuffed */
@@ -1101,13 +540,13 @@ q_line(struct trk_query *q, const char *line, size_t len)
 		}
 		if (buf_append(&q->body, line, len) == -1 ||
 		    buf_append(&q->body, "\r\n", 2) == -1)
-			q_finish(q, TRK_ERROR, 0, "the answer is over %u "
+			trk_q_finish(q, TRK_ERROR, 0, "the answer is over %u "
 			    "octets", TRK_ANSWER_MAX);
 		return 0;
 	case Q_QUIT:
 		q_close(q);
 		q->state = Q_DONE;
-		q_maybe_free(q);
+		trk_q_maybe_free(q);
 		return -1;
 	default:
 		return 0;
@@ -1136,12 +575,12 @@ q_read(struct trk_query *q)
 			goto toolong;
 		if (evbuffer_remove(in, line, (size_t)eol.pos) !=
 		    (int)eol.pos || evbuffer_drain(in, eolen) == -1) {
-			q_finish(q, TRK_ERROR, 0, "read error");
+			trk_q_finish(q, TRK_ERROR, 0, "read error");
 			return 0;
 		}
 		line[eol.pos] = '\0';
 		if (q->state != Q_QUIT)
-			q_arm(q, q->c->response_to);	/* progress */
+			trk_q_arm(q, q->c->response_to);	/* progress */
 		if (q_line(q, line, (size_t)eol.pos) == -1)
 			return -1;
 	}
@@ -1150,13 +589,13 @@ toolong:
 	if (q->state == Q_QUIT) {
 		q_close(q);
 		q->state = Q_DONE;
-		q_maybe_free(q);
+		trk_q_maybe_free(q);
 		return -1;
 	} else if (q->state == Q_GREETING)
-		q_finish(q, TRK_NOT_MTQP, 0, "%s does not speak MTQP: greeting "
+		trk_q_finish(q, TRK_NOT_MTQP, 0, "%s does not speak MTQP: greeting "
 		    "line over %d octets", q->server, TRK_LINE_MAX - 2);
 	else
-		q_finish(q, TRK_ERROR, 0, "a response line over %d octets",
+		trk_q_finish(q, TRK_ERROR, 0, "a response line over %d octets",
 		    TRK_LINE_MAX - 2);
 	return 0;
 }
@@ -1185,7 +624,7 @@ q_event_cb(struct bufferevent *bev, short what, void *arg)
 				    &one, sizeof(one));
 			bufferevent_enable(q->bev, EV_READ | EV_WRITE);
 			q->state = Q_GREETING;
-			q_arm(q, q->c->response_to);
+			trk_q_arm(q, q->c->response_to);
 			return;
 		}
 		q_connect_failed(q, e != 0 ? evutil_socket_error_to_string(e) :
@@ -1196,7 +635,7 @@ q_event_cb(struct bufferevent *bev, short what, void *arg)
 			q->tls = 1;
 			q->starttls = 0;
 			q->state = Q_GREETING;	/* the fresh greeting */
-			q_arm(q, q->c->response_to);
+			trk_q_arm(q, q->c->response_to);
 			(void)q_read(q);
 			return;
 		}
@@ -1205,7 +644,7 @@ q_event_cb(struct bufferevent *bev, short what, void *arg)
 	case Q_QUIT:
 		q_close(q);
 		q->state = Q_DONE;
-		q_maybe_free(q);
+		trk_q_maybe_free(q);
 		return;
 	default:
 		break;
@@ -1215,10 +654,10 @@ q_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (q_read(q) == -1 || q->answered)
 			return;
 		if (q->state == Q_GREETING)
-			q_finish(q, TRK_NOT_MTQP, 0, "%s closed the connection "
+			trk_q_finish(q, TRK_NOT_MTQP, 0, "%s closed the connection "
 			    "without an MTQP greeting", q->server);
 		else
-			q_finish(q, TRK_ERROR, 0, "%s closed the connection%s",
+			trk_q_finish(q, TRK_ERROR, 0, "%s closed the connection%s",
 			    q->server, q->state == Q_DATA ?
 			    " in the middle of the answer" : "");
 	}
@@ -1236,7 +675,7 @@ q_tmo_cb(evutil_socket_t fd, short what, void *arg)
 	switch (q->state) {
 	case Q_SRV:
 	case Q_ADDR:
-		q_finish(q, TRK_UNREACHABLE, 0, "%s: DNS lookup not finished "
+		trk_q_finish(q, TRK_UNREACHABLE, 0, "%s: DNS lookup not finished "
 		    "within the time allowed", q->host);
 		return;
 	case Q_CONNECT:
@@ -1244,7 +683,7 @@ q_tmo_cb(evutil_socket_t fd, short what, void *arg)
 			snprintf(q->lasterr, sizeof(q->lasterr), "%s: "
 			    "connection timed out", q->server);
 			q_close(q);
-			q_finish(q, TRK_UNREACHABLE, 0, "%s", q->lasterr);
+			trk_q_finish(q, TRK_UNREACHABLE, 0, "%s", q->lasterr);
 			return;
 		}
 		q_connect_failed(q, "connection timed out");
@@ -1252,12 +691,12 @@ q_tmo_cb(evutil_socket_t fd, short what, void *arg)
 	case Q_QUIT:
 		q_close(q);
 		q->state = Q_DONE;
-		q_maybe_free(q);
+		trk_q_maybe_free(q);
 		return;
 	case Q_DONE:
 		return;
 	default:
-		q_finish(q, q->state == Q_TLS ? TRK_TLS_FAILED : TRK_ERROR, 0,
+		trk_q_finish(q, q->state == Q_TLS ? TRK_TLS_FAILED : TRK_ERROR, 0,
 		    "%s: no response within %s", q->server, past ?
 		    "the time allowed" : "the response timeout");
 		return;
@@ -1329,7 +768,7 @@ trk_query_start(struct trk_client *c, const struct trk_request *rq,
 	snprintf(q->host, sizeof(q->host), "%s", rq->host);
 	/* the name asked, for STARTTLS and the certificate: an IP literal
 	 * as its text */
-	if ((fam = literal_addr(q->host, a, q->tlsname,
+	if ((fam = trk_literal_addr(q->host, a, q->tlsname,
 	    sizeof(q->tlsname))) != 0)
 		q->literal = 1;
 	else {
@@ -1370,34 +809,28 @@ trk_query_start(struct trk_client *c, const struct trk_request *rq,
 		q->alens[0] = rq->addrlen;
 		q->naddrs = 1;
 		q->tcur = q->ntargets = 0;
-		q_try_connect(q);
+		trk_q_try_connect(q);
 		return q;
 	}
 	if (fam != 0) {			/* an address literal: no DNS */
-		add_addr(q, fam, a, q->port ? q->port : TRK_MTQP_PORT);
-		q_try_connect(q);
+		trk_add_addr(q, fam, a, q->port ? q->port : TRK_MTQP_PORT);
+		trk_q_try_connect(q);
 		return q;
 	}
 	if (q->port != 0) {		/* HOST:PORT: A/AAAA of HOST */
 		snprintf(q->targets[0].name, HOST_MAX, "%s", q->host);
 		q->targets[0].port = q->port;
 		q->ntargets = 1;
-		q_next_target(q);
+		trk_dns_next_target(q);
 		return q;
 	}
 	/* RFC 3887 2.1: SRV first */
 	n = snprintf(qname, sizeof(qname), "_mtqp._tcp.%s", q->tlsname);
 	if (n < 0 || (size_t)n >= sizeof(qname)) {
-		q_finish(q, TRK_UNREACHABLE, 0, "%s: name too long", q->host);
+		trk_q_finish(q, TRK_UNREACHABLE, 0, "%s: name too long", q->host);
 		return q;
 	}
-	q->state = Q_SRV;
-	q->pending++;
-	c->nlookups++;
-	ares_query(c->chan, qname, ns_c_in, ns_t_srv, q_srv_cb, q);
-	dns_reschedule(c);
-	if (q->has_deadline && !q->answered && q->state == Q_SRV)
-		q_arm(q, 0);
+	trk_dns_srv(q, qname);
 	return q;
 }
 
@@ -1412,5 +845,5 @@ trk_query_cancel(struct trk_query *q)
 	q_close(q);
 	q->state = Q_DONE;
 	event_del(q->done_ev);
-	q_maybe_free(q);
+	trk_q_maybe_free(q);
 }

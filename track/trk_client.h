@@ -35,7 +35,8 @@ enum trk_result {
 	TRK_ERROR		/* "error": anything else (-TEMP, -BAD, timeout...) */
 };
 
-/* trk_result_name - "ok", "noinfo", "unreachable", "not_mtqp", "tls_failed", "error" */
+/* trk_result_name - "ok", "noinfo", "unreachable", "not_mtqp",
+ * "tls_failed", "error" */
 const char	*trk_result_name(enum trk_result r);
 
 /* ---------------------------------------------------------------- client */
@@ -142,7 +143,8 @@ int		 trk_reply_has(const char *info, size_t infolen,
  */
 int		 trk_option_starttls(const char *line, size_t len);
 
-/* trk_date_parse - an RFC 5322 date-time (obsolete forms, comments) to Unix time; 0 or -1 */
+/* trk_date_parse - an RFC 5322 date-time (obsolete forms, comments)
+ * to Unix time; 0 or -1 */
 int		 trk_date_parse(const char *s, size_t len, time_t *out);
 
 struct trk_handling {			/* X-Waymark-Handling-State */
@@ -154,11 +156,13 @@ struct trk_handling {			/* X-Waymark-Handling-State */
 };
 
 struct trk_rcpt {			/* one per-recipient group */
-	char	*orcpt;			/* Original-Recipient, address only ("rfc822;" removed), or NULL */
+	char	*orcpt;			/* Original-Recipient, address only
+					 * ("rfc822;" removed), or NULL */
 	char	*final;			/* Final-Recipient, address only, or NULL */
 	char	*action;		/* lower case, or NULL */
 	char	*status;		/* "x.y.z", or NULL */
-	char	*status_comment;	/* "(No answer from host)" text without parentheses, or NULL */
+	char	*status_comment;	/* the comment after the code, without
+					 * its parentheses, or NULL */
 	char	*remote_mta;		/* Remote-MTA host ("dns;" removed), or NULL */
 	time_t	 last_attempt;		/* Last-Attempt-Date, when has_ */
 	int	 has_last_attempt;
@@ -205,7 +209,8 @@ int		 trk_report_parse(const char *body, size_t len,
  */
 int		 trk_status_parse(const char *s, size_t len, struct trk_part *p,
 		    char *why, size_t whylen);
-/* trk_handling_parse - "KW[/VALUE]; since=DATE[; reason=TEXT]" into *h (zeroed first); 0 or -1 */
+/* trk_handling_parse - "KW[/VALUE]; since=DATE[; reason=TEXT]" into *h
+ * (zeroed first); 0 or -1 */
 int		 trk_handling_parse(const char *s, size_t len,
 		    struct trk_handling *h);
 void		 trk_handling_free(struct trk_handling *h);
