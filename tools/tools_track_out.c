@@ -18,7 +18,7 @@
 #include "track/trk_client.h"
 #include "tools/tools_track.h"
 
-/* rcpt_key - the address recipients are matched by */
+/* track_rcpt_key - the address recipients are matched by */
 const char *
 track_rcpt_key(const struct trk_rcpt *r)
 {
@@ -47,7 +47,7 @@ hop_name(const struct hop *h)
 	return h->host;
 }
 
-/* failed_hop_text - "HOST does not speak MTQP" and the like */
+/* track_failed_hop_text - "HOST does not speak MTQP" and the like */
 void
 track_failed_hop_text(const struct hop *h, char *out, size_t outlen)
 {
@@ -207,7 +207,7 @@ outcome_text(const struct walk *w, const struct outcome *oc, char *out,
 		    "unknown", at, hn);
 }
 
-/* print_text - the timeline */
+/* track_print_text - the timeline */
 void
 track_print_text(const struct walk *w)
 {
@@ -290,7 +290,7 @@ json_rcpt(const struct trk_rcpt *r)
 	    "handling_state", hs != NULL ? hs : json_null());
 }
 
-/* print_json - the one object (README) */
+/* track_print_json - the one object (README) */
 int
 track_print_json(const struct walk *w)
 {

@@ -169,7 +169,7 @@ trk_client_free(struct trk_client *c)
 
 /* ---------------------------------------------------------------- helpers */
 
-/* q_arm - the step timer: secs, never past the query's deadline */
+/* trk_q_arm - the step timer: secs, never past the query's deadline */
 void
 trk_q_arm(struct trk_query *q, int secs)
 {
@@ -220,7 +220,7 @@ q_send(struct trk_query *q, const char *line)
 		(void)bufferevent_write(q->bev, line, strlen(line));
 }
 
-/* q_finish - the result is known: QUIT (quit) or close, then call back
+/* trk_q_finish - the result is known: QUIT (quit) or close, then call back
  * from the loop */
 void
 trk_q_finish(struct trk_query *q, enum trk_result r, int quit, const char *fmt,
@@ -283,7 +283,7 @@ q_done_cb(evutil_socket_t fd, short what, void *arg)
 	trk_q_maybe_free(q);
 }
 
-/* q_maybe_free - free q once nothing refers to it any more */
+/* trk_q_maybe_free - free q once nothing refers to it any more */
 void
 trk_q_maybe_free(struct trk_query *q)
 {
@@ -320,7 +320,7 @@ addr_text(const struct sockaddr_storage *ss, char *out, size_t outlen)
 
 /* ---------------------------------------------------------------- TCP */
 
-/* q_try_connect - connect to addrs[acur], or the next target */
+/* trk_q_try_connect - connect to addrs[acur], or the next target */
 void
 trk_q_try_connect(struct trk_query *q)
 {
