@@ -14,6 +14,10 @@
 #define EX_WM_OK	0
 #define EX_WM_FAIL	1	/* unknown QID, not allowed, daemon unreachable */
 #define EX_WM_USAGE	2
+/* `waymark track` only (README): 1 is "the first server unreachable" */
+#define EX_WM_TRK_NOKEY		3	/* no key for that ENVID */
+#define EX_WM_TRK_NOINFO	4	/* -ERR/noinfo at the first server */
+#define EX_WM_TRK_PROTO		5	/* not MTQP, TLS failed, protocol error */
 
 /* tools_print_queue - mailq-like listing of an array of message objects */
 void	tools_print_queue(FILE *fp, json_t *msgs);
@@ -56,5 +60,24 @@ int	sendmail_notify_canon(const char *in, char *out, size_t outlen);
 int	sendmail_header_addrs(const char *s, size_t len, struct sendmail_rcpts *r);
 int	sendmail_rcpts_add(struct sendmail_rcpts *r, const char *addr, size_t len);
 void	sendmail_rcpts_free(struct sendmail_rcpts *r);
+
+/* ---- tools_track.c: `waymark track` ---- */
+struct track_opts {
+	const char	*envid;
+	const char	*secret;	/* --secret: base64 of A */
+	const char	*server;	/* --server HOST[:PORT] */
+	const char	*ca;		/* --ca FILE */
+	int		 json;		/* --json */
+	int		 no_verify;	/* --tls-verify=none */
+};
+
+/* track_parse - options after "track" into *o (zeroed by the caller); 0 or EX_WM_USAGE */
+int	track_parse(int argc, char **argv, struct track_opts *o);
+/* track_run - follow the message; the exit codes of the README */
+int	track_run(const struct config *cfg, const struct track_opts *o);
+/* track_key_find - the LAST valid "ENVID SP base64(A)" line for envid in f; 1 found, 0 not */
+int	track_key_find(FILE *f, const char *envid, char *out, size_t outlen);
+/* track_parse_server - "HOST", "HOST:PORT", "[ADDR]", "[ADDR]:PORT" (port 1038 by default); 0 or -1 */
+int	track_parse_server(const char *s, char *host, size_t hostlen, unsigned *port);
 
 #endif

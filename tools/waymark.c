@@ -8,7 +8,8 @@
  * Issue 9: queue --state S[/VALUE], show QID --message, hold QID,
  *       release QID, delete QID [--bounce].
  * Issue 5: sendmail (tools_sendmail.c; it uses the whole configuration,
- *       not the control socket).  Run as `sendmail` (argv[0]) it is that
+ *       not the control socket).
+ * Issue 10: track (tools_track.c; MTQP, with its own exit codes 3-5).  Run as `sendmail` (argv[0]) it is that
  *       command, as `mailq` it is `waymark queue`; both take -C FILE or
  *       $WAYMARK_CONF for the configuration.
  * Exit status (DESIGN.md): 0 success; 1 unknown QID, action not allowed,
@@ -44,6 +45,7 @@ struct opts {
 	int		 message;	/* show --message */
 	int		 bounce;	/* delete --bounce */
 	struct sendmail_opts sm;
+	struct track_opts tr;
 };
 
 struct command {
@@ -67,6 +69,7 @@ static int	parse_flush(int, char **, struct opts *);
 static int	parse_action(int, char **, struct opts *);
 static int	run_action(const char *, const struct opts *);
 static int	parse_sendmail(int, char **, struct opts *);
+static int	parse_track(int, char **, struct opts *);
 static int	run_queue(const char *, const struct opts *);
 static int	run_show(const char *, const struct opts *);
 static int	run_flush(const char *, const struct opts *);
@@ -118,6 +121,22 @@ static const struct command commands[] = {
 	  "  --track    MTRK: make an ENVID if needed, keep the secret in\n"
 	  "             ~/.waymark/keys, print the ENVID\n",
 	  parse_sendmail, NULL },
+	{ "track", "ENVID [--secret A] [--server HOST:PORT] [--json] "
+	  "[--ca FILE] [--tls-verify=none]",
+	  "follow a tracked message hop by hop (MTQP, RFC 3887)",
+	  "  ENVID      the envelope id `waymark sendmail --track` printed\n"
+	  "  --secret A the secret, base64 (default: the last line for ENVID\n"
+	  "             in ~/.waymark/keys)\n"
+	  "  --server HOST:PORT  the first MTQP server (port 1038 when\n"
+	  "             omitted; default: the first `mtqp` address)\n"
+	  "  --json     one JSON object instead of the timeline\n"
+	  "  --ca FILE  CA certificates for STARTTLS (default: the system's)\n"
+	  "  --tls-verify=none  do not verify the servers' certificates\n"
+	  "Exit status: 0 the path was followed (whatever the outcome),\n"
+	  "1 the first server unreachable, 2 usage error, 3 no key for ENVID,\n"
+	  "4 no information at the first server, 5 the first server does not\n"
+	  "speak MTQP, its TLS failed, or a protocol error there.\n",
+	  parse_track, NULL },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -145,7 +164,7 @@ usage(FILE *fp)
 	    "  -h, --help    this text; `waymark COMMAND --help` for one command\n"
 	    "  -V, --version print the version\n"
 	    "Exit status: 0 success, 1 unknown queue id / not allowed / daemon\n"
-	    "unreachable, 2 usage error.\n");
+	    "unreachable, 2 usage error (track: see `waymark track --help`).\n");
 }
 
 static void
@@ -273,6 +292,12 @@ static int
 parse_sendmail(int argc, char **argv, struct opts *o)
 {
 	return sendmail_parse(argc, argv, 0, &o->sm);
+}
+
+static int
+parse_track(int argc, char **argv, struct opts *o)
+{
+	return track_parse(argc, argv, &o->tr);
 }
 
 /* ---- control-socket client ---- */
@@ -577,7 +602,9 @@ run_with_config(const struct command *c, const char *path,
 		fprintf(stderr, "waymark: %s\n", err);
 		return EX_WM_FAIL;
 	}
-	if (c->run == NULL)
+	if (c->parse == parse_track)
+		rc = track_run(cfg, &o->tr);
+	else if (c->run == NULL)
 		rc = sendmail_run(cfg, &o->sm);
 	else if (cfg->control == NULL || *cfg->control == '\0') {
 		fprintf(stderr, "waymark: %s: no control socket configured\n",

@@ -1,7 +1,7 @@
 #include "config.h"
 /*
  * trk_answer.c - the answer to one MTQP TRACK (RFC 3887 4, RFC 3886 3).
- * Owns: the answer in the making (struct trk_query, owned by its
+ * Owns: the answer in the making (struct trk_track, owned by its
  *       session), authentication through trk_auth.c, the per-address
  *       failure count and the log line of each TRACK
  *       ("mtqp session=S client=[A] track envid=E result=found qid=Q"
@@ -48,7 +48,7 @@
 #define HOPS_MAX	64		/* distinct next hops remembered */
 #define HOST_MAX	256
 
-struct trk_query {
+struct trk_track {
 	struct trk_session *s;		/* owner: the query never outlives it */
 	char		 envid[ESMTP_ENVID_MAX + 1];	/* decoded */
 	unsigned char	 a[TRK_SECRET_MAX];	/* for the next hops (chaining) */
@@ -64,10 +64,10 @@ struct trk_query {
 	size_t		 nhops;
 };
 
-static void	answer_finish(struct trk_query *);
+static void	answer_finish(struct trk_track *);
 
 void
-trk_answer_free(struct trk_query *q)
+trk_answer_free(struct trk_track *q)
 {
 	size_t	i;
 
@@ -84,7 +84,7 @@ trk_answer_free(struct trk_query *q)
 
 /* hop_add - remember the host of Remote-MTA value remote ("host [addr]") */
 static void
-hop_add(struct trk_query *q, const char *remote)
+hop_add(struct trk_track *q, const char *remote)
 {
 	char	host[HOST_MAX];
 	size_t	n, i;
@@ -107,7 +107,7 @@ hop_add(struct trk_query *q, const char *remote)
 static void
 found_cb(const struct qmsg *m, void *arg)
 {
-	struct trk_query	*q = arg;
+	struct trk_track	*q = arg;
 	struct buf		*b = &q->parts[0];
 	const char		*act;
 	size_t			 i;
@@ -131,7 +131,7 @@ found_cb(const struct qmsg *m, void *arg)
 
 /* boundary_ok - "--" b occurs in no part */
 static int
-boundary_ok(const struct trk_query *q, const char *b)
+boundary_ok(const struct trk_track *q, const char *b)
 {
 	char	dash[80];
 	int	n;
@@ -149,7 +149,7 @@ boundary_ok(const struct trk_query *q, const char *b)
 
 /* make_boundary - a random boundary that occurs in no part; 0 or -1 */
 static int
-make_boundary(const struct trk_query *q, char *out, size_t outlen)
+make_boundary(const struct trk_track *q, char *out, size_t outlen)
 {
 	static const char	hex[] = "0123456789abcdef";
 	unsigned char		r[12];
@@ -179,7 +179,7 @@ make_boundary(const struct trk_query *q, char *out, size_t outlen)
  * delimiters) from q's parts, into out; 0 or -1.
  */
 static int
-answer_compose(const struct trk_query *q, struct buf *out)
+answer_compose(const struct trk_track *q, struct buf *out)
 {
 	char	b[64];
 	size_t	i;
@@ -208,7 +208,7 @@ answer_compose(const struct trk_query *q, struct buf *out)
 
 /* answer_finish - every part is in: send the answer, back to commands */
 static void
-answer_finish(struct trk_query *q)
+answer_finish(struct trk_track *q)
 {
 	struct trk_session	*s = q->s;
 	struct buf		 out;
@@ -240,7 +240,7 @@ answer_finish(struct trk_query *q)
  * Until it is plugged in, the answer is this hop's part alone.
  */
 static void
-chain_start(struct trk_query *q)
+chain_start(struct trk_track *q)
 {
 	log_debug("mtqp session=%s chaining: %zu next hop(s) left to the "
 	    "requester (no MTQP client yet)", q->s->sid, q->nhops);
@@ -251,7 +251,7 @@ int
 trk_answer_start(struct trk_session *s, const char *envid,
     const unsigned char *a, size_t alen)
 {
-	struct trk_query	*q;
+	struct trk_track	*q;
 	char			 eenvid[ESMTP_ENVID_MAX * 4 + 8];
 	const struct sockaddr	*sa = (const struct sockaddr *)&s->ss;
 	time_t			 now = time(NULL);

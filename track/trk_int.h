@@ -24,7 +24,7 @@ struct bufferevent;
 struct config;
 struct event;
 struct event_base;
-struct trk_query;
+struct trk_track;
 
 #define TRK_LINE_MAX	998		/* octets before CRLF (RFC 3887 2.2) */
 #define TRK_READ_HIWAT	16384		/* read high-watermark per session */
@@ -65,7 +65,7 @@ struct trk_session {
 	int			 logged;	/* the next negative reply is logged
 						 * already (TRACK's own line) */
 	unsigned		 count[TRK_NVERBS], okcount[TRK_NVERBS];
-	struct trk_query	*query;		/* TRACK answer in the making */
+	struct trk_track	*query;		/* TRACK answer in the making */
 	struct trk_session	*prev, *next;
 };
 
@@ -118,6 +118,6 @@ void		 trk_reply_data(struct trk_session *s, const char *head,
 int		 trk_answer_start(struct trk_session *s, const char *envid,
 		    const unsigned char *a, size_t alen);
 /* trk_answer_free - drop an answer in the making (the session closes) */
-void		 trk_answer_free(struct trk_query *q);
+void		 trk_answer_free(struct trk_track *q);
 
 #endif

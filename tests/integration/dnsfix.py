@@ -8,7 +8,9 @@ dnsmasq as a test DNS server on a free 127.0.0.1 port (UDP and TCP).
             mx=[("d.test", "mx1.d.test", 10), ("d.test", "mx2.d.test", 20),
                 ("null.test", ".", 0)],                    # RFC 7505 null MX
             hosts=[("mx1.d.test", "127.0.0.2"),
-                   ("mx2.d.test", "127.0.0.3", "::1")])    # A and AAAA
+                   ("mx2.d.test", "127.0.0.3", "::1")],    # A and AAAA
+            srv=[("_mtqp._tcp.mx.b.test", "mtqp.b.test", 21038, 10, 5)])
+                                        # SRV: name, target, port, prio, weight
         config["dns"] = dns.server                         # "127.0.0.1:PORT"
 
 Every name under test. that is not configured gets NXDOMAIN (--local=/test/);
@@ -34,7 +36,7 @@ import pytest
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16,
-          "AAAA": 28}
+          "AAAA": 28, "SRV": 33}
 START_TIMEOUT = 10.0
 
 
@@ -88,12 +90,13 @@ def free_udp_tcp_port():
 
 
 class DnsServer:
-    def __init__(self, mx=(), hosts=(), extra=()):
+    def __init__(self, mx=(), hosts=(), extra=(), srv=()):
         self.dir = tempfile.mkdtemp(prefix="wm-dns-")
         self.logfile = os.path.join(self.dir, "dnsmasq.log")
         self.errfile = os.path.join(self.dir, "dnsmasq.err")
         self.mx = list(mx)
         self.hosts = list(hosts)
+        self.srv = list(srv)
         self.extra = list(extra)
         self.proc = None
         self.port = None
@@ -115,6 +118,9 @@ class DnsServer:
             a.append("--mx-host=%s,%s,%d" % (dom, target, pref))
         for rec in self.hosts:
             a.append("--host-record=" + ",".join(rec))
+        for name, target, port, prio, weight in self.srv:
+            a.append("--srv-host=%s,%s,%d,%d,%d" % (name, target, port, prio,
+                                                    weight))
         return a + self.extra
 
     def start(self):
@@ -175,11 +181,12 @@ class DnsServer:
 @pytest.fixture
 def dns_factory():
     """dns_factory(mx=[(domain, target, pref)], hosts=[(name, addr...)],
-    extra=[dnsmasq args]) -> a started DnsServer."""
+    extra=[dnsmasq args], srv=[(name, target, port, prio, weight)])
+    -> a started DnsServer."""
     servers = []
 
-    def make(mx=(), hosts=(), extra=()):
-        s = DnsServer(mx, hosts, extra)
+    def make(mx=(), hosts=(), extra=(), srv=()):
+        s = DnsServer(mx, hosts, extra, srv)
         servers.append(s)
         return s.start()
 

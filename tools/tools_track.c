@@ -1,0 +1,703 @@
+#include "config.h"
+/*
+ * tools_track.c - `waymark track ENVID`: follow a tracked message hop by
+ * hop with MTQP (RFC 3887) and print where it is, like a parcel tracker.
+ * Owns: the command's options, the secret (--secret, else the LAST line
+ *       "ENVID SP base64(A)" for ENVID in ~/.waymark/keys, the file
+ *       tools_sendmail.c's --track appends to), the first server
+ *       (--server HOST[:PORT], else the configuration's first `mtqp`
+ *       address, a wildcard one reached on loopback, asked as `hostname`),
+ *       the walk (one query at a time on one event loop: each host asked
+ *       once, recipients matched across hops by Original-Recipient,
+ *       `transferred` recipients followed to their Remote-MTA, at most
+ *       TRK_MAX_HOPS deep, parts chained inside an answer used as they
+ *       are), exit codes; what is printed is tools_track_out.c's.
+ * Exit status (contract): 0 the path was followed, whatever the outcome
+ *       (a later hop unreachable or not speaking MTQP ends the path); 1
+ *       the first server unreachable; 2 usage; 3 no key for ENVID; 4 no
+ *       information / authentication refused at the first server; 5 the
+ *       first server does not speak MTQP, its TLS failed, or another
+ *       protocol error there.
+ * Not here: the protocol and the parsers (track/trk_client.c,
+ *       track/trk_parse.c).
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/syntax.h"
+#include "common/util.h"
+#include "track/trk_client.h"
+#include "tools/tools.h"
+#include "tools/tools_track.h"
+
+#define ENVID_MAX	100		/* RFC 3461 4.4 */
+#define SECRET_MAX	512
+#define KEYLINE_MAX	1024
+
+/* ---------------------------------------------------------------- options */
+
+/* terr - "waymark: track: ..." on stderr */
+static void	terr(const char *fmt, ...) WM_PRINTF(1, 2);
+
+static void
+terr(const char *fmt, ...)
+{
+	va_list	ap;
+
+	fputs("waymark: track: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* envid_ok - 1..100 printable ASCII characters without space */
+static int
+envid_ok(const char *s)
+{
+	size_t	i, n = strlen(s);
+
+	if (n == 0 || n > ENVID_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] > '~')
+			return 0;
+	return 1;
+}
+
+/* secret_ok - s is base64 of a non-empty secret */
+static int
+secret_ok(const char *s)
+{
+	unsigned char	out[SECRET_MAX];
+	size_t		n = strlen(s);
+	int		r;
+
+	if (n == 0 || n >= SECRET_MAX)
+		return 0;
+	r = base64_decode(s, n, out, sizeof(out));
+	explicit_bzero(out, sizeof(out));
+	return r > 0;
+}
+
+/* host_ok - letters, digits, '-', '.', '_' (a name) or an address */
+static int
+host_ok(const char *h)
+{
+	size_t	i, n = strlen(h);
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)h[i]) && strchr("-._:", h[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+int
+track_parse_server(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+	const char	*end, *ps = NULL;
+	size_t		 len;
+	char		*ep;
+	long		 p = TRK_MTQP_PORT;
+	unsigned char	 a[16];
+	char		 text[64];
+
+	if (s[0] == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			return -1;
+		len = (size_t)(end - s - 1);
+		if (end[1] == ':')
+			ps = end + 2;
+		else if (end[1] != '\0')
+			return -1;
+		if (len == 0 || len >= sizeof(text))
+			return -1;
+		memcpy(text, s + 1, len);
+		text[len] = '\0';
+		if (inet_pton(AF_INET6, text, a) != 1 &&
+		    inet_pton(AF_INET, text, a) != 1)
+			return -1;
+		if (snprintf(host, hostlen, "%s", text) >= (int)hostlen)
+			return -1;
+	} else {
+		end = strrchr(s, ':');
+		if (end != NULL && strchr(s, ':') == end) {
+			len = (size_t)(end - s);
+			ps = end + 1;
+		} else
+			len = strlen(s);	/* a name, or a bare IPv6 */
+		if (len == 0 || len >= hostlen)
+			return -1;
+		memcpy(host, s, len);
+		host[len] = '\0';
+		if (!host_ok(host))
+			return -1;
+	}
+	if (ps != NULL) {
+		errno = 0;
+		p = strtol(ps, &ep, 10);
+		if (ps[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
+		    p > 65535)
+			return -1;
+	}
+	*port = (unsigned)p;
+	return 0;
+}
+
+/* opt_value - "--name VALUE" or "--name=VALUE" at argv[*i]; NULL: not it */
+static const char *
+opt_value(int argc, char **argv, int *i, const char *name, int *missing)
+{
+	size_t	n = strlen(name);
+
+	*missing = 0;
+	if (strncmp(argv[*i], name, n) != 0)
+		return NULL;
+	if (argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (argv[*i][n] != '\0')
+		return NULL;
+	if (*i + 1 >= argc) {
+		*missing = 1;
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+int
+track_parse(int argc, char **argv, struct track_opts *o)
+{
+	const char	*v;
+	char		 host[256];
+	unsigned	 port;
+	int		 i, missing;
+	size_t		 k;
+	static const char *const valued[] = {
+		"--secret", "--server", "--ca", "--tls-verify"
+	};
+
+	for (i = 0; i < argc; i++) {
+		for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+			v = opt_value(argc, argv, &i, valued[k], &missing);
+			if (missing) {
+				terr("%s needs a value", valued[k]);
+				return EX_WM_USAGE;
+			}
+			if (v != NULL)
+				break;
+		}
+		if (k == 0)
+			o->secret = v;
+		else if (k == 1)
+			o->server = v;
+		else if (k == 2)
+			o->ca = v;
+		else if (k == 3) {
+			if (strcmp(v, "none") != 0) {
+				terr("--tls-verify: only \"none\" turns "
+				    "verification off (got \"%s\")", v);
+				return EX_WM_USAGE;
+			}
+			o->no_verify = 1;
+		} else if (strcmp(argv[i], "--json") == 0)
+			o->json = 1;
+		else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			terr("unknown option: %s", argv[i]);
+			return EX_WM_USAGE;
+		} else if (o->envid == NULL)
+			o->envid = argv[i];
+		else {
+			terr("unexpected argument: %s", argv[i]);
+			return EX_WM_USAGE;
+		}
+	}
+	if (o->envid == NULL) {
+		terr("missing ENVID");
+		return EX_WM_USAGE;
+	}
+	if (!envid_ok(o->envid)) {
+		terr("invalid ENVID \"%s\" (1 to %d printable characters)",
+		    o->envid, ENVID_MAX);
+		return EX_WM_USAGE;
+	}
+	if (o->secret != NULL && !secret_ok(o->secret)) {
+		terr("--secret: not base64 (the second field of a line of "
+		    "~/.waymark/keys)");
+		return EX_WM_USAGE;
+	}
+	if (o->server != NULL && track_parse_server(o->server, host,
+	    sizeof(host), &port) == -1) {
+		terr("--server: invalid HOST[:PORT] \"%s\"", o->server);
+		return EX_WM_USAGE;
+	}
+	if (o->ca != NULL && o->ca[0] == '\0') {
+		terr("--ca: empty file name");
+		return EX_WM_USAGE;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- keys */
+
+int
+track_key_find(FILE *f, const char *envid, char *out, size_t outlen)
+{
+	char	 line[KEYLINE_MAX];
+	char	*sp, *e;
+	size_t	 n, el = strlen(envid);
+	int	 found = 0, skip = 0;
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		n = strlen(line);
+		if (n > 0 && line[n - 1] != '\n' && !feof(f)) {
+			skip = 1;	/* an over-long line: ignored */
+			continue;
+		}
+		if (skip) {		/* the rest of an over-long line */
+			skip = 0;
+			continue;
+		}
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if ((sp = strchr(line, ' ')) == NULL ||
+		    (size_t)(sp - line) != el || memcmp(line, envid, el) != 0)
+			continue;
+		for (sp++; *sp == ' '; sp++)
+			;
+		for (e = sp; *e != '\0' && *e != ' ' && *e != '\t'; e++)
+			;
+		*e = '\0';
+		if (!secret_ok(sp) || strlen(sp) >= outlen)
+			continue;
+		memcpy(out, sp, strlen(sp) + 1);	/* the last one wins */
+		found = 1;
+	}
+	explicit_bzero(line, sizeof(line));
+	return found;
+}
+
+/* key_lookup - the secret of envid from ~/.waymark/keys; 1, 0 none */
+static int
+key_lookup(const char *envid, char *out, size_t outlen)
+{
+	struct passwd	*pw;
+	const char	*home = getenv("HOME");
+	char		 path[4200];
+	FILE		*f;
+	int		 r;
+
+	if (home == NULL || *home == '\0') {
+		if ((pw = getpwuid(getuid())) == NULL) {
+			terr("no key for %s: cannot find the home folder",
+			    envid);
+			return 0;
+		}
+		home = pw->pw_dir;
+	}
+	r = snprintf(path, sizeof(path), "%s/.waymark/keys", home);
+	if (r < 0 || (size_t)r >= sizeof(path)) {
+		terr("no key for %s: home folder name too long", envid);
+		return 0;
+	}
+	if ((f = fopen(path, "re")) == NULL) {
+		terr("no key for %s: %s: %s (give --secret)", envid, path,
+		    strerror(errno));
+		return 0;
+	}
+	r = track_key_find(f, envid, out, outlen);
+	fclose(f);
+	if (!r)
+		terr("no key for %s in %s (give --secret)", envid, path);
+	return r;
+}
+
+/* ---------------------------------------------------------------- the walk */
+
+/* wstrdup - strdup or NULL (s NULL), noting ENOMEM */
+static char *
+wstrdup(struct walk *w, const char *s)
+{
+	char	*r;
+
+	if (s == NULL)
+		return NULL;
+	if ((r = strdup(s)) == NULL)
+		w->oom = 1;
+	return r;
+}
+
+/* grow - room for one more element in *v (n used) */
+static int
+grow(struct walk *w, void **v, size_t n, size_t sz)
+{
+	void	*nv;
+
+	if ((nv = realloc(*v, (n + 1) * sz)) == NULL) {
+		w->oom = 1;
+		return -1;
+	}
+	*v = nv;
+	return 0;
+}
+
+/* asked - host (case-insensitive, without a trailing dot) was asked;
+ * add: remember it */
+static int
+asked(struct walk *w, const char *host, int add)
+{
+	size_t	i, n = strlen(host);
+
+	if (n > 0 && host[n - 1] == '.')
+		n--;
+	for (i = 0; i < w->nasked; i++)
+		if (strlen(w->asked[i]) == n &&
+		    strncasecmp(w->asked[i], host, n) == 0)
+			return 1;
+	if (add && grow(w, (void **)&w->asked, w->nasked, sizeof(char *)) ==
+	    0 && (w->asked[w->nasked] = strndup(host, n)) != NULL)
+		w->nasked++;
+	return 0;
+}
+
+/* add_pend - queue a query to host */
+static void
+add_pend(struct walk *w, const char *host, unsigned port,
+    const struct sockaddr_storage *ss, socklen_t sslen, int depth)
+{
+	struct pend	*p;
+
+	if (grow(w, (void **)&w->pend, w->npend, sizeof(*w->pend)) == -1)
+		return;
+	p = &w->pend[w->npend];
+	memset(p, 0, sizeof(*p));
+	if ((p->host = wstrdup(w, host)) == NULL)
+		return;
+	p->port = port;
+	if (ss != NULL && sslen > 0) {
+		memcpy(&p->ss, ss, sslen);
+		p->sslen = sslen;
+	}
+	p->depth = depth;
+	w->npend++;
+	(void)asked(w, host, 1);
+}
+
+/* add_hop - a new entry of "hops"; its index or -1 */
+static long
+add_hop(struct walk *w, const char *host, const char *server, int tls,
+    int chained, enum trk_result res, const char *error,
+    const struct trk_part *part, int depth)
+{
+	struct hop	*h;
+
+	if (grow(w, (void **)&w->hops, w->nhops, sizeof(*w->hops)) == -1)
+		return -1;
+	h = &w->hops[w->nhops];
+	memset(h, 0, sizeof(*h));
+	h->host = wstrdup(w, host != NULL ? host : "");
+	h->server = server != NULL && *server ? wstrdup(w, server) : NULL;
+	h->tls = tls;
+	h->chained = chained;
+	h->result = res;
+	h->error = error != NULL && *error ? wstrdup(w, error) : NULL;
+	h->part = part;
+	h->depth = depth;
+	return (long)w->nhops++;
+}
+
+/* note_rcpt - r was reported at hop index hop */
+static void
+note_rcpt(struct walk *w, const struct trk_rcpt *r, size_t hop)
+{
+	const char	*k = track_rcpt_key(r);
+	size_t		 i;
+
+	for (i = 0; i < w->nout; i++)
+		if (strcasecmp(w->out[i].addr, k) == 0)
+			break;
+	if (i == w->nout) {
+		if (grow(w, (void **)&w->out, w->nout, sizeof(*w->out)) == -1)
+			return;
+		if ((w->out[i].addr = wstrdup(w, k)) == NULL)
+			return;
+		w->nout++;
+	}
+	w->out[i].hop = hop;
+	w->out[i].r = r;
+}
+
+static void	walk_next(struct walk *w);
+
+/* on_answer - a hop answered (trk_answer_fn) */
+static void
+on_answer(void *arg, const struct trk_answer *a)
+{
+	struct walk		*w = arg;
+	struct trk_report	*rep;
+	const struct trk_part	*p;
+	const struct trk_rcpt	*r;
+	char			 why[256], err[400];
+	size_t			 i, j, first;
+	long			 h;
+	int			 depth = w->cur_depth;
+
+	if (a->result != TRK_OK) {
+		(void)add_hop(w, a->host, a->server, a->tls, 0, a->result,
+		    a->error, NULL, depth);
+		walk_next(w);
+		return;
+	}
+	if (grow(w, (void **)&w->reports, w->nreports,
+	    sizeof(*w->reports)) == -1) {
+		walk_next(w);
+		return;
+	}
+	rep = &w->reports[w->nreports];
+	if (trk_report_parse(a->body, a->bodylen, rep, why,
+	    sizeof(why)) == -1) {
+		trk_report_free(rep);
+		snprintf(err, sizeof(err), "malformed answer: %s", why);
+		(void)add_hop(w, a->host, a->server, a->tls, 0, TRK_ERROR, err,
+		    NULL, depth);
+		walk_next(w);
+		return;
+	}
+	w->nreports++;
+	first = w->nhops;
+	for (i = 0; i < rep->nparts; i++) {
+		p = &rep->parts[i];
+		h = add_hop(w, i == 0 ? a->host : (p->reporting_mta ?
+		    p->reporting_mta : "?"), i == 0 ? a->server : NULL,
+		    i == 0 ? a->tls : 0, i > 0, TRK_OK, NULL, p,
+		    depth + (int)i);
+		if (h == -1)
+			break;
+		/* a chained part's host was asked by the server for us */
+		if (i > 0 && p->reporting_mta != NULL)
+			(void)asked(w, p->reporting_mta, 1);
+		for (j = 0; j < p->nrcpts; j++)
+			note_rcpt(w, &p->rcpts[j], (size_t)h);
+	}
+	/* follow the transferred recipients whose last word came now */
+	for (i = 0; i < w->nout; i++) {
+		if (w->out[i].hop < first)
+			continue;
+		r = w->out[i].r;
+		if (r->action == NULL || strcmp(r->action, "transferred") != 0 ||
+		    r->remote_mta == NULL || r->remote_mta[0] == '\0' ||
+		    w->hops[w->out[i].hop].depth + 1 > TRK_MAX_HOPS ||
+		    asked(w, r->remote_mta, 0))
+			continue;
+		add_pend(w, r->remote_mta, 0, NULL, 0,
+		    w->hops[w->out[i].hop].depth + 1);
+	}
+	walk_next(w);
+}
+
+/* walk_next - start the next query, or let the loop end */
+static void
+walk_next(struct walk *w)
+{
+	struct trk_request	 rq;
+	struct pend		*p;
+
+	while (w->phead < w->npend) {
+		p = &w->pend[w->phead++];
+		memset(&rq, 0, sizeof(rq));
+		rq.host = p->host;
+		rq.port = p->port;
+		if (p->sslen > 0) {
+			rq.addr = (const struct sockaddr *)&p->ss;
+			rq.addrlen = p->sslen;
+		}
+		rq.envid = w->envid;
+		rq.secret = w->secret;
+		w->cur_depth = p->depth;
+		if (trk_query_start(w->cl, &rq, on_answer, w) != NULL)
+			return;
+		(void)add_hop(w, p->host, NULL, 0, 0, TRK_ERROR,
+		    "cannot start the query", NULL, p->depth);
+	}
+	/* done: the loop ends once the QUIT replies are in (bounded by
+	 * the client's linger) */
+}
+
+/* walk_free - everything the walk holds */
+static void
+walk_free(struct walk *w)
+{
+	size_t	i;
+
+	for (i = 0; i < w->nhops; i++) {
+		free(w->hops[i].host);
+		free(w->hops[i].server);
+		free(w->hops[i].error);
+	}
+	free(w->hops);
+	for (i = 0; i < w->nreports; i++)
+		trk_report_free(&w->reports[i]);
+	free(w->reports);
+	for (i = 0; i < w->npend; i++)
+		free(w->pend[i].host);
+	free(w->pend);
+	strv_free(w->asked, w->nasked);
+	for (i = 0; i < w->nout; i++)
+		free(w->out[i].addr);
+	free(w->out);
+}
+
+/* ---------------------------------------------------------------- run */
+
+/* first_server - the first hop from the configuration; 0 or -1 */
+static int
+first_server(struct walk *w, const struct config *cfg)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*s4 = (struct sockaddr_in *)(void *)&ss;
+	struct sockaddr_in6	*s6 = (struct sockaddr_in6 *)(void *)&ss;
+	char			 text[64];
+
+	if (cfg->nmtqp == 0)
+		return -1;
+	memcpy(&ss, &cfg->mtqp[0].ss, sizeof(ss));
+	/* a wildcard listener is reached on loopback */
+	if (ss.ss_family == AF_INET && s4->sin_addr.s_addr == htonl(INADDR_ANY))
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (ss.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
+		s6->sin6_addr = in6addr_loopback;
+	/* asked as this host's name: the name its certificate has */
+	if (cfg->hostname != NULL && host_ok(cfg->hostname))
+		add_pend(w, cfg->hostname, 0, &ss, cfg->mtqp[0].len, 1);
+	else {
+		if (sockaddr_text((struct sockaddr *)&ss, text,
+		    sizeof(text)) == -1)
+			return -1;
+		add_pend(w, text, 0, &ss, cfg->mtqp[0].len, 1);
+	}
+	return 0;
+}
+
+int
+track_run(const struct config *cfg, const struct track_opts *o)
+{
+	struct trk_client_opts	 co;
+	struct walk		 w;
+	char			 secret[SECRET_MAX], err[512], host[256];
+	unsigned		 port;
+	int			 rc = EX_WM_OK;
+
+	memset(&w, 0, sizeof(w));
+	memset(&co, 0, sizeof(co));
+	if (o->secret != NULL)
+		snprintf(secret, sizeof(secret), "%s", o->secret);
+	else if (!key_lookup(o->envid, secret, sizeof(secret)))
+		return EX_WM_TRK_NOKEY;
+	w.envid = o->envid;
+	w.secret = secret;
+	if (o->server != NULL) {
+		if (track_parse_server(o->server, host, sizeof(host),
+		    &port) == -1) {
+			terr("--server: invalid HOST[:PORT] \"%s\"", o->server);
+			rc = EX_WM_USAGE;
+			goto out;
+		}
+		add_pend(&w, host, port, NULL, 0, 1);
+	} else if (first_server(&w, cfg) == -1) {
+		terr("no MTQP server: give --server HOST[:PORT] or set `mtqp` "
+		    "in %s", cfg->path != NULL && cfg->path[0] != '(' ?
+		    cfg->path : "the configuration");
+		rc = EX_WM_USAGE;
+		goto out;
+	}
+	if (w.oom || w.npend == 0) {
+		terr("out of memory");
+		rc = EX_WM_FAIL;
+		goto out;
+	}
+	co.dns = cfg->dns;
+	co.ndns = cfg->ndns;
+	co.hosts_file = 1;
+	co.ca_file = o->ca;
+	co.tls_verify = !o->no_verify;
+	if ((w.base = event_base_new()) == NULL) {
+		terr("cannot create the event loop");
+		rc = EX_WM_FAIL;
+		goto out;
+	}
+	if ((w.cl = trk_client_new(w.base, &co, err, sizeof(err))) == NULL) {
+		terr("%s", err);
+		rc = o->ca != NULL && strncmp(err, "CA file", 7) == 0 ?
+		    EX_WM_USAGE : EX_WM_FAIL;
+		goto out;
+	}
+	walk_next(&w);
+	(void)event_base_dispatch(w.base);
+	if (w.nhops == 0) {
+		terr("no answer");
+		rc = EX_WM_TRK_PROTO;
+		goto out;
+	}
+	switch (w.hops[0].result) {
+	case TRK_OK:
+		rc = EX_WM_OK;
+		break;
+	case TRK_UNREACHABLE:
+		rc = EX_WM_FAIL;
+		break;
+	case TRK_NOINFO:
+		rc = EX_WM_TRK_NOINFO;
+		break;
+	default:
+		rc = EX_WM_TRK_PROTO;
+		break;
+	}
+	if (rc != EX_WM_OK) {
+		char	f[700];
+
+		track_failed_hop_text(&w.hops[0], f, sizeof(f));
+		if (w.hops[0].server != NULL && w.hops[0].result != TRK_NOT_MTQP)
+			terr("%s; server %s", f, w.hops[0].server);
+		else
+			terr("%s", f);
+	}
+	if (o->json) {
+		if (track_print_json(&w) == -1) {
+			terr("cannot write the JSON object");
+			if (rc == EX_WM_OK)
+				rc = EX_WM_FAIL;
+		}
+	} else if (rc == EX_WM_OK)
+		track_print_text(&w);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		terr("write error: %s", strerror(errno));
+		if (rc == EX_WM_OK)
+			rc = EX_WM_FAIL;
+	}
+out:
+	explicit_bzero(secret, sizeof(secret));
+	if (w.cl != NULL)
+		trk_client_free(w.cl);
+	if (w.base != NULL)
+		event_base_free(w.base);
+	walk_free(&w);
+	return rc;
+}
