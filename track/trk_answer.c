@@ -20,11 +20,19 @@
  *       message/tracking-status", a blank line, trk_status_write's
  *       fields), a blank line (the delimiter's CRLF); then "--B--".
  *       B is random and occurs in no part.
- * Chaining (mtqp_chaining = yes): chain_start is where the MTQP client
- *       (track/trk_client.c, another change) plugs in to query the next
- *       hops and append their parts unchanged; until then every answer
- *       is a referral (RFC 3888: the requester asks each transferred
- *       recipient's Remote-MTA itself).
+ * Chaining (mtqp_chaining = yes; RFC 3887 2.4, RFC 3888): the server
+ *       asks the Remote-MTA of every transferred recipient itself with
+ *       the MTQP client (track/trk_client.c: SRV _mtqp._tcp.H, else H on
+ *       1038; STARTTLS whenever offered, best effort, no verification),
+ *       the same ENVID and secret, follows the transferred recipients of
+ *       their answers up to CHAIN_DEPTH hops, at most CHAIN_PARALLEL
+ *       queries at once, and appends every part they return unchanged.
+ *       A host is asked once; a host that already reported (a chaining
+ *       next hop's own parts) is not asked again.  The whole answer goes
+ *       out within CHAIN_BUDGET_MS of the TRACK: what is still in flight
+ *       then is cancelled and the answer holds what came in (the
+ *       referrals in the parts stand for the rest).  Without chaining
+ *       every answer is a referral: the requester asks each Remote-MTA.
  */
 
 #include <stdlib.h>
@@ -39,14 +47,28 @@
 #include "common/log.h"
 #include "common/syntax.h"
 #include "track/track.h"
+#include "track/trk_client.h"
 #include "track/trk_int.h"
+
+#include <event2/event.h>
 
 #define TRK_NOINFO	"-ERR/noinfo No tracking information available"
 #define TRK_UNAVAIL	"-TEMP/unavailable Tracking information " \
 			"unavailable, try again later"
-#define PARTS_MAX	11		/* this hop + the chaining hop limit */
+#define PARTS_MAX	32		/* this hop's + the chained hops' parts */
 #define HOPS_MAX	64		/* distinct next hops remembered */
 #define HOST_MAX	256
+#define CHAIN_DEPTH	TRK_MAX_HOPS	/* hops followed beyond this one */
+#define CHAIN_PARALLEL	4		/* next-hop queries at once */
+#define CHAIN_BUDGET_MS	110000		/* the answer within 2 min (RFC 3887
+					 * 2.4), with room to send it */
+#define SECRET_B64_MAX	(((TRK_SECRET_MAX + 2) / 3) * 4 + 1)
+
+struct chain_q {			/* one next-hop query in flight */
+	struct trk_track *t;
+	struct trk_query *h;
+	size_t		  hop;		/* index into t->hops */
+};
 
 struct trk_track {
 	struct trk_session *s;		/* owner: the query never outlives it */
@@ -59,10 +81,24 @@ struct trk_track {
 	 * parts[0] = this hop's; chained hops' appended unchanged */
 	struct buf	 parts[PARTS_MAX];
 	size_t		 nparts;
-	/* next hops: Remote-MTA host names of transferred recipients */
+	/* next hops: Remote-MTA host names of transferred recipients,
+	 * each asked once (chaining), in the order found */
 	char		*hops[HOPS_MAX];
+	unsigned	 depth[HOPS_MAX];	/* 1: a next hop of this one */
 	size_t		 nhops;
+	/* chaining */
+	size_t		 nextq;		/* hops[nextq] is the next to ask */
+	struct chain_q	 inflight[CHAIN_PARALLEL];
+	size_t		 ninflight;
+	struct event	*deadline;
+	uint64_t	 deadline_ms;	/* trk_now_ms() when it fires */
+	int		 finishing;
 };
+
+/* the client the chaining queries share (made at the first one) */
+static struct trk_client *chain_cli;
+static int		 chain_stale;	/* reload: make a new one when idle */
+static size_t		 chain_users;	/* answers with queries in flight */
 
 static void	answer_finish(struct trk_track *);
 
@@ -73,7 +109,13 @@ trk_answer_free(struct trk_track *q)
 
 	if (q == NULL)
 		return;
-	/* chaining: the client's queries in flight are cancelled here */
+	for (i = 0; i < q->ninflight; i++)
+		trk_query_cancel(q->inflight[i].h);
+	if (q->ninflight > 0 && chain_users > 0)
+		chain_users--;
+	q->ninflight = 0;
+	if (q->deadline != NULL)
+		event_free(q->deadline);
 	for (i = 0; i < q->nparts; i++)
 		buf_free(&q->parts[i]);
 	for (i = 0; i < q->nhops; i++)
@@ -82,9 +124,10 @@ trk_answer_free(struct trk_track *q)
 	free(q);
 }
 
-/* hop_add - remember the host of Remote-MTA value remote ("host [addr]") */
+/* hop_add - remember the host of Remote-MTA value remote ("host [addr]"),
+ * a next hop depth hops away, unless it is known already */
 static void
-hop_add(struct trk_track *q, const char *remote)
+hop_add(struct trk_track *q, const char *remote, unsigned depth)
 {
 	char	host[HOST_MAX];
 	size_t	n, i;
@@ -100,7 +143,7 @@ hop_add(struct trk_track *q, const char *remote)
 		if (strcasecmp(q->hops[i], host) == 0)
 			return;
 	if ((q->hops[q->nhops] = strdup(host)) != NULL)
-		q->nhops++;
+		q->depth[q->nhops++] = depth;
 }
 
 /* found_cb - trk_auth_find's match: this hop's part, the next hops */
@@ -114,7 +157,7 @@ found_cb(const struct qmsg *m, void *arg)
 
 	memcpy(q->qid, m->qid, sizeof(q->qid));
 	q->qid[sizeof(q->qid) - 1] = '\0';
-	buf_init(b, TRK_ANSWER_MAX);
+	buf_init(b, TRK_SRV_ANSWER_MAX);
 	q->nparts = 1;
 	if (buf_puts(b, "Content-Type: message/tracking-status\r\n\r\n") == -1 ||
 	    trk_status_write(b, m, trk_cfg->hostname, time(NULL),
@@ -126,7 +169,7 @@ found_cb(const struct qmsg *m, void *arg)
 		if ((act = trk_action(m, i)) != NULL &&
 		    strcmp(act, "transferred") == 0 &&
 		    m->rcpts[i].remote_mta != NULL)
-			hop_add(q, m->rcpts[i].remote_mta);
+			hop_add(q, m->rcpts[i].remote_mta, 1);
 }
 
 /* boundary_ok - "--" b occurs in no part */
@@ -213,7 +256,7 @@ answer_finish(struct trk_track *q)
 	struct trk_session	*s = q->s;
 	struct buf		 out;
 
-	buf_init(&out, TRK_ANSWER_MAX);
+	buf_init(&out, TRK_SRV_ANSWER_MAX);
 	if (answer_compose(q, &out) == 0)
 		trk_reply_data(s, "+OK+ Tracking information follows",
 		    out.data, out.len);
@@ -229,22 +272,248 @@ answer_finish(struct trk_track *q)
 	trk_resume(s);
 }
 
+/* chain_client - the shared client, made anew after a reload when no
+ * answer uses it; NULL (logged) when it cannot be made */
+static struct trk_client *
+chain_client(void)
+{
+	struct trk_client_opts	o;
+	char			err[256];
+
+	if (chain_cli != NULL && chain_stale && chain_users == 0) {
+		trk_client_free(chain_cli);
+		chain_cli = NULL;
+	}
+	if (chain_cli != NULL)
+		return chain_cli;
+	memset(&o, 0, sizeof(o));
+	o.dns = trk_cfg->dns;
+	o.ndns = trk_cfg->ndns;
+	o.tls_verify = 0;	/* STARTTLS when offered, best effort */
+	if ((chain_cli = trk_client_new(trk_base, &o, err, sizeof(err))) ==
+	    NULL)
+		log_warnx("mtqp: chaining: %s", err);
+	chain_stale = 0;
+	return chain_cli;
+}
+
+/* trk_chain_reload - new `dns`: the next chaining client uses them */
+void
+trk_chain_reload(void)
+{
+	chain_stale = 1;
+}
+
+/* trk_chain_shutdown - the server stops (its sessions are gone) */
+void
+trk_chain_shutdown(void)
+{
+	if (chain_cli != NULL)
+		trk_client_free(chain_cli);
+	chain_cli = NULL;
+	chain_users = 0;
+}
+
+/* host_reported - a part already in q was reported by host */
+static int
+host_reported(const struct trk_track *q, const char *host)
+{
+	struct trk_report	r;
+	char			why[128];
+	size_t			i, j;
+	int			found = 0;
+
+	for (i = 1; i < q->nparts && !found; i++) {
+		/* a part alone parses as a body of one part */
+		struct buf	b;
+
+		buf_init(&b, TRK_SRV_ANSWER_MAX);
+		if (buf_puts(&b, "Content-Type: multipart/related; "
+		    "boundary=\"x\"\r\n\r\n--x\r\n") == 0 &&
+		    buf_append(&b, q->parts[i].data, q->parts[i].len) == 0 &&
+		    buf_puts(&b, "\r\n--x--\r\n") == 0 &&
+		    trk_report_parse(b.data, b.len, &r, why, sizeof(why)) == 0) {
+			for (j = 0; j < r.nparts; j++)
+				if (r.parts[j].reporting_mta != NULL &&
+				    strcasecmp(r.parts[j].reporting_mta,
+				    host) == 0)
+					found = 1;
+			trk_report_free(&r);
+		}
+		buf_free(&b);
+	}
+	return found;
+}
+
+static void	chain_next(struct trk_track *q);
+
+/* chain_finish - every query is done or the time is up: the answer */
+static void
+chain_finish(struct trk_track *q)
+{
+	size_t	i;
+
+	if (q->finishing)
+		return;
+	q->finishing = 1;
+	for (i = 0; i < q->ninflight; i++)
+		trk_query_cancel(q->inflight[i].h);
+	if (q->ninflight > 0 && chain_users > 0)
+		chain_users--;
+	q->ninflight = 0;
+	log_info("mtqp session=%s qid=%s chaining done: %zu part(s) from "
+	    "%zu next hop(s) asked", q->s->sid, q->qid, q->nparts - 1,
+	    q->nextq);
+	answer_finish(q);
+}
+
+/* chain_deadline_cb - CHAIN_BUDGET_MS have passed since the TRACK */
+static void
+chain_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct trk_track	*q = arg;
+
+	(void)fd;
+	(void)what;
+	log_warnx("mtqp session=%s qid=%s chaining: out of time with %zu "
+	    "next hop(s) unanswered", q->s->sid, q->qid, q->ninflight +
+	    (q->nhops - q->nextq));
+	chain_finish(q);
+}
+
+/* chain_take - the parts of a next hop's answer into q, and the next
+ * hops of their transferred recipients; the number of parts taken */
+static size_t
+chain_take(struct trk_track *q, const struct trk_answer *a, unsigned depth)
+{
+	struct trk_report	r;
+	char			why[128];
+	size_t			i, j, taken = 0;
+
+	if (trk_report_parse(a->body, a->bodylen, &r, why, sizeof(why)) == -1) {
+		log_warnx("mtqp session=%s chaining: the answer of %s is "
+		    "unusable: %s", q->s->sid, a->host, why);
+		return 0;
+	}
+	for (i = 0; i < r.nparts && q->nparts < PARTS_MAX; i++) {
+		struct buf	*p = &q->parts[q->nparts];
+
+		buf_init(p, TRK_SRV_ANSWER_MAX);
+		if (buf_append(p, r.parts[i].raw, r.parts[i].rawlen) == -1) {
+			buf_free(p);
+			break;
+		}
+		q->nparts++;
+		taken++;
+		for (j = 0; j < r.parts[i].nrcpts; j++) {
+			const struct trk_rcpt *rc = &r.parts[i].rcpts[j];
+
+			if (depth < CHAIN_DEPTH && rc->action != NULL &&
+			    strcmp(rc->action, "transferred") == 0 &&
+			    rc->remote_mta != NULL)
+				hop_add(q, rc->remote_mta, depth + 1);
+		}
+	}
+	trk_report_free(&r);
+	return taken;
+}
+
+/* chain_answer_cb - one next hop answered (or could not be asked) */
+static void
+chain_answer_cb(void *arg, const struct trk_answer *a)
+{
+	struct chain_q		*cq = arg;
+	struct trk_track	*q = cq->t;
+	size_t			 hop = cq->hop, i, taken = 0;
+
+	/* this query is over: out of the in-flight list (never cancelled) */
+	i = (size_t)(cq - q->inflight);
+	q->inflight[i] = q->inflight[--q->ninflight];
+	if (q->ninflight == 0 && chain_users > 0)
+		chain_users--;
+	if (a->result == TRK_OK)
+		taken = chain_take(q, a, q->depth[hop]);
+	log_info("mtqp session=%s qid=%s chain host=%s server=%s tls=%s "
+	    "result=%s parts=%zu%s%s", q->s->sid, q->qid, a->host,
+	    a->server[0] != '\0' ? a->server : "-", a->tls ? "yes" : "no",
+	    trk_result_name(a->result), taken, a->error[0] != '\0' ?
+	    " error=" : "", a->error);
+	chain_next(q);
+}
+
+/* chain_next - start queries up to CHAIN_PARALLEL; finish when none is
+ * left to ask and none is in flight */
+static void
+chain_next(struct trk_track *q)
+{
+	struct trk_request	 rq;
+	struct trk_client	*c;
+	struct chain_q		*cq;
+	char			 sec[SECRET_B64_MAX];
+	long			 left;
+
+	if (q->finishing)
+		return;
+	if ((c = chain_client()) == NULL) {
+		chain_finish(q);
+		return;
+	}
+	if (base64_encode(q->a, q->alen, sec, sizeof(sec)) < 0) {
+		chain_finish(q);
+		return;
+	}
+	while (q->ninflight < CHAIN_PARALLEL && q->nextq < q->nhops &&
+	    q->nparts < PARTS_MAX) {
+		size_t hop = q->nextq++;
+
+		if (host_reported(q, q->hops[hop]))
+			continue;
+		left = (long)(q->deadline_ms - trk_now_ms());
+		if (left < 1000)
+			break;
+		memset(&rq, 0, sizeof(rq));
+		rq.host = q->hops[hop];
+		rq.port = 0;		/* SRV _mtqp._tcp.H, else H:1038 */
+		rq.envid = q->envid;
+		rq.secret = sec;
+		rq.timeout_ms = left;
+		cq = &q->inflight[q->ninflight];
+		cq->t = q;
+		cq->hop = hop;
+		if ((cq->h = trk_query_start(c, &rq, chain_answer_cb, cq)) ==
+		    NULL) {
+			log_warnx("mtqp session=%s chaining: cannot ask %s",
+			    q->s->sid, q->hops[hop]);
+			continue;
+		}
+		if (q->ninflight++ == 0)
+			chain_users++;
+	}
+	explicit_bzero(sec, sizeof(sec));
+	if (q->ninflight == 0)
+		chain_finish(q);
+}
+
 /*
- * chain_start - mtqp_chaining = yes with next hops in q->hops: the hook
- * of the chaining referral (RFC 3887 2.4, RFC 3888).  The MTQP client
- * (track/trk_client.c) is to query each hop here, non-blocking, with
- * q->envid and q->a (STARTTLS when offered, hop limit 10, the whole
- * answer within 2 minutes), append each answer's parts unchanged to
- * q->parts (at most PARTS_MAX), and call answer_finish(q) once, when
- * done or out of time; trk_answer_free cancels what is in flight.
- * Until it is plugged in, the answer is this hop's part alone.
+ * chain_start - mtqp_chaining = yes with next hops in q->hops: ask them
+ * (see the header comment); answer_finish(q) is called once, when every
+ * query is done or CHAIN_BUDGET_MS have passed.
  */
 static void
 chain_start(struct trk_track *q)
 {
-	log_debug("mtqp session=%s chaining: %zu next hop(s) left to the "
-	    "requester (no MTQP client yet)", q->s->sid, q->nhops);
-	answer_finish(q);
+	struct timeval	tv = { CHAIN_BUDGET_MS / 1000,
+			    (CHAIN_BUDGET_MS % 1000) * 1000 };
+
+	q->deadline_ms = trk_now_ms() + CHAIN_BUDGET_MS;
+	if ((q->deadline = evtimer_new(trk_base, chain_deadline_cb, q)) ==
+	    NULL || evtimer_add(q->deadline, &tv) == -1) {
+		log_warnx("mtqp session=%s chaining: no timer; answering "
+		    "with referrals", q->s->sid);
+		answer_finish(q);
+		return;
+	}
+	chain_next(q);
 }
 
 int

@@ -83,7 +83,7 @@ is_wsp(char c)
 void
 trk_reply(struct trk_session *s, const char *fmt, ...)
 {
-	char		 text[TRK_LINE_MAX + 1], etext[600], ecmd[300];
+	char		 text[TRK_SRV_LINE_MAX + 1], etext[600], ecmd[300];
 	va_list		 ap;
 	char		*p;
 	int		 n;
@@ -286,10 +286,10 @@ next_token(const char **p, const char *end, const char **tok)
 static int
 secret_decode(const char *s, size_t len, unsigned char *out, size_t outlen)
 {
-	char	padded[TRK_LINE_MAX + 4];
+	char	padded[TRK_SRV_LINE_MAX + 4];
 	size_t	n = len;
 
-	if (len == 0 || len > TRK_LINE_MAX)
+	if (len == 0 || len > TRK_SRV_LINE_MAX)
 		return -1;
 	memcpy(padded, s, len);
 	if (len % 4 == 1)

@@ -26,13 +26,13 @@ struct event;
 struct event_base;
 struct trk_track;
 
-#define TRK_LINE_MAX	998		/* octets before CRLF (RFC 3887 2.2) */
+#define TRK_SRV_LINE_MAX	998		/* octets before CRLF (RFC 3887 2.2) */
 #define TRK_READ_HIWAT	16384		/* read high-watermark per session */
 #define TRK_OUT_MAX	65536		/* pending output before commands pause */
 #define TRK_NVERBS	5		/* the table's rows + "unknown" */
 #define TRK_SECRET_MAX	768		/* decoded secret octets (a line holds
 					 * at most 748; RFC 3885 wants 16-128) */
-#define TRK_ANSWER_MAX	(8u * 1024 * 1024)	/* a TRACK answer's body */
+#define TRK_SRV_ANSWER_MAX	(8u * 1024 * 1024)	/* a TRACK answer's body */
 
 enum trk_state {
 	TRK_READY = 0,		/* reading and running commands */
@@ -93,7 +93,7 @@ void		 trk_greeting(struct trk_session *s);
 /* trk_cmd_dispatch - one command line (no line end, NUL-terminated) */
 void		 trk_cmd_dispatch(struct trk_session *s, const char *line,
 		    size_t len);
-/* trk_cmd_overlong - a line over TRK_LINE_MAX was discarded */
+/* trk_cmd_overlong - a line over TRK_SRV_LINE_MAX was discarded */
 void		 trk_cmd_overlong(struct trk_session *s);
 /* trk_cmd_counters - "track=1/2 quit=1" (ok/total when they differ) */
 int		 trk_cmd_counters(const struct trk_session *s, char *out,
@@ -119,5 +119,10 @@ int		 trk_answer_start(struct trk_session *s, const char *envid,
 		    const unsigned char *a, size_t alen);
 /* trk_answer_free - drop an answer in the making (the session closes) */
 void		 trk_answer_free(struct trk_track *q);
+/* trk_chain_reload - the configuration changed: the chaining client is
+ * made anew (new `dns`) once no answer uses it */
+void		 trk_chain_reload(void);
+/* trk_chain_shutdown - free the chaining client (after every session) */
+void		 trk_chain_shutdown(void);
 
 #endif

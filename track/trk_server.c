@@ -420,6 +420,7 @@ trk_server_reload(const struct config *cfg)
 	trk_cfg = cfg;
 	if (nlisteners == 0)
 		return;
+	trk_chain_reload();
 	if (tls_load(cfg, err, sizeof(err)) == -1)
 		log_warnx("mtqp: reload: %s (keeping the previous TLS setup)",
 		    err);
@@ -444,6 +445,7 @@ trk_server_stop(void)
 	nlisten_fds = 0;
 	while (sessions != NULL)
 		session_free(sessions);
+	trk_chain_shutdown();
 	SSL_CTX_free(tls_ctx);
 	tls_ctx = NULL;
 	if (n > 0)
@@ -596,7 +598,7 @@ trk_close_after_flush(struct trk_session *s)
 /* --------------------------------------------------------------- input */
 
 /*
- * read_line - take one command line out of in into line (TRK_LINE_MAX
+ * read_line - take one command line out of in into line (TRK_SRV_LINE_MAX
  * + 3 octets).  Its length without the line end (>= 0), -1 when no
  * complete line is buffered yet, -2 when an overlong line was discarded.
  */
@@ -611,14 +613,14 @@ read_line(struct trk_session *s, struct evbuffer *in, char *line)
 	p = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	if (p.pos == -1) {
 		/* 998 octets + CR at most: hold no more, skip to the LF */
-		if (avail >= TRK_LINE_MAX + 2) {
+		if (avail >= TRK_SRV_LINE_MAX + 2) {
 			evbuffer_drain(in, avail);
 			s->skipping = 1;
 		}
 		return -1;
 	}
 	n = (size_t)p.pos + 1;
-	if (s->skipping || n > TRK_LINE_MAX + 2) {
+	if (s->skipping || n > TRK_SRV_LINE_MAX + 2) {
 		evbuffer_drain(in, n);
 		s->skipping = 0;
 		return -2;
@@ -629,14 +631,14 @@ read_line(struct trk_session *s, struct evbuffer *in, char *line)
 	if (n > 0 && line[n - 1] == '\r')
 		n--;
 	line[n] = '\0';
-	return n > TRK_LINE_MAX ? -2 : (ssize_t)n;
+	return n > TRK_SRV_LINE_MAX ? -2 : (ssize_t)n;
 }
 
 /* process - run the buffered command lines in order, as the state allows */
 static void
 process(struct trk_session *s)
 {
-	static char	 line[TRK_LINE_MAX + 3];
+	static char	 line[TRK_SRV_LINE_MAX + 3];
 	struct evbuffer	*in = bufferevent_get_input(s->bev);
 	struct evbuffer	*out = bufferevent_get_output(s->bev);
 	ssize_t		 n;
