@@ -62,11 +62,12 @@
 #define CHAIN_PARALLEL	4		/* next-hop queries at once */
 #define CHAIN_BUDGET_MS	110000		/* the answer within 2 min (RFC 3887
 					 * 2.4), with room to send it */
+#define CHAIN_BYTES_MAX	(1024u * 1024)	/* chained parts, all together */
 #define SECRET_B64_MAX	(((TRK_SECRET_MAX + 2) / 3) * 4 + 1)
 
-struct chain_q {			/* one next-hop query in flight */
-	struct trk_track *t;
-	struct trk_query *h;
+struct chain_q {			/* a slot for a next-hop query; its */
+	struct trk_track *t;		/* address is the callback's arg, */
+	struct trk_query *h;		/* so slots never move; h NULL: free */
 	size_t		  hop;		/* index into t->hops */
 };
 
@@ -89,7 +90,9 @@ struct trk_track {
 	/* chaining */
 	size_t		 nextq;		/* hops[nextq] is the next to ask */
 	struct chain_q	 inflight[CHAIN_PARALLEL];
-	size_t		 ninflight;
+	size_t		 ninflight;	/* slots with h != NULL */
+	char		*reported[PARTS_MAX];	/* Reporting-MTA of parts[i] */
+	size_t		 chain_bytes;	/* of the chained parts */
 	struct event	*deadline;
 	uint64_t	 deadline_ms;	/* trk_now_ms() when it fires */
 	int		 finishing;
@@ -102,6 +105,23 @@ static size_t		 chain_users;	/* answers with queries in flight */
 
 static void	answer_finish(struct trk_track *);
 
+/* chain_cancel_all - cancel the next-hop queries still in flight (their
+ * callbacks have not run: a slot is freed when its callback runs) */
+static void
+chain_cancel_all(struct trk_track *q)
+{
+	size_t	i;
+
+	for (i = 0; i < CHAIN_PARALLEL; i++)
+		if (q->inflight[i].h != NULL) {
+			trk_query_cancel(q->inflight[i].h);
+			q->inflight[i].h = NULL;
+		}
+	if (q->ninflight > 0 && chain_users > 0)
+		chain_users--;
+	q->ninflight = 0;
+}
+
 void
 trk_answer_free(struct trk_track *q)
 {
@@ -109,19 +129,25 @@ trk_answer_free(struct trk_track *q)
 
 	if (q == NULL)
 		return;
-	for (i = 0; i < q->ninflight; i++)
-		trk_query_cancel(q->inflight[i].h);
-	if (q->ninflight > 0 && chain_users > 0)
-		chain_users--;
-	q->ninflight = 0;
+	chain_cancel_all(q);
 	if (q->deadline != NULL)
 		event_free(q->deadline);
-	for (i = 0; i < q->nparts; i++)
+	for (i = 0; i < q->nparts; i++) {
 		buf_free(&q->parts[i]);
+		free(q->reported[i]);
+	}
 	for (i = 0; i < q->nhops; i++)
 		free(q->hops[i]);
 	explicit_bzero(q->a, sizeof(q->a));
 	free(q);
+}
+
+/* host_is_literal - h is an address, not a name ("[..]", IPv4, IPv6) */
+static int
+host_is_literal(const char *h)
+{
+	return h[0] == '[' || strchr(h, ':') != NULL ||
+	    strspn(h, "0123456789.") == strlen(h);
 }
 
 /* hop_add - remember the host of Remote-MTA value remote ("host [addr]"),
@@ -139,6 +165,11 @@ hop_add(struct trk_track *q, const char *remote, unsigned depth)
 		return;
 	memcpy(host, remote, n);
 	host[n] = '\0';
+	/* never ourselves (a next hop naming us would make a loop); a next
+	 * hop's answer is trusted with host names only, never an address */
+	if (strcasecmp(host, trk_cfg->hostname) == 0 ||
+	    (depth > 1 && host_is_literal(host)))
+		return;
 	for (i = 0; i < q->nhops; i++)
 		if (strcasecmp(q->hops[i], host) == 0)
 			return;
@@ -273,14 +304,15 @@ answer_finish(struct trk_track *q)
 }
 
 /* chain_client - the shared client, made anew after a reload when no
- * answer uses it; NULL (logged) when it cannot be made */
+ * answer uses it (only from chain_start: never inside a callback of the
+ * client); NULL (logged) when it cannot be made */
 static struct trk_client *
-chain_client(void)
+chain_client(int top_level)
 {
 	struct trk_client_opts	o;
 	char			err[256];
 
-	if (chain_cli != NULL && chain_stale && chain_users == 0) {
+	if (chain_cli != NULL && chain_stale && chain_users == 0 && top_level) {
 		trk_client_free(chain_cli);
 		chain_cli = NULL;
 	}
@@ -318,49 +350,25 @@ trk_chain_shutdown(void)
 static int
 host_reported(const struct trk_track *q, const char *host)
 {
-	struct trk_report	r;
-	char			why[128];
-	size_t			i, j;
-	int			found = 0;
+	size_t	i;
 
-	for (i = 1; i < q->nparts && !found; i++) {
-		/* a part alone parses as a body of one part */
-		struct buf	b;
-
-		buf_init(&b, TRK_SRV_ANSWER_MAX);
-		if (buf_puts(&b, "Content-Type: multipart/related; "
-		    "boundary=\"x\"\r\n\r\n--x\r\n") == 0 &&
-		    buf_append(&b, q->parts[i].data, q->parts[i].len) == 0 &&
-		    buf_puts(&b, "\r\n--x--\r\n") == 0 &&
-		    trk_report_parse(b.data, b.len, &r, why, sizeof(why)) == 0) {
-			for (j = 0; j < r.nparts; j++)
-				if (r.parts[j].reporting_mta != NULL &&
-				    strcasecmp(r.parts[j].reporting_mta,
-				    host) == 0)
-					found = 1;
-			trk_report_free(&r);
-		}
-		buf_free(&b);
-	}
-	return found;
+	for (i = 1; i < q->nparts; i++)
+		if (q->reported[i] != NULL &&
+		    strcasecmp(q->reported[i], host) == 0)
+			return 1;
+	return 0;
 }
 
-static void	chain_next(struct trk_track *q);
+static void	chain_next(struct trk_track *q, int top_level);
 
 /* chain_finish - every query is done or the time is up: the answer */
 static void
 chain_finish(struct trk_track *q)
 {
-	size_t	i;
-
 	if (q->finishing)
 		return;
 	q->finishing = 1;
-	for (i = 0; i < q->ninflight; i++)
-		trk_query_cancel(q->inflight[i].h);
-	if (q->ninflight > 0 && chain_users > 0)
-		chain_users--;
-	q->ninflight = 0;
+	chain_cancel_all(q);
 	log_info("mtqp session=%s qid=%s chaining done: %zu part(s) from "
 	    "%zu next hop(s) asked", q->s->sid, q->qid, q->nparts - 1,
 	    q->nextq);
@@ -398,11 +406,20 @@ chain_take(struct trk_track *q, const struct trk_answer *a, unsigned depth)
 	for (i = 0; i < r.nparts && q->nparts < PARTS_MAX; i++) {
 		struct buf	*p = &q->parts[q->nparts];
 
+		if (r.parts[i].rawlen > CHAIN_BYTES_MAX - q->chain_bytes) {
+			log_warnx("mtqp session=%s chaining: the answer of %s "
+			    "is too big; its parts are left out", q->s->sid,
+			    a->host);
+			break;
+		}
 		buf_init(p, TRK_SRV_ANSWER_MAX);
 		if (buf_append(p, r.parts[i].raw, r.parts[i].rawlen) == -1) {
 			buf_free(p);
 			break;
 		}
+		q->chain_bytes += r.parts[i].rawlen;
+		q->reported[q->nparts] = r.parts[i].reporting_mta != NULL ?
+		    strdup(r.parts[i].reporting_mta) : NULL;
 		q->nparts++;
 		taken++;
 		for (j = 0; j < r.parts[i].nrcpts; j++) {
@@ -424,12 +441,11 @@ chain_answer_cb(void *arg, const struct trk_answer *a)
 {
 	struct chain_q		*cq = arg;
 	struct trk_track	*q = cq->t;
-	size_t			 hop = cq->hop, i, taken = 0;
+	size_t			 hop = cq->hop, taken = 0;
 
-	/* this query is over: out of the in-flight list (never cancelled) */
-	i = (size_t)(cq - q->inflight);
-	q->inflight[i] = q->inflight[--q->ninflight];
-	if (q->ninflight == 0 && chain_users > 0)
+	/* this query is over (its handle is invalid now): free its slot */
+	cq->h = NULL;
+	if (--q->ninflight == 0 && chain_users > 0)
 		chain_users--;
 	if (a->result == TRK_OK)
 		taken = chain_take(q, a, q->depth[hop]);
@@ -438,13 +454,13 @@ chain_answer_cb(void *arg, const struct trk_answer *a)
 	    a->server[0] != '\0' ? a->server : "-", a->tls ? "yes" : "no",
 	    trk_result_name(a->result), taken, a->error[0] != '\0' ?
 	    " error=" : "", a->error);
-	chain_next(q);
+	chain_next(q, 0);
 }
 
 /* chain_next - start queries up to CHAIN_PARALLEL; finish when none is
  * left to ask and none is in flight */
 static void
-chain_next(struct trk_track *q)
+chain_next(struct trk_track *q, int top_level)
 {
 	struct trk_request	 rq;
 	struct trk_client	*c;
@@ -454,7 +470,7 @@ chain_next(struct trk_track *q)
 
 	if (q->finishing)
 		return;
-	if ((c = chain_client()) == NULL) {
+	if ((c = chain_client(top_level)) == NULL) {
 		chain_finish(q);
 		return;
 	}
@@ -477,7 +493,8 @@ chain_next(struct trk_track *q)
 		rq.envid = q->envid;
 		rq.secret = sec;
 		rq.timeout_ms = left;
-		cq = &q->inflight[q->ninflight];
+		for (cq = q->inflight; cq->h != NULL; cq++)
+			;		/* a free slot: ninflight < CHAIN_PARALLEL */
 		cq->t = q;
 		cq->hop = hop;
 		if ((cq->h = trk_query_start(c, &rq, chain_answer_cb, cq)) ==
@@ -513,7 +530,7 @@ chain_start(struct trk_track *q)
 		answer_finish(q);
 		return;
 	}
-	chain_next(q);
+	chain_next(q, 1);
 }
 
 int
