@@ -42,7 +42,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -124,21 +123,9 @@ trk_server_sessions(void)
 static int
 tls_load(const struct config *cfg, char *err, size_t errlen)
 {
-	SSL_CTX	*ctx;
-
-	if (cfg->tls_cert == NULL || cfg->tls_key == NULL ||
-	    cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
-		SSL_CTX_free(tls_ctx);
-		tls_ctx = NULL;
-		return 0;
-	}
-	if ((ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err,
-	    errlen)) == NULL)
-		return -1;
 	/* sessions keep their SSL's reference to the old one */
-	SSL_CTX_free(tls_ctx);
-	tls_ctx = ctx;
-	return 0;
+	return tls_server_ctx_load(&tls_ctx, cfg->tls_cert, cfg->tls_key, err,
+	    errlen);
 }
 
 int
@@ -180,33 +167,18 @@ static int
 tls_start(struct trk_session *s)
 {
 	struct bufferevent	*fb;
-	struct evbuffer		*in;
-	SSL			*ssl;
+	const char		*why;
 	size_t			 n;
 
-	if (tls_ctx == NULL || (ssl = SSL_new(tls_ctx)) == NULL) {
-		log_warnx("mtqp session=%s TLS: SSL_new failed", s->sid);
-		return -1;
-	}
-	in = bufferevent_get_input(s->bev);
-	if ((n = evbuffer_get_length(in)) > 0) {
+	fb = tls_accept_filter(tls_ctx, trk_base, s->bev, &n, &why);
+	if (n > 0)
 		log_info("mtqp session=%s dropping %zu octets pipelined after "
 		    "STARTTLS", s->sid, n);
-		evbuffer_drain(in, n);
-	}
-	s->skipping = 0;
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
-	fb = bufferevent_openssl_filter_new(trk_base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (fb == NULL) {
-		log_warnx("mtqp session=%s TLS: cannot create the filter",
-		    s->sid);
-		SSL_free(ssl);
+		log_warnx("mtqp session=%s TLS: %s", s->sid, why);
 		return -1;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->skipping = 0;
 	s->bev = fb;		/* freeing fb frees the socket one too */
 	attach_cb(s, fb);
 	bufferevent_enable(fb, EV_READ | EV_WRITE);
@@ -235,24 +207,9 @@ tls_connected(struct trk_session *s)
 static void
 tls_log_error(struct trk_session *s, short what)
 {
-	unsigned long	e;
-	char		ebuf[256], line[600];
-	size_t		off = 0;
-	int		n;
+	char	line[600];
 
-	line[0] = '\0';
-	while ((e = bufferevent_get_openssl_error(s->bev)) != 0) {
-		if (ERR_GET_LIB(e) == 0)
-			continue;
-		n = snprintf(line + off, sizeof(line) - off, "%s%s",
-		    off > 0 ? "; " : "", tls_errstr(e, ebuf, sizeof(ebuf)));
-		if (n < 0 || (size_t)n >= sizeof(line) - off)
-			break;
-		off += (size_t)n;
-	}
-	if (off == 0)
-		snprintf(line, sizeof(line), "%s", (what & BEV_EVENT_EOF) ?
-		    "connection closed" : "I/O error");
+	tls_filter_error(s->bev, what, line, sizeof(line));
 	log_info("mtqp session=%s TLS handshake failed: %s", s->sid, line);
 }
 
