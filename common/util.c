@@ -480,3 +480,35 @@ xcalloc(size_t n, size_t sz)
 		fatal("calloc");
 	return p;
 }
+
+/* verb_counters - "ehlo=1 mail=1 rcpt=2/3" (ok/total when they differ) */
+int
+verb_counters(char *out, size_t outlen, const char *(*name)(size_t),
+    const uint32_t *ok, const uint32_t *total, size_t n)
+{
+	size_t		 i, off = 0;
+	char		 lc[16];
+	const char	*verb;
+	int		 r;
+
+	out[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (total[i] == 0 || (verb = name(i)) == NULL)
+			continue;
+		r = snprintf(lc, sizeof(lc), "%s", verb);
+		if (r < 0 || (size_t)r >= sizeof(lc))
+			return -1;
+		str_lower(lc);
+		if (ok[i] == total[i])
+			r = snprintf(out + off, outlen - off, "%s%s=%u",
+			    off ? " " : "", lc, (unsigned)total[i]);
+		else
+			r = snprintf(out + off, outlen - off, "%s%s=%u/%u",
+			    off ? " " : "", lc, (unsigned)ok[i],
+			    (unsigned)total[i]);
+		if (r < 0 || (size_t)r >= outlen - off)
+			return -1;
+		off += (size_t)r;
+	}
+	return 0;
+}

@@ -1,6 +1,6 @@
 /*
  * util.h - small helpers: RFC 5322 dates, queue ids, file-system syncs,
- * free-space checks, address formatting.
+ * free-space checks, address formatting, the disconnect counters.
  */
 #ifndef WAYMARK_UTIL_H
 #define WAYMARK_UTIL_H
@@ -70,5 +70,15 @@ char	*str_trim(char *s);
 /* xstrdup / xmalloc - exit on failure: start-up only */
 char	*xstrdup(const char *s);
 void	*xcalloc(size_t n, size_t sz);
+
+/*
+ * verb_counters - a server's per-verb counters as logged at disconnect,
+ * "ehlo=1 mail=1 rcpt=2/3": for each i < n with total[i] > 0 and
+ * name(i) not NULL, name(i) lower-cased "=" total[i], or ok[i]/total[i]
+ * when they differ, separated by SP ("" when none).  0, or -1 when out
+ * is too small.
+ */
+int	verb_counters(char *out, size_t outlen, const char *(*name)(size_t),
+	    const uint32_t *ok, const uint32_t *total, size_t n);
 
 #endif

@@ -5,7 +5,8 @@
  * RFC 5322 dates (TZ forced to UTC and to a fixed offset), queue ids
  * (length, alphabet, strictly increasing, floor from qid_init), qid_valid,
  * sockaddr_text / sockaddr_literal for IPv4, IPv6 and IPv4-mapped,
- * mkdir_p, buffer limits, escaping, and the worker pool hand-back.
+ * mkdir_p, buffer limits, escaping, the worker pool hand-back, and the
+ * disconnect counters (verb_counters).
  * Failures print "got X, want Y".
  */
 
@@ -413,6 +414,36 @@ test_work(void **state)
 	event_base_free(base);
 }
 
+/* verb_counters: names lower-cased, unused and unnamed left out,
+ * ok/total only when they differ, -1 when the output is too small */
+static const char *
+tverb_name(size_t i)
+{
+	static const char *const names[] = { "EHLO", "MAIL", "RCPT", NULL,
+	    "unknown" };
+
+	return i < NELEM(names) ? names[i] : NULL;
+}
+
+static void
+test_verb_counters(void **state)
+{
+	const uint32_t	ok[] = { 1, 1, 2, 5, 0, 0 };
+	const uint32_t	total[] = { 1, 2, 3, 5, 4, 0 };
+	const uint32_t	none[] = { 0, 0, 0, 0, 0, 0 };
+	char		out[64];
+
+	(void)state;
+	assert_int_equal(verb_counters(out, sizeof(out), tverb_name, ok,
+	    total, NELEM(ok)), 0);
+	assert_string_equal(out, "ehlo=1 mail=1/2 rcpt=2/3 unknown=0/4");
+	assert_int_equal(verb_counters(out, sizeof(out), tverb_name, none,
+	    none, NELEM(none)), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(verb_counters(out, 20, tverb_name, ok, total,
+	    NELEM(ok)), -1);
+}
+
 int
 main(void)
 {
@@ -426,6 +457,7 @@ main(void)
 		cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_work),
+		cmocka_unit_test(test_verb_counters),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
