@@ -18,7 +18,6 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 
 #include "common/dnsloop.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #define DNS_TIMEOUT_MS	3000	/* per try */
 #define DNS_TRIES	3
@@ -189,45 +189,20 @@ dnsloop_shutdown(struct dnsloop *d)
 static int
 dns_parse_server(const char *s, struct ares_addr_port_node *n)
 {
-	char		 host[64];
-	const char	*port = NULL, *end;
-	size_t		 len;
-	char		*ep;
-	long		 p = 53;
+	char		host[64];
+	unsigned	port = 53;
+	int		bracketed;
 
 	memset(n, 0, sizeof(*n));
-	if (s[0] == '[') {
-		if ((end = strchr(s, ']')) == NULL)
-			return -1;
-		len = (size_t)(end - s - 1);
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			return -1;
-	} else if ((end = strchr(s, ':')) != NULL &&
-	    strchr(end + 1, ':') == NULL) {
-		len = (size_t)(end - s);
-		port = end + 1;
-	} else
-		len = strlen(s);
-	if (len == 0 || len >= sizeof(host))
+	if (host_port_split(s, host, sizeof(host), &bracketed, &port) == -1)
 		return -1;
-	memcpy(host, s[0] == '[' ? s + 1 : s, len);
-	host[len] = '\0';
-	if (port != NULL) {
-		errno = 0;
-		p = strtol(port, &ep, 10);
-		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
-		    p > 65535)
-			return -1;
-	}
 	if (inet_pton(AF_INET, host, &n->addr.addr4) == 1)
 		n->family = AF_INET;
 	else if (inet_pton(AF_INET6, host, &n->addr.addr6) == 1)
 		n->family = AF_INET6;
 	else
 		return -1;
-	n->udp_port = n->tcp_port = (int)p;
+	n->udp_port = n->tcp_port = (int)port;
 	return 0;
 }
 

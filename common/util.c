@@ -512,3 +512,44 @@ verb_counters(char *out, size_t outlen, const char *(*name)(size_t),
 	}
 	return 0;
 }
+
+/* host_port_split - "host", "host:port", "[host]", "[host]:port", bare v6 */
+int
+host_port_split(const char *s, char *host, size_t hostlen, int *bracketed,
+    unsigned *port)
+{
+	const char	*end, *ps = NULL;
+	size_t		 len;
+	char		*ep;
+	long		 p;
+
+	*bracketed = s[0] == '[';
+	if (*bracketed) {
+		if ((end = strchr(s, ']')) == NULL)
+			return -1;
+		len = (size_t)(end - s - 1);
+		if (end[1] == ':')
+			ps = end + 2;
+		else if (end[1] != '\0')
+			return -1;
+		s++;
+	} else if ((end = strchr(s, ':')) != NULL &&
+	    strchr(end + 1, ':') == NULL) {
+		len = (size_t)(end - s);
+		ps = end + 1;
+	} else
+		len = strlen(s);	/* "host", or a bare IPv6 address */
+	if (len == 0 || len >= hostlen)
+		return -1;
+	if (ps != NULL) {
+		errno = 0;
+		p = strtol(ps, &ep, 10);
+		if (ps[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
+		    p > 65535)
+			return -1;
+		*port = (unsigned)p;
+	}
+	memcpy(host, s, len);
+	host[len] = '\0';
+	return 0;
+}

@@ -24,7 +24,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,7 @@
 #include "common/cfg.h"
 #include "common/dnsloop.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "delivery/dlv_int.h"
 
 #define DNS_MAX_MX	32	/* MX records considered before truncation */
@@ -607,40 +607,15 @@ dns_literal(struct dns_lookup *lk, const char *s, size_t len)
 static void
 dns_start_smarthost(struct dns_lookup *lk)
 {
-	const char	*s = dns.smarthost, *end, *port = NULL;
-	char		 host[256], *ep;
-	size_t		 len;
-	long		 p;
-	int		 nomx = 0;
+	char		 host[256];
+	unsigned	 port = lk->port;
+	int		 nomx;		/* "[host]": no MX lookup */
 
-	if (s[0] == '[') {
-		nomx = 1;
-		if ((end = strchr(s, ']')) == NULL)
-			goto bad;
-		len = (size_t)(end - s - 1);
-		s++;
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			goto bad;
-	} else if ((end = strrchr(s, ':')) != NULL && strchr(s, ':') == end) {
-		len = (size_t)(end - s);
-		port = end + 1;
-	} else
-		len = strlen(s);	/* "host", or a bare IPv6 address */
-	if (len == 0 || len >= sizeof(host))
+	if (host_port_split(dns.smarthost, host, sizeof(host), &nomx,
+	    &port) == -1)
 		goto bad;
-	memcpy(host, s, len);
-	host[len] = '\0';
-	if (port != NULL) {
-		errno = 0;
-		p = strtol(port, &ep, 10);
-		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
-		    p > 65535)
-			goto bad;
-		lk->port = (unsigned)p;
-	}
-	if (dns_literal(lk, host, len) == 0)
+	lk->port = port;
+	if (dns_literal(lk, host, strlen(host)) == 0)
 		return;
 	if (snprintf(lk->qname, sizeof(lk->qname), "%s", host) < 0)
 		goto bad;
