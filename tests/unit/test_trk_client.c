@@ -847,6 +847,37 @@ safety_cb(evutil_socket_t fd, short what, void *arg)
 	fail_msg("the loop did not finish within 20 s");
 }
 
+/* loopback_bound - a socket of type bound to 127.0.0.1, any port, never
+ * listening (TCP: connections refused; UDP: nothing answers) */
+static int
+loopback_bound(int type, unsigned *port)
+{
+	struct sockaddr_in	sin;
+	socklen_t		len = sizeof(sin);
+	int			fd;
+
+	assert_true((fd = socket(AF_INET, type, 0)) >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* request_init - a TRACK request for envid at host:port */
+static void
+request_init(struct trk_request *rq, const char *host, unsigned port,
+    const char *envid, const char *secret)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->host = host;
+	rq->port = port;
+	rq->envid = envid;
+	rq->secret = secret;
+}
+
 /*
  * run_query - one query to host:port (the fake when port is 0 and
  * use_fake), waiting for `pending` events; the client is freed after.
@@ -868,11 +899,8 @@ run_query(struct fake *f, const char *host, unsigned port, long timeout_ms,
 	memset(&o, 0, sizeof(o));
 	o.tls_verify = 1;
 	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
-	memset(&rq, 0, sizeof(rq));
-	rq.host = host;
-	rq.port = port != 0 ? port : f->port;
-	rq.envid = "id+1=x@client.test";
-	rq.secret = "YWJjZGVmZ2gK";
+	request_init(&rq, host, port != 0 ? port : f->port,
+	    "id+1=x@client.test", "YWJjZGVmZ2gK");
 	rq.timeout_ms = timeout_ms;
 	f->pending = pending;
 	f->in_start = 1;
@@ -972,19 +1000,10 @@ test_query_refused(void **state)
 {
 	struct fake	f;
 	int		fd;
-	struct sockaddr_in sin;
-	socklen_t	len = sizeof(sin);
 	unsigned	port;
 
 	(void)state;
-	/* a port nobody listens on: bound, never listening */
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	port = ntohs(sin.sin_port);
+	fd = loopback_bound(SOCK_STREAM, &port);	/* nobody listens */
 	memset(&f, 0, sizeof(f));
 	run_query(&f, "127.0.0.1", port, 0, 1);
 	close(fd);
@@ -1044,11 +1063,7 @@ test_query_cancel(void **state)
 	fake_start(&f, base);
 	memset(&o, 0, sizeof(o));
 	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
-	memset(&rq, 0, sizeof(rq));
-	rq.host = "127.0.0.1";
-	rq.port = f.port;
-	rq.envid = "e@x.test";
-	rq.secret = "YWJj";
+	request_init(&rq, "127.0.0.1", f.port, "e@x.test", "YWJj");
 	assert_non_null(f.q = trk_query_start(c, &rq, answer_cb, &f));
 	assert_non_null(f.cancel_ev = evtimer_new(base, cancel_cb, &f));
 	evtimer_add(f.cancel_ev, &tv);
@@ -1083,34 +1098,26 @@ test_client_free_in_flight(void **state)
 	struct trk_client	*c;
 	struct trk_client_opts	 o;
 	struct trk_request	 rq;
-	struct sockaddr_in	 sin;
-	socklen_t		 len = sizeof(sin);
 	struct event		*ev;
 	struct timeval		 tv = { 0, 50000 };
 	char			 err[256], dns[64];
 	char			*servers[1] = { dns };
 	struct fake		 f;
+	unsigned		 uport;
 	int			 ufd;
 
 	(void)state;
-	/* a DNS server that never answers: a bound UDP socket */
-	assert_true((ufd = socket(AF_INET, SOCK_DGRAM, 0)) >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(ufd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(ufd, (struct sockaddr *)&sin, &len), 0);
-	snprintf(dns, sizeof(dns), "127.0.0.1:%u", ntohs(sin.sin_port));
+	/* a DNS server that never answers */
+	ufd = loopback_bound(SOCK_DGRAM, &uport);
+	snprintf(dns, sizeof(dns), "127.0.0.1:%u", uport);
 	assert_non_null(base = event_base_new());
 	memset(&o, 0, sizeof(o));
 	o.dns = servers;
 	o.ndns = 1;
 	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
-	memset(&rq, 0, sizeof(rq));
 	memset(&f, 0, sizeof(f));
-	rq.host = "mx.b.test";			/* SRV first: in flight */
-	rq.envid = "e@x.test";
-	rq.secret = "YWJj";
+	/* SRV first: in flight */
+	request_init(&rq, "mx.b.test", 0, "e@x.test", "YWJj");
 	assert_non_null(trk_query_start(c, &rq, answer_cb, &f));
 	assert_non_null(ev = evtimer_new(base, free_cb, &c));
 	evtimer_add(ev, &tv);
@@ -1150,10 +1157,7 @@ test_query_bad_args(void **state)
 	memset(&o, 0, sizeof(o));
 	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		memset(&rq, 0, sizeof(rq));
-		rq.host = t[i].host;
-		rq.envid = t[i].envid;
-		rq.secret = t[i].secret;
+		request_init(&rq, t[i].host, 0, t[i].envid, t[i].secret);
 		if (trk_query_start(c, &rq, answer_cb, &f) != NULL)
 			fail_msg("host \"%s\" envid \"%s\" secret \"%s\": "
 			    "accepted", t[i].host, t[i].envid, t[i].secret);
