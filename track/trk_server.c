@@ -51,6 +51,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/tlsctx.h"
@@ -500,34 +501,12 @@ session_free(struct trk_session *s)
 	free(s);
 }
 
-/* output_pending - octets not yet handed to the kernel */
-static size_t
-output_pending(struct trk_session *s)
-{
-	struct bufferevent	*u;
-	size_t			 n;
-
-	n = evbuffer_get_length(bufferevent_get_output(s->bev));
-	if ((u = bufferevent_get_underlying(s->bev)) != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(u));
-	return n;
-}
-
 /* try_close - free s when its output is flushed, else wait */
 static void
 try_close(struct trk_session *s)
 {
-	struct timeval	tv = { 0, 50000 };
-
-	if (output_pending(s) == 0) {
+	if (bev_flushed(s->bev, s->closetimer))
 		session_free(s);
-		return;
-	}
-	/* the filter's write callback covers only its own buffer: poll
-	 * the underlying one; the write timeout bounds the wait */
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
-	    s->closetimer != NULL)
-		evtimer_add(s->closetimer, &tv);
 }
 
 static void
@@ -627,10 +606,7 @@ trk_resume(struct trk_session *s)
 {
 	s->wait_since = trk_now_ms();
 	timer_arm(s, s->wait_since);
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ||
-	    s->peer_eof)
-		bufferevent_trigger(s->bev, EV_READ,
-		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	bev_read_again(s->bev, s->peer_eof);
 }
 
 static void
