@@ -74,6 +74,26 @@ def free_port():
     return port
 
 
+def common_port(addrs, exclude=()):
+    """A TCP port free on every one of addrs (several next hops, one port)."""
+    for _ in range(100):
+        port = free_port()
+        if port in exclude:
+            continue
+        ok = True
+        for a in addrs:
+            s = socket.socket()
+            try:
+                s.bind((a, port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return port
+    pytest.fail("no TCP port free on all of %s" % (addrs,))
+
+
 def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
     """Poll pred() until it returns a true value (returned) or fail the test."""
     deadline = time.monotonic() + timeout
