@@ -23,7 +23,7 @@ struct dnsloop {
 	struct event_base	*base;
 	struct event		*timer;
 	struct dnsloop_sock	*socks;
-	int			(*busy)(void *);	/* lookups in flight */
+	int			(*busy)(void *); /* lookups in flight */
 	void			*arg;
 };
 

@@ -71,7 +71,7 @@ struct dns_lookup {
 };
 
 static struct {
-	struct dnsloop		 loop;		/* loop.up: initialised */
+	struct dnsloop		 loop;	/* loop.up: initialised */
 	struct dns_lookup	*lookups;
 	/* copies of the configuration (survive a reload) */
 	char			 hostname[256];
@@ -675,8 +675,8 @@ dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg)
 		dns_finish(lk, DLV_ROUTE_NXDOMAIN, "empty domain");
 	else {
 		lk->pending = 1;
-		ares_query(dns.loop.chan, lk->qname, ns_c_in, ns_t_mx, dns_mx_cb,
-		    lk);
+		ares_query(dns.loop.chan, lk->qname, ns_c_in, ns_t_mx,
+		    dns_mx_cb, lk);
 	}
 	dnsloop_reschedule(&dns.loop);
 	return 0;

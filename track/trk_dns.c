@@ -55,8 +55,8 @@ trk_dns_init(struct trk_client *c, const struct trk_client_opts *o,
 	opts.domains = NULL;
 	snprintf(lookups, sizeof(lookups), "%s", o->hosts_file ? "fb" : "b");
 	opts.lookups = lookups;
-	if (dnsloop_init(&c->dns, c->base, &opts,
-	    ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS, dns_busy, c, err, errlen) == -1)
+	if (dnsloop_init(&c->dns, c->base, &opts, ARES_OPT_DOMAINS |
+	    ARES_OPT_LOOKUPS, dns_busy, c, err, errlen) == -1)
 		return -1;
 	if (dnsloop_set_servers(&c->dns, o->dns, o->ndns, err, errlen) == -1) {
 		trk_dns_shutdown(c);
