@@ -11,8 +11,9 @@
  *       the MTRK certifier (base64(SHA-1(A)) unpadded, RFC 3885 3.1).
  * Invariants: parsers take (ptr, len), never write into their input and
  *       never read past len; on error *why is a static reply text.
- * Not here: what a valid path means for the transaction (smtpd/), or
- *       choosing reply codes beyond the param_result classes.
+ * Not here: what a valid path means for the transaction (smtpd/),
+ *       choosing reply codes beyond the param_result classes, or the
+ *       date-times of HOLDUNTIL and RFC 5322 (common/date.c).
  */
 
 #include <arpa/inet.h>
@@ -531,94 +532,6 @@ param_holduntil(const char *v, size_t vlen, struct esmtp_params *out,
 	memcpy(out->hold_text, v, vlen);
 	out->hold_text[vlen] = '\0';
 	out->hold = out->hold ? -1 : HOLD_UNTIL;
-	return 0;
-}
-
-/* digits - n decimal digits at s as a number, -1 if not all digits */
-static long
-digits(const char *s, size_t n)
-{
-	long	v = 0;
-	size_t	i;
-
-	for (i = 0; i < n; i++) {
-		if (!is_digit(s[i]))
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v;
-}
-
-/* days_from_civil - days since 1970-01-01 of a proleptic Gregorian date */
-static long long
-days_from_civil(long y, long m, long d)
-{
-	long long	era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* rfc3339_parse - RFC 3339 5.6 date-time to Unix time */
-int
-rfc3339_parse(const char *s, size_t len, time_t *out)
-{
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
-	    30, 31 };
-	long		y, mo, d, h, mi, sec, oh = 0, om = 0;
-	size_t		i = 19;
-	int		sign = 0;
-
-	if (len < 20 || s[4] != '-' || s[7] != '-' ||
-	    (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
-		return -1;
-	if ((y = digits(s, 4)) < 0 || (mo = digits(s + 5, 2)) < 1 || mo > 12 ||
-	    (d = digits(s + 8, 2)) < 1 || d > mdays[mo - 1] ||
-	    (h = digits(s + 11, 2)) < 0 || h > 23 ||
-	    (mi = digits(s + 14, 2)) < 0 || mi > 59 ||
-	    (sec = digits(s + 17, 2)) < 0 || sec > 60)
-		return -1;
-	if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
-		return -1;
-	if (s[i] == '.') {		/* time-secfrac: ignored */
-		for (i++; i < len && is_digit(s[i]); i++)
-			;
-		if (s[i - 1] == '.')
-			return -1;
-	}
-	if (i < len && (s[i] == 'Z' || s[i] == 'z'))
-		i++;
-	else if (i + 6 <= len && (s[i] == '+' || s[i] == '-') &&
-	    s[i + 3] == ':') {
-		sign = s[i] == '+' ? 1 : -1;
-		if ((oh = digits(s + i + 1, 2)) < 0 || oh > 23 ||
-		    (om = digits(s + i + 4, 2)) < 0 || om > 59)
-			return -1;
-		i += 6;
-	} else
-		return -1;
-	if (i != len)
-		return -1;
-	if (sec == 60)
-		sec = 59;		/* a leap second: the second before */
-	*out = (time_t)(days_from_civil(y, mo, d) * 86400LL + h * 3600 +
-	    mi * 60 + sec - sign * (oh * 3600 + om * 60));
-	return 0;
-}
-
-/* rfc3339_format - "YYYY-MM-DDTHH:MM:SSZ" */
-int
-rfc3339_format(time_t t, char *out, size_t outlen)
-{
-	struct tm	tm;
-
-	if (gmtime_r(&t, &tm) == NULL ||
-	    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return -1;
 	return 0;
 }
 

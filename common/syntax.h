@@ -1,7 +1,8 @@
 /*
  * syntax.h - RFC 5321 syntax shared by the server, the client and the CLI:
  * command-line splitting, paths (reverse-path / forward-path), domains,
- * the table-driven ESMTP parameter parser, xtext (RFC 3461 4) and base64.
+ * the table-driven ESMTP parameter parser, xtext (RFC 3461 4), base64,
+ * and date-times (RFC 3339, RFC 5322; in common/date.c).
  * Parsers take (ptr, len), never write into their input, and on error set
  * *why to a static reason string suitable for a reply text.
  */
@@ -131,6 +132,9 @@ enum { HOLD_FOR = 1, HOLD_UNTIL = 2 };
  * time (UTC); 0 or -1.  rfc3339_format - "YYYY-MM-DDTHH:MM:SSZ". */
 int	rfc3339_parse(const char *s, size_t len, time_t *out);
 int	rfc3339_format(time_t t, char *out, size_t outlen);
+/* rfc5322_date_parse - an RFC 5322 3.3 date-time, obsolete forms of 4.3
+ * and comments included, to Unix time; 0 or -1 (*out unchanged) */
+int	rfc5322_date_parse(const char *s, size_t len, time_t *out);
 
 enum param_result {
 	PARAM_OK = 0,

@@ -480,3 +480,76 @@ xcalloc(size_t n, size_t sz)
 		fatal("calloc");
 	return p;
 }
+
+/* verb_counters - "ehlo=1 mail=1 rcpt=2/3" (ok/total when they differ) */
+int
+verb_counters(char *out, size_t outlen, const char *(*name)(size_t),
+    const uint32_t *ok, const uint32_t *total, size_t n)
+{
+	size_t		 i, off = 0;
+	char		 lc[16];
+	const char	*verb;
+	int		 r;
+
+	out[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (total[i] == 0 || (verb = name(i)) == NULL)
+			continue;
+		r = snprintf(lc, sizeof(lc), "%s", verb);
+		if (r < 0 || (size_t)r >= sizeof(lc))
+			return -1;
+		str_lower(lc);
+		if (ok[i] == total[i])
+			r = snprintf(out + off, outlen - off, "%s%s=%u",
+			    off ? " " : "", lc, (unsigned)total[i]);
+		else
+			r = snprintf(out + off, outlen - off, "%s%s=%u/%u",
+			    off ? " " : "", lc, (unsigned)ok[i],
+			    (unsigned)total[i]);
+		if (r < 0 || (size_t)r >= outlen - off)
+			return -1;
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+/* host_port_split - "host", "host:port", "[host]", "[host]:port", bare v6 */
+int
+host_port_split(const char *s, char *host, size_t hostlen, int *bracketed,
+    unsigned *port)
+{
+	const char	*end, *ps = NULL;
+	size_t		 len;
+	char		*ep;
+	long		 p;
+
+	*bracketed = s[0] == '[';
+	if (*bracketed) {
+		if ((end = strchr(s, ']')) == NULL)
+			return -1;
+		len = (size_t)(end - s - 1);
+		if (end[1] == ':')
+			ps = end + 2;
+		else if (end[1] != '\0')
+			return -1;
+		s++;
+	} else if ((end = strchr(s, ':')) != NULL &&
+	    strchr(end + 1, ':') == NULL) {
+		len = (size_t)(end - s);
+		ps = end + 1;
+	} else
+		len = strlen(s);	/* "host", or a bare IPv6 address */
+	if (len == 0 || len >= hostlen)
+		return -1;
+	if (ps != NULL) {
+		errno = 0;
+		p = strtol(ps, &ep, 10);
+		if (ps[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
+		    p > 65535)
+			return -1;
+		*port = (unsigned)p;
+	}
+	memcpy(host, s, len);
+	host[len] = '\0';
+	return 0;
+}

@@ -1,6 +1,7 @@
 /*
  * util.h - small helpers: RFC 5322 dates, queue ids, file-system syncs,
- * free-space checks, address formatting.
+ * free-space checks, address formatting, the disconnect counters, the
+ * "[host]:port" syntax of configuration and command-line values.
  */
 #ifndef WAYMARK_UTIL_H
 #define WAYMARK_UTIL_H
@@ -70,5 +71,25 @@ char	*str_trim(char *s);
 /* xstrdup / xmalloc - exit on failure: start-up only */
 char	*xstrdup(const char *s);
 void	*xcalloc(size_t n, size_t sz);
+
+/*
+ * verb_counters - a server's per-verb counters as logged at disconnect,
+ * "ehlo=1 mail=1 rcpt=2/3": for each i < n with total[i] > 0 and
+ * name(i) not NULL, name(i) lower-cased "=" total[i], or ok[i]/total[i]
+ * when they differ, separated by SP ("" when none).  0, or -1 when out
+ * is too small.
+ */
+int	verb_counters(char *out, size_t outlen, const char *(*name)(size_t),
+	    const uint32_t *ok, const uint32_t *total, size_t n);
+
+/*
+ * host_port_split - "HOST", "HOST:PORT", "[HOST]", "[HOST]:PORT", or a
+ * bare IPv6 address (more than one ':': no port): HOST without the
+ * brackets into host (NUL-terminated), *bracketed = 1 for the "[...]"
+ * forms, *port = PORT (1..65535), left alone when there is none.  0, or
+ * -1 on bad syntax, an empty HOST or one that does not fit, a bad PORT.
+ */
+int	host_port_split(const char *s, char *host, size_t hostlen,
+	    int *bracketed, unsigned *port);
 
 #endif

@@ -1,9 +1,9 @@
 #include "config.h"
 /*
  * dlv_dns.c - routes for remote delivery: c-ares in the libevent loop.
- * Owns: the c-ares channel (servers from `dns`, else resolv.conf), one
- *       libevent event per c-ares socket (ARES_OPT_SOCK_STATE_CB) and one
- *       timer from ares_timeout(); the in-flight lookups.
+ * Owns: the daemon's c-ares channel (common/dnsloop.c: servers from
+ *       `dns`, else resolv.conf; its events and timer run while lookups
+ *       are in flight); the in-flight lookups.
  * Entry points: dlv_dns_init/_reload/_shutdown, dlv_route_lookup,
  *       dlv_route_cancel.
  * Routing: smarthost "[host]:port" (no MX; an address literal is used as
@@ -24,7 +24,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,18 +34,12 @@
 #include <event2/event.h>
 
 #include "common/cfg.h"
+#include "common/dnsloop.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "delivery/dlv_int.h"
 
-#define DNS_TIMEOUT_MS	3000	/* per try */
-#define DNS_TRIES	3
 #define DNS_MAX_MX	32	/* MX records considered before truncation */
-
-struct dns_sock {
-	struct dns_sock	*next;
-	ares_socket_t	 fd;
-	struct event	*ev;
-};
 
 struct dns_lookup;
 
@@ -78,11 +71,7 @@ struct dns_lookup {
 };
 
 static struct {
-	int			 up;
-	ares_channel		 chan;
-	struct event_base	*base;
-	struct event		*timer;
-	struct dns_sock		*socks;
+	struct dnsloop		 loop;	/* loop.up: initialised */
 	struct dns_lookup	*lookups;
 	/* copies of the configuration (survive a reload) */
 	char			 hostname[256];
@@ -92,179 +81,18 @@ static struct {
 	size_t			 nlisten;
 } dns;
 
-static void	dns_reschedule(void);
 static void	dns_finish(struct dns_lookup *lk, enum dlv_route_status st,
 		    const char *fmt, ...) WM_PRINTF(3, 4);
 static void	dns_resolve_hosts(struct dns_lookup *lk);
 
-/* ---------------------------------------------------------------- loop glue */
+/* ---------------------------------------------------------------- config */
 
-/* dns_io_cb - a c-ares socket is readable or writable */
-static void
-dns_io_cb(evutil_socket_t fd, short what, void *arg)
+/* dns_busy - lookups in flight (the channel's timer runs only then) */
+static int
+dns_busy(void *arg)
 {
 	(void)arg;
-	ares_process_fd(dns.chan,
-	    (what & EV_READ) ? (ares_socket_t)fd : ARES_SOCKET_BAD,
-	    (what & EV_WRITE) ? (ares_socket_t)fd : ARES_SOCKET_BAD);
-	dns_reschedule();
-}
-
-/* dns_timer_cb - c-ares timeouts and retransmissions */
-static void
-dns_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-	ares_process_fd(dns.chan, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	dns_reschedule();
-}
-
-/* dns_reschedule - arm the timer for c-ares' next timeout */
-static void
-dns_reschedule(void)
-{
-	struct timeval	 maxtv = { 60, 0 }, tv, *tvp;
-
-	if (!dns.up || dns.timer == NULL)
-		return;
-	if (dns.lookups == NULL) {
-		evtimer_del(dns.timer);
-		return;
-	}
-	tvp = ares_timeout(dns.chan, &maxtv, &tv);
-	if (tvp == NULL)
-		tvp = &maxtv;
-	evtimer_add(dns.timer, tvp);
-}
-
-/* dns_sock_state_cb - c-ares opens, changes or closes a socket */
-static void
-dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
-{
-	struct dns_sock	**pp, *s;
-	short		  what;
-
-	(void)data;
-	for (pp = &dns.socks; *pp != NULL; pp = &(*pp)->next)
-		if ((*pp)->fd == fd)
-			break;
-	s = *pp;
-	if (!readable && !writable) {
-		if (s != NULL) {
-			*pp = s->next;
-			event_free(s->ev);
-			free(s);
-		}
-		return;
-	}
-	what = (short)(EV_PERSIST | (readable ? EV_READ : 0) |
-	    (writable ? EV_WRITE : 0));
-	if (s == NULL) {
-		if ((s = calloc(1, sizeof(*s))) == NULL) {
-			log_warn("dns: socket event");
-			return;
-		}
-		s->fd = fd;
-		s->next = dns.socks;
-		dns.socks = s;
-	} else {
-		event_free(s->ev);
-		s->ev = NULL;
-	}
-	if ((s->ev = event_new(dns.base, fd, what, dns_io_cb, NULL)) == NULL ||
-	    event_add(s->ev, NULL) == -1) {
-		log_warnx("dns: cannot watch c-ares socket %d", (int)fd);
-		if (s->ev != NULL)
-			event_free(s->ev);
-		for (pp = &dns.socks; *pp != s; pp = &(*pp)->next)
-			;
-		*pp = s->next;
-		free(s);
-	}
-}
-
-/* ---------------------------------------------------------------- servers */
-
-/* dns_parse_server - "ADDR", "ADDR:PORT", "[v6]", "[v6]:PORT", bare v6 */
-static int
-dns_parse_server(const char *s, struct ares_addr_port_node *n)
-{
-	char		 host[64];
-	const char	*port = NULL, *end;
-	size_t		 len;
-	char		*ep;
-	long		 p = 53;
-
-	memset(n, 0, sizeof(*n));
-	if (s[0] == '[') {
-		if ((end = strchr(s, ']')) == NULL)
-			return -1;
-		len = (size_t)(end - s - 1);
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			return -1;
-	} else if ((end = strchr(s, ':')) != NULL &&
-	    strchr(end + 1, ':') == NULL) {
-		len = (size_t)(end - s);
-		port = end + 1;
-	} else
-		len = strlen(s);
-	if (len == 0 || len >= sizeof(host))
-		return -1;
-	memcpy(host, s[0] == '[' ? s + 1 : s, len);
-	host[len] = '\0';
-	if (port != NULL) {
-		errno = 0;
-		p = strtol(port, &ep, 10);
-		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
-		    p > 65535)
-			return -1;
-	}
-	if (inet_pton(AF_INET, host, &n->addr.addr4) == 1)
-		n->family = AF_INET;
-	else if (inet_pton(AF_INET6, host, &n->addr.addr6) == 1)
-		n->family = AF_INET6;
-	else
-		return -1;
-	n->udp_port = n->tcp_port = (int)p;
-	return 0;
-}
-
-/* dns_set_servers - cfg->dns on the channel; nothing when empty */
-static int
-dns_set_servers(const struct config *cfg, char *err, size_t errlen)
-{
-	struct ares_addr_port_node	*nodes = NULL;
-	size_t				 i;
-	int				 rc;
-
-	if (cfg->ndns == 0)
-		return 0;
-	if ((nodes = calloc(cfg->ndns, sizeof(*nodes))) == NULL) {
-		snprintf(err, errlen, "dns: out of memory");
-		return -1;
-	}
-	for (i = 0; i < cfg->ndns; i++) {
-		if (dns_parse_server(cfg->dns[i], &nodes[i]) == -1) {
-			snprintf(err, errlen, "dns: invalid server \"%s\"",
-			    cfg->dns[i]);
-			goto fail;
-		}
-		nodes[i].next = i + 1 < cfg->ndns ? &nodes[i + 1] : NULL;
-	}
-	if ((rc = ares_set_servers_ports(dns.chan, nodes)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "dns: cannot set servers: %s",
-		    ares_strerror(rc));
-		goto fail;
-	}
-	free(nodes);
-	return 0;
-fail:
-	free(nodes);
-	return -1;
+	return dns.lookups != NULL;
 }
 
 /* dns_copy_cfg - keep what lookups need; cfg may be freed by a reload */
@@ -305,37 +133,17 @@ int
 dlv_dns_init(const struct config *cfg, struct event_base *base, char *err,
     size_t errlen)
 {
-	struct ares_options	opts;
-	int			rc, mask;
-
-	if (dns.up) {
+	if (dns.loop.up) {
 		snprintf(err, errlen, "dns: already initialised");
 		return -1;
 	}
-	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+	if (dnsloop_init(&dns.loop, base, NULL, 0, dns_busy, NULL, err,
+	    errlen) == -1)
 		return -1;
-	}
-	memset(&opts, 0, sizeof(opts));
-	opts.sock_state_cb = dns_sock_state_cb;
-	opts.sock_state_cb_data = NULL;
-	opts.timeout = DNS_TIMEOUT_MS;
-	opts.tries = DNS_TRIES;
-	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
-	if ((rc = ares_init_options(&dns.chan, &opts, mask)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
-		ares_library_cleanup();
-		return -1;
-	}
-	dns.base = base;
-	dns.up = 1;
-	if (dns_set_servers(cfg, err, errlen) == -1 ||
+	if (dnsloop_set_servers(&dns.loop, cfg->dns, cfg->ndns, err,
+	    errlen) == -1 ||
 	    dns_copy_cfg(cfg, err, errlen) == -1)
 		goto fail;
-	if ((dns.timer = evtimer_new(base, dns_timer_cb, NULL)) == NULL) {
-		snprintf(err, errlen, "dns: cannot create timer");
-		goto fail;
-	}
 	return 0;
 fail:
 	dlv_dns_shutdown();
@@ -346,11 +154,12 @@ fail:
 int
 dlv_dns_reload(const struct config *cfg, char *err, size_t errlen)
 {
-	if (!dns.up) {
+	if (!dns.loop.up) {
 		snprintf(err, errlen, "dns: not initialised");
 		return -1;
 	}
-	if (dns_set_servers(cfg, err, errlen) == -1 ||
+	if (dnsloop_set_servers(&dns.loop, cfg->dns, cfg->ndns, err,
+	    errlen) == -1 ||
 	    dns_copy_cfg(cfg, err, errlen) == -1)
 		return -1;
 	return 0;
@@ -373,29 +182,15 @@ dns_lookup_free(struct dns_lookup *lk)
 void
 dlv_dns_shutdown(void)
 {
-	struct dns_sock	*s;
-
-	if (!dns.up)
+	if (!dns.loop.up)
 		return;
 	/* query callbacks see ARES_EDESTRUCTION and do nothing */
-	ares_destroy(dns.chan);
-	dns.chan = NULL;
+	dnsloop_shutdown(&dns.loop);
 	while (dns.lookups != NULL)
 		dns_lookup_free(dns.lookups);
-	while ((s = dns.socks) != NULL) {
-		dns.socks = s->next;
-		event_free(s->ev);
-		free(s);
-	}
-	if (dns.timer != NULL)
-		event_free(dns.timer);
-	dns.timer = NULL;
 	free(dns.listen);
 	dns.listen = NULL;
 	dns.nlisten = 0;
-	dns.base = NULL;
-	dns.up = 0;
-	ares_library_cleanup();
 }
 
 void
@@ -428,7 +223,7 @@ dns_done_cb(evutil_socket_t fd, short what, void *arg)
 	lk->prevp = NULL;
 	event_free(lk->done_ev);
 	lk->done_ev = NULL;
-	dns_reschedule();
+	dnsloop_reschedule(&dns.loop);
 	if (cb != NULL)
 		cb(cbarg, r);
 	free(lk);
@@ -640,7 +435,7 @@ dns_resolve_hosts(struct dns_lookup *lk)
 		nq += 2;
 	}
 	for (i = 0; i < nq; i++)
-		ares_query(dns.chan, lk->route.hosts[lk->hq[i].host].name,
+		ares_query(dns.loop.chan, lk->route.hosts[lk->hq[i].host].name,
 		    ns_c_in, lk->hq[i].family == AF_INET ? ns_t_a : ns_t_aaaa,
 		    dns_addr_cb, &lk->hq[i]);
 }
@@ -812,40 +607,15 @@ dns_literal(struct dns_lookup *lk, const char *s, size_t len)
 static void
 dns_start_smarthost(struct dns_lookup *lk)
 {
-	const char	*s = dns.smarthost, *end, *port = NULL;
-	char		 host[256], *ep;
-	size_t		 len;
-	long		 p;
-	int		 nomx = 0;
+	char		 host[256];
+	unsigned	 port = lk->port;
+	int		 nomx;		/* "[host]": no MX lookup */
 
-	if (s[0] == '[') {
-		nomx = 1;
-		if ((end = strchr(s, ']')) == NULL)
-			goto bad;
-		len = (size_t)(end - s - 1);
-		s++;
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			goto bad;
-	} else if ((end = strrchr(s, ':')) != NULL && strchr(s, ':') == end) {
-		len = (size_t)(end - s);
-		port = end + 1;
-	} else
-		len = strlen(s);	/* "host", or a bare IPv6 address */
-	if (len == 0 || len >= sizeof(host))
+	if (host_port_split(dns.smarthost, host, sizeof(host), &nomx,
+	    &port) == -1)
 		goto bad;
-	memcpy(host, s, len);
-	host[len] = '\0';
-	if (port != NULL) {
-		errno = 0;
-		p = strtol(port, &ep, 10);
-		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
-		    p > 65535)
-			goto bad;
-		lk->port = (unsigned)p;
-	}
-	if (dns_literal(lk, host, len) == 0)
+	lk->port = port;
+	if (dns_literal(lk, host, strlen(host)) == 0)
 		return;
 	if (snprintf(lk->qname, sizeof(lk->qname), "%s", host) < 0)
 		goto bad;
@@ -861,7 +631,7 @@ dns_start_smarthost(struct dns_lookup *lk)
 		return;
 	}
 	lk->pending = 1;
-	ares_query(dns.chan, lk->qname, ns_c_in, ns_t_mx, dns_mx_cb, lk);
+	ares_query(dns.loop.chan, lk->qname, ns_c_in, ns_t_mx, dns_mx_cb, lk);
 	return;
 bad:
 	dns_finish(lk, DLV_ROUTE_TEMP, "invalid smarthost \"%s\"", dns.smarthost);
@@ -873,12 +643,12 @@ dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg)
 	struct dns_lookup	*lk;
 	size_t			 len;
 
-	if (!dns.up || domain == NULL || cb == NULL ||
+	if (!dns.loop.up || domain == NULL || cb == NULL ||
 	    (len = strlen(domain)) >= sizeof(lk->domain))
 		return -1;
 	if ((lk = calloc(1, sizeof(*lk))) == NULL)
 		return -1;
-	if ((lk->done_ev = event_new(dns.base, -1, 0, dns_done_cb, lk)) ==
+	if ((lk->done_ev = event_new(dns.loop.base, -1, 0, dns_done_cb, lk)) ==
 	    NULL) {
 		free(lk);
 		return -1;
@@ -905,9 +675,9 @@ dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg)
 		dns_finish(lk, DLV_ROUTE_NXDOMAIN, "empty domain");
 	else {
 		lk->pending = 1;
-		ares_query(dns.chan, lk->qname, ns_c_in, ns_t_mx, dns_mx_cb,
-		    lk);
+		ares_query(dns.loop.chan, lk->qname, ns_c_in, ns_t_mx,
+		    dns_mx_cb, lk);
 	}
-	dns_reschedule();
+	dnsloop_reschedule(&dns.loop);
 	return 0;
 }

@@ -139,40 +139,20 @@ smtpd_cmd_index(const char *verb)
 	return -1;
 }
 
-/* smtpd_cmd_counters - "ehlo=1 mail=1 rcpt=2/3 ..." (ok/total when they differ) */
+/* verb_name - the counters' name of index i: the verb, "unknown", NULL */
+static const char *
+verb_name(size_t i)
+{
+	return i < NCMDS ? cmds[i].verb : i == IDX_UNKNOWN ? "unknown" : NULL;
+}
+
+/* smtpd_cmd_counters - "ehlo=1 mail=1 rcpt=2/3 ..." (ok/total when they
+ * differ; unknown commands are never ok: "unknown=0/N") */
 int
 smtpd_cmd_counters(const struct smtpd_session *s, char *out, size_t outlen)
 {
-	size_t	i, off = 0;
-	int	n;
-	char	name[16];
-	const char *verb;
-
-	out[0] = '\0';
-	for (i = 0; i < SMTPD_NVERBS; i++) {
-		if (s->count[i] == 0)
-			continue;
-		verb = (i < NCMDS) ? cmds[i].verb : (i == IDX_UNKNOWN ? "unknown" : NULL);
-		if (verb == NULL)
-			continue;
-		n = snprintf(name, sizeof(name), "%s", verb);
-		if (n < 0 || (size_t)n >= sizeof(name))
-			return -1;
-		str_lower(name);
-		if (s->okcount[i] == s->count[i] && i != IDX_UNKNOWN)
-			n = snprintf(out + off, outlen - off, "%s%s=%u",
-			    off ? " " : "", name, s->count[i]);
-		else if (i == IDX_UNKNOWN)
-			n = snprintf(out + off, outlen - off, "%s%s=0/%u",
-			    off ? " " : "", name, s->count[i]);
-		else
-			n = snprintf(out + off, outlen - off, "%s%s=%u/%u",
-			    off ? " " : "", name, s->okcount[i], s->count[i]);
-		if (n < 0 || (size_t)n >= outlen - off)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
+	return verb_counters(out, outlen, verb_name, s->okcount, s->count,
+	    SMTPD_NVERBS);
 }
 
 /* smtpd_cmd_dispatch - one command line (no line end, NUL-terminated) */

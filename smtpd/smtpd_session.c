@@ -52,6 +52,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -652,36 +653,12 @@ smtpd_session_free(struct smtpd_session *s)
 	}
 }
 
-/* smtpd_output_pending - octets not yet handed to the kernel */
-static size_t
-smtpd_output_pending(struct smtpd_session *s)
-{
-	struct bufferevent	*u;
-	size_t			 n;
-
-	n = evbuffer_get_length(bufferevent_get_output(s->bev));
-	if ((u = bufferevent_get_underlying(s->bev)) != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(u));
-	return n;
-}
-
 /* smtpd_try_close - free s when its output is flushed, else wait */
 static void
 smtpd_try_close(struct smtpd_session *s)
 {
-	struct timeval	tv = { 0, 50000 };
-	size_t		n;
-
-	n = smtpd_output_pending(s);
-	if (n == 0) {
+	if (bev_flushed(s->bev, s->closetimer))
 		smtpd_session_free(s);
-		return;
-	}
-	/* the filter's write callback only covers its own buffer: poll
-	 * the underlying one; the write timeout bounds the wait */
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
-	    s->closetimer != NULL)
-		evtimer_add(s->closetimer, &tv);
 }
 
 static void
@@ -821,7 +798,6 @@ smtpd_process(struct smtpd_session *s)
 void
 smtpd_resume(struct smtpd_session *s)
 {
-	struct evbuffer	*in = bufferevent_get_input(s->bev);
 	uint64_t	 now;
 
 	if (SMTPD_LINE_STATES & SMTPD_S(s->state)) {
@@ -830,9 +806,7 @@ smtpd_resume(struct smtpd_session *s)
 		s->wait_since = now;
 		deadline_arm(s, now);
 	}
-	if (evbuffer_get_length(in) > 0 || s->peer_eof)
-		bufferevent_trigger(s->bev, EV_READ,
-		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	bev_read_again(s->bev, s->peer_eof);
 }
 
 static void

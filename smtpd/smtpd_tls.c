@@ -1,10 +1,11 @@
 #include "config.h"
 /*
  * smtpd_tls.c - STARTTLS for the SMTP server.
- * Owns: the server SSL_CTX (made by common/tlsctx.c from tls_cert +
- *       tls_key, TLS 1.2 or later), replacing it on reload, the switch
- *       of a session to a bufferevent_openssl filter once the "220 Ready
- *       to start TLS" has been flushed, and the reset after the handshake.
+ * Owns: the server SSL_CTX (made and replaced on reload by
+ *       common/tlsctx.c from tls_cert + tls_key, TLS 1.2 or later), the
+ *       switch of a session to a bufferevent_openssl filter (common/
+ *       tlsctx.c) once the "220 Ready to start TLS" has been flushed,
+ *       and the reset after the handshake.
  * Invariants: input buffered before the handshake (pipelined after
  *       STARTTLS) is dropped, never interpreted; after the handshake every
  *       SMTP state is discarded (RFC 3207 4.2) and STARTTLS is no longer
@@ -17,10 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -36,19 +35,8 @@ static SSL_CTX *tls_ctx;
 int
 smtpd_tls_init(const struct config *cfg, char *err, size_t errlen)
 {
-	SSL_CTX	*ctx;
-
-	if (cfg->tls_cert == NULL || cfg->tls_key == NULL ||
-	    cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
-		smtpd_tls_free();
-		return 0;
-	}
-	if ((ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err,
-	    errlen)) == NULL)
-		return -1;
-	smtpd_tls_free();
-	tls_ctx = ctx;
-	return 0;
+	return tls_server_ctx_load(&tls_ctx, cfg->tls_cert, cfg->tls_key, err,
+	    errlen);
 }
 
 /* smtpd_tls_free - drop the context (sessions keep their reference) */
@@ -74,32 +62,17 @@ int
 smtpd_tls_start(struct smtpd_session *s)
 {
 	struct bufferevent	*fb;
-	struct evbuffer		*in;
-	SSL			*ssl;
+	const char		*why;
 	size_t			 n;
 
-	if (tls_ctx == NULL || (ssl = SSL_new(tls_ctx)) == NULL) {
-		log_warnx("session=%s TLS: SSL_new failed", s->sid);
-		return -1;
-	}
-	in = bufferevent_get_input(s->bev);
-	if ((n = evbuffer_get_length(in)) > 0) {
+	fb = tls_accept_filter(tls_ctx, smtpd_base, s->bev, &n, &why);
+	if (n > 0)
 		log_info("session=%s dropping %zu octets pipelined after "
 		    "STARTTLS", s->sid, n);
-		evbuffer_drain(in, n);
-	}
-	/* the filter's timeouts replace the socket's */
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
-	fb = bufferevent_openssl_filter_new(smtpd_base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (fb == NULL) {
-		log_warnx("session=%s TLS: cannot create the filter", s->sid);
-		SSL_free(ssl);
+		log_warnx("session=%s TLS: %s", s->sid, why);
 		return -1;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->bev = fb;		/* freeing fb frees the socket one too */
 	smtpd_session_attach_cb(s, fb);
 	bufferevent_enable(fb, EV_READ | EV_WRITE);
@@ -132,23 +105,8 @@ smtpd_tls_connected(struct smtpd_session *s)
 void
 smtpd_tls_log_error(struct smtpd_session *s, short what)
 {
-	unsigned long	e;
-	char		ebuf[256], line[600];
-	size_t		off = 0;
-	int		n;
+	char	line[600];
 
-	line[0] = '\0';
-	while ((e = bufferevent_get_openssl_error(s->bev)) != 0) {
-		if (ERR_GET_LIB(e) == 0)
-			continue;	/* libevent's own codes, not OpenSSL's */
-		n = snprintf(line + off, sizeof(line) - off, "%s%s",
-		    off > 0 ? "; " : "", tls_errstr(e, ebuf, sizeof(ebuf)));
-		if (n < 0 || (size_t)n >= sizeof(line) - off)
-			break;
-		off += (size_t)n;
-	}
-	if (off == 0)
-		snprintf(line, sizeof(line), "%s", (what & BEV_EVENT_EOF) ?
-		    "connection closed" : "I/O error");
+	tls_filter_error(s->bev, what, line, sizeof(line));
 	log_info("session=%s TLS handshake failed: %s", s->sid, line);
 }

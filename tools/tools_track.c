@@ -113,52 +113,16 @@ host_ok(const char *h)
 int
 track_parse_server(const char *s, char *host, size_t hostlen, unsigned *port)
 {
-	const char	*end, *ps = NULL;
-	size_t		 len;
-	char		*ep;
-	long		 p = TRK_MTQP_PORT;
-	unsigned char	 a[16];
-	char		 text[64];
+	unsigned char	a[16];
+	unsigned	p = TRK_MTQP_PORT;
+	int		bracketed;
 
-	if (s[0] == '[') {
-		if ((end = strchr(s, ']')) == NULL)
-			return -1;
-		len = (size_t)(end - s - 1);
-		if (end[1] == ':')
-			ps = end + 2;
-		else if (end[1] != '\0')
-			return -1;
-		if (len == 0 || len >= sizeof(text))
-			return -1;
-		memcpy(text, s + 1, len);
-		text[len] = '\0';
-		if (inet_pton(AF_INET6, text, a) != 1 &&
-		    inet_pton(AF_INET, text, a) != 1)
-			return -1;
-		if (snprintf(host, hostlen, "%s", text) >= (int)hostlen)
-			return -1;
-	} else {
-		end = strrchr(s, ':');
-		if (end != NULL && strchr(s, ':') == end) {
-			len = (size_t)(end - s);
-			ps = end + 1;
-		} else
-			len = strlen(s);	/* a name, or a bare IPv6 */
-		if (len == 0 || len >= hostlen)
-			return -1;
-		memcpy(host, s, len);
-		host[len] = '\0';
-		if (!host_ok(host))
-			return -1;
-	}
-	if (ps != NULL) {
-		errno = 0;
-		p = strtol(ps, &ep, 10);
-		if (ps[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
-		    p > 65535)
-			return -1;
-	}
-	*port = (unsigned)p;
+	if (host_port_split(s, host, hostlen, &bracketed, &p) == -1)
+		return -1;
+	if (bracketed ? inet_pton(AF_INET6, host, a) != 1 &&
+	    inet_pton(AF_INET, host, a) != 1 : !host_ok(host))
+		return -1;
+	*port = p;
 	return 0;
 }
 

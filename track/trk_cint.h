@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "common/buf.h"
+#include "common/dnsloop.h"
 #include "common/log.h"
 #include "track/trk_client.h"
 
@@ -27,18 +28,9 @@
 #define HOST_MAX	256
 #define SECRET_MAX	512		/* base64 of A */
 
-struct trk_sock {
-	struct trk_sock	*next;
-	ares_socket_t	 fd;
-	struct event	*ev;
-};
-
 struct trk_client {
 	struct event_base	*base;
-	ares_channel		 chan;
-	int			 chan_up;
-	struct event		*dns_timer;
-	struct trk_sock		*socks;
+	struct dnsloop		 dns;		/* c-ares on base */
 	int			 nlookups;	/* c-ares queries in flight */
 	SSL_CTX			*ssl;
 	int			 verify;

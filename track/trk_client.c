@@ -292,6 +292,16 @@ trk_q_maybe_free(struct trk_query *q)
 		q_free(q);
 }
 
+/* q_quit_done - the QUIT linger is over (its reply, EOF, junk or the
+ * timer): close; q is freed when nothing refers to it any more */
+static void
+q_quit_done(struct trk_query *q)
+{
+	q_close(q);
+	q->state = Q_DONE;
+	trk_q_maybe_free(q);
+}
+
 /* addr_text - "ADDR:PORT" or "[v6]:PORT" */
 static void
 addr_text(const struct sockaddr_storage *ss, char *out, size_t outlen)
@@ -544,9 +554,7 @@ q_line(struct trk_query *q, const char *line, size_t len)
 			    "octets", TRK_ANSWER_MAX);
 		return 0;
 	case Q_QUIT:
-		q_close(q);
-		q->state = Q_DONE;
-		trk_q_maybe_free(q);
+		q_quit_done(q);
 		return -1;
 	default:
 		return 0;
@@ -587,9 +595,7 @@ q_read(struct trk_query *q)
 	return 0;
 toolong:
 	if (q->state == Q_QUIT) {
-		q_close(q);
-		q->state = Q_DONE;
-		trk_q_maybe_free(q);
+		q_quit_done(q);
 		return -1;
 	} else if (q->state == Q_GREETING)
 		trk_q_finish(q, TRK_NOT_MTQP, 0, "%s does not speak MTQP: greeting "
@@ -642,9 +648,7 @@ q_event_cb(struct bufferevent *bev, short what, void *arg)
 		q_tls_failed(q);
 		return;
 	case Q_QUIT:
-		q_close(q);
-		q->state = Q_DONE;
-		trk_q_maybe_free(q);
+		q_quit_done(q);
 		return;
 	default:
 		break;
@@ -689,9 +693,7 @@ q_tmo_cb(evutil_socket_t fd, short what, void *arg)
 		q_connect_failed(q, "connection timed out");
 		return;
 	case Q_QUIT:
-		q_close(q);
-		q->state = Q_DONE;
-		trk_q_maybe_free(q);
+		q_quit_done(q);
 		return;
 	case Q_DONE:
 		return;

@@ -143,10 +143,6 @@ int		 trk_reply_has(const char *info, size_t infolen,
  */
 int		 trk_option_starttls(const char *line, size_t len);
 
-/* trk_date_parse - an RFC 5322 date-time (obsolete forms, comments)
- * to Unix time; 0 or -1 */
-int		 trk_date_parse(const char *s, size_t len, time_t *out);
-
 struct trk_handling {			/* X-Waymark-Handling-State */
 	char	*state;			/* keyword (RFC 6729) */
 	char	*value;			/* after '/', or NULL */

@@ -229,37 +229,18 @@ done:
 	s->cmdlen = 0;
 }
 
+/* verb_name - the counters' name of index i: the verb, "unknown", NULL */
+static const char *
+verb_name(size_t i)
+{
+	return i < NCMDS ? cmds[i].verb : i == IDX_UNKNOWN ? "unknown" : NULL;
+}
+
 int
 trk_cmd_counters(const struct trk_session *s, char *out, size_t outlen)
 {
-	size_t		 i, off = 0;
-	char		 name[16];
-	const char	*verb;
-	int		 n;
-
-	out[0] = '\0';
-	for (i = 0; i < TRK_NVERBS; i++) {
-		if (s->count[i] == 0)
-			continue;
-		verb = i < NCMDS ? cmds[i].verb :
-		    (i == IDX_UNKNOWN ? "unknown" : NULL);
-		if (verb == NULL)
-			continue;
-		n = snprintf(name, sizeof(name), "%s", verb);
-		if (n < 0 || (size_t)n >= sizeof(name))
-			return -1;
-		str_lower(name);
-		if (i != IDX_UNKNOWN && s->okcount[i] == s->count[i])
-			n = snprintf(out + off, outlen - off, "%s%s=%u",
-			    off ? " " : "", name, s->count[i]);
-		else
-			n = snprintf(out + off, outlen - off, "%s%s=%u/%u",
-			    off ? " " : "", name, s->okcount[i], s->count[i]);
-		if (n < 0 || (size_t)n >= outlen - off)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
+	return verb_counters(out, outlen, verb_name, s->okcount, s->count,
+	    TRK_NVERBS);
 }
 
 /* ------------------------------------------------------------ handlers */

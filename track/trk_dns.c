@@ -1,10 +1,8 @@
 #include "config.h"
 /*
  * trk_dns.c - name resolution for the MTQP client: one c-ares channel
- * per struct trk_client in the caller's libevent loop (one event per
- * c-ares socket, ARES_OPT_SOCK_STATE_CB, and one timer from
- * ares_timeout(), as delivery/dlv_dns.c does it; its `dns` server parser
- * is copied here so that delivery/ keeps its single channel).
+ * per struct trk_client in the caller's libevent loop (common/dnsloop.c,
+ * as delivery/dlv_dns.c's one channel for the daemon).
  * Owns: servers from `dns` (else resolv.conf), no search list, the hosts
  *       file first only when asked (the CLI); SRV _mtqp._tcp.HOST in RFC
  *       2782 order (ascending priority, weighted random selection within
@@ -34,180 +32,16 @@
 
 #include "track/trk_cint.h"
 
-#define DNS_TIMEOUT_MS	3000		/* per try */
-#define DNS_TRIES	3
-
-static void	dns_reschedule(struct trk_client *c);
-
-/* ---------------------------------------------------------------- loop glue */
-
-/* dns_io_cb - a c-ares socket is readable or writable */
-static void
-dns_io_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct trk_client	*c = arg;
-
-	ares_process_fd(c->chan,
-	    (what & EV_READ) ? (ares_socket_t)fd : ARES_SOCKET_BAD,
-	    (what & EV_WRITE) ? (ares_socket_t)fd : ARES_SOCKET_BAD);
-	dns_reschedule(c);
-}
-
-/* dns_timer_cb - c-ares timeouts and retransmissions */
-static void
-dns_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct trk_client	*c = arg;
-
-	(void)fd;
-	(void)what;
-	ares_process_fd(c->chan, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	dns_reschedule(c);
-}
-
-/* dns_reschedule - arm the timer for c-ares' next timeout */
-static void
-dns_reschedule(struct trk_client *c)
-{
-	struct timeval	 maxtv = { 60, 0 }, tv, *tvp;
-
-	if (!c->chan_up || c->dns_timer == NULL)
-		return;
-	if (c->nlookups <= 0) {
-		evtimer_del(c->dns_timer);
-		return;
-	}
-	tvp = ares_timeout(c->chan, &maxtv, &tv);
-	if (tvp == NULL)
-		tvp = &maxtv;
-	evtimer_add(c->dns_timer, tvp);
-}
-
-/* dns_sock_state_cb - c-ares opens, changes or closes a socket */
-static void
-dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
-{
-	struct trk_client	*c = data;
-	struct trk_sock		**pp, *s;
-	short			  what;
-
-	for (pp = &c->socks; *pp != NULL; pp = &(*pp)->next)
-		if ((*pp)->fd == fd)
-			break;
-	s = *pp;
-	if (!readable && !writable) {
-		if (s != NULL) {
-			*pp = s->next;
-			event_free(s->ev);
-			free(s);
-		}
-		return;
-	}
-	what = (short)(EV_PERSIST | (readable ? EV_READ : 0) |
-	    (writable ? EV_WRITE : 0));
-	if (s == NULL) {
-		if ((s = calloc(1, sizeof(*s))) == NULL)
-			return;		/* c-ares times the query out */
-		s->fd = fd;
-		s->next = c->socks;
-		c->socks = s;
-	} else {
-		event_free(s->ev);
-		s->ev = NULL;
-	}
-	if ((s->ev = event_new(c->base, fd, what, dns_io_cb, c)) == NULL ||
-	    event_add(s->ev, NULL) == -1) {
-		if (s->ev != NULL)
-			event_free(s->ev);
-		for (pp = &c->socks; *pp != s; pp = &(*pp)->next)
-			;
-		*pp = s->next;
-		free(s);
-	}
-}
-
-/* dns_parse_server - "ADDR", "ADDR:PORT", "[v6]", "[v6]:PORT", bare v6
- * (the same syntax as delivery/dlv_dns.c's) */
-static int
-dns_parse_server(const char *s, struct ares_addr_port_node *n)
-{
-	char		 host[64];
-	const char	*port = NULL, *end;
-	size_t		 len;
-	char		*ep;
-	long		 p = 53;
-
-	memset(n, 0, sizeof(*n));
-	if (s[0] == '[') {
-		if ((end = strchr(s, ']')) == NULL)
-			return -1;
-		len = (size_t)(end - s - 1);
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			return -1;
-	} else if ((end = strchr(s, ':')) != NULL &&
-	    strchr(end + 1, ':') == NULL) {
-		len = (size_t)(end - s);
-		port = end + 1;
-	} else
-		len = strlen(s);
-	if (len == 0 || len >= sizeof(host))
-		return -1;
-	memcpy(host, s[0] == '[' ? s + 1 : s, len);
-	host[len] = '\0';
-	if (port != NULL) {
-		errno = 0;
-		p = strtol(port, &ep, 10);
-		if (port[0] == '\0' || *ep != '\0' || errno != 0 || p < 1 ||
-		    p > 65535)
-			return -1;
-	}
-	if (inet_pton(AF_INET, host, &n->addr.addr4) == 1)
-		n->family = AF_INET;
-	else if (inet_pton(AF_INET6, host, &n->addr.addr6) == 1)
-		n->family = AF_INET6;
-	else
-		return -1;
-	n->udp_port = n->tcp_port = (int)p;
-	return 0;
-}
-
-/* dns_set_servers - the `dns` servers on the channel; nothing when none */
-static int
-dns_set_servers(struct trk_client *c, char *const *dns, size_t ndns,
-    char *err, size_t errlen)
-{
-	struct ares_addr_port_node	*nodes;
-	size_t				 i;
-	int				 rc;
-
-	if (ndns == 0)
-		return 0;
-	if ((nodes = calloc(ndns, sizeof(*nodes))) == NULL) {
-		snprintf(err, errlen, "dns: out of memory");
-		return -1;
-	}
-	for (i = 0; i < ndns; i++) {
-		if (dns_parse_server(dns[i], &nodes[i]) == -1) {
-			snprintf(err, errlen, "dns: invalid server \"%s\"",
-			    dns[i]);
-			free(nodes);
-			return -1;
-		}
-		nodes[i].next = i + 1 < ndns ? &nodes[i + 1] : NULL;
-	}
-	rc = ares_set_servers_ports(c->chan, nodes);
-	free(nodes);
-	if (rc != ARES_SUCCESS) {
-		snprintf(err, errlen, "dns: cannot set servers: %s",
-		    ares_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
-
 /* ---------------------------------------------------------------- channel */
+
+/* dns_busy - c-ares queries in flight (the channel's timer runs only then) */
+static int
+dns_busy(void *arg)
+{
+	struct trk_client	*c = arg;
+
+	return c->nlookups > 0;
+}
 
 int
 trk_dns_init(struct trk_client *c, const struct trk_client_opts *o,
@@ -215,60 +49,27 @@ trk_dns_init(struct trk_client *c, const struct trk_client_opts *o,
 {
 	struct ares_options	opts;
 	char			lookups[3];
-	int			rc, mask;
 
-	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
-		return -1;
-	}
 	memset(&opts, 0, sizeof(opts));
-	opts.sock_state_cb = dns_sock_state_cb;
-	opts.sock_state_cb_data = c;
-	opts.timeout = DNS_TIMEOUT_MS;
-	opts.tries = DNS_TRIES;
 	opts.ndomains = 0;		/* no search list: names are FQDNs */
 	opts.domains = NULL;
 	snprintf(lookups, sizeof(lookups), "%s", o->hosts_file ? "fb" : "b");
 	opts.lookups = lookups;
-	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-	    ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS;
-	if ((rc = ares_init_options(&c->chan, &opts, mask)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
-		ares_library_cleanup();
+	if (dnsloop_init(&c->dns, c->base, &opts, ARES_OPT_DOMAINS |
+	    ARES_OPT_LOOKUPS, dns_busy, c, err, errlen) == -1)
+		return -1;
+	if (dnsloop_set_servers(&c->dns, o->dns, o->ndns, err, errlen) == -1) {
+		trk_dns_shutdown(c);
 		return -1;
 	}
-	c->chan_up = 1;
-	if (dns_set_servers(c, o->dns, o->ndns, err, errlen) == -1)
-		goto fail;
-	if ((c->dns_timer = evtimer_new(c->base, dns_timer_cb, c)) == NULL) {
-		snprintf(err, errlen, "dns: cannot create a timer");
-		goto fail;
-	}
 	return 0;
-fail:
-	trk_dns_shutdown(c);
-	return -1;
 }
 
 void
 trk_dns_shutdown(struct trk_client *c)
 {
-	struct trk_sock	*s;
-
-	if (c->chan_up) {
-		/* callbacks see ARES_EDESTRUCTION and touch nothing */
-		ares_destroy(c->chan);
-		c->chan_up = 0;
-		ares_library_cleanup();
-	}
-	while ((s = c->socks) != NULL) {
-		c->socks = s->next;
-		event_free(s->ev);
-		free(s);
-	}
-	if (c->dns_timer != NULL)
-		event_free(c->dns_timer);
-	c->dns_timer = NULL;
+	/* callbacks see ARES_EDESTRUCTION and touch nothing */
+	dnsloop_shutdown(&c->dns);
 }
 
 void
@@ -520,8 +321,8 @@ trk_dns_next_target(struct trk_query *q)
 	q->pending++;
 	q->c->nlookups++;
 	/* may call back at once (hosts file, bad name) */
-	ares_getaddrinfo(q->c->chan, t->name, port, &hints, q_addr_cb, q);
-	dns_reschedule(q->c);
+	ares_getaddrinfo(q->c->dns.chan, t->name, port, &hints, q_addr_cb, q);
+	dnsloop_reschedule(&q->c->dns);
 	if (q->has_deadline && !q->answered && q->state == Q_ADDR)
 		trk_q_arm(q, 0);
 }
@@ -533,8 +334,8 @@ trk_dns_srv(struct trk_query *q, const char *qname)
 	q->pending++;
 	q->c->nlookups++;
 	/* may call back at once (a bad name) */
-	ares_query(q->c->chan, qname, ns_c_in, ns_t_srv, q_srv_cb, q);
-	dns_reschedule(q->c);
+	ares_query(q->c->dns.chan, qname, ns_c_in, ns_t_srv, q_srv_cb, q);
+	dnsloop_reschedule(&q->c->dns);
 	if (q->has_deadline && !q->answered && q->state == Q_SRV)
 		trk_q_arm(q, 0);
 }

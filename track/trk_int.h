@@ -64,7 +64,7 @@ struct trk_session {
 	size_t			 cmdlen;	/* (secret-free: see trk_cmd.c) */
 	int			 logged;	/* the next negative reply is logged
 						 * already (TRACK's own line) */
-	unsigned		 count[TRK_NVERBS], okcount[TRK_NVERBS];
+	uint32_t		 count[TRK_NVERBS], okcount[TRK_NVERBS];
 	struct trk_track	*query;		/* TRACK answer in the making */
 	struct trk_session	*prev, *next;
 };

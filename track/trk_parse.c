@@ -3,8 +3,7 @@
  * trk_parse.c - the parsers of the MTQP client: pure functions from
  * received text to structures, never writing into their input.
  * Owns: response indicators and response information (RFC 3887 2.3),
- *       greeting option lines (RFC 3887 3: STARTTLS [required]),
- *       RFC 5322 dates (3.3, obsolete forms of 4.3 included), the
+ *       greeting option lines (RFC 3887 3: STARTTLS [required]), the
  *       multipart/related answer to TRACK (RFC 2046 5.1 delimiters, RFC
  *       2387; the `type` parameter "message/tracking-status" as RFC 3886
  *       3 wants it or "tracking-status" as RFC 3887 4.1's examples write
@@ -15,7 +14,8 @@
  *       reason=TEXT (track/trk_status.c writes it).
  * Entry points: see track/trk_client.h.
  * Not here: the network (trk_client.c), dot-unstuffing (done while
- *       reading), following referrals (the callers).
+ *       reading), following referrals (the callers), RFC 5322 dates
+ *       (rfc5322_date_parse, common/date.c).
  * Lines may end with CRLF or a bare LF.  Each part's text is kept
  * unchanged (trk_part.raw) so that a chaining server can append it.
  */
@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/syntax.h"
 #include "track/trk_client.h"
 
 #define FIELD_MAX	(64u * 1024)	/* one unfolded field */
@@ -142,205 +143,6 @@ trk_option_starttls(const char *line, size_t len)
 			r = 2;
 	}
 	return r;
-}
-
-/* ---------------------------------------------------------------- dates */
-
-struct lex {
-	const char	*s;
-	size_t		 len, pos;
-};
-
-/* lex_cfws - skip white space, line ends and (nested) comments */
-static int
-lex_cfws(struct lex *l)
-{
-	int	depth;
-
-	for (;;) {
-		while (l->pos < l->len && (is_wsp(l->s[l->pos]) ||
-		    l->s[l->pos] == '\r' || l->s[l->pos] == '\n'))
-			l->pos++;
-		if (l->pos >= l->len || l->s[l->pos] != '(')
-			return 0;
-		for (depth = 0; l->pos < l->len; l->pos++) {
-			if (l->s[l->pos] == '\\' && l->pos + 1 < l->len)
-				l->pos++;
-			else if (l->s[l->pos] == '(')
-				depth++;
-			else if (l->s[l->pos] == ')' && --depth == 0)
-				break;
-		}
-		if (l->pos >= l->len)
-			return -1;	/* unclosed comment */
-		l->pos++;
-	}
-}
-
-/* lex_num - 1 to maxd digits; the value, or -1 */
-static long
-lex_num(struct lex *l, size_t mind, size_t maxd, size_t *ndig)
-{
-	long	v = 0;
-	size_t	n = 0;
-
-	(void)lex_cfws(l);
-	while (l->pos < l->len && isdigit((unsigned char)l->s[l->pos]) &&
-	    n < maxd) {
-		v = v * 10 + (l->s[l->pos++] - '0');
-		n++;
-	}
-	if (n < mind || (l->pos < l->len &&
-	    isdigit((unsigned char)l->s[l->pos])))
-		return -1;
-	if (ndig != NULL)
-		*ndig = n;
-	return v;
-}
-
-/* lex_word - letters; their count (0: none) */
-static size_t
-lex_word(struct lex *l, const char **w)
-{
-	size_t	s;
-
-	(void)lex_cfws(l);
-	s = l->pos;
-	while (l->pos < l->len && isalpha((unsigned char)l->s[l->pos]))
-		l->pos++;
-	*w = l->s + s;
-	return l->pos - s;
-}
-
-/* lex_char - the character c (after CFWS); 0 or -1 */
-static int
-lex_char(struct lex *l, char c)
-{
-	(void)lex_cfws(l);
-	if (l->pos < l->len && l->s[l->pos] == c) {
-		l->pos++;
-		return 0;
-	}
-	return -1;
-}
-
-/* days_from_civil - days since 1970-01-01 of y-m-d (proleptic Gregorian) */
-static long long
-days_from_civil(long y, long m, long d)
-{
-	long long	era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* zone_offset - a numeric or obsolete zone in seconds east; 0 or -1 */
-static int
-zone_offset(struct lex *l, long *off)
-{
-	static const struct {
-		const char	*name;
-		int		 hours;
-	} zones[] = {
-		{ "UT", 0 }, { "GMT", 0 }, { "EST", -5 }, { "EDT", -4 },
-		{ "CST", -6 }, { "CDT", -5 }, { "MST", -7 }, { "MDT", -6 },
-		{ "PST", -8 }, { "PDT", -7 },
-	};
-	const char	*w;
-	size_t		 n, i, nd;
-	long		 v;
-	int		 sign;
-
-	(void)lex_cfws(l);
-	if (l->pos < l->len && (l->s[l->pos] == '+' || l->s[l->pos] == '-')) {
-		sign = l->s[l->pos++] == '-' ? -1 : 1;
-		if (l->pos >= l->len || !isdigit((unsigned char)l->s[l->pos]) ||
-		    (v = lex_num(l, 4, 4, &nd)) == -1 || v % 100 > 59)
-			return -1;
-		*off = sign * ((v / 100) * 3600 + (v % 100) * 60);
-		return 0;
-	}
-	if ((n = lex_word(l, &w)) == 0)
-		return -1;
-	for (i = 0; i < sizeof(zones) / sizeof(zones[0]); i++)
-		if (strlen(zones[i].name) == n &&
-		    strncasecmp(w, zones[i].name, n) == 0) {
-			*off = zones[i].hours * 3600L;
-			return 0;
-		}
-	if (n == 1) {		/* military zones: RFC 5322 4.3 says -0000 */
-		*off = 0;
-		return 0;
-	}
-	return -1;
-}
-
-int
-trk_date_parse(const char *s, size_t len, time_t *out)
-{
-	static const char *const months[] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
-		"Sep", "Oct", "Nov", "Dec"
-	};
-	static const int mdays[] = {
-		31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
-	};
-	struct lex	 l = { s, len, 0 };
-	const char	*w;
-	size_t		 n, save, nd;
-	long		 day, mon, year, hh, mm, ss = 0, off;
-	long long	 t;
-
-	if (s == NULL || out == NULL)
-		return -1;
-	/* [day-of-week ","] */
-	save = l.pos;
-	if (lex_word(&l, &w) > 0) {
-		if (lex_char(&l, ',') == -1)
-			return -1;
-	} else
-		l.pos = save;
-	if ((day = lex_num(&l, 1, 2, NULL)) < 1 || day > 31)
-		return -1;
-	if ((n = lex_word(&l, &w)) != 3)
-		return -1;
-	for (mon = 0; mon < 12; mon++)
-		if (strncasecmp(w, months[mon], 3) == 0)
-			break;
-	if (mon == 12)
-		return -1;
-	if ((year = lex_num(&l, 2, 4, &nd)) == -1)
-		return -1;
-	if (nd == 2)			/* RFC 5322 4.3 */
-		year += year < 50 ? 2000 : 1900;
-	else if (nd == 3)
-		year += 1900;
-	if (year < 1900 || day > mdays[mon] || (mon == 1 && day == 29 &&
-	    (year % 4 != 0 || (year % 100 == 0 && year % 400 != 0))))
-		return -1;
-	if ((hh = lex_num(&l, 2, 2, NULL)) == -1 || hh > 23 ||
-	    lex_char(&l, ':') == -1 ||
-	    (mm = lex_num(&l, 2, 2, NULL)) == -1 || mm > 59)
-		return -1;
-	save = l.pos;
-	if (lex_char(&l, ':') == 0) {
-		if ((ss = lex_num(&l, 2, 2, NULL)) == -1 || ss > 60)
-			return -1;
-	} else
-		l.pos = save;
-	if (zone_offset(&l, &off) == -1 || lex_cfws(&l) == -1 ||
-	    l.pos != l.len)
-		return -1;
-	t = days_from_civil(year, mon + 1, day) * 86400LL + hh * 3600LL +
-	    mm * 60LL + ss - off;
-	if ((long long)(time_t)t != t)
-		return -1;
-	*out = (time_t)t;
-	return 0;
 }
 
 /* ---------------------------------------------------------------- lines */
@@ -612,7 +414,7 @@ trk_handling_parse(const char *s, size_t len, struct trk_handling *h)
 			;
 		sl = i - st;
 		if (sl >= 6 && strncasecmp(s + st, "since=", 6) == 0 &&
-		    trk_date_parse(s + st + 6, sl - 6, &h->since) == 0)
+		    rfc5322_date_parse(s + st + 6, sl - 6, &h->since) == 0)
 			h->has_since = 1;
 	}
 	if (h->reason == NULL && (h->reason = strdup("")) == NULL)
@@ -663,13 +465,13 @@ rcpt_field(struct trk_rcpt *r, const struct field *f)
 	if (strcasecmp(f->name, "Remote-MTA") == 0)
 		return set_str(&r->remote_mta, typed_value(v, 1));
 	if (strcasecmp(f->name, "Last-Attempt-Date") == 0) {
-		if (!r->has_last_attempt && trk_date_parse(v, strlen(v),
+		if (!r->has_last_attempt && rfc5322_date_parse(v, strlen(v),
 		    &r->last_attempt) == 0)
 			r->has_last_attempt = 1;
 		return 0;
 	}
 	if (strcasecmp(f->name, "Will-Retry-Until") == 0) {
-		if (!r->has_retry_until && trk_date_parse(v, strlen(v),
+		if (!r->has_retry_until && rfc5322_date_parse(v, strlen(v),
 		    &r->retry_until) == 0)
 			r->has_retry_until = 1;
 		return 0;
@@ -699,7 +501,7 @@ msg_field(struct trk_part *p, const struct field *f)
 	if (strcasecmp(f->name, "Reporting-MTA") == 0)
 		return set_str(&p->reporting_mta, typed_value(f->value, 1));
 	if (strcasecmp(f->name, "Arrival-Date") == 0) {
-		if (!p->has_arrival && trk_date_parse(f->value,
+		if (!p->has_arrival && rfc5322_date_parse(f->value,
 		    strlen(f->value), &p->arrival) == 0)
 			p->has_arrival = 1;
 		return 0;

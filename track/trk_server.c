@@ -42,7 +42,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -52,6 +51,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/tlsctx.h"
@@ -124,21 +124,9 @@ trk_server_sessions(void)
 static int
 tls_load(const struct config *cfg, char *err, size_t errlen)
 {
-	SSL_CTX	*ctx;
-
-	if (cfg->tls_cert == NULL || cfg->tls_key == NULL ||
-	    cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
-		SSL_CTX_free(tls_ctx);
-		tls_ctx = NULL;
-		return 0;
-	}
-	if ((ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err,
-	    errlen)) == NULL)
-		return -1;
 	/* sessions keep their SSL's reference to the old one */
-	SSL_CTX_free(tls_ctx);
-	tls_ctx = ctx;
-	return 0;
+	return tls_server_ctx_load(&tls_ctx, cfg->tls_cert, cfg->tls_key, err,
+	    errlen);
 }
 
 int
@@ -180,33 +168,18 @@ static int
 tls_start(struct trk_session *s)
 {
 	struct bufferevent	*fb;
-	struct evbuffer		*in;
-	SSL			*ssl;
+	const char		*why;
 	size_t			 n;
 
-	if (tls_ctx == NULL || (ssl = SSL_new(tls_ctx)) == NULL) {
-		log_warnx("mtqp session=%s TLS: SSL_new failed", s->sid);
-		return -1;
-	}
-	in = bufferevent_get_input(s->bev);
-	if ((n = evbuffer_get_length(in)) > 0) {
+	fb = tls_accept_filter(tls_ctx, trk_base, s->bev, &n, &why);
+	if (n > 0)
 		log_info("mtqp session=%s dropping %zu octets pipelined after "
 		    "STARTTLS", s->sid, n);
-		evbuffer_drain(in, n);
-	}
-	s->skipping = 0;
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
-	fb = bufferevent_openssl_filter_new(trk_base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (fb == NULL) {
-		log_warnx("mtqp session=%s TLS: cannot create the filter",
-		    s->sid);
-		SSL_free(ssl);
+		log_warnx("mtqp session=%s TLS: %s", s->sid, why);
 		return -1;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->skipping = 0;
 	s->bev = fb;		/* freeing fb frees the socket one too */
 	attach_cb(s, fb);
 	bufferevent_enable(fb, EV_READ | EV_WRITE);
@@ -235,24 +208,9 @@ tls_connected(struct trk_session *s)
 static void
 tls_log_error(struct trk_session *s, short what)
 {
-	unsigned long	e;
-	char		ebuf[256], line[600];
-	size_t		off = 0;
-	int		n;
+	char	line[600];
 
-	line[0] = '\0';
-	while ((e = bufferevent_get_openssl_error(s->bev)) != 0) {
-		if (ERR_GET_LIB(e) == 0)
-			continue;
-		n = snprintf(line + off, sizeof(line) - off, "%s%s",
-		    off > 0 ? "; " : "", tls_errstr(e, ebuf, sizeof(ebuf)));
-		if (n < 0 || (size_t)n >= sizeof(line) - off)
-			break;
-		off += (size_t)n;
-	}
-	if (off == 0)
-		snprintf(line, sizeof(line), "%s", (what & BEV_EVENT_EOF) ?
-		    "connection closed" : "I/O error");
+	tls_filter_error(s->bev, what, line, sizeof(line));
 	log_info("mtqp session=%s TLS handshake failed: %s", s->sid, line);
 }
 
@@ -543,34 +501,12 @@ session_free(struct trk_session *s)
 	free(s);
 }
 
-/* output_pending - octets not yet handed to the kernel */
-static size_t
-output_pending(struct trk_session *s)
-{
-	struct bufferevent	*u;
-	size_t			 n;
-
-	n = evbuffer_get_length(bufferevent_get_output(s->bev));
-	if ((u = bufferevent_get_underlying(s->bev)) != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(u));
-	return n;
-}
-
 /* try_close - free s when its output is flushed, else wait */
 static void
 try_close(struct trk_session *s)
 {
-	struct timeval	tv = { 0, 50000 };
-
-	if (output_pending(s) == 0) {
+	if (bev_flushed(s->bev, s->closetimer))
 		session_free(s);
-		return;
-	}
-	/* the filter's write callback covers only its own buffer: poll
-	 * the underlying one; the write timeout bounds the wait */
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
-	    s->closetimer != NULL)
-		evtimer_add(s->closetimer, &tv);
 }
 
 static void
@@ -670,10 +606,7 @@ trk_resume(struct trk_session *s)
 {
 	s->wait_since = trk_now_ms();
 	timer_arm(s, s->wait_since);
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ||
-	    s->peer_eof)
-		bufferevent_trigger(s->bev, EV_READ,
-		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	bev_read_again(s->bev, s->peer_eof);
 }
 
 static void

@@ -18,7 +18,8 @@ Fixtures:
 The daemon runs as the default `user`, DAEMON_USER (waymark), created by
 scripts/deps.sh; daemon_ids() gives its uid and gid.
 
-Helpers: SMTPConn (raw-socket SMTP client: exact bytes, pipelining), dot_stuff,
+Helpers: SMTPConn (raw-socket SMTP client: exact bytes, pipelining; its base
+LineConn is MTQPClient's too), dot_stuff,
 wait_for (bounded polling; no test ever asserts on timing), maildir readers,
 Received-field parsing.
 """
@@ -71,6 +72,26 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def common_port(addrs, exclude=()):
+    """A TCP port free on every one of addrs (several next hops, one port)."""
+    for _ in range(100):
+        port = free_port()
+        if port in exclude:
+            continue
+        ok = True
+        for a in addrs:
+            s = socket.socket()
+            try:
+                s.bind((a, port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return port
+    pytest.fail("no TCP port free on all of %s" % (addrs,))
 
 
 def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
@@ -129,14 +150,13 @@ class Reply:
         return "Reply(%d, %r)" % (self.code, self.lines)
 
 
-class SMTPConn:
-    """Minimal SMTP client on a raw socket: exact bytes, explicit pipelining."""
+class LineConn:
+    """A line-based client on a raw socket (self.sock, set by the subclass):
+    CRLF lines read through self.buf, raw sends, EOF checks, close.  The
+    base of SMTPConn and of mtqpclient.MTQPClient."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=30.0, greet=True):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        self.greeting = self.reply() if greet else None
+    EOF_TIMEOUT = 30.0
+    EOF_ERRORS = (socket.timeout, ConnectionResetError)
 
     def _fill(self):
         data = self.sock.recv(65536)
@@ -145,10 +165,50 @@ class SMTPConn:
         self.buf += data
 
     def read_line(self):
+        """One line without its CRLF (bytes)."""
         while b"\r\n" not in self.buf:
             self._fill()
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def expect_eof(self, timeout=None):
+        """True when the server closes the connection (after any pending data)."""
+        self.sock.settimeout(self.EOF_TIMEOUT if timeout is None else timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+                self.buf += data
+        except self.EOF_ERRORS:
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class SMTPConn(LineConn):
+    """Minimal SMTP client on a raw socket: exact bytes, explicit pipelining."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=30.0, greet=True):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.greeting = self.reply() if greet else None
 
     def reply(self):
         lines = []
@@ -160,11 +220,6 @@ class SMTPConn:
             if len(raw) == 3 or raw[3] == " ":
                 return Reply(code, lines)
 
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
     def cmd(self, line):
         if isinstance(line, str):
             line = line.encode()
@@ -175,18 +230,6 @@ class SMTPConn:
         r = self.cmd("EHLO " + name)
         assert r.code == 250, r
         return r
-
-    def expect_eof(self, timeout=30.0):
-        """True when the server closes the connection (after any pending data)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return True
-                self.buf += data
-        except (socket.timeout, ConnectionResetError):
-            return False
 
     def mail_transaction(self, sender, rcpts, content, params=""):
         """MAIL/RCPT/DATA one by one; content is the message (unstuffed).
@@ -200,18 +243,6 @@ class SMTPConn:
         assert r.code == 354, r
         self.send(dot_stuff(content))
         return self.reply()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
 
 def ehlo_keywords(reply):

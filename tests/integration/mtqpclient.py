@@ -12,12 +12,15 @@ RFC, independent of Waymark's code.
   one; the fresh greeting is read).
 
 Every socket read has a timeout; `raw` keeps the exact bytes of each
-response, so tests can compare replies byte for byte.
+response, so tests can compare replies byte for byte.  Line reading,
+sending, expect_eof and close come from conftest.LineConn (SMTPConn's base).
 """
 
 import re
 import socket
 import ssl
+
+from conftest import LineConn
 
 STATUS_RE = re.compile(
     rb"^(\+OK\+|\+OK|-TEMP|-ERR|-BAD)((?:/[A-Za-z0-9_-]+)*)(?:[ \t]+(.*))?$")
@@ -52,7 +55,10 @@ class Response:
         return "Response(%r, %d data lines)" % (self.line, len(self.data))
 
 
-class MTQPClient:
+class MTQPClient(LineConn):
+    EOF_TIMEOUT = 10.0
+    EOF_ERRORS = LineConn.EOF_ERRORS + (ssl.SSLError,)
+
     def __init__(self, port, host="127.0.0.1", timeout=10.0, source=None,
                  greet=True):
         self.timeout = timeout
@@ -64,19 +70,6 @@ class MTQPClient:
         self.greeting = self.response() if greet else None
 
     # -- reading
-    def _fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("connection closed by server")
-        self.buf += data
-
-    def read_line(self):
-        """One line without its CRLF (bytes)."""
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
     def response(self):
         """One complete response (single or multi-line)."""
         first = self.read_line()
@@ -99,11 +92,6 @@ class MTQPClient:
         return Response(indicator, info, text, data, raw)
 
     # -- writing
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
     def cmd(self, line):
         """Send one command line (CRLF added) and read its response."""
         if isinstance(line, str):
@@ -129,27 +117,3 @@ class MTQPClient:
             self.sock, server_hostname=server_hostname or name)
         self.tls = True
         return r, self.response()
-
-    def expect_eof(self, timeout=10.0):
-        """True when the server closes the connection (after pending data)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return True
-                self.buf += data
-        except (socket.timeout, ConnectionResetError, ssl.SSLError):
-            return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()

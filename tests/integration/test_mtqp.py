@@ -352,6 +352,16 @@ def test_require_tls(daemon_factory):
 
 # ---------------------------------------------------------- configuration
 
+def config_refused(d, key, value, why):
+    """`waymarkd -n` refuses KEY = VALUE: "FILE:LINE: KEY: WHY", exit 1."""
+    d.config[key] = value
+    d.write_config()
+    p = run_waymarkd("-n", "-f", d.conf)
+    n = d.config_text().splitlines().index("%s = %s" % (key, value)) + 1
+    assert p.returncode == 1
+    assert p.err.strip() == "%s:%d: %s: %s" % (d.conf, n, key, why), p.err
+
+
 def test_config_keys(daemon_factory):
     d = mtqp_daemon(daemon_factory, start=False)
     p = run_waymarkd("-n", "-f", d.conf)
@@ -361,21 +371,10 @@ def test_config_keys(daemon_factory):
                  "mtqp_chaining = no", "mtqp = 127.0.0.1:%d" % d.mtqp_port):
         assert line in p.out.splitlines(), (line, p.out)
     # RFC 3887 2.4: an autologout under 10 minutes is refused at load
-    d.config["mtqp_timeout"] = "9m"
-    d.write_config()
-    p = run_waymarkd("-n", "-f", d.conf)
-    n = d.config_text().splitlines().index("mtqp_timeout = 9m") + 1
-    assert p.returncode == 1
-    assert p.err.strip() == "%s:%d: mtqp_timeout: must be at least 10m " \
-        "(RFC 3887 2.4)" % (d.conf, n), p.err
+    config_refused(d, "mtqp_timeout", "9m",
+                   "must be at least 10m (RFC 3887 2.4)")
     d.config["mtqp_timeout"] = "10m"
-    d.config["mtqp_require_tls"] = "yes"
-    d.write_config()
-    p = run_waymarkd("-n", "-f", d.conf)
-    n = d.config_text().splitlines().index("mtqp_require_tls = yes") + 1
-    assert p.returncode == 1
-    assert p.err.strip() == "%s:%d: mtqp_require_tls: needs tls_cert and " \
-        "tls_key" % (d.conf, n), p.err
+    config_refused(d, "mtqp_require_tls", "yes", "needs tls_cert and tls_key")
     d.config["mtqp_timeout"] = "1h"
     d.config["mtqp_chaining"] = "yes"
     d.config["tls_cert"], d.config["tls_key"] = make_cert(d)

@@ -11,14 +11,14 @@ temporary DNS failure (deferred 4.4.3), expiry after queue_lifetime
 import asyncio
 import email
 import email.policy
-import socket
 import threading
 
 import pytest
 
 from aiosmtpd.controller import Controller
 
-from conftest import free_port, make_message, queued_qid, wait_for
+from conftest import (common_port, free_port, make_message, queued_qid,
+                      wait_for)
 from dnsfix import dns_factory  # noqa: F401  (fixture)
 
 FINAL = ("delivered", "relayed", "failed")
@@ -37,24 +37,6 @@ HOSTS = [
     ("mx.test", "127.0.0.1"),
 ]
 ADDRS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-
-
-def common_port():
-    """A TCP port free on every next-hop address."""
-    for _ in range(50):
-        port = free_port()
-        ok = True
-        for a in ADDRS:
-            s = socket.socket()
-            try:
-                s.bind((a, port))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return port
-    pytest.fail("no port free on all of %s" % (ADDRS,))
 
 
 class Sink:
@@ -123,7 +105,7 @@ def hops():
     """hops.sink(addr, handler) / hops.greet(addr, reply) on one shared port."""
     class Hops:
         def __init__(self):
-            self.port = common_port()
+            self.port = common_port(ADDRS)
             self.made = []
 
         def sink(self, addr, handler):

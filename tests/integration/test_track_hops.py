@@ -51,7 +51,7 @@ import pytest
 
 from aiosmtpd.controller import Controller
 
-from conftest import WAYMARK, WAYMARKD, free_port, wait_for
+from conftest import WAYMARK, WAYMARKD, common_port, wait_for
 from dnsfix import dns_factory  # noqa: F401  (fixture)
 
 A_ADDR, B_ADDR, C_ADDR, D_ADDR = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
@@ -152,26 +152,6 @@ def srv_query(dns_port, name, timeout=2.0):
     return out
 
 
-def common_port(exclude=()):
-    """A TCP port free on every one of ADDRS."""
-    for _ in range(100):
-        port = free_port()
-        if port in exclude:
-            continue
-        ok = True
-        for a in ADDRS:
-            s = socket.socket()
-            try:
-                s.bind((a, port))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return port
-    pytest.fail("no TCP port free on all of %s" % (ADDRS,))
-
-
 # -------------------------------------------------------------- next hop D
 
 class Sink:
@@ -257,8 +237,8 @@ def net(daemon_factory, dns_factory, tmp_path):  # noqa: F811
 
     def make(chaining=False, quarantine=False, defer=(), a_retry="1s"):
         n = Net()
-        n.port = common_port()
-        n.mtqp_port = common_port(exclude=(n.port,))
+        n.port = common_port(ADDRS)
+        n.mtqp_port = common_port(ADDRS, exclude=(n.port,))
         n.dns = dns_factory(mx=MX, hosts=HOSTS, extra=srv_args(n.mtqp_port))
         for h in MTQP_HOSTS:        # the fixture itself is right
             assert srv_query(n.dns.port, "_mtqp._tcp." + h) == \

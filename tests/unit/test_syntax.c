@@ -1,6 +1,6 @@
 #include "config.h"
 /*
- * test_syntax.c - unit tests of common/syntax.c.
+ * test_syntax.c - unit tests of common/syntax.c and common/date.c.
  * Tables of {name, input, want}: command lines (verb split, case,
  * unknown and overlong verbs, trailing white space), MAIL FROM: / RCPT
  * TO: arguments (prefix, lenient spaces, parameters), RFC 5321 paths
@@ -11,7 +11,10 @@
  * timeout, MTRK without ENVID), the RFC 2852 BY row (sign, 1..9
  * digits, mode N/R, trace T, case, R with by-time <= 0, repeats, not
  * enabled, on RCPT), xtext (RFC 3461 4), base64 (RFC 4648
- * 10 test vectors) and the MTRK certifier vector ("abcdefgh").  Failures print "got X, want Y".
+ * 10 test vectors), the MTRK certifier vector ("abcdefgh"), RFC 3339
+ * date-times and RFC 5322 dates (obsolete forms, comments, zones,
+ * invalid dates, rfc5322_date's output read back).  Failures print
+ * "got X, want Y".
  */
 
 #include <setjmp.h>
@@ -23,6 +26,7 @@
 #include <cmocka.h>
 
 #include "common/syntax.h"
+#include "common/util.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -521,6 +525,81 @@ test_rfc3339(void **state)
 	}
 	assert_int_equal(rfc3339_format(1796086923, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "2026-12-01T01:02:03Z");
+}
+
+/* RFC 5322 date-times (the MTQP client's tracking-status dates) */
+static void
+test_rfc5322_date_parse(void **state)
+{
+	static const struct {
+		const char	*s;
+		int		 rc;
+		long long	 want;
+	} t[] = {
+		{ "Mon,  1 Jan 2001 15:15:15 -0500", 0, 978380115 },
+		{ "Mon, 1 Jan 2001 19:15:03 -0500", 0, 978394503 },
+		{ "Thu,  4 Jan 2001 15:15:15 -0500 (EST)", 0, 978639315 },
+		{ "Tue, 14 Nov 2023 22:13:20 +0000", 0, 1700000000 },
+		{ "14 Nov 2023 22:13:20 +0000", 0, 1700000000 },
+		{ "tue, 14 nov 2023 22:13:20 +0000", 0, 1700000000 },
+		{ "  Tue , 14 Nov 2023 22 : 13 : 20 +0000  ", 0, 1700000000 },
+		{ "1 Jan 01 00:00 GMT", 0, 978307200 },
+		{ "1 Jan 101 00:00 UT", 0, 978307200 },
+		{ "29 Feb 2024 12:00:00 +0130", 0, 1709202600 },
+		{ "Sat, 1 Jan 2000 00:00:00 PST", 0, 946713600 },
+		{ "1 Jan 1970 00:00:00 +0000", 0, 0 },
+		{ "31 Dec 1969 23:00:00 -0100", 0, 0 },
+		{ "1 Jan 2001 00:00:00 Z", 0, 978307200 },
+		{ "1 Jan 2001 00:00:60 +0000", 0, 978307260 },
+		{ "Mon, 1 Jan 2001 15:15:15", -1, 0 },		/* no zone */
+		{ "29 Feb 2023 12:00:00 +0000", -1, 0 },
+		{ "31 Apr 2023 12:00:00 +0000", -1, 0 },
+		{ "1 Foo 2001 00:00:00 +0000", -1, 0 },
+		{ "1 Jan 2001 24:00:00 +0000", -1, 0 },
+		{ "1 Jan 2001 00:60:00 +0000", -1, 0 },
+		{ "1 Jan 2001 00:00:00 +0060", -1, 0 },
+		{ "1 Jan 2001 00:00:00 +000", -1, 0 },
+		{ "1 Jan 2001 00:00:00 +0000 junk", -1, 0 },
+		{ "0 Jan 2001 00:00:00 +0000", -1, 0 },
+		{ "Mon 1 Jan 2001 00:00:00 +0000", -1, 0 },
+		{ "1 Jan 2001 00:00:00 +0000 (unclosed", -1, 0 },
+		{ "", -1, 0 },
+	};
+	size_t	i;
+	time_t	got;
+	int	rc;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		got = 12345;
+		rc = rfc5322_date_parse(t[i].s, strlen(t[i].s), &got);
+		if (rc != t[i].rc)
+			fail_msg("\"%s\": got rc %d, want %d", t[i].s, rc,
+			    t[i].rc);
+		if (rc == 0 && (long long)got != t[i].want)
+			fail_msg("\"%s\": got %lld, want %lld", t[i].s,
+			    (long long)got, t[i].want);
+	}
+}
+
+/* rfc5322_date's dates (common/util.c) parse back to the same time */
+static void
+test_rfc5322_date_roundtrip(void **state)
+{
+	static const time_t	t[] = {
+		0, 978380115, 1700000000, 1709202600, 2000000000, 4102444799
+	};
+	char	s[64];
+	time_t	got;
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		assert_int_equal(rfc5322_date(t[i], s, sizeof(s)), 0);
+		if (rfc5322_date_parse(s, strlen(s), &got) != 0 || got != t[i])
+			fail_msg("\"%s\": got %lld, want %lld", s,
+			    (long long)got, (long long)t[i]);
+	}
 }
 
 /* RFC 4865 hold parameters */
@@ -1042,6 +1121,8 @@ main(void)
 		cmocka_unit_test(test_domains),
 		cmocka_unit_test(test_params),
 		cmocka_unit_test(test_rfc3339),
+		cmocka_unit_test(test_rfc5322_date_parse),
+		cmocka_unit_test(test_rfc5322_date_roundtrip),
 		cmocka_unit_test(test_hold_params),
 		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_xtext_bad),

@@ -5,7 +5,8 @@
  * RFC 5322 dates (TZ forced to UTC and to a fixed offset), queue ids
  * (length, alphabet, strictly increasing, floor from qid_init), qid_valid,
  * sockaddr_text / sockaddr_literal for IPv4, IPv6 and IPv4-mapped,
- * mkdir_p, buffer limits, escaping, and the worker pool hand-back.
+ * mkdir_p, buffer limits, escaping, the worker pool hand-back, and the
+ * disconnect counters (verb_counters), host_port_split.
  * Failures print "got X, want Y".
  */
 
@@ -413,6 +414,86 @@ test_work(void **state)
 	event_base_free(base);
 }
 
+/* verb_counters: names lower-cased, unused and unnamed left out,
+ * ok/total only when they differ, -1 when the output is too small */
+static const char *
+tverb_name(size_t i)
+{
+	static const char *const names[] = { "EHLO", "MAIL", "RCPT", NULL,
+	    "unknown" };
+
+	return i < NELEM(names) ? names[i] : NULL;
+}
+
+static void
+test_verb_counters(void **state)
+{
+	const uint32_t	ok[] = { 1, 1, 2, 5, 0, 0 };
+	const uint32_t	total[] = { 1, 2, 3, 5, 4, 0 };
+	const uint32_t	none[] = { 0, 0, 0, 0, 0, 0 };
+	char		out[64];
+
+	(void)state;
+	assert_int_equal(verb_counters(out, sizeof(out), tverb_name, ok,
+	    total, NELEM(ok)), 0);
+	assert_string_equal(out, "ehlo=1 mail=1/2 rcpt=2/3 unknown=0/4");
+	assert_int_equal(verb_counters(out, sizeof(out), tverb_name, none,
+	    none, NELEM(none)), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(verb_counters(out, 20, tverb_name, ok, total,
+	    NELEM(ok)), -1);
+}
+
+/* host_port_split: the "[host]:port" forms of smarthost, dns and
+ * --server; a bare IPv6 address has no port */
+static void
+test_host_port_split(void **state)
+{
+	static const struct {
+		const char	*in;
+		int		 rc, br;
+		const char	*host;
+		unsigned	 port;	/* 7: left alone */
+	} t[] = {
+		{ "mx.example", 0, 0, "mx.example", 7 },
+		{ "mx.example:2525", 0, 0, "mx.example", 2525 },
+		{ "[127.0.0.1]", 0, 1, "127.0.0.1", 7 },
+		{ "[::1]:53", 0, 1, "::1", 53 },
+		{ "[IPv6:::1]:1038", 0, 1, "IPv6:::1", 1038 },
+		{ "::1", 0, 0, "::1", 7 },
+		{ "2001:db8::1", 0, 0, "2001:db8::1", 7 },
+		{ "127.0.0.1:65535", 0, 0, "127.0.0.1", 65535 },
+		{ "", -1, 0, NULL, 0 },
+		{ ":25", -1, 0, NULL, 0 },
+		{ "[]:25", -1, 1, NULL, 0 },
+		{ "[::1", -1, 1, NULL, 0 },
+		{ "[::1]x", -1, 1, NULL, 0 },
+		{ "host:", -1, 0, NULL, 0 },
+		{ "host:0", -1, 0, NULL, 0 },
+		{ "host:65536", -1, 0, NULL, 0 },
+		{ "host:25x", -1, 0, NULL, 0 },
+		{ "a-name-longer-than-sixteen", -1, 0, NULL, 0 },
+	};
+	char		host[17];
+	unsigned	port;
+	size_t		i;
+	int		rc, br;
+
+	(void)state;
+	for (i = 0; i < NELEM(t); i++) {
+		port = 7;
+		rc = host_port_split(t[i].in, host, sizeof(host), &br, &port);
+		if (rc != t[i].rc)
+			fail_msg("\"%s\": got rc %d, want %d", t[i].in, rc,
+			    t[i].rc);
+		if (rc == 0 && (br != t[i].br || strcmp(host, t[i].host) != 0 ||
+		    port != t[i].port))
+			fail_msg("\"%s\": got %d \"%s\" %u, want %d \"%s\" %u",
+			    t[i].in, br, host, port, t[i].br, t[i].host,
+			    t[i].port);
+	}
+}
+
 int
 main(void)
 {
@@ -426,6 +507,8 @@ main(void)
 		cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_work),
+		cmocka_unit_test(test_verb_counters),
+		cmocka_unit_test(test_host_port_split),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
