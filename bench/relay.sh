@@ -331,8 +331,10 @@ EOF
 	wait_smtp "$port" || { cat "$d/waymarkd.log" >&2; exit 1; }
 	measure waymark "$port" "$wm_pid"
 	wm_hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$wm_pid/status")
+	# CPU time of waymarkd (utime + stime, all threads), in seconds
+	wm_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$wm_pid/stat")
 	stop_waymark
-	res_wm_acc=$t_acc res_wm_e2e=$t_e2e res_wm_rss=$wm_hwm
+	res_wm_acc=$t_acc res_wm_e2e=$t_e2e res_wm_rss=$wm_hwm res_wm_cpu=$wm_cpu
 	res_wm_sum=$smp_sum res_wm_procs=$smp_procs res_wm_pss=$smp_pss
 	[ "${KEEP:-0}" = 1 ] || rm -rf "$d"
 }
@@ -477,7 +479,7 @@ while [ $r -le "$ROUNDS" ]; do
 	else
 		order="postfix waymark"
 	fi
-	res_wm_acc=0 res_wm_e2e=- res_wm_rss=0 res_wm_sum=0 res_wm_procs=0 res_wm_pss=0
+	res_wm_acc=0 res_wm_e2e=- res_wm_rss=0 res_wm_sum=0 res_wm_procs=0 res_wm_pss=0 res_wm_cpu=0
 	res_pf_acc=0 res_pf_e2e=- res_pf_sum=0 res_pf_procs=0 res_pf_pss=0
 	for who in $order; do
 		case ${ONLY:-} in '' | "$who") ;; *) continue ;; esac
@@ -486,7 +488,7 @@ while [ $r -le "$ROUNDS" ]; do
 		echo "round $r: $who ..." >&2
 		"run_$who" "$r"
 	done
-	echo "$r $res_wm_acc ${res_wm_e2e:--} $res_wm_rss $res_wm_sum $res_pf_acc ${res_pf_e2e:--} $res_pf_sum $res_pf_procs $res_wm_procs $res_wm_pss $res_pf_pss" >> "$rows"
+	echo "$r $res_wm_acc ${res_wm_e2e:--} $res_wm_rss $res_wm_sum $res_pf_acc ${res_pf_e2e:--} $res_pf_sum $res_pf_procs $res_wm_procs $res_wm_pss $res_pf_pss $res_wm_cpu" >> "$rows"
 	r=$((r + 1))
 done
 
@@ -498,6 +500,8 @@ function acc(t) { return t == 0 ? "-" : sprintf("%.0f", n / t) }
 	if ($2 != 0)
 		printf "  Waymark  accepted %5s msg/s (%.2f s)  end-to-end %5s msg/s (%s s)  peak RSS %d KiB (VmHWM; sampled max: RSS %d KiB, Pss %d KiB, %d process)\n",
 		    acc($2), $2, rate($3), $3, $4, $5, $11, $10
+	if ($2 != 0)
+		printf "  Waymark  CPU %.2f s (utime + stime of waymarkd): %.3f ms per message\n", $13, 1000 * $13 / n
 	if ($6 != 0)
 		printf "  Postfix  accepted %5s msg/s (%.2f s)  end-to-end %5s msg/s (%s s)  peak RSS %d KiB (max sum over %d processes; max Pss sum %d KiB)\n",
 		    acc($6), $6, rate($7), $7, $8, $9, $12

@@ -24,7 +24,8 @@
 #   4. PAIRS alternating runs of bench/relay.sh (Waymark only, next hop
 #      bench/trksink, which announces DSN and MTRK): -T (bench/trksend,
 #      no MTRK) and -m (ENVID + MTRK on MAIL); end-to-end msg/s of each
-#      and their ratio.
+#      and their ratio, and waymarkd's CPU time per message (utime +
+#      stime: less sensitive than throughput to other load on the machine).
 # Environment: WAYMARKD (else the build tree's build/waymarkd), TRKLOAD,
 # TRKQUERY (else build/bench/...), KEEP=1 keeps the temp dir.
 # Loopback only; run as root (waymarkd and trkload drop to `user`).
@@ -196,15 +197,17 @@ while [ "$i" -le "$PAIRS" ]; do
 		    -n "$RELAY_N" -"$mode" -k > "$DIR/relay.out" 2>&1 ||
 		    { cat "$DIR/relay.out" >&2; die "relay.sh failed"; }
 		r=$(e2e < "$DIR/relay.out")
+		cpu=$(awk '$1 == "Waymark" && $2 == "CPU" { print $(NF - 3) }' "$DIR/relay.out")
 		grep -q "with MTRK= on MAIL" "$DIR/relay.out" ||
 		    die "relay.sh printed no trksink count"
 		[ -n "$r" ] && [ "$r" != - ] ||
 		    { cat "$DIR/relay.out" >&2; die "no end-to-end figure"; }
-		eval "r_$mode=\$r"
+		eval "r_$mode=\$r cpu_$mode=\$cpu"
 	done
-	echo "$i $r_T $r_m" >> "$DIR/pairs"
-	echo "  pair $i: without MTRK $r_T msg/s, with MTRK $r_m msg/s"
+	echo "$i $r_T $r_m $cpu_T $cpu_m" >> "$DIR/pairs"
+	echo "  pair $i: without MTRK $r_T msg/s ($cpu_T ms CPU/msg), with MTRK $r_m msg/s ($cpu_m ms CPU/msg)"
 	i=$((i + 1))
 done
-awk '{ a += $2; b += $3; n++ }
-END { printf "  mean: without MTRK %.0f msg/s, with MTRK %.0f msg/s: MTRK costs %.1f %%\n", a / n, b / n, 100 * (1 - b / a) }' "$DIR/pairs"
+awk '{ a += $2; b += $3; c += $4; d += $5; n++ }
+END { printf "  mean: without MTRK %.0f msg/s, with MTRK %.0f msg/s: %.1f %% less throughput\n", a / n, b / n, 100 * (1 - b / a)
+      printf "  waymarkd CPU per message: without MTRK %.3f ms, with MTRK %.3f ms: %+.1f %%\n", c / n, d / n, 100 * (d / c - 1) }' "$DIR/pairs"
