@@ -211,3 +211,6 @@ done
 awk '{ a += $2; b += $3; c += $4; d += $5; n++ }
 END { printf "  mean: without MTRK %.0f msg/s, with MTRK %.0f msg/s: %.1f %% less throughput\n", a / n, b / n, 100 * (1 - b / a)
       printf "  waymarkd CPU per message: without MTRK %.3f ms, with MTRK %.3f ms: %+.1f %%\n", c / n, d / n, 100 * (d / c - 1) }' "$DIR/pairs"
+# medians of the per-pair ratios (robust to one disturbed run)
+awk '{ print $3 / $2, $5 / $4 }' "$DIR/pairs" | sort -n -k1,1 | awk '{ t[NR] = $1 } END { printf "  median pair ratio with/without MTRK: throughput %.3f", NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2 }'
+awk '{ print $5 / $4 }' "$DIR/pairs" | sort -n | awk '{ t[NR] = $1 } END { printf ", CPU per message %.3f\n", NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2 }'
