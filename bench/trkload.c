@@ -43,6 +43,7 @@
 #include "queue/queue.h"
 #include "bench/trkbench.h"
 
+/* usage - the synopsis on stderr, exit 2 */
 static void
 usage(void)
 {
@@ -54,6 +55,7 @@ usage(void)
 static void
 die(const char *fmt, ...) WM_PRINTF(1, 2);
 
+/* die - an error on stderr, exit 1 */
 static void
 die(const char *fmt, ...)
 {
@@ -178,6 +180,7 @@ enter_spool(const struct config *cfg)
 	}
 }
 
+/* mono - a monotonic clock in seconds */
 static double
 mono(void)
 {
@@ -187,6 +190,7 @@ mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* main - load the messages in batches */
 int
 main(int argc, char **argv)
 {

@@ -67,6 +67,7 @@ static uint64_t			 nloaded;
 static enum mode		 mode = M_OK;
 static pthread_barrier_t	 start_bar;
 
+/* usage - the synopsis on stderr, exit 2 */
 static void
 usage(void)
 {
@@ -75,6 +76,7 @@ usage(void)
 	exit(2);
 }
 
+/* num - a positive decimal argument */
 static uint64_t
 num(const char *s)
 {
@@ -88,6 +90,7 @@ num(const char *s)
 	return v;
 }
 
+/* mono_ms - a monotonic clock in milliseconds */
 static double
 mono_ms(void)
 {
@@ -165,6 +168,7 @@ read_answer(struct conn *c, char *first, size_t firstlen, const char *want,
 	}
 }
 
+/* send_all - write n bytes; 0 or -1 */
 static int
 send_all(int fd, const char *p, size_t n)
 {
@@ -218,6 +222,7 @@ one_query(struct conn *c, uint64_t n, double *ms)
 	return 0;
 }
 
+/* conn_main - one connection's thread: greeting, queries, QUIT */
 static void *
 conn_main(void *arg)
 {
@@ -256,6 +261,7 @@ conn_main(void *arg)
 	return NULL;
 }
 
+/* cmp_double - qsort order of latencies */
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -278,6 +284,7 @@ pct(const double *v, size_t n, double p)
 	return v[(i > n ? n : i) - 1];
 }
 
+/* main - start the connections, gather and print the figures */
 int
 main(int argc, char **argv)
 {

@@ -53,6 +53,7 @@ struct sess {
 	size_t		 len;
 };
 
+/* usage - the synopsis on stderr, exit 2 */
 static void
 usage(void)
 {
@@ -61,6 +62,7 @@ usage(void)
 	exit(2);
 }
 
+/* num - a positive decimal argument */
 static uint64_t
 num(const char *s)
 {
@@ -74,6 +76,7 @@ num(const char *s)
 	return v;
 }
 
+/* send_all - write n bytes; 0 or -1 */
 static int
 send_all(int fd, const char *p, size_t n)
 {
@@ -171,6 +174,7 @@ done:
 	return rc;
 }
 
+/* sess_main - one session's thread: messages until COUNT are taken */
 static void *
 sess_main(void *arg)
 {
@@ -214,6 +218,7 @@ make_content(void)
 	content_len = off + 3;
 }
 
+/* mono - a monotonic clock in seconds */
 static double
 mono(void)
 {
@@ -223,6 +228,7 @@ mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* main - start the sessions, wait, print the rate */
 int
 main(int argc, char **argv)
 {

@@ -44,6 +44,7 @@ struct conn {
 	int	 mtrk;		/* this transaction's MAIL had MTRK= */
 };
 
+/* usage - the synopsis on stderr, exit 2 */
 static void
 usage(void)
 {
@@ -51,6 +52,7 @@ usage(void)
 	exit(2);
 }
 
+/* flush_out - write the pending replies; 0 or -1 */
 static int
 flush_out(struct conn *c)
 {
@@ -67,6 +69,7 @@ flush_out(struct conn *c)
 	return 0;
 }
 
+/* put - queue a reply (flushing when the buffer is full); 0 or -1 */
 static int
 put(struct conn *c, const char *s)
 {
@@ -117,6 +120,7 @@ line(struct conn *c, char *l)
 	return put(c, "250 2.0.0 Ok\r\n") == -1;
 }
 
+/* conn_main - one connection's thread: read lines, answer them */
 static void *
 conn_main(void *arg)
 {
@@ -154,6 +158,7 @@ out:
 	return NULL;
 }
 
+/* main - listen, one thread per accepted connection */
 int
 main(int argc, char **argv)
 {

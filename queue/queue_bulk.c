@@ -37,6 +37,7 @@
 static struct event_base	*bulk_base;
 static size_t			 bulk_since_ckp;
 
+/* queue_bulk_open - recover and open the store for a bulk load */
 int
 queue_bulk_open(const struct config *cfg, char *err, size_t errlen)
 {
@@ -165,6 +166,7 @@ bulk_done(void *arg, int rc)
 	*(int *)arg = rc;
 }
 
+/* queue_bulk_load - msgs[0..n-1] in one transaction */
 int
 queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
     size_t errlen)
@@ -205,6 +207,7 @@ queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
 	return 0;
 }
 
+/* queue_bulk_close - checkpoint and close the store */
 void
 queue_bulk_close(void)
 {
