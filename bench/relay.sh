@@ -6,6 +6,13 @@
 #        (defaults 5000 messages, 20 sessions, 4096 bytes, 1 round, no
 #        policy; -p FILE adds `policy = FILE` to Waymark's configuration,
 #        e.g. bench/policy-50.conf, to measure the cost of policy rules)
+#        [-m | -T] [-k]
+#        -m: the load is sent by bench/trksend -M (the build tree's, or
+#        $TRKSEND): MAIL carries ENVID= and MTRK= (RFC 3885), which
+#        smtp-source cannot send; Waymark only (Postfix refuses MTRK).
+#        -T: the same sender without MTRK (the baseline for -m).
+#        -k: the next hop is bench/trksink ($TRKSINK), which announces
+#        DSN and MTRK, so Waymark passes MTRK on, instead of smtp-sink.
 #
 # Starts Postfix's smtp-sink on a free 127.0.0.1 port as the common next hop,
 # then per round runs the same load (smtp-source -s SESSIONS -m N -l SIZE,
@@ -33,17 +40,22 @@ SESSIONS=20
 SIZE=4096
 ROUNDS=1
 POLICY=
+SENDER=smtp-source
+SINK=smtp-sink
 usage() {
-	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE]" >&2
+	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE] [-m | -T] [-k]" >&2
 	exit 2
 }
-while getopts n:s:l:r:p:h opt; do
+while getopts n:s:l:r:p:mTkh opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
 	l) SIZE=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
 	p) POLICY=$OPTARG ;;
+	m) SENDER=trksend-mtrk ;;
+	T) SENDER=trksend ;;
+	k) SINK=trksink ;;
 	*) usage ;;
 	esac
 done
@@ -75,6 +87,20 @@ else
 fi
 die() { echo "relay.sh: $*" >&2; exit 1; }
 [ -x "$WAYMARKD" ] || die "no waymarkd at $WAYMARKD"
+TRKSEND=${TRKSEND:-$top/build/bench/trksend}
+TRKSINK=${TRKSINK:-$top/build/bench/trksink}
+if [ "$SENDER" != smtp-source ]; then
+	[ -x "$TRKSEND" ] || die "no trksend at $TRKSEND (make in build/)"
+fi
+if [ "$SINK" = trksink ]; then
+	[ -x "$TRKSINK" ] || die "no trksink at $TRKSINK (make in build/)"
+fi
+if [ "$SENDER" = trksend-mtrk ]; then
+	case ${ONLY:-} in
+	'' | waymark) ONLY=waymark ;;
+	*) die "-m measures Waymark only (Postfix refuses MTRK=)" ;;
+	esac
+fi
 if [ -n "$POLICY" ]; then
 	[ -r "$POLICY" ] || die "cannot read policy file $POLICY"
 	POLICY=$(cd "$(dirname "$POLICY")" && pwd)/$(basename "$POLICY")
@@ -220,8 +246,17 @@ stop_sampler() {
 # run_load PORT - smtp-source in the background, so that a signal to this
 # script interrupts the wait and the trap stops it
 run_load() {
-	"$SMTP_SOURCE" -s "$SESSIONS" -m "$N" -l "$SIZE" -M client.bench \
-	    -f "$FROM" -t "$RCPT" "127.0.0.1:$1" &
+	case $SENDER in
+	smtp-source)
+		"$SMTP_SOURCE" -s "$SESSIONS" -m "$N" -l "$SIZE" -M client.bench \
+		    -f "$FROM" -t "$RCPT" "127.0.0.1:$1" & ;;
+	trksend)
+		"$TRKSEND" -s "$SESSIONS" -m "$N" -l "$SIZE" -f "$FROM" \
+		    -t "$RCPT" "127.0.0.1:$1" > "$dir/trksend.out" & ;;
+	trksend-mtrk)
+		"$TRKSEND" -M -s "$SESSIONS" -m "$N" -l "$SIZE" -f "$FROM" \
+		    -t "$RCPT" "127.0.0.1:$1" > "$dir/trksend.out" & ;;
+	esac
 	src_pid=$!
 	rc=0
 	wait "$src_pid" || rc=$?
@@ -296,8 +331,10 @@ EOF
 	wait_smtp "$port" || { cat "$d/waymarkd.log" >&2; exit 1; }
 	measure waymark "$port" "$wm_pid"
 	wm_hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$wm_pid/status")
+	# CPU time of waymarkd (utime + stime, all threads), in seconds
+	wm_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$wm_pid/stat")
 	stop_waymark
-	res_wm_acc=$t_acc res_wm_e2e=$t_e2e res_wm_rss=$wm_hwm
+	res_wm_acc=$t_acc res_wm_e2e=$t_e2e res_wm_rss=$wm_hwm res_wm_cpu=$wm_cpu
 	res_wm_sum=$smp_sum res_wm_procs=$smp_procs res_wm_pss=$smp_pss
 	[ "${KEEP:-0}" = 1 ] || rm -rf "$d"
 }
@@ -413,15 +450,24 @@ EOF
 # ---- main ----
 
 sink_port=$(free_port)
-"$SMTP_SINK" -c -u nobody "127.0.0.1:$sink_port" 1024 > "$dir/sink.out" 2>"$dir/sink.err" &
+if [ "$SINK" = trksink ]; then
+	"$TRKSINK" "127.0.0.1:$sink_port" > "$dir/sink.out" 2>"$dir/sink.err" &
+else
+	"$SMTP_SINK" -c -u nobody "127.0.0.1:$sink_port" 1024 > "$dir/sink.out" 2>"$dir/sink.err" &
+fi
 sink_pid=$!
 wait_smtp "$sink_port"
 
 echo "waymarkd: $WAYMARKD"
 [ -z "$POLICY" ] || echo "policy:   $POLICY ($(grep -cv '^[[:space:]]*\(#\|$\)' "$POLICY") rules, Waymark only)"
 echo "postfix:  $POSTFIX $(postconf -d -h mail_version 2>/dev/null || true)"
-echo "load:     $N messages x $SIZE bytes, $SESSIONS sessions (smtp-source), $ROUNDS round(s)," \
-    "next hop smtp-sink 127.0.0.1:$sink_port"
+case $SENDER in
+smtp-source) how=smtp-source ;;
+trksend) how="bench/trksend, no MTRK" ;;
+*) how="bench/trksend, ENVID + MTRK on MAIL" ;;
+esac
+echo "load:     $N messages x $SIZE bytes, $SESSIONS sessions ($how), $ROUNDS round(s)," \
+    "next hop $SINK 127.0.0.1:$sink_port"
 echo
 
 rows=$dir/rows
@@ -433,7 +479,7 @@ while [ $r -le "$ROUNDS" ]; do
 	else
 		order="postfix waymark"
 	fi
-	res_wm_acc=0 res_wm_e2e=- res_wm_rss=0 res_wm_sum=0 res_wm_procs=0 res_wm_pss=0
+	res_wm_acc=0 res_wm_e2e=- res_wm_rss=0 res_wm_sum=0 res_wm_procs=0 res_wm_pss=0 res_wm_cpu=0
 	res_pf_acc=0 res_pf_e2e=- res_pf_sum=0 res_pf_procs=0 res_pf_pss=0
 	for who in $order; do
 		case ${ONLY:-} in '' | "$who") ;; *) continue ;; esac
@@ -442,7 +488,7 @@ while [ $r -le "$ROUNDS" ]; do
 		echo "round $r: $who ..." >&2
 		"run_$who" "$r"
 	done
-	echo "$r $res_wm_acc ${res_wm_e2e:--} $res_wm_rss $res_wm_sum $res_pf_acc ${res_pf_e2e:--} $res_pf_sum $res_pf_procs $res_wm_procs $res_wm_pss $res_pf_pss" >> "$rows"
+	echo "$r $res_wm_acc ${res_wm_e2e:--} $res_wm_rss $res_wm_sum $res_pf_acc ${res_pf_e2e:--} $res_pf_sum $res_pf_procs $res_wm_procs $res_wm_pss $res_pf_pss $res_wm_cpu" >> "$rows"
 	r=$((r + 1))
 done
 
@@ -454,6 +500,8 @@ function acc(t) { return t == 0 ? "-" : sprintf("%.0f", n / t) }
 	if ($2 != 0)
 		printf "  Waymark  accepted %5s msg/s (%.2f s)  end-to-end %5s msg/s (%s s)  peak RSS %d KiB (VmHWM; sampled max: RSS %d KiB, Pss %d KiB, %d process)\n",
 		    acc($2), $2, rate($3), $3, $4, $5, $11, $10
+	if ($2 != 0)
+		printf "  Waymark  CPU %.2f s (utime + stime of waymarkd): %.3f ms per message\n", $13, 1000 * $13 / n
 	if ($6 != 0)
 		printf "  Postfix  accepted %5s msg/s (%.2f s)  end-to-end %5s msg/s (%s s)  peak RSS %d KiB (max sum over %d processes; max Pss sum %d KiB)\n",
 		    acc($6), $6, rate($7), $7, $8, $9, $12
@@ -474,3 +522,9 @@ function acc(t) { return t == 0 ? "-" : sprintf("%.0f", n / t) }
 	if ($6 != 0)
 		printf "| %d | Postfix | %s | %s | %d KiB (%d processes) | |\n", $1, acc($6), rate($7), $8, $9
 }' "$rows"
+
+if [ "$SINK" = trksink ]; then
+	echo
+	tail -n 1 "$dir/sink.out" | awk '{ sub("mesg=", "", $1); sub("mtrk=", "", $2);
+	    printf "trksink: %s messages received in all, %s of them with MTRK= on MAIL\n", $1, $2 }'
+fi

@@ -28,6 +28,10 @@ struct dlv_result {
 	/* SMTP relaying: the next hop advertised DELIVERBY (RFC 2852;
 	 * -1 unknown): queue_notice.c's "relayed" DSN for mode N */
 	int		 hop_by;
+	/* SMTP relaying: this recipient's transaction sent MTRK= on MAIL
+	 * (RFC 3885: certifier, ENVID, MTRK hop, time left); the queue
+	 * records such an RS_RELAYED result as RS_TRANSFERRED */
+	int		 mtrk_sent;
 };
 
 /* dlv_done_fn - called once per job in the loop thread; res[] has n entries */

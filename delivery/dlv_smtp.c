@@ -26,7 +26,8 @@
  * Standards: RFC 5321, RFC 2033 (LMTP), RFC 3207, RFC 2920, RFC 1870,
  *       RFC 6152, RFC 4954, RFC 3463, RFC 3461 (RET ENVID NOTIFY ORCPT
  *       only to DSN next hops), RFC 3885 (MTRK only to MTRK next hops,
- *       with the remaining timeout; dropped when it is <= 0), RFC 2852
+ *       with the remaining timeout; dropped when it is <= 0; each
+ *       result says whether its transaction's MAIL carried it), RFC 2852
  *       4.1.4 (DELIVERBY next hops get BY=<seconds left>;mode[T],
  *       computed as MAIL is written; mode R is never relayed to a hop
  *       without DELIVERBY or whose min-by-time exceeds the time left:
@@ -128,6 +129,8 @@ struct dlv_sess {
 	long			 bymin;		/* DELIVERBY min-by-time, 0 = none */
 	int			 by_delay;	/* mode N, hop without DELIVERBY:
 						 * NOTIFY gets DELAY (RFC 2852 4.1.4.2) */
+	int			 mtrk_sent;	/* this transaction's MAIL carried
+						 * MTRK= (RFC 3885) */
 	int			 tls_on;
 	char			 tls[96];	/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	/* the reply being read */
@@ -264,6 +267,7 @@ rcpt_final(struct dlv_sess *s, size_t i, enum rcpt_status st, int code,
 	s->m->res[i].hop_dsn = (s->caps & CAP_DSN) != 0;
 	s->m->res[i].hop_mtrk = (s->caps & CAP_MTRK) != 0;
 	s->m->res[i].hop_by = (s->caps & CAP_DELIVERBY) != 0;
+	s->m->res[i].mtrk_sent = s->mtrk_sent;
 	s->m->done[i] = 1;
 	s->rst[i] = RC_DONE;
 }
@@ -638,9 +642,10 @@ send_rcpt(struct dlv_sess *s, size_t k)
  * mail_dsn_params - " RET=.. ENVID=xtext MTRK=cert[:remaining]": RET and
  * ENVID to DSN next hops (never invented), MTRK to MTRK next hops with
  * the timeout less the seconds spent here, left out when that is <= 0
- * (RFC 3885 3.3); an MTRK next hop gets the ENVID MTRK needs
+ * (RFC 3885 3.3); an MTRK next hop gets the ENVID MTRK needs.  1 when
+ * out carries MTRK=, else 0.
  */
-static void
+static int
 mail_dsn_params(const struct dlv_sess *s, char *out, size_t outlen)
 {
 	const struct dlv_msg	*m = s->m;
@@ -662,16 +667,19 @@ mail_dsn_params(const struct dlv_sess *s, char *out, size_t outlen)
 			mtrk[0] = '\0';
 	}
 	if (!(s->caps & CAP_DSN) && mtrk[0] == '\0')
-		return;
+		return 0;
 	if (m->envid != NULL &&
 	    xtext_encode(m->envid, strlen(m->envid), x, sizeof(x)) == -1)
-		return;
+		return 0;
 	n = snprintf(out, outlen, "%s%s%s%s",
 	    !(s->caps & CAP_DSN) ? "" : m->ret == DSN_RET_FULL ? " RET=FULL" :
 	    m->ret == DSN_RET_HDRS ? " RET=HDRS" : "",
 	    m->envid != NULL ? " ENVID=" : "", m->envid != NULL ? x : "", mtrk);
-	if (n < 0 || (size_t)n >= outlen)
+	if (n < 0 || (size_t)n >= outlen) {
 		out[0] = '\0';
+		return 0;
+	}
+	return mtrk[0] != '\0';
 }
 
 /*
@@ -985,6 +993,7 @@ txn_start(struct dlv_sess *s)
 
 	s->norder = s->nsent = s->nreplied = s->naccepted = s->nlmtp = 0;
 	s->skip = s->discard = s->got452 = 0;
+	s->mtrk_sent = 0;	/* until this transaction's MAIL carries it */
 	for (i = 0; i < m->nrcpts; i++)
 		if (!m->done[i]) {
 			s->rst[i] = RC_TODO;
@@ -1037,7 +1046,7 @@ txn_start(struct dlv_sess *s)
 		    (unsigned long long)t);
 	}
 	s->ntxn++;
-	mail_dsn_params(s, dsn, sizeof(dsn));
+	s->mtrk_sent = mail_dsn_params(s, dsn, sizeof(dsn));
 	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s\r\n", m->sender, size,
 	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
 	    dsn, by);

@@ -259,6 +259,24 @@ int	queue_envid_lookup(const char *envid,
 int	queue_track_visit(const char *qid,
 	    int (*cb)(const struct qmsg *m, int queued, void *arg), void *arg);
 
+/*
+ * Bulk load (queue_bulk.c; bench/trkload.c, never the daemon): finished
+ * messages written straight into the store of the spool in the working
+ * directory, with the records, events and index entries the daemon
+ * leaves for a finished message (no body file).  Nobody else may use
+ * the spool meanwhile (queue_lock first).  queue_bulk_open recovers and
+ * opens the store; queue_bulk_load writes msgs[0..n-1] in ONE
+ * transaction: each gets a fresh queue id (written into m->qid), every
+ * recipient must be final, arrival/done_time/mtrk_expiry are kept when
+ * set (0: now / arrival / arrival + tracking_retention); the caller
+ * keeps ownership of the messages.  queue_bulk_close checkpoints and
+ * closes.  0, or -1 with err set.
+ */
+int	queue_bulk_open(const struct config *cfg, char *err, size_t errlen);
+int	queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
+	    size_t errlen);
+void	queue_bulk_close(void);
+
 /* queue_free_space_ok - 0 when the spool has less than min_free_space */
 int	queue_free_space_ok(void);
 

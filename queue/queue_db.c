@@ -76,6 +76,7 @@ struct qjob {
 static DB_ENV		*env;
 static DB		*dbs[QDB_COUNT];
 static int		 body_dirfd = -1;
+static u_int32_t	 cache_bytes = 1024 * 1024;	/* qdb_set_cache */
 
 static pthread_t	 ct_thread;
 static int		 ct_started;
@@ -199,6 +200,26 @@ qjob_body(struct qjob *j, int fd)
 	j->body_fd = fd;
 }
 
+/* qjob_append - move src's operations to the end of dst; frees src */
+void
+qjob_append(struct qjob *dst, struct qjob *src)
+{
+	if (src->ops != NULL) {
+		*dst->tail = src->ops;
+		dst->tail = src->tail;
+	}
+	src->ops = NULL;
+	qjob_free(src);
+}
+
+/* qdb_set_cache - the cache size of the next qdb_open (bulk loads) */
+void
+qdb_set_cache(size_t bytes)
+{
+	cache_bytes = bytes > 1024u * 1024 * 1024 ? 1024u * 1024 * 1024 :
+	    (u_int32_t)bytes;
+}
+
 /* ---- environment ---- */
 
 static void
@@ -231,8 +252,9 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 	if ((rc = db_env_create(&env, 0)) != 0)
 		goto dbfail;
 	env->set_errcall(env, qdb_errcall);
-	/* small footprint: 1 MiB cache, 256 KiB log buffer, 4 MiB log files */
-	if ((rc = env->set_cachesize(env, 0, 1024 * 1024, 1)) != 0 ||
+	/* small footprint: 1 MiB cache (qdb_set_cache), 256 KiB log
+	 * buffer, 4 MiB log files */
+	if ((rc = env->set_cachesize(env, 0, cache_bytes, 1)) != 0 ||
 	    (rc = env->set_lg_bsize(env, 256 * 1024)) != 0 ||
 	    (rc = env->set_lg_max(env, 4 * 1024 * 1024)) != 0 ||
 	    (rc = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0)
@@ -269,7 +291,7 @@ fail:
 	return -1;
 }
 
-static void
+void
 qdb_checkpoint(void)
 {
 	int	rc;

@@ -91,6 +91,9 @@ int		 qjob_put_own(struct qjob *j, enum qdb db, const void *k,
 int		 qjob_del(struct qjob *j, enum qdb db, const void *k, size_t klen);
 /* qjob_body - sync this body fd before the job's transaction */
 void		 qjob_body(struct qjob *j, int fd);
+/* qjob_append - move src's operations to the end of dst (one
+ * transaction for both); src is freed */
+void		 qjob_append(struct qjob *dst, struct qjob *src);
 /*
  * qdb_commit - hand j to the commit thread (it owns j from now on);
  * done(arg, rc) runs later in the loop thread: 0 = committed and the
@@ -102,6 +105,11 @@ void		 qdb_commit(struct qjob *j, qjob_done_fn done, void *arg);
 void		 qdb_purge_request(time_t cutoff);
 
 int	qdb_open(struct event_base *base, char *err, size_t errlen);
+/* qdb_set_cache - cache size of the next qdb_open (default 1 MiB) */
+void	qdb_set_cache(size_t bytes);
+/* qdb_checkpoint - a checkpoint now (logs no longer needed are removed);
+ * commit thread, or a bulk load (queue_bulk.c) that runs none */
+void	qdb_checkpoint(void);
 /* qdb_start - start the commit thread */
 int	qdb_start(char *err, size_t errlen);
 /* qdb_drain - run every queued commit and its completion (shutdown) */

@@ -436,6 +436,7 @@ queue_notice_batch(struct qjob *j, struct qmsg *m,
 				kind = DLV_DSN_DELIVERED;
 			break;
 		case RS_RELAYED:
+		case RS_TRANSFERRED:	/* relayed, with MTRK */
 			/* a DSN-capable next hop reports for itself */
 			if (wants(r, DSN_NOTIFY_SUCCESS) && r->hop_dsn != 1)
 				kind = DLV_DSN_RELAYED;

@@ -10,7 +10,9 @@
  *       queue_lifetime since arrival (or expire_base: held time does not
  *       count) becomes failed 4.4.7 ("expired");
  *       otherwise next_attempt = now + retry_schedule[min(attempts-1,
- *       n-1)].  The recipient records, the events ("attempt", "expired",
+ *       n-1)].  A relayed result whose MAIL carried MTRK= (and the
+ *       recipient not no_mtrk) is recorded as transferred (RFC 3885).
+ *       The recipient records, the events ("attempt", "expired",
  *       "delivered"/"deferred"/"failed") and the index changes of one
  *       job's results go into ONE commit job.  When every recipient is
  *       final the same job records done_time, drops the schedule entry
@@ -414,6 +416,9 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		snprintf(text, sizeof(text), "%s", d->text);
 		if (st != RS_DELIVERED && st != RS_RELAYED && st != RS_FAILED)
 			st = RS_DEFERRED;
+		/* relayed with MTRK= on MAIL: the next hop tracks it too */
+		if (st == RS_RELAYED && d->mtrk_sent && !r->no_mtrk)
+			st = RS_TRANSFERRED;
 		if (st == RS_DEFERRED) {
 			/* from arrival, or from where holds moved it on */
 			limit = (m->expire_base ? m->expire_base : m->arrival) +
@@ -444,7 +449,8 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		r->last_text = strdup(text);
 		free(r->remote_mta);
 		r->remote_mta = d->remote[0] ? strdup(d->remote) : NULL;
-		if (st == RS_RELAYED) {	/* what the next hop spoke */
+		/* what the next hop spoke */
+		if (st == RS_RELAYED || st == RS_TRANSFERRED) {
 			r->hop_dsn = d->hop_dsn < 0 ? -1 : d->hop_dsn != 0;
 			r->hop_mtrk = d->hop_mtrk < 0 ? -1 : d->hop_mtrk != 0;
 		}

@@ -23,9 +23,10 @@
  *       5.0.0 by the reply code), Diagnostic-Code: smtp; CODE X.Y.Z TEXT
  *       (X-Waymark; TEXT without a remote reply)
  *   expanded -> expanded, 2.0.0 (no Remote-MTA: RFC 3886 4)
- *   transferred, or relayed with MTRK passed on to a hop that advertised
- *       it (hop_mtrk == 1, not no_mtrk) -> transferred, 2.4.0
- *   relayed otherwise -> relayed, 2.1.9 (only there: RFC 3886 3.3.4)
+ *   transferred (relayed with MTRK= on MAIL to a hop that advertised
+ *       it: queue_sched.c) -> transferred, 2.4.0
+ *   relayed (no MTRK passed on, whatever the hop advertised) ->
+ *       relayed, 2.1.9 (only there: RFC 3886 3.3.4)
  *   Remote-MTA: dns; HOST (remote_mta without "[addr]") when a remote
  *   attempt was recorded; Last-Attempt-Date when last_attempt is set.
  *   Status codes of the success actions are the RFC 3887 4.1 examples'.
@@ -86,8 +87,7 @@ rcpt_act(const struct qrcpt *r)
 	case RS_TRANSFERRED:
 		return TA_TRANSFERRED;
 	case RS_RELAYED:
-		return r->hop_mtrk == 1 && !r->no_mtrk ? TA_TRANSFERRED :
-		    TA_RELAYED;
+		return TA_RELAYED;
 	case RS_QUEUED:
 	case RS_DEFERRED:
 	default:

@@ -433,6 +433,11 @@ static const struct rcpt_case rcpt_cases[] = {
 	  0, 999 },
 	{ "max enhanced", "a@b", NULL, NULL, NULL, "5.123.456789", RS_EXPANDED,
 	  7, 0, 0, 550 },
+	{ "relayed", "c@mx.test", "rfc822;C@mx.test", "Ok: queued",
+	  "mx.test[127.0.0.3]", "2.0.0", RS_RELAYED, 1, 0, 1796086990, 250 },
+	{ "transferred", "c@mtrk.test", NULL, "Ok: queued as 4711",
+	  "mx.mtrk.test[127.0.0.2]", "2.0.0", RS_TRANSFERRED, 2, 0,
+	  1796086995, 250 },
 };
 
 static void

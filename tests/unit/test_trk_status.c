@@ -108,7 +108,8 @@ make_mixed(void)
 	    "mx1.remote.test[127.0.0.2]");
 	r = rcpt(m, "list@example.org", RS_EXPANDED, NULL);
 	reply(r, ARRIVAL + 2, 250, "2.0.0", "expanded to 3 members", NULL);
-	r = rcpt(m, "carol@mtrk.test", RS_RELAYED, "rfc822;carol@mtrk.test");
+	r = rcpt(m, "carol@mtrk.test", RS_TRANSFERRED,
+	    "rfc822;carol@mtrk.test");
 	reply(r, ARRIVAL + 3, 250, "2.0.0", "Ok: queued as 4711",
 	    "mx.mtrk.test[127.0.0.3]");
 	r->hop_dsn = r->hop_mtrk = 1;
@@ -120,6 +121,7 @@ make_mixed(void)
 	reply(r, ARRIVAL + 4, 250, "2.0.0", "Ok", "[127.0.0.3]");
 	r->hop_mtrk = 1;
 	r->no_mtrk = 1;		/* list mail: MTRK was not passed on */
+	/* (an MTRK hop, MTRK not sent: relayed, not transferred) */
 	r = rcpt(m, "frank@example.org", RS_FAILED, NULL);
 	reply(r, NOW, 450, "4.4.7", "message expired after queue_lifetime; "
 	    "last error: cannot create example.org/frank: Not a directory",
