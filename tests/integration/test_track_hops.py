@@ -26,14 +26,6 @@ dnsfix.py has no SRV support here: the records go in through dns_factory's
 What runs against today's code: the mail flow (bob@c.test A -> B -> C with
 MTRK and ENVID passed on at each hop, carol@d.test A -> D without MTRK),
 the quarantine at B and `waymark release` there.
-
-What waits for other branches:
-  - tests needing `waymark track` (branch i10-cli) and the MTQP server
-    (i10-srv: `mtqp_chaining` a known key): test_track_*, skipped with
-    that reason until both are there;
-  - test_queue_and_show_say_transferred needs the recipient status
-    `transferred` (i10-xfer): marked xfail(strict=True), so it reports
-    XPASS -> failure once i10-xfer is merged; then remove the mark.
 """
 
 import json
@@ -43,7 +35,6 @@ import re
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 import uuid
 
@@ -51,7 +42,7 @@ import pytest
 
 from aiosmtpd.controller import Controller
 
-from conftest import WAYMARK, WAYMARKD, common_port, wait_for
+from conftest import WAYMARK, common_port, wait_for
 from dnsfix import dns_factory  # noqa: F401  (fixture)
 
 A_ADDR, B_ADDR, C_ADDR, D_ADDR = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
@@ -67,35 +58,6 @@ TRACK_TIMEOUT = 150          # the client may wait 2 min for a response
 
 
 # ------------------------------------------------------------ feature probes
-
-def _have_track_client():
-    try:
-        p = subprocess.run([WAYMARK, "track", "--help"], capture_output=True,
-                           stdin=subprocess.DEVNULL, timeout=30)
-    except OSError:
-        return False
-    return p.returncode == 0
-
-
-def _have_mtqp_server():
-    """waymarkd knows the MTQP server's keys (mtqp_chaining)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
-        f.write("mtqp_chaining = yes\n")
-        f.flush()
-        p = subprocess.run([WAYMARKD, "-n", "-f", f.name], capture_output=True,
-                           stdin=subprocess.DEVNULL, timeout=30)
-    return p.returncode == 0
-
-
-HAVE_TRACK = _have_track_client()
-HAVE_MTQP = _have_mtqp_server()
-needs_tracking = pytest.mark.skipif(
-    not (HAVE_TRACK and HAVE_MTQP),
-    reason="needs `waymark track` (i10-cli: `waymark track --help` %s) and the "
-           "MTQP server (i10-srv: mtqp_chaining %s)" % (
-               "works" if HAVE_TRACK else "fails",
-               "known" if HAVE_MTQP else "unknown"))
-
 
 # ------------------------------------------------------------------- DNS
 
@@ -405,10 +367,8 @@ def test_quarantine_at_b_then_release(net):
     assert any(e["kind"] == "state" for e in mb["events"]), mb["events"]
 
 
-# ------------------------------------- recipient status `transferred` (i10-xfer)
+# ------------------------------------------------ recipient status `transferred`
 
-@pytest.mark.xfail(strict=True, reason="needs branch i10-xfer (recipient "
-                   "status `transferred`); remove this mark once it is merged")
 def test_queue_and_show_say_transferred(net):
     """A recipient relayed with MTRK to a hop that advertised it is
     `transferred` in `queue --json`, `queue` and `show --json`; one relayed
@@ -541,7 +501,6 @@ def check_full_path(n, t, qa, qb, qc, chained=False):
         ("relayed", "2.1.9", 1, "mx.a.test"), s[CAROL]
 
 
-@needs_tracking
 def test_track_follows_the_path(net):
     """Referrals: `waymark -f A.conf track ENVID` asks A's MTQP server (the
     config's first `mtqp`), then B and C found by `_mtqp._tcp` SRV: A
@@ -570,7 +529,6 @@ def test_track_follows_the_path(net):
               r"tracking ends there")
 
 
-@needs_tracking
 def test_track_chaining_one_query(net, dns_factory, tmp_path):  # noqa: F811
     """mtqp_chaining = yes at A: `waymark track --server A` gets B's and C's
     parts inside A's answer (chained).  The client's own DNS (a config with
@@ -589,7 +547,6 @@ def test_track_chaining_one_query(net, dns_factory, tmp_path):  # noqa: F811
     assert t["hops"][0]["host"] == A_ADDR, t["hops"][0]
 
 
-@needs_tracking
 def test_track_quarantine_then_release(net):
     """B quarantines: track shows hop 2 delayed with handling state
     quarantine, its value, since and reason as B recorded them, and stops
