@@ -50,6 +50,20 @@ int	rec_event_decode(const void *p, size_t len, struct qevent *e, const char **w
 #define REC_META_U64_LEN 9
 void	rec_meta_u64_encode(uint64_t v, unsigned char out[REC_META_U64_LEN]);
 int	rec_meta_u64_decode(const void *p, size_t len, uint64_t *v, const char **why);
+/*
+ * ENVID index values (format: queue_record.c): rec_envid_encode returns
+ * the value's length, 0 when qid is invalid or cert is not REC_CERT_LEN
+ * octets; rec_envid_decode fills qid and cert (cert "" for an old-format
+ * value, the bare qid) and returns 0, or -1 with *why set.
+ */
+#define REC_ENVID_VERSION 1
+#define REC_CERT_LEN	27		/* base64(SHA-1) without padding */
+#define REC_QID_MAX	32
+#define REC_ENVID_MAX	(1 + REC_QID_MAX + REC_CERT_LEN)
+size_t	rec_envid_encode(unsigned char out[REC_ENVID_MAX], const char *qid,
+	    const char *cert);
+int	rec_envid_decode(const void *p, size_t len, char qid[REC_QID_MAX + 1],
+	    char cert[REC_CERT_LEN + 1], const char **why);
 /* free the strings a decoder allocated (the struct itself is the caller's) */
 void	rec_msg_clear(struct qmsg *m);	/* message fields only, not rcpts/trace */
 void	rec_rcpt_clear(struct qrcpt *r);

@@ -26,11 +26,19 @@
  *   dsn_delay_sent, 2 = no_mtrk).
  * Event     ('E'): u64 time (microseconds), str kind (non-NULL), detail.
  * Meta      ('U'): u64 value.
+ * ENVID index value (no type tag): u8 version (1), qid (8..32
+ *   octets), the MTRK certifier (REC_CERT_LEN octets, base64 as
+ *   received); its length gives the qid's.  Only messages accepted with
+ *   an ENVID and an MTRK certifier have one.  Stores written before this
+ *   format hold the bare qid (alphanumerics: never a first octet 1) for
+ *   every message with an ENVID; those decode with an empty certifier.
  * Keys: messages = qid; recipients = qid + u16 index; events = qid +
- *   u32 seq; envid = envid -> qid (duplicates); state = u8 state + qid;
+ *   u32 seq; envid = envid -> the value above (duplicates, sorted);
+ *   state = u8 state + qid;
  *   schedule = u64 next-attempt time + qid (unfinished messages only);
  *   expire = u64 done time + qid (finished messages: purge order);
- *   meta = name ("qid_floor").  Values of index entries are empty.
+ *   meta = name ("qid_floor").  Values of the other index entries are
+ *   empty.
  */
 
 #include <errno.h>
@@ -685,6 +693,77 @@ rec_meta_u64_decode(const void *p, size_t len, uint64_t *v, const char **why)
 	}
 	*v = be_get64(b + 1);
 	return 0;
+}
+
+/* ---- ENVID index value ---- */
+
+/* rec_envid_encode - the index value of qid with certifier cert; its
+ * length, or 0 when qid is invalid or cert is not REC_CERT_LEN octets */
+size_t
+rec_envid_encode(unsigned char out[REC_ENVID_MAX], const char *qid,
+    const char *cert)
+{
+	size_t	n;
+
+	if (qid == NULL || !qid_valid(qid) || (n = strlen(qid)) > REC_QID_MAX ||
+	    cert == NULL || strlen(cert) != REC_CERT_LEN)
+		return 0;
+	out[0] = REC_ENVID_VERSION;
+	memcpy(out + 1, qid, n);
+	memcpy(out + 1 + n, cert, REC_CERT_LEN);
+	return 1 + n + REC_CERT_LEN;
+}
+
+/* rec_envid_decode - qid and certifier of an index value ("" for an
+ * old-format value: the bare qid) */
+int
+rec_envid_decode(const void *p, size_t len, char qid[REC_QID_MAX + 1],
+    char cert[REC_CERT_LEN + 1], const char **why)
+{
+	const unsigned char	*b = p;
+	size_t			 n;
+
+	qid[0] = cert[0] = '\0';
+	if (p == NULL || len == 0) {
+		*why = "truncated record";
+		return -1;
+	}
+	if (b[0] != REC_ENVID_VERSION) {
+		/* the old format: the bare qid */
+		if (len > REC_QID_MAX || memchr(b, '\0', len) != NULL)
+			goto badqid;
+		memcpy(qid, b, len);
+		qid[len] = '\0';
+		if (!qid_valid(qid))
+			goto badqid;
+		return 0;
+	}
+	if (len < 1 + 8 + REC_CERT_LEN) {
+		*why = "truncated record";
+		return -1;
+	}
+	if ((n = len - 1 - REC_CERT_LEN) > REC_QID_MAX) {
+		*why = "trailing bytes after record";
+		return -1;
+	}
+	if (memchr(b + 1, '\0', n) != NULL)
+		goto badqid;
+	memcpy(qid, b + 1, n);
+	qid[n] = '\0';
+	if (!qid_valid(qid))
+		goto badqid;
+	if (memchr(b + 1 + n, '\0', REC_CERT_LEN) != NULL) {
+		qid[0] = '\0';
+		*why = "NUL in the certifier";
+		return -1;
+	}
+	memcpy(cert, b + 1 + n, REC_CERT_LEN);
+	cert[REC_CERT_LEN] = '\0';
+	return 0;
+badqid:
+	qid[0] = '\0';
+	*why = "bad queue id";
+	return -1;
 }
 
 /* ---- keys ---- */

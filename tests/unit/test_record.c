@@ -8,7 +8,8 @@
  * refusing truncated, garbage, wrong-version, wrong-type and trailing
  * input with a reason, the version 2 DSN/MTRK fields (RET, certifier,
  * timeout, expiry, auth_user; NOTIFY, next-hop flags) and the decoding
- * of version 1 message and recipient records, and Received: fields for one and two recipients
+ * of version 1 message and recipient records, the ENVID index value
+ * (version 1: qid + certifier; the old bare qid still decoded), and Received: fields for one and two recipients
  * with and without TLS (TZ=UTC).
  */
 
@@ -586,6 +587,116 @@ test_meta_roundtrip(void **state)
 	check_str("why", why, "unknown record version");
 }
 
+/* ---- ENVID index values ---- */
+
+#define CERT_A	"QlrxKgdDUCsyLpOgFbz4aOMk1Wo"
+
+static const struct {
+	const char	*name;
+	const char	*qid, *cert;
+	size_t		 want;		/* encoded length, 0 = refused */
+} envid_enc_cases[] = {
+	{ "16-char qid", "0Ab3kZ9x0Ab3kZ9x", CERT_A, 1 + 16 + 27 },
+	{ "8-char qid", "abcdefgh", CERT_A, 1 + 8 + 27 },
+	{ "32-char qid", "0123456789abcdef0123456789ABCDEF", CERT_A,
+	    1 + 32 + 27 },
+	{ "qid too short", "abcdefg", CERT_A, 0 },
+	{ "qid too long", "0123456789abcdef0123456789ABCDEFG", CERT_A, 0 },
+	{ "qid not alphanumeric", "abcd-efgh", CERT_A, 0 },
+	{ "no qid", NULL, CERT_A, 0 },
+	{ "no certifier", "abcdefgh", NULL, 0 },
+	{ "short certifier", "abcdefgh", "QlrxKgdDUCsyLpOgFbz4aOMk1W", 0 },
+	{ "long certifier", "abcdefgh", CERT_A "=", 0 },
+};
+
+static void
+test_envid_roundtrip(void **state)
+{
+	unsigned char	 b[REC_ENVID_MAX];
+	char		 qid[REC_QID_MAX + 1], cert[REC_CERT_LEN + 1];
+	const char	*why;
+	size_t		 i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(envid_enc_cases) / sizeof(envid_enc_cases[0]);
+	    i++) {
+		n = rec_envid_encode(b, envid_enc_cases[i].qid,
+		    envid_enc_cases[i].cert);
+		if (n != envid_enc_cases[i].want)
+			fail_msg("%s: got length %zu, want %zu",
+			    envid_enc_cases[i].name, n, envid_enc_cases[i].want);
+		if (n == 0)
+			continue;
+		assert_int_equal(b[0], REC_ENVID_VERSION);
+		if (rec_envid_decode(b, n, qid, cert, &why) == -1)
+			fail_msg("%s: decode: %s", envid_enc_cases[i].name, why);
+		check_str("qid", qid, envid_enc_cases[i].qid);
+		check_str("cert", cert, envid_enc_cases[i].cert);
+	}
+}
+
+static const struct {
+	const char	*name;
+	const char	*in;		/* "\001" = the version byte */
+	size_t		 len;
+	const char	*want_qid;	/* NULL: refused with want_why */
+	const char	*want_why;
+} envid_dec_cases[] = {
+	{ "old format: the bare qid", "0Ab3kZ9x0Ab3kZ9x", 16,
+	    "0Ab3kZ9x0Ab3kZ9x", NULL },
+	{ "old format, 8 chars", "abcdefgh", 8, "abcdefgh", NULL },
+	{ "empty", "", 0, NULL, "truncated record" },
+	{ "old format, bad qid", "abc-efgh", 8, NULL, "bad queue id" },
+	{ "old format, too long", "0123456789abcdef0123456789ABCDEFG", 33,
+	    NULL, "bad queue id" },
+	{ "old format, NUL", "abcd\0efgh", 9, NULL, "bad queue id" },
+	{ "version only", "\001", 1, NULL, "truncated record" },
+	{ "qid too short", "\001abcdefg" CERT_A, 1 + 7 + 27, NULL,
+	    "truncated record" },
+	{ "qid too long", "\001" "0123456789abcdef0123456789ABCDEFG" CERT_A,
+	    1 + 33 + 27, NULL, "trailing bytes after record" },
+	{ "bad qid", "\001abcd-efgh" CERT_A, 1 + 9 + 27, NULL,
+	    "bad queue id" },
+	{ "NUL in certifier", "\001abcdefgh" "QlrxKgdDUCsyLpOg\0bz4aOMk1Wo",
+	    1 + 8 + 27, NULL, "NUL in the certifier" },
+	{ "version 2", "\002abcdefgh" CERT_A, 1 + 8 + 27, NULL,
+	    "bad queue id" },
+};
+
+static void
+test_envid_decode(void **state)
+{
+	char		 qid[REC_QID_MAX + 1], cert[REC_CERT_LEN + 1];
+	const char	*why;
+	size_t		 i;
+	int		 rc;
+
+	(void)state;
+	for (i = 0; i < sizeof(envid_dec_cases) / sizeof(envid_dec_cases[0]);
+	    i++) {
+		why = NULL;
+		rc = rec_envid_decode(envid_dec_cases[i].in,
+		    envid_dec_cases[i].len, qid, cert, &why);
+		if (envid_dec_cases[i].want_qid != NULL) {
+			if (rc != 0)
+				fail_msg("%s: got %s, want qid %s",
+				    envid_dec_cases[i].name, why,
+				    envid_dec_cases[i].want_qid);
+			check_str(envid_dec_cases[i].name, qid,
+			    envid_dec_cases[i].want_qid);
+			check_str("old format: no cert", cert, "");
+			continue;
+		}
+		if (rc != -1)
+			fail_msg("%s: got qid %s, want %s",
+			    envid_dec_cases[i].name, qid,
+			    envid_dec_cases[i].want_why);
+		check_str(envid_dec_cases[i].name, why,
+		    envid_dec_cases[i].want_why);
+		check_str("qid after a failure", qid, "");
+	}
+}
+
 /* ---- decoders refuse bad input ---- */
 
 enum rtype { T_MSG, T_RCPT, T_EVENT };
@@ -935,6 +1046,8 @@ main(void)
 		cmocka_unit_test(test_many_rcpts),
 		cmocka_unit_test(test_event_roundtrip),
 		cmocka_unit_test(test_meta_roundtrip),
+		cmocka_unit_test(test_envid_roundtrip),
+		cmocka_unit_test(test_envid_decode),
 		cmocka_unit_test(test_decode_truncated),
 		cmocka_unit_test(test_decode_bad),
 		cmocka_unit_test(test_decode_garbage),
