@@ -236,27 +236,27 @@ int		 queue_policy_check(const struct policy *p, const struct qmsg *m,
 		    struct policy_verdict *v);
 
 /*
- * queue_envid_lookup - call cb(qid, arg) for every queue id stored with
- * this ENVID (RFC 3461, xtext-decoded), finished messages included while
- * their records are retained; an ENVID is chosen by the sender, so
- * several messages may share one (duplicates allowed; RFC 3888 4: the
- * caller checks each candidate).  Read-only, loop thread, bounded by the
- * number of duplicates; cb returns -1 to stop early.  Returns how many
- * qids cb was given, or -1 when the store is not open or cannot be read.
+ * queue_track_find - RFC 3887 4, RFC 3888 4: for track/'s TRACK, the
+ * tracked messages stored with ENVID envid (xtext-decoded) whose MTRK
+ * certifier is cert (27 base64 characters).  Only messages accepted with
+ * an ENVID and a certifier are in the index, each entry with its
+ * certifier; an ENVID is chosen by the sender, so several may share one
+ * (duplicates allowed).  Every entry's certifier is compared with cert
+ * in constant time (CRYPTO_memcmp; one compare against a dummy when no
+ * entry is compared), at most 1024 entries in index order, without
+ * reading any record: only a matching message is read, from memory
+ * while it is unfinished (queued = 1: still in this server's queue,
+ * RFC 3885 3.3), else its retained message and recipient records
+ * (queued = 0; no events: m->trace is empty).  Entries of older stores
+ * (no certifier) are decided by their record, read for each.  cb(m,
+ * queued, arg) is called for each match in index order, m read-only and
+ * valid only during the call; it returns 0 to go on, anything else
+ * stops the walk and is returned.  Returns 0 when cb never stopped it
+ * (no match included), or -1 when the store is not open or the index
+ * cannot be read.  Loop thread; no record is read while the index
+ * cursor is open.
  */
-int	queue_envid_lookup(const char *envid,
-	    int (*cb)(const char *qid, void *arg), void *arg);
-/*
- * queue_track_visit - call cb(m, queued, arg) once with message qid as it
- * is now, for tracking (track/'s TRACK answer): from memory while it is
- * unfinished (queued = 1: it is still in this server's queue, RFC 3885
- * 3.3), else its retained records read from the store (queued = 0).
- * m is read-only and valid only during the call.  Loop thread; with
- * queue_envid_lookup's qids, collected first (no store read runs while
- * the ENVID cursor is open).  Returns cb's result, or -1 without calling
- * cb when qid is invalid or unknown, or the store is closed or unreadable.
- */
-int	queue_track_visit(const char *qid,
+int	queue_track_find(const char *envid, const char *cert,
 	    int (*cb)(const struct qmsg *m, int queued, void *arg), void *arg);
 
 /*

@@ -5,7 +5,9 @@
  * Owns: the environment (recovered at every start: queue_lock makes us
  *       the only user), the databases (see queue_record.c for layouts),
  *       the commit thread, checkpoints (every 60 s and at close, logs
- *       removed automatically), the purge of finished history, reads.
+ *       removed automatically), the purge of finished history, reads,
+ *       and TRACK's walk over the ENVID index (queue_track_find: the
+ *       certifiers are compared in the index, only a match is read).
  * Group commit: the loop thread appends commit jobs; the commit thread
  *       takes every pending job as one batch, syncs the batch's body
  *       files (fdatasync for one, else one syncfs + fsync of body/),
@@ -26,6 +28,7 @@
 
 #include <db.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -34,6 +37,7 @@
 #define CKP_INTERVAL	60		/* seconds between checkpoints */
 #define TXN_RETRIES	5
 #define PURGE_BATCH	64		/* messages per purge transaction */
+#define TRACK_CAND_MAX	1024		/* ENVID index entries a TRACK checks */
 
 static const struct {
 	const char	*file;
@@ -768,6 +772,54 @@ del_prefix(DB_TXN *txn, enum qdb db, const char *qid, size_t suffixlen)
 	return qid_scan(db, txn, qid, suffixlen, del_cb, NULL);
 }
 
+/* envid_del_one - delete the ENVID index entry envid -> val, if any */
+static int
+envid_del_one(DB_TXN *txn, const char *envid, const unsigned char *val,
+    size_t vlen)
+{
+	unsigned char	 vbuf[REC_ENVID_MAX];
+	DBC		*c;
+	DBT		 ek, ev;
+	int		 rc, crc;
+
+	if (vlen == 0 || vlen > sizeof(vbuf))
+		return 0;
+	memcpy(vbuf, val, vlen);
+	memset(&ek, 0, sizeof(ek));
+	memset(&ev, 0, sizeof(ev));
+	/* DB_THREAD wants an allocation flag on both */
+	ek.data = (void *)envid;
+	ek.size = ek.ulen = (u_int32_t)strlen(envid);
+	ek.flags = DB_DBT_USERMEM;
+	ev.data = vbuf;
+	ev.size = ev.ulen = (u_int32_t)vlen;
+	ev.flags = DB_DBT_USERMEM;
+	if ((rc = dbs[QDB_ENVID]->cursor(dbs[QDB_ENVID], txn, &c, 0)) != 0)
+		return rc;
+	rc = c->get(c, &ek, &ev, DB_GET_BOTH);
+	if (rc == 0)
+		rc = c->del(c, 0);
+	if ((crc = c->close(c)) != 0 && (rc == 0 || rc == DB_NOTFOUND))
+		rc = crc;
+	return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+/* envid_del - delete qid's ENVID index entries: the value with its
+ * certifier cert (NULL: none) and the old format's bare qid */
+static int
+envid_del(DB_TXN *txn, const char *envid, const char *qid, const char *cert)
+{
+	unsigned char	val[REC_ENVID_MAX];
+	size_t		vl;
+	int		rc;
+
+	if (cert != NULL && (vl = rec_envid_encode(val, qid, cert)) > 0 &&
+	    (rc = envid_del_one(txn, envid, val, vl)) != 0)
+		return rc;
+	return envid_del_one(txn, envid, (const unsigned char *)qid,
+	    strlen(qid));
+}
+
 /* purge_one - delete every record of qid (its expire entry: the caller) */
 static int
 purge_one(DB_TXN *txn, const char *qid)
@@ -795,29 +847,12 @@ purge_one(DB_TXN *txn, const char *qid)
 			rc = dbs[QDB_STATE]->del(dbs[QDB_STATE], txn, &k, 0);
 			if (rc != 0 && rc != DB_NOTFOUND)
 				goto out;
-			if (m.envid != NULL) {
-				DBC	*c;
-				DBT	 ek, ev;
-
-				memset(&ek, 0, sizeof(ek));
-				memset(&ev, 0, sizeof(ev));
-				/* DB_THREAD wants an allocation flag on both */
-				ek.data = m.envid;
-				ek.size = ek.ulen = (u_int32_t)strlen(m.envid);
-				ek.flags = DB_DBT_USERMEM;
-				ev.data = (void *)qid;
-				ev.size = ev.ulen = (u_int32_t)strlen(qid);
-				ev.flags = DB_DBT_USERMEM;
-				if ((rc = dbs[QDB_ENVID]->cursor(dbs[QDB_ENVID],
-				    txn, &c, 0)) != 0)
-					goto out;
-				rc = c->get(c, &ek, &ev, DB_GET_BOTH);
-				if (rc == 0)
-					rc = c->del(c, 0);
-				c->close(c);
-				if (rc != 0 && rc != DB_NOTFOUND)
-					goto out;
-			}
+			/* its ENVID index entries: the current format
+			 * (tracked messages) and the bare qid of older
+			 * stores (every message with an ENVID) */
+			if (m.envid != NULL && (rc = envid_del(txn, m.envid, qid,
+			    m.mtrk_certifier)) != 0)
+				goto out;
 		} else
 			log_warnx("queue: qid=%s corrupt message record purged: "
 			    "%s", qid, why);
@@ -1067,8 +1102,9 @@ trace_cb(uint32_t seq, const struct qevent *e, void *arg)
 	return 0;
 }
 
-struct qmsg *
-qdb_read_msg(const char *qid)
+/* read_msg - message + recipients of qid, + trace fields when events */
+static struct qmsg *
+read_msg(const char *qid, int events)
 {
 	unsigned char	 key[QKEY_MAX];
 	struct qmsg	*m;
@@ -1104,12 +1140,25 @@ qdb_read_msg(const char *qid)
 	}
 	memcpy(m->qid, qid, kl);
 	m->qid[kl] = '\0';
-	if (read_rcpts(m) == -1 || qdb_read_events(qid, trace_cb, m) == -1) {
+	if (read_rcpts(m) == -1 ||
+	    (events && qdb_read_events(qid, trace_cb, m) == -1)) {
 		log_warnx("queue: qid=%s cannot read its records", qid);
 		qmsg_free(m);
 		return NULL;
 	}
 	return m;
+}
+
+struct qmsg *
+qdb_read_msg(const char *qid)
+{
+	return read_msg(qid, 1);
+}
+
+struct qmsg *
+qdb_read_msg_status(const char *qid)
+{
+	return read_msg(qid, 0);
 }
 
 /* qdb_load_unfinished - every message of the schedule index */
@@ -1159,15 +1208,50 @@ next:
 	return rc == DB_NOTFOUND ? 0 : -1;
 }
 
-/* queue_envid_lookup - the qids of the ENVID index entry (duplicates) */
-int
-queue_envid_lookup(const char *envid, int (*cb)(const char *qid, void *arg),
-    void *arg)
+/* ---- tracking: the ENVID index ---- */
+
+/* compared when no entry is: never a certifier ('*' is not base64) */
+static const char track_dummy[REC_CERT_LEN + 1] =
+    "***************************";
+
+struct track_cand {
+	char	qid[REC_QID_MAX + 1];
+	int	old;			/* old-format entry: no certifier */
+};
+
+/* cand_add - one more candidate to read once the cursor is closed */
+static int
+cand_add(struct track_cand **cv, size_t *n, size_t *cap, const char *qid,
+    int old)
 {
+	struct track_cand	*p;
+	size_t			 ncap;
+
+	if (*n == *cap) {
+		ncap = *cap ? *cap * 4 : 4;
+		if (ncap > TRACK_CAND_MAX)
+			ncap = TRACK_CAND_MAX;
+		if (ncap <= *n ||
+		    (p = realloc(*cv, ncap * sizeof(**cv))) == NULL)
+			return -1;
+		*cv = p;
+		*cap = ncap;
+	}
+	memcpy((*cv)[*n].qid, qid, strlen(qid) + 1);
+	(*cv)[(*n)++].old = old;
+	return 0;
+}
+
+/* qdb_envid_walk - the decoded ENVID index entries of envid */
+int
+qdb_envid_walk(const char *envid, size_t max,
+    int (*cb)(const char *qid, const char *cert, void *arg), void *arg)
+{
+	char		 qid[REC_QID_MAX + 1], cert[REC_CERT_LEN + 1];
+	const char	*why;
 	DBC		*c;
 	DBT		 k, v;
-	char		 qid[QKEY_MAX];
-	size_t		 n;
+	size_t		 n, seen = 0;
 	int		 rc, crc, count = 0;
 
 	if (env == NULL || dbs[QDB_ENVID] == NULL || envid == NULL ||
@@ -1190,26 +1274,22 @@ queue_envid_lookup(const char *envid, int (*cb)(const char *qid, void *arg),
 	memcpy(k.data, envid, n);
 	k.size = (u_int32_t)n;
 	rc = c->get(c, &k, &v, DB_SET);
-	while (rc == 0) {
-		if (v.size == 0 || v.size >= sizeof(qid)) {
-			log_warnx("queue: bad ENVID index entry ignored");
-			goto next;
+	while (rc == 0 && seen++ < max) {
+		if (rec_envid_decode(v.data, v.size, qid, cert, &why) == -1)
+			log_warnx("queue: bad ENVID index entry ignored: %s",
+			    why);
+		else {
+			count++;
+			if (cb(qid, cert, arg) == -1) {
+				rc = -1;
+				break;
+			}
 		}
-		memcpy(qid, v.data, v.size);
-		qid[v.size] = '\0';
-		if (!qid_valid(qid)) {
-			log_warnx("queue: bad ENVID index entry ignored");
-			goto next;
-		}
-		count++;
-		if (cb(qid, arg) == -1)
-			break;
-next:
 		rc = c->get(c, &k, &v, DB_NEXT_DUP);
 	}
 	if (rc == DB_NOTFOUND)
 		rc = 0;
-	else if (rc != 0)
+	else if (rc > 0)
 		log_warnx("queue: reading the ENVID index: %s", db_strerror(rc));
 	free(k.data);
 	free(v.data);
@@ -1218,22 +1298,80 @@ next:
 	return rc == 0 ? count : -1;
 }
 
-/* queue_track_visit - one message for tracking: memory, else the store */
+struct track_walk {
+	const char		*cert;		/* the requester's */
+	int			 certok;	/* it has the right length */
+	int			 compared;
+	struct track_cand	*cv;		/* to read, in index order */
+	size_t			 ncv, cap;
+};
+
+/* walk_cb - one index entry: its certifier compared in constant time;
+ * a match, or an old-format entry (its record decides), kept */
+static int
+walk_cb(const char *qid, const char *cert, void *arg)
+{
+	struct track_walk	*w = arg;
+	int			 eq;
+
+	if (cert[0] == '\0')		/* old format: read it later */
+		return cand_add(&w->cv, &w->ncv, &w->cap, qid, 1);
+	/* RFC 3888 4: every entry compared, in constant time */
+	eq = CRYPTO_memcmp(w->cert, cert, REC_CERT_LEN) == 0;
+	w->compared = 1;
+	if (eq && w->certok)
+		return cand_add(&w->cv, &w->ncv, &w->cap, qid, 0);
+	return 0;
+}
+
+/* queue_track_find - the tracked messages of envid whose certifier is cert */
 int
-queue_track_visit(const char *qid,
+queue_track_find(const char *envid, const char *cert,
     int (*cb)(const struct qmsg *m, int queued, void *arg), void *arg)
 {
-	struct qmsg	*m;
-	int		 rc;
+	struct track_walk	 w;
+	struct track_cand	*cv;
+	struct qmsg		*m;
+	size_t			 i;
+	int			 queued, eq, rc = 0;
 
-	if (qid == NULL || cb == NULL || !qid_valid(qid) || env == NULL)
+	if (env == NULL || dbs[QDB_ENVID] == NULL || envid == NULL ||
+	    cert == NULL || cb == NULL)
 		return -1;
-	if ((m = qmem_find(qid)) != NULL)
-		return cb(m, 1, arg);
-	/* finished (or gone): the retained records, read-only */
-	if ((m = qdb_read_msg(qid)) == NULL)
+	memset(&w, 0, sizeof(w));
+	/* a certifier of another length matches nothing, at the same cost */
+	w.certok = strlen(cert) == REC_CERT_LEN;
+	w.cert = w.certok ? cert : track_dummy;
+	/* the cursor is closed before any record is read */
+	rc = qdb_envid_walk(envid, TRACK_CAND_MAX, walk_cb, &w);
+	/* no entry compared: the same work against a dummy */
+	if (!w.compared)
+		(void)CRYPTO_memcmp(w.cert, track_dummy, REC_CERT_LEN);
+	if (rc == -1) {
+		free(w.cv);
 		return -1;
-	rc = cb(m, 0, arg);
-	qmsg_free(m);
+	}
+	rc = 0;
+	cv = w.cv;
+	for (i = 0; i < w.ncv && rc == 0; i++) {
+		if ((m = qmem_find(cv[i].qid)) != NULL)
+			queued = 1;
+		else if ((m = qdb_read_msg_status(cv[i].qid)) != NULL)
+			queued = 0;
+		else
+			continue;	/* purged meanwhile, or unreadable */
+		if (cv[i].old) {
+			eq = m->mtrk_certifier != NULL &&
+			    strlen(m->mtrk_certifier) == REC_CERT_LEN &&
+			    CRYPTO_memcmp(w.cert, m->mtrk_certifier,
+			    REC_CERT_LEN) == 0;
+			if (eq && w.certok)
+				rc = cb(m, queued, arg);
+		} else
+			rc = cb(m, queued, arg);
+		if (!queued)
+			qmsg_free(m);
+	}
+	free(cv);
 	return rc;
 }

@@ -139,6 +139,19 @@ int	qdb_load_unfinished(void (*cb)(struct qmsg *m, time_t sched_time,
 	    void *arg), void *arg);
 /* qdb_read_msg - message + recipients + trace from the DB; NULL if unknown/corrupt */
 struct qmsg *qdb_read_msg(const char *qid);
+/* qdb_read_msg_status - message + recipients only: no event is read (no
+ * trace fields, next_seq 0); for read-only views that use neither */
+struct qmsg *qdb_read_msg_status(const char *qid);
+/*
+ * qdb_envid_walk - cb(qid, cert, arg) for each entry of envid in the
+ * ENVID index, in index order, at most max: cert is the certifier stored
+ * with the qid, "" for an old-format entry; a corrupt entry is logged
+ * and skipped.  cb runs with the index cursor open: it must not read
+ * the store; it returns -1 to stop (an error).  The number of entries
+ * given to cb, or -1 (store closed, read error, cb said -1).
+ */
+int	qdb_envid_walk(const char *envid, size_t max,
+	    int (*cb)(const char *qid, const char *cert, void *arg), void *arg);
 /* qdb_read_events - events of qid in sequence order; cb returns -1 to stop */
 int	qdb_read_events(const char *qid,
 	    int (*cb)(uint32_t seq, const struct qevent *e, void *arg), void *arg);
@@ -181,7 +194,8 @@ int	qjob_add_event(struct qjob *j, struct qmsg *m, const char *kind,
 	    const char *detail);
 /* qjob_accept - the records and events of a new message m (not yet
  * in memory, recipients set up) as one commit job; NULL on ENOMEM.
- * queue_accept's, and queue_lists.c's, which adds to the job */
+ * queue_accept's, queue_bulk.c's and queue_lists.c's, which add to the
+ * job.  The ENVID index entry only when m has an ENVID and a certifier */
 struct qjob *qjob_accept(struct qmsg *m);
 /* qjob_add_sched - move m's schedule index entry to its current due time */
 int	qjob_add_sched(struct qjob *j, struct qmsg *m);

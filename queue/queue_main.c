@@ -688,10 +688,11 @@ struct qjob *
 qjob_accept(struct qmsg *m)
 {
 	unsigned char	 key[QKEY_MAX], meta[REC_META_U64_LEN];
+	unsigned char	 val[REC_ENVID_MAX];
 	char		*detail = NULL, from[300], helo[300], msgid[300];
 	struct qjob	*j;
 	struct qpriv	*p;
-	size_t		 i, kl;
+	size_t		 i, kl, vl;
 	int		 n;
 
 	if ((p = qmsg_priv(m)) == NULL || (j = qjob_new()) == NULL)
@@ -730,9 +731,12 @@ qjob_accept(struct qmsg *m)
 	p->sched_time = 0;
 	if (qjob_add_sched(j, m) == -1)
 		goto fail;
-	if (m->envid != NULL &&
-	    qjob_put(j, QDB_ENVID, m->envid, strlen(m->envid), m->qid,
-	    strlen(m->qid)) == -1)
+	/* the ENVID index holds tracked messages only, each with its
+	 * certifier (a TRACK compares without reading records); a
+	 * certifier of another length could never match: not indexed */
+	if (m->envid != NULL && m->mtrk_certifier != NULL &&
+	    (vl = rec_envid_encode(val, m->qid, m->mtrk_certifier)) > 0 &&
+	    qjob_put(j, QDB_ENVID, m->envid, strlen(m->envid), val, vl) == -1)
 		goto fail;
 	rec_meta_u64_encode(qs.qid_floor, meta);
 	if (qjob_put(j, QDB_META, "qid_floor", 9, meta, sizeof(meta)) == -1)

@@ -46,7 +46,7 @@ int		 trk_status_write(struct buf *b, const struct qmsg *m,
 /*
  * trk_auth_find - RFC 3887 4, RFC 3888 4: the message stored with ENVID
  * envid (xtext-decoded) whose MTRK certifier equals base64(SHA-1(a)),
- * compared in constant time with every candidate's (queue_envid_lookup:
+ * compared in constant time with every candidate's (queue_track_find:
  * duplicates allowed); a record without a certifier, or expired
  * (mtrk_expiry <= now once the message has left the queue: RFC 3885 3.3
  * keeps it while queued), never matches.  The SHA-1 and a compare run

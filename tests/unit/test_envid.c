@@ -1,16 +1,23 @@
 #include "config.h"
 /*
- * test_envid.c - unit tests of the ENVID index lookup
- * (queue/queue_db.c, queue_envid_lookup) through queue/'s public API.
+ * test_envid.c - unit tests of the ENVID index and TRACK's search
+ * (queue/queue_db.c: queue_track_find, qdb_envid_walk, the purge).
  * A temporary spool (queue_lock + queue_init with the embedded default
- * configuration, as waymarkd starts it): four messages accepted through
- * queue_accept, held in quarantine so the scheduler never delivers
- * them, two sharing one ENVID, one with another, one without.  The
- * lookup gives every qid stored with an ENVID and no other, none for an
- * unknown one or a prefix, stops when the callback says so, reads the
- * same after a restart of the queue, and refuses with the store closed.
- * queue_track_visit shows each found qid's message (unfinished: from
- * memory, queued = 1) and refuses an unknown or invalid qid.
+ * configuration, as waymarkd starts it).  Unfinished messages accepted
+ * through queue_accept, held in quarantine so the scheduler never
+ * delivers them: three tracked ones sharing one ENVID (two with one
+ * certifier, one with another), one tracked with another ENVID, one
+ * with an ENVID but no certifier (ordinary DSN mail), one with a
+ * certifier but no ENVID.  Only the tracked ones with an ENVID are
+ * indexed, each entry with its certifier; queue_track_find gives
+ * exactly the messages whose certifier matches, in index order, from
+ * memory (queued = 1), none for a wrong or malformed certifier, an
+ * unknown ENVID or a prefix, stops when the callback says so, answers
+ * the same after a restart, and refuses with the store closed.
+ * Entries of older stores (the bare qid, written here through the
+ * commit job API) are decided by their message record.  Finished
+ * messages (queue_bulk_load) are read from the store without their
+ * events, and the purge removes their entries of both formats.
  */
 
 #include <fcntl.h>
@@ -29,12 +36,20 @@
 
 #include "common/cfg.h"
 #include "common/work.h"
-#include "queue/queue.h"
+#include "queue/queue_int.h"
+
+/* certifiers of three secrets (any 27 base64 characters do here) */
+#define CERT_A	"QlrxKgdDUCsyLpOgFbz4aOMk1Wo"
+#define CERT_B	"2jmj7l5rSw0yVb/vlWAYkK/YBwk"
+#define CERT_C	"Gu4Q9WNvJ1mWwm0WJ2O/ac4q2Jw"
+
+enum { M_DUP_A1, M_DUP_B, M_DUP_A2, M_OTHER, M_PLAIN, M_NOENVID, M_OLD,
+	M_OLDPLAIN, NMSGS };
 
 static char			 spool[] = "/tmp/test_envid_XXXXXX";
 static struct event_base	*base;
 static struct config		*cfg;
-static char			 qids[4][QID_SIZE];
+static char			 qids[NMSGS][QID_SIZE];
 static int			 pending;
 
 /* accepted - queue_accept's completion */
@@ -47,9 +62,9 @@ accepted(void *arg, int rc)
 		event_base_loopbreak(base);
 }
 
-/* accept_one - a held message with envid (NULL = none) into qid */
+/* accept_one - a held message with envid and cert (NULL = none) */
 static void
-accept_one(const char *envid, char qid[QID_SIZE])
+accept_one(const char *envid, const char *cert, char qid[QID_SIZE])
 {
 	static const char	 body[] = "Subject: t\r\n\r\nbody\r\n";
 	struct qmsg		*m;
@@ -67,6 +82,8 @@ accept_one(const char *envid, char qid[QID_SIZE])
 	assert_non_null(m->helo = strdup("client.test"));
 	if (envid != NULL)
 		assert_non_null(m->envid = strdup(envid));
+	if (cert != NULL)
+		assert_non_null(m->mtrk_certifier = strdup(cert));
 	m->state = MS_QUARANTINE;
 	m->state_since = m->arrival;
 	assert_non_null(m->state_reason = strdup("test"));
@@ -74,6 +91,33 @@ accept_one(const char *envid, char qid[QID_SIZE])
 	assert_int_equal(qmsg_add_rcpt(m, "bob@example.org"), 0);
 	pending++;
 	queue_accept(m, fd, accepted, NULL);
+}
+
+/* committed - a commit job's completion */
+static void
+committed(void *arg, int rc)
+{
+	*(int *)arg = rc;
+}
+
+/* make_old - replace the entries of envid by the old format's bare
+ * qids q[0..n-1], as a store written before certifiers were indexed
+ * holds them */
+static void
+make_old(const char *envid, const char *const *q, size_t n)
+{
+	struct qjob	*j;
+	size_t		 i;
+	int		 rc = 1;
+
+	assert_non_null(j = qjob_new());
+	assert_int_equal(qjob_del(j, QDB_ENVID, envid, strlen(envid)), 0);
+	for (i = 0; i < n; i++)
+		assert_int_equal(qjob_put(j, QDB_ENVID, envid, strlen(envid),
+		    q[i], strlen(q[i])), 0);
+	qdb_commit(j, committed, &rc);
+	qdb_drain();
+	assert_int_equal(rc, 0);
 }
 
 static void
@@ -120,117 +164,316 @@ teardown(void **state)
 	return chdir("/") == 0 && system(cmd) == 0 ? 0 : -1;
 }
 
-struct got {
-	char	qids[8][QID_SIZE];
+/* ---- the index's contents ---- */
+
+struct entries {
+	char	qid[8][QID_SIZE];
+	char	cert[8][REC_CERT_LEN + 1];
 	size_t	n;
-	int	stop_after;	/* 0 = never */
 };
 
-/* collect - the lookup's callback */
+/* entry_cb - qdb_envid_walk's callback: keep the entry */
 static int
-collect(const char *qid, void *arg)
+entry_cb(const char *qid, const char *cert, void *arg)
 {
-	struct got	*g = arg;
+	struct entries	*e = arg;
 
-	assert_true(g->n < 8);
-	assert_int_equal(strlen(qid), QID_LEN);
-	memcpy(g->qids[g->n++], qid, QID_SIZE);
-	return g->stop_after != 0 && (int)g->n >= g->stop_after ? -1 : 0;
+	assert_true(e->n < 8);
+	assert_true(strlen(qid) < QID_SIZE);
+	assert_true(strlen(cert) <= REC_CERT_LEN);
+	memcpy(e->qid[e->n], qid, strlen(qid) + 1);
+	memcpy(e->cert[e->n], cert, strlen(cert) + 1);
+	e->n++;
+	return 0;
 }
 
-/* has - qid is among g's */
+/* entries - the index entries of envid; returns their count */
+static size_t
+entries(const char *envid, struct entries *e)
+{
+	int	n;
+
+	memset(e, 0, sizeof(*e));
+	n = qdb_envid_walk(envid, 1024, entry_cb, e);
+	assert_int_equal(n, (int)e->n);
+	return e->n;
+}
+
+/* has_entry - envid's entries hold qid with certifier cert ("" = old) */
 static int
-has(const struct got *g, const char *qid)
+has_entry(const struct entries *e, const char *qid, const char *cert)
 {
 	size_t	i;
 
-	for (i = 0; i < g->n; i++)
-		if (strcmp(g->qids[i], qid) == 0)
+	for (i = 0; i < e->n; i++)
+		if (strcmp(e->qid[i], qid) == 0 && strcmp(e->cert[i], cert) == 0)
 			return 1;
 	return 0;
 }
 
-/* visit_cb - queue_track_visit's callback: the envid, queued */
-static int
-visit_cb(const struct qmsg *m, int queued, void *arg)
-{
-	const char	*want = arg;
+/* ---- queue_track_find ---- */
 
+struct found {
+	char	qid[8][QID_SIZE];
+	int	queued[8];
+	size_t	ntrace[8];
+	size_t	nrcpts[8];
+	size_t	n;
+	int	stop;		/* returned by the callback (0 = go on) */
+};
+
+/* found_cb - queue_track_find's callback: keep the match */
+static int
+found_cb(const struct qmsg *m, int queued, void *arg)
+{
+	struct found	*f = arg;
+
+	assert_true(f->n < 8);
 	assert_non_null(m);
 	assert_non_null(m->envid);
-	assert_string_equal(m->envid, want);
-	assert_int_equal(queued, 1);	/* held: still in the queue */
-	return 7;
+	assert_non_null(m->mtrk_certifier);
+	memcpy(f->qid[f->n], m->qid, QID_SIZE);
+	f->queued[f->n] = queued;
+	f->ntrace[f->n] = m->ntrace;
+	f->nrcpts[f->n] = m->nrcpts;
+	f->n++;
+	return f->stop;
 }
 
-/* check_lookups - what the index must answer for the four messages */
-static void
-check_lookups(void)
+/* find - queue_track_find into f (stop: the callback's result) */
+static int
+find(const char *envid, const char *cert, struct found *f, int stop)
 {
-	struct got	g;
+	memset(f, 0, sizeof(*f));
+	f->stop = stop;
+	return queue_track_find(envid, cert, found_cb, f);
+}
 
-	memset(&g, 0, sizeof(g));
-	assert_int_equal(queue_envid_lookup("dup@client.test", collect, &g), 2);
-	assert_int_equal(g.n, 2);
-	assert_true(has(&g, qids[0]));
-	assert_true(has(&g, qids[1]));
+/* check_unfinished - what the index must hold and answer for the
+ * accepted messages */
+static void
+check_unfinished(void)
+{
+	struct entries	e;
+	struct found	f;
 
-	memset(&g, 0, sizeof(g));
-	assert_int_equal(queue_envid_lookup("other@client.test", collect, &g),
-	    1);
-	assert_string_equal(g.qids[0], qids[2]);
+	/* tracked messages only, each with its certifier, duplicates kept */
+	assert_int_equal(entries("dup@client.test", &e), 3);
+	assert_true(has_entry(&e, qids[M_DUP_A1], CERT_A));
+	assert_true(has_entry(&e, qids[M_DUP_B], CERT_B));
+	assert_true(has_entry(&e, qids[M_DUP_A2], CERT_A));
+	assert_int_equal(entries("other@client.test", &e), 1);
+	assert_true(has_entry(&e, qids[M_OTHER], CERT_A));
+	/* an ENVID without MTRK: not indexed */
+	assert_int_equal(entries("plain@client.test", &e), 0);
 
-	memset(&g, 0, sizeof(g));
-	assert_int_equal(queue_envid_lookup("unknown", collect, &g), 0);
-	assert_int_equal(queue_envid_lookup("dup@client", collect, &g), 0);
-	assert_int_equal(queue_envid_lookup("dup@client.test.", collect, &g),
-	    0);
-	assert_int_equal(g.n, 0);
+	/* certifier A: both of its messages, in index (qid) order */
+	assert_int_equal(find("dup@client.test", CERT_A, &f, 0), 0);
+	assert_int_equal(f.n, 2);
+	assert_string_equal(f.qid[0], qids[M_DUP_A1]);
+	assert_string_equal(f.qid[1], qids[M_DUP_A2]);
+	assert_int_equal(f.queued[0], 1);	/* held: still in the queue */
+	assert_int_equal(f.queued[1], 1);
+	assert_int_equal(f.nrcpts[0], 1);
+	/* the callback stops the walk and its result is returned */
+	assert_int_equal(find("dup@client.test", CERT_A, &f, 7), 7);
+	assert_int_equal(f.n, 1);
+	assert_string_equal(f.qid[0], qids[M_DUP_A1]);
+	/* certifier B: its message only */
+	assert_int_equal(find("dup@client.test", CERT_B, &f, 1), 1);
+	assert_int_equal(f.n, 1);
+	assert_string_equal(f.qid[0], qids[M_DUP_B]);
+	assert_int_equal(find("other@client.test", CERT_A, &f, 1), 1);
+	assert_string_equal(f.qid[0], qids[M_OTHER]);
 
-	/* the callback stops the walk */
-	memset(&g, 0, sizeof(g));
-	g.stop_after = 1;
-	assert_int_equal(queue_envid_lookup("dup@client.test", collect, &g), 1);
-	assert_int_equal(g.n, 1);
+	/* no match: wrong, malformed certifier; unknown ENVID, a prefix */
+	assert_int_equal(find("dup@client.test", CERT_C, &f, 1), 0);
+	assert_int_equal(find("other@client.test", CERT_B, &f, 1), 0);
+	assert_int_equal(find("dup@client.test", "", &f, 1), 0);
+	assert_int_equal(find("dup@client.test", CERT_A "x", &f, 1), 0);
+	assert_int_equal(find("dup@client.test", "QlrxKgdDUCsyLpOgFbz4aOMk1W",
+	    &f, 1), 0);
+	assert_int_equal(find("unknown", CERT_A, &f, 1), 0);
+	assert_int_equal(find("dup@client", CERT_A, &f, 1), 0);
+	assert_int_equal(find("dup@client.test.", CERT_A, &f, 1), 0);
+	/* a message without a certifier never matches */
+	assert_int_equal(find("plain@client.test", CERT_A, &f, 1), 0);
+	assert_int_equal(f.n, 0);
 
-	/* each candidate's message, read-only, for the TRACK answer */
-	assert_int_equal(queue_track_visit(qids[0], visit_cb,
-	    (void *)"dup@client.test"), 7);
-	assert_int_equal(queue_track_visit(qids[2], visit_cb,
-	    (void *)"other@client.test"), 7);
-	assert_int_equal(queue_track_visit("0000000000000000", visit_cb,
-	    NULL), -1);
-	assert_int_equal(queue_track_visit("bad qid", visit_cb, NULL), -1);
-	assert_int_equal(queue_track_visit(qids[0], NULL, NULL), -1);
+	/* old-format entries: the record decides */
+	assert_int_equal(entries("old@client.test", &e), 2);
+	assert_true(has_entry(&e, qids[M_OLD], ""));
+	assert_true(has_entry(&e, qids[M_OLDPLAIN], ""));
+	assert_int_equal(find("old@client.test", CERT_B, &f, 1), 1);
+	assert_int_equal(f.n, 1);
+	assert_string_equal(f.qid[0], qids[M_OLD]);
+	assert_int_equal(f.queued[0], 1);
+	assert_int_equal(find("old@client.test", CERT_A, &f, 1), 0);
 
-	assert_int_equal(queue_envid_lookup(NULL, collect, &g), -1);
-	assert_int_equal(queue_envid_lookup("x", NULL, &g), -1);
+	/* bad arguments */
+	assert_int_equal(queue_track_find(NULL, CERT_A, found_cb, &f), -1);
+	assert_int_equal(queue_track_find("x", NULL, found_cb, &f), -1);
+	assert_int_equal(queue_track_find("x", CERT_A, NULL, &f), -1);
 }
 
 static void
-test_lookup(void **state)
+test_unfinished(void **state)
 {
-	struct got	g;
+	const char	*old[2];
+	struct found	 f;
 
 	(void)state;
-	memset(&g, 0, sizeof(g));
-	assert_int_equal(queue_envid_lookup("dup@client.test", collect, &g),
+	assert_int_equal(find("dup@client.test", CERT_A, &f, 0),
 	    -1);			/* the store is not open */
 	open_queue();
-	accept_one("dup@client.test", qids[0]);
-	accept_one("dup@client.test", qids[1]);
-	accept_one("other@client.test", qids[2]);
-	accept_one(NULL, qids[3]);
+	accept_one("dup@client.test", CERT_A, qids[M_DUP_A1]);
+	accept_one("dup@client.test", CERT_B, qids[M_DUP_B]);
+	accept_one("dup@client.test", CERT_A, qids[M_DUP_A2]);
+	accept_one("other@client.test", CERT_A, qids[M_OTHER]);
+	accept_one("plain@client.test", NULL, qids[M_PLAIN]);
+	accept_one(NULL, CERT_A, qids[M_NOENVID]);
+	accept_one("old@client.test", CERT_B, qids[M_OLD]);
+	accept_one("old@client.test", NULL, qids[M_OLDPLAIN]);
 	event_base_dispatch(base);
 	assert_int_equal(pending, 0);
-	check_lookups();
+	/* as a store written before: every message with the ENVID, bare */
+	old[0] = qids[M_OLD];
+	old[1] = qids[M_OLDPLAIN];
+	make_old("old@client.test", old, 2);
+	check_unfinished();
 
 	/* durable: the same answers after a restart of the queue */
 	queue_shutdown();
-	assert_int_equal(queue_envid_lookup("dup@client.test", collect, &g),
-	    -1);
+	assert_int_equal(find("dup@client.test", CERT_A, &f, 0), -1);
 	open_queue();
-	check_lookups();
+	check_unfinished();
+	queue_shutdown();
+}
+
+/* ---- finished messages: read without events; the purge ---- */
+
+/* finished - a finished tracked message (NULL cert: untracked) */
+static struct qmsg *
+finished(const char *envid, const char *cert, time_t done)
+{
+	struct qmsg	*m;
+	struct qrcpt	*r;
+
+	assert_non_null(m = qmsg_new());
+	m->arrival = done - 10;
+	m->done_time = done;
+	m->size = 100;
+	assert_non_null(m->sender = strdup("alice@example.com"));
+	assert_non_null(m->client_addr = strdup("127.0.0.1"));
+	assert_non_null(m->helo = strdup("client.test"));
+	assert_non_null(m->envid = strdup(envid));
+	if (cert != NULL)
+		assert_non_null(m->mtrk_certifier = strdup(cert));
+	assert_int_equal(qmsg_add_rcpt(m, "bob@example.org"), 0);
+	assert_int_equal(qmsg_add_rcpt(m, "carol@example.net"), 0);
+	r = &m->rcpts[0];
+	r->status = RS_DELIVERED;
+	r->attempts = 1;
+	r->last_attempt = done;
+	r->last_code = 250;
+	(void)snprintf(r->last_enh, sizeof(r->last_enh), "2.0.0");
+	r = &m->rcpts[1];
+	r->status = RS_FAILED;
+	r->attempts = 1;
+	r->last_attempt = done;
+	r->last_code = 550;
+	(void)snprintf(r->last_enh, sizeof(r->last_enh), "5.1.1");
+	return m;
+}
+
+enum { F_NEW, F_OLD, F_PLAIN, F_KEEP, NFIN };
+
+static void
+test_finished_purge(void **state)
+{
+	struct qmsg	*m[NFIN];
+	struct entries	 e;
+	struct found	 f;
+	const char	*old[2];
+	char		 fq[NFIN][QID_SIZE], err[512];
+	time_t		 now = time(NULL);
+	size_t		 i;
+
+	(void)state;
+	/* a store as a bulk load leaves it: finished messages */
+	m[F_NEW] = finished("purge@client.test", CERT_A, now - 100);
+	m[F_OLD] = finished("purge@client.test", CERT_A, now - 90);
+	m[F_PLAIN] = finished("purge-plain@client.test", NULL, now - 80);
+	/* done in the future: not purged by the cutoff below */
+	m[F_KEEP] = finished("purge@client.test", CERT_B,
+	    now + 400 * 86400);
+	if (queue_bulk_open(cfg, err, sizeof(err)) == -1)
+		fail_msg("queue_bulk_open: %s", err);
+	if (queue_bulk_load(m, NFIN, err, sizeof(err)) == -1)
+		fail_msg("queue_bulk_load: %s", err);
+	for (i = 0; i < NFIN; i++)
+		memcpy(fq[i], m[i]->qid, QID_SIZE);
+	assert_int_equal(entries("purge-plain@client.test", &e), 0);
+	assert_int_equal(entries("purge@client.test", &e), 3);
+	/* F_OLD and F_PLAIN as an older store holds them: the bare qid;
+	 * F_NEW and F_KEEP in the current format */
+	{
+		struct qjob	*j;
+		unsigned char	 v[REC_ENVID_MAX];
+		size_t		 vl;
+		int		 rc = 1;
+
+		assert_non_null(j = qjob_new());
+		assert_int_equal(qjob_del(j, QDB_ENVID, "purge@client.test",
+		    17), 0);
+		assert_true((vl = rec_envid_encode(v, fq[F_NEW], CERT_A)) > 0);
+		assert_int_equal(qjob_put(j, QDB_ENVID, "purge@client.test",
+		    17, v, vl), 0);
+		assert_true((vl = rec_envid_encode(v, fq[F_KEEP], CERT_B)) > 0);
+		assert_int_equal(qjob_put(j, QDB_ENVID, "purge@client.test",
+		    17, v, vl), 0);
+		assert_int_equal(qjob_put(j, QDB_ENVID, "purge@client.test",
+		    17, fq[F_OLD], strlen(fq[F_OLD])), 0);
+		qdb_commit(j, committed, &rc);	/* synchronous here */
+		assert_int_equal(rc, 0);
+	}
+	old[0] = fq[F_PLAIN];
+	make_old("purge-plain@client.test", old, 1);
+	queue_bulk_close();
+	for (i = 0; i < NFIN; i++)
+		qmsg_free(m[i]);
+
+	open_queue();
+	assert_int_equal(entries("purge@client.test", &e), 3);
+	assert_true(has_entry(&e, fq[F_NEW], CERT_A));
+	assert_true(has_entry(&e, fq[F_OLD], ""));
+	assert_true(has_entry(&e, fq[F_KEEP], CERT_B));
+	assert_int_equal(entries("purge-plain@client.test", &e), 1);
+
+	/* from the store: records only, no events (no trace fields,
+	 * though the load wrote one); the old entry by its record */
+	assert_int_equal(find("purge@client.test", CERT_A, &f, 0), 0);
+	assert_int_equal(f.n, 2);
+	assert_string_equal(f.qid[0], fq[F_NEW]);
+	assert_string_equal(f.qid[1], fq[F_OLD]);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(f.queued[i], 0);
+		assert_int_equal(f.ntrace[i], 0);
+		assert_int_equal(f.nrcpts[i], 2);
+	}
+	assert_int_equal(find("purge@client.test", CERT_B, &f, 1), 1);
+	assert_string_equal(f.qid[0], fq[F_KEEP]);
+	assert_int_equal(find("purge-plain@client.test", CERT_A, &f, 1), 0);
+
+	/* the purge: both formats' entries go with their messages */
+	qdb_purge_request(now + 200 * 86400);
+	qdb_drain();
+	assert_int_equal(entries("purge@client.test", &e), 1);
+	assert_true(has_entry(&e, fq[F_KEEP], CERT_B));
+	assert_int_equal(entries("purge-plain@client.test", &e), 0);
+	assert_int_equal(find("purge@client.test", CERT_A, &f, 0), 0);
+	assert_int_equal(f.n, 0);
+	assert_int_equal(find("purge@client.test", CERT_B, &f, 1), 1);
 	queue_shutdown();
 }
 
@@ -238,7 +481,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_unfinished),
+		cmocka_unit_test(test_finished_purge),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
