@@ -52,19 +52,24 @@
 
 /* ---------------------------------------------------------------- options */
 
-/* terr - "waymark: track: ..." on stderr */
+/* terr - "waymark: track: ..." on stderr; it may quote a hop's text:
+ * controls and broken UTF-8 as '?' */
 static void	terr(const char *fmt, ...) WM_PRINTF(1, 2);
 
 static void
 terr(const char *fmt, ...)
 {
+	char	msg[2048];
 	va_list	ap;
+	int	n;
 
-	fputs("waymark: track: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n < 0)
+		msg[0] = '\0';
+	text_safe(msg);
+	fprintf(stderr, "waymark: track: %s\n", msg);
 }
 
 /* envid_ok - 1..100 printable ASCII characters without space */

@@ -12,7 +12,8 @@
  *       TRACK envid-as-xtext secret (RFC 3887 4); the multi-line answer
  *       dot-unstuffed (2.3), lines of at most TRK_LINE_MAX octets, at most
  *       TRK_ANSWER_MAX in all; QUIT (7), whose reply is awaited after the
- *       caller has its answer.
+ *       caller has its answer.  The error text of an answer may quote
+ *       a server's line: controls and broken UTF-8 in it are '?'.
  * Invariants: TRACK is never sent in clear to a server that offered
  *       STARTTLS (required or not): a refused STARTTLS, a failed handshake
  *       or data pipelined behind the STARTTLS reply end the query as
@@ -50,6 +51,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/syntax.h"
+#include "common/util.h"
 #include "track/trk_cint.h"
 
 #define QUIT_LINGER	5		/* s to wait for the QUIT reply */
@@ -238,6 +240,9 @@ trk_q_finish(struct trk_query *q, enum trk_result r, int quit, const char *fmt,
 	va_end(ap);
 	if (n < 0)
 		q->error[0] = '\0';
+	/* it may quote a server's line: no control octet, no broken UTF-8
+	 * reaches a terminal or a log */
+	text_safe(q->error);
 	if (quit && q->bev != NULL) {
 		struct timeval	tv = { QUIT_LINGER, 0 };
 

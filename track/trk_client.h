@@ -83,7 +83,9 @@ struct trk_answer {
 	const char	*host;		/* the name asked */
 	const char	*server;	/* "ADDR:PORT" / "[v6]:PORT" connected, or "" */
 	int		 tls;		/* TRACK went over TLS */
-	const char	*error;		/* why, "" when ok */
+	const char	*error;		/* why, "" when ok; a server's text
+					 * quoted in it has its controls and
+					 * broken UTF-8 as '?' */
 	const char	*body;		/* TRK_OK: the answer, dot-unstuffed, */
 	size_t		 bodylen;	/*   CRLF line ends; else NULL, 0 */
 };
