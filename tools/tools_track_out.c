@@ -200,7 +200,11 @@ outcome_text(const struct walk *w, const struct outcome *oc, char *out,
 	else if (strcmp(act, "transferred") == 0) {
 		const char *rm = r->remote_mta ? r->remote_mta : "?";
 
-		if ((nh = find_hop(w, rm)) == NULL)
+		if ((nh = find_hop(w, rm)) == NULL && track_not_asked(w, rm))
+			snprintf(out, outlen, "transferred to %s (hop %zu): "
+			    "not asked (%d hosts at most)", rm, hn,
+			    TRK_MAX_HOSTS);
+		else if (nh == NULL)
 			snprintf(out, outlen, "transferred to %s (hop %zu): "
 			    "not followed (%d hops at most)", rm, hn,
 			    TRK_MAX_HOPS);
@@ -271,6 +275,9 @@ track_print_text(const struct walk *w)
 			    r->status ? r->status : "?", line);
 		}
 	}
+	if (w->nnot_asked > 0)
+		put_line("Not asked: %zu more host%s (%d hosts at most)",
+		    w->nnot_asked, w->nnot_asked == 1 ? "" : "s", TRK_MAX_HOSTS);
 	put_line("Outcome");
 	if (w->nout == 0)
 		put_line("  no recipient reported");

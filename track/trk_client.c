@@ -21,7 +21,9 @@
  *       (an event made active), never inside trk_query_start, and never
  *       after trk_query_cancel or trk_client_free.  Each response waits
  *       at most response_timeout (>= 2 minutes, RFC 3887 2.4), bounded
- *       by the query's own deadline.
+ *       by the query's own deadline (the request's timeout_ms, else
+ *       TRK_QUERY_TIMEOUT_MS): every query ends by then, however its
+ *       server trickles its lines.
  * Not here: the parsers (trk_parse.c), following referrals (callers).
  */
 
@@ -795,12 +797,16 @@ trk_query_start(struct trk_client *c, const struct trk_request *rq,
 		q_free(q);
 		return NULL;
 	}
-	if (rq->timeout_ms > 0) {
+	{
+		/* every query has a deadline: the step timer re-armed by each
+		 * line cannot be held for ever by a line now and then */
 		struct timeval	now, d;
+		long		ms = rq->timeout_ms > 0 ? rq->timeout_ms :
+				    TRK_QUERY_TIMEOUT_MS;
 
 		evutil_gettimeofday(&now, NULL);
-		d.tv_sec = rq->timeout_ms / 1000;
-		d.tv_usec = (rq->timeout_ms % 1000) * 1000;
+		d.tv_sec = ms / 1000;
+		d.tv_usec = (ms % 1000) * 1000;
 		evutil_timeradd(&now, &d, &q->deadline);
 		q->has_deadline = 1;
 	}

@@ -16,7 +16,8 @@ verification failures), the secret never sent in clear to a server that
 offered STARTTLS (required or not) whose TLS then failed, the first
 server from the configuration's `mtqp` (asked as `hostname`), the --json
 object key by key, the text timeline line by line, usage errors (2),
-a hop's 8-bit and ESC octets (never raw on the terminal, --json intact).
+a hop's 8-bit and ESC octets (never raw on the terminal, --json intact),
+at most 64 hosts asked (the others shown as not asked).
 """
 
 import json
@@ -698,6 +699,39 @@ def test_chained_answer(tmp_path, home, servers, dns_factory):
     assert dns.queries("_mtqp._tcp.mx.b.test") == []
     p = track(conf, home, ENVID, "--secret", SECRET, "--server", s.hostport)
     assert "Hop 2: b.test (in the answer of hop 1)" in p.stdout.splitlines()
+
+
+def test_hosts_asked_at_most_64(tmp_path, home, servers, dns_factory):
+    """An answer naming 70 next hosts: 64 hosts are asked in all (the first
+    server and 63 next hops, none of which resolves), the other 7 are shown
+    as not asked and never looked up."""
+    hosts = ["h%02d.test" % i for i in range(1, 71)]
+    body = answer_body([status_part("a.test", [
+        rcpt("r%02d@d.test" % i, "transferred", "2.4.0", remote=h)
+        for i, h in enumerate(hosts, 1)])])
+    s = servers("127.0.10.2", answers={(XENVID, SECRET): body})
+    dns = dns_factory()
+    conf = write_conf(tmp_path, dns=dns.server)
+    p, o = track_json(conf, home, ENVID, "--secret", SECRET,
+                      "--server", s.hostport)
+    assert p.returncode == 0, p.stderr
+    assert len(o["hops"]) == 64, [h["host"] for h in o["hops"]]
+    assert [h["host"] for h in o["hops"][1:]] == hosts[:63]
+    assert {h["result"] for h in o["hops"][1:]} == {"unreachable"}
+    assert len(o["recipients"]) == 70
+    assert all(r["hop"] == 1 and r["action"] == "transferred"
+               for r in o["recipients"][63:]), o["recipients"][63:]
+    for h in hosts[63:]:
+        assert dns.queries("_mtqp._tcp." + h) == [], h
+        assert dns.queries(h) == [], h
+    p = track(conf, home, ENVID, "--secret", SECRET, "--server", s.hostport)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert "Not asked: 7 more hosts (64 hosts at most)" in out, out
+    assert "  r64@d.test       transferred to h64.test (hop 1): not asked " \
+        "(64 hosts at most)" in out, out
+    assert "  r63@d.test       transferred to h63.test (hop 1): h63.test " \
+        "unreachable" in "\n".join(out), out
 
 
 # ---------------------------------------------------------------- hostile text
