@@ -5,7 +5,8 @@ the TRACK body (trackparse.py: Python's email package for the
 multipart/related structure, RFC 3886's field grammar for the fields).
 
 Protocol: the greeting and its option list, every command (TRACK,
-STARTTLS, COMMENT, QUIT), bad syntax, unknown commands, over-long lines,
+STARTTLS, COMMENT, QUIT), bad syntax (a malformed TRACK's secret never
+logged), unknown commands, over-long lines,
 pipelining, STARTTLS with an openssl-made certificate (SAN DNS:mtqp.test,
 IP:127.0.0.1): bad-fqdn, tls-in-progress, input pipelined after STARTTLS
 dropped, a fresh greeting; mtqp_require_tls; mtqp_timeout's minimum;
@@ -210,6 +211,28 @@ def test_track_syntax(daemon_factory, args):
         r = c.cmd("TRACK " + args if args else "TRACK")
         assert r.raw == b"-BAD Syntax: TRACK unique-envid mtrk-secret\r\n", r
         assert c.cmd("COMMENT still here").raw == b"+OK\r\n"
+
+
+def test_malformed_track_never_logs_the_secret(daemon_factory):
+    """TRACK with its ENVID missing (the lone argument may be the secret),
+    with a bad ENVID or with too many arguments: -BAD, and the log shows
+    the verb only."""
+    d = mtqp_daemon(daemon_factory)
+    secret, _ = new_secret()
+    with client(d) as c:
+        for args in (secret, "  %s  " % secret, "%s %s" % (secret, secret),
+                     "bad+ZZ@b.test %s" % secret, "a@b.test %s extra" % secret,
+                     "a@b.test %s!" % secret, "a@b.test %sx" % secret):
+            r = c.cmd("TRACK " + args)
+            assert r.raw == b"-BAD Syntax: TRACK unique-envid " \
+                b"mtrk-secret\r\n", (args, r)
+        assert c.cmd("QUIT").raw == b"+OK Bye\r\n"
+        assert c.expect_eof()
+    log = wait_for(lambda: d.log_text() if "disconnect" in d.log_text()
+                   else None, timeout=10, what="the disconnect line")
+    assert log.count('cmd="TRACK"') == 7, log[-3000:]
+    for s in (secret, secret.rstrip("="), secret[:16]):
+        assert s not in log, "the secret was logged"
 
 
 def test_overlong_lines(daemon_factory):
