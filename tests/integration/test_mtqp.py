@@ -10,7 +10,8 @@ logged), unknown commands, over-long lines,
 pipelining, STARTTLS with an openssl-made certificate (SAN DNS:mtqp.test,
 IP:127.0.0.1): bad-fqdn, tls-in-progress, input pipelined after STARTTLS
 dropped, a fresh greeting; mtqp_require_tls; mtqp_timeout's minimum;
-mtqp_max_sessions (also after a reload); SIGTERM.
+mtqp_max_sessions (also after a reload) and its quarter per client
+address; SIGTERM.
 
 Privacy: wrong secret, unknown ENVID and expired record get byte-identical
 replies; mtqp_auth_failures (small N) answers even the right secret like a
@@ -410,10 +411,11 @@ def test_config_keys(daemon_factory):
 
 
 def test_max_sessions_and_reload(daemon_factory):
+    # each session from its own address: 2 sessions allow 1 per address
     d = mtqp_daemon(daemon_factory, {"mtqp_max_sessions": "2"})
-    a, b = client(d), client(d)
+    a, b = client(d, source="127.0.0.2"), client(d, source="127.0.0.3")
     assert a.greeting.raw == GREETING and b.greeting.raw == GREETING
-    with client(d, greet=False) as c:
+    with client(d, greet=False, source="127.0.0.4") as c:
         assert c.response().raw == (b"-TEMP/MTQP/unavailable Too many MTQP "
                                     b"sessions, try again later\r\n")
         assert c.expect_eof()
@@ -422,7 +424,7 @@ def test_max_sessions_and_reload(daemon_factory):
     a.close()
 
     def greeted():
-        with client(d, greet=False) as c:
+        with client(d, greet=False, source="127.0.0.4") as c:
             return c.response().raw == GREETING
     wait_for(greeted, timeout=10, what="a free MTQP session slot")
     # a reload takes the new limit for new sessions
@@ -431,10 +433,45 @@ def test_max_sessions_and_reload(daemon_factory):
     d.signal(signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in d.log_text(), timeout=15,
              what="the reload")
-    with client(d, greet=False) as c:
+    with client(d, greet=False, source="127.0.0.4") as c:
         assert c.response().indicator == "-TEMP"
     assert b.cmd("COMMENT old session lives on").raw == b"+OK\r\n"
     b.close()
+
+
+def test_max_sessions_per_address(daemon_factory):
+    """A quarter of mtqp_max_sessions per client address (no exceptions,
+    loopback included): one address cannot hold every slot."""
+    d = mtqp_daemon(daemon_factory, {"mtqp_max_sessions": "8"})
+    busy = "-TEMP/MTQP/unavailable Too many MTQP sessions, try again later"
+    a = [client(d, source="127.0.0.2") for _ in range(2)]
+    assert [c.greeting.raw for c in a] == [GREETING] * 2
+    with client(d, greet=False, source="127.0.0.2") as c:
+        assert c.response().line == busy
+        assert c.expect_eof()
+    # another address has slots of its own
+    b = [client(d, source="127.0.0.3") for _ in range(2)]
+    assert [c.greeting.raw for c in b] == [GREETING] * 2
+    with client(d, greet=False, source="127.0.0.3") as c:
+        assert c.response().line == busy
+    # a session of 127.0.0.2 ends: its address has a slot again (the
+    # refused one did not count)
+    assert a[0].cmd("QUIT").raw == b"+OK Bye\r\n"
+    assert a[0].expect_eof()
+    a[0].close()
+
+    def greeted():
+        c = client(d, greet=False, source="127.0.0.2")
+        if c.response().raw == GREETING:
+            a[0] = c
+            return True
+        c.close()
+        return False
+    wait_for(greeted, timeout=10, what="a free slot for 127.0.0.2")
+    assert a[1].cmd("COMMENT still here").raw == b"+OK\r\n"
+    for c in a + b:
+        c.close()
+    assert "(connect: per-address limit)" in d.log_text()
 
 
 def test_sigterm_closes_sessions(daemon_factory):
