@@ -225,7 +225,7 @@ static const struct cfg_key cfg_keys[] = {
 	{ "mtqp_timeout", CT_DURATION, "10m", 0, UMAX, F(mtqp_timeout), 0,
 	  "MTQP autologout: idle time before a session is closed (at least 10m)" },
 	{ "mtqp_max_sessions", CT_UINT, "50", 1, UMAX, F(mtqp_max_sessions), 0,
-	  "concurrent MTQP sessions" },
+	  "concurrent MTQP sessions; a quarter of them (at least 1) per client address" },
 	{ "mtqp_auth_failures", CT_RATE, "10 per 1h", 1, UMAX,
 	  R(mtqp_auth_failures),
 	  "failed TRACKs per client address in a window (no exceptions); then noinfo" },

@@ -6,7 +6,9 @@
  *       process and above the spool's persisted floor), directory fsync,
  *       mkdir -p, directories handed to the daemon's user (fchown on
  *       the open fd, never by name), free-space checks, socket address text and SMTP
- *       address literals (RFC 5321 4.1.3), start-up allocators.
+ *       address literals (RFC 5321 4.1.3), start-up allocators,
+ *       network text made safe to show (text_safe: a terminal;
+ *       utf8_repair: JSON; RFC 3629's well-formed UTF-8).
  * Invariants: qid_new() is called from the loop thread only (no lock);
  *       IPv4-mapped IPv6 addresses are shown as IPv4.
  */
@@ -552,4 +554,82 @@ host_port_split(const char *s, char *host, size_t hostlen, int *bracketed,
 	memcpy(host, s, len);
 	host[len] = '\0';
 	return 0;
+}
+
+/* utf8_len - the length of the well-formed UTF-8 sequence at p, or 0 */
+size_t
+utf8_len(const unsigned char *p, size_t n)
+{
+	size_t	len, i;
+
+	if (n == 0)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;	/* a continuation octet, C0, C1, F5-FF */
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	/* RFC 3629 4: the second octet's range after E0, ED, F0, F4 */
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+		return 0;
+	return len;
+}
+
+/* text_safe - controls and broken UTF-8 as '?', in place */
+void
+text_safe(char *s)
+{
+	unsigned char	*p = (unsigned char *)s;
+	size_t		 n = strlen(s), k;
+
+	while (n > 0) {
+		k = utf8_len(p, n);
+		if (k == 0 || (k == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+			/* broken, or a C1 control (U+0080-U+009F) */
+			k = k == 0 ? 1 : k;
+			memset(p, '?', k);
+		} else if (k == 1 && p[0] == '\t')
+			p[0] = ' ';
+		else if (k == 1 && (p[0] < 0x20 || p[0] == 0x7f))
+			p[0] = '?';
+		p += k;
+		n -= k;
+	}
+}
+
+/* utf8_repair - a copy with every broken octet as U+FFFD */
+char *
+utf8_repair(const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 n = strlen(s), k, o = 0;
+	char			*out;
+
+	if (n > (SIZE_MAX - 1) / 3 || (out = malloc(3 * n + 1)) == NULL)
+		return NULL;
+	while (n > 0) {
+		if ((k = utf8_len(p, n)) == 0) {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			k = 1;
+		} else {
+			memcpy(out + o, p, k);
+			o += k;
+		}
+		p += k;
+		n -= k;
+	}
+	out[o] = '\0';
+	return out;
 }

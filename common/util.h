@@ -92,4 +92,19 @@ int	verb_counters(char *out, size_t outlen, const char *(*name)(size_t),
 int	host_port_split(const char *s, char *host, size_t hostlen,
 	    int *bracketed, unsigned *port);
 
+/*
+ * Text from the network, made safe to show (RFC 3629 for UTF-8):
+ * utf8_len - the length (1-4) of the well-formed UTF-8 sequence at p
+ * (n octets there): no overlong form, no surrogate, at most U+10FFFF;
+ * 0 when p does not start one.
+ * text_safe - s in place for a terminal: every octet of a C0 control
+ * (HTAB: a space), DEL, a C1 control (U+0080-U+009F) or of no
+ * well-formed UTF-8 sequence becomes '?'; the length is unchanged.
+ * utf8_repair - a copy of s (malloc'd) with every octet of no
+ * well-formed UTF-8 sequence as U+FFFD (what JSON needs); NULL on ENOMEM.
+ */
+size_t	utf8_len(const unsigned char *p, size_t n);
+void	text_safe(char *s);
+char	*utf8_repair(const char *s);
+
 #endif

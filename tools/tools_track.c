@@ -10,8 +10,10 @@
  *       the walk (one query at a time on one event loop: each host asked
  *       once, recipients matched across hops by Original-Recipient,
  *       `transferred` recipients followed to their Remote-MTA, at most
- *       TRK_MAX_HOPS deep, parts chained inside an answer used as they
- *       are), exit codes; what is printed is tools_track_out.c's.
+ *       TRK_MAX_HOPS deep and TRK_MAX_HOSTS hosts asked (the others are
+ *       shown as not asked), each query within TRACK_HOP_MS whatever
+ *       its server trickles, parts chained inside an answer used as
+ *       they are), exit codes; what is printed is tools_track_out.c's.
  * Exit status (contract): 0 the path was followed, whatever the outcome
  *       (a later hop unreachable or not speaking MTQP ends the path); 1
  *       the first server unreachable; 2 usage; 3 no key for ENVID; 4 no
@@ -52,19 +54,24 @@
 
 /* ---------------------------------------------------------------- options */
 
-/* terr - "waymark: track: ..." on stderr */
+/* terr - "waymark: track: ..." on stderr; it may quote a hop's text:
+ * controls and broken UTF-8 as '?' */
 static void	terr(const char *fmt, ...) WM_PRINTF(1, 2);
 
 static void
 terr(const char *fmt, ...)
 {
+	char	msg[2048];
 	va_list	ap;
+	int	n;
 
-	fputs("waymark: track: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n < 0)
+		msg[0] = '\0';
+	text_safe(msg);
+	fprintf(stderr, "waymark: track: %s\n", msg);
 }
 
 /* envid_ok - 1..100 printable ASCII characters without space */
@@ -341,6 +348,42 @@ asked(struct walk *w, const char *host, int add)
 	return 0;
 }
 
+/* host_is - a and b name one host (case-insensitive, one trailing dot
+ * ignored on either) */
+static int
+host_is(const char *a, const char *b)
+{
+	size_t	na = strlen(a), nb = strlen(b);
+
+	if (na > 0 && a[na - 1] == '.')
+		na--;
+	if (nb > 0 && b[nb - 1] == '.')
+		nb--;
+	return na == nb && strncasecmp(a, b, na) == 0;
+}
+
+int
+track_not_asked(const struct walk *w, const char *host)
+{
+	size_t	i;
+
+	for (i = 0; i < w->nnot_asked; i++)
+		if (host_is(w->not_asked[i], host))
+			return 1;
+	return 0;
+}
+
+/* add_not_asked - host is past the TRK_MAX_HOSTS asked: remember it */
+static void
+add_not_asked(struct walk *w, const char *host)
+{
+	if (track_not_asked(w, host) || grow(w, (void **)&w->not_asked,
+	    w->nnot_asked, sizeof(char *)) == -1)
+		return;
+	if ((w->not_asked[w->nnot_asked] = wstrdup(w, host)) != NULL)
+		w->nnot_asked++;
+}
+
 /* add_pend - queue a query to host */
 static void
 add_pend(struct walk *w, const char *host, unsigned port,
@@ -470,6 +513,10 @@ on_answer(void *arg, const struct trk_answer *a)
 		    w->hops[w->out[i].hop].depth + 1 > TRK_MAX_HOPS ||
 		    asked(w, r->remote_mta, 0))
 			continue;
+		if (w->npend >= TRK_MAX_HOSTS) {
+			add_not_asked(w, r->remote_mta);
+			continue;
+		}
 		add_pend(w, r->remote_mta, 0, NULL, 0,
 		    w->hops[w->out[i].hop].depth + 1);
 	}
@@ -494,6 +541,8 @@ walk_next(struct walk *w)
 		}
 		rq.envid = w->envid;
 		rq.secret = w->secret;
+		/* the whole query: one line now and then holds nobody */
+		rq.timeout_ms = w->hop_ms > 0 ? w->hop_ms : TRACK_HOP_MS;
 		w->cur_depth = p->depth;
 		if (trk_query_start(w->cl, &rq, on_answer, w) != NULL)
 			return;
@@ -504,9 +553,8 @@ walk_next(struct walk *w)
 	 * the client's linger) */
 }
 
-/* walk_free - everything the walk holds */
-static void
-walk_free(struct walk *w)
+void
+track_walk_free(struct walk *w)
 {
 	size_t	i;
 
@@ -523,9 +571,46 @@ walk_free(struct walk *w)
 		free(w->pend[i].host);
 	free(w->pend);
 	strv_free(w->asked, w->nasked);
+	strv_free(w->not_asked, w->nnot_asked);
 	for (i = 0; i < w->nout; i++)
 		free(w->out[i].addr);
 	free(w->out);
+}
+
+int
+track_walk_add(struct walk *w, const char *host, unsigned port,
+    const struct sockaddr *sa, socklen_t salen)
+{
+	size_t	n = w->npend;
+
+	if (sa != NULL && (salen == 0 || salen > sizeof(struct sockaddr_storage)))
+		return -1;
+	add_pend(w, host, port, (const struct sockaddr_storage *)(const void *)sa,
+	    sa != NULL ? salen : 0, 1);
+	return w->npend > n && !w->oom ? 0 : -1;
+}
+
+int
+track_walk(struct walk *w, const struct trk_client_opts *co, char *err,
+    size_t errlen)
+{
+	int	rc = 0;
+
+	if ((w->base = event_base_new()) == NULL) {
+		snprintf(err, errlen, "cannot create the event loop");
+		return -1;
+	}
+	if ((w->cl = trk_client_new(w->base, co, err, errlen)) == NULL)
+		rc = -1;
+	else {
+		walk_next(w);
+		(void)event_base_dispatch(w->base);
+		trk_client_free(w->cl);
+		w->cl = NULL;
+	}
+	event_base_free(w->base);
+	w->base = NULL;
+	return rc;
 }
 
 /* ---------------------------------------------------------------- run */
@@ -548,15 +633,17 @@ first_server(struct walk *w, const struct config *cfg)
 	else if (ss.ss_family == AF_INET6 &&
 	    IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
 		s6->sin6_addr = in6addr_loopback;
-	/* asked as this host's name: the name its certificate has */
+	/* asked as this host's name: the name its certificate has (ENOMEM
+	 * is the caller's to see) */
 	if (cfg->hostname != NULL && host_ok(cfg->hostname))
-		add_pend(w, cfg->hostname, 0, &ss, cfg->mtqp[0].len, 1);
-	else {
-		if (sockaddr_text((struct sockaddr *)&ss, text,
-		    sizeof(text)) == -1)
-			return -1;
-		add_pend(w, text, 0, &ss, cfg->mtqp[0].len, 1);
-	}
+		(void)track_walk_add(w, cfg->hostname, 0,
+		    (struct sockaddr *)&ss, cfg->mtqp[0].len);
+	else if (sockaddr_text((struct sockaddr *)&ss, text,
+	    sizeof(text)) == -1)
+		return -1;
+	else
+		(void)track_walk_add(w, text, 0, (struct sockaddr *)&ss,
+		    cfg->mtqp[0].len);
 	return 0;
 }
 
@@ -584,7 +671,7 @@ track_run(const struct config *cfg, const struct track_opts *o)
 			rc = EX_WM_USAGE;
 			goto out;
 		}
-		add_pend(&w, host, port, NULL, 0, 1);
+		(void)track_walk_add(&w, host, port, NULL, 0);
 	} else if (first_server(&w, cfg) == -1) {
 		terr("no MTQP server: give --server HOST[:PORT] or set `mtqp` "
 		    "in %s", cfg->path != NULL && cfg->path[0] != '(' ?
@@ -602,19 +689,13 @@ track_run(const struct config *cfg, const struct track_opts *o)
 	co.hosts_file = 1;
 	co.ca_file = o->ca;
 	co.tls_verify = !o->no_verify;
-	if ((w.base = event_base_new()) == NULL) {
-		terr("cannot create the event loop");
-		rc = EX_WM_FAIL;
-		goto out;
-	}
-	if ((w.cl = trk_client_new(w.base, &co, err, sizeof(err))) == NULL) {
+	w.hop_ms = TRACK_HOP_MS;
+	if (track_walk(&w, &co, err, sizeof(err)) == -1) {
 		terr("%s", err);
 		rc = o->ca != NULL && strncmp(err, "CA file", 7) == 0 ?
 		    EX_WM_USAGE : EX_WM_FAIL;
 		goto out;
 	}
-	walk_next(&w);
-	(void)event_base_dispatch(w.base);
 	if (w.nhops == 0) {
 		terr("no answer");
 		rc = EX_WM_TRK_PROTO;
@@ -658,10 +739,6 @@ track_run(const struct config *cfg, const struct track_opts *o)
 	}
 out:
 	explicit_bzero(secret, sizeof(secret));
-	if (w.cl != NULL)
-		trk_client_free(w.cl);
-	if (w.base != NULL)
-		event_base_free(w.base);
-	walk_free(&w);
+	track_walk_free(&w);
 	return rc;
 }

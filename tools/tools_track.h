@@ -49,11 +49,34 @@ struct walk {
 	size_t			 npend, phead;
 	char			**asked;
 	size_t			 nasked;
+	char			**not_asked;	/* transferred to, past */
+	size_t			 nnot_asked;	/*   TRK_MAX_HOSTS asked */
+	long			 hop_ms;	/* each query's deadline */
 	struct outcome		*out;
 	size_t			 nout;
 	int			 cur_depth;	/* of the query in flight */
 	int			 oom;
 };
+
+#define TRACK_HOP_MS	TRK_QUERY_TIMEOUT_MS	/* 3 min per host asked */
+
+/* track_walk_add - the first host to ask (port 0: SRV, else 1038; sa
+ * set: connect there); 0 or -1 (ENOMEM) */
+int		 track_walk_add(struct walk *w, const char *host, unsigned port,
+		    const struct sockaddr *sa, socklen_t salen);
+/*
+ * track_walk - ask the queued host, then the next hops of its
+ * transferred recipients (each host once, at most TRK_MAX_HOPS deep and
+ * TRK_MAX_HOSTS hosts), one query at a time, each within w->hop_ms, on
+ * a loop of its own; 0, or -1 with a reason in err (no loop, a bad
+ * `dns` server or CA file).
+ */
+int		 track_walk(struct walk *w, const struct trk_client_opts *co,
+		    char *err, size_t errlen);
+/* track_walk_free - everything the walk holds */
+void		 track_walk_free(struct walk *w);
+/* track_not_asked - host is one of the hosts not asked (the cap) */
+int		 track_not_asked(const struct walk *w, const char *host);
 
 /* track_rcpt_key - the address recipients are matched by across hops */
 const char	*track_rcpt_key(const struct trk_rcpt *r);

@@ -4,8 +4,14 @@
  * hop with its recipients' action, status, dates and reasons, then each
  * recipient's outcome) and the --json object documented in the README.
  * Pure output from the walk (tools_track.h); no I/O but stdout.
+ * Everything a hop sent is untrusted text: each line of the timeline
+ * goes out through put_line (controls, C1 and broken UTF-8 as '?': no
+ * escape sequence reaches the terminal), each JSON string through jtext
+ * (broken UTF-8 as U+FFFD: jansson takes only UTF-8, and a recipient or
+ * the whole object would be lost).
  */
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "track/trk_client.h"
 #include "tools/tools_track.h"
@@ -28,6 +35,27 @@ track_rcpt_key(const struct trk_rcpt *r)
 }
 
 /* ---------------------------------------------------------------- output */
+
+#define OUT_LINE_MAX	2048
+
+/* put_line - one line of the timeline on stdout, made safe to show */
+static void	put_line(const char *fmt, ...) WM_PRINTF(1, 2);
+
+static void
+put_line(const char *fmt, ...)
+{
+	char	line[OUT_LINE_MAX];
+	va_list	ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	text_safe(line);	/* a cut UTF-8 sequence at the end too */
+	puts(line);
+}
 
 /* fmt_date - RFC 5322 text of t */
 static const char *
@@ -172,7 +200,11 @@ outcome_text(const struct walk *w, const struct outcome *oc, char *out,
 	else if (strcmp(act, "transferred") == 0) {
 		const char *rm = r->remote_mta ? r->remote_mta : "?";
 
-		if ((nh = find_hop(w, rm)) == NULL)
+		if ((nh = find_hop(w, rm)) == NULL && track_not_asked(w, rm))
+			snprintf(out, outlen, "transferred to %s (hop %zu): "
+			    "not asked (%d hosts at most)", rm, hn,
+			    TRK_MAX_HOSTS);
+		else if (nh == NULL)
 			snprintf(out, outlen, "transferred to %s (hop %zu): "
 			    "not followed (%d hops at most)", rm, hn,
 			    TRK_MAX_HOPS);
@@ -216,47 +248,60 @@ track_print_text(const struct walk *w)
 	char			 d[64], line[1200];
 	size_t			 i, j, k;
 
-	printf("Tracking %s\n", w->envid);
+	put_line("Tracking %s", w->envid);
 	for (i = 0; i < w->nhops; i++) {
 		h = &w->hops[i];
 		if (h->result != TRK_OK) {
 			track_failed_hop_text(h, line, sizeof(line));
-			printf("Hop %zu: %s: tracking ends here\n", i + 1, line);
+			put_line("Hop %zu: %s: tracking ends here", i + 1, line);
 			continue;
 		}
 		if (h->chained) {
 			for (k = i; k > 0 && w->hops[k - 1].chained; k--)
 				;
-			printf("Hop %zu: %s (in the answer of hop %zu)\n",
+			put_line("Hop %zu: %s (in the answer of hop %zu)",
 			    i + 1, hop_name(h), k);
 		} else
-			printf("Hop %zu: %s (%s%s)\n", i + 1, hop_name(h),
+			put_line("Hop %zu: %s (%s%s)", i + 1, hop_name(h),
 			    h->server ? h->server : "?", h->tls ? ", TLS" : "");
 		if (h->part->has_arrival)
-			printf("  arrived %s\n", fmt_date(h->part->arrival, d,
+			put_line("  arrived %s", fmt_date(h->part->arrival, d,
 			    sizeof(d)));
 		for (j = 0; j < h->part->nrcpts; j++) {
 			r = &h->part->rcpts[j];
 			rcpt_detail(r, line, sizeof(line));
-			printf("  %-16s %-12s %-7s %s\n", track_rcpt_key(r),
+			put_line("  %-16s %-12s %-7s %s", track_rcpt_key(r),
 			    r->action ? r->action : "?",
 			    r->status ? r->status : "?", line);
 		}
 	}
-	printf("Outcome\n");
+	if (w->nnot_asked > 0)
+		put_line("Not asked: %zu more host%s (%d hosts at most)",
+		    w->nnot_asked, w->nnot_asked == 1 ? "" : "s", TRK_MAX_HOSTS);
+	put_line("Outcome");
 	if (w->nout == 0)
-		printf("  no recipient reported\n");
+		put_line("  no recipient reported");
 	for (i = 0; i < w->nout; i++) {
 		outcome_text(w, &w->out[i], line, sizeof(line));
-		printf("  %-16s %s\n", w->out[i].addr, line);
+		put_line("  %-16s %s", w->out[i].addr, line);
 	}
 }
 
-/* jstr - a string or null */
+/* jtext - a JSON string of network text (broken UTF-8 as U+FFFD), or
+ * null for NULL; NULL on ENOMEM */
 static json_t *
-jstr(const char *s)
+jtext(const char *s)
 {
-	return s != NULL ? json_string(s) : json_null();
+	json_t	*j;
+	char	*r;
+
+	if (s == NULL)
+		return json_null();
+	if ((r = utf8_repair(s)) == NULL)
+		return NULL;
+	j = json_string(r);
+	free(r);
+	return j;
 }
 
 /* jtime - Unix seconds or null */
@@ -266,28 +311,30 @@ jtime(int has, time_t t)
 	return has ? json_integer((json_int_t)t) : json_null();
 }
 
-/* json_rcpt - one recipient of a hop */
+/* json_rcpt - one recipient of a hop; NULL on ENOMEM */
 static json_t *
 json_rcpt(const struct trk_rcpt *r)
 {
 	json_t	*hs = json_null();
 
 	if (r->handling != NULL)
-		hs = json_pack("{s:s,s:o,s:o,s:s}",
-		    "state", r->handling->state,
-		    "value", jstr(r->handling->value),
+		hs = json_pack("{s:o,s:o,s:o,s:o}",
+		    "state", jtext(r->handling->state),
+		    "value", jtext(r->handling->value),
 		    "since", jtime(r->handling->has_since, r->handling->since),
-		    "reason", r->handling->reason);
-	return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o}",
-	    "original_recipient", track_rcpt_key(r),
-	    "final_recipient", r->final ? r->final : track_rcpt_key(r),
-	    "action", r->action ? r->action : "",
-	    "status", r->status ? r->status : "",
-	    "remote_mta", jstr(r->remote_mta),
+		    "reason", jtext(r->handling->reason));
+	if (hs == NULL)
+		return NULL;
+	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+	    "original_recipient", jtext(track_rcpt_key(r)),
+	    "final_recipient", jtext(r->final ? r->final : track_rcpt_key(r)),
+	    "action", jtext(r->action ? r->action : ""),
+	    "status", jtext(r->status ? r->status : ""),
+	    "remote_mta", jtext(r->remote_mta),
 	    "last_attempt", jtime(r->has_last_attempt, r->last_attempt),
 	    "will_retry_until", jtime(r->has_retry_until, r->retry_until),
-	    "diagnostic", jstr(r->diagnostic),
-	    "handling_state", hs != NULL ? hs : json_null());
+	    "diagnostic", jtext(r->diagnostic),
+	    "handling_state", hs);
 }
 
 /* track_print_json - the one object (README) */
@@ -307,23 +354,26 @@ track_print_json(const struct walk *w)
 		goto fail;
 	for (i = 0; i < w->nhops; i++) {
 		h = &w->hops[i];
-		rl = json_array();
-		for (j = 0; rl != NULL && h->part != NULL &&
-		    j < h->part->nrcpts; j++)
-			json_array_append_new(rl,
-			    json_rcpt(&h->part->rcpts[j]));
-		hj = json_pack("{s:s,s:o,s:b,s:b,s:s,s:o,s:o,s:o,s:o}",
-		    "host", h->host,
-		    "server", jstr(h->server),
+		if ((rl = json_array()) == NULL)
+			goto fail;
+		for (j = 0; h->part != NULL && j < h->part->nrcpts; j++)
+			if (json_array_append_new(rl,
+			    json_rcpt(&h->part->rcpts[j])) == -1) {
+				json_decref(rl);
+				goto fail;
+			}
+		hj = json_pack("{s:o,s:o,s:b,s:b,s:s,s:o,s:o,s:o,s:o}",
+		    "host", jtext(h->host),
+		    "server", jtext(h->server),
 		    "tls", h->tls,
 		    "chained", h->chained,
 		    "result", trk_result_name(h->result),
-		    "error", jstr(h->error),
-		    "reporting_mta", jstr(h->part ? h->part->reporting_mta :
+		    "error", jtext(h->error),
+		    "reporting_mta", jtext(h->part ? h->part->reporting_mta :
 		    NULL),
 		    "arrival_date", jtime(h->part && h->part->has_arrival,
 		    h->part ? h->part->arrival : 0),
-		    "recipients", rl != NULL ? rl : json_array());
+		    "recipients", rl);
 		if (hj == NULL || json_array_append_new(hops, hj) == -1)
 			goto fail;
 	}
@@ -331,11 +381,11 @@ track_print_json(const struct walk *w)
 		oc = &w->out[i];
 		h = &w->hops[oc->hop];
 		if (json_array_append_new(rcpts, json_pack(
-		    "{s:s,s:s,s:s,s:s,s:I}",
-		    "recipient", oc->addr,
-		    "action", oc->r->action ? oc->r->action : "",
-		    "status", oc->r->status ? oc->r->status : "",
-		    "reporting_mta", hop_name(h),
+		    "{s:o,s:o,s:o,s:o,s:I}",
+		    "recipient", jtext(oc->addr),
+		    "action", jtext(oc->r->action ? oc->r->action : ""),
+		    "status", jtext(oc->r->status ? oc->r->status : ""),
+		    "reporting_mta", jtext(hop_name(h)),
 		    "hop", (json_int_t)(oc->hop + 1))) == -1)
 			goto fail;
 	}

@@ -56,7 +56,7 @@
 #define TRK_UNAVAIL	"-TEMP/unavailable Tracking information " \
 			"unavailable, try again later"
 #define PARTS_MAX	32		/* this hop's + the chained hops' parts */
-#define HOPS_MAX	64		/* distinct next hops remembered */
+#define HOPS_MAX	TRK_MAX_HOSTS	/* distinct next hops remembered */
 #define HOST_MAX	256
 #define CHAIN_DEPTH	TRK_MAX_HOPS	/* hops followed beyond this one */
 #define CHAIN_PARALLEL	4		/* next-hop queries at once */

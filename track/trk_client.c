@@ -12,7 +12,8 @@
  *       TRACK envid-as-xtext secret (RFC 3887 4); the multi-line answer
  *       dot-unstuffed (2.3), lines of at most TRK_LINE_MAX octets, at most
  *       TRK_ANSWER_MAX in all; QUIT (7), whose reply is awaited after the
- *       caller has its answer.
+ *       caller has its answer.  The error text of an answer may quote
+ *       a server's line: controls and broken UTF-8 in it are '?'.
  * Invariants: TRACK is never sent in clear to a server that offered
  *       STARTTLS (required or not): a refused STARTTLS, a failed handshake
  *       or data pipelined behind the STARTTLS reply end the query as
@@ -20,7 +21,9 @@
  *       (an event made active), never inside trk_query_start, and never
  *       after trk_query_cancel or trk_client_free.  Each response waits
  *       at most response_timeout (>= 2 minutes, RFC 3887 2.4), bounded
- *       by the query's own deadline.
+ *       by the query's own deadline (the request's timeout_ms, else
+ *       TRK_QUERY_TIMEOUT_MS): every query ends by then, however its
+ *       server trickles its lines.
  * Not here: the parsers (trk_parse.c), following referrals (callers).
  */
 
@@ -50,6 +53,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/syntax.h"
+#include "common/util.h"
 #include "track/trk_cint.h"
 
 #define QUIT_LINGER	5		/* s to wait for the QUIT reply */
@@ -238,6 +242,9 @@ trk_q_finish(struct trk_query *q, enum trk_result r, int quit, const char *fmt,
 	va_end(ap);
 	if (n < 0)
 		q->error[0] = '\0';
+	/* it may quote a server's line: no control octet, no broken UTF-8
+	 * reaches a terminal or a log */
+	text_safe(q->error);
 	if (quit && q->bev != NULL) {
 		struct timeval	tv = { QUIT_LINGER, 0 };
 
@@ -790,12 +797,16 @@ trk_query_start(struct trk_client *c, const struct trk_request *rq,
 		q_free(q);
 		return NULL;
 	}
-	if (rq->timeout_ms > 0) {
+	{
+		/* every query has a deadline: the step timer re-armed by each
+		 * line cannot be held for ever by a line now and then */
 		struct timeval	now, d;
+		long		ms = rq->timeout_ms > 0 ? rq->timeout_ms :
+				    TRK_QUERY_TIMEOUT_MS;
 
 		evutil_gettimeofday(&now, NULL);
-		d.tv_sec = rq->timeout_ms / 1000;
-		d.tv_usec = (rq->timeout_ms % 1000) * 1000;
+		d.tv_sec = ms / 1000;
+		d.tv_usec = (ms % 1000) * 1000;
 		evutil_timeradd(&now, &d, &q->deadline);
 		q->has_deadline = 1;
 	}

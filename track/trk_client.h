@@ -22,6 +22,13 @@ struct event_base;
 #define TRK_MAX_HOPS		10	/* hops followed (contract) */
 #define TRK_CONNECT_TIMEOUT	30	/* seconds, per address */
 #define TRK_RESPONSE_TIMEOUT	120	/* seconds: at least 2 min (RFC 3887 2.4) */
+#define TRK_QUERY_TIMEOUT_MS	(180L * 1000)	/* a whole query unless the
+					 * request says less: a server that
+					 * sends a line now and then cannot
+					 * hold it longer */
+#define TRK_MAX_HOSTS		64	/* hosts asked for one message: the
+					 * next hops of a chaining answer,
+					 * the hosts `waymark track` asks */
 #define TRK_LINE_MAX		1000	/* a response line with CRLF (998 + 2) */
 #define TRK_ANSWER_MAX		(1024u * 1024)	/* one TRACK answer's body */
 
@@ -74,8 +81,9 @@ struct trk_request {
 	socklen_t	 addrlen;	/*   then only the name asked) */
 	const char	*envid;		/* decoded ENVID (sent as xtext) */
 	const char	*secret;	/* base64 of the secret A */
-	long		 timeout_ms;	/* whole query, 0: only the per-step
-					 * timeouts (connect, response) */
+	long		 timeout_ms;	/* whole query (DNS, connect, every
+					 * response), 0: TRK_QUERY_TIMEOUT_MS;
+					 * each step also has its own */
 };
 
 struct trk_answer {
@@ -83,7 +91,9 @@ struct trk_answer {
 	const char	*host;		/* the name asked */
 	const char	*server;	/* "ADDR:PORT" / "[v6]:PORT" connected, or "" */
 	int		 tls;		/* TRACK went over TLS */
-	const char	*error;		/* why, "" when ok */
+	const char	*error;		/* why, "" when ok; a server's text
+					 * quoted in it has its controls and
+					 * broken UTF-8 as '?' */
 	const char	*body;		/* TRK_OK: the answer, dot-unstuffed, */
 	size_t		 bodylen;	/*   CRLF line ends; else NULL, 0 */
 };

@@ -19,7 +19,11 @@
  *       or in []), checked against the certificate (X509_check_host /
  *       X509_check_ip_asc).
  * Logs never hold a secret: for TRACK (F_SECRET) the command shown is
- *       the verb and the envid; for an unknown command only its verb.
+ *       the verb and the envid, the verb alone when no second argument
+ *       follows (a lone argument may be the secret) and on a syntax
+ *       error; for an unknown command only its verb.  The secret's
+ *       copies (the padded text, the decoded octets) are wiped on every
+ *       path.
  */
 
 #include <ctype.h>
@@ -45,7 +49,8 @@
 
 /* flags */
 #define F_NOARG		0x01	/* arguments get "-BAD Syntax: VERB" */
-#define F_SECRET	0x02	/* log only the verb and the first argument */
+#define F_SECRET	0x02	/* log only the verb and the first argument,
+				 * when a second one follows */
 
 struct trk_cmd {
 	const char	*verb;
@@ -206,10 +211,11 @@ trk_cmd_dispatch(struct trk_session *s, const char *line, size_t len)
 	idx = (size_t)(c - cmds);
 	s->count[idx]++;
 	if (c->flags & F_SECRET) {
-		/* the verb and the first argument: never the secret */
+		/* the verb and the first argument when a second follows it
+		 * (never the secret); else the verb alone */
 		for (i = (size_t)(arg - line); i < len && !is_wsp(line[i]); i++)
 			;
-		s->cmdlen = i;
+		s->cmdlen = i < (size_t)(arg - line) + arglen ? i : vlen;
 	} else
 		s->cmdlen = len;
 	if (!(c->states & TRK_S(s->state))) {
@@ -270,14 +276,16 @@ secret_decode(const char *s, size_t len, unsigned char *out, size_t outlen)
 	char	padded[TRK_SRV_LINE_MAX + 4];
 	size_t	n = len;
 
-	if (len == 0 || len > TRK_SRV_LINE_MAX)
+	int	r;
+
+	if (len == 0 || len > TRK_SRV_LINE_MAX || len % 4 == 1)
 		return -1;
 	memcpy(padded, s, len);
-	if (len % 4 == 1)
-		return -1;
 	while (n % 4 != 0)
 		padded[n++] = '=';
-	return base64_decode(padded, n, out, outlen);
+	r = base64_decode(padded, n, out, outlen);
+	explicit_bzero(padded, n);
+	return r;
 }
 
 /* cmd_track - RFC 3887 4: "TRACK" 1*WSP unique-envid 1*WSP mtrk-secret */
@@ -287,7 +295,7 @@ cmd_track(struct trk_session *s, const char *arg, size_t len)
 	static unsigned char	 a[TRK_SECRET_MAX];
 	char			 envid[ESMTP_ENVID_MAX + 1];
 	const char		*p = arg, *end = arg + len, *etok, *stok, *x;
-	size_t			 elen, slen;
+	size_t			 elen, slen, n;
 	int			 alen, rc;
 
 	elen = next_token(&p, end, &etok);
@@ -301,10 +309,16 @@ cmd_track(struct trk_session *s, const char *arg, size_t len)
 	    xtext_decode(etok, elen, envid, sizeof(envid)) == -1 ||
 	    envid[0] == '\0' ||
 	    (alen = secret_decode(stok, slen, a, sizeof(a))) <= 0) {
+		explicit_bzero(a, sizeof(a));
+		/* which argument is the secret is unknown: the verb alone */
+		for (n = 0; n < s->cmdlen && !is_wsp(s->cmd[n]); n++)
+			;
+		s->cmdlen = n;
 		trk_reply(s, "-BAD Syntax: TRACK unique-envid mtrk-secret");
 		return CMD_FAIL;
 	}
 	if (trk_cfg->mtqp_require_tls && !s->tls) {
+		explicit_bzero(a, sizeof(a));
 		trk_reply(s, "-ERR/tls-required TLS required: use STARTTLS "
 		    "first");
 		return CMD_FAIL;

@@ -60,6 +60,9 @@ struct trk_session {
 	int			 skipping;	/* discarding an overlong line */
 	int			 out_blocked;	/* the client does not read */
 	int			 peer_eof;
+	int			 refused;	/* over a session limit: greeted
+						 * with -TEMP, closing, not
+						 * counted per address */
 	const char		*cmd;		/* the command being run, for logs */
 	size_t			 cmdlen;	/* (secret-free: see trk_cmd.c) */
 	int			 logged;	/* the next negative reply is logged

@@ -13,7 +13,12 @@
  *       buffered, bounded by the read watermark; when the client does
  *       not read its answers (TRK_OUT_MAX pending), commands pause.
  * Limits: mtqp_max_sessions (one more gets "-TEMP/MTQP/unavailable Too
- *       many MTQP sessions, try again later", then close).
+ *       many MTQP sessions, try again later", then close), and a quarter
+ *       of it (at least 1) per client address, no exceptions (the same
+ *       reply): one address cannot hold every slot for the autologout.
+ *       The sessions of an address are counted on the session list
+ *       (IPv4-mapped IPv6 as IPv4; refused ones not counted): it is
+ *       short, bounded by mtqp_max_sessions and the ones closing.
  * Autologout (RFC 3887 2.4): mtqp_timeout (>= 10m) of idleness between
  *       commands -> "-ERR/unavailable Autologout: idle too long", close;
  *       every command resets it, the server's turn (TRK_ANSWER) does
@@ -266,6 +271,49 @@ trk_server_bind(const struct config *cfg, char *err, size_t errlen)
 
 /* -------------------------------------------------------------- accept */
 
+/* addr_key - the 16 octets of ss's address (IPv4 as ::ffff:a.b.c.d) */
+static void
+addr_key(const struct sockaddr_storage *ss, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)
+		    (const void *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6)
+		memcpy(key, &((const struct sockaddr_in6 *)
+		    (const void *)ss)->sin6_addr, 16);
+}
+
+/* addr_sessions - the counted sessions from s's address, s included */
+static unsigned
+addr_sessions(const struct trk_session *s)
+{
+	const struct trk_session	*o;
+	unsigned char			 k[16], ko[16];
+	unsigned			 n = 0;
+
+	addr_key(&s->ss, k);
+	for (o = sessions; o != NULL; o = o->next) {
+		if (o->refused)
+			continue;
+		addr_key(&o->ss, ko);
+		if (memcmp(k, ko, 16) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* per_addr_max - MTQP sessions per client address: a quarter of
+ * mtqp_max_sessions, at least 1 */
+static unsigned
+per_addr_max(void)
+{
+	unsigned	n = trk_cfg->mtqp_max_sessions / 4;
+
+	return n > 0 ? n : 1;
+}
+
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -314,8 +362,11 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("mtqp session=%s connect from [%s]:%u", s->sid, s->addr,
 	    s->port);
-	if (nsessions > trk_cfg->mtqp_max_sessions) {
-		s->cmd = "(connect)";
+	if (nsessions > trk_cfg->mtqp_max_sessions ||
+	    addr_sessions(s) > per_addr_max()) {
+		s->refused = 1;
+		s->cmd = nsessions > trk_cfg->mtqp_max_sessions ?
+		    "(connect)" : "(connect: per-address limit)";
 		s->cmdlen = strlen(s->cmd);
 		trk_reply(s, "-TEMP/MTQP/unavailable Too many MTQP sessions, "
 		    "try again later");

@@ -5,11 +5,13 @@ the TRACK body (trackparse.py: Python's email package for the
 multipart/related structure, RFC 3886's field grammar for the fields).
 
 Protocol: the greeting and its option list, every command (TRACK,
-STARTTLS, COMMENT, QUIT), bad syntax, unknown commands, over-long lines,
+STARTTLS, COMMENT, QUIT), bad syntax (a malformed TRACK's secret never
+logged), unknown commands, over-long lines,
 pipelining, STARTTLS with an openssl-made certificate (SAN DNS:mtqp.test,
 IP:127.0.0.1): bad-fqdn, tls-in-progress, input pipelined after STARTTLS
 dropped, a fresh greeting; mtqp_require_tls; mtqp_timeout's minimum;
-mtqp_max_sessions (also after a reload); SIGTERM.
+mtqp_max_sessions (also after a reload) and its quarter per client
+address; SIGTERM.
 
 Privacy: wrong secret, unknown ENVID and expired record get byte-identical
 replies; mtqp_auth_failures (small N) answers even the right secret like a
@@ -212,6 +214,28 @@ def test_track_syntax(daemon_factory, args):
         assert c.cmd("COMMENT still here").raw == b"+OK\r\n"
 
 
+def test_malformed_track_never_logs_the_secret(daemon_factory):
+    """TRACK with its ENVID missing (the lone argument may be the secret),
+    with a bad ENVID or with too many arguments: -BAD, and the log shows
+    the verb only."""
+    d = mtqp_daemon(daemon_factory)
+    secret, _ = new_secret()
+    with client(d) as c:
+        for args in (secret, "  %s  " % secret, "%s %s" % (secret, secret),
+                     "bad+ZZ@b.test %s" % secret, "a@b.test %s extra" % secret,
+                     "a@b.test %s!" % secret, "a@b.test %sx" % secret):
+            r = c.cmd("TRACK " + args)
+            assert r.raw == b"-BAD Syntax: TRACK unique-envid " \
+                b"mtrk-secret\r\n", (args, r)
+        assert c.cmd("QUIT").raw == b"+OK Bye\r\n"
+        assert c.expect_eof()
+    log = wait_for(lambda: d.log_text() if "disconnect" in d.log_text()
+                   else None, timeout=10, what="the disconnect line")
+    assert log.count('cmd="TRACK"') == 7, log[-3000:]
+    for s in (secret, secret.rstrip("="), secret[:16]):
+        assert s not in log, "the secret was logged"
+
+
 def test_overlong_lines(daemon_factory):
     d = mtqp_daemon(daemon_factory)
     with client(d) as c:
@@ -387,10 +411,11 @@ def test_config_keys(daemon_factory):
 
 
 def test_max_sessions_and_reload(daemon_factory):
+    # each session from its own address: 2 sessions allow 1 per address
     d = mtqp_daemon(daemon_factory, {"mtqp_max_sessions": "2"})
-    a, b = client(d), client(d)
+    a, b = client(d, source="127.0.0.2"), client(d, source="127.0.0.3")
     assert a.greeting.raw == GREETING and b.greeting.raw == GREETING
-    with client(d, greet=False) as c:
+    with client(d, greet=False, source="127.0.0.4") as c:
         assert c.response().raw == (b"-TEMP/MTQP/unavailable Too many MTQP "
                                     b"sessions, try again later\r\n")
         assert c.expect_eof()
@@ -399,7 +424,7 @@ def test_max_sessions_and_reload(daemon_factory):
     a.close()
 
     def greeted():
-        with client(d, greet=False) as c:
+        with client(d, greet=False, source="127.0.0.4") as c:
             return c.response().raw == GREETING
     wait_for(greeted, timeout=10, what="a free MTQP session slot")
     # a reload takes the new limit for new sessions
@@ -408,10 +433,45 @@ def test_max_sessions_and_reload(daemon_factory):
     d.signal(signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in d.log_text(), timeout=15,
              what="the reload")
-    with client(d, greet=False) as c:
+    with client(d, greet=False, source="127.0.0.4") as c:
         assert c.response().indicator == "-TEMP"
     assert b.cmd("COMMENT old session lives on").raw == b"+OK\r\n"
     b.close()
+
+
+def test_max_sessions_per_address(daemon_factory):
+    """A quarter of mtqp_max_sessions per client address (no exceptions,
+    loopback included): one address cannot hold every slot."""
+    d = mtqp_daemon(daemon_factory, {"mtqp_max_sessions": "8"})
+    busy = "-TEMP/MTQP/unavailable Too many MTQP sessions, try again later"
+    a = [client(d, source="127.0.0.2") for _ in range(2)]
+    assert [c.greeting.raw for c in a] == [GREETING] * 2
+    with client(d, greet=False, source="127.0.0.2") as c:
+        assert c.response().line == busy
+        assert c.expect_eof()
+    # another address has slots of its own
+    b = [client(d, source="127.0.0.3") for _ in range(2)]
+    assert [c.greeting.raw for c in b] == [GREETING] * 2
+    with client(d, greet=False, source="127.0.0.3") as c:
+        assert c.response().line == busy
+    # a session of 127.0.0.2 ends: its address has a slot again (the
+    # refused one did not count)
+    assert a[0].cmd("QUIT").raw == b"+OK Bye\r\n"
+    assert a[0].expect_eof()
+    a[0].close()
+
+    def greeted():
+        c = client(d, greet=False, source="127.0.0.2")
+        if c.response().raw == GREETING:
+            a[0] = c
+            return True
+        c.close()
+        return False
+    wait_for(greeted, timeout=10, what="a free slot for 127.0.0.2")
+    assert a[1].cmd("COMMENT still here").raw == b"+OK\r\n"
+    for c in a + b:
+        c.close()
+    assert "(connect: per-address limit)" in d.log_text()
 
 
 def test_sigterm_closes_sessions(daemon_factory):

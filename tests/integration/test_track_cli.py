@@ -15,7 +15,9 @@ once, a chained answer (no second query), STARTTLS whenever offered
 verification failures), the secret never sent in clear to a server that
 offered STARTTLS (required or not) whose TLS then failed, the first
 server from the configuration's `mtqp` (asked as `hostname`), the --json
-object key by key, the text timeline line by line, usage errors (2).
+object key by key, the text timeline line by line, usage errors (2),
+a hop's 8-bit and ESC octets (never raw on the terminal, --json intact),
+at most 64 hosts asked (the others shown as not asked).
 """
 
 import json
@@ -86,14 +88,16 @@ class MtqpServer:
 
     starttls: None, "offer" or "required"; cert/key for the handshake;
     starttls_reply: a refusal line instead of "+OK Begin TLS negotiation";
-    answers: {(envid_xtext, secret): body}; anything else gets -ERR/noinfo;
-    smtp: greet like an SMTP server instead.  received: (tls, line) of
-    every line read, in order, across connections."""
+    answers: {(envid_xtext, secret): body (str, or bytes sent as they
+    are)}; anything else gets -ERR/noinfo; smtp: greet like an SMTP server
+    instead; greeting: these bytes instead of the greeting.  received:
+    (tls, line) of every line read, in order, across connections."""
 
     def __init__(self, addr, port=0, starttls=None, cert=None, key=None,
                  starttls_reply=None, answers=None, smtp=False,
-                 name="mtqp.test"):
+                 name="mtqp.test", greeting=None):
         self.addr = addr
+        self.greeting = greeting
         self.starttls = starttls
         self.starttls_reply = starttls_reply
         self.answers = answers or {}
@@ -176,7 +180,9 @@ class MtqpServer:
             return
 
         def greet():
-            if self.starttls and not tls:
+            if self.greeting is not None:
+                c.sendall(self.greeting)
+            elif self.starttls and not tls:
                 opt = "STARTTLS" + (" required" if self.starttls ==
                                     "required" else "")
                 c.sendall(("+OK+/MTQP %s Test MTQP server ready\r\n%s\r\n"
@@ -219,11 +225,13 @@ class MtqpServer:
                     c.sendall(b"-ERR/noinfo No tracking information "
                               b"available\r\n")
                     continue
-                out = ["+OK+ Tracking information follows"]
-                for l in body.split("\r\n")[:-1]:
-                    out.append("." + l if l.startswith(".") else l)
-                out.append(".")
-                c.sendall(("\r\n".join(out) + "\r\n").encode())
+                if isinstance(body, str):
+                    body = body.encode()
+                out = [b"+OK+ Tracking information follows"]
+                for l in body.split(b"\r\n")[:-1]:
+                    out.append(b"." + l if l.startswith(b".") else l)
+                out.append(b".")
+                c.sendall(b"\r\n".join(out) + b"\r\n")
             elif verb == "QUIT":
                 c.sendall(b"+OK Bye\r\n")
                 return
@@ -691,6 +699,128 @@ def test_chained_answer(tmp_path, home, servers, dns_factory):
     assert dns.queries("_mtqp._tcp.mx.b.test") == []
     p = track(conf, home, ENVID, "--secret", SECRET, "--server", s.hostport)
     assert "Hop 2: b.test (in the answer of hop 1)" in p.stdout.splitlines()
+
+
+def test_hosts_asked_at_most_64(tmp_path, home, servers, dns_factory):
+    """An answer naming 70 next hosts: 64 hosts are asked in all (the first
+    server and 63 next hops, none of which resolves), the other 7 are shown
+    as not asked and never looked up."""
+    hosts = ["h%02d.test" % i for i in range(1, 71)]
+    body = answer_body([status_part("a.test", [
+        rcpt("r%02d@d.test" % i, "transferred", "2.4.0", remote=h)
+        for i, h in enumerate(hosts, 1)])])
+    s = servers("127.0.10.2", answers={(XENVID, SECRET): body})
+    dns = dns_factory()
+    conf = write_conf(tmp_path, dns=dns.server)
+    p, o = track_json(conf, home, ENVID, "--secret", SECRET,
+                      "--server", s.hostport)
+    assert p.returncode == 0, p.stderr
+    assert len(o["hops"]) == 64, [h["host"] for h in o["hops"]]
+    assert [h["host"] for h in o["hops"][1:]] == hosts[:63]
+    assert {h["result"] for h in o["hops"][1:]} == {"unreachable"}
+    assert len(o["recipients"]) == 70
+    assert all(r["hop"] == 1 and r["action"] == "transferred"
+               for r in o["recipients"][63:]), o["recipients"][63:]
+    for h in hosts[63:]:
+        assert dns.queries("_mtqp._tcp." + h) == [], h
+        assert dns.queries(h) == [], h
+    p = track(conf, home, ENVID, "--secret", SECRET, "--server", s.hostport)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert "Not asked: 7 more hosts (64 hosts at most)" in out, out
+    assert "  r64@d.test       transferred to h64.test (hop 1): not asked " \
+        "(64 hosts at most)" in out, out
+    assert "  r63@d.test       transferred to h63.test (hop 1): h63.test " \
+        "unreachable" in "\n".join(out), out
+
+
+# ---------------------------------------------------------------- hostile text
+
+def track_bytes(conf, home, *args):
+    """`waymark track` with stdout and stderr as bytes."""
+    env = dict(os.environ, HOME=str(home), TZ="UTC")
+    p = subprocess.run([WAYMARK, "-f", conf, "track"] + list(args),
+                       capture_output=True, timeout=60, env=env)
+    for m in SAN_MARKERS:
+        assert m.encode() not in p.stderr, p.stderr
+    return p
+
+
+def assert_safe(out):
+    """Printable UTF-8 lines: no C0 control but LF, no DEL, no C1."""
+    text = out.decode("utf-8")                  # strict: no broken UTF-8
+    bad = [c for c in text if (ord(c) < 0x20 and c != "\n") or
+           0x7f <= ord(c) <= 0x9f]
+    assert bad == [], (bad, out)
+    return text
+
+
+def test_8bit_and_escape_octets(tmp_path, home, servers):
+    """A hop's 8-bit and ESC octets (Reporting-MTA, Diagnostic-Code, a
+    handling reason, a Remote-MTA host) reach neither the terminal raw nor
+    break --json: every recipient is in the JSON object, broken UTF-8 as
+    U+FFFD; the timeline shows controls and broken UTF-8 as '?'."""
+    osc = "\x1b]0;owned\x07"
+    body = answer_body([status_part("a.test\x1b[2J\xff", [
+        rcpt("bob@b.test", "failed", "5.1.1", extra=[
+            ("Diagnostic-Code", "smtp; 550 5.1.1 caf\xe9 %s unknown "
+             "\xc3\xa9t\xc3\xa9" % osc)]),
+        rcpt("carol@c.test", "delayed", "4.0.0", extra=[
+            ("X-Waymark-Handling-State", "quarantine/spam; since=%s; "
+             "reason=held \x9b31m by \xff policy" % SINCE)]),
+        rcpt("dave@d.test", "transferred", "2.4.0",
+             remote="mx.\xe9\x1b[1m.test")])]).encode("latin-1")
+    s = servers("127.0.10.2", answers={(XENVID, SECRET): body})
+    conf = write_conf(tmp_path)
+    p = track_bytes(conf, home, ENVID, "--secret", SECRET, "--server",
+                    s.hostport, "--json")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 1, p.stdout + p.stderr
+    o = json.loads(lines[0])
+    h1 = o["hops"][0]
+    assert h1["reporting_mta"] == "a.test\x1b[2J\ufffd"
+    r = {x["original_recipient"]: x for x in h1["recipients"]}
+    assert set(r) == {"bob@b.test", "carol@c.test", "dave@d.test"}, r
+    assert r["bob@b.test"]["diagnostic"] == \
+        "smtp; 550 5.1.1 caf\ufffd %s unknown \u00e9t\u00e9" % osc
+    assert r["carol@c.test"]["handling_state"]["reason"] == \
+        "held \ufffd31m by \ufffd policy"
+    assert r["dave@d.test"]["remote_mta"] == "mx.\ufffd\x1b[1m.test"
+    assert [h["host"] for h in o["hops"]] == \
+        ["127.0.10.2", "mx.\ufffd\x1b[1m.test"]
+    assert [x["recipient"] for x in o["recipients"]] == \
+        ["bob@b.test", "carol@c.test", "dave@d.test"]
+
+    p = track_bytes(conf, home, ENVID, "--secret", SECRET, "--server",
+                    s.hostport)
+    assert p.returncode == 0, p.stderr
+    out = assert_safe(p.stdout).splitlines()
+    assert "Hop 1: a.test?[2J? (%s)" % s.hostport in out, out
+    assert "  bob@b.test       failed       5.1.1   smtp; 550 5.1.1 caf? " \
+        "?]0;owned? unknown \u00e9t\u00e9" in out, out
+    assert any("held: quarantine/spam since %s (held ?31m by ? policy)"
+               % SINCE in l for l in out), out
+    assert any(l.startswith("Hop 2: mx.??[1m.test") for l in out), out
+
+
+def test_escape_octets_in_server_lines(tmp_path, home, servers):
+    """A server line quoted in an error (here a -TEMP greeting) reaches
+    stderr and --json without its controls and broken UTF-8."""
+    s = servers("127.0.10.2", greeting=b"-TEMP/MTQP \x1b[31mbusy\x07 "
+                b"\xff\x9b\r\n")
+    conf = write_conf(tmp_path)
+    p = track_bytes(conf, home, ENVID, "--secret", SECRET, "--server",
+                    s.hostport)
+    assert p.returncode == 5, p.stderr
+    err = assert_safe(p.stderr)
+    assert "-TEMP/MTQP ?[31mbusy? ??" in err, err
+    p = track_bytes(conf, home, ENVID, "--secret", SECRET, "--server",
+                    s.hostport, "--json")
+    assert p.returncode == 5, p.stderr
+    assert_safe(p.stderr)
+    o = json.loads(p.stdout)
+    assert "-TEMP/MTQP ?[31mbusy? ??" in o["hops"][0]["error"], o
 
 
 # ---------------------------------------------------------------- usage

@@ -18,7 +18,9 @@
  * trk_query_start, -ERR/noinfo, a refused connection, an SMTP greeting,
  * a refused STARTTLS ("required": TRACK never sent), the query's deadline,
  * trk_query_cancel, trk_client_free with a DNS query in flight (ASan
- * checks that everything is freed).
+ * checks that everything is freed).  A server that trickles one line
+ * now and then (a thread of its own): the query's deadline ends it, and
+ * `waymark track`'s walk (tools/tools_track.c) gives each hop one.
  */
 
 #include <setjmp.h>
@@ -35,6 +37,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -44,6 +47,7 @@
 
 #include "common/buf.h"
 #include "track/trk_client.h"
+#include "tools/tools_track.h"
 
 /* ---- replies and options ---- */
 
@@ -1172,6 +1176,150 @@ test_query_bad_args(void **state)
 	assert_non_null(strstr(err, "/nonexistent/ca.pem"));
 }
 
+/* ---- a server that trickles its answer, in a thread of its own ---- */
+
+#define DRIP_LINES	200		/* 10 s of lines, then it stops */
+#define DRIP_USEC	50000
+
+struct drip {
+	int		 lfd;
+	unsigned	 port;
+	pthread_t	 th;
+	int		 nsent;		/* data lines sent */
+	int		 gone;		/* the client closed before the end */
+};
+
+/* drip_main - greet, read TRACK, "+OK+", then a data line every 50 ms */
+static void *
+drip_main(void *arg)
+{
+	static const char	 greet[] = "+OK/MTQP drip.test ready\r\n";
+	static const char	 head[] = "+OK+ Tracking information follows\r\n";
+	static const char	 line[] = "X-Trickle: a line now and then\r\n";
+	struct drip		*d = arg;
+	char			 buf[512];
+	size_t			 have = 0;
+	ssize_t			 n;
+	int			 fd, i;
+
+	if ((fd = accept(d->lfd, NULL, NULL)) == -1)
+		return NULL;
+	(void)send(fd, greet, sizeof(greet) - 1, MSG_NOSIGNAL);
+	while (have < sizeof(buf) - 1 && (n = recv(fd, buf + have,
+	    sizeof(buf) - 1 - have, 0)) > 0) {
+		have += (size_t)n;
+		buf[have] = '\0';
+		if (strstr(buf, "\r\n") != NULL)
+			break;
+	}
+	(void)send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL);
+	for (i = 0; i < DRIP_LINES; i++) {
+		usleep(DRIP_USEC);
+		if (send(fd, line, sizeof(line) - 1, MSG_NOSIGNAL) == -1) {
+			d->gone = 1;
+			break;
+		}
+		d->nsent++;
+	}
+	close(fd);
+	return NULL;
+}
+
+/* drip_start - listen on 127.0.0.1 and serve one connection */
+static void
+drip_start(struct drip *d)
+{
+	struct sockaddr_in	sin;
+	socklen_t		len = sizeof(sin);
+
+	memset(d, 0, sizeof(*d));
+	assert_true((d->lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(d->lfd, (struct sockaddr *)&sin, sizeof(sin)),
+	    0);
+	assert_int_equal(listen(d->lfd, 4), 0);
+	assert_int_equal(getsockname(d->lfd, (struct sockaddr *)&sin, &len),
+	    0);
+	d->port = ntohs(sin.sin_port);
+	assert_int_equal(pthread_create(&d->th, NULL, drip_main, d), 0);
+}
+
+static void
+drip_stop(struct drip *d)
+{
+	assert_int_equal(pthread_join(d->th, NULL), 0);
+	close(d->lfd);
+}
+
+/* the response timer, re-armed by every line, does not hold the query:
+ * its deadline ends it */
+static void
+test_query_trickle(void **state)
+{
+	struct event_base	*base;
+	struct trk_client	*c;
+	struct trk_client_opts	 o;
+	struct trk_request	 rq;
+	struct fake		 f;
+	struct drip		 d;
+	char			 err[256];
+
+	(void)state;
+	drip_start(&d);
+	memset(&f, 0, sizeof(f));
+	assert_non_null(base = event_base_new());
+	f.base = base;
+	f.pending = 1;
+	memset(&o, 0, sizeof(o));
+	o.response_timeout = 5;		/* seconds per line: never reached */
+	assert_non_null(c = trk_client_new(base, &o, err, sizeof(err)));
+	request_init(&rq, "127.0.0.1", d.port, "e@x.test", "YWJj");
+	rq.timeout_ms = 500;
+	assert_non_null(trk_query_start(c, &rq, answer_cb, &f));
+	assert_int_equal(event_base_dispatch(base), 0);
+	trk_client_free(c);
+	event_base_free(base);
+	drip_stop(&d);
+	assert_int_equal(f.calls, 1);
+	assert_int_equal(f.a.result, TRK_ERROR);
+	if (strstr(f.error, "within the time allowed") == NULL)
+		fail_msg("got \"%s\", want the time allowed", f.error);
+	assert_true(d.gone && d.nsent < DRIP_LINES);
+}
+
+/* `waymark track` gives each hop a deadline: a hop that trickles a line
+ * now and then cannot hold it (the step timer alone would, for ever) */
+static void
+test_walk_hop_deadline(void **state)
+{
+	struct trk_client_opts	 o;
+	struct walk		 w;
+	struct drip		 d;
+	char			 err[256];
+
+	(void)state;
+	drip_start(&d);
+	memset(&w, 0, sizeof(w));
+	memset(&o, 0, sizeof(o));
+	o.response_timeout = 5;
+	w.envid = "e@x.test";
+	w.secret = "YWJj";
+	w.hop_ms = 500;
+	assert_int_equal(track_walk_add(&w, "127.0.0.1", d.port, NULL, 0), 0);
+	assert_int_equal(track_walk(&w, &o, err, sizeof(err)), 0);
+	drip_stop(&d);
+	assert_int_equal(w.nhops, 1);
+	assert_int_equal(w.hops[0].result, TRK_ERROR);
+	if (w.hops[0].error == NULL ||
+	    strstr(w.hops[0].error, "within the time allowed") == NULL)
+		fail_msg("got \"%s\", want the time allowed",
+		    w.hops[0].error ? w.hops[0].error : "(null)");
+	assert_true(d.gone && d.nsent < DRIP_LINES);
+	track_walk_free(&w);
+}
+
 int
 main(void)
 {
@@ -1197,6 +1345,8 @@ main(void)
 		cmocka_unit_test(test_query_cancel),
 		cmocka_unit_test(test_client_free_in_flight),
 		cmocka_unit_test(test_query_bad_args),
+		cmocka_unit_test(test_query_trickle),
+		cmocka_unit_test(test_walk_hop_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,8 @@
  * (length, alphabet, strictly increasing, floor from qid_init), qid_valid,
  * sockaddr_text / sockaddr_literal for IPv4, IPv6 and IPv4-mapped,
  * mkdir_p, buffer limits, escaping, the worker pool hand-back, and the
- * disconnect counters (verb_counters), host_port_split.
+ * disconnect counters (verb_counters), host_port_split, and network
+ * text made safe (text_safe, utf8_repair: controls, C1, broken UTF-8).
  * Failures print "got X, want Y".
  */
 
@@ -494,6 +495,54 @@ test_host_port_split(void **state)
 	}
 }
 
+/* text_safe and utf8_repair: 8-bit and ESC octets from another MTA */
+static void
+test_text_safe(void **state)
+{
+	static const struct {
+		const char	*name, *in, *safe, *json;
+	} t[] = {
+		{ "ascii", "plain text", "plain text", "plain text" },
+		{ "utf-8 kept", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6",
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6",
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6" },
+		{ "ESC sequence", "a\x1b[31mred\x1b]0;t\x07",
+		  "a?[31mred?]0;t?", "a\x1b[31mred\x1b]0;t\x07" },
+		{ "CR, LF, DEL, TAB", "a\rb\nc\x7f\td", "a?b?c? d",
+		  "a\rb\nc\x7f\td" },
+		{ "latin-1", "caf\xe9!", "caf?!", "caf\xef\xbf\xbd!" },
+		{ "C1 CSI raw", "\x9b" "31m", "?31m", "\xef\xbf\xbd" "31m" },
+		{ "C1 CSI as UTF-8", "\xc2\x9b" "31m", "??31m",
+		  "\xc2\x9b" "31m" },
+		{ "overlong", "\xc0\xaf\xe0\x80\xaf", "?????",
+		  "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+		  "\xef\xbf\xbd" },
+		{ "surrogate", "\xed\xa0\x80", "???",
+		  "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "over U+10FFFF", "\xf4\x90\x80\x80", "????",
+		  "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "truncated", "ok\xe2\x82", "ok??",
+		  "ok\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "empty", "", "", "" },
+	};
+	char	buf[64], *r;
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < NELEM(t); i++) {
+		snprintf(buf, sizeof(buf), "%s", t[i].in);
+		text_safe(buf);
+		if (strcmp(buf, t[i].safe) != 0)
+			fail_msg("%s: text_safe got \"%s\", want \"%s\"",
+			    t[i].name, buf, t[i].safe);
+		assert_non_null(r = utf8_repair(t[i].in));
+		if (strcmp(r, t[i].json) != 0)
+			fail_msg("%s: utf8_repair got \"%s\", want \"%s\"",
+			    t[i].name, r, t[i].json);
+		free(r);
+	}
+}
+
 int
 main(void)
 {
@@ -509,6 +558,7 @@ main(void)
 		cmocka_unit_test(test_work),
 		cmocka_unit_test(test_verb_counters),
 		cmocka_unit_test(test_host_port_split),
+		cmocka_unit_test(test_text_safe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
