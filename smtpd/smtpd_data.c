@@ -435,11 +435,19 @@ smtpd_data_end(struct smtpd_session *s)
 	}
 
 	m->arrival = time(NULL);
-	/* RFC 4865 4.2: HOLDFOR counts from the acceptance */
+	/* RFC 4865 4.2: HOLDFOR counts from the acceptance; rounded up to
+	 * the next whole second, so the release is never early */
 	if (m->state == MS_TIMED && m->future_release != NULL &&
-	    strncmp(m->future_release, "for;", 4) == 0)
-		m->hold_until = m->arrival + strtol(m->future_release + 4,
-		    NULL, 10);
+	    strncmp(m->future_release, "for;", 4) == 0) {
+		struct timespec	ts;
+
+		if (clock_gettime(CLOCK_REALTIME, &ts) == -1) {
+			ts.tv_sec = m->arrival;
+			ts.tv_nsec = 1;
+		}
+		m->hold_until = ts.tv_sec + (ts.tv_nsec > 0) +
+		    strtol(m->future_release + 4, NULL, 10);
+	}
 	m->size = t->size;
 	m->body_8bit = t->eightbit;
 	if ((m->client_addr = strdup(s->addr)) == NULL ||
