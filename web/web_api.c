@@ -294,6 +294,21 @@ action_done(void *arg, int rc, const char *msg)
 	    "action", name, "message", msg));
 }
 
+/* unknown_or_finished - 409 for a finished message still in the
+ * history (not in the queue any more), else 404 */
+static void
+unknown_or_finished(struct web_req *r, const char *msg)
+{
+	json_t	*m;
+
+	if ((m = queue_show_json(r->capture)) != NULL) {
+		json_decref(m);
+		web_error(r, 409, "message %s is finished: no longer in the "
+		    "queue", r->capture);
+	} else
+		web_error(r, 404, "%s", msg);
+}
+
 /* action - hold / release / delete [bounce] r->capture */
 static void
 action(struct web_req *r, enum queue_action a, const char *name)
@@ -322,7 +337,7 @@ action(struct web_req *r, enum queue_action a, const char *name)
 		return;		/* action_done answers */
 	case QA_UNKNOWN:
 		free(w);
-		web_error(r, 404, "%s", msg);
+		unknown_or_finished(r, msg);
 		return;
 	case QA_REFUSED:
 		free(w);
@@ -390,7 +405,6 @@ static void
 api_flush(struct web_req *r)
 {
 	static const char *const names[] = { NULL };
-	json_t	*m;
 	int	 n;
 
 	if (no_params(r, names) == -1)
@@ -400,13 +414,7 @@ api_flush(struct web_req *r)
 		return;
 	}
 	if ((n = queue_flush(r->capture)) < 0) {
-		/* known but finished: not in the queue any more */
-		if ((m = queue_show_json(r->capture)) != NULL) {
-			json_decref(m);
-			web_error(r, 409, "message %s is no longer in the "
-			    "queue", r->capture);
-		} else
-			web_error(r, 404, "no such message");
+		unknown_or_finished(r, "no such message");
 		return;
 	}
 	log_info("http-admin: flush %s by %s (%d recipient%s)", r->capture,
