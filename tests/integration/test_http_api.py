@@ -423,3 +423,17 @@ def test_config_check(tmp_path):
         p = check(text)
         assert p.returncode == 1, (text, p.out)
         assert want in p.err, (text, p.err)
+
+
+def test_reload_applies_users(daemon_factory):
+    import signal
+    d = web_daemon(daemon_factory)
+    assert api(d, "GET", "/api/v1/queue", user=OTHER,
+               password=OTHER_PW)[0] == 403
+    d.config["admin_users"] = "%s, %s" % (ADMIN, OTHER)
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in d.log_text(), timeout=10,
+             what="the reload")
+    assert api(d, "GET", "/api/v1/queue", user=OTHER,
+               password=OTHER_PW)[0] == 200
