@@ -231,6 +231,24 @@ static const struct cfg_key cfg_keys[] = {
 	  "failed TRACKs per client address in a window (no exceptions); then noinfo" },
 	{ "mtqp_chaining", CT_BOOL, "no", 0, 1, F(mtqp_chaining), 0,
 	  "MTQP: query the next hops ourselves and append their answers" },
+	{ "http", CT_ADDRS, NULL, 0, 0, L(http),
+	  "HTTP listeners of the sender view, IPv4:PORT or [IPv6]:PORT (none by default)" },
+	{ "http_admin", CT_ADDRS, NULL, 0, 0, L(http_admin),
+	  "HTTP listeners of the operator view and JSON API (none by default)" },
+	{ "http_tls", CT_BOOL, "no", 0, 1, F(http_tls), 0,
+	  "HTTP listeners speak TLS (https) with tls_cert/tls_key" },
+	{ "admin_users", CT_STRINGS, NULL, 0, 0, L(admin_users),
+	  "auth_users names allowed on http_admin (none by default)" },
+	{ "http_max_header_size", CT_SIZE, "8k", 1024, 1048576,
+	  F(http_max_header_size), 0,
+	  "HTTP: request line and header fields, bytes (more: 431)" },
+	{ "http_max_body_size", CT_SIZE, "64k", 0, 16777216,
+	  F(http_max_body_size), 0, "HTTP: request body, bytes (more: 413)" },
+	{ "http_max_connections", CT_UINT, "64", 1, 65535,
+	  F(http_max_connections), 0,
+	  "HTTP: connections with a request served or kept alive (more: 503)" },
+	{ "http_timeout", CT_DURATION, "30s", 1, 3600, F(http_timeout), 0,
+	  "HTTP: idle time, and time to send a request or read an answer" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -532,6 +550,21 @@ parse_net(const char *item, struct cfg_net *nt, char *w, size_t wlen)
 		r = snprintf(nt->text, sizeof(nt->text), "%s", text);
 	if (r < 0 || (size_t)r >= sizeof(nt->text))
 		return why(w, wlen, "invalid network \"%s\"", item);
+	return 0;
+}
+
+/* check_user_name - an auth_users name: 1..255 printable octets, no ':' */
+static int
+check_user_name(const char *item)
+{
+	size_t	i, n = strlen(item);
+
+	if (n == 0 || n > 255)
+		return -1;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)item[i] <= 0x20 ||
+		    (unsigned char)item[i] == 0x7f || item[i] == ':')
+			return -1;
 	return 0;
 }
 
@@ -1038,6 +1071,10 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 				if (smtp_check_domain(item, strlen(item)) == -1)
 					return why(w, wlen,
 					    "invalid domain \"%s\"", item);
+			} else if (strcmp(k->key, "admin_users") == 0) {
+				if (check_user_name(item) == -1)
+					return why(w, wlen, "invalid user "
+					    "name \"%s\"", item);
 			} else if (check_dns(item) == -1)
 				return why(w, wlen, "invalid address \"%s\"",
 				    item);
@@ -1273,6 +1310,14 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 		(void)snprintf(err, errlen, "%s:%u: mtqp_require_tls: needs "
 		    "tls_cert and tls_key", st->file,
 		    st->seen[cfg_lookup("mtqp_require_tls") - cfg_keys]);
+		return -1;
+	}
+
+	/* HTTPS needs a certificate */
+	if (c->http_tls && c->tls_cert == NULL) {
+		(void)snprintf(err, errlen, "%s:%u: http_tls: needs "
+		    "tls_cert and tls_key", st->file,
+		    st->seen[cfg_lookup("http_tls") - cfg_keys]);
 		return -1;
 	}
 

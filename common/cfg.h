@@ -107,6 +107,15 @@ struct config {
 	unsigned	 mtqp_auth_failures;
 	unsigned	 mtqp_auth_failures_window;	/* seconds */
 	int		 mtqp_chaining;		/* query next hops ourselves */
+	/* HTTP server (web/) */
+	struct cfg_addr	*http;		size_t nhttp;		/* sender view */
+	struct cfg_addr	*http_admin;	size_t nhttp_admin;	/* operator view, API */
+	int		 http_tls;		/* https with tls_cert/tls_key */
+	char		**admin_users;	size_t nadmin_users;	/* auth_users names */
+	uint64_t	 http_max_header_size;	/* request line + fields, bytes */
+	uint64_t	 http_max_body_size;	/* request body, bytes */
+	unsigned	 http_max_connections;	/* served or kept alive */
+	unsigned	 http_timeout;		/* seconds */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

@@ -49,6 +49,7 @@
 #include "delivery/delivery.h"
 #include "smtpd/smtpd_int.h"
 #include "track/track.h"
+#include "web/web.h"
 
 #define ERRLEN	1024
 
@@ -311,6 +312,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	    sig == SIGINT ? "SIGINT" : "SIGTERM", smtpd_server_sessions());
 	smtpd_control_stop();
 	trk_server_stop();
+	web_server_stop();
 	smtpd_server_stop(stop_done);
 }
 
@@ -399,6 +401,21 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		SWAP(struct cfg_addr *, o->listen, n->listen);
 		SWAP(size_t, o->nlisten, n->nlisten);
 	}
+	if (addrs_differ(o->http, o->nhttp, n->http, n->nhttp)) {
+		CHANGED("http");
+		SWAP(struct cfg_addr *, o->http, n->http);
+		SWAP(size_t, o->nhttp, n->nhttp);
+	}
+	if (addrs_differ(o->http_admin, o->nhttp_admin, n->http_admin,
+	    n->nhttp_admin)) {
+		CHANGED("http_admin");
+		SWAP(struct cfg_addr *, o->http_admin, n->http_admin);
+		SWAP(size_t, o->nhttp_admin, n->nhttp_admin);
+	}
+	if (o->http_tls != n->http_tls) {
+		CHANGED("http_tls");
+		SWAP(int, o->http_tls, n->http_tls);
+	}
 	if (addrs_differ(o->mtqp, o->nmtqp, n->mtqp, n->nmtqp)) {
 		CHANGED("mtqp");
 		SWAP(struct cfg_addr *, o->mtqp, n->mtqp);
@@ -438,6 +455,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	g.cfg = n;
 	smtpd_server_reload(n);
 	trk_server_reload(n);
+	web_server_reload(n);
 	queue_reload(n);
 	dlv_reload(n);
 	dlv_remote_reload(n);
@@ -583,6 +601,8 @@ main(int argc, char *argv[])
 		die("%s", err);
 	if (trk_server_bind(g.cfg, err, sizeof(err)) == -1)
 		die("%s", err);
+	if (web_server_bind(g.cfg, err, sizeof(err)) == -1)
+		die("%s", err);
 	if (smtpd_control_bind(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (dlv_init(g.cfg, g.uid, g.gid, err, sizeof(err)) == -1)
@@ -604,6 +624,8 @@ main(int argc, char *argv[])
 	if (smtpd_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (trk_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
+		die("%s", err);
+	if (web_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (smtpd_control_start(g.base) == -1)
 		die("cannot start the control socket %s", g.cfg->control);

@@ -1026,6 +1026,9 @@ static const char *const all_keys[] = {
 	"client_limit_exceptions",
 	"mtqp_require_tls", "mtqp_timeout", "mtqp_max_sessions",
 	"mtqp_auth_failures", "mtqp_chaining",
+	"http", "http_admin", "http_tls", "admin_users",
+	"http_max_header_size", "http_max_body_size", "http_max_connections",
+	"http_timeout",
 };
 
 static const char *const print_lines[] = {

@@ -1,0 +1,697 @@
+#include "config.h"
+/*
+ * web_server.c - the HTTP server (libevent's evhttp on the daemon's
+ * loop): listeners of http (sender view) and http_admin (operator view,
+ * JSON API), TLS (http_tls: OpenSSL bufferevents through
+ * evhttp_set_bevcb, the context of common/tlsctx.c, replaced on reload),
+ * the bounds, the dispatch through the route table (web_api.c), the
+ * answers and the one log line per request.
+ * Entry points: web_server_bind/start/reload/stop (web.h); web_send,
+ *       web_error, web_header, web_query (web_int.h).
+ * Bounds: http_max_header_size (request line and fields; more gets 431,
+ *       far more libevent's own 413 and close), http_max_body_size
+ *       (libevent answers 413), http_timeout (libevent's idle, read and
+ *       write timeout: a slow client is closed), http_max_connections
+ *       (connections with a request answered or kept alive; one more
+ *       gets 503 and close).
+ * Admin routes: only on http_admin, only over TLS or from a loopback
+ *       address (else 403); state-changing ones refuse an Origin other
+ *       than the server's own (403, CSRF; there are no cookies); then
+ *       basic authentication (web_auth.c).
+ * Log: "http[-admin] client=[A] method=M path=P status=N bytes=N
+ *       time=Nms [user=U]": the path without its query string.
+ * Invariants: a request is answered exactly once; a request whose
+ *       connection went away meanwhile is answered into the void (which
+ *       frees it) or, when libevent freed it, only logged.
+ */
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/tlsctx.h"
+#include "common/util.h"
+#include "web/web.h"
+#include "web/web_int.h"
+
+#define WEB_HDR_SLACK	4096	/* libevent's own limit: ours + this */
+
+const struct config	*web_cfg;
+struct event_base	*web_base;
+
+/* a connection with a request answered, pending or kept alive */
+struct web_conn {
+	struct evhttp_connection *evcon;
+	struct web_req		*pending;	/* the request being answered */
+	struct web_conn		*prev, *next;
+};
+
+/* one evhttp per kind of listener */
+struct web_srv {
+	const char	*name;		/* log prefix */
+	int		 admin;
+	int		*fds;
+	size_t		 nfds;
+	struct evhttp	*http;
+};
+
+static struct web_srv	 srvs[2] = {
+	{ "http", 0, NULL, 0, NULL },
+	{ "http-admin", 1, NULL, 0, NULL },
+};
+static struct web_conn	*conns;
+static size_t		 nconns;
+static SSL_CTX		*tls_ctx;
+
+/* web_now_us - monotonic microseconds */
+uint64_t
+web_now_us(void)
+{
+	struct timespec	ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---------------------------------------------------------------- bind */
+
+/* bind_one - a listening socket for a into srv's list */
+static int
+bind_one(struct web_srv *srv, const struct cfg_addr *a, char *err,
+    size_t errlen)
+{
+	int	fd, on = 1, *nfds;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "%s %s: socket: %s", srv->name, a->text,
+		    strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		goto fail;
+	if (a->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1 ||
+	    listen(fd, SOMAXCONN) == -1)
+		goto fail;
+	if ((nfds = realloc(srv->fds, (srv->nfds + 1) * sizeof(*nfds))) ==
+	    NULL)
+		goto fail;
+	srv->fds = nfds;
+	srv->fds[srv->nfds++] = fd;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s %s: %s", srv->name, a->text,
+	    strerror(errno));
+	close(fd);
+	return -1;
+}
+
+/* close_fds - the bound sockets that were never handed to evhttp */
+static void
+close_fds(void)
+{
+	size_t	i;
+
+	for (i = 0; i < 2; i++) {
+		while (srvs[i].nfds > 0)
+			close(srvs[i].fds[--srvs[i].nfds]);
+		free(srvs[i].fds);
+		srvs[i].fds = NULL;
+	}
+}
+
+int
+web_server_bind(const struct config *cfg, char *err, size_t errlen)
+{
+	size_t	i;
+
+	for (i = 0; i < cfg->nhttp; i++)
+		if (bind_one(&srvs[0], &cfg->http[i], err, errlen) == -1)
+			goto fail;
+	for (i = 0; i < cfg->nhttp_admin; i++)
+		if (bind_one(&srvs[1], &cfg->http_admin[i], err, errlen) == -1)
+			goto fail;
+	return 0;
+fail:
+	close_fds();
+	return -1;
+}
+
+/* ----------------------------------------------------------- responses */
+
+/* status_text - the reason phrase of the codes web/ answers */
+static const char *
+status_text(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}
+
+void
+web_header(struct web_req *r, const char *name, const char *value)
+{
+	if (r->req != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(r->req),
+		    name, value);
+}
+
+/* web_req_free - r is done with */
+static void
+web_req_free(struct web_req *r)
+{
+	web_auth_free(r);
+	evhttp_clear_headers(&r->query);
+	explicit_bzero(r->user, sizeof(r->user));
+	free(r);
+}
+
+void
+web_req_detach(struct web_req *r)
+{
+	r->req = NULL;
+	r->conn = NULL;
+}
+
+void
+web_send(struct web_req *r, int code, json_t *body)
+{
+	struct evbuffer	*out = NULL;
+	char		*s = NULL, epath[WEB_PATH_MAX * 4 + 8];
+	char		 euser[WEB_USER_MAX * 4 + 8];
+	size_t		 n = 0;
+	uint64_t	 us;
+	static const char enc_fail[] =
+	    "{\"error\":\"cannot encode the answer\",\"code\":500}";
+
+	if (body != NULL && (s = json_dumps(body, JSON_COMPACT)) == NULL)
+		code = 500;
+	json_decref(body);
+	if (r->req != NULL) {
+		struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+
+		evhttp_add_header(h, "Content-Type",
+		    "application/json; charset=utf-8");
+		evhttp_add_header(h, "Cache-Control", "no-store");
+		evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+		if ((out = evbuffer_new()) != NULL) {
+			if (s != NULL)
+				evbuffer_add_printf(out, "%s\n", s);
+			else if (code == 500)
+				evbuffer_add_printf(out, "%s\n", enc_fail);
+			n = evbuffer_get_length(out);
+		}
+		if (r->conn != NULL)
+			r->conn->pending = NULL;
+		evhttp_send_reply(r->req, code, status_text(code), out);
+		if (out != NULL)
+			evbuffer_free(out);
+	}
+	us = web_now_us() - r->start_us;
+	log_escape(epath, sizeof(epath), r->path, strlen(r->path));
+	log_escape(euser, sizeof(euser), r->user, strlen(r->user));
+	log_info("%s client=[%s] method=%s path=%s status=%d bytes=%zu "
+	    "time=%llu.%03llums%s%s%s", srvs[r->admin].name, r->addr,
+	    r->method, epath, code, n, (unsigned long long)(us / 1000),
+	    (unsigned long long)(us % 1000), r->user[0] ? " user=" : "",
+	    euser, r->req == NULL ? " (client gone)" : "");
+	free(s);
+	web_req_free(r);
+}
+
+void
+web_error(struct web_req *r, int code, const char *fmt, ...)
+{
+	char	msg[512];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	web_send(r, code, json_pack("{s:s,s:i}", "error", msg, "code", code));
+}
+
+const char *
+web_query(struct web_req *r, const char *name)
+{
+	return evhttp_find_header(&r->query, name);
+}
+
+int
+web_query_check(struct web_req *r, const char *const *names,
+    const char **unknown)
+{
+	struct evkeyval	*kv;
+	size_t		 i;
+
+	TAILQ_FOREACH(kv, &r->query, next) {
+		for (i = 0; names[i] != NULL; i++)
+			if (strcmp(kv->key, names[i]) == 0)
+				break;
+		if (names[i] == NULL) {
+			*unknown = kv->key;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------- connections */
+
+/* conn_close_cb - libevent closes evcon: forget it (and tell its
+ * pending request, whose evhttp_request libevent frees when it is still
+ * attached; a detached one is freed by the answer) */
+static void
+conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct web_conn	*c = arg;
+
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	if (c->pending != NULL) {
+		if (c->pending->req != NULL &&
+		    evhttp_request_get_connection(c->pending->req) == evcon)
+			c->pending->req = NULL;
+		c->pending->conn = NULL;
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	nconns--;
+	free(c);
+}
+
+/* conn_get - evcon's record, made at its first request; NULL when over
+ * http_max_connections (*full) or out of memory */
+static struct web_conn *
+conn_get(struct evhttp_connection *evcon, int *full)
+{
+	struct web_conn	*c;
+
+	*full = 0;
+	for (c = conns; c != NULL; c = c->next)
+		if (c->evcon == evcon)
+			return c;
+	if (nconns >= web_cfg->http_max_connections) {
+		*full = 1;
+		return NULL;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->evcon = evcon;
+	if ((c->next = conns) != NULL)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+	evhttp_connection_set_closecb(evcon, conn_close_cb, c);
+	return c;
+}
+
+/* --------------------------------------------------------------- TLS */
+
+/* tls_bev_cb - every connection of a TLS listener: an OpenSSL
+ * bufferevent (evhttp gives it the socket) */
+static struct bufferevent *
+tls_bev_cb(struct event_base *base, void *arg)
+{
+	struct bufferevent	*bev;
+	SSL			*ssl;
+
+	(void)arg;
+	if (tls_ctx == NULL || (ssl = SSL_new(tls_ctx)) == NULL) {
+		log_warnx("http: cannot make a TLS session");
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		log_warnx("http: cannot make a TLS bufferevent");
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static const char *
+method_name(enum evhttp_cmd_type t)
+{
+	switch (t) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE: return "TRACE";
+	case EVHTTP_REQ_CONNECT: return "CONNECT";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	default: return "?";
+	}
+}
+
+/* path_match - path against pattern ("*": one non-empty segment, copied
+ * to cap, of WEB_PATH_MAX + 1 bytes); 1 on a match */
+static int
+path_match(const char *pattern, const char *path, char *cap)
+{
+	size_t	n;
+
+	while (*pattern != '\0') {
+		if (*pattern == '*') {
+			n = strcspn(path, "/");
+			if (n == 0 || n > WEB_PATH_MAX)
+				return 0;
+			memcpy(cap, path, n);
+			cap[n] = '\0';
+			path += n;
+			pattern++;
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return 0;
+	}
+	return *path == '\0';
+}
+
+/* is_loopback - 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104 */
+static int
+is_loopback(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*s4 = (const void *)ss;
+	const struct sockaddr_in6	*s6 = (const void *)ss;
+	const unsigned char		*b;
+
+	if (ss->ss_family == AF_INET)
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family != AF_INET6)
+		return 0;
+	if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+		return 1;
+	b = s6->sin6_addr.s6_addr;
+	return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && b[12] == 127;
+}
+
+/* origin_ok - no Origin, or the server's own (scheme and Host) */
+static int
+origin_ok(struct web_req *r)
+{
+	struct evkeyvalq	*h = evhttp_request_get_input_headers(r->req);
+	const char		*origin, *host, *scheme;
+	size_t			 sl;
+
+	if ((origin = evhttp_find_header(h, "Origin")) == NULL)
+		return 1;
+	if ((host = evhttp_find_header(h, "Host")) == NULL)
+		return 0;
+	scheme = r->tls ? "https://" : "http://";
+	sl = strlen(scheme);
+	return strncasecmp(origin, scheme, sl) == 0 &&
+	    strcasecmp(origin + sl, host) == 0;
+}
+
+/* header_size - the request line and the header fields, as sent */
+static size_t
+header_size(struct evhttp_request *req)
+{
+	struct evkeyvalq	*h = evhttp_request_get_input_headers(req);
+	struct evkeyval		*kv;
+	const char		*uri = evhttp_request_get_uri(req);
+	size_t			 n;
+
+	n = 20 + (uri != NULL ? strlen(uri) : 0);
+	TAILQ_FOREACH(kv, h, next)
+		n += strlen(kv->key) + strlen(kv->value) + 4;
+	return n;
+}
+
+/* dispatch - find r's route; admin routes: transport, Origin, then
+ * authentication (web_auth.c runs the handler) */
+static void
+dispatch(struct web_req *r)
+{
+	const struct web_route	*rt;
+	char			 allow[64] = "";
+	size_t			 i;
+
+	for (i = 0; i < web_nroutes; i++) {
+		rt = &web_routes[i];
+		if ((rt->admin && !r->admin) ||
+		    !path_match(rt->pattern, r->path, r->capture))
+			continue;
+		if (strcmp(rt->method, r->method) == 0)
+			break;
+		if (strstr(allow, rt->method) == NULL)
+			(void)snprintf(allow + strlen(allow), sizeof(allow) -
+			    strlen(allow), "%s%s", allow[0] ? ", " : "",
+			    rt->method);
+	}
+	if (i == web_nroutes) {
+		if (allow[0] != '\0') {
+			web_header(r, "Allow", allow);
+			web_error(r, 405, "method %s not allowed here",
+			    r->method);
+		} else
+			web_error(r, 404, "not found");
+		return;
+	}
+	r->route = rt;
+	if (r->query_bad) {
+		web_error(r, 400, "bad query string");
+		return;
+	}
+	if (rt->admin) {
+		if (!r->tls && !is_loopback(&r->ss)) {
+			web_error(r, 403, "the operator view needs TLS or a "
+			    "loopback client");
+			return;
+		}
+		if (rt->csrf && !origin_ok(r)) {
+			web_error(r, 403, "cross-site request refused "
+			    "(Origin is not this server)");
+			return;
+		}
+		web_auth_start(r);
+		return;
+	}
+	rt->fn(r);
+}
+
+/* request_cb - every request of srv, once its header and body are in */
+static void
+request_cb(struct evhttp_request *req, void *arg)
+{
+	struct web_srv			*srv = arg;
+	struct evhttp_connection	*evcon;
+	const struct evhttp_uri		*uri;
+	const struct sockaddr		*sa;
+	struct bufferevent		*bev;
+	struct web_req			*r;
+	const char			*p, *q;
+	char				*dec = NULL;
+	size_t				 dlen = 0;
+	int				 full;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		log_warn("%s: request", srv->name);
+		evhttp_send_error(req, 503, NULL);
+		return;
+	}
+	TAILQ_INIT(&r->query);
+	r->req = req;
+	r->start_us = web_now_us();
+	r->admin = srv->admin;
+	r->method = method_name(evhttp_request_get_command(req));
+	evcon = evhttp_request_get_connection(req);
+	if ((sa = evhttp_connection_get_addr(evcon)) != NULL &&
+	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
+		memcpy(&r->ss, sa, sa->sa_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		if (sockaddr_text(sa, r->addr, sizeof(r->addr)) == -1)
+			snprintf(r->addr, sizeof(r->addr), "unknown");
+	} else
+		snprintf(r->addr, sizeof(r->addr), "unknown");
+	bev = evhttp_connection_get_bufferevent(evcon);
+	r->tls = bev != NULL && bufferevent_openssl_get_ssl(bev) != NULL;
+
+	uri = evhttp_request_get_evhttp_uri(req);
+	p = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	if (p == NULL || p[0] != '/' ||
+	    (dec = evhttp_uridecode(p, 0, &dlen)) == NULL ||
+	    dlen != strlen(dec) || dlen > WEB_PATH_MAX) {
+		snprintf(r->path, sizeof(r->path), "%.*s", WEB_PATH_MAX,
+		    p != NULL ? p : "(none)");
+		free(dec);
+		web_error(r, 400, "bad request path");
+		return;
+	}
+	memcpy(r->path, dec, dlen + 1);
+	free(dec);
+
+	if ((r->conn = conn_get(evcon, &full)) == NULL) {
+		web_header(r, "Connection", "close");
+		web_header(r, "Retry-After", "1");
+		web_error(r, 503, full ? "too many connections, try again "
+		    "later" : "out of memory");
+		return;
+	}
+	r->conn->pending = r;
+	if (header_size(req) > web_cfg->http_max_header_size) {
+		web_header(r, "Connection", "close");
+		web_error(r, 431, "request header too large (at most %llu "
+		    "bytes)", (unsigned long long)web_cfg->http_max_header_size);
+		return;
+	}
+	if ((q = evhttp_uri_get_query(uri)) != NULL &&
+	    evhttp_parse_query_str(q, &r->query) == -1)
+		r->query_bad = 1;
+	dispatch(r);
+}
+
+/* ---------------------------------------------------------- life cycle */
+
+/* apply_bounds - the configured bounds on srv's evhttp */
+static void
+apply_bounds(struct web_srv *srv, const struct config *cfg)
+{
+	evhttp_set_timeout(srv->http, (int)cfg->http_timeout);
+	evhttp_set_max_headers_size(srv->http,
+	    (ev_ssize_t)(cfg->http_max_header_size + WEB_HDR_SLACK));
+	evhttp_set_max_body_size(srv->http,
+	    (ev_ssize_t)cfg->http_max_body_size);
+}
+
+int
+web_server_start(const struct config *cfg, struct event_base *base,
+    char *err, size_t errlen)
+{
+	struct web_srv	*srv;
+	size_t		 i, j;
+
+	web_cfg = cfg;
+	web_base = base;
+	if (srvs[0].nfds + srvs[1].nfds == 0)
+		return 0;
+	if (cfg->http_tls && tls_server_ctx_load(&tls_ctx, cfg->tls_cert,
+	    cfg->tls_key, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < 2; i++) {
+		srv = &srvs[i];
+		if (srv->nfds == 0)
+			continue;
+		if ((srv->http = evhttp_new(base)) == NULL) {
+			snprintf(err, errlen, "%s: evhttp_new failed",
+			    srv->name);
+			return -1;
+		}
+		apply_bounds(srv, cfg);
+		evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET |
+		    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+		    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+		    EVHTTP_REQ_PATCH);
+		evhttp_set_gencb(srv->http, request_cb, srv);
+		if (cfg->http_tls)
+			evhttp_set_bevcb(srv->http, tls_bev_cb, NULL);
+		for (j = 0; j < srv->nfds; j++) {
+			if (evhttp_accept_socket_with_handle(srv->http,
+			    srv->fds[j]) == NULL) {
+				snprintf(err, errlen, "%s: cannot listen",
+				    srv->name);
+				return -1;
+			}
+			srv->fds[j] = -1;	/* evhttp's now */
+		}
+		log_info("%s: listening on %zu address%s%s", srv->name,
+		    srv->nfds, srv->nfds == 1 ? "" : "es",
+		    cfg->http_tls ? " (TLS)" : "");
+	}
+	return 0;
+}
+
+void
+web_server_reload(const struct config *cfg)
+{
+	char	err[512];
+	size_t	i;
+
+	web_cfg = cfg;
+	for (i = 0; i < 2; i++)
+		if (srvs[i].http != NULL)
+			apply_bounds(&srvs[i], cfg);
+	if (tls_ctx != NULL && cfg->http_tls &&
+	    tls_server_ctx_load(&tls_ctx, cfg->tls_cert, cfg->tls_key, err,
+	    sizeof(err)) == -1)
+		log_warnx("http: reload: %s (keeping the previous TLS setup)",
+		    err);
+}
+
+void
+web_server_stop(void)
+{
+	struct web_conn	*c;
+	size_t		 i, j;
+
+	/* evhttp_free frees the requests still attached: forget them */
+	for (c = conns; c != NULL; c = c->next)
+		if (c->pending != NULL && c->pending->req != NULL &&
+		    evhttp_request_get_connection(c->pending->req) ==
+		    c->evcon)
+			web_req_detach(c->pending);
+	for (i = 0; i < 2; i++) {
+		for (j = 0; j < srvs[i].nfds; j++)
+			if (srvs[i].fds[j] != -1)
+				close(srvs[i].fds[j]);
+		free(srvs[i].fds);
+		srvs[i].fds = NULL;
+		srvs[i].nfds = 0;
+		if (srvs[i].http != NULL)
+			evhttp_free(srvs[i].http);
+		srvs[i].http = NULL;
+	}
+	web_auth_shutdown();
+	SSL_CTX_free(tls_ctx);
+	tls_ctx = NULL;
+}
