@@ -249,6 +249,8 @@ static const struct cfg_key cfg_keys[] = {
 	  "HTTP: connections with a request served or kept alive (more: 503)" },
 	{ "http_timeout", CT_DURATION, "30s", 1, 3600, F(http_timeout), 0,
 	  "HTTP: idle time, and time to send a request or read an answer" },
+	{ "http_public_url", CT_STRING, NULL, 0, 0, F(http_public_url), 0,
+	  "the tracking page's public base URL (sendmail --track's link)" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -259,6 +261,28 @@ static const struct cfg_key cfg_keys[] = {
 #define CCOUNT(c, k)	(*(const size_t *)(const void *)((const char *)(c) + (k)->noff))
 
 #define ITEM_MAX	512
+
+/* public_url_check - "http[s]://HOST[:PORT][/PATH]" of printable ASCII
+ * without space, '?', '#', '"', '<', '>' (a trailing '/' is dropped
+ * when the link is made); 0 or -1 */
+static int
+public_url_check(const char *v)
+{
+	const char	*h, *p;
+
+	if (strncasecmp(v, "https://", 8) == 0)
+		h = v + 8;
+	else if (strncasecmp(v, "http://", 7) == 0)
+		h = v + 7;
+	else
+		return -1;
+	if (*h == '\0' || *h == '/' || *h == ':' || strlen(v) > 400)
+		return -1;
+	for (p = v; *p != '\0'; p++)
+		if (*p <= ' ' || *p > '~' || strchr("?#\"<>\\", *p) != NULL)
+			return -1;
+	return 0;
+}
 #define WHY_MAX		(ITEM_MAX + 256)
 
 struct cfg_state {
@@ -957,6 +981,10 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 		if (strcmp(k->key, "hostname") == 0 &&
 		    smtp_check_domain(v, strlen(v)) == -1)
 			return why(w, wlen, "invalid hostname \"%s\"", v);
+		if (strcmp(k->key, "http_public_url") == 0 &&
+		    public_url_check(v) == -1)
+			return why(w, wlen, "http:// or https:// and a host "
+			    "expected, without query or fragment: \"%s\"", v);
 		if ((*FIELD(c, k, char *) = strdup(v)) == NULL)
 			return why(w, wlen, "%s", strerror(errno));
 		return 0;

@@ -116,6 +116,7 @@ struct config {
 	uint64_t	 http_max_body_size;	/* request body, bytes */
 	unsigned	 http_max_connections;	/* served or kept alive */
 	unsigned	 http_timeout;		/* seconds */
+	char		*http_public_url;	/* tracking page base, or NULL */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

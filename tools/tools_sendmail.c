@@ -1041,6 +1041,47 @@ send_data(struct conn *c, struct message *m)
 	return conn_write(c, ".\r\n", 3);
 }
 
+
+/* print_track_link - line 2 of --track: URL/t/ENVID#SECRET, ENVID
+ * percent-encoded (RFC 3986 unreserved characters and '@' as they
+ * are), SECRET the secret A in base64url without padding (RFC 4648 5);
+ * the page's script posts it, the server takes base64 or base64url */
+static int
+print_track_link(const char *url, const char *envid,
+    const unsigned char *a, size_t alen)
+{
+	char	b64[256], path[3 * 100 + 1];
+	size_t	n = strlen(url), i, o = 0;
+	int	r;
+
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	for (i = 0; envid[i] != '\0' && o + 4 <= sizeof(path); i++) {
+		unsigned char ch = (unsigned char)envid[i];
+
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~@", ch) != NULL)
+			path[o++] = (char)ch;
+		else {
+			snprintf(path + o, 4, "%%%02X", ch);
+			o += 3;
+		}
+	}
+	path[o] = '\0';
+	if ((r = base64_encode(a, alen, b64, sizeof(b64))) <= 0)
+		return -1;
+	for (i = 0; b64[i] != '\0'; i++)
+		if (b64[i] == '+')
+			b64[i] = '-';
+		else if (b64[i] == '/')
+			b64[i] = '_';
+		else if (b64[i] == '=')
+			b64[i] = '\0';
+	r = printf("%.*s/t/%s#%s\n", (int)n, url, path, b64);
+	explicit_bzero(b64, sizeof(b64));
+	return r < 0 ? -1 : 0;
+}
+
 /* ---- the command ---- */
 
 int
@@ -1272,6 +1313,12 @@ session:
 	rv = EX_WM_OK;
 	if (o->track) {
 		printf("%s\n", envid);
+		if (cfg->http_public_url != NULL &&
+		    print_track_link(cfg->http_public_url, envid, secret,
+		    sizeof(secret)) == -1) {
+			err("cannot make the tracking link");
+			rv = EX_WM_FAIL;
+		}
 		if (fflush(stdout) == EOF || ferror(stdout)) {
 			err("write error: %s", strerror(errno));
 			rv = EX_WM_FAIL;

@@ -50,6 +50,12 @@ const struct web_route web_routes[] = {
 	{ "POST", "/api/v1/messages/*/release",		api_release, 1, 1 },
 	{ "POST", "/api/v1/messages/*/delete",		api_delete,  1, 1 },
 	{ "POST", "/api/v1/messages/*/flush",		api_flush,   1, 1 },
+	/* the sender view (web_track.c), on http and http_admin */
+	{ "POST", "/api/v1/track",			web_track_api,  0, 0 },
+	{ "GET",  "/",					web_page_index, 0, 0 },
+	{ "GET",  "/t/*",				web_page_envid, 0, 0 },
+	{ "POST", "/t",					web_track_form, 0, 0 },
+	{ "GET",  "/assets/*",				web_asset_get,  0, 0 },
 };
 const size_t web_nroutes = sizeof(web_routes) / sizeof(web_routes[0]);
 

@@ -73,6 +73,14 @@ void	web_send(struct web_req *r, int code, json_t *body);
 /* web_error - {"error": text, "code": code} */
 void	web_error(struct web_req *r, int code, const char *fmt, ...)
 	    WM_PRINTF(3, 4);
+/* web_send_body - answer r with code, Content-Type type and the bytes
+ * data (len; 0: no body), log it, free r */
+void	web_send_body(struct web_req *r, int code, const char *type,
+	    const void *data, size_t len);
+/* web_req_header - an input header field, NULL when absent */
+const char *web_req_header(struct web_req *r, const char *name);
+/* web_req_body - a NUL-terminated copy of the body (*len octets) */
+char	*web_req_body(struct web_req *r, size_t *len);
 /* web_header - add an output header (before web_send) */
 void	web_header(struct web_req *r, const char *name, const char *value);
 /* web_query - the query parameter name (decoded), NULL when absent */
@@ -92,6 +100,22 @@ void	web_auth_start(struct web_req *r);
 /* web_auth_free - r is freed: stop its timer, leave the in-flight list */
 void	web_auth_free(struct web_req *r);
 void	web_auth_shutdown(void);
+
+/* web_track.c: the sender view (README "Tracking page") */
+web_handler	web_track_api, web_track_form, web_page_index, web_page_envid,
+		web_asset_get;
+/* web_track_shutdown - cancel the walks in flight (SIGTERM) */
+void	web_track_shutdown(void);
+
+/* web_assets.c (generated from web/assets/ by web/assets/gen.sh) */
+struct web_asset {
+	const char	*name;		/* file name under web/assets/ */
+	const char	*type;		/* Content-Type */
+	const char	*data;
+	size_t		 len;
+};
+extern const struct web_asset	web_assets[];
+extern const size_t		web_nassets;
 
 /* web_api.c */
 extern const struct web_route	web_routes[];

@@ -172,6 +172,7 @@ status_text(int code)
 {
 	switch (code) {
 	case 200: return "OK";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -212,14 +213,31 @@ web_req_detach(struct web_req *r)
 	r->conn = NULL;
 }
 
+/* sent - r's one log line, then free it (n: bytes of the body) */
+static void
+sent(struct web_req *r, int code, size_t n)
+{
+	char		 epath[WEB_PATH_MAX * 4 + 8];
+	char		 euser[WEB_USER_MAX * 4 + 8];
+	uint64_t	 us;
+
+	us = web_now_us() - r->start_us;
+	log_escape(epath, sizeof(epath), r->path, strlen(r->path));
+	log_escape(euser, sizeof(euser), r->user, strlen(r->user));
+	log_info("%s client=[%s] method=%s path=%s status=%d bytes=%zu "
+	    "time=%llu.%03llums%s%s%s", srvs[r->admin].name, r->addr,
+	    r->method, epath, code, n, (unsigned long long)(us / 1000),
+	    (unsigned long long)(us % 1000), r->user[0] ? " user=" : "",
+	    euser, r->req == NULL ? " (client gone)" : "");
+	web_req_free(r);
+}
+
 void
 web_send(struct web_req *r, int code, json_t *body)
 {
 	struct evbuffer	*out = NULL;
-	char		*s = NULL, epath[WEB_PATH_MAX * 4 + 8];
-	char		 euser[WEB_USER_MAX * 4 + 8];
+	char		*s = NULL;
 	size_t		 n = 0;
-	uint64_t	 us;
 	static const char enc_fail[] =
 	    "{\"error\":\"cannot encode the answer\",\"code\":500}";
 
@@ -246,16 +264,68 @@ web_send(struct web_req *r, int code, json_t *body)
 		if (out != NULL)
 			evbuffer_free(out);
 	}
-	us = web_now_us() - r->start_us;
-	log_escape(epath, sizeof(epath), r->path, strlen(r->path));
-	log_escape(euser, sizeof(euser), r->user, strlen(r->user));
-	log_info("%s client=[%s] method=%s path=%s status=%d bytes=%zu "
-	    "time=%llu.%03llums%s%s%s", srvs[r->admin].name, r->addr,
-	    r->method, epath, code, n, (unsigned long long)(us / 1000),
-	    (unsigned long long)(us % 1000), r->user[0] ? " user=" : "",
-	    euser, r->req == NULL ? " (client gone)" : "");
 	free(s);
-	web_req_free(r);
+	sent(r, code, n);
+}
+
+void
+web_send_body(struct web_req *r, int code, const char *type,
+    const void *data, size_t len)
+{
+	struct evbuffer	*out = NULL;
+	size_t		 n = 0;
+
+	if (r->req != NULL) {
+		struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+
+		if (type != NULL)
+			evhttp_add_header(h, "Content-Type", type);
+		evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+		if (len > 0 && (out = evbuffer_new()) != NULL) {
+			if (evbuffer_add(out, data, len) == 0)
+				n = len;
+		}
+		if (r->conn != NULL)
+			r->conn->pending = NULL;
+		evhttp_send_reply(r->req, code, status_text(code), out);
+		if (out != NULL)
+			evbuffer_free(out);
+	}
+	sent(r, code, n);
+}
+
+/* web_req_header - the request's header field name, NULL when absent */
+const char *
+web_req_header(struct web_req *r, const char *name)
+{
+	if (r->req == NULL)
+		return NULL;
+	return evhttp_find_header(evhttp_request_get_input_headers(r->req),
+	    name);
+}
+
+/* web_req_body - the request body (NUL-terminated copy, malloc'd; its
+ * length in *len), NULL on ENOMEM or without a request */
+char *
+web_req_body(struct web_req *r, size_t *len)
+{
+	struct evbuffer	*in;
+	char		*s;
+	size_t		 n;
+
+	if (r->req == NULL)
+		return NULL;
+	in = evhttp_request_get_input_buffer(r->req);
+	n = evbuffer_get_length(in);
+	if ((s = malloc(n + 1)) == NULL)
+		return NULL;
+	if (n > 0 && evbuffer_copyout(in, s, n) != (ev_ssize_t)n) {
+		free(s);
+		return NULL;
+	}
+	s[n] = '\0';
+	*len = n;
+	return s;
 }
 
 void
@@ -692,6 +762,7 @@ web_server_stop(void)
 		srvs[i].http = NULL;
 	}
 	web_auth_shutdown();
+	web_track_shutdown();
 	SSL_CTX_free(tls_ctx);
 	tls_ctx = NULL;
 }

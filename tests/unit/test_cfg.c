@@ -1028,7 +1028,7 @@ static const char *const all_keys[] = {
 	"mtqp_auth_failures", "mtqp_chaining",
 	"http", "http_admin", "http_tls", "admin_users",
 	"http_max_header_size", "http_max_body_size", "http_max_connections",
-	"http_timeout",
+	"http_timeout", "http_public_url",
 };
 
 static const char *const print_lines[] = {
