@@ -299,3 +299,46 @@ def test_http_public_url_is_checked(daemon_factory):
         p = subprocess.run([WAYMARKD, "-n", "-f", d.conf],
                            capture_output=True, timeout=30)
         assert p.returncode == 1 and b"http_public_url" in p.stderr, bad
+
+
+# ------------------------------------------------------------ multi-hop
+
+from dnsfix import dns_factory  # noqa: E402,F401  (fixture)
+from test_track_hops import (A_ADDR, check_flow, net,  # noqa: E402,F401
+                             track_json)
+
+
+def test_multi_hop_timeline(net):  # noqa: F811
+    """A -> B -> C (as test_track_hops.py): the page served by A follows
+    the transferred recipients to B and C by SRV, as `waymark track`."""
+    n = net()
+    envid, token = n.submit()
+    check_flow(n, envid, token)
+    want = track_json(n, envid)
+    with open(os.path.join(n.home, ".waymark", "keys")) as f:
+        secret = [l.split()[1] for l in f if l.startswith(envid + " ")][-1]
+    n.a.stop()
+    n.a.http_port = free_port()
+    n.a.config["http"] = "%s:%d" % (A_ADDR, n.a.http_port)
+    n.a.write_config()
+    n.a.start()
+    url = "http://%s:%d" % (A_ADDR, n.a.http_port)
+    req = urllib.request.Request(
+        url + "/api/v1/track", headers={"Content-Type": "application/json"},
+        data=json.dumps({"envid": envid, "secret": secret}).encode())
+    with urllib.request.urlopen(req, timeout=150) as r:
+        got = json.loads(r.read())
+    del got["hops"][0]["server"], got["hops"][0]["tls"]
+    del want["hops"][0]["server"], want["hops"][0]["tls"]
+    assert got == want
+    assert [h["host"] for h in got["hops"]] == ["mx.a.test", "mx.b.test",
+                                                "mx.c.test"], got
+    req = urllib.request.Request(
+        url + "/t", data=urllib.parse.urlencode(
+            {"envid": envid, "secret": secret}).encode())
+    with urllib.request.urlopen(req, timeout=150) as r:
+        text = parse(r.read()).text()
+    for s in ("Hop 1: mx.a.test", "Hop 2: mx.b.test", "Hop 3: mx.c.test",
+              "bob@c.test delivered at mx.c.test (hop 3)",
+              "carol@d.test relayed to mx.d.test: tracking ends there"):
+        assert s in text, (s, text)
