@@ -1,6 +1,6 @@
 /*
  * web.h - the HTTP server (web/): the operator's JSON API on http_admin
- * (and, later, the sender's tracking view on http), libevent's evhttp
+ * and the sender's tracking view on http (web_track.c), libevent's evhttp
  * on the daemon's event loop.  Reads the store only through queue/'s
  * API (queue/queue.h).
  * Life cycle (smtpd_main.c): web_server_bind before the privilege drop,

@@ -104,6 +104,8 @@ void	web_auth_shutdown(void);
 /* web_track.c: the sender view (README "Tracking page") */
 web_handler	web_track_api, web_track_form, web_page_index, web_page_envid,
 		web_asset_get;
+/* web_track_reload - new `dns`: the next walks use a new client */
+void	web_track_reload(void);
 /* web_track_shutdown - cancel the walks in flight (SIGTERM) */
 void	web_track_shutdown(void);
 

@@ -728,6 +728,7 @@ web_server_reload(const struct config *cfg)
 	size_t	i;
 
 	web_cfg = cfg;
+	web_track_reload();
 	for (i = 0; i < 2; i++)
 		if (srvs[i].http != NULL)
 			apply_bounds(&srvs[i], cfg);

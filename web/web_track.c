@@ -72,6 +72,7 @@ struct wtrack {
 
 static struct wtrack	*inflight;
 static struct trk_client *cli;		/* shared by the walks */
+static int		 cli_stale;	/* reload: a new one when idle */
 
 /* ------------------------------------------------------------- helpers */
 
@@ -496,8 +497,14 @@ client(void)
 	struct trk_client_opts	o;
 	char			err[256];
 
+	/* only from a handler: never inside a callback of the client */
+	if (cli != NULL && cli_stale && inflight == NULL) {
+		trk_client_free(cli);
+		cli = NULL;
+	}
 	if (cli != NULL)
 		return cli;
+	cli_stale = 0;
 	memset(&o, 0, sizeof(o));
 	o.dns = web_cfg->dns;
 	o.ndns = web_cfg->ndns;
@@ -641,11 +648,11 @@ track(struct web_req *r, int html)
 	a.body = t->local.data;
 	a.bodylen = t->local.len;
 	track_walk_local(&t->w, &a);
+	if (t->w.npend > 0 && client() == NULL)
+		t->w.phead = t->w.npend;	/* no client: nothing asked */
 	if ((t->next = inflight) != NULL)
 		inflight->prev = t;
 	inflight = t;
-	if (t->w.npend > 0 && client() == NULL)
-		t->w.phead = t->w.npend;	/* no client: nothing asked */
 	track_walk_start(&t->w, cli, walk_done, t);
 }
 
@@ -691,6 +698,12 @@ web_asset_get(struct web_req *r)
 		return;
 	}
 	send_cached(r, a->type, a->data, a->len);
+}
+
+void
+web_track_reload(void)
+{
+	cli_stale = 1;
 }
 
 void
