@@ -56,6 +56,15 @@ const struct web_route web_routes[] = {
 	{ "GET",  "/t/*",				web_page_envid, 0, 0 },
 	{ "POST", "/t",					web_track_form, 0, 0 },
 	{ "GET",  "/assets/*",				web_asset_get,  0, 0 },
+	/* the operator's pages (web_admin.c): a session, else basic auth */
+	{ "GET",  "/admin",				web_admin_root,   2, 0 },
+	{ "GET",  "/admin/",				web_admin_list,   2, 0 },
+	{ "GET",  "/admin/m/*",				web_admin_show,   2, 0 },
+	{ "POST", "/admin/m/*/hold",			web_admin_action, 2, 1 },
+	{ "POST", "/admin/m/*/release",			web_admin_action, 2, 1 },
+	{ "POST", "/admin/m/*/delete",			web_admin_action, 2, 1 },
+	{ "POST", "/admin/m/*/flush",			web_admin_action, 2, 1 },
+	{ "POST", "/admin/logout",			web_admin_logout, 2, 1 },
 };
 const size_t web_nroutes = sizeof(web_routes) / sizeof(web_routes[0]);
 

@@ -60,7 +60,8 @@ struct web_route {
 	const char	*method;
 	const char	*pattern;	/* "*" = one path segment, captured */
 	web_handler	*fn;
-	int		 admin;		/* http_admin only, basic auth */
+	int		 admin;		/* http_admin only, basic auth;
+					 * 2: or an operator session */
 	int		 csrf;		/* state-changing: Origin checked */
 };
 
@@ -108,6 +109,13 @@ web_handler	web_track_api, web_track_form, web_page_index, web_page_envid,
 void	web_track_reload(void);
 /* web_track_shutdown - cancel the walks in flight (SIGTERM) */
 void	web_track_shutdown(void);
+
+/* web_admin.c: the operator's pages (README "Operator view") */
+web_handler	web_admin_list, web_admin_show, web_admin_action,
+		web_admin_logout, web_admin_root;
+/* web_admin_session - r's cookie names a live session: r->user set,
+ * r->authed, 1 (no password check); else 0 */
+int	web_admin_session(struct web_req *r);
 
 /* web_assets.c (generated from web/assets/ by web/assets/gen.sh) */
 struct web_asset {

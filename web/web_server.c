@@ -172,6 +172,7 @@ status_text(int code)
 {
 	switch (code) {
 	case 200: return "OK";
+	case 303: return "See Other";
 	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
@@ -582,6 +583,10 @@ dispatch(struct web_req *r)
 		if (rt->csrf && !origin_ok(r)) {
 			web_error(r, 403, "cross-site request refused "
 			    "(Origin is not this server)");
+			return;
+		}
+		if (rt->admin == 2 && web_admin_session(r)) {
+			rt->fn(r);
 			return;
 		}
 		web_auth_start(r);

@@ -693,7 +693,7 @@ web_asset_get(struct web_req *r)
 {
 	const struct web_asset	*a = asset(r->capture);
 
-	if (a == NULL || strcmp(a->name, "page.html") == 0) {
+	if (a == NULL || strstr(a->name, ".html") != NULL) {	/* templates */
 		web_error(r, 404, "not found");
 		return;
 	}
