@@ -356,7 +356,9 @@ send_page(struct web_req *r, struct session *s, int code, const char *title,
 		return;
 	}
 	web_header(r, "Content-Security-Policy", CSP);
-	web_header(r, "Referrer-Policy", "no-referrer");
+	/* no-referrer would make browsers send "Origin: null" with the
+	 * forms, which the Origin check refuses */
+	web_header(r, "Referrer-Policy", "same-origin");
 	web_header(r, "X-Frame-Options", "DENY");
 	web_header(r, "Cache-Control", "no-store");
 	web_send_body(r, code, "text/html; charset=utf-8", b.data, b.len);

@@ -166,6 +166,8 @@ def test_login_cookie_logout(daemon_factory):
         assert attr in sc, sc
     assert "Secure" not in sc        # no TLS here (loopback)
     assert h["content-security-policy"].startswith("default-src 'self'")
+    # not no-referrer: browsers would send "Origin: null" with the forms
+    assert h["referrer-policy"] == "same-origin"
     assert "<script src=\"/assets/admin.js\"" in body
     assert "<script>" not in body
     # later requests: the cookie alone, no password, no new session
