@@ -1,5 +1,9 @@
 """Both web views in a real browser (issue 11): headless Chromium driven
-by selenium against one waymarkd.  The sender page opened by its link
+by selenium.  A -> B -> C (three waymarkd on 127.0.0.2-4, set up by
+test_track_hops.py's `net` fixture): B quarantines the tracked message,
+the operator page at B filters to it and releases it by a click, C
+delivers it, and the sender page at A shows the three hops and the
+delivered outcome.  One waymarkd: the sender page opened by its link
 /t/ENVID#SECRET (the script takes the secret from the fragment and posts
 the form) shows the timeline; the operator page, filtered to the
 quarantined message, releases it by a click, and the message is
@@ -18,6 +22,9 @@ import pytest
 from conftest import free_port, make_message, queued_qid, wait_for
 from test_http_api import ADMIN, ADMIN_PW, auth_header, write_users
 from test_http_track import new_secret, xtext
+from dnsfix import dns_factory  # noqa: F401  (fixture)
+from test_track_hops import (A_ADDR, B_ADDR, BOB, net,  # noqa: F401
+                             queued_by_envid, rcpt_of, wait_final)
 
 try:
     from selenium import webdriver
@@ -137,3 +144,75 @@ def test_browser_sender_and_operator(daemon_factory):
     ev = [e for e in d.show_json(qq)["events"]
           if "operator alice via http" in e["detail"]]
     assert ev, d.show_json(qq)["events"]
+
+
+def with_web(d, **cfg):
+    """Restart d with the web keys cfg (and alice in auth_users)."""
+    d.stop()
+    d.config.update(cfg)
+    if "http_admin" in cfg:
+        d.config["admin_users"] = ADMIN
+        d.config["auth_users"] = write_users(d)
+    d.write_config()
+    d.start()
+
+
+def test_browser_a_b_c(net):  # noqa: F811
+    """The issue's browser test on three daemons: the operator releases
+    the message quarantined at B by clicking; the sender page at A shows
+    hops A, B, C and bob's delivery at C."""
+    n = net(quarantine=True)
+    a_port, b_port = free_port(), free_port()
+    with_web(n.a, http="%s:%d" % (A_ADDR, a_port))
+    with_web(n.b, http_admin="%s:%d" % (B_ADDR, b_port))
+    envid, token = n.submit(rcpts=(BOB,), subject="please quarantine me")
+    wait_final(n.a, n.qid(n.a, token), BOB)
+    held = wait_for(lambda: queued_by_envid(n.b, envid), timeout=30,
+                    what="the message queued at B")
+    assert held["state"] == "quarantine", held
+    qb = held["queue_id"]
+    with open(os.path.join(n.home, ".waymark", "keys")) as f:
+        secret = [l.split()[1] for l in f if l.startswith(envid + " ")][-1]
+    # the link's fragment: base64url of the secret (as sendmail prints)
+    frag = base64.urlsafe_b64encode(base64.b64decode(secret)).decode() \
+        .rstrip("=")
+
+    drv = browser()
+    try:
+        # the operator at B: filter, open, release by a click
+        drv.execute_cdp_cmd("Network.enable", {})
+        drv.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {
+            "Authorization": auth_header(ADMIN, ADMIN_PW)}})
+        drv.get("http://%s:%d/admin/" % (B_ADDR, b_port))
+        wait_text(drv, "Queue")
+        drv.find_element(By.ID, "f-state").send_keys("quarantine")
+        drv.find_element(By.CSS_SELECTOR, "#filters button").click()
+        wait_text(drv, "1 message on this page")
+        shot(drv, n.b, "abc-operator-list.png")
+        drv.find_element(By.LINK_TEXT, qb).click()
+        wait_text(drv, "Message %s" % qb)
+        assert drv.find_element(By.ID, "state").text == "quarantine/hops"
+        drv.find_element(By.ID, "do-release").click()
+        wait_text(drv, "release:")
+        n.c.wait_mails(BOB, 1)
+        mb = wait_final(n.b, qb, BOB)
+        assert rcpt_of(mb, BOB)["status"] in ("relayed", "transferred"), mb
+        drv.refresh()
+        text = wait_text(drv, rcpt_of(mb, BOB)["status"])
+        shot(drv, n.b, "abc-operator-released.png")
+        assert BOB in text
+        ev = [e for e in mb["events"]
+              if "operator alice via http" in e["detail"]]
+        assert ev, mb["events"]
+        drv.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+
+        # the sender at A: the link; the walk follows B and C by SRV
+        drv.get("http://%s:%d/t/%s#%s" % (A_ADDR, a_port, envid, frag))
+        text = wait_text(drv, "Tracking %s" % envid, timeout=60)
+        shot(drv, n.a, "abc-sender.png")
+        for s in ("Hop 1: mx.a.test", "Hop 2: mx.b.test", "Hop 3: mx.c.test",
+                  "%s delivered at mx.c.test (hop 3)" % BOB):
+            assert s in text, (s, text)
+        assert frag not in drv.current_url
+    finally:
+        drv.quit()
