@@ -722,9 +722,42 @@ row(struct buf *b, const char *name, const char *value)
 	return e;
 }
 
-/* action_forms - the buttons, each a form with the token */
+/*
+ * allowed_actions - which of m's buttons to show, as queue_action's and
+ * queue_flush's rules (queue/queue_state.c) would answer them: a
+ * finished message (no recipient queued or deferred) none; hold when
+ * not held (normal, outbound); release from quarantine, moderation,
+ * other, timed; flush with a deferred recipient; delete while
+ * unfinished.  The server refuses the others anyway (409).
+ */
+static void
+allowed_actions(json_t *m, int *hold, int *release, int *flush, int *del)
+{
+	const char	*st = jstr(m, "state"), *rs;
+	json_t		*rc;
+	size_t		 i;
+	int		 open = 0, deferred = 0;
+
+	json_array_foreach(json_object_get(m, "recipients"), i, rc) {
+		rs = jstr(rc, "status");
+		if (strcmp(rs, "queued") == 0 || strcmp(rs, "deferred") == 0)
+			open = 1;
+		if (strcmp(rs, "deferred") == 0)
+			deferred = 1;
+	}
+	*hold = open && (strcmp(st, "normal") == 0 ||
+	    strcmp(st, "outbound") == 0);
+	*release = open && (strcmp(st, "quarantine") == 0 ||
+	    strcmp(st, "moderation") == 0 || strcmp(st, "other") == 0 ||
+	    strcmp(st, "timed") == 0);
+	*flush = open && deferred;
+	*del = open;
+}
+
+/* action_forms - the buttons m's state allows, each a form with the
+ * token; a note names the ones left out */
 static int
-action_forms(struct buf *b, const char *qid, const char *csrf)
+action_forms(struct buf *b, const char *qid, const char *csrf, json_t *m)
 {
 	static const struct { const char *act, *label, *extra; } a[] = {
 		{ "hold", "Hold", "" },
@@ -734,18 +767,119 @@ action_forms(struct buf *b, const char *qid, const char *csrf)
 		{ "delete", "Delete with bounce",
 		  "<input type=\"hidden\" name=\"bounce\" value=\"1\">" },
 	};
-	size_t	i;
-	int	e = 0;
+	const char	*why[5];
+	size_t		 i, nout = 0;
+	int		 ok[5], e = 0;
 
+	allowed_actions(m, &ok[0], &ok[1], &ok[2], &ok[3]);
+	ok[4] = ok[3];
+	if (!ok[3]) {
+		return buf_puts(b, "<p class=\"note\" id=\"actions-note\">"
+		    "Finished: no actions (the message is no longer in the "
+		    "queue).</p>\n");
+	}
+	why[0] = "hold (already held)";
+	why[1] = ok[0] ? "release (not held)" :
+	    "release (it waits for its filter)";
+	why[2] = "flush (no deferred recipient)";
 	e |= buf_puts(b, "<div class=\"actions\">\n");
-	for (i = 0; i < sizeof(a) / sizeof(a[0]); i++)
+	for (i = 0; i < sizeof(a) / sizeof(a[0]); i++) {
+		if (!ok[i])
+			continue;
 		e |= buf_printf(b, "<form method=\"post\" "
 		    "action=\"/admin/m/%s/%s\"><input type=\"hidden\" "
 		    "name=\"csrf\" value=\"%s\">%s<button type=\"submit\" "
 		    "id=\"do-%s%s\">%s</button></form>\n", qid, a[i].act, csrf,
 		    a[i].extra, a[i].act, a[i].extra[0] ? "-bounce" : "",
 		    a[i].label);
+	}
 	e |= buf_puts(b, "</div>\n");
+	for (i = 0; i < 3; i++) {
+		if (ok[i])
+			continue;
+		e |= buf_puts(b, nout++ == 0 ? "<p class=\"note\" "
+		    "id=\"actions-note\">Not offered in this state: " : ", ");
+		e |= buf_puts(b, why[i]);
+	}
+	if (nout > 0)
+		e |= buf_puts(b, ".</p>\n");
+	return e;
+}
+
+/* detail_word - the value of "key=" in an event detail ("kind=K qid=Q
+ * to=<a> rcpts=<a>,<b>") into out (up to the next space; rcpts: to the
+ * end); "" when absent */
+static const char *
+detail_word(const char *detail, const char *key, char *out, size_t outlen)
+{
+	const char	*p = detail;
+	size_t		 kl = strlen(key), n;
+
+	out[0] = '\0';
+	while ((p = strstr(p, key)) != NULL) {
+		if ((p == detail || p[-1] == ' ') && p[kl] == '=')
+			break;
+		p += kl;
+	}
+	if (p == NULL)
+		return out;
+	p += kl + 1;
+	n = strcmp(key, "rcpts") == 0 ? strlen(p) : strcspn(p, " ");
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return out;
+}
+
+/* dsns_sent - the "DSNs sent" section: m's "dsn" events (queue_notice.c:
+ * "kind=K qid=NEW [to=<postmaster>] rcpts=<a>,...") */
+static int
+dsns_sent(struct buf *b, json_t *m)
+{
+	json_t		*ev;
+	char		 w[FIELD_MAX + 1];
+	size_t		 i, n = 0;
+	int		 e = 0;
+
+	e |= buf_puts(b, "<h2>DSNs sent</h2>\n");
+	json_array_foreach(json_object_get(m, "events"), i, ev) {
+		if (strcmp(jstr(ev, "kind"), "dsn") != 0)
+			continue;
+		if (n++ == 0)
+			e |= buf_puts(b, "<table id=\"dsns\"><thead><tr><th>Time"
+			    "</th><th>Kind</th><th>DSN queue id</th><th>To</th>"
+			    "<th>About</th></tr></thead><tbody>\n");
+		if (b->len > (PAGE_SOFT * 3) / 4) {
+			e |= buf_puts(b, "<tr><td colspan=\"5\">(more: see "
+			    "waymark show)</td></tr>\n");
+			break;
+		}
+		e |= buf_puts(b, "<tr><td>");
+		e |= time_put(b, json_number_value(json_object_get(ev,
+		    "time")));
+		e |= buf_puts(b, "</td><td>");
+		e |= esc(b, detail_word(jstr(ev, "detail"), "kind", w,
+		    sizeof(w)), 20);
+		e |= buf_puts(b, "</td><td>");
+		detail_word(jstr(ev, "detail"), "qid", w, sizeof(w));
+		if (qid_valid(w))
+			e |= buf_printf(b, "<a href=\"/admin/m/%s\">%s</a>", w,
+			    w);
+		else
+			e |= esc(b, w, 40);
+		e |= buf_puts(b, "</td><td>");
+		detail_word(jstr(ev, "detail"), "to", w, sizeof(w));
+		e |= esc(b, w[0] != '\0' ? w : "the sender", FIELD_MAX);
+		e |= buf_puts(b, "</td><td>");
+		e |= esc(b, detail_word(jstr(ev, "detail"), "rcpts", w,
+		    sizeof(w)), FIELD_MAX);
+		e |= buf_puts(b, "</td></tr>\n");
+	}
+	if (n == 0)
+		e |= buf_puts(b, "<p id=\"dsns\">None.</p>\n");
+	else if (e == 0)
+		e |= buf_puts(b, "</tbody></table>\n");
 	return e;
 }
 
@@ -803,7 +937,7 @@ web_admin_show(struct web_req *r)
 	st = jstr(m, "state");
 	buf_init(&b, PAGE_MAX);
 	e |= buf_printf(&b, "<h1>Message %s</h1>\n", qid);
-	e |= action_forms(&b, qid, s->csrf);
+	e |= action_forms(&b, qid, s->csrf, m);
 	e |= buf_puts(&b, "<h2>Envelope</h2>\n<table id=\"envelope\">\n");
 	e |= row(&b, "Sender", jstr(m, "sender")[0] ? jstr(m, "sender") :
 	    "<>");
@@ -878,6 +1012,7 @@ web_admin_show(struct web_req *r)
 		e |= buf_puts(&b, "</td></tr>\n");
 	}
 	e |= buf_puts(&b, "</tbody></table>\n");
+	e |= dsns_sent(&b, m);
 	if (e == 0 && b.len < PAGE_SOFT / 2)
 		e |= message_text(&b, qid, strcmp(st, "quarantine") == 0);
 	json_decref(m);

@@ -302,6 +302,7 @@ def test_actions_via_forms(daemon_factory):
             assert h["location"] == "/admin/m/" + q
         return st, h, body
 
+    f_hold = page(q1).form("do-hold")
     do(q1, "do-hold")
     p = page(q1)
     assert p.text("state") == "other/hold"
@@ -309,10 +310,13 @@ def test_actions_via_forms(daemon_factory):
     assert "flash" not in page(q1).byid          # shown once
     ev = [e for e in d.show_json(q1)["events"] if e["kind"] == "state"]
     assert 'actor="operator alice via http"' in ev[-1]["detail"], ev
-    # hold again: 409 as an error page
-    st, h, body = do(q1, "do-hold", expect=409)
+    # hold again (the page has no Hold button now): 409 as an error page
+    assert "hold (already held)" in p.text("actions-note")
+    st, h, body = op.submit(f_hold)
+    assert st == 409, body
     assert h["content-type"].startswith("text/html")
     assert Page(body).text("error")
+    f_release = page(q1).form("do-release")
     do(q1, "do-release")
     assert page(q1).text("state") != "other/hold"
     do(q2, "do-flush")
@@ -350,8 +354,66 @@ def test_actions_via_forms(daemon_factory):
     ev = [e for e in m["events"] if "operator alice via http" in
           e["detail"]]
     assert len(ev) >= 3, m["events"]
-    # a finished message: its page stays, actions are 409
-    st, h, body = do(q1, "do-release", expect=409)
+    # a finished message: its page stays, without buttons; actions 409
+    p = page(q1)
+    assert not [f for f in p.forms if (f["button"] or "").startswith("do-")]
+    assert p.text("actions-note").startswith("Finished")
+    st, h, body = op.submit(f_release)
+    assert st == 409, body
     assert "finished" in Page(body).text("error")
     left = listed(op)[0]          # the bounce's DSN may be queued
     assert q1 not in left and q2 not in left
+
+
+def buttons(p):
+    return sorted(f["button"] for f in p.forms
+                  if (f["button"] or "").startswith("do-"))
+
+
+def test_buttons_by_state_and_dsns_sent(daemon_factory):
+    """The message page offers only what queue_action allows in the
+    message's state, and lists the DSNs sent (its "dsn" events)."""
+    d = admin_daemon(daemon_factory)
+    q = submit(d, "a@example.com", "x@remote.test")
+    wait_deferred(d, [q])
+    qq = send_raw(d, "q@example.com", "rq@remote.test",
+                  make_message(subject="quarantine-me", sender="q@example.com",
+                               to="rq@remote.test"))
+    wait_for(lambda: d.show_json(qq)["state"] == "quarantine", timeout=10,
+             what="quarantined")
+    op = Op(d)
+
+    def page(qid):
+        st, h, body = op.get("/admin/m/" + qid)
+        assert st == 200, body
+        return Page(body)
+
+    # deferred, not held: no release
+    p = page(q)
+    assert buttons(p) == ["do-delete", "do-delete-bounce", "do-flush",
+                          "do-hold"], buttons(p)
+    assert "release (not held)" in p.text("actions-note")
+    assert p.text("dsns").strip() == "None."
+    # quarantined (queued, never tried): release and delete only
+    p = page(qq)
+    assert buttons(p) == ["do-delete", "do-delete-bounce", "do-release"], \
+        buttons(p)
+    note = p.text("actions-note")
+    assert "hold (already held)" in note and "flush" in note, note
+    # delete with bounce: a failed DSN to the sender, listed; no buttons
+    st, h, body = op.submit(p.form("do-delete-bounce"))
+    assert st == 303, body
+    ev = wait_for(lambda: [e for e in d.show_json(qq)["events"]
+                           if e["kind"] == "dsn"], timeout=10,
+                  what="the dsn event")
+    dsn_qid = re.search(r"qid=(\S+)", ev[0]["detail"]).group(1)
+    p = page(qq)
+    assert buttons(p) == []
+    assert p.text("actions-note").startswith("Finished")
+    rows = p.rows("dsns")
+    assert rows[0] == ["Time", "Kind", "DSN queue id", "To", "About"], rows
+    assert len(rows) == 2, rows
+    assert rows[1][1:] == ["failed", dsn_qid, "the sender",
+                           "<rq@remote.test>"], rows
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", rows[1][0]), rows
+    assert ('<a href="/admin/m/%s">' % dsn_qid) in op.get("/admin/m/" + qq)[2]
