@@ -132,30 +132,110 @@ asset(const char *name)
 	return NULL;
 }
 
+/* html_char - c into b, HTML-escaped */
+static int
+html_char(struct buf *b, char c)
+{
+	char		 one[2] = { c, 0 };
+	const char	*e;
+
+	switch (c) {
+	case '&': e = "&amp;"; break;
+	case '<': e = "&lt;"; break;
+	case '>': e = "&gt;"; break;
+	case '"': e = "&quot;"; break;
+	case '\'': e = "&#39;"; break;
+	default: e = one; break;
+	}
+	return buf_puts(b, e);
+}
+
 /* html_put - s into b, HTML-escaped (controls as U+FFFD's '?') */
 static int
 html_put(struct buf *b, const char *s)
 {
-	char		 one[2] = { 0, 0 };
-	const char	*e;
-	char		*safe;
-	int		 rc = 0;
+	char	*safe;
+	int	 rc = 0;
 
 	if (s == NULL)
 		return 0;
 	if ((safe = strdup(s)) == NULL)
 		return -1;
 	text_safe(safe);
-	for (s = safe; *s != '\0' && rc == 0; s++) {
-		switch (*s) {
-		case '&': e = "&amp;"; break;
-		case '<': e = "&lt;"; break;
-		case '>': e = "&gt;"; break;
-		case '"': e = "&quot;"; break;
-		case '\'': e = "&#39;"; break;
-		default: one[0] = *s; e = one; break;
+	for (s = safe; *s != '\0' && rc == 0; s++)
+		rc = html_char(b, *s);
+	free(safe);
+	return rc;
+}
+
+/*
+ * utc_date - the length of the UTC date track_fmt_date writes ("Thu, 1
+ * May 2025 10:00:00 +0000") at p, its "YYYY-MM-DDTHH:MM:SSZ" in iso
+ * (at least 21 octets); 0 when p does not start with one
+ */
+static size_t
+utc_date(const char *p, char *iso)
+{
+	static const char *const days = "SunMonTueWedThuFriSat";
+	static const char *const months = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	const char	*q = p, *mon;
+	char		 day[3];
+	int		 i;
+
+#define DIG(c)	((c) >= '0' && (c) <= '9')
+	for (i = 0; i < 7; i++)
+		if (strncmp(q, days + 3 * i, 3) == 0)
+			break;
+	if (i == 7 || strncmp(q + 3, ", ", 2) != 0 || !DIG(q[5]))
+		return 0;
+	q += 5;
+	day[0] = DIG(q[1]) ? *q++ : '0';
+	day[1] = *q++;
+	day[2] = '\0';
+	if (*q++ != ' ' || strnlen(q, 23) < 23 || q[3] != ' ')
+		return 0;
+	for (mon = months; *mon != '\0'; mon += 3)
+		if (strncmp(q, mon, 3) == 0)
+			break;
+	if (*mon == '\0')
+		return 0;
+	q += 4;
+	for (i = 0; i < 4; i++)
+		if (!DIG(q[i]))
+			return 0;
+	if (q[4] != ' ' || !DIG(q[5]) || !DIG(q[6]) || q[7] != ':' ||
+	    !DIG(q[8]) || !DIG(q[9]) || q[10] != ':' || !DIG(q[11]) ||
+	    !DIG(q[12]) || strncmp(q + 13, " +0000", 6) != 0)
+		return 0;
+	snprintf(iso, 21, "%.4s-%02d-%.2sT%.8sZ", q,
+	    (int)((mon - months) / 3 + 1), day, q + 5);
+#undef DIG
+	return (size_t)(q + 19 - p);
+}
+
+/* html_put_times - html_put, with each UTC date of track_fmt_date in a
+ * <time datetime="..."> element (for the script) */
+static int
+html_put_times(struct buf *b, const char *s)
+{
+	char	*safe, iso[24];
+	size_t	 n;
+	int	 rc = 0;
+
+	if (s == NULL)
+		return 0;
+	if ((safe = strdup(s)) == NULL)
+		return -1;
+	text_safe(safe);
+	for (s = safe; *s != '\0' && rc == 0; ) {
+		if ((n = utc_date(s, iso)) == 0) {
+			rc = html_char(b, *s++);
+			continue;
 		}
-		rc = buf_puts(b, e);
+		if (buf_printf(b, "<time datetime=\"%s\">%.*s</time>", iso,
+		    (int)n, s) == -1)
+			rc = -1;
+		s += n;
 	}
 	free(safe);
 	return rc;
@@ -355,8 +435,8 @@ iso_time(time_t t, char *out, size_t outlen)
 		snprintf(out, outlen, "%lld", (long long)t);
 }
 
-/* render - the timeline of w as HTML into b (times in UTC; <time>
- * elements for the script); 0 or -1 */
+/* render - the timeline of w as HTML into b (times in UTC, each a <time>
+ * element the script shows in local time, rewriting #tz-note); 0 or -1 */
 static int
 render(const struct walk *w, struct buf *b)
 {
@@ -368,6 +448,7 @@ render(const struct walk *w, struct buf *b)
 
 #define P(s)	do { if (e == 0 && buf_puts(b, (s)) == -1) e = -1; } while (0)
 #define H(s)	do { if (e == 0 && html_put(b, (s)) == -1) e = -1; } while (0)
+#define T(s)	do { if (e == 0 && html_put_times(b, (s)) == -1) e = -1; } while (0)
 	P("<section id=\"result\">\n<h2>Tracking ");
 	H(w->envid);
 	P("</h2>\n<ol class=\"hops\">\n");
@@ -419,7 +500,7 @@ render(const struct walk *w, struct buf *b)
 			P("</td><td>");
 			H(rc->status ? rc->status : "?");
 			P("</td><td>");
-			H(line);
+			T(line);
 			P("</td></tr>\n");
 		}
 		P("</table></li>\n");
@@ -439,12 +520,14 @@ render(const struct walk *w, struct buf *b)
 		P("<li><strong>");
 		H(w->out[i].addr);
 		P("</strong> ");
-		H(line);
+		T(line);
 		P("</li>\n");
 	}
-	P("</ul>\n<p>Times in UTC.</p>\n</section>\n");
+	P("</ul>\n<p class=\"note\" id=\"tz-note\">Times in UTC.</p>\n"
+	    "</section>\n");
 #undef P
 #undef H
+#undef T
 	return e;
 }
 

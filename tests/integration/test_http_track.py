@@ -231,6 +231,42 @@ def test_form_post_renders_the_timeline(daemon_factory):
     assert len(body) < 50 * 1024
 
 
+DATE = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} [A-Z][a-z]{2} \d{4} " \
+    r"\d\d:\d\d:\d\d [+-]\d{4}"
+MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+
+
+def test_every_time_is_a_time_element(daemon_factory):
+    """Every time of the timeline (arrival, last attempt, retrying
+    until) is a <time datetime="...Z"> element whose text is the same
+    instant in UTC, so the script can show each in local time; the note
+    says UTC (the script rewrites it)."""
+    d = web_daemon(daemon_factory)
+    envid = "tz-%s@client.test" % uuid.uuid4().hex[:10]
+    a, cert = new_secret()
+    submit(d, envid, cert)
+    st, h, body = form_track(d, envid, base64.b64encode(a).decode())
+    assert st == 200, body
+    page = body.decode()
+    section = page[page.index('<section id="result">'):]
+    elems = re.findall(r'<time datetime="([^"]+)">([^<]*)</time>', section)
+    # arrival, the last attempt and the retry limit at least
+    assert len(elems) >= 3, section
+    for iso, txt in elems:
+        m = re.fullmatch(r"\w{3}, (\d{1,2}) (\w{3}) (\d{4}) "
+                         r"(\d\d:\d\d:\d\d) \+0000", txt)
+        assert m, txt
+        assert iso == "%s-%02d-%02dT%sZ" % (
+            m.group(3), MONTHS.index(m.group(2)) + 1, int(m.group(1)),
+            m.group(4)), (iso, txt)
+    # no time left outside a <time> element
+    bare = re.sub(r"<time [^>]*>[^<]*</time>", "", section)
+    assert not re.search(DATE, bare), bare
+    assert re.search(r'<p class="note" id="tz-note">Times in UTC\.</p>',
+                     section), section
+    assert "unless your browser" not in page
+
+
 def test_pages_and_assets(daemon_factory):
     d = web_daemon(daemon_factory)
     total = 0
