@@ -12,6 +12,7 @@ the log.  Skipped when chromium, chromedriver or python3-selenium is
 missing (scripts/deps.sh installs them)."""
 
 import base64
+import datetime
 import os
 import shutil
 import time
@@ -29,6 +30,7 @@ from test_track_hops import (A_ADDR, B_ADDR, BOB, net,  # noqa: F401
 try:
     from selenium import webdriver
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import WebDriverException
 except ImportError:         # pragma: no cover
     webdriver = None
 
@@ -62,12 +64,34 @@ def shot(drv, d, name):
 
 def wait_text(drv, what, timeout=20):
     end = time.monotonic() + timeout
+    body = ""
     while time.monotonic() < end:
-        body = drv.find_element(By.TAG_NAME, "body").text
+        try:
+            body = drv.find_element(By.TAG_NAME, "body").text
+        except WebDriverException:      # a page is loading: no body yet
+            body = ""
         if what in body:
             return body
         time.sleep(0.2)
     raise AssertionError("%r not on the page: %s" % (what, body))
+
+
+def check_local_times(drv, zone, hours):
+    """Every <time> shows its datetime in zone (UTC+hours, no DST), the
+    UTC text in its title; the note names the zone."""
+    elems = drv.find_elements(By.CSS_SELECTOR, "#result time[datetime]")
+    assert len(elems) >= 2, drv.page_source
+    for t in elems:
+        utc = datetime.datetime.strptime(t.get_attribute("datetime"),
+                                         "%Y-%m-%dT%H:%M:%SZ")
+        want = (utc + datetime.timedelta(hours=hours)).strftime(
+            "%Y-%m-%d %H:%M:%S")
+        assert t.text == want, (t.text, want)
+        assert t.get_attribute("title").endswith("+0000"), \
+            t.get_attribute("title")
+    note = drv.find_element(By.ID, "tz-note").text
+    assert "Times in your time zone (%s)" % zone in note, note
+    assert "UTC." not in note
 
 
 def test_browser_sender_and_operator(daemon_factory):
@@ -206,7 +230,10 @@ def test_browser_a_b_c(net):  # noqa: F811
         assert ev, mb["events"]
         drv.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
 
-        # the sender at A: the link; the walk follows B and C by SRV
+        # the sender at A: the link; the walk follows B and C by SRV;
+        # times in the browser's zone
+        drv.execute_cdp_cmd("Emulation.setTimezoneOverride",
+                            {"timezoneId": "Asia/Tokyo"})
         drv.get("http://%s:%d/t/%s#%s" % (A_ADDR, a_port, envid, frag))
         text = wait_text(drv, "Tracking %s" % envid, timeout=60)
         shot(drv, n.a, "abc-sender.png")
@@ -214,5 +241,6 @@ def test_browser_a_b_c(net):  # noqa: F811
                   "%s delivered at mx.c.test (hop 3)" % BOB):
             assert s in text, (s, text)
         assert frag not in drv.current_url
+        check_local_times(drv, "Asia/Tokyo", 9)
     finally:
         drv.quit()
