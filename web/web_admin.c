@@ -4,8 +4,9 @@
  *       view"): server-rendered HTML that works without JavaScript
  *       (web/assets/admin.js only shows local times and reloads the list).
  * Routes: GET /admin/ (the queue list: the API's filters and paging),
- *       GET /admin/m/QID (envelope, recipients, events, trace fields and
- *       headers; a quarantined message's body as text), POST
+ *       GET /admin/m/QID (envelope, recipients, events, DSNs sent, trace
+ *       fields and headers; a quarantined message's body as text; only
+ *       the action buttons its state allows), POST
  *       /admin/m/QID/{hold,release,delete,flush} (delete: bounce=1 in the
  *       form for a failure DSN), POST /admin/logout.
  * Sessions: the first request authenticates with basic auth (web_auth.c,
