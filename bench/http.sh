@@ -146,7 +146,7 @@ wm_pid=$!
 
 # ---- 3. measurements ----
 python3 - "$hport" "$K" "$middle" "$t0" <<'EOF'
-import base64, http.client, json, statistics, sys, time
+import base64, http.client, json, socket, statistics, sys, time
 port, k, middle, t0 = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 
 def auth(user):
@@ -164,6 +164,8 @@ while True:		# up, and no recipient queued any more (all deferred)
     try:
         if conn is None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.connect()	# no Nagle on the client's side either
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         st, body = get(conn, "/api/v1/queue?state=normal&status=queued&limit=1", auth("cheap"))
         if st == 200 and not json.loads(body)["messages"]:
             break
