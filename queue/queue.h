@@ -275,6 +275,13 @@ int	queue_track_find(const char *envid, const char *cert,
 int	queue_bulk_open(const struct config *cfg, char *err, size_t errlen);
 int	queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
 	    size_t errlen);
+/* queue_bulk_queue - the same for unfinished messages: every recipient
+ * must be queued or deferred (next_attempt 0: arrival), the state is
+ * kept (m->state_actor names who decided a held one), body[0..bodylen)
+ * is written as each one's body file (m->size = bodylen); the files are
+ * synced before the transaction.  0, or -1 with err set. */
+int	queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
+	    size_t bodylen, char *err, size_t errlen);
 void	queue_bulk_close(void);
 
 /* queue_free_space_ok - 0 when the spool has less than min_free_space */
@@ -289,6 +296,33 @@ typedef struct json_t json_t;
 /* queue_list_json - array of message objects; state < 0 = all states;
  * value non-NULL: only those whose state value is value */
 json_t	*queue_list_json(int state, const char *value);
+/*
+ * queue_page_json - one page of the unfinished messages (the objects of
+ * queue_list_json) that pass f, in queue-id order, starting after the
+ * queue id after (NULL: from the first): at most limit of them.  The
+ * table is walked from after's position (a binary search), the filters
+ * are applied to the messages themselves and only the page's objects
+ * are built; the walk stops at the first match past the page.  next
+ * gets the queue id of the page's last message when more match, else
+ * "" (nextlen >= QID_SIZE).  NULL on ENOMEM.
+ */
+struct queue_filter {
+	int		 state;		/* enum msg_state, -1: any */
+	const char	*value;		/* its value (case-insensitive), NULL: any */
+	const char	*sender;	/* case-insensitive substring; "<>" = the
+					 * null sender; NULL: any */
+	const char	*recipient;	/* case-insensitive substring of an
+					 * address; NULL: any */
+	const char	*queue_id;	/* exact; NULL: any */
+	const char	*message_id;	/* exact ("" = none); NULL: any */
+	int		 status;	/* a recipient's enum rcpt_status, -1: any */
+	long long	 min_age, max_age;	/* seconds since arrival, -1: none */
+	time_t		 now;		/* the ages' reference */
+};
+/* queue_filter_any - f passes every message; now = time(NULL) */
+void	queue_filter_any(struct queue_filter *f);
+json_t	*queue_page_json(const struct queue_filter *f, const char *after,
+	    size_t limit, char *next, size_t nextlen);
 /* queue_show_json - one message object plus "events"; NULL if unknown */
 json_t	*queue_show_json(const char *qid);
 /* queue_flush - make every deferred recipient due now (of qid only, when

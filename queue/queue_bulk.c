@@ -2,8 +2,15 @@
 /*
  * queue_bulk.c - the bulk load of finished messages into the store of a
  * spool that no daemon runs on (bench/trkload.c fills a store with a
- * million retained tracked messages this way).  Not used by waymarkd.
- * Entry points: queue_bulk_open, queue_bulk_load, queue_bulk_close.
+ * million retained tracked messages this way), and of unfinished ones
+ * (bench/httpload.c: a queue of 100,000 for bench/http.sh).  Not used
+ * by waymarkd.
+ * Entry points: queue_bulk_open, queue_bulk_load, queue_bulk_queue,
+ *       queue_bulk_close.
+ * An unfinished message (queue_bulk_queue) leaves what queue_accept
+ *       leaves: its body file, the records, the events "accepted",
+ *       "trace" and (held) "state", the state, schedule and ENVID index
+ *       entries; its state is kept as given (a held message stays held).
  * What one message leaves, as the daemon leaves a finished one: the
  *       message record (done_time set), its recipient records, the
  *       events "accepted", "trace" (one per trace field), per recipient
@@ -20,9 +27,11 @@
  *       is BULK_CACHE instead of the daemon's 1 MiB.
  */
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -193,6 +202,111 @@ queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
 		}
 		qjob_append(all, j);
 	}
+	qdb_commit(all, bulk_done, &rc);	/* synchronous: no commit thread */
+	if (rc != 0) {
+		snprintf(err, errlen, "the commit of %zu messages failed (see "
+		    "the log)", n);
+		return -1;
+	}
+	bulk_since_ckp += n;
+	if (bulk_since_ckp >= BULK_CKP_MSGS) {
+		qdb_checkpoint();
+		bulk_since_ckp = 0;
+	}
+	return 0;
+}
+
+/* queued_job - the records of unfinished message m as one job, after
+ * its body file; NULL on error */
+static struct qjob *
+queued_job(struct qmsg *m, const char *body, size_t bodylen,
+    const char **why)
+{
+	char		 field[1024], path[64];
+	struct qjob	*j;
+	uint64_t	 us;
+	size_t		 i;
+	ssize_t		 w;
+	int		 fd;
+
+	*why = "out of memory";
+	if (m->nrcpts == 0 || m->sender == NULL) {
+		*why = "a message without recipients or sender";
+		return NULL;
+	}
+	for (i = 0; i < m->nrcpts; i++)
+		if (rcpt_status_final(m->rcpts[i].status)) {
+			*why = "a recipient that is final";
+			return NULL;
+		}
+	us = qid_new(m->qid);
+	if (us > qs.qid_floor)
+		qs.qid_floor = us;
+	if (m->arrival == 0)
+		m->arrival = time(NULL);
+	m->done_time = 0;
+	if (m->state_since == 0)
+		m->state_since = m->arrival;
+	if (m->mtrk_certifier != NULL && m->mtrk_expiry == 0)
+		m->mtrk_expiry = m->arrival +
+		    (time_t)qs.cfg->tracking_retention;
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].next_attempt == 0)
+			m->rcpts[i].next_attempt = m->arrival;
+	m->size = bodylen;
+	m->next_seq = 0;
+	if (m->ntrace == 0) {		/* the hop's Received field */
+		if (queue_trace_received(m, queue_hostname(), m->tls != NULL ?
+		    "ESMTPS" : "ESMTP", field, sizeof(field)) == -1 ||
+		    qmsg_add_trace(m, field) == -1)
+			return NULL;
+	}
+	(void)snprintf(path, sizeof(path), "body/%s", m->qid);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) == -1) {
+		*why = "cannot create a body file";
+		return NULL;
+	}
+	w = write(fd, body, bodylen);
+	if (close(fd) == -1 || w != (ssize_t)bodylen) {
+		*why = "cannot write a body file";
+		(void)unlink(path);
+		return NULL;
+	}
+	if ((j = qjob_accept(m)) == NULL)
+		(void)unlink(path);
+	return j;
+}
+
+/* queue_bulk_queue - unfinished msgs[0..n-1] in one transaction */
+int
+queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
+    size_t bodylen, char *err, size_t errlen)
+{
+	struct qjob	*all, *j;
+	const char	*why;
+	size_t		 i;
+	int		 rc = -1;
+
+	if (qs.cfg == NULL || bulk_base == NULL) {
+		snprintf(err, errlen, "the store is not open for a bulk load");
+		return -1;
+	}
+	if ((all = qjob_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if ((j = queued_job(msgs[i], body, bodylen, &why)) == NULL) {
+			snprintf(err, errlen, "message %zu of the batch: %s", i,
+			    why);
+			qjob_free(all);
+			return -1;
+		}
+		qjob_append(all, j);
+	}
+	/* the body files reach the disk before the records name them */
+	sync();
 	qdb_commit(all, bulk_done, &rc);	/* synchronous: no commit thread */
 	if (rc != 0) {
 		snprintf(err, errlen, "the commit of %zu messages failed (see "

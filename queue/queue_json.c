@@ -3,7 +3,8 @@
  * queue_json.c - the operator's views of the queue as jansson objects
  * (/work/notes/CONTROL.md, DESIGN.md "Machine-readable output").
  * Entry points: queue_list_json (unfinished messages in memory, sorted
- * by queue id = arrival order), queue_show_json (one message from
+ * by queue id = arrival order), queue_page_json (one filtered page of
+ * them, JSON built for the page only), queue_show_json (one message from
  * memory when it is unfinished, else from the DB history, plus its
  * events read from the DB in sequence order).  Never hand-rolled JSON.
  * Reading the DB here runs in the loop thread: acceptable for these
@@ -162,6 +163,139 @@ queue_list_json(int state, const char *value)
 			json_decref(a);
 			return NULL;
 		}
+	}
+	return a;
+}
+
+/* queue_filter_any - no filter */
+void
+queue_filter_any(struct queue_filter *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->state = -1;
+	f->status = -1;
+	f->min_age = f->max_age = -1;
+	f->now = time(NULL);
+}
+
+/* str_has - case-insensitive substring */
+static int
+str_has(const char *hay, const char *needle)
+{
+	size_t	n = strlen(needle), h = strlen(hay), i;
+
+	for (i = 0; i + n <= h; i++)
+		if (strncasecmp(hay + i, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* page_match - does unfinished message m pass f?  The cheap tests
+ * first: a state filter reads m->state only */
+static int
+page_match(const struct qmsg *m, const struct queue_filter *f)
+{
+	const struct qpriv	*p = m->priv;
+	long long		 age;
+	size_t			 i;
+	int			 rcpt_ok = f->recipient == NULL,
+				 status_ok = f->status < 0;
+
+	if (f->state >= 0 && (int)m->state != f->state)
+		return 0;
+	if (m->done_time != 0 || (p != NULL && p->finishing))
+		return 0;
+	if (f->value != NULL && (m->state_value == NULL ||
+	    strcasecmp(m->state_value, f->value) != 0))
+		return 0;
+	if (f->min_age >= 0 || f->max_age >= 0) {
+		age = (long long)f->now - (long long)m->arrival;
+		if (f->min_age >= 0 && age < f->min_age)
+			return 0;
+		if (f->max_age >= 0 && age > f->max_age)
+			return 0;
+	}
+	if (f->message_id != NULL && strcmp(m->message_id != NULL ?
+	    m->message_id : "", f->message_id) != 0)
+		return 0;
+	if (f->sender != NULL) {
+		const char *s = m->sender != NULL ? m->sender : "";
+
+		if (strcmp(f->sender, "<>") == 0) {
+			if (s[0] != '\0')
+				return 0;
+		} else if (!str_has(s, f->sender))
+			return 0;
+	}
+	for (i = 0; i < m->nrcpts && !(rcpt_ok && status_ok); i++) {
+		const struct qrcpt *r = &m->rcpts[i];
+
+		if (!rcpt_ok && str_has(r->addr != NULL ? r->addr : "",
+		    f->recipient))
+			rcpt_ok = 1;
+		if (!status_ok && (int)r->status == f->status)
+			status_ok = 1;
+	}
+	return rcpt_ok && status_ok;
+}
+
+/* page_lower - index of the first message whose qid is >= qid (> qid
+ * when strict) in the sorted table */
+static size_t
+page_lower(const char *qid, int strict)
+{
+	size_t	lo = 0, hi = qs.nmsgs, mid;
+	int	c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = strcmp(qs.msgs[mid]->qid, qid);
+		if (c < 0 || (strict && c == 0))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+json_t *
+queue_page_json(const struct queue_filter *f, const char *after,
+    size_t limit, char *next, size_t nextlen)
+{
+	json_t			*a, *o;
+	const struct qmsg	*m, *last = NULL;
+	size_t			 i, end = qs.nmsgs, n = 0;
+
+	if (nextlen > 0)
+		next[0] = '\0';
+	if ((a = json_array()) == NULL)
+		return NULL;
+	i = after != NULL ? page_lower(after, 1) : 0;
+	if (f->queue_id != NULL) {	/* one message at most */
+		size_t q = page_lower(f->queue_id, 0);
+
+		if (q < i || q >= qs.nmsgs ||
+		    strcmp(qs.msgs[q]->qid, f->queue_id) != 0)
+			return a;
+		i = q;
+		end = q + 1;
+	}
+	for (; i < end; i++) {
+		m = qs.msgs[i];
+		if (!page_match(m, f))
+			continue;
+		if (n == limit) {
+			if (last != NULL)
+				(void)snprintf(next, nextlen, "%s", last->qid);
+			break;
+		}
+		if ((o = msg_json(m)) == NULL ||
+		    json_array_append_new(a, o) == -1) {
+			json_decref(a);
+			return NULL;
+		}
+		last = m;
+		n++;
 	}
 	return a;
 }

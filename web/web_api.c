@@ -68,16 +68,6 @@ const struct web_route web_routes[] = {
 };
 const size_t web_nroutes = sizeof(web_routes) / sizeof(web_routes[0]);
 
-/* the page's filters, checked */
-struct filter {
-	int		 state;		/* -1: any */
-	char		 value[128];	/* state value, "" = any */
-	const char	*sender, *recipient, *queue_id, *message_id;
-	const char	*status;
-	long long	 min_age, max_age;	/* -1: none */
-	time_t		 now;
-};
-
 /* parse_uint - all digits, at most max; -1 otherwise */
 static long long
 parse_uint(const char *s, long long max)
@@ -96,85 +86,17 @@ parse_uint(const char *s, long long max)
 	return v;
 }
 
-/* str_has - case-insensitive substring */
+/* parse_filter - the query's filters into f (value: the state value's
+ * storage); -1 with a 400 sent */
 static int
-str_has(const char *hay, const char *needle)
+parse_filter(struct web_req *r, struct queue_filter *f, char *value,
+    size_t valuelen)
 {
-	size_t	n = strlen(needle), h = strlen(hay), i;
-
-	for (i = 0; i + n <= h; i++)
-		if (strncasecmp(hay + i, needle, n) == 0)
-			return 1;
-	return 0;
-}
-
-/* jget - the string member key of o, "" when absent or not a string */
-static const char *
-jget(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s != NULL ? s : "";
-}
-
-/* matches - does message object m pass f? */
-static int
-matches(json_t *m, const struct filter *f)
-{
-	json_t		*rcpts, *rc;
-	json_int_t	 arrival, age;
-	size_t		 i;
-	int		 rcpt_ok = f->recipient == NULL, status_ok =
-			    f->status == NULL;
-
-	if (f->queue_id != NULL && strcmp(jget(m, "queue_id"),
-	    f->queue_id) != 0)
-		return 0;
-	if (f->message_id != NULL && strcmp(jget(m, "message_id"),
-	    f->message_id) != 0)
-		return 0;
-	if (f->sender != NULL) {
-		if (strcmp(f->sender, "<>") == 0) {
-			if (jget(m, "sender")[0] != '\0')
-				return 0;
-		} else if (!str_has(jget(m, "sender"), f->sender))
-			return 0;
-	}
-	if (f->min_age >= 0 || f->max_age >= 0) {
-		arrival = json_integer_value(json_object_get(m,
-		    "arrival_time"));
-		age = (json_int_t)f->now - arrival;
-		if (f->min_age >= 0 && age < f->min_age)
-			return 0;
-		if (f->max_age >= 0 && age > f->max_age)
-			return 0;
-	}
-	rcpts = json_object_get(m, "recipients");
-	json_array_foreach(rcpts, i, rc) {
-		if (f->recipient != NULL &&
-		    str_has(jget(rc, "address"), f->recipient))
-			rcpt_ok = 1;
-		if (f->status != NULL &&
-		    strcmp(jget(rc, "status"), f->status) == 0)
-			status_ok = 1;
-	}
-	return rcpt_ok && status_ok;
-}
-
-/* parse_filter - the query's filters into f; -1 with a 400 sent */
-static int
-parse_filter(struct web_req *r, struct filter *f)
-{
-	static const char *const statuses[] = { "queued", "deferred",
-	    "delivered", "relayed", "transferred", "failed", "expanded" };
 	const char	*s, *slash;
 	char		 kw[32];
-	size_t		 i;
+	int		 i;
 
-	memset(f, 0, sizeof(*f));
-	f->state = -1;
-	f->min_age = f->max_age = -1;
-	f->now = time(NULL);
+	queue_filter_any(f);
 	if ((s = web_query(r, "state")) != NULL) {
 		slash = strchr(s, '/');
 		snprintf(kw, sizeof(kw), "%.*s", slash ? (int)(slash - s) :
@@ -183,25 +105,28 @@ parse_filter(struct web_req *r, struct filter *f)
 			web_error(r, 400, "unknown state");
 			return -1;
 		}
-		if (slash != NULL && ((size_t)snprintf(f->value,
-		    sizeof(f->value), "%s", slash + 1) >= sizeof(f->value) ||
-		    mime_check_token(f->value, strlen(f->value)) == -1)) {
+		if (slash != NULL && ((size_t)snprintf(value, valuelen, "%s",
+		    slash + 1) >= valuelen ||
+		    mime_check_token(value, strlen(value)) == -1)) {
 			web_error(r, 400, "bad state value");
 			return -1;
 		}
+		if (slash != NULL && value[0] != '\0')
+			f->value = value;
 	}
 	f->sender = web_query(r, "sender");
 	f->recipient = web_query(r, "recipient");
 	f->queue_id = web_query(r, "queue_id");
 	f->message_id = web_query(r, "message_id");
-	if ((f->status = web_query(r, "status")) != NULL) {
-		for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
-			if (strcmp(f->status, statuses[i]) == 0)
+	if ((s = web_query(r, "status")) != NULL) {
+		for (i = RS_QUEUED; i <= RS_EXPANDED; i++)
+			if (strcmp(s, rcpt_status_name(i)) == 0)
 				break;
-		if (i == sizeof(statuses) / sizeof(statuses[0])) {
+		if (i > RS_EXPANDED) {
 			web_error(r, 400, "unknown status");
 			return -1;
 		}
+		f->status = i;
 	}
 	if ((s = web_query(r, "min_age")) != NULL &&
 	    (f->min_age = parse_uint(s, 999999999)) < 0) {
@@ -216,18 +141,19 @@ parse_filter(struct web_req *r, struct filter *f)
 	return 0;
 }
 
-/* api_queue - GET /api/v1/queue: one page */
+/* api_queue - GET /api/v1/queue: one page (queue_page_json walks the
+ * queue from `after` and builds the page's objects only) */
 static void
 api_queue(struct web_req *r)
 {
 	static const char *const names[] = { "limit", "after", "state",
 	    "sender", "recipient", "queue_id", "message_id", "status",
 	    "min_age", "max_age", NULL };
-	struct filter	 f;
-	json_t		*all, *page, *m, *next = NULL;
+	struct queue_filter f;
+	json_t		*page;
 	const char	*s, *after, *unknown = NULL;
+	char		 value[128], next[QID_SIZE];
 	long long	 limit = PAGE_DEFAULT;
-	size_t		 i;
 
 	if (web_query_check(r, names, &unknown) == -1) {
 		char esc[80];
@@ -245,31 +171,15 @@ api_queue(struct web_req *r)
 		web_error(r, 400, "after: a queue id expected");
 		return;
 	}
-	if (parse_filter(r, &f) == -1)
+	if (parse_filter(r, &f, value, sizeof(value)) == -1)
 		return;
-	if ((all = queue_list_json(f.state, f.value[0] ? f.value : NULL)) ==
-	    NULL || (page = json_array()) == NULL) {
-		json_decref(all);
+	if ((page = queue_page_json(&f, after, (size_t)limit, next,
+	    sizeof(next))) == NULL) {
 		web_error(r, 500, "cannot list the queue");
 		return;
 	}
-	/* queue_list_json is in queue-id order */
-	json_array_foreach(all, i, m) {
-		if (after != NULL && strcmp(jget(m, "queue_id"), after) <= 0)
-			continue;
-		if (!matches(m, &f))
-			continue;
-		if (json_array_size(page) == (size_t)limit) {
-			next = json_object_get(json_array_get(page,
-			    json_array_size(page) - 1), "queue_id");
-			json_incref(next);
-			break;
-		}
-		json_array_append(page, m);
-	}
-	json_decref(all);
 	web_send(r, 200, json_pack("{s:o,s:o}", "messages", page, "next",
-	    next != NULL ? next : json_null()));
+	    next[0] != '\0' ? json_string(next) : json_null()));
 }
 
 /* api_show - GET /api/v1/messages/QID */

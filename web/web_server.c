@@ -29,6 +29,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -711,6 +712,13 @@ web_server_start(const struct config *cfg, struct event_base *base,
 		if (cfg->http_tls)
 			evhttp_set_bevcb(srv->http, tls_bev_cb, NULL);
 		for (j = 0; j < srv->nfds; j++) {
+			int one = 1;
+
+			/* accepted sockets inherit it (Linux): a response
+			 * written in parts is not held back by Nagle until
+			 * the client's delayed ACK, 40 ms (bench/http.sh) */
+			(void)setsockopt(srv->fds[j], IPPROTO_TCP, TCP_NODELAY,
+			    &one, sizeof(one));
 			if (evhttp_accept_socket_with_handle(srv->http,
 			    srv->fds[j]) == NULL) {
 				snprintf(err, errlen, "%s: cannot listen",
