@@ -387,97 +387,6 @@ error_page(struct web_req *r, struct session *s, int code, const char *text)
 
 /* ---------------------------------------------------------------- list */
 
-/* the list's filters (the API's: README "HTTP API") */
-struct lfilter {
-	int		 state;		/* -1: any */
-	const char	*value;		/* NULL: any */
-	const char	*sender, *recipient, *queue_id, *message_id, *status;
-	long long	 min_age, max_age;	/* -1: none */
-	time_t		 now;
-};
-
-/* has_ci - case-insensitive substring */
-static int
-has_ci(const char *hay, const char *needle)
-{
-	size_t	n = strlen(needle), h = strlen(hay), i;
-
-	for (i = 0; i + n <= h; i++)
-		if (strncasecmp(hay + i, needle, n) == 0)
-			return 1;
-	return 0;
-}
-
-/* passes - m passes f (the API's rules) */
-static int
-passes(json_t *m, const struct lfilter *f)
-{
-	json_t		*rc;
-	json_int_t	 age;
-	size_t		 i;
-	int		 rok = f->recipient == NULL, sok = f->status == NULL;
-
-	if (f->queue_id != NULL && strcmp(jstr(m, "queue_id"), f->queue_id))
-		return 0;
-	if (f->message_id != NULL &&
-	    strcmp(jstr(m, "message_id"), f->message_id))
-		return 0;
-	if (f->sender != NULL && (strcmp(f->sender, "<>") == 0 ?
-	    jstr(m, "sender")[0] != '\0' : !has_ci(jstr(m, "sender"),
-	    f->sender)))
-		return 0;
-	age = (json_int_t)f->now -
-	    json_integer_value(json_object_get(m, "arrival_time"));
-	if ((f->min_age >= 0 && age < f->min_age) ||
-	    (f->max_age >= 0 && age > f->max_age))
-		return 0;
-	json_array_foreach(json_object_get(m, "recipients"), i, rc) {
-		if (f->recipient != NULL &&
-		    has_ci(jstr(rc, "address"), f->recipient))
-			rok = 1;
-		if (f->status != NULL && strcmp(jstr(rc, "status"),
-		    f->status) == 0)
-			sok = 1;
-	}
-	return rok && sok;
-}
-
-/*
- * list_page - one page of the unfinished messages passing f after the
- * queue id after, at most limit, in queue-id order (the listing of GET
- * /api/v1/queue: queue_list_json filtered as the API filters); next
- * gets the page's last queue id when more match.  NULL on ENOMEM.
- */
-static json_t *
-list_page(const struct lfilter *f, const char *after, size_t limit,
-    char *next, size_t nextlen)
-{
-	json_t	*all, *page, *m;
-	size_t	 i;
-
-	next[0] = '\0';
-	if ((all = queue_list_json(f->state, f->value)) == NULL)
-		return NULL;
-	if ((page = json_array()) == NULL) {
-		json_decref(all);
-		return NULL;
-	}
-	json_array_foreach(all, i, m) {
-		if (after != NULL && strcmp(jstr(m, "queue_id"), after) <= 0)
-			continue;
-		if (!passes(m, f))
-			continue;
-		if (json_array_size(page) == limit) {
-			snprintf(next, nextlen, "%s", jstr(json_array_get(page,
-			    limit - 1), "queue_id"));
-			break;
-		}
-		json_array_append(page, m);
-	}
-	json_decref(all);
-	return page;
-}
-
 /* qparam - the query parameter name, NULL when absent or empty */
 static const char *
 qparam(struct web_req *r, const char *name)
@@ -509,17 +418,14 @@ static const char *const statuses[] = { "queued", "deferred", "delivered",
 
 /* read_filter - r's query into f and *limit; else why (a 400) */
 static const char *
-read_filter(struct web_req *r, struct lfilter *f, char *value,
+read_filter(struct web_req *r, struct queue_filter *f, char *value,
     size_t valuelen, long long *limit)
 {
 	const char	*s, *slash;
 	char		 kw[32];
 	size_t		 i;
 
-	memset(f, 0, sizeof(*f));
-	f->state = -1;
-	f->min_age = f->max_age = -1;
-	f->now = time(NULL);
+	queue_filter_any(f);
 	if ((s = qparam(r, "state")) != NULL) {
 		slash = strchr(s, '/');
 		snprintf(kw, sizeof(kw), "%.*s", slash ? (int)(slash - s) :
@@ -538,12 +444,14 @@ read_filter(struct web_req *r, struct lfilter *f, char *value,
 	f->recipient = qparam(r, "recipient");
 	f->queue_id = qparam(r, "queue_id");
 	f->message_id = qparam(r, "message_id");
-	if ((f->status = qparam(r, "status")) != NULL) {
+	if ((s = qparam(r, "status")) != NULL) {
 		for (i = 0; statuses[i] != NULL; i++)
-			if (strcmp(f->status, statuses[i]) == 0)
+			if (strcmp(s, statuses[i]) == 0 &&
+			    strcmp(rcpt_status_name((enum rcpt_status)i), s) == 0)
 				break;
 		if (statuses[i] == NULL)
 			return "unknown status";
+		f->status = (int)i;
 	}
 	if ((s = qparam(r, "min_age")) != NULL &&
 	    (f->min_age = num(s, 999999999)) < 0)
@@ -626,7 +534,7 @@ void
 web_admin_list(struct web_req *r)
 {
 	struct session	*s;
-	struct lfilter	 f;
+	struct queue_filter f;
 	struct buf	 b;
 	json_t		*page, *m;
 	const char	*why, *unknown = NULL;
@@ -648,7 +556,7 @@ web_admin_list(struct web_req *r)
 		error_page(r, s, 400, why);
 		return;
 	}
-	if ((page = list_page(&f, qparam(r, "after"), (size_t)limit, next,
+	if ((page = queue_page_json(&f, qparam(r, "after"), (size_t)limit, next,
 	    sizeof(next))) == NULL) {
 		error_page(r, s, 500, "cannot list the queue");
 		return;
