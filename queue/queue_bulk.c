@@ -175,47 +175,6 @@ bulk_done(void *arg, int rc)
 	*(int *)arg = rc;
 }
 
-/* queue_bulk_load - msgs[0..n-1] in one transaction */
-int
-queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
-    size_t errlen)
-{
-	struct qjob	*all, *j;
-	const char	*why;
-	size_t		 i;
-	int		 rc = -1;
-
-	if (qs.cfg == NULL || bulk_base == NULL) {
-		snprintf(err, errlen, "the store is not open for a bulk load");
-		return -1;
-	}
-	if ((all = qjob_new()) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		if ((j = bulk_job(msgs[i], &why)) == NULL) {
-			snprintf(err, errlen, "message %zu of the batch: %s", i,
-			    why);
-			qjob_free(all);
-			return -1;
-		}
-		qjob_append(all, j);
-	}
-	qdb_commit(all, bulk_done, &rc);	/* synchronous: no commit thread */
-	if (rc != 0) {
-		snprintf(err, errlen, "the commit of %zu messages failed (see "
-		    "the log)", n);
-		return -1;
-	}
-	bulk_since_ckp += n;
-	if (bulk_since_ckp >= BULK_CKP_MSGS) {
-		qdb_checkpoint();
-		bulk_since_ckp = 0;
-	}
-	return 0;
-}
-
 /* queued_job - the records of unfinished message m as one job, after
  * its body file; NULL on error */
 static struct qjob *
@@ -278,9 +237,10 @@ queued_job(struct qmsg *m, const char *body, size_t bodylen,
 	return j;
 }
 
-/* queue_bulk_queue - unfinished msgs[0..n-1] in one transaction */
-int
-queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
+/* bulk_commit - msgs[0..n-1] in one transaction: finished messages, or
+ * when queued unfinished ones sharing body */
+static int
+bulk_commit(struct qmsg *const *msgs, size_t n, int queued, const char *body,
     size_t bodylen, char *err, size_t errlen)
 {
 	struct qjob	*all, *j;
@@ -297,7 +257,9 @@ queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if ((j = queued_job(msgs[i], body, bodylen, &why)) == NULL) {
+		j = !queued ? bulk_job(msgs[i], &why) :
+		    queued_job(msgs[i], body, bodylen, &why);
+		if (j == NULL) {
 			snprintf(err, errlen, "message %zu of the batch: %s", i,
 			    why);
 			qjob_free(all);
@@ -306,7 +268,8 @@ queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
 		qjob_append(all, j);
 	}
 	/* the body files reach the disk before the records name them */
-	sync();
+	if (queued)
+		sync();
 	qdb_commit(all, bulk_done, &rc);	/* synchronous: no commit thread */
 	if (rc != 0) {
 		snprintf(err, errlen, "the commit of %zu messages failed (see "
@@ -319,6 +282,22 @@ queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
 		bulk_since_ckp = 0;
 	}
 	return 0;
+}
+
+/* queue_bulk_load - msgs[0..n-1] in one transaction */
+int
+queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
+    size_t errlen)
+{
+	return bulk_commit(msgs, n, 0, NULL, 0, err, errlen);
+}
+
+/* queue_bulk_queue - unfinished msgs[0..n-1] in one transaction */
+int
+queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
+    size_t bodylen, char *err, size_t errlen)
+{
+	return bulk_commit(msgs, n, 1, body, bodylen, err, errlen);
 }
 
 /* queue_bulk_close - checkpoint and close the store */
