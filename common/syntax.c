@@ -985,6 +985,20 @@ fail:
 	return -1;
 }
 
+/* envid_ok - 1..100 printable ASCII characters without space */
+int
+envid_ok(const char *s)
+{
+	size_t	i, n = strlen(s);
+
+	if (n == 0 || n > ESMTP_ENVID_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] > '~')
+			return 0;
+	return 1;
+}
+
 /* base64 (RFC 4648 4, with padding) */
 
 static const char	b64[] =

@@ -163,6 +163,9 @@ enum param_result esmtp_parse_params(const char *s, size_t len, int where,
 int	xtext_decode(const char *s, size_t len, char *out, size_t outlen);
 /* xtext_encode - encode into out (NUL-terminated); -1 on overflow */
 int	xtext_encode(const char *s, size_t len, char *out, size_t outlen);
+/* envid_ok - 1 when s is 1..ESMTP_ENVID_MAX printable ASCII characters
+ * without space (a decoded ENVID as typed or linked) */
+int	envid_ok(const char *s);
 /* base64_encode - returns the output length, -1 on overflow (out NUL-terminated) */
 int	base64_encode(const unsigned char *in, size_t len, char *out, size_t outlen);
 /* base64_decode - strict; returns decoded length or -1 */

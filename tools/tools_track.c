@@ -74,20 +74,6 @@ terr(const char *fmt, ...)
 	fprintf(stderr, "waymark: track: %s\n", msg);
 }
 
-/* envid_ok - 1..100 printable ASCII characters without space */
-static int
-envid_ok(const char *s)
-{
-	size_t	i, n = strlen(s);
-
-	if (n == 0 || n > ENVID_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (s[i] <= ' ' || s[i] > '~')
-			return 0;
-	return 1;
-}
-
 /* secret_ok - s is base64 of a non-empty secret */
 static int
 secret_ok(const char *s)

@@ -150,24 +150,6 @@ html_char(struct buf *b, char c)
 	return buf_puts(b, e);
 }
 
-/* html_put - s into b, HTML-escaped (controls as U+FFFD's '?') */
-static int
-html_put(struct buf *b, const char *s)
-{
-	char	*safe;
-	int	 rc = 0;
-
-	if (s == NULL)
-		return 0;
-	if ((safe = strdup(s)) == NULL)
-		return -1;
-	text_safe(safe);
-	for (s = safe; *s != '\0' && rc == 0; s++)
-		rc = html_char(b, *s);
-	free(safe);
-	return rc;
-}
-
 /*
  * utc_date - the length of the UTC date track_fmt_date writes ("Thu, 1
  * May 2025 10:00:00 +0000") at p, its "YYYY-MM-DDTHH:MM:SSZ" in iso
@@ -213,10 +195,11 @@ utc_date(const char *p, char *iso)
 	return (size_t)(q + 19 - p);
 }
 
-/* html_put_times - html_put, with each UTC date of track_fmt_date in a
- * <time datetime="..."> element (for the script) */
+/* html_escape - s into b, HTML-escaped (controls as U+FFFD's '?'); with
+ * times, each UTC date of track_fmt_date in a <time datetime="...">
+ * element (for the script) */
 static int
-html_put_times(struct buf *b, const char *s)
+html_escape(struct buf *b, const char *s, int times)
 {
 	char	*safe, iso[24];
 	size_t	 n;
@@ -228,7 +211,7 @@ html_put_times(struct buf *b, const char *s)
 		return -1;
 	text_safe(safe);
 	for (s = safe; *s != '\0' && rc == 0; ) {
-		if ((n = utc_date(s, iso)) == 0) {
+		if (!times || (n = utc_date(s, iso)) == 0) {
 			rc = html_char(b, *s++);
 			continue;
 		}
@@ -239,6 +222,20 @@ html_put_times(struct buf *b, const char *s)
 	}
 	free(safe);
 	return rc;
+}
+
+/* html_put - s into b, HTML-escaped */
+static int
+html_put(struct buf *b, const char *s)
+{
+	return html_escape(b, s, 0);
+}
+
+/* html_put_times - html_put, with the UTC dates as <time> elements */
+static int
+html_put_times(struct buf *b, const char *s)
+{
+	return html_escape(b, s, 1);
 }
 
 /* page - the template with ENVID and the result section (raw HTML);
@@ -290,20 +287,6 @@ fail:
 }
 
 /* --------------------------------------------------------------- input */
-
-/* envid_ok - 1..100 printable ASCII characters without space */
-static int
-envid_ok(const char *s)
-{
-	size_t	i, n = strlen(s);
-
-	if (n == 0 || n > ESMTP_ENVID_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (s[i] <= ' ' || s[i] > '~')
-			return 0;
-	return 1;
-}
 
 /* secret_norm - s (base64 or base64url, padding optional, surrounding
  * white space ignored) decoded into a; its standard base64 (padded)
