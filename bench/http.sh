@@ -61,41 +61,15 @@ done
 top=$(cd "$(dirname "$0")/.." && pwd)
 WAYMARKD=${WAYMARKD:-$top/build/waymarkd}
 HTTPLOAD=${HTTPLOAD:-$top/build/bench/httpload}
-die() { echo "http.sh: $*" >&2; exit 1; }
+BENCH=http
+. "$top/bench/lib.sh"
 for p in "$WAYMARKD" "$HTTPLOAD"; do
 	[ -x "$p" ] || die "no $p (build first: make in build/)"
 done
 [ "$(id -u)" = 0 ] || die "run as root (waymarkd and httpload drop privileges)"
 command -v python3 >/dev/null 2>&1 || die "python3 missing"
 
-if [ -n "$DIR" ]; then
-	mkdir -p "$DIR"
-	DIR=$(cd "$DIR" && pwd)
-	keep=1
-else
-	DIR=$(mktemp -d /tmp/waymark-http.XXXXXX)
-	keep=${KEEP:-0}
-fi
-chmod 755 "$DIR"
-wm_pid=
-cleanup() {
-	set +e
-	if [ -n "$wm_pid" ] && kill -0 "$wm_pid" 2>/dev/null; then
-		kill -TERM "$wm_pid"
-		wait "$wm_pid" 2>/dev/null
-	fi
-	if [ "$keep" = 1 ]; then
-		echo "kept $DIR" >&2
-	else
-		rm -rf "$DIR"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+work_dir
 
 port=$(free_port)
 hport=$(free_port)

@@ -26,13 +26,10 @@
  */
 
 #include <errno.h>
-#include <grp.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,46 +38,18 @@
 #include "common/syntax.h"
 #include "common/util.h"
 #include "queue/queue.h"
+#include "bench/benchlib.h"
 #include "bench/trkbench.h"
 
+const char	bench_name[] = "trkload";
+
 /* usage - the synopsis on stderr, exit 2 */
-static void
+void
 usage(void)
 {
 	fprintf(stderr, "usage: trkload -f CONF [-n N] [-b BATCH] "
 	    "[-d DAYS]\n");
 	exit(2);
-}
-
-static void
-die(const char *fmt, ...) WM_PRINTF(1, 2);
-
-/* die - an error on stderr, exit 1 */
-static void
-die(const char *fmt, ...)
-{
-	va_list	ap;
-
-	fputs("trkload: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-/* num - a positive decimal argument */
-static uint64_t
-num(const char *s)
-{
-	char			*end;
-	unsigned long long	 v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v == 0)
-		usage();
-	return v;
 }
 
 /* final_rcpt - recipient r's last attempt and result */
@@ -147,47 +116,6 @@ make_msg(uint64_t n, time_t arrival)
 	    "mx1.d%u.example.net[192.0.2.%u]", d, d + 20);
 	final_rcpt(&m->rcpts[1], RS_TRANSFERRED, arrival + 2, buf, remote, 1);
 	return m;
-}
-
-/* enter_spool - create/check the spool, lock it, drop to `user` */
-static void
-enter_spool(const struct config *cfg)
-{
-	struct stat	 st;
-	char		 why[512];
-	long		 uid = -1, gid = -1;
-	int		 fd;
-
-	if (geteuid() == 0 &&
-	    cfg_check_user(cfg, &uid, &gid, why, sizeof(why)) == -1)
-		die("%s", why);
-	if ((fd = dir_make_owned(cfg->spool, 0700, uid, gid, 1, &st, why,
-	    sizeof(why))) == -1)
-		die("spool: %s", why);
-	if (fchdir(fd) == -1)
-		die("cannot enter spool %s: %s", cfg->spool, strerror(errno));
-	if (queue_lock(fd, cfg->spool, uid != -1 ? uid : (long)geteuid(),
-	    why, sizeof(why)) == -1)
-		die("%s", why);
-	close(fd);
-	if (uid != -1) {
-		gid_t g = (gid_t)gid;
-
-		if (setgroups(1, &g) == -1 || setgid(g) == -1 ||
-		    setuid((uid_t)uid) == -1)
-			die("cannot drop privileges to %s: %s", cfg->user,
-			    strerror(errno));
-	}
-}
-
-/* mono - a monotonic clock in seconds */
-static double
-mono(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* main - load the messages in batches */

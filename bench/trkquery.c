@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "common/syntax.h"
+#include "bench/benchlib.h"
 #include "bench/trkbench.h"
 
 #define RBUF		(64 * 1024)
@@ -67,27 +68,15 @@ static uint64_t			 nloaded;
 static enum mode		 mode = M_OK;
 static pthread_barrier_t	 start_bar;
 
+const char	bench_name[] = "trkquery";
+
 /* usage - the synopsis on stderr, exit 2 */
-static void
+void
 usage(void)
 {
 	fprintf(stderr, "usage: trkquery -p PORT [-a ADDR] -n N [-k K] "
 	    "[-c CONNS] [-s SEED] [-m ok|wrong|unknown]\n");
 	exit(2);
-}
-
-/* num - a positive decimal argument */
-static uint64_t
-num(const char *s)
-{
-	char			*end;
-	unsigned long long	 v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v == 0)
-		usage();
-	return v;
 }
 
 /* mono_ms - a monotonic clock in milliseconds */

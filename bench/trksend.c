@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/syntax.h"
+#include "bench/benchlib.h"
 #include "bench/trkbench.h"
 
 #define MAX_SESSIONS	1000
@@ -53,27 +54,15 @@ struct sess {
 	size_t		 len;
 };
 
+const char	bench_name[] = "trksend";
+
 /* usage - the synopsis on stderr, exit 2 */
-static void
+void
 usage(void)
 {
 	fprintf(stderr, "usage: trksend [-M] [-s SESSIONS] [-m COUNT] "
 	    "[-l SIZE] [-f FROM] [-t TO] ADDR:PORT\n");
 	exit(2);
-}
-
-/* num - a positive decimal argument */
-static uint64_t
-num(const char *s)
-{
-	char			*end;
-	unsigned long long	 v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v == 0)
-		usage();
-	return v;
 }
 
 /* send_all - write n bytes; 0 or -1 */
@@ -216,16 +205,6 @@ make_content(void)
 	}
 	memcpy(content + off, ".\r\n", 3);
 	content_len = off + 3;
-}
-
-/* mono - a monotonic clock in seconds */
-static double
-mono(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* main - start the sessions, wait, print the rate */
