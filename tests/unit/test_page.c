@@ -307,7 +307,7 @@ test_loaded(void **state)
 	json_decref(all);
 	/* each body file is there */
 	for (i = 0; i < NMSGS; i++) {
-		char path[64];
+		char path[1100];
 
 		(void)snprintf(path, sizeof(path), "body/%s", qids[i]);
 		assert_int_equal(access(path, R_OK), 0);
