@@ -38,6 +38,7 @@ struct web_req {
 	int			 admin;		/* came in on http_admin */
 	int			 tls;
 	const char		*method;
+	int			 head;		/* HEAD: a GET route, no body */
 	char			 path[WEB_PATH_MAX + 1];	/* no query */
 	char			 capture[WEB_PATH_MAX + 1];	/* the route's "*" */
 	char			 addr[64];	/* client address, text */

@@ -18,6 +18,8 @@
  *       address (else 403); state-changing ones refuse an Origin other
  *       than the server's own (403, CSRF; there are no cookies); then
  *       basic authentication (web_auth.c).
+ * HEAD: on every GET route, answered as GET without the body, with the
+ *       body's Content-Length (not on a 304; bytes=0 in the log).
  * Log: "http[-admin] client=[A] method=M path=P status=N bytes=N
  *       time=Nms [user=U]": the path without its query string.
  * Invariants: a request is answered exactly once; a request whose
@@ -234,6 +236,18 @@ sent(struct web_req *r, int code, size_t n)
 	web_req_free(r);
 }
 
+/* head_length - a HEAD answer's Content-Length: the GET body's (evhttp
+ * sends the body it is given, even for HEAD, and adds no length) */
+static void
+head_length(struct evkeyvalq *h, size_t n)
+{
+	char	len[24];
+
+	(void)snprintf(len, sizeof(len), "%zu", n);
+	evhttp_remove_header(h, "Content-Length");
+	evhttp_add_header(h, "Content-Length", len);
+}
+
 void
 web_send(struct web_req *r, int code, json_t *body)
 {
@@ -260,6 +274,10 @@ web_send(struct web_req *r, int code, json_t *body)
 				evbuffer_add_printf(out, "%s\n", enc_fail);
 			n = evbuffer_get_length(out);
 		}
+		if (r->head && code != 304)
+			head_length(h, n);
+		if (r->head && out != NULL)
+			(void)evbuffer_drain(out, n);
 		if (r->conn != NULL)
 			r->conn->pending = NULL;
 		evhttp_send_reply(r->req, code, status_text(code), out);
@@ -267,7 +285,7 @@ web_send(struct web_req *r, int code, json_t *body)
 			evbuffer_free(out);
 	}
 	free(s);
-	sent(r, code, n);
+	sent(r, code, r->head ? 0 : n);
 }
 
 void
@@ -287,13 +305,17 @@ web_send_body(struct web_req *r, int code, const char *type,
 			if (evbuffer_add(out, data, len) == 0)
 				n = len;
 		}
+		if (r->head && code != 304)
+			head_length(h, n);
+		if (r->head && out != NULL)
+			(void)evbuffer_drain(out, n);
 		if (r->conn != NULL)
 			r->conn->pending = NULL;
 		evhttp_send_reply(r->req, code, status_text(code), out);
 		if (out != NULL)
 			evbuffer_free(out);
 	}
-	sent(r, code, n);
+	sent(r, code, r->head ? 0 : n);
 }
 
 /* web_req_header - the request's header field name, NULL when absent */
@@ -554,12 +576,14 @@ dispatch(struct web_req *r)
 		if ((rt->admin && !r->admin) ||
 		    !path_match(rt->pattern, r->path, r->capture))
 			continue;
-		if (strcmp(rt->method, r->method) == 0)
+		if (strcmp(rt->method, r->method) == 0 || (r->head &&
+		    strcmp(rt->method, "GET") == 0))
 			break;
 		if (strstr(allow, rt->method) == NULL)
 			(void)snprintf(allow + strlen(allow), sizeof(allow) -
-			    strlen(allow), "%s%s", allow[0] ? ", " : "",
-			    rt->method);
+			    strlen(allow), "%s%s%s", allow[0] ? ", " : "",
+			    rt->method, strcmp(rt->method, "GET") == 0 ?
+			    ", HEAD" : "");
 	}
 	if (i == web_nroutes) {
 		if (allow[0] != '\0') {
@@ -621,6 +645,7 @@ request_cb(struct evhttp_request *req, void *arg)
 	r->start_us = web_now_us();
 	r->admin = srv->admin;
 	r->method = method_name(evhttp_request_get_command(req));
+	r->head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
 	evcon = evhttp_request_get_connection(req);
 	if ((sa = evhttp_connection_get_addr(evcon)) != NULL &&
 	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {

@@ -95,7 +95,8 @@ def api(d, method, path, user=ADMIN, password=ADMIN_PW, headers=None,
     finally:
         c.close()
     js = None
-    if hdrs.get("content-type", "").startswith("application/json"):
+    if hdrs.get("content-type", "").startswith("application/json") and \
+            method != "HEAD":
         js = json.loads(data)
         if r.status >= 400:
             assert js["code"] == r.status and js["error"], js
@@ -437,3 +438,48 @@ def test_reload_applies_users(daemon_factory):
              what="the reload")
     assert api(d, "GET", "/api/v1/queue", user=OTHER,
                password=OTHER_PW)[0] == 200
+
+
+def read_header(s, buf):
+    """(header bytes, what followed) of the next answer on s."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed"
+        buf += chunk
+    i = buf.index(b"\r\n\r\n") + 4
+    return buf[:i].decode("latin-1"), buf[i:]
+
+
+def test_head_on_get_routes(daemon_factory):
+    d = web_daemon(daemon_factory)
+    st, h, js = api(d, "GET", "/api/v1/queue")
+    assert st == 200
+    get_len = int(h["content-length"])
+    auth = "Authorization: %s\r\n" % auth_header(ADMIN, ADMIN_PW)
+    with socket.create_connection(("127.0.0.1", d.http_port),
+                                  timeout=10) as s:
+        s.sendall(("HEAD /api/v1/queue HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                   % auth).encode())
+        hdr, rest = read_header(s, b"")
+        assert hdr.startswith("HTTP/1.1 200 "), hdr
+        fields = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip()
+                  for ln in hdr.split("\r\n")[1:] if ":" in ln}
+        assert int(fields["content-length"]) == get_len
+        assert fields["content-type"].startswith("application/json")
+        # no body: the next answer on the connection follows at once
+        s.sendall(("GET /api/v1/queue HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                   % auth).encode())
+        hdr2, _ = read_header(s, rest)
+        assert hdr2.startswith("HTTP/1.1 200 "), (rest, hdr2)
+    # the checks before the handler are the GET's
+    st, h, _ = api(d, "HEAD", "/api/v1/queue", user=None)
+    assert st == 401 and h["www-authenticate"] == 'Basic realm="waymark"'
+    st, h, _ = api(d, "HEAD", "/api/v1/messages/AAAAAAAAAAAA")
+    assert st == 404
+    # not on POST routes; Allow names HEAD with GET
+    st, h, _ = api(d, "HEAD", "/api/v1/messages/AAAAAAAAAAAA/hold")
+    assert st == 405 and h["allow"] == "POST"
+    st, h, _ = api(d, "DELETE", "/api/v1/queue")
+    assert st == 405 and h["allow"] == "GET, HEAD"
+    assert "method=HEAD path=/api/v1/queue status=200 bytes=0" in \
+        d.log_text()

@@ -378,3 +378,23 @@ def test_multi_hop_timeline(net):  # noqa: F811
               "bob@c.test delivered at mx.c.test (hop 3)",
               "carol@d.test relayed to mx.d.test: tracking ends there"):
         assert s in text, (s, text)
+
+
+def test_head_on_pages(daemon_factory):
+    d = web_daemon(daemon_factory)
+    st, h, body = request(d, "/")
+    assert st == 200
+    st2, h2, body2 = request(d, "/", method="HEAD")
+    assert st2 == 200 and body2 == b""
+    assert h2["ETag"] and h2["ETag"] == h["ETag"]
+    assert h2["Cache-Control"] == h["Cache-Control"]
+    assert h2["Content-Security-Policy"]
+    assert int(h2["Content-Length"]) == len(body)
+    st3, _, _ = request(d, "/", method="HEAD",
+                        headers={"If-None-Match": h["ETag"]})
+    assert st3 == 304
+    st4, h4, _ = request(d, "/assets/style.css", method="HEAD")
+    assert st4 == 200 and h4["Content-Type"].startswith("text/css")
+    # the JSON route stays POST only
+    st5, h5, _ = request(d, "/api/v1/track", method="HEAD")
+    assert st5 == 405 and h5["Allow"] == "POST"
