@@ -633,3 +633,56 @@ utf8_repair(const char *s)
 	out[o] = '\0';
 	return out;
 }
+
+/* mono_us - monotonic microseconds */
+uint64_t
+mono_us(void)
+{
+	struct timespec	ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* mono_ms - monotonic milliseconds */
+uint64_t
+mono_ms(void)
+{
+	return mono_us() / 1000;
+}
+
+/* mono_sec - monotonic seconds, wall-clock seconds if unreadable */
+time_t
+mono_sec(void)
+{
+	struct timespec	ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return time(NULL);
+	return ts.tv_sec;
+}
+
+/* tcp_listen - socket, options, bind and listen (see util.h) */
+int
+tcp_listen(const struct sockaddr *sa, socklen_t len, const char **failed)
+{
+	int	fd, on = 1, e;
+
+	*failed = NULL;
+	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1) {
+		*failed = "socket";
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+	    (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &on, sizeof(on)) == -1) ||
+	    bind(fd, sa, len) == -1 || listen(fd, SOMAXCONN) == -1) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}

@@ -107,4 +107,21 @@ size_t	utf8_len(const unsigned char *p, size_t n);
 void	text_safe(char *s);
 char	*utf8_repair(const char *s);
 
+/* mono_us / mono_ms - CLOCK_MONOTONIC micro- / milliseconds (0 if the
+ * clock cannot be read); mono_sec - seconds (time(NULL) then): the clock
+ * of deadlines and failure windows, which wall-clock steps must not move */
+uint64_t	mono_us(void);
+uint64_t	mono_ms(void);
+time_t		mono_sec(void);
+
+/*
+ * tcp_listen - a non-blocking, close-on-exec TCP socket bound to sa with
+ * SO_REUSEADDR (IPV6_V6ONLY for IPv6) and listening with a backlog of
+ * SOMAXCONN, as every listener of the daemon has; its fd, or -1 with
+ * errno set and *failed "socket" when socket() itself failed (NULL for
+ * the other steps), so callers keep their own error texts.
+ */
+int		tcp_listen(const struct sockaddr *sa, socklen_t len,
+		    const char **failed);
+
 #endif

@@ -48,6 +48,7 @@
 #include "common/cfg.h"
 #include "common/failtab.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/pwcheck.h"
 #include "common/syntax.h"
 #include "smtpd/smtpd_session.h"
@@ -203,17 +204,6 @@ auth_delay(struct smtpd_session *s, int kind)
 	evtimer_add(s->authtimer, &tv);
 }
 
-/* auth_now - monotonic seconds (the failure windows) */
-static time_t
-auth_now(void)
-{
-	struct timespec	ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return time(NULL);
-	return ts.tv_sec;
-}
-
 /* auth_counted - is s's client address subject to auth_failures? */
 static int
 auth_counted(const struct smtpd_session *s)
@@ -274,7 +264,7 @@ auth_limited(const struct smtpd_session *s)
 	n = inflight_count(a);
 	if (auth_fails != NULL)
 		n += failtab_count(auth_fails, (const struct sockaddr *)&s->ss,
-		    smtpd_cfg->auth_failures_window, auth_now());
+		    smtpd_cfg->auth_failures_window, mono_sec());
 	return n >= smtpd_cfg->auth_failures;
 }
 
@@ -302,7 +292,7 @@ auth_fail(struct smtpd_session *s, const char *user, const char *why)
 		    (auth_fails = failtab_new(AUTH_FAILTAB_CAP)) == NULL)
 			log_warn("session=%s auth: failure table", s->sid);
 		n = failtab_add(auth_fails, (const struct sockaddr *)&s->ss,
-		    smtpd_cfg->auth_failures_window, auth_now());
+		    smtpd_cfg->auth_failures_window, mono_sec());
 	}
 	log_escape(euser, sizeof(euser), user, strlen(user));
 	log_info("session=%s auth failed user=%s mech=%s client=[%s] "

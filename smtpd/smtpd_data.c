@@ -39,6 +39,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_session.h"
 
@@ -87,7 +88,7 @@ smtpd_data_begin(struct smtpd_session *s)
 	t->hops = 0;
 	t->msgid_state = 0;
 	t->hdrlen = t->msgidlen = 0;
-	t->data_start = smtpd_now_ms();
+	t->data_start = mono_ms();
 	t->received = 0;
 	smtpd_set_state(s, SMTPD_DATA);
 	return 0;

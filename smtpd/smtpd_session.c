@@ -114,7 +114,7 @@ smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
 	if ((SMTPD_LINE_STATES & SMTPD_S(old)) &&
 	    (SMTPD_LINE_STATES & SMTPD_S(st)))
 		return;
-	s->wait_since = smtpd_now_ms();
+	s->wait_since = mono_ms();
 	s->in_line = 0;
 	deadline_arm(s, s->wait_since);
 }
@@ -159,33 +159,25 @@ smtpd_txn_free(struct smtpd_session *s)
 static int
 smtpd_bind_one(const struct cfg_addr *a, char *err, size_t errlen)
 {
-	int	fd, on = 1, *nfds;
+	const char	*failed;
+	int		 fd, *nfds;
 
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "listen %s: socket: %s", a->text,
-		    strerror(errno));
+	if ((fd = tcp_listen((const struct sockaddr *)&a->ss, a->len,
+	    &failed)) == -1) {
+		snprintf(err, errlen, "listen %s: %s%s%s", a->text,
+		    failed ? failed : "", failed ? ": " : "", strerror(errno));
 		return -1;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
-		goto fail;
-	if (a->ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
-		goto fail;
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1)
-		goto fail;
-	if (listen(fd, SOMAXCONN) == -1)
-		goto fail;
-	nfds = realloc(listen_fds, (nlisten_fds + 1) * sizeof(*nfds));
-	if (nfds == NULL)
-		goto fail;
+	if ((nfds = realloc(listen_fds, (nlisten_fds + 1) *
+	    sizeof(*nfds))) == NULL) {
+		snprintf(err, errlen, "listen %s: %s", a->text,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
 	listen_fds = nfds;
 	listen_fds[nlisten_fds++] = fd;
 	return 0;
-fail:
-	snprintf(err, errlen, "listen %s: %s", a->text, strerror(errno));
-	close(fd);
-	return -1;
 }
 
 /* smtpd_server_bind - socket/bind/listen every cfg->listen address,
@@ -258,7 +250,7 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	else if (s->ss.ss_family == AF_INET6)
 		s->port = ntohs(((struct sockaddr_in6 *)&s->ss)->sin6_port);
 	s->state = SMTPD_GREETING;
-	s->wait_since = smtpd_now_ms();
+	s->wait_since = mono_ms();
 	if ((s->timer = evtimer_new(smtpd_base, smtpd_timer_cb, s)) == NULL) {
 		log_warnx("session=%s evtimer_new failed", s->sid);
 		close(fd);
@@ -459,17 +451,6 @@ smtpd_server_stop(void (*done)(void))
 
 /* ----------------------------------------------------------- deadlines */
 
-/* smtpd_now_ms - monotonic milliseconds, the clock of the deadlines */
-uint64_t
-smtpd_now_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* timeout_ms - smtpd_timeout in milliseconds */
 static uint64_t
 timeout_ms(void)
@@ -527,7 +508,7 @@ deadline_input(struct smtpd_session *s, struct evbuffer *in)
 
 	if (s->state == SMTPD_DATA) {
 		/* each idle wait within DATA: a store per read, no timer call */
-		now = smtpd_now_ms();
+		now = mono_ms();
 		s->wait_since = now;
 		if (s->timer_at == 0)
 			deadline_arm(s, now);
@@ -541,7 +522,7 @@ deadline_input(struct smtpd_session *s, struct evbuffer *in)
 		s->in_line = 1;
 	} else
 		s->in_line = 0;		/* an idle wait begins */
-	now = smtpd_now_ms();
+	now = mono_ms();
 	s->wait_since = now;
 	deadline_arm(s, now);
 }
@@ -564,7 +545,7 @@ smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct smtpd_session	*s = arg;
 	struct smtpd_txn	*t = s->txn;
-	uint64_t		 now = smtpd_now_ms(), elapsed, min;
+	uint64_t		 now = mono_ms(), elapsed, min;
 	int			 late;
 
 	(void)fd; (void)ev;
@@ -801,7 +782,7 @@ smtpd_resume(struct smtpd_session *s)
 	uint64_t	 now;
 
 	if (SMTPD_LINE_STATES & SMTPD_S(s->state)) {
-		now = smtpd_now_ms();
+		now = mono_ms();
 		s->in_line = 0;
 		s->wait_since = now;
 		deadline_arm(s, now);

@@ -78,7 +78,7 @@ struct smtpd_txn {
 	size_t		 msgidlen;
 	char		 msgid[SMTPD_MSGID_MAX];
 	/* smtpd_data_min_rate: checked on the session timer */
-	uint64_t	 data_start;	/* ms (smtpd_now_ms) at the 354 */
+	uint64_t	 data_start;	/* ms (mono_ms) at the 354 */
 	uint64_t	 received;	/* octets read since the 354 */
 };
 
@@ -140,7 +140,6 @@ void	 smtpd_txn_free(struct smtpd_session *s);
 struct smtpd_session *smtpd_session_find(uint64_t id);
 void	 smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev);
 int	 smtpd_stopping(void);
-uint64_t smtpd_now_ms(void);
 
 /* smtpd_clients.c */
 int	 smtpd_client_take(struct smtpd_session *s, unsigned cap);

@@ -45,6 +45,7 @@
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/syntax.h"
 #include "track/track.h"
 #include "track/trk_client.h"
@@ -94,7 +95,7 @@ struct trk_track {
 	char		*reported[PARTS_MAX];	/* Reporting-MTA of parts[i] */
 	size_t		 chain_bytes;	/* of the chained parts */
 	struct event	*deadline;
-	uint64_t	 deadline_ms;	/* trk_now_ms() when it fires */
+	uint64_t	 deadline_ms;	/* mono_ms() when it fires */
 	int		 finishing;
 };
 
@@ -484,7 +485,7 @@ chain_next(struct trk_track *q, int top_level)
 
 		if (host_reported(q, q->hops[hop]))
 			continue;
-		left = (long)(q->deadline_ms - trk_now_ms());
+		left = (long)(q->deadline_ms - mono_ms());
 		if (left < 1000)
 			break;
 		memset(&rq, 0, sizeof(rq));
@@ -522,7 +523,7 @@ chain_start(struct trk_track *q)
 	struct timeval	tv = { CHAIN_BUDGET_MS / 1000,
 			    (CHAIN_BUDGET_MS % 1000) * 1000 };
 
-	q->deadline_ms = trk_now_ms() + CHAIN_BUDGET_MS;
+	q->deadline_ms = mono_ms() + CHAIN_BUDGET_MS;
 	if ((q->deadline = evtimer_new(trk_base, chain_deadline_cb, q)) ==
 	    NULL || evtimer_add(q->deadline, &tv) == -1) {
 		log_warnx("mtqp session=%s chaining: no timer; answering "

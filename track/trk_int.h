@@ -77,7 +77,6 @@ extern const struct config	*trk_cfg;	/* current; new commands use it */
 extern struct event_base	*trk_base;
 void		 trk_set_state(struct trk_session *s, enum trk_state st);
 const char	*trk_state_name(enum trk_state st);
-uint64_t	 trk_now_ms(void);
 /* trk_close_after_flush - stop reading; close once the replies are sent */
 void		 trk_close_after_flush(struct trk_session *s);
 /* trk_resume - the server's turn is over (an answer was sent): the

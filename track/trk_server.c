@@ -102,19 +102,8 @@ trk_set_state(struct trk_session *s, enum trk_state st)
 	log_debug("mtqp session=%s state %s -> %s", s->sid,
 	    trk_state_name(s->state), trk_state_name(st));
 	s->state = st;
-	s->wait_since = trk_now_ms();
+	s->wait_since = mono_ms();
 	timer_arm(s, s->wait_since);
-}
-
-/* trk_now_ms - monotonic milliseconds, the clock of the deadlines */
-uint64_t
-trk_now_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 size_t
@@ -224,33 +213,24 @@ tls_log_error(struct trk_session *s, short what)
 static int
 bind_one(const struct cfg_addr *a, char *err, size_t errlen)
 {
-	int	fd, on = 1, *nfds;
+	const char	*failed;
+	int		 fd, *nfds;
 
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "mtqp %s: socket: %s", a->text,
-		    strerror(errno));
+	if ((fd = tcp_listen((const struct sockaddr *)&a->ss, a->len,
+	    &failed)) == -1) {
+		snprintf(err, errlen, "mtqp %s: %s%s%s", a->text,
+		    failed ? failed : "", failed ? ": " : "", strerror(errno));
 		return -1;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
-		goto fail;
-	if (a->ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
-		goto fail;
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1 ||
-	    listen(fd, SOMAXCONN) == -1)
-		goto fail;
 	if ((nfds = realloc(listen_fds, (nlisten_fds + 1) *
-	    sizeof(*nfds))) == NULL)
-		goto fail;
+	    sizeof(*nfds))) == NULL) {
+		snprintf(err, errlen, "mtqp %s: %s", a->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
 	listen_fds = nfds;
 	listen_fds[nlisten_fds++] = fd;
 	return 0;
-fail:
-	snprintf(err, errlen, "mtqp %s: %s", a->text, strerror(errno));
-	close(fd);
-	return -1;
 }
 
 int
@@ -342,7 +322,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	else if (s->ss.ss_family == AF_INET6)
 		s->port = ntohs(((struct sockaddr_in6 *)&s->ss)->sin6_port);
 	s->state = TRK_READY;
-	s->wait_since = trk_now_ms();
+	s->wait_since = mono_ms();
 	if ((s->timer = evtimer_new(trk_base, timer_cb, s)) == NULL ||
 	    (s->bev = bufferevent_socket_new(trk_base, fd,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)) == NULL) {
@@ -493,7 +473,7 @@ static void
 timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct trk_session	*s = arg;
-	uint64_t		 now = trk_now_ms();
+	uint64_t		 now = mono_ms();
 
 	(void)fd;
 	(void)ev;
@@ -639,7 +619,7 @@ process(struct trk_session *s)
 		}
 		if ((n = read_line(s, in, line)) == -1)
 			break;
-		s->wait_since = trk_now_ms();	/* any command resets it */
+		s->wait_since = mono_ms();	/* any command resets it */
 		if (n == -2)
 			trk_cmd_overlong(s);
 		else {
@@ -655,7 +635,7 @@ process(struct trk_session *s)
 void
 trk_resume(struct trk_session *s)
 {
-	s->wait_since = trk_now_ms();
+	s->wait_since = mono_ms();
 	timer_arm(s, s->wait_since);
 	bev_read_again(s->bev, s->peer_eof);
 }

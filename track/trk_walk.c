@@ -261,17 +261,6 @@ track_walk_local(struct walk *w, const struct trk_answer *a)
 	take_answer(w, a);
 }
 
-/* now_ms - CLOCK_MONOTONIC milliseconds */
-static uint64_t
-now_ms(void)
-{
-	struct timespec	ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* walk_next - start the next query, or let the loop end */
 static void
 walk_next(struct walk *w)
@@ -284,7 +273,7 @@ walk_next(struct walk *w)
 	while (w->phead < w->npend) {
 		p = &w->pend[w->phead++];
 		if (w->deadline_ms != 0) {
-			now = now_ms();
+			now = mono_ms();
 			left = now < w->deadline_ms ?
 			    (long)(w->deadline_ms - now) : 0;
 			if (left < 1000) {	/* not worth starting */

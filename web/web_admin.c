@@ -76,17 +76,6 @@ static struct session	sessions[ADMIN_SESSIONS];
 
 /* ------------------------------------------------------------ sessions */
 
-/* mono - monotonic seconds */
-static time_t
-mono(void)
-{
-	struct timespec	ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return time(NULL);
-	return ts.tv_sec;
-}
-
 /* rand_hex - SID_LEN hex digits of fresh randomness into out; -1 */
 static int
 rand_hex(char out[SID_LEN + 1])
@@ -140,7 +129,7 @@ cookie_sid(struct web_req *r, char sid[SID_LEN + 1])
 static struct session *
 session_find(const char *id)
 {
-	time_t	now = mono();
+	time_t	now = mono_sec();
 	size_t	i;
 
 	for (i = 0; i < ADMIN_SESSIONS; i++) {
@@ -175,7 +164,7 @@ web_admin_session(struct web_req *r)
 
 	if (s == NULL)
 		return 0;
-	s->used = mono();
+	s->used = mono_sec();
 	snprintf(r->user, sizeof(r->user), "%s", s->user);
 	r->authed = 1;
 	return 1;
@@ -188,7 +177,7 @@ session_new(struct web_req *r)
 {
 	struct session	*s = NULL;
 	char		 cookie[160];
-	time_t		 now = mono();
+	time_t		 now = mono_sec();
 	size_t		 i;
 
 	for (i = 0; i < ADMIN_SESSIONS; i++) {

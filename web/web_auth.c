@@ -34,6 +34,7 @@
 #include "common/cfg.h"
 #include "common/failtab.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/pwcheck.h"
 #include "common/syntax.h"
 #include "web/web_int.h"
@@ -51,17 +52,6 @@
 static struct failtab	*fails;		/* made at the first failure */
 static struct web_req	*inflight;	/* checks of counted addresses */
 static int		 stopping;
-
-/* auth_now - monotonic seconds (the failure windows) */
-static time_t
-auth_now(void)
-{
-	struct timespec	ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return time(NULL);
-	return ts.tv_sec;
-}
 
 static void
 inflight_add(struct web_req *r)
@@ -100,7 +90,7 @@ limited(struct web_req *r)
 		n += memcmp(i->key, r->key, 16) == 0;
 	if (fails != NULL)
 		n += failtab_count(fails, (const struct sockaddr *)&r->ss,
-		    web_cfg->auth_failures_window, auth_now());
+		    web_cfg->auth_failures_window, mono_sec());
 	return n >= web_cfg->auth_failures;
 }
 
@@ -168,7 +158,7 @@ fail(struct web_req *r, const char *why)
 			log_warn("http-admin: failure table");
 		if (fails != NULL)
 			n = failtab_add(fails, (const struct sockaddr *)&r->ss,
-			    web_cfg->auth_failures_window, auth_now());
+			    web_cfg->auth_failures_window, mono_sec());
 	}
 	log_escape(euser, sizeof(euser), r->user, strlen(r->user));
 	log_info("http-admin client=[%s] auth failed user=%s "

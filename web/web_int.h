@@ -91,8 +91,6 @@ const char *web_query(struct web_req *r, const char *name);
  * else its name in *unknown (0 / -1) */
 int	web_query_check(struct web_req *r, const char *const *names,
 	    const char **unknown);
-/* web_now_us - monotonic microseconds */
-uint64_t web_now_us(void);
 /* web_req_detach - the connection goes away: forget r->req */
 void	web_req_detach(struct web_req *r);
 

@@ -88,17 +88,6 @@ static struct web_conn	*conns;
 static size_t		 nconns;
 static SSL_CTX		*tls_ctx;
 
-/* web_now_us - monotonic microseconds */
-uint64_t
-web_now_us(void)
-{
-	struct timespec	ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* ---------------------------------------------------------------- bind */
 
 /* bind_one - a listening socket for a into srv's list */
@@ -106,34 +95,25 @@ static int
 bind_one(struct web_srv *srv, const struct cfg_addr *a, char *err,
     size_t errlen)
 {
-	int	fd, on = 1, *nfds;
+	const char	*failed;
+	int		 fd, *nfds;
 
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "%s %s: socket: %s", srv->name, a->text,
-		    strerror(errno));
+	if ((fd = tcp_listen((const struct sockaddr *)&a->ss, a->len,
+	    &failed)) == -1) {
+		snprintf(err, errlen, "%s %s: %s%s%s", srv->name, a->text,
+		    failed ? failed : "", failed ? ": " : "", strerror(errno));
 		return -1;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
-		goto fail;
-	if (a->ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
-		goto fail;
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1 ||
-	    listen(fd, SOMAXCONN) == -1)
-		goto fail;
 	if ((nfds = realloc(srv->fds, (srv->nfds + 1) * sizeof(*nfds))) ==
-	    NULL)
-		goto fail;
+	    NULL) {
+		snprintf(err, errlen, "%s %s: %s", srv->name, a->text,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
 	srv->fds = nfds;
 	srv->fds[srv->nfds++] = fd;
 	return 0;
-fail:
-	snprintf(err, errlen, "%s %s: %s", srv->name, a->text,
-	    strerror(errno));
-	close(fd);
-	return -1;
 }
 
 /* close_fds - the bound sockets that were never handed to evhttp */
@@ -225,7 +205,7 @@ sent(struct web_req *r, int code, size_t n)
 	char		 euser[WEB_USER_MAX * 4 + 8];
 	uint64_t	 us;
 
-	us = web_now_us() - r->start_us;
+	us = mono_us() - r->start_us;
 	log_escape(epath, sizeof(epath), r->path, strlen(r->path));
 	log_escape(euser, sizeof(euser), r->user, strlen(r->user));
 	log_info("%s client=[%s] method=%s path=%s status=%d bytes=%zu "
@@ -642,7 +622,7 @@ request_cb(struct evhttp_request *req, void *arg)
 	}
 	TAILQ_INIT(&r->query);
 	r->req = req;
-	r->start_us = web_now_us();
+	r->start_us = mono_us();
 	r->admin = srv->admin;
 	r->method = method_name(evhttp_request_get_command(req));
 	r->head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;

@@ -705,7 +705,7 @@ track(struct web_req *r, int html)
 	t->w.secret = t->secret;
 	t->w.utc = 1;
 	t->w.hop_ms = TRK_QUERY_TIMEOUT_MS;
-	t->w.deadline_ms = web_now_us() / 1000 + WALK_BUDGET_MS;
+	t->w.deadline_ms = mono_us() / 1000 + WALK_BUDGET_MS;
 	memset(&a, 0, sizeof(a));
 	a.result = TRK_OK;
 	a.host = web_cfg->hostname != NULL ? web_cfg->hostname : "localhost";
