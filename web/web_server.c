@@ -231,41 +231,35 @@ head_length(struct evkeyvalq *h, size_t n)
 void
 web_send(struct web_req *r, int code, json_t *body)
 {
-	struct evbuffer	*out = NULL;
-	char		*s = NULL;
+	char		*s = NULL, *t;
 	size_t		 n = 0;
 	static const char enc_fail[] =
-	    "{\"error\":\"cannot encode the answer\",\"code\":500}";
+	    "{\"error\":\"cannot encode the answer\",\"code\":500}\n";
 
 	if (body != NULL && (s = json_dumps(body, JSON_COMPACT)) == NULL)
 		code = 500;
 	json_decref(body);
-	if (r->req != NULL) {
-		struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-
-		evhttp_add_header(h, "Content-Type",
-		    "application/json; charset=utf-8");
-		evhttp_add_header(h, "Cache-Control", "no-store");
-		evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-		if ((out = evbuffer_new()) != NULL) {
-			if (s != NULL)
-				evbuffer_add_printf(out, "%s\n", s);
-			else if (code == 500)
-				evbuffer_add_printf(out, "%s\n", enc_fail);
-			n = evbuffer_get_length(out);
+	if (s != NULL) {		/* one line, as curl users expect */
+		n = strlen(s);
+		if ((t = realloc(s, n + 2)) == NULL) {
+			free(s);
+			s = NULL;
+			code = 500;
+		} else {
+			s = t;
+			s[n++] = '\n';
+			s[n] = '\0';
 		}
-		if (r->head && code != 304)
-			head_length(h, n);
-		if (r->head && out != NULL)
-			(void)evbuffer_drain(out, n);
-		if (r->conn != NULL)
-			r->conn->pending = NULL;
-		evhttp_send_reply(r->req, code, status_text(code), out);
-		if (out != NULL)
-			evbuffer_free(out);
 	}
+	if (r->req != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(r->req),
+		    "Cache-Control", "no-store");
+	if (s == NULL && code == 500)
+		web_send_body(r, code, "application/json; charset=utf-8",
+		    enc_fail, sizeof(enc_fail) - 1);
+	else
+		web_send_body(r, code, "application/json; charset=utf-8", s, n);
 	free(s);
-	sent(r, code, r->head ? 0 : n);
 }
 
 void
