@@ -200,3 +200,24 @@ failtab_cap(const struct failtab *t)
 {
 	return t != NULL ? t->nsets * FT_WAYS : 0;
 }
+
+/* ------------------------------------------- the auth_failures table */
+
+#define FT_AUTH_CAP	4096	/* client addresses tracked at most */
+
+static struct failtab	*auth_tab;	/* made at the first failure */
+
+unsigned
+failtab_auth_count(const struct sockaddr *sa, unsigned window, time_t now)
+{
+	return auth_tab != NULL ? failtab_count(auth_tab, sa, window, now) :
+	    0;
+}
+
+unsigned
+failtab_auth_add(const struct sockaddr *sa, unsigned window, time_t now)
+{
+	if (auth_tab == NULL && (auth_tab = failtab_new(FT_AUTH_CAP)) == NULL)
+		return 0;
+	return failtab_add(auth_tab, sa, window, now);
+}

@@ -34,4 +34,13 @@ size_t		 failtab_cap(const struct failtab *t);
  * IPv6, so both forms are one address); -1 when not IPv4/IPv6 */
 int		 failtab_key(const struct sockaddr *sa, unsigned char out[16]);
 
+/* The one auth_failures table, shared by SMTP AUTH and the operator
+ * view's logins (DESIGN.md), made at the first failure, kept until exit.
+ * failtab_auth_add returns the address's count, 0 when no table could
+ * be made (ENOMEM: nothing is counted). */
+unsigned	 failtab_auth_count(const struct sockaddr *sa, unsigned window,
+		    time_t now);
+unsigned	 failtab_auth_add(const struct sockaddr *sa, unsigned window,
+		    time_t now);
+
 #endif

@@ -63,7 +63,6 @@
 #define AUTH_USER_MAX		255
 #define AUTH_PASS_MAX		256	/* longer: fails (SHA-crypt's cost
 					 * grows with the length) */
-#define AUTH_FAILTAB_CAP	4096	/* client addresses tracked at most */
 
 /* s->auth_waiting: why input is held (0: it is not) */
 #define AUTH_WAIT_CHECK		1	/* password check in flight */
@@ -84,7 +83,6 @@ struct auth_check {
 
 /* failures per client address (auth_failures); made at the first one,
  * kept across reloads, lives until exit */
-static struct failtab	*auth_fails;
 /* checks in flight of counted addresses: they count against
  * auth_failures like failures, so parallel sessions cannot start more
  * than N checks at once (at most the pool's bound, so a list) */
@@ -262,9 +260,8 @@ auth_limited(const struct smtpd_session *s)
 	    failtab_key((const struct sockaddr *)&s->ss, a) == -1)
 		return 0;
 	n = inflight_count(a);
-	if (auth_fails != NULL)
-		n += failtab_count(auth_fails, (const struct sockaddr *)&s->ss,
-		    smtpd_cfg->auth_failures_window, mono_sec());
+	n += failtab_auth_count((const struct sockaddr *)&s->ss,
+	    smtpd_cfg->auth_failures_window, mono_sec());
 	return n >= smtpd_cfg->auth_failures;
 }
 
@@ -288,11 +285,9 @@ auth_fail(struct smtpd_session *s, const char *user, const char *why)
 
 	s->auth_failures++;
 	if (auth_counted(s)) {
-		if (auth_fails == NULL &&
-		    (auth_fails = failtab_new(AUTH_FAILTAB_CAP)) == NULL)
+		if ((n = failtab_auth_add((const struct sockaddr *)&s->ss,
+		    smtpd_cfg->auth_failures_window, mono_sec())) == 0)
 			log_warn("session=%s auth: failure table", s->sid);
-		n = failtab_add(auth_fails, (const struct sockaddr *)&s->ss,
-		    smtpd_cfg->auth_failures_window, mono_sec());
 	}
 	log_escape(euser, sizeof(euser), user, strlen(user));
 	log_info("session=%s auth failed user=%s mech=%s client=[%s] "

@@ -53,7 +53,7 @@ const struct web_route web_routes[] = {
 	/* the sender view (web_track.c), on http and http_admin */
 	{ "POST", "/api/v1/track",			web_track_api,  0, 0 },
 	{ "GET",  "/",					web_page_index, 0, 0 },
-	{ "GET",  "/t/*",				web_page_envid, 0, 0 },
+	{ "GET",  "/t/**",				web_page_envid, 0, 0 },
 	{ "POST", "/t",					web_track_form, 0, 0 },
 	{ "GET",  "/assets/*",				web_asset_get,  0, 0 },
 	/* the operator's pages (web_admin.c): a session, else basic auth */

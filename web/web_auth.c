@@ -9,8 +9,9 @@
  *       failure delay (each 401, 429 and busy 503 waits 1 s), the
  *       per-client-address limit auth_failures (failures plus checks in
  *       flight; at N: 429 without a check until the window has passed;
- *       clients in client_limit_exceptions are not counted; the table is
- *       web/'s own, with SMTP AUTH's limit), the 403 for a valid user
+ *       clients in client_limit_exceptions are not counted; the count
+ *       is SMTP AUTH's, common/failtab.c's auth table), the 403 for a
+ *       valid user
  *       not in admin_users.
  * Answers: 401 with WWW-Authenticate: Basic realm="waymark" without
  *       credentials (at once, not a failure) or with bad ones (after the
@@ -42,16 +43,13 @@
 #define WEB_PASS_MAX		256	/* longer: fails, as SMTP AUTH */
 #define WEB_CRED_B64_MAX	1024	/* base64 of user:password */
 #define WEB_FAIL_DELAY		1	/* seconds before a refusal */
-#define WEB_FAILTAB_CAP		4096
 
 #define WAIT_CHECK	1	/* the password check is in flight */
 #define WAIT_FAIL	2	/* 401 after the delay */
 #define WAIT_LIMIT	3	/* 429 after the delay */
 #define WAIT_BUSY	4	/* 503 after the delay */
 
-static struct failtab	*fails;		/* made at the first failure */
 static struct web_req	*inflight;	/* checks of counted addresses */
-static int		 stopping;
 
 static void
 inflight_add(struct web_req *r)
@@ -88,9 +86,8 @@ limited(struct web_req *r)
 		return 0;
 	for (i = inflight; i != NULL; i = i->next)
 		n += memcmp(i->key, r->key, 16) == 0;
-	if (fails != NULL)
-		n += failtab_count(fails, (const struct sockaddr *)&r->ss,
-		    web_cfg->auth_failures_window, mono_sec());
+	n += failtab_auth_count((const struct sockaddr *)&r->ss,
+	    web_cfg->auth_failures_window, mono_sec());
 	return n >= web_cfg->auth_failures;
 }
 
@@ -153,12 +150,9 @@ fail(struct web_req *r, const char *why)
 	unsigned	n = 0;
 
 	if (r->counted) {
-		if (fails == NULL && !stopping &&
-		    (fails = failtab_new(WEB_FAILTAB_CAP)) == NULL)
+		if ((n = failtab_auth_add((const struct sockaddr *)&r->ss,
+		    web_cfg->auth_failures_window, mono_sec())) == 0)
 			log_warn("http-admin: failure table");
-		if (fails != NULL)
-			n = failtab_add(fails, (const struct sockaddr *)&r->ss,
-			    web_cfg->auth_failures_window, mono_sec());
 	}
 	log_escape(euser, sizeof(euser), r->user, strlen(r->user));
 	log_info("http-admin client=[%s] auth failed user=%s "
@@ -303,12 +297,4 @@ web_auth_free(struct web_req *r)
 	if (r->timer != NULL)
 		event_free(r->timer);
 	r->timer = NULL;
-}
-
-void
-web_auth_shutdown(void)
-{
-	stopping = 1;
-	failtab_free(fails);
-	fails = NULL;
 }

@@ -99,7 +99,6 @@ void	web_req_detach(struct web_req *r);
 void	web_auth_start(struct web_req *r);
 /* web_auth_free - r is freed: stop its timer, leave the in-flight list */
 void	web_auth_free(struct web_req *r);
-void	web_auth_shutdown(void);
 
 /* web_track.c: the sender view (README "Tracking page") */
 web_handler	web_track_api, web_track_form, web_page_index, web_page_envid,

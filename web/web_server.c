@@ -3,7 +3,8 @@
  * web_server.c - the HTTP server (libevent's evhttp on the daemon's
  * loop): listeners of http (sender view) and http_admin (operator view,
  * JSON API), TLS (http_tls: OpenSSL bufferevents through
- * evhttp_set_bevcb, the context of common/tlsctx.c, replaced on reload),
+ * evhttp_set_bevcb, the context of common/tlsctx.c, replaced on reload;
+ * the same hook counts every accepted connection),
  * the bounds, the dispatch through the route table (web_api.c), the
  * answers and the one log line per request.
  * Entry points: web_server_bind/start/reload/stop (web.h); web_send,
@@ -12,8 +13,9 @@
  *       far more libevent's own 413 and close), http_max_body_size
  *       (libevent answers 413), http_timeout (libevent's idle, read and
  *       write timeout: a slow client is closed), http_max_connections
- *       (connections with a request answered or kept alive; one more
- *       gets 503 and close).
+ *       (open connections, counted from the accept; one more gets 503
+ *       on its first request and is closed, idles at most 5 s, and
+ *       beyond twice the limit a new connection is closed at once).
  * Admin routes: only on http_admin, only over TLS or from a loopback
  *       address (else 403); state-changing ones refuse an Origin other
  *       than the server's own (403, CSRF; there are no cookies); then
@@ -60,15 +62,25 @@
 #include "web/web_int.h"
 
 #define WEB_HDR_SLACK	4096	/* libevent's own limit: ours + this */
+#define WEB_OVER_IDLE	5	/* seconds a connection over the limit idles */
 
 const struct config	*web_cfg;
 struct event_base	*web_base;
 
-/* a connection with a request answered, pending or kept alive */
+/* an open connection, counted from its accept */
 struct web_conn {
 	struct evhttp_connection *evcon;
 	struct web_req		*pending;	/* the request being answered */
+	int			 over;		/* over http_max_connections */
 	struct web_conn		*prev, *next;
+};
+
+/* a connection just accepted, adopted once evhttp has set it up */
+struct web_adopt {
+	struct bufferevent	*bev;		/* one reference of ours */
+	struct event		*ev;
+	int			 kill;		/* no TLS session: close it */
+	struct web_adopt	*prev, *next;
 };
 
 /* one evhttp per kind of listener */
@@ -85,7 +97,9 @@ static struct web_srv	 srvs[2] = {
 	{ "http-admin", 1, NULL, 0, NULL },
 };
 static struct web_conn	*conns;
-static size_t		 nconns;
+static size_t		 nconns;	/* within http_max_connections */
+static size_t		 nover;		/* over it, closed soon */
+static struct web_adopt	*adopts;
 static SSL_CTX		*tls_ctx;
 
 /* ---------------------------------------------------------------- bind */
@@ -363,6 +377,31 @@ web_query_check(struct web_req *r, const char *const *names,
 	return 0;
 }
 
+/* --------------------------------------------------------------- TLS */
+
+/* tls_bev_new - an OpenSSL bufferevent for a connection of a TLS
+ * listener (evhttp gives it the socket) */
+static struct bufferevent *
+tls_bev_new(struct event_base *base)
+{
+	struct bufferevent	*bev;
+	SSL			*ssl;
+
+	if (tls_ctx == NULL || (ssl = SSL_new(tls_ctx)) == NULL) {
+		log_warnx("http: cannot make a TLS session");
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		log_warnx("http: cannot make a TLS bufferevent");
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
 /* --------------------------------------------------------- connections */
 
 /* conn_close_cb - libevent closes evcon: forget it (and tell its
@@ -386,59 +425,134 @@ conn_close_cb(struct evhttp_connection *evcon, void *arg)
 		conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	nconns--;
+	if (c->over)
+		nover--;
+	else
+		nconns--;
 	free(c);
 }
 
-/* conn_get - evcon's record, made at its first request; NULL when over
- * http_max_connections (*full) or out of memory */
+/* conn_new - a record for evcon, counted; over http_max_connections
+ * it is marked so (its first request gets 503) and may idle only
+ * WEB_OVER_IDLE seconds; NULL when out of memory or far over the limit
+ * (twice it): then the caller closes the connection */
 static struct web_conn *
-conn_get(struct evhttp_connection *evcon, int *full)
+conn_new(struct evhttp_connection *evcon)
 {
 	struct web_conn	*c;
+	int		 over;
 
-	*full = 0;
-	for (c = conns; c != NULL; c = c->next)
-		if (c->evcon == evcon)
-			return c;
-	if (nconns >= web_cfg->http_max_connections) {
-		*full = 1;
+	over = nconns >= web_cfg->http_max_connections;
+	if (over && nover >= web_cfg->http_max_connections)
 		return NULL;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->evcon = evcon;
+	c->over = over;
 	if ((c->next = conns) != NULL)
 		conns->prev = c;
 	conns = c;
-	nconns++;
+	if (over) {
+		nover++;
+		evhttp_connection_set_timeout(evcon,
+		    web_cfg->http_timeout < WEB_OVER_IDLE ?
+		    (int)web_cfg->http_timeout : WEB_OVER_IDLE);
+	} else
+		nconns++;
 	evhttp_connection_set_closecb(evcon, conn_close_cb, c);
 	return c;
 }
 
-/* --------------------------------------------------------------- TLS */
+/* conn_find - evcon's record, NULL when there is none */
+static struct web_conn *
+conn_find(const struct evhttp_connection *evcon)
+{
+	struct web_conn	*c;
 
-/* tls_bev_cb - every connection of a TLS listener: an OpenSSL
- * bufferevent (evhttp gives it the socket) */
+	for (c = conns; c != NULL; c = c->next)
+		if (c->evcon == evcon)
+			return c;
+	return NULL;
+}
+
+/* adopt_free - forget a, dropping our reference to its bufferevent */
+static void
+adopt_free(struct web_adopt *a)
+{
+	if (a->prev != NULL)
+		a->prev->next = a->next;
+	else
+		adopts = a->next;
+	if (a->next != NULL)
+		a->next->prev = a->prev;
+	event_free(a->ev);
+	bufferevent_decref(a->bev);
+	free(a);
+}
+
+/* adopt_cb - right after an accept (an active event, run before the
+ * socket is read): evhttp has made the connection, whose bufferevent
+ * callbacks carry it; count it, or close it when far over the limit.
+ * evhttp 2.1 has no accept hook but the bufferevent callback (bev_cb),
+ * and our reference keeps the bufferevent valid until here. */
+static void
+adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct web_adopt		*a = arg;
+	struct evhttp_connection	*evcon;
+	bufferevent_data_cb		 readcb;
+	void				*cbarg;
+
+	(void)fd;
+	(void)what;
+	bufferevent_getcb(a->bev, &readcb, NULL, NULL, &cbarg);
+	evcon = cbarg;
+	if (readcb != NULL && evcon != NULL && a->kill) {
+		adopt_free(a);
+		evhttp_connection_free(evcon);
+		return;
+	}
+	if (readcb != NULL && evcon != NULL && conn_find(evcon) == NULL &&
+	    conn_new(evcon) == NULL) {
+		log_warnx("http: %zu connections open, twice "
+		    "http_max_connections: closing a new one at once",
+		    nconns + nover);
+		adopt_free(a);
+		evhttp_connection_free(evcon);
+		return;
+	}
+	adopt_free(a);
+}
+
+/* bev_cb - every accepted connection: the bufferevent evhttp is to use
+ * (OpenSSL on a TLS listener), with an adoption queued for it */
 static struct bufferevent *
-tls_bev_cb(struct event_base *base, void *arg)
+bev_cb(struct event_base *base, void *arg)
 {
 	struct bufferevent	*bev;
-	SSL			*ssl;
+	struct web_adopt	*a;
+	int			 kill = 0;
 
 	(void)arg;
-	if (tls_ctx == NULL || (ssl = SSL_new(tls_ctx)) == NULL) {
-		log_warnx("http: cannot make a TLS session");
-		return NULL;
+	if (tls_ctx == NULL || (bev = tls_bev_new(base)) == NULL) {
+		/* a TLS listener without a TLS session closes it (kill) */
+		kill = tls_ctx != NULL;
+		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
-	bev = bufferevent_openssl_socket_new(base, -1, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		log_warnx("http: cannot make a TLS bufferevent");
+	if (bev == NULL)
 		return NULL;
+	if ((a = calloc(1, sizeof(*a))) == NULL ||
+	    (a->ev = event_new(base, -1, 0, adopt_cb, a)) == NULL) {
+		free(a);
+		return bev;		/* counted at its first request */
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	a->bev = bev;
+	a->kill = kill;
+	bufferevent_incref(bev);
+	if ((a->next = adopts) != NULL)
+		adopts->prev = a;
+	adopts = a;
+	event_active(a->ev, EV_TIMEOUT, 0);
 	return bev;
 }
 
@@ -461,8 +575,9 @@ method_name(enum evhttp_cmd_type t)
 	}
 }
 
-/* path_match - path against pattern ("*": one non-empty segment, copied
- * to cap, of WEB_PATH_MAX + 1 bytes); 1 on a match */
+/* path_match - path against pattern ("*": one non-empty segment; "**"
+ * at the end: the non-empty rest, slashes included; copied to cap, of
+ * WEB_PATH_MAX + 1 bytes); 1 on a match */
 static int
 path_match(const char *pattern, const char *path, char *cap)
 {
@@ -470,7 +585,10 @@ path_match(const char *pattern, const char *path, char *cap)
 
 	while (*pattern != '\0') {
 		if (*pattern == '*') {
-			n = strcspn(path, "/");
+			n = pattern[1] == '*' ? strlen(path) :
+			    strcspn(path, "/");
+			if (pattern[1] == '*')
+				pattern++;
 			if (n == 0 || n > WEB_PATH_MAX)
 				return 0;
 			memcpy(cap, path, n);
@@ -607,7 +725,6 @@ request_cb(struct evhttp_request *req, void *arg)
 	const char			*p, *q;
 	char				*dec = NULL;
 	size_t				 dlen = 0;
-	int				 full;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		log_warn("%s: request", srv->name);
@@ -646,11 +763,17 @@ request_cb(struct evhttp_request *req, void *arg)
 	memcpy(r->path, dec, dlen + 1);
 	free(dec);
 
-	if ((r->conn = conn_get(evcon, &full)) == NULL) {
+	if ((r->conn = conn_find(evcon)) == NULL &&
+	    (r->conn = conn_new(evcon)) == NULL) {
+		web_header(r, "Connection", "close");
+		web_error(r, 503, "out of memory");
+		return;
+	}
+	if (r->conn->over) {
+		r->conn = NULL;
 		web_header(r, "Connection", "close");
 		web_header(r, "Retry-After", "1");
-		web_error(r, 503, full ? "too many connections, try again "
-		    "later" : "out of memory");
+		web_error(r, 503, "too many connections, try again later");
 		return;
 	}
 	r->conn->pending = r;
@@ -708,8 +831,7 @@ web_server_start(const struct config *cfg, struct event_base *base,
 		    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 		    EVHTTP_REQ_PATCH);
 		evhttp_set_gencb(srv->http, request_cb, srv);
-		if (cfg->http_tls)
-			evhttp_set_bevcb(srv->http, tls_bev_cb, NULL);
+		evhttp_set_bevcb(srv->http, bev_cb, NULL);
 		for (j = 0; j < srv->nfds; j++) {
 			int one = 1;
 
@@ -757,6 +879,8 @@ web_server_stop(void)
 	struct web_conn	*c;
 	size_t		 i, j;
 
+	while (adopts != NULL)
+		adopt_free(adopts);
 	/* evhttp_free frees the requests still attached: forget them */
 	for (c = conns; c != NULL; c = c->next)
 		if (c->pending != NULL && c->pending->req != NULL &&
@@ -774,7 +898,6 @@ web_server_stop(void)
 			evhttp_free(srvs[i].http);
 		srvs[i].http = NULL;
 	}
-	web_auth_shutdown();
 	web_track_shutdown();
 	SSL_CTX_free(tls_ctx);
 	tls_ctx = NULL;

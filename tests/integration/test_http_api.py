@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import pathlib
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -325,6 +326,53 @@ def test_max_connections(daemon_factory):
         c.close()
 
 
+def daemon_fds(d):
+    return len(os.listdir("/proc/%d/fd" % d.pid))
+
+
+def test_idle_connections_count(daemon_factory):
+    """Connections that never send a request count from their accept:
+    with both slots held by idle sockets a request gets 503; an idle
+    connection over the limit is closed long before http_timeout; past
+    twice the limit a new one is closed at once; no descriptor stays."""
+    d = web_daemon(daemon_factory, {"http_max_connections": "2",
+                                    "http_timeout": "60s"})
+    st, h, js = api(d, "GET", "/api/v1/queue")
+    assert st == 200
+    base = daemon_fds(d)
+
+    def idle():
+        s = socket.create_connection(("127.0.0.1", d.http_port), timeout=20)
+        s.settimeout(20)
+        return s
+
+    held = [idle(), idle()]
+    # the accepts are counted in the loop's next turn: a request tells
+    wait_for(lambda: api(d, "GET", "/api/v1/queue")[0] == 503,
+             timeout=10, what="503 with two idle connections")
+    st, h, js = api(d, "GET", "/api/v1/queue")
+    assert st == 503 and "connections" in js["error"]
+    # over the limit, two more may wait briefly; the fifth is closed now
+    over = [idle(), idle()]
+    time.sleep(0.5)
+    extra = idle()
+    assert extra.recv(100) == b""
+    extra.close()
+    assert "closing a new one at once" in d.log_text()
+    # the two over the limit are closed well before http_timeout (60s)
+    t0 = time.monotonic()
+    for s in over:
+        assert s.recv(100) == b""
+        s.close()
+    assert time.monotonic() - t0 < 40
+    held.pop().close()
+    wait_for(lambda: api(d, "GET", "/api/v1/queue")[0] == 200, timeout=10,
+             what="a connection slot again")
+    held.pop().close()
+    wait_for(lambda: daemon_fds(d) <= base, timeout=10,
+             what="descriptors back to %d" % base)
+
+
 def test_auth_failure_limit(daemon_factory):
     d = web_daemon(daemon_factory, {"client_limit_exceptions": "",
                                     "auth_failures": "3 per 10m"})
@@ -339,6 +387,42 @@ def test_auth_failure_limit(daemon_factory):
     st, h, js = api(d, "GET", "/api/v1/queue", source="127.0.0.3")
     assert st == 200
     assert "reason=auth_failures" in d.log_text()
+
+
+def test_auth_failures_shared_with_smtp_auth(daemon_factory):
+    """One auth_failures count per address for SMTP AUTH and the
+    operator view's logins (DESIGN.md "Password checks"), both ways."""
+    sub = free_port()
+    d = web_daemon(daemon_factory, {"client_limit_exceptions": "",
+                                    "auth_failures": "3 per 10m",
+                                    "submission": "127.0.0.1:%d" % sub,
+                                    "submission_plaintext_auth": "yes"})
+    wrong = base64.b64encode(b"\0%s\0wrong" % ADMIN.encode()).decode()
+    right = base64.b64encode(("\0%s\0%s" % (ADMIN, ADMIN_PW)).encode()
+                             ).decode()
+
+    def smtp_auth(source, cred):
+        with smtplib.SMTP("127.0.0.1", sub, timeout=30,
+                          source_address=(source, 0)) as c:
+            c.ehlo()
+            return c.docmd("AUTH", "PLAIN " + cred)[0]
+
+    # SMTP first: two SMTP failures and one HTTP failure reach 3
+    for i in range(2):
+        assert smtp_auth("127.0.0.2", wrong) == 535
+    assert api(d, "GET", "/api/v1/queue", password="bad",
+               source="127.0.0.2")[0] == 401
+    assert api(d, "GET", "/api/v1/queue", source="127.0.0.2")[0] == 429
+    assert smtp_auth("127.0.0.2", right) == 454
+    # HTTP first: two HTTP failures and one SMTP failure reach 3
+    for i in range(2):
+        assert api(d, "GET", "/api/v1/queue", password="bad",
+                   source="127.0.0.3")[0] == 401
+    assert smtp_auth("127.0.0.3", wrong) == 535
+    assert smtp_auth("127.0.0.3", right) == 454
+    assert api(d, "GET", "/api/v1/queue", source="127.0.0.3")[0] == 429
+    # another address is not affected
+    assert smtp_auth("127.0.0.4", right) == 235
 
 
 def test_exempt_clients_not_limited(daemon_factory):

@@ -300,6 +300,16 @@ def test_pages_and_assets(daemon_factory):
     assert st == 200 and b'id="secret"' in body
 
 
+def test_envid_with_a_slash_in_the_link(daemon_factory):
+    # sendmail --track writes "/" as %2F; either form reaches the page
+    d = web_daemon(daemon_factory)
+    for path in ("/t/a%2Fb%2Fc%40client.test", "/t/a/b/c%40client.test"):
+        st, h, body = request(d, path)
+        assert st == 200, path
+        assert b'value="a/b/c@client.test"' in body
+    assert request(d, "/t/")[0] == 404
+
+
 def test_sendmail_prints_the_link(daemon_factory, tmp_path):
     d = web_daemon(daemon_factory,
                    {"http_public_url": "https://track.example.org/"})
