@@ -5,12 +5,15 @@
 # an existing user is left as it is.
 # Postfix is installed only for its test tools (smtp-source, smtp-sink);
 # the system postfix is never left running.
+# debhelper, dpkg-dev, lintian and fakeroot build and check the Debian
+# package (debian/, tests/integration/test_package.py).
 set -eu
 
 PKGS="build-essential autoconf automake pkg-config libssl-dev libc-ares-dev
 libdb5.3-dev libevent-dev libjansson-dev libcmocka-dev libcrypt-dev python3 python3-pytest
 python3-aiosmtpd swaks msmtp postfix dnsmasq-base openssl strace procps
-chromium chromium-driver python3-selenium"
+chromium chromium-driver python3-selenium
+debhelper dpkg-dev lintian fakeroot"
 
 missing=""
 for p in $PKGS; do

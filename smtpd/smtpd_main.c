@@ -23,6 +23,10 @@
  *        configuration's policy_table, at start, with -n and on SIGHUP; a
  *        file with an error stops the start (exit 1) or fails the reload,
  *        which keeps the running configuration and its rules.
+ * Service manager: with $NOTIFY_SOCKET set (systemd, Type=notify), READY=1
+ *        once every listener is bound and the loop is about to serve,
+ *        RELOADING=1 then READY=1 around each SIGHUP (failed reloads
+ *        too), STOPPING=1 at the first SIGTERM/SIGINT (common/sdnotify.c).
  */
 
 #include <errno.h>
@@ -43,6 +47,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/pwcheck.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "common/work.h"
 #include "queue/queue.h"
@@ -281,6 +286,19 @@ listen_text(const struct config *c, char *out, size_t outlen)
 		snprintf(out, outlen, "(nothing)");
 }
 
+/* notify - tell the service manager (if any) our state; log a failure */
+static void
+notify(const char *state)
+{
+	int	r;
+
+	r = strncmp(state, "RELOADING=", 10) == 0 ? sdnotify_reloading() :
+	    sdnotify(state);
+	if (r == -1)
+		log_warn("service manager notification %.*s failed",
+		    (int)strcspn(state, "\n"), state);
+}
+
 /* ---- signals ---- */
 
 /* stop_done - every session is gone: finish the disk work, close the queue */
@@ -308,6 +326,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	g.stopping = 1;
+	notify("STOPPING=1");
 	log_info("waymarkd stopping (%s): %zu session(s) open",
 	    sig == SIGINT ? "SIGINT" : "SIGTERM", smtpd_server_sessions());
 	smtpd_control_stop();
@@ -346,19 +365,14 @@ listen_differs(const struct config *a, const struct config *b)
 
 #define SWAP(T, x, y)	do { T t_ = (x); (x) = (y); (y) = t_; } while (0)
 
-/* reload_cb - SIGHUP: load the file again, keep restart-only keys */
+/* reload_do - load the file again, keep restart-only keys */
 static void
-reload_cb(evutil_socket_t sig, short what, void *arg)
+reload_do(void)
 {
 	struct config	*n, *o = g.cfg;
 	char		 err[ERRLEN], changed[256];
 	size_t		 off = 0;
 
-	(void)sig;
-	(void)what;
-	(void)arg;
-	if (g.stopping)
-		return;
 	if (g.cfg_path == NULL) {
 		/* the embedded text never changes, and cfg_load would now
 		 * resolve its relative paths against the spool (our cwd) */
@@ -466,6 +480,20 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	if (n->policy_table != NULL)
 		log_info("policy rules: %zu from %s",
 		    queue_policy_count(n->policy_table), n->policy);
+}
+
+/* reload_cb - SIGHUP: reload, the service manager told before and after */
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (g.stopping)
+		return;
+	notify("RELOADING=1");
+	reload_do();
+	notify("READY=1");
 }
 
 static void
@@ -583,6 +611,10 @@ main(int argc, char *argv[])
 
 	log_init("waymarkd", g.cfg->syslog, g.debug);
 	signal(SIGPIPE, SIG_IGN);
+	/* as root: the notification socket may be closed to the user */
+	if (sdnotify_init(err, sizeof(err)) == -1)
+		log_warnx("%s; the service manager will not be told our "
+		    "state", err);
 
 	/*
 	 * As root, nothing is done by name inside a directory the user can
@@ -641,11 +673,15 @@ main(int argc, char *argv[])
 	if (g.cfg->policy_table != NULL)
 		log_info("policy rules: %zu from %s",
 		    queue_policy_count(g.cfg->policy_table), g.cfg->policy);
+	/* every listener is bound and listening: connections wait in the
+	 * backlog until the loop below accepts them */
+	notify("READY=1");
 
 	if (event_base_dispatch(g.base) == -1)
 		log_warnx("event loop failed");
 
 	log_info("waymarkd stopped");
+	sdnotify_close();
 	signals_free();
 	event_base_free(g.base);
 	g.base = NULL;

@@ -11,7 +11,8 @@
  *       not the control socket).
  * Issue 10: track (tools_track.c; MTQP, with its own exit codes 3-5).  Run as `sendmail` (argv[0]) it is that
  *       command, as `mailq` it is `waymark queue`; both take -C FILE or
- *       $WAYMARK_CONF for the configuration.
+ *       $WAYMARK_CONF for the configuration, else the file given to
+ *       configure --with-sendmail-config (issue 12, Debian package).
  * Exit status (DESIGN.md): 0 success; 1 unknown QID, action not allowed,
  *       daemon unreachable (or a bad configuration file); 2 usage error.
  * The configuration (-f FILE, else the embedded default) is loaded only
@@ -653,6 +654,11 @@ main_compat(int mailq, int argc, char *argv[])
 	path = o.sm.conf ? o.sm.conf : getenv("WAYMARK_CONF");
 	if (path != NULL && *path == '\0')
 		path = NULL;
+#ifdef WM_SENDMAIL_CONF
+	/* built for a system install (--with-sendmail-config=FILE) */
+	if (path == NULL)
+		path = WM_SENDMAIL_CONF;
+#endif
 	for (k = 0; k < NCOMMANDS; k++)
 		if (strcmp(commands[k].name, mailq || o.sm.mailq ? "queue" :
 		    "sendmail") == 0)
