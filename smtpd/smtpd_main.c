@@ -18,7 +18,8 @@
  * Reload: every configuration ever loaded stays alive until exit (they are
  *        small), because sessions and deliveries keep pointers into the one
  *        they started with; keys that need a restart (listen, mtqp, spool,
- *        user, control, mailbox_root, workers) keep their old values.
+ *        user, control, control_group, control_read, mailbox_root,
+ *        workers) keep their old values.
  * Policy: the `policy` file is parsed here (queue_policy_load) into the
  *        configuration's policy_table, at start, with -n and on SIGHUP; a
  *        file with an error stops the start (exit 1) or fails the reload,
@@ -351,7 +352,7 @@ static void
 reload_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct config	*n, *o = g.cfg;
-	char		 err[ERRLEN], changed[256];
+	char		 err[ERRLEN], changed[256], grp[64];
 	size_t		 off = 0;
 
 	(void)sig;
@@ -372,6 +373,13 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (cfg_check_user(n, NULL, NULL, err, sizeof(err)) == -1) {
+		cfg_free(n);
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    err);
+		return;
+	}
+	if (cfg_control_group(n, NULL, grp, sizeof(grp), err,
+	    sizeof(err)) == -1) {
 		cfg_free(n);
 		log_warnx("reload failed: %s; keeping the old configuration",
 		    err);
@@ -432,6 +440,15 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	if (str_differs(o->control, n->control)) {
 		CHANGED("control");
 		SWAP(char *, o->control, n->control);
+	}
+	if (str_differs(o->control_group, n->control_group)) {
+		CHANGED("control_group");
+		SWAP(char *, o->control_group, n->control_group);
+		SWAP(unsigned, o->control_group_line, n->control_group_line);
+	}
+	if (cfg_control_read_anyone(o) != cfg_control_read_anyone(n)) {
+		CHANGED("control_read");
+		SWAP(char *, o->control_read, n->control_read);
 	}
 	if (str_differs(o->mailbox_root, n->mailbox_root)) {
 		CHANGED("mailbox_root");
@@ -556,8 +573,11 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	cfg_keep_add(g.cfg);
-	/* the daemon's own checks of `user`; -n reports them too */
-	if (cfg_check_user(g.cfg, NULL, NULL, err, sizeof(err)) == -1) {
+	/* the daemon's own checks of `user` (and control_group, which
+	 * defaults to its group); -n reports them too */
+	if (cfg_check_user(g.cfg, NULL, NULL, err, sizeof(err)) == -1 ||
+	    cfg_control_group(g.cfg, NULL, lst, sizeof(lst), err,
+	    sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		cfg_keep_free();
 		free(g.cfg_path);
