@@ -323,7 +323,13 @@ smtpd_control_bind(const struct config *cfg, long uid, long gid,
 		    who, dir, who, who, ctl.cgname);
 		return -1;
 	}
-	if (ctl.anyone && (st.st_mode & S_IXOTH) == 0)
+	if (cfg->control_group != NULL && (st.st_mode & S_IXOTH) == 0 &&
+	    !((st.st_mode & S_IXGRP) && st.st_gid == (gid_t)ctl.cgid))
+		log_warnx("control_group = %s, but that group cannot enter %s "
+		    "(mode %04o): its members cannot reach the control socket "
+		    "%s", ctl.cgname, dir, (unsigned)(st.st_mode & 07777),
+		    ctl.path);
+	else if (ctl.anyone && (st.st_mode & S_IXOTH) == 0)
 		log_warnx("control_read = anyone, but others cannot enter "
 		    "%s (mode %04o): only root, %s and group %s reach the "
 		    "control socket %s", dir, (unsigned)(st.st_mode & 07777),
