@@ -220,9 +220,8 @@ ctl_do_bind(char *err, size_t errlen)
 	    fchownat(ctl.dirfd, ctl.name, (uid_t)-1, (gid_t)ctl.cgid,
 	    AT_SYMLINK_NOFOLLOW) == -1)
 		log_warnx("control socket %s: cannot give it to group %s "
-		    "(control_group): %s; members connect only as root or "
-		    "the daemon's user", ctl.path, ctl.cgname,
-		    strerror(errno));
+		    "(control_group): %s; it keeps the daemon's group",
+		    ctl.path, ctl.cgname, strerror(errno));
 	if (listen(fd, SOMAXCONN) == -1) {
 		snprintf(err, errlen, "control socket %s: listen: %s",
 		    ctl.path, strerror(errno));

@@ -2,12 +2,13 @@
 /*
  * smtpd_main.c - the waymarkd program: options, start-up, privilege drop,
  * the event loop, signals (SIGTERM/SIGINT stop, SIGHUP reload).
- * Owns: the order of start-up (config and the checks of `user`, log,
- *       spool + lock, sockets as root, drop to `user`, the control
- *       socket when its directory is the user's, event base, workers,
- *       password checkers, queue, listeners: SMTP, then MTQP) and of the
- *       graceful stop (control, MTQP sessions closed at once, SMTP
- *       sessions, password checkers, workers, queue, loop).
+ * Owns: the order of start-up (config and the checks of `user` and
+ *       `control_group`, log, spool + lock, sockets as root, drop to
+ *       `user`, the control socket when its directory is the user's,
+ *       event base, workers, password checkers, queue, listeners: SMTP,
+ *       then MTQP) and of the graceful stop (control, MTQP sessions
+ *       closed at once, SMTP sessions, password checkers, workers,
+ *       queue, loop).
  * Root: never acts by name inside a directory the user can write (the
  *       spool, the user's control directory): fds, O_NOFOLLOW, fchown.
  * Not here: SMTP sessions, the control protocol, the queue, delivery.
