@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -98,6 +99,10 @@ static const struct cfg_key cfg_keys[] = {
 	  "MTQP listeners (none by default; port 1038 when omitted)" },
 	{ "control", CT_PATH, "var/control.sock", 0, 0, F(control), 0,
 	  "control socket of the waymark command" },
+	{ "control_group", CT_STRING, NULL, 0, 0, F(control_group), 0,
+	  "group allowed every control command, besides root (unset: the group of user)" },
+	{ "control_read", CT_STRING, "group", 0, 0, F(control_read), 0,
+	  "who may run queue and show: group (root and control_group) | anyone" },
 	{ "spool", CT_PATH, "var/spool", 0, 0, F(spool), 0,
 	  "queue directory: body files and the Berkeley DB environment" },
 	{ "local_domains", CT_DOMAINS, "localhost", 0, 0, L(local_domains),
@@ -981,6 +986,10 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 		if (strcmp(k->key, "hostname") == 0 &&
 		    smtp_check_domain(v, strlen(v)) == -1)
 			return why(w, wlen, "invalid hostname \"%s\"", v);
+		if (strcmp(k->key, "control_read") == 0 &&
+		    strcmp(v, "group") != 0 && strcmp(v, "anyone") != 0)
+			return why(w, wlen, "invalid value \"%s\" (group or "
+			    "anyone)", v);
 		if (strcmp(k->key, "http_public_url") == 0 &&
 		    public_url_check(v) == -1)
 			return why(w, wlen, "http:// or https:// and a host "
@@ -1359,6 +1368,8 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 
 	/* the user is checked by the daemon only (cfg_check_user) */
 	c->user_line = st->seen[cfg_lookup("user") - cfg_keys];
+	c->control_group_line = st->seen[cfg_lookup("control_group") -
+	    cfg_keys];
 	return 0;
 nomem:
 	(void)snprintf(err, errlen, "%s: %s", st->file, strerror(errno));
@@ -1509,6 +1520,60 @@ cfg_check_user(const struct config *c, long *uid, long *gid, char *err,
 	if (gid != NULL)
 		*gid = (long)g;
 	return 0;
+}
+
+/*
+ * cfg_control_group - the group of the control socket: control_group,
+ * else the primary group of user; its gid and name (the number when the
+ * group has no name).  0, or -1 with "FILE:LINE: control_group: reason"
+ * (or "FILE: user: reason" when user is unknown) in err.
+ */
+int
+cfg_control_group(const struct config *c, long *gid, char *name,
+    size_t namelen, char *err, size_t errlen)
+{
+	struct passwd	 pw, *pp = NULL;
+	struct group	 gr, *gp = NULL;
+	char		 buf[4096];
+	gid_t		 g;
+	int		 r;
+
+	if (c->control_group == NULL) {
+		r = c->user != NULL ? getpwnam_r(c->user, &pw, buf,
+		    sizeof(buf), &pp) : 0;
+		if (pp == NULL)
+			return user_why(c, err, errlen, "unknown user \"%s\"%s"
+			    "%s (control_group is unset: the socket's group is "
+			    "the user's)", c->user ? c->user : "",
+			    r ? ": " : "", r ? strerror(r) : "");
+		g = pw.pw_gid;
+		if (getgrgid_r(g, &gr, buf, sizeof(buf), &gp) == 0 &&
+		    gp != NULL)
+			(void)snprintf(name, namelen, "%s", gp->gr_name);
+		else
+			(void)snprintf(name, namelen, "%lu", (unsigned long)g);
+	} else {
+		r = getgrnam_r(c->control_group, &gr, buf, sizeof(buf), &gp);
+		if (gp == NULL) {
+			(void)snprintf(err, errlen, "%s:%u: control_group: "
+			    "unknown group \"%s\"%s%s", c->path,
+			    c->control_group_line, c->control_group,
+			    r ? ": " : "", r ? strerror(r) : "");
+			return -1;
+		}
+		g = gr.gr_gid;
+		(void)snprintf(name, namelen, "%s", gr.gr_name);
+	}
+	if (gid != NULL)
+		*gid = (long)g;
+	return 0;
+}
+
+/* cfg_control_read_anyone - control_read = anyone? */
+int
+cfg_control_read_anyone(const struct config *c)
+{
+	return c->control_read != NULL && strcmp(c->control_read, "anyone") == 0;
 }
 
 void

@@ -41,6 +41,9 @@ struct config {
 	struct cfg_addr	*submission;	size_t nsubmission;
 	struct cfg_addr	*mtqp;		size_t nmtqp;
 	char		*control;	/* absolute or dir-resolved path */
+	char		*control_group;	/* NULL = the primary group of user */
+	unsigned	 control_group_line;	/* its line in path, 0 = unset */
+	char		*control_read;	/* "group" | "anyone" (queue, show) */
 	char		*spool;
 	char		**local_domains; size_t nlocal_domains;	/* lower-case */
 	char		*local_recipients;	/* path or NULL */
@@ -153,6 +156,16 @@ void		 cfg_free(struct config *c);
  */
 int		 cfg_check_user(const struct config *c, long *uid, long *gid,
 		    char *err, size_t errlen);
+/*
+ * cfg_control_group - the group allowed every control command (besides
+ * root): control_group, else the primary group of user.  0 with *gid
+ * (may be NULL) and its name (or number) set, or -1 with
+ * "FILE:LINE: control_group: reason" in err.
+ */
+int		 cfg_control_group(const struct config *c, long *gid,
+		    char *name, size_t namelen, char *err, size_t errlen);
+/* cfg_control_read_anyone - control_read = anyone: queue and show for all */
+int		 cfg_control_read_anyone(const struct config *c);
 /* cfg_print - every effective key, defaults included, one "key = value" line each */
 void		 cfg_print(const struct config *c, FILE *fp);
 /* cfg_relay_allowed - client address in relay_from? */

@@ -686,3 +686,11 @@ tcp_listen(const struct sockaddr *sa, socklen_t len, const char **failed)
 	}
 	return fd;
 }
+
+/* text_is_reply - the host's own reply, not a text of ours naming it */
+int
+text_is_reply(const char *remote, int code, const char *text)
+{
+	return remote != NULL && remote[0] != '\0' && code != 0 &&
+	    text != NULL && strstr(text, remote) == NULL;
+}

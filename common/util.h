@@ -124,4 +124,14 @@ time_t		mono_sec(void);
 int		tcp_listen(const struct sockaddr *sa, socklen_t len,
 		    const char **failed);
 
+/*
+ * text_is_reply - 1 when a recipient's last text (with code, from the
+ * host remote, "host[addr]") is that host's own reply, 0 when it is
+ * Waymark's text: no host, no code, or a text naming the host (every
+ * text of our own about a host does, delivery/dlv_smtp.c).  DSNs and
+ * tracking answers say "host H said:" and "Diagnostic-Code: smtp;" only
+ * for replies.
+ */
+int		text_is_reply(const char *remote, int code, const char *text);
+
 #endif

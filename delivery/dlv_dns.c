@@ -14,6 +14,9 @@
  *       interface address: loopback next hops are local in tests).
  *       Addresses by A and AAAA queries (ares_query: no hosts file, no
  *       search list), IPv4 first, at most DLV_MAX_ADDRS per host.
+ * Texts: route.why is a whole sentence that names what was looked up
+ *       ("domain D" or "smarthost H") and the step; callers quote it as
+ *       it is, never wrapped in a second mention of the domain.
  * Invariants: the callback runs exactly once, always from the loop (an
  *       event made active), never inside dlv_route_lookup; lookups in
  *       flight at dlv_dns_shutdown or cancelled never call back.
@@ -61,6 +64,8 @@ struct dns_lookup {
 	int			 pending;	/* ares queries outstanding */
 	int			 selfpref;	/* lowest pref that is us, -1 none */
 	int			 tempfail;
+	int			 direct;	/* no MX: qname's own address */
+	int			 smarthost;	/* qname is the smarthost */
 	char			 temperr[96];
 	struct dns_hq		 hq[DLV_MAX_HOSTS * 2];
 	struct in_addr		 a4[DLV_MAX_HOSTS][DLV_MAX_ADDRS];
@@ -248,6 +253,13 @@ dns_finish(struct dns_lookup *lk, enum dlv_route_status st, const char *fmt,
 	event_active(lk->done_ev, EV_TIMEOUT, 0);
 }
 
+/* dns_what - what lk->qname is, in texts: "domain" or "smarthost" */
+static const char *
+dns_what(const struct dns_lookup *lk)
+{
+	return lk->smarthost ? "smarthost" : "domain";
+}
+
 /* dns_is_self_name - host name equals our hostname (case, trailing dot) */
 static int
 dns_is_self_name(const char *name)
@@ -369,11 +381,13 @@ dns_complete(struct dns_lookup *lk)
 	if (n == 0) {
 		if (lk->tempfail)
 			dns_finish(lk, DLV_ROUTE_NOHOST,
-			    "address lookup for MX host(s) of %s failed: %s",
-			    lk->qname, lk->temperr);
+			    "address lookup for %s%s %s failed: %s",
+			    lk->direct ? "" : "the MX host(s) of ",
+			    dns_what(lk), lk->qname, lk->temperr);
 		else
 			dns_finish(lk, DLV_ROUTE_NOHOST,
-			    "no address for MX host(s) of %s", lk->qname);
+			    "no address for %s%s %s", lk->direct ? "" :
+			    "the MX host(s) of ", dns_what(lk), lk->qname);
 		return;
 	}
 	dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)", n);
@@ -509,22 +523,26 @@ dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		}
 		if (dns_add_host(lk, lk->qname, 0) == -1) {
 			dns_finish(lk, DLV_ROUTE_NXDOMAIN,
-			    "invalid domain name %s", lk->qname);
+			    "invalid %s name %s", dns_what(lk), lk->qname);
 			return;
 		}
+		lk->direct = 1;
 		dns_resolve_hosts(lk);
 		return;
 	case ARES_ENOTFOUND:
-		dns_finish(lk, DLV_ROUTE_NXDOMAIN,
-		    "domain %s not found (NXDOMAIN)", lk->qname);
+		/* a smarthost that does not exist is our configuration's
+		 * error, not the recipient's: deferred, never bounced */
+		dns_finish(lk, lk->smarthost ? DLV_ROUTE_TEMP :
+		    DLV_ROUTE_NXDOMAIN, "%s %s not found (NXDOMAIN)",
+		    dns_what(lk), lk->qname);
 		return;
 	case ARES_EBADNAME:
-		dns_finish(lk, DLV_ROUTE_NXDOMAIN, "invalid domain name %s",
-		    lk->qname);
+		dns_finish(lk, DLV_ROUTE_NXDOMAIN, "invalid %s name %s",
+		    dns_what(lk), lk->qname);
 		return;
 	default:
-		dns_finish(lk, DLV_ROUTE_TEMP, "MX lookup of %s failed: %s",
-		    lk->qname, ares_strerror(status));
+		dns_finish(lk, DLV_ROUTE_TEMP, "MX lookup for %s %s failed: %s",
+		    dns_what(lk), lk->qname, ares_strerror(status));
 		return;
 	}
 
@@ -559,7 +577,8 @@ dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 			    "mail for %s loops back to myself", lk->domain);
 		else
 			dns_finish(lk, DLV_ROUTE_NOHOST,
-			    "no usable MX host for %s", lk->qname);
+			    "no usable MX host for %s %s", dns_what(lk),
+			    lk->qname);
 		return;
 	}
 	dns_resolve_hosts(lk);
@@ -614,6 +633,7 @@ dns_start_smarthost(struct dns_lookup *lk)
 	if (host_port_split(dns.smarthost, host, sizeof(host), &nomx,
 	    &port) == -1)
 		goto bad;
+	lk->smarthost = 1;
 	lk->port = port;
 	if (dns_literal(lk, host, strlen(host)) == 0)
 		return;
@@ -627,6 +647,7 @@ dns_start_smarthost(struct dns_lookup *lk)
 		}
 		if (dns_add_host(lk, host, 0) == -1)
 			goto bad;
+		lk->direct = 1;
 		dns_resolve_hosts(lk);
 		return;
 	}

@@ -5,8 +5,9 @@
  * multipart/report; report-type=delivery-status.
  * Entry point: dlv_notice_write (see delivery.h).
  * Layout: RFC 5322 header; part 1 text/plain (us-ascii) naming each
- *       recipient with the remote host and its reply or the local
- *       reason; part 2 message/delivery-status (7bit: control and 8-bit
+ *       recipient with "host H said:" and the host's reply, or with
+ *       Waymark's own text, which names the host itself
+ *       (text_is_reply; Diagnostic-Code smtp or X-Waymark alike); part 2 message/delivery-status (7bit: control and 8-bit
  *       octets become '?'; Deliver-By-Date after Arrival-Date for a
  *       message with a DELIVERBY deadline, RFC 2852 5); part 3 the returned content: for a failure
  *       without RET=HDRS and at most return_max bytes the whole spool
@@ -144,7 +145,8 @@ put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 			    kind_action[d->kind], r->remote_mta) :
 			    hdr_line(b, "    ", "<%s>: %s", r->addr,
 			    kind_action[d->kind]);
-		else if (r->remote_mta != NULL && r->last_code != 0)
+		else if (text_is_reply(r->remote_mta, r->last_code,
+		    r->last_text))
 			rc = hdr_line(b, "    ", "<%s>: host %s said: %d%s%s %s",
 			    r->addr, r->remote_mta, r->last_code,
 			    r->last_enh[0] ? " " : "", r->last_enh,
@@ -200,10 +202,16 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 			mta[ml] = '\0';
 			if (hdr_line(b, " ", "Remote-MTA: dns; %s", mta) == -1)
 				return -1;
-			if (r->last_code != 0 && hdr_line(b, " ",
-			    "Diagnostic-Code: smtp; %d%s%s %s", r->last_code,
-			    r->last_enh[0] ? " " : "", r->last_enh,
-			    r->last_text ? r->last_text : "") == -1)
+			/* smtp: the host's reply; our own text names it */
+			if (text_is_reply(r->remote_mta, r->last_code,
+			    r->last_text)) {
+				if (hdr_line(b, " ", "Diagnostic-Code: smtp; "
+				    "%d%s%s %s", r->last_code, r->last_enh[0] ?
+				    " " : "", r->last_enh, r->last_text) == -1)
+					return -1;
+			} else if (r->last_text != NULL && hdr_line(b, " ",
+			    "Diagnostic-Code: X-Waymark; %s", r->last_text) ==
+			    -1)
 				return -1;
 		} else if ((d->kind == DLV_DSN_FAILED ||
 		    d->kind == DLV_DSN_DELAYED) && r->last_text != NULL &&

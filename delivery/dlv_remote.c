@@ -499,8 +499,12 @@ route_cb(void *arg, const struct dlv_route *r)
 		try_addr(j);
 		return;
 	case DLV_ROUTE_NXDOMAIN:
-		(void)snprintf(text, sizeof(text), "domain %s not found%s%.200s",
-		    j->domain, r->why[0] ? ": " : "", r->why);
+		/* r->why names the domain and the step (dlv_dns.c) */
+		if (r->why[0] != '\0')
+			(void)snprintf(text, sizeof(text), "%.300s", r->why);
+		else
+			(void)snprintf(text, sizeof(text), "domain %s not "
+			    "found", j->domain);
 		job_fill(j, RS_FAILED, 550, "5.1.2", text, "");
 		job_finish(j);
 		return;
@@ -519,8 +523,11 @@ route_cb(void *arg, const struct dlv_route *r)
 	default:
 		break;
 	}
-	(void)snprintf(text, sizeof(text), "cannot find a mail host for %s%s%.200s",
-	    j->domain, r->why[0] ? ": " : "", r->why);
+	if (r->why[0] != '\0')
+		(void)snprintf(text, sizeof(text), "%.300s", r->why);
+	else
+		(void)snprintf(text, sizeof(text), "cannot find a mail host "
+		    "for %s", j->domain);
 	job_fill(j, RS_DEFERRED, 451, "4.4.3", text, "");
 	job_finish(j);
 }
@@ -701,8 +708,13 @@ peer_of(struct dlv_job *j, struct dlv_peer *p)
 		if (sockaddr_text((const struct sockaddr *)&p->ss, at,
 		    sizeof(at)) == -1)
 			(void)snprintf(at, sizeof(at), "?");
-		(void)snprintf(p->remote, sizeof(p->remote), "%.180s[%s]",
-		    h->name, at);
+		/* an address literal (smarthost [addr]) is its own name */
+		if (strcmp(h->name, at) == 0)
+			(void)snprintf(p->remote, sizeof(p->remote), "[%s]",
+			    at);
+		else
+			(void)snprintf(p->remote, sizeof(p->remote),
+			    "%.180s[%s]", h->name, at);
 		p->auth = j->cfg->smarthost != NULL && rs.user != NULL;
 	}
 	if (j->plain)

@@ -19,6 +19,11 @@
  *       recipients of the open transaction defer with 4.4.2.  So a
  *       recipient is relayed only by its own 250 to "." on a connection
  *       whose replies matched its commands.
+ * Texts: a result with the host's reply keeps its text as the host sent
+ *       it; every text of our own about a host names it ("host[addr]",
+ *       s->peer.remote), which is how the DSN composer and the queue
+ *       tell them apart (text_is_reply, common/util.h).  Log lines quote such a
+ *       text without naming the host again.
  * Not here: routes, choosing addresses, concurrency, the idle cache
  *       (dlv_remote.c).  The callback is never called before
  *       dlv_sess_run returns, and the session never touches itself after
@@ -403,7 +408,7 @@ conn_fail(struct dlv_sess *s, const char *why, enum fail_kind kind)
 	if (st == S_CONNECT || st == S_FAILNOW) {
 		set_err(s, RS_DEFERRED, 451, "4.4.1",
 		    "connection to %s failed: %s", s->peer.remote, why);
-		log_info("smtp %s: %s", s->peer.remote, s->err.text);
+		log_info("smtp: %s", s->err.text);
 		handoff(s, DLV_OUT_NEXT);
 		return;
 	}
@@ -423,9 +428,9 @@ conn_fail(struct dlv_sess *s, const char *why, enum fail_kind kind)
 		    "while %s%s%s", s->peer.remote, state_phrase[st],
 		    why[0] ? ": " : "", why);
 	if (kind == FK_SYNC)
-		log_warnx("smtp %s: %s", s->peer.remote, text);
+		log_warnx("smtp: %s", text);
 	else
-		log_info("smtp %s: %s", s->peer.remote, text);
+		log_info("smtp: %s", text);
 	if (st < S_RSET || st == S_KICK ||
 	    (st == S_MAIL && s->reused && s->ntxn == 1)) {
 		set_err(s, RS_DEFERRED, 451, "4.4.2", "%s", text);
@@ -773,7 +778,8 @@ start_auth(struct dlv_sess *s)
 	handoff(s, DLV_OUT_NEXT);
 	return;
 toolong:
-	set_err(s, RS_DEFERRED, 454, "4.7.0", "smarthost_auth secret too long");
+	set_err(s, RS_DEFERRED, 454, "4.7.0", "smarthost_auth secret too long "
+	    "for AUTH with %s", s->peer.remote);
 	handoff(s, DLV_OUT_NEXT);
 }
 
@@ -808,7 +814,7 @@ start_tls(struct dlv_sess *s)
 		 * injection): a failed handshake, plaintext again under may */
 		set_err(s, RS_DEFERRED, 454, "4.7.0", "TLS handshake with %s "
 		    "failed: data after the STARTTLS reply", s->peer.remote);
-		log_info("smtp %s: %s", s->peer.remote, s->err.text);
+		log_info("smtp: %s", s->err.text);
 		close_bev(s);
 		handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
 		    DLV_OUT_PLAIN : DLV_OUT_NEXT);
@@ -869,7 +875,7 @@ tls_failed(struct dlv_sess *s)
 		(void)snprintf(ebuf, sizeof(ebuf), "connection closed");
 	set_err(s, RS_DEFERRED, 454, vr != X509_V_OK ? "4.7.5" : "4.7.0",
 	    "TLS handshake with %s failed: %s", s->peer.remote, ebuf);
-	log_info("smtp %s: %s", s->peer.remote, s->err.text);
+	log_info("smtp: %s", s->err.text);
 	close_bev(s);
 	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
 	    DLV_OUT_PLAIN : DLV_OUT_NEXT);
@@ -948,12 +954,13 @@ body_fill(struct dlv_sess *s)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			char text[300];
+			char text[600];
 
 			log_warn("qid=%s cannot read %s", s->m->qid,
 			    s->m->body_path);
 			(void)snprintf(text, sizeof(text), "cannot read the "
-			    "queued message: %s", strerror(errno));
+			    "queued message while sending it to %s: %s",
+			    s->peer.remote, strerror(errno));
 			close_bev(s);
 			defer_rest(s, 451, "4.3.0", text);
 			handoff(s, DLV_OUT_DONE);
@@ -1031,7 +1038,7 @@ txn_start(struct dlv_sess *s)
 
 		log_warn("qid=%s cannot open %s", m->qid, m->body_path);
 		(void)snprintf(text, sizeof(text), "cannot open the queued "
-		    "message: %s", strerror(errno));
+		    "message for %s: %s", s->peer.remote, strerror(errno));
 		defer_rest(s, 451, "4.3.0", text);
 		s->usable = 1;
 		handoff(s, DLV_OUT_DONE);
@@ -1278,8 +1285,12 @@ on_reply(struct dlv_sess *s)
 	case S_RSET:
 		s->txn_open = 0;
 		if (cls != 2) {
+			char text[700];
+
+			(void)snprintf(text, sizeof(text), "RSET refused by %s: "
+			    "%d %.300s", s->peer.remote, s->rcode, s->rtext);
 			close_bev(s);
-			defer_rest(s, 451, "4.4.2", "RSET refused");
+			defer_rest(s, 451, "4.4.2", text);
 			handoff(s, DLV_OUT_DONE);
 			return;
 		}

@@ -43,6 +43,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "delivery/delivery.h"
 #include "queue/queue_int.h"
 
@@ -265,6 +266,23 @@ by_expired(const struct qmsg *m, time_t now)
 	    now >= m->deliver_by;
 }
 
+/*
+ * last_error - a recipient's last error as one sentence for the texts
+ * that quote it ("; last error: ..."): the host's reply as "host H said:
+ * CODE X.Y.Z TEXT" (the code and host would be lost otherwise: the
+ * record keeps the new ones), a text of ours (it names its host) as it is
+ */
+static const char *
+last_error(char *out, size_t outlen, const char *remote, int code,
+    const char *enh, const char *text)
+{
+	if (!text_is_reply(remote, code, text))
+		return text;
+	(void)snprintf(out, outlen, "host %s said: %d%s%s %s", remote, code,
+	    enh != NULL && enh[0] ? " " : "", enh != NULL ? enh : "", text);
+	return out;
+}
+
 /* by_text - the text of a recipient failed by the mode R deadline */
 static void
 by_text(const struct qmsg *m, char *out, size_t outlen, const char *last)
@@ -293,7 +311,7 @@ by_deadline(struct qmsg *m, time_t now)
 	struct qjob		*j = NULL;
 	struct qrcpt		*r;
 	size_t			*idx = NULL, n = 0, i;
-	char			 text[600], addr[300], *detail = NULL;
+	char			 text[600], addr[300], last[600], *detail = NULL;
 	int			 bad = 0, ret = (m->by_flags & BY_RETURN) != 0;
 
 	m->by_flags |= BY_DONE;		/* once, even when recording fails */
@@ -316,7 +334,8 @@ by_deadline(struct qmsg *m, time_t now)
 			    "passed: delayed DSN", m->qid, addr);
 			continue;
 		}
-		by_text(m, text, sizeof(text), r->last_text);
+		by_text(m, text, sizeof(text), last_error(last, sizeof(last),
+		    r->remote_mta, r->last_code, r->last_enh, r->last_text));
 		r->status = RS_FAILED;
 		r->next_attempt = 0;
 		r->last_code = 554;
@@ -392,7 +411,8 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 	struct qjob	*j;
 	time_t		 now = time(NULL), limit;
 	uint64_t	 nowus = now_usec();
-	char		 text[600], etext[700], addr[300], *detail = NULL;
+	char		 text[600], etext[700], addr[300], last[600];
+	char		*detail = NULL;
 	size_t		 k;
 	int		 bad = 0, expired;
 
@@ -428,7 +448,9 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 				enh = "4.4.7";
 				expired = 1;
 				snprintf(text, sizeof(text), "message expired after "
-				    "queue_lifetime; last error: %s", d->text);
+				    "queue_lifetime; last error: %s",
+				    last_error(last, sizeof(last), d->remote,
+				    d->code, d->enh, d->text));
 			} else {
 				r->next_attempt = now +
 				    (time_t)retry_delay(r->attempts);
@@ -439,7 +461,8 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		if (st == RS_DEFERRED && by_expired(m, now)) {	/* RFC 2852 4.1.3 */
 			st = RS_FAILED;
 			enh = "5.4.7";
-			by_text(m, text, sizeof(text), d->text);
+			by_text(m, text, sizeof(text), last_error(last,
+			    sizeof(last), d->remote, d->code, d->enh, d->text));
 		}
 		r->status = st;
 		if (rcpt_status_final(st))

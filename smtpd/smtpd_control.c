@@ -1,15 +1,21 @@
 #include "config.h"
 /*
  * smtpd_control.c - the control socket that the `waymark` CLI talks to.
- * Owns: the unix stream socket cfg->control (mode 0660, owner = the
- *       daemon's user), one request per connection: one JSON line in
- *       (at most CTL_MAX_LINE bytes), one JSON line out, then close.
+ * Owns: the unix stream socket cfg->control (owner = the daemon's user,
+ *       group = control_group; mode 0660, or 0666 with control_read =
+ *       anyone), one request per connection: one JSON line in (at most
+ *       CTL_MAX_LINE bytes), one JSON line out, then close.
+ * Access (SO_PEERCRED, checked for every request whatever the mode):
+ *       root, the daemon's own user and members of control_group (the
+ *       peer's gid, or its user's groups by getgrouplist) may run every
+ *       command; others only queue and show, and only with control_read
+ *       = anyone; the rest are answered reason "denied".
  * Protocol: requests {"cmd":"queue"[,"state":"S[/VALUE]"]},
  *       {"cmd":"show","qid":Q}, {"cmd":"message","qid":Q} (the stored
  *       message, base64), {"cmd":"flush"}, and the operator actions
  *       {"cmd":"hold"|"release"|"delete","qid":Q[,"bounce":true]};
  *       answers {"ok":true,"result":...} or {"ok":false,"error":"...",
- *       "reason":"unknown_qid|not_allowed|bad_request|failed"}.  An
+ *       "reason":"unknown_qid|not_allowed|bad_request|failed|denied"}.  An
  *       action is answered only once its change is on stable storage;
  *       its actor is the peer's Unix user (SO_PEERCRED).
  * Creation: never by name in a directory another user can write.  In a
@@ -26,6 +32,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -60,6 +67,10 @@ struct ctl_conn {
 	int			 eof;		/* the client shut down its side */
 	int			 pending;	/* an action waits for its commit */
 	unsigned		 id;
+	int			 cred;		/* uid and gid below are known */
+	int			 named;		/* user is a name from passwd */
+	uid_t			 uid;		/* the peer's (SO_PEERCRED) */
+	gid_t			 gid;
 	char			 user[64];	/* the peer's Unix user (SO_PEERCRED) */
 	struct ctl_conn		*prev, *next;
 };
@@ -70,13 +81,16 @@ static struct {
 	int			 late;		/* the user's directory: bind after the drop */
 	int			 bound;		/* the name is ours: unlink it at stop */
 	long			 uid, gid;	/* owner given by root, -1 = none */
+	long			 cgid;		/* control_group's gid */
+	int			 anyone;	/* control_read = anyone */
+	char			 cgname[64];	/* control_group's name */
 	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char			 name[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct evconnlistener	*lev;
 	struct event_base	*base;
 	struct ctl_conn		*conns;
 	unsigned		 nextid;
-} ctl = { .fd = -1, .dirfd = -1, .uid = -1, .gid = -1 };
+} ctl = { .fd = -1, .dirfd = -1, .uid = -1, .gid = -1, .cgid = -1 };
 
 static void	ctl_conn_free(struct ctl_conn *c);
 
@@ -130,8 +144,9 @@ ctl_name_in_use(const struct sockaddr_un *sun)
 /*
  * ctl_do_bind - create the socket at ctl.name in ctl.dirfd: a stale
  * socket is removed, a symbolic link or anything else is refused and
- * left alone; the mode 0660 comes from the umask at bind (Linux ignores
- * fchmod on a socket fd), the owner from fchownat without following.
+ * left alone; the mode (0660, 0666 for control_read = anyone) comes from
+ * the umask at bind (Linux ignores fchmod on a socket fd), the owner
+ * (user:control_group) from fchownat without following.
  */
 static int
 ctl_do_bind(char *err, size_t errlen)
@@ -182,7 +197,7 @@ ctl_do_bind(char *err, size_t errlen)
 		    ctl.path, strerror(errno));
 		goto fail;
 	}
-	old = umask(0117);
+	old = umask(ctl.anyone ? 0111 : 0117);
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	e = errno;
 	umask(old);
@@ -195,11 +210,18 @@ ctl_do_bind(char *err, size_t errlen)
 	ctl.bound = 1;
 	/* root's own socket in a directory only root writes (or sticky) */
 	if (!ctl.late && ctl.uid != -1 && fchownat(ctl.dirfd, ctl.name,
-	    (uid_t)ctl.uid, (gid_t)ctl.gid, AT_SYMLINK_NOFOLLOW) == -1) {
+	    (uid_t)ctl.uid, (gid_t)ctl.cgid, AT_SYMLINK_NOFOLLOW) == -1) {
 		snprintf(err, errlen, "control socket %s: chown: %s",
 		    ctl.path, strerror(errno));
 		goto fail;
 	}
+	/* not root: the group only, where we are a member of it */
+	if (ctl.uid == -1 && (gid_t)ctl.cgid != getegid() &&
+	    fchownat(ctl.dirfd, ctl.name, (uid_t)-1, (gid_t)ctl.cgid,
+	    AT_SYMLINK_NOFOLLOW) == -1)
+		log_warnx("control socket %s: cannot give it to group %s "
+		    "(control_group): %s; it keeps the daemon's group",
+		    ctl.path, ctl.cgname, strerror(errno));
 	if (listen(fd, SOMAXCONN) == -1) {
 		snprintf(err, errlen, "control socket %s: listen: %s",
 		    ctl.path, strerror(errno));
@@ -231,6 +253,10 @@ smtpd_control_bind(const struct config *cfg, long uid, long gid,
 		snprintf(err, errlen, "control: no socket path configured");
 		return -1;
 	}
+	if (cfg_control_group(cfg, &ctl.cgid, ctl.cgname, sizeof(ctl.cgname),
+	    err, errlen) == -1)
+		return -1;
+	ctl.anyone = cfg_control_read_anyone(cfg);
 	r = snprintf(ctl.path, sizeof(ctl.path), "%s", cfg->control);
 	if (r < 0 || (size_t)r >= sizeof(ctl.path)) {
 		snprintf(err, errlen, "control socket %s: path too long "
@@ -285,6 +311,28 @@ smtpd_control_bind(const struct config *cfg, long uid, long gid,
 	}
 	ctl.uid = uid;
 	ctl.gid = gid;
+	/* the user binds in its own directory and cannot chgrp it to a
+	 * group it is not in; root acts there only by fd */
+	if (ctl.late && ctl.cgid != gid) {
+		snprintf(err, errlen, "control socket %s is in %s's directory "
+		    "%s, where only %s can create it, and %s cannot give it "
+		    "to group %s (control_group): put the socket in a "
+		    "directory only root writes (control = /run/waymark/"
+		    "control.sock) or leave control_group unset", ctl.path,
+		    who, dir, who, who, ctl.cgname);
+		return -1;
+	}
+	if (cfg->control_group != NULL && (st.st_mode & S_IXOTH) == 0 &&
+	    !((st.st_mode & S_IXGRP) && st.st_gid == (gid_t)ctl.cgid))
+		log_warnx("control_group = %s, but that group cannot enter %s "
+		    "(mode %04o): its members cannot reach the control socket "
+		    "%s", ctl.cgname, dir, (unsigned)(st.st_mode & 07777),
+		    ctl.path);
+	else if (ctl.anyone && (st.st_mode & S_IXOTH) == 0)
+		log_warnx("control_read = anyone, but others cannot enter "
+		    "%s (mode %04o): only root, %s and group %s reach the "
+		    "control socket %s", dir, (unsigned)(st.st_mode & 07777),
+		    who, ctl.cgname, ctl.path);
 	if (ctl.late) {
 		log_debug("control: %s is %s's directory: the socket is "
 		    "created after the privilege drop", dir, who);
@@ -577,18 +625,77 @@ ctl_do_flush(struct ctl_conn *c, json_t *req)
 	return ctl_ok(json_pack("{s:i}", "count", (json_int_t)n));
 }
 
+#define CTL_READ	0x01	/* read-only: open to all with control_read = anyone */
+
 static const struct ctl_cmd {
 	const char	*name;
 	json_t		*(*fn)(struct ctl_conn *, json_t *);
+	int		 flags;
+	const char	*what;		/* the CLI command, in a refusal */
 } ctl_cmds[] = {
-	{ "queue",	ctl_do_queue },
-	{ "show",	ctl_do_show },
-	{ "flush",	ctl_do_flush },
-	{ "message",	ctl_do_message },
-	{ "hold",	ctl_do_hold },
-	{ "release",	ctl_do_release },
-	{ "delete",	ctl_do_delete },
+	{ "queue",	ctl_do_queue,	CTL_READ, "queue" },
+	{ "show",	ctl_do_show,	CTL_READ, "show" },
+	{ "flush",	ctl_do_flush,	0, "flush" },
+	/* the content: never for all */
+	{ "message",	ctl_do_message,	0, "show --message" },
+	{ "hold",	ctl_do_hold,	0, "hold" },
+	{ "release",	ctl_do_release,	0, "release" },
+	{ "delete",	ctl_do_delete,	0, "delete" },
 };
+
+#define CTL_MAX_GROUPS	65536
+
+/* ctl_in_group - the peer's user lists gid among its groups (getgrouplist) */
+static int
+ctl_in_group(const struct ctl_conn *c, gid_t gid)
+{
+	gid_t	*groups = NULL, *ng;
+	int	 n = 64, i, r = -1, found = 0;
+
+	if (!c->named)
+		return 0;
+	while (n > 0 && n <= CTL_MAX_GROUPS) {
+		if ((ng = realloc(groups, (size_t)n * sizeof(*ng))) == NULL)
+			break;
+		groups = ng;
+		i = n;
+		if ((r = getgrouplist(c->user, c->gid, groups, &n)) != -1)
+			break;
+		if (n <= i)		/* no larger size asked: give up */
+			n = i * 2;
+	}
+	for (i = 0; r != -1 && i < n; i++)
+		if (groups[i] == gid)
+			found = 1;
+	free(groups);
+	return found;
+}
+
+/* ctl_member - root, the daemon's own user, or in control_group */
+static int
+ctl_member(const struct ctl_conn *c)
+{
+	if (!c->cred)
+		return 0;
+	return c->uid == 0 || c->uid == geteuid() ||
+	    c->gid == (gid_t)ctl.cgid || ctl_in_group(c, (gid_t)ctl.cgid);
+}
+
+/* ctl_denied - the refusal of cmd for a peer outside control_group */
+static json_t *
+ctl_denied(struct ctl_conn *c, const struct ctl_cmd *cmd)
+{
+	log_info("control: #%u %s by %s refused: not root nor in group %s "
+	    "(control_group)", c->id, cmd->name, c->user, ctl.cgname);
+	if (!ctl.anyone)
+		return ctl_error("denied", "permission denied: the control "
+		    "socket allows root and group %s (control_group); %s is "
+		    "not a member", ctl.cgname, c->user);
+	return ctl_error("denied", "permission denied: %s is allowed to "
+	    "root and group %s (control_group); %s is not a member "
+	    "(control_read = anyone opens queue and show only)", cmd->what,
+	    ctl.cgname, c->user);
+}
 
 /* ctl_dispatch - parse one request line and answer it */
 static void
@@ -622,6 +729,11 @@ ctl_dispatch(struct ctl_conn *c, const char *line, size_t len)
 		log_escape(esc, sizeof(esc), cmd, strlen(cmd));
 		log_info("control: #%u unknown command %s", c->id, esc);
 		ans = ctl_error("bad_request", "unknown command: %s", esc);
+		goto out;
+	}
+	if (!(ctl.anyone && (ctl_cmds[i].flags & CTL_READ)) &&
+	    !ctl_member(c)) {
+		ans = ctl_denied(c, &ctl_cmds[i]);
 		goto out;
 	}
 	ans = ctl_cmds[i].fn(c, req);
@@ -777,23 +889,31 @@ ctl_conn_free(struct ctl_conn *c)
 	free(c);
 }
 
-/* ctl_peer_user - the Unix user name of the peer, "uid N" without one */
+/* ctl_peer - the peer's uid, gid and Unix user name ("uid N" without
+ * one) from SO_PEERCRED; c->cred stays 0 when the kernel says nothing */
 static void
-ctl_peer_user(int fd, char *out, size_t outlen)
+ctl_peer(int fd, struct ctl_conn *c)
 {
 	struct ucred	 uc;
 	struct passwd	 pw, *pp = NULL;
 	socklen_t	 len = sizeof(uc);
-	char		 buf[1024];
+	char		 buf[4096];
+	int		 r;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1) {
-		snprintf(out, outlen, "unknown");
+		snprintf(c->user, sizeof(c->user), "unknown");
 		return;
 	}
-	if (getpwuid_r(uc.uid, &pw, buf, sizeof(buf), &pp) == 0 && pp != NULL)
-		snprintf(out, outlen, "%s", pp->pw_name);
+	c->cred = 1;
+	c->uid = uc.uid;
+	c->gid = uc.gid;
+	if (getpwuid_r(uc.uid, &pw, buf, sizeof(buf), &pp) == 0 &&
+	    pp != NULL && (r = snprintf(c->user, sizeof(c->user), "%s",
+	    pp->pw_name)) > 0 && (size_t)r < sizeof(c->user))
+		c->named = 1;
 	else
-		snprintf(out, outlen, "uid %lu", (unsigned long)uc.uid);
+		snprintf(c->user, sizeof(c->user), "uid %lu",
+		    (unsigned long)uc.uid);
 }
 
 static void
@@ -813,7 +933,7 @@ ctl_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	c->id = ++ctl.nextid;
-	ctl_peer_user(fd, c->user, sizeof(c->user));
+	ctl_peer(fd, c);
 	c->bev = bufferevent_socket_new(ctl.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(ctl.base, ctl_timer_cb, c);
 	if (c->bev == NULL || c->timer == NULL) {

@@ -2,12 +2,13 @@
 /*
  * smtpd_main.c - the waymarkd program: options, start-up, privilege drop,
  * the event loop, signals (SIGTERM/SIGINT stop, SIGHUP reload).
- * Owns: the order of start-up (config and the checks of `user`, log,
- *       spool + lock, sockets as root, drop to `user`, the control
- *       socket when its directory is the user's, event base, workers,
- *       password checkers, queue, listeners: SMTP, then MTQP) and of the
- *       graceful stop (control, MTQP sessions closed at once, SMTP
- *       sessions, password checkers, workers, queue, loop).
+ * Owns: the order of start-up (config and the checks of `user` and
+ *       `control_group`, log, spool + lock, sockets as root, drop to
+ *       `user`, the control socket when its directory is the user's,
+ *       event base, workers, password checkers, queue, listeners: SMTP,
+ *       then MTQP) and of the graceful stop (control, MTQP sessions
+ *       closed at once, SMTP sessions, password checkers, workers,
+ *       queue, loop).
  * Root: never acts by name inside a directory the user can write (the
  *       spool, the user's control directory): fds, O_NOFOLLOW, fchown.
  * Not here: SMTP sessions, the control protocol, the queue, delivery.
@@ -18,7 +19,8 @@
  * Reload: every configuration ever loaded stays alive until exit (they are
  *        small), because sessions and deliveries keep pointers into the one
  *        they started with; keys that need a restart (listen, mtqp, spool,
- *        user, control, mailbox_root, workers) keep their old values.
+ *        user, control, control_group, control_read, mailbox_root,
+ *        workers) keep their old values.
  * Policy: the `policy` file is parsed here (queue_policy_load) into the
  *        configuration's policy_table, at start, with -n and on SIGHUP; a
  *        file with an error stops the start (exit 1) or fails the reload,
@@ -370,7 +372,7 @@ static void
 reload_do(void)
 {
 	struct config	*n, *o = g.cfg;
-	char		 err[ERRLEN], changed[256];
+	char		 err[ERRLEN], changed[256], grp[64];
 	size_t		 off = 0;
 
 	if (g.cfg_path == NULL) {
@@ -386,6 +388,13 @@ reload_do(void)
 		return;
 	}
 	if (cfg_check_user(n, NULL, NULL, err, sizeof(err)) == -1) {
+		cfg_free(n);
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    err);
+		return;
+	}
+	if (cfg_control_group(n, NULL, grp, sizeof(grp), err,
+	    sizeof(err)) == -1) {
 		cfg_free(n);
 		log_warnx("reload failed: %s; keeping the old configuration",
 		    err);
@@ -446,6 +455,15 @@ reload_do(void)
 	if (str_differs(o->control, n->control)) {
 		CHANGED("control");
 		SWAP(char *, o->control, n->control);
+	}
+	if (str_differs(o->control_group, n->control_group)) {
+		CHANGED("control_group");
+		SWAP(char *, o->control_group, n->control_group);
+		SWAP(unsigned, o->control_group_line, n->control_group_line);
+	}
+	if (cfg_control_read_anyone(o) != cfg_control_read_anyone(n)) {
+		CHANGED("control_read");
+		SWAP(char *, o->control_read, n->control_read);
 	}
 	if (str_differs(o->mailbox_root, n->mailbox_root)) {
 		CHANGED("mailbox_root");
@@ -584,8 +602,11 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	cfg_keep_add(g.cfg);
-	/* the daemon's own checks of `user`; -n reports them too */
-	if (cfg_check_user(g.cfg, NULL, NULL, err, sizeof(err)) == -1) {
+	/* the daemon's own checks of `user` (and control_group, which
+	 * defaults to its group); -n reports them too */
+	if (cfg_check_user(g.cfg, NULL, NULL, err, sizeof(err)) == -1 ||
+	    cfg_control_group(g.cfg, NULL, lst, sizeof(lst), err,
+	    sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		cfg_keep_free();
 		free(g.cfg_path);

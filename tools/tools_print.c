@@ -177,7 +177,9 @@ print_rcpt(FILE *fp, json_t *r, int held)
 			fputc(' ', fp);
 			put_safe(fp, text, NULL);
 		}
-		if (remote != NULL && *remote != '\0') {
+		/* a text of ours names its host already (text_is_reply) */
+		if (remote != NULL && *remote != '\0' &&
+		    (text == NULL || strstr(text, remote) == NULL)) {
 			fputs(" (", fp);
 			put_safe(fp, remote, NULL);
 			fputc(')', fp);

@@ -20,6 +20,8 @@
  */
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +305,52 @@ parse_track(int argc, char **argv, struct opts *o)
 
 /* ---- control-socket client ---- */
 
+/* the configuration of the command being run (control_group's name) */
+static const struct config *run_cfg;
+
+/*
+ * ctl_denied_text - connect() said EACCES: when we are outside
+ * control_group (and control_read is group), the daemon's own refusal
+ * text; -1 when that is not the reason (root, a member, or a lookup
+ * failed).
+ */
+static int
+ctl_denied_text(char *out, size_t outlen)
+{
+	struct passwd	*pw;
+	gid_t		*groups;
+	char		 name[64], err[512], user[64];
+	long		 gid;
+	int		 n, i, member = 0;
+
+	if (run_cfg == NULL || geteuid() == 0 ||
+	    cfg_control_read_anyone(run_cfg) ||
+	    cfg_control_group(run_cfg, &gid, name, sizeof(name), err,
+	    sizeof(err)) == -1)
+		return -1;
+	if (getegid() == (gid_t)gid)
+		return -1;
+	if ((n = getgroups(0, NULL)) > 0 &&
+	    (groups = calloc((size_t)n, sizeof(*groups))) != NULL) {
+		n = getgroups(n, groups);
+		for (i = 0; i < n; i++)
+			if (groups[i] == (gid_t)gid)
+				member = 1;
+		free(groups);
+	}
+	if (member)
+		return -1;
+	if ((pw = getpwuid(geteuid())) != NULL)
+		snprintf(user, sizeof(user), "%s", pw->pw_name);
+	else
+		snprintf(user, sizeof(user), "uid %lu",
+		    (unsigned long)geteuid());
+	snprintf(out, outlen, "permission denied: the control socket allows "
+	    "root and group %s (control_group); %s is not a member", name,
+	    user);
+	return 0;
+}
+
 /*
  * ctl_request - send req (consumed) to the daemon at path, return its
  * answer's "result" in *result (new reference).  Returns EX_WM_OK or
@@ -335,8 +383,14 @@ ctl_request(const char *path, json_t *req, json_t **result)
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		fprintf(stderr, "waymark: cannot connect to the daemon at %s: "
-		    "%s\n", path, strerror(errno));
+		char	why[512];
+		int	e = errno;
+
+		if (e == EACCES && ctl_denied_text(why, sizeof(why)) == 0)
+			fprintf(stderr, "waymark: %s\n", why);
+		else
+			fprintf(stderr, "waymark: cannot connect to the daemon "
+			    "at %s: %s\n", path, strerror(e));
 		goto fail;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -611,8 +665,11 @@ run_with_config(const struct command *c, const char *path,
 		fprintf(stderr, "waymark: %s: no control socket configured\n",
 		    cfg->path ? cfg->path : "(default)");
 		rc = EX_WM_FAIL;
-	} else
+	} else {
+		run_cfg = cfg;
 		rc = c->run(cfg->control, o);
+		run_cfg = NULL;
+	}
 	cfg_free(cfg);
 	return rc;
 }

@@ -21,7 +21,7 @@
  *   delivered -> delivered, 2.5.0
  *   failed -> failed, the last reply's x.y.z (class 4/5; else 4.0.0 or
  *       5.0.0 by the reply code), Diagnostic-Code: smtp; CODE X.Y.Z TEXT
- *       (X-Waymark; TEXT without a remote reply)
+ *       (X-Waymark; TEXT for a text of ours: text_is_reply)
  *   expanded -> expanded, 2.0.0 (no Remote-MTA: RFC 3886 4)
  *   transferred (relayed with MTRK= on MAIL to a hop that advertised
  *       it: queue_sched.c) -> transferred, 2.4.0
@@ -198,7 +198,8 @@ put_rcpt(struct buf *b, const struct qmsg *m, const struct qrcpt *r,
 	    retry_until(m, now, queue_lifetime)) == -1))
 		return -1;
 	if (a == TA_FAILED) {
-		if (remote && r->last_code != 0) {
+		if (remote && text_is_reply(r->remote_mta, r->last_code,
+		    r->last_text)) {
 			if (hdr_line(b, " ", "Diagnostic-Code: smtp; %d%s%s %s",
 			    r->last_code, r->last_enh[0] ? " " : "",
 			    r->last_enh, r->last_text ? r->last_text : "") == -1)

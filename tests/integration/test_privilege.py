@@ -304,3 +304,28 @@ def test_reload_refuses_root_and_cli_skips_the_user_check(daemon_factory):
     d.write_config(good + "user = no-such-user-wm\n")
     d.cli("queue", check=0)
     send_one(d)
+
+
+
+def test_planted_mailbox_root_symlink_refused(daemon_factory):
+    """mailbox_root itself is a link the user planted in its own directory
+    (the spool), pointing at a root directory: root must neither create
+    in it nor give it to the user (issue 12)."""
+    d = daemon_factory(start=False, precreate=True)
+    outside = root_dir()
+    try:
+        before = os.stat(outside)
+        link = os.path.join(d.spool, "planted")
+        plant_symlink(link, outside)
+        d.config["mailbox_root"] = link
+        d.write_config()
+        log = start_refused(d)
+        assert "mailbox_root: %s is a symbolic link in a directory other " \
+            "users can write: refusing to follow it" % link in log, log
+        after = os.stat(outside)
+        assert (after.st_uid, after.st_gid, after.st_mode) == \
+            (0, 0, before.st_mode), after
+        assert os.listdir(outside) == [], os.listdir(outside)
+        assert os.path.islink(link), "the planted link must be left alone"
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)

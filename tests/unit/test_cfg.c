@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <grp.h>
 #include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -200,6 +201,8 @@ static const struct err_case err_cases[] = {
 	  ":1: mtqp_auth_failures: \"0\" below minimum 1" },
 	{ "mtqp chaining bad", "mtqp_chaining = maybe\n",
 	  ":1: mtqp_chaining: invalid boolean \"maybe\" (yes or no)" },
+	{ "control_read bad", "control_read = everyone\n",
+	  ":1: control_read: invalid value \"everyone\" (group or anyone)" },
 };
 
 static void
@@ -328,6 +331,52 @@ test_check_user(void **state)
 		CHECK(strcmp(err, want) == 0, "default",
 		    "got \"%s\", want \"%s\"", err, want);
 	}
+	cfg_free(c);
+	assert_int_equal(failures, 0);
+}
+
+/* cfg_control_group: control_group, else the group of user */
+
+static void
+test_control_group(void **state)
+{
+	struct config	*c;
+	struct passwd	*pw;
+	struct group	*gr;
+	char		 err[1024], want[1100], name[64];
+	const char	*path;
+	long		 gid = -2, wgid;
+
+	(void)state;
+	failures = 0;
+	path = write_file("g.conf", "user = root\ncontrol_group = root\n");
+	assert_non_null(c = cfg_load(path, err, sizeof(err)));
+	CHECK(cfg_control_group(c, &gid, name, sizeof(name), err,
+	    sizeof(err)) == 0, "root", "got \"%s\", want accepted", err);
+	CHECK(gid == 0 && strcmp(name, "root") == 0, "root",
+	    "got %ld %s, want 0 root", gid, name);
+	CHECK(!cfg_control_read_anyone(c), "root", "got anyone, want group");
+	cfg_free(c);
+
+	path = write_file("g.conf", "control_read = anyone\nuser = daemon\n");
+	assert_non_null(c = cfg_load(path, err, sizeof(err)));
+	pw = getpwnam("daemon");
+	wgid = pw ? (long)pw->pw_gid : -3;
+	gr = getgrgid((gid_t)wgid);
+	CHECK(cfg_control_group(c, &gid, name, sizeof(name), err,
+	    sizeof(err)) == 0, "user's group", "got \"%s\"", err);
+	CHECK(gid == wgid && gr != NULL && strcmp(name, gr->gr_name) == 0,
+	    "user's group", "got %ld %s, want %ld", gid, name, wgid);
+	CHECK(cfg_control_read_anyone(c), "anyone", "got group, want anyone");
+	cfg_free(c);
+
+	path = write_file("g.conf", "\ncontrol_group = no-such-group-wm\n");
+	assert_non_null(c = cfg_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s:2: control_group: unknown group "
+	    "\"no-such-group-wm\"", path);
+	CHECK(cfg_control_group(c, NULL, name, sizeof(name), err,
+	    sizeof(err)) == -1 && strcmp(err, want) == 0, "unknown",
+	    "got \"%s\", want \"%s\"", err, want);
 	cfg_free(c);
 	assert_int_equal(failures, 0);
 }
@@ -1002,7 +1051,8 @@ test_parse_size(void **state)
 /* cfg_print */
 
 static const char *const all_keys[] = {
-	"hostname", "listen", "submission", "mtqp", "control", "spool",
+	"hostname", "listen", "submission", "mtqp", "control",
+	"control_group", "control_read", "spool",
 	"local_domains", "local_recipients", "aliases", "lists", "mailbox_root",
 	"lmtp",
 	"relay_from", "smarthost", "smtp_port", "dns", "tls_cert", "tls_key",
@@ -1141,6 +1191,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_check_user),
+		cmocka_unit_test(test_control_group),
 		cmocka_unit_test(test_lists),
 		cmocka_unit_test(test_comments),
 		cmocka_unit_test(test_paths),
