@@ -18,7 +18,8 @@
  * Reload: every configuration ever loaded stays alive until exit (they are
  *        small), because sessions and deliveries keep pointers into the one
  *        they started with; keys that need a restart (listen, mtqp, spool,
- *        user, control, mailbox_root, workers) keep their old values.
+ *        user, control, mailbox_root, workers, db_cache) keep their old
+ *        values.
  * Policy: the `policy` file is parsed here (queue_policy_load) into the
  *        configuration's policy_table, at start, with -n and on SIGHUP; a
  *        file with an error stops the start (exit 1) or fails the reload,
@@ -440,6 +441,10 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	if (o->workers != n->workers) {
 		CHANGED("workers");
 		SWAP(unsigned, o->workers, n->workers);
+	}
+	if (o->db_cache != n->db_cache) {
+		CHANGED("db_cache");
+		SWAP(uint64_t, o->db_cache, n->db_cache);
 	}
 #undef CHANGED
 	/*
