@@ -6,7 +6,9 @@
 #        (defaults 5000 messages, 20 sessions, 4096 bytes, 1 round, no
 #        policy; -p FILE adds `policy = FILE` to Waymark's configuration,
 #        e.g. bench/policy-50.conf, to measure the cost of policy rules)
-#        [-m | -T] [-k]
+#        [-m | -T] [-k] [-x 'key = value']...
+#        -x: a line added to Waymark's configuration (repeatable), e.g.
+#        -x 'db_cache = 256k'
 #        -m: the load is sent by bench/trksend -M (the build tree's, or
 #        $TRKSEND): MAIL carries ENVID= and MTRK= (RFC 3885), which
 #        smtp-source cannot send; Waymark only (Postfix refuses MTRK).
@@ -40,19 +42,22 @@ SESSIONS=20
 SIZE=4096
 ROUNDS=1
 POLICY=
+WM_EXTRA=
 SENDER=smtp-source
 SINK=smtp-sink
 usage() {
-	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE] [-m | -T] [-k]" >&2
+	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE] [-m | -T] [-k] [-x 'key = value']..." >&2
 	exit 2
 }
-while getopts n:s:l:r:p:mTkh opt; do
+while getopts n:s:l:r:p:x:mTkh opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
 	l) SIZE=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
 	p) POLICY=$OPTARG ;;
+	x) WM_EXTRA="$WM_EXTRA$OPTARG
+" ;;
 	m) SENDER=trksend-mtrk ;;
 	T) SENDER=trksend ;;
 	k) SINK=trksink ;;
@@ -85,7 +90,8 @@ elif command -v waymarkd >/dev/null 2>&1; then
 else
 	WAYMARKD=/usr/local/sbin/waymarkd
 fi
-die() { echo "relay.sh: $*" >&2; exit 1; }
+BENCH=relay
+. "$top/bench/lib.sh"
 [ -x "$WAYMARKD" ] || die "no waymarkd at $WAYMARKD"
 TRKSEND=${TRKSEND:-$top/build/bench/trksend}
 TRKSINK=${TRKSINK:-$top/build/bench/trksink}
@@ -124,7 +130,7 @@ cleanup() {
 	[ -n "$src_pid" ] && kill -TERM "$src_pid" 2>/dev/null && wait "$src_pid" 2>/dev/null
 	[ -n "$smp_pid" ] && kill -TERM "$smp_pid" 2>/dev/null && wait "$smp_pid" 2>/dev/null
 	[ -n "$wm_pid" ] && stop_waymark
-	[ -n "$pf_conf" ] && stop_postfix
+	[ -n "$pf_conf" ] && pf_stop
 	if [ -n "$sink_pid" ] && kill -0 "$sink_pid" 2>/dev/null; then
 		kill -TERM "$sink_pid" 2>/dev/null
 		wait "$sink_pid" 2>/dev/null
@@ -139,29 +145,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_smtp PORT - until a 220 greeting comes from 127.0.0.1:PORT (30 s)
-wait_smtp() {
-	python3 - "$1" <<'EOF'
-import socket, sys, time
-deadline = time.time() + 30
-while True:
-    try:
-        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-        if s.recv(512).startswith(b"220"):
-            s.sendall(b"QUIT\r\n"); s.recv(512); s.close(); break
-        s.close()
-    except OSError:
-        pass
-    if time.time() > deadline:
-        sys.exit("relay.sh: no SMTP greeting on port %s after 30 s" % sys.argv[1])
-    time.sleep(0.05)
-EOF
-}
 
 # sink_count - messages the sink has received so far ("." counter of -c;
 # a partly written record can only read low, never high)
@@ -326,6 +309,7 @@ min_free_space = 1m
 max_sessions = 1000
 EOF
 	[ -z "$POLICY" ] || echo "policy = $POLICY" >> "$d/waymark.conf"
+	printf '%s' "$WM_EXTRA" >> "$d/waymark.conf"
 	"$WAYMARKD" -f "$d/waymark.conf" > "$d/waymarkd.log" 2>&1 &
 	wm_pid=$!
 	wait_smtp "$port" || { cat "$d/waymarkd.log" >&2; exit 1; }
@@ -341,108 +325,19 @@ EOF
 
 # ---- Postfix (private instance) ----
 
-# pids of processes started by the private instance: they all carry
-# MAIL_CONFIG=<its config directory> in their environment
-postfix_pids() {
-	python3 - "$pf_conf" <<'EOF'
-import os, sys
-want = ("MAIL_CONFIG=" + sys.argv[1]).encode()
-for d in os.listdir("/proc"):
-    if d.isdigit():
-        try:
-            with open("/proc/%s/environ" % d, "rb") as f:
-                if want in f.read().split(b"\0"):
-                    print(d)
-        except OSError:
-            pass
-EOF
-}
-
-stop_postfix() {
-	"$POSTFIX" -c "$pf_conf" stop >/dev/null 2>&1 || true
-	i=0
-	while [ -n "$(postfix_pids)" ] && [ $i -lt 50 ]; do
-		sleep 0.2
-		i=$((i + 1))
-	done
-	left=$(postfix_pids)
-	if [ -n "$left" ]; then
-		echo "relay.sh: killing leftover Postfix processes: $left" >&2
-		# shellcheck disable=SC2086
-		kill -KILL $left 2>/dev/null || true
-	fi
-	pf_conf=
-}
-
 run_postfix() {
 	d=$dir/pf.$1
-	mkdir "$d" "$d/conf" "$d/queue" "$d/data"
-	chmod 755 "$d" "$d/conf" "$d/queue"
-	chown postfix "$d/data"
 	port=$(free_port)
-	cat > "$d/conf/main.cf" <<EOF
-# private benchmark instance written by bench/relay.sh
-compatibility_level = 3.6
-config_directory = $d/conf
-queue_directory = $d/queue
-data_directory = $d/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-mydomain = bench.test
-myorigin = \$myhostname
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
+	pf_write_conf "$d" "$port"
+	cat >> "$d/conf/main.cf" <<EOF
 relayhost = [127.0.0.1]:$sink_port
-mynetworks = 127.0.0.0/8
 default_destination_concurrency_limit = 20
 smtp_tls_security_level = none
-smtpd_tls_security_level = none
-maillog_file = $d/maillog
-maillog_file_prefixes = $d
-biff = no
 EOF
-	cat > "$d/conf/master.cf" <<EOF
-# service type  private unpriv  chroot  wakeup  maxproc command
-127.0.0.1:$port inet n  -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-	pf_conf=$d/conf
-	"$POSTFIX" -c "$pf_conf" check > "$d/check.log" 2>&1 ||
-	    { cat "$d/check.log" >&2; die "postfix check failed"; }
-	"$POSTFIX" -c "$pf_conf" start > "$d/start.log" 2>&1 ||
-	    { cat "$d/start.log" >&2; die "postfix start failed"; }
-	wait_smtp "$port" || { cat "$d/maillog" >&2; exit 1; }
-	master=$(tr -d ' \n' < "$d/queue/pid/master.pid")
+	pf_start "$d" "$port"
+	master=$pf_master
 	measure postfix "$port" "$master"
-	stop_postfix
+	pf_stop
 	res_pf_acc=$t_acc res_pf_e2e=$t_e2e res_pf_sum=$smp_sum res_pf_procs=$smp_procs res_pf_pss=$smp_pss
 	[ "${KEEP:-0}" = 1 ] || rm -rf "$d"
 }
@@ -459,6 +354,7 @@ sink_pid=$!
 wait_smtp "$sink_port"
 
 echo "waymarkd: $WAYMARKD"
+[ -z "$WM_EXTRA" ] || printf 'waymark.conf adds: %s\n' "$(printf '%s' "$WM_EXTRA" | tr '\n' ';')"
 [ -z "$POLICY" ] || echo "policy:   $POLICY ($(grep -cv '^[[:space:]]*\(#\|$\)' "$POLICY") rules, Waymark only)"
 echo "postfix:  $POSTFIX $(postconf -d -h mail_version 2>/dev/null || true)"
 case $SENDER in

@@ -256,6 +256,8 @@ static const struct cfg_key cfg_keys[] = {
 	  "HTTP: idle time, and time to send a request or read an answer" },
 	{ "http_public_url", CT_STRING, NULL, 0, 0, F(http_public_url), 0,
 	  "the tracking page's public base URL (sendmail --track's link)" },
+	{ "db_cache", CT_SIZE, "1m", 262144, 1073741824, F(db_cache), 0,
+	  "Berkeley DB cache of the queue, bytes; the log buffer is a quarter of it (64k-256k); read at start" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))

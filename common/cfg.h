@@ -120,6 +120,7 @@ struct config {
 	unsigned	 http_max_connections;	/* served or kept alive */
 	unsigned	 http_timeout;		/* seconds */
 	char		*http_public_url;	/* tracking page base, or NULL */
+	uint64_t	 db_cache;		/* Berkeley DB cache, bytes (restart) */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

@@ -216,7 +216,7 @@ qjob_append(struct qjob *dst, struct qjob *src)
 	qjob_free(src);
 }
 
-/* qdb_set_cache - the cache size of the next qdb_open (bulk loads) */
+/* qdb_set_cache - the cache size of the next qdb_open (db_cache, bulk loads) */
 void
 qdb_set_cache(size_t bytes)
 {
@@ -240,7 +240,7 @@ static void ct_done_cb(evutil_socket_t fd, short what, void *arg);
 int
 qdb_open(struct event_base *base, char *err, size_t errlen)
 {
-	u_int32_t	flags;
+	u_int32_t	flags, lg_bsize;
 	int		i, rc;
 
 	if (mkdir("body", 0700) == -1 && errno != EEXIST) {
@@ -256,10 +256,15 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 	if ((rc = db_env_create(&env, 0)) != 0)
 		goto dbfail;
 	env->set_errcall(env, qdb_errcall);
-	/* small footprint: 1 MiB cache (qdb_set_cache), 256 KiB log
-	 * buffer, 4 MiB log files */
+	/* small footprint: db_cache (default 1 MiB, qdb_set_cache), a log
+	 * buffer of a quarter of it (64-256 KiB), 4 MiB log files */
+	lg_bsize = cache_bytes / 4;
+	if (lg_bsize < 64 * 1024)
+		lg_bsize = 64 * 1024;
+	if (lg_bsize > 256 * 1024)
+		lg_bsize = 256 * 1024;
 	if ((rc = env->set_cachesize(env, 0, cache_bytes, 1)) != 0 ||
-	    (rc = env->set_lg_bsize(env, 256 * 1024)) != 0 ||
+	    (rc = env->set_lg_bsize(env, lg_bsize)) != 0 ||
 	    (rc = env->set_lg_max(env, 4 * 1024 * 1024)) != 0 ||
 	    (rc = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0)
 		goto dbfail;

@@ -505,6 +505,8 @@ queue_init(const struct config *cfg, struct event_base *base, char *err,
 	memset(&qs, 0, sizeof(qs));
 	qs.cfg = cfg;
 	qs.base = base;
+	if (cfg->db_cache > 0)
+		qdb_set_cache((size_t)cfg->db_cache);
 	if (qdb_open(base, err, errlen) == -1)
 		return -1;
 	if ((r = qdb_get_meta_u64("qid_floor", &floor)) == -1) {

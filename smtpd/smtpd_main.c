@@ -20,7 +20,7 @@
  *        small), because sessions and deliveries keep pointers into the one
  *        they started with; keys that need a restart (listen, mtqp, spool,
  *        user, control, control_group, control_read, mailbox_root,
- *        workers) keep their old values.
+ *        workers, db_cache) keep their old values.
  * Policy: the `policy` file is parsed here (queue_policy_load) into the
  *        configuration's policy_table, at start, with -n and on SIGHUP; a
  *        file with an error stops the start (exit 1) or fails the reload,
@@ -472,6 +472,10 @@ reload_do(void)
 	if (o->workers != n->workers) {
 		CHANGED("workers");
 		SWAP(unsigned, o->workers, n->workers);
+	}
+	if (o->db_cache != n->db_cache) {
+		CHANGED("db_cache");
+		SWAP(uint64_t, o->db_cache, n->db_cache);
 	}
 #undef CHANGED
 	/*

@@ -147,6 +147,12 @@ static const struct err_case err_cases[] = {
 	{ "bad number", "max_recipients = 12x\n", ":1: max_recipients: invalid number \"12x\"" },
 	{ "above max", "workers = 65\n", ":1: workers: \"65\" above maximum 64" },
 	{ "below min", "max_recipients = 0\n", ":1: max_recipients: \"0\" below minimum 1" },
+	{ "db_cache below min", "db_cache = 64k\n",
+	  ":1: db_cache: \"64k\" below minimum 262144" },
+	{ "db_cache above max", "db_cache = 1025m\n",
+	  ":1: db_cache: \"1025m\" above maximum 1073741824" },
+	{ "db_cache not a size", "db_cache = lots\n",
+	  ":1: db_cache: invalid size \"lots\"" },
 	{ "per-client cap zero", "max_sessions_per_client = 0\n",
 	  ":1: max_sessions_per_client: \"0\" below minimum 1" },
 	{ "per-client cap repeated",
@@ -516,6 +522,7 @@ test_paths(void **state)
 	assert_int_equal(c->history_retention, 7 * 86400);
 	assert_int_equal(c->deliverby_min, 0);
 	assert_int_equal(c->tracking_retention, 9 * 86400);
+	assert_int_equal(c->db_cache, 1048576);
 	assert_string_equal(c->user, "waymark");
 	assert_int_equal(c->allow_shared_user, 0);
 	assert_int_equal(c->min_free_space, 50 * 1048576);
@@ -1079,6 +1086,7 @@ static const char *const all_keys[] = {
 	"http", "http_admin", "http_tls", "admin_users",
 	"http_max_header_size", "http_max_body_size", "http_max_connections",
 	"http_timeout", "http_public_url",
+	"db_cache",
 };
 
 static const char *const print_lines[] = {
@@ -1108,6 +1116,7 @@ static const char *const print_lines[] = {
 	"mtqp_max_sessions = 50\n",
 	"mtqp_auth_failures = 10 per 1h\n",
 	"mtqp_chaining = no\n",
+	"db_cache = 1m\n",
 };
 
 static void
