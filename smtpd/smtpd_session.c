@@ -13,11 +13,15 @@
  *       their sessions (s->submission); in SMTPD_AUTH lines go to
  *       smtpd_auth_input(), and nothing is read while a password check
  *       is in flight or a failed AUTH's reply is delayed (s->auth_waiting).
- * Limits: max_sessions (421 4.7.0 "Too many sessions") and, for clients
- *       outside client_limit_exceptions, max_sessions_per_client (421
- *       4.7.0 "Too many connections from your address"; the counts live
- *       in smtpd_clients.c).  Both slots are released when the session
- *       is freed, right after its last reply is flushed or the client left.
+ * Limits: max_sessions counts the sessions still talking; when they
+ *       reach it the listeners pause (new clients wait in the listen
+ *       backlog) and they resume as soon as one stops talking, logged
+ *       once per episode.  For clients outside client_limit_exceptions,
+ *       max_sessions_per_client (421 4.7.0 "Too many connections from
+ *       your address"; the counts live in smtpd_clients.c).  Both slots
+ *       are released as soon as the session has said its 221 or 421 or
+ *       its client has gone (smtpd_session_silent), before the session
+ *       is freed.
  * Deadlines (DESIGN.md "Timeouts"): smtpd_timeout bounds each idle wait
  *       and each command line from its first octet (421 4.4.2); in DATA
  *       it bounds each idle wait, and after smtpd_data_rate_grace the
@@ -70,7 +74,10 @@ static char			 submission_mark;	/* accept_cb arg of those */
 static struct evconnlistener	**listeners;
 static struct event		*listen_retry;
 static struct smtpd_session	*sessions;
-static size_t			 nsessions;
+static size_t			 nsessions;	/* allocated */
+static size_t			 ntalking;	/* counted against max_sessions */
+static int			 paused;	/* listeners off at max_sessions */
+static uint64_t			 paused_ms;
 static uint64_t			 next_id = 1;
 static int			 stopping;
 static void			(*stop_done)(void);
@@ -109,6 +116,8 @@ smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
 	log_debug("session=%s state %s -> %s", s->sid,
 	    smtpd_state_name(old), smtpd_state_name(st));
 	s->state = st;
+	if (st == SMTPD_CLOSING)
+		smtpd_session_silent(s);	/* its 221 or 421 is said */
 	/* between commands smtpd_process() tracks the waits; anything
 	 * else (DATA, COMMIT, TLS, CLOSING, back to commands) starts anew */
 	if ((SMTPD_LINE_STATES & SMTPD_S(old)) &&
@@ -207,6 +216,57 @@ fail:
 
 /* -------------------------------------------------------------- accept */
 
+/* listeners_pause - max_sessions reached: accept nothing more, so new
+ * clients wait in the listen backlog (as Postfix's and OpenSMTPD's do) */
+static void
+listeners_pause(void)
+{
+	size_t	i;
+
+	if (paused || stopping)
+		return;
+	paused = 1;
+	paused_ms = mono_ms();
+	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
+		if (listeners[i] != NULL)
+			evconnlistener_disable(listeners[i]);
+	log_info("listeners paused: max_sessions %u reached",
+	    smtpd_cfg->max_sessions);
+}
+
+/* listeners_resume - a slot is free again: accept */
+static void
+listeners_resume(void)
+{
+	uint64_t	ms;
+	size_t		i;
+
+	if (!paused || stopping)
+		return;
+	paused = 0;
+	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
+		if (listeners[i] != NULL)
+			evconnlistener_enable(listeners[i]);
+	ms = mono_ms() - paused_ms;
+	log_info("listeners resumed after %llu.%01llu s",
+	    (unsigned long long)(ms / 1000),
+	    (unsigned long long)(ms % 1000 / 100));
+}
+
+/* smtpd_session_silent - s no longer talks (it said 221 or 421, or its
+ * client has gone): it leaves max_sessions and its per-client count at
+ * once, though it may live on until its output or commit is done */
+void
+smtpd_session_silent(struct smtpd_session *s)
+{
+	if (!s->talking)
+		return;
+	s->talking = 0;
+	smtpd_client_release(s);
+	if (--ntalking < smtpd_cfg->max_sessions)
+		listeners_resume();
+}
+
 /* smtpd_session_attach_cb - our callbacks, watermark and write timeout
  * on bev (reads are bounded by the session's deadlines, not by bev) */
 void
@@ -271,6 +331,9 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		sessions->prev = s;
 	sessions = s;
 	nsessions++;
+	s->talking = 1;
+	if (++ntalking >= smtpd_cfg->max_sessions)
+		listeners_pause();
 	smtpd_session_attach_cb(s, s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("session=%s connect from [%s]:%u%s", s->sid, s->addr, s->port,
@@ -278,11 +341,6 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 	s->cmd = "(connect)";
 	s->cmdlen = strlen(s->cmd);
-	if (nsessions > smtpd_cfg->max_sessions) {
-		smtpd_reply(s, 421, 4, 7, 0, "%s Too many sessions, try again later",
-		    smtpd_cfg->hostname);
-		return;
-	}
 	if (!cfg_client_exempt(smtpd_cfg, (struct sockaddr *)&s->ss) &&
 	    (r = smtpd_client_take(s, smtpd_cfg->max_sessions_per_client)) != 0) {
 		if (r == 1)
@@ -308,6 +366,8 @@ smtpd_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
 	size_t i;
 
 	(void)fd; (void)ev; (void)arg;
+	if (paused)
+		return;			/* listeners_resume enables them */
 	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
 		if (listeners[i] != NULL)
 			evconnlistener_enable(listeners[i]);
@@ -373,6 +433,10 @@ smtpd_server_reload(const struct config *cfg)
 	if (smtpd_tls_init(cfg, err, sizeof(err)) == -1)
 		log_warnx("smtpd: reload: %s (keeping the previous TLS setup)",
 		    err);
+	if (ntalking >= cfg->max_sessions)
+		listeners_pause();
+	else
+		listeners_resume();
 }
 
 size_t
@@ -609,9 +673,9 @@ smtpd_session_free(struct smtpd_session *s)
 		counters[0] = '\0';
 	log_info("session=%s disconnect from [%s]%s%s", s->sid, s->addr,
 	    counters[0] != '\0' ? " " : "", counters);
+	smtpd_session_silent(s);
 	smtpd_txn_free(s);
 	smtpd_auth_free(s);
-	smtpd_client_release(s);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->closetimer != NULL)
@@ -860,8 +924,10 @@ smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
 			smtpd_session_free(s);
 			return;
 		}
-		/* answer what is buffered, then close (half-closed clients) */
+		/* answer what is buffered, then close (half-closed clients);
+		 * a client that has gone no longer counts */
 		s->peer_eof = 1;
+		smtpd_session_silent(s);
 		smtpd_process(s);
 		return;
 	}
