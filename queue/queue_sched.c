@@ -447,10 +447,12 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 				st = RS_FAILED;
 				enh = "4.4.7";
 				expired = 1;
-				snprintf(text, sizeof(text), "message expired after "
-				    "queue_lifetime; last error: %s",
-				    last_error(last, sizeof(last), d->remote,
-				    d->code, d->enh, d->text));
+				/* cut to text's size when the reply is long */
+				if (snprintf(text, sizeof(text), "message "
+				    "expired after queue_lifetime; last error: "
+				    "%s", last_error(last, sizeof(last),
+				    d->remote, d->code, d->enh, d->text)) < 0)
+					text[0] = '\0';
 			} else {
 				r->next_attempt = now +
 				    (time_t)retry_delay(r->attempts);
