@@ -517,10 +517,8 @@ queue_init(const struct config *cfg, struct event_base *base, char *err,
 		snprintf(err, errlen, "cannot create the scheduler timer");
 		goto fail;
 	}
-	if (qdb_load_unfinished(load_cb, &nloaded) == -1) {
-		snprintf(err, errlen, "cannot read the schedule index");
+	if (qdb_load_unfinished(load_cb, &nloaded, err, errlen) == -1)
 		goto fail;
-	}
 	clean_bodies();
 	if (qdb_start(err, errlen) == -1)
 		goto fail;
