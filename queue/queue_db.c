@@ -493,7 +493,9 @@ static int purge_run(time_t cutoff);
 /*
  * commit_batch - sync bodies, run the jobs, flush the log once when a
  * strict job committed or force is set (held lazy jobs are then covered
- * too).  Returns 1 when the log was flushed (or nothing needs it).
+ * too).  Returns 1 when the log was flushed (or nothing needs it), 2
+ * when the flush failed (ENOSPC: every job then failed, held ones too),
+ * 0 when no flush was due.
  */
 static int
 commit_batch(struct qjob *batch, int force)
@@ -558,6 +560,7 @@ commit_batch(struct qjob *batch, int force)
 		for (j = batch; j != NULL; j = j->next)
 			if (!j->purge)
 				j->rc = -1;
+		return 2;
 	}
 	return 1;
 }
@@ -634,7 +637,13 @@ ct_main(void *unused)
 
 		pthread_mutex_lock(&ct_mtx);
 		if (flushed) {
-			/* this flush covers every held lazy job too */
+			/* this flush covers every held lazy job too; a failed
+			 * one covers none of them: their completions must not
+			 * act (unlink a body) on records not on disk */
+			if (flushed == 2)
+				for (j = ct_held; j != NULL; j = j->next)
+					if (!j->purge)
+						j->rc = -1;
 			done_append(ct_held);
 			ct_held = NULL;
 			ct_held_tail = &ct_held;
