@@ -66,7 +66,10 @@ smtpd_data_begin(struct smtpd_session *s)
 
 	if (t == NULL || t->m == NULL)
 		return -1;
-	if ((t->wbuf = malloc(SMTPD_WBUF_SIZE)) == NULL) {
+	/* a heap at its limit may still have room for a small buffer */
+	t->wcap = SMTPD_WBUF_SIZE;
+	if ((t->wbuf = malloc(t->wcap)) == NULL &&
+	    (t->wbuf = malloc(t->wcap = SMTPD_WBUF_MIN)) == NULL) {
 		log_warn("session=%s DATA buffer", s->sid);
 		return -1;
 	}
@@ -133,12 +136,12 @@ data_store(struct smtpd_txn *t, const char *p, size_t n)
 	}
 	t->size += n;
 	while (n > 0) {
-		if (t->wlen == SMTPD_WBUF_SIZE) {
+		if (t->wlen == t->wcap) {
 			data_flush(t);
 			if (t->werr)
 				return;
 		}
-		room = SMTPD_WBUF_SIZE - t->wlen;
+		room = t->wcap - t->wlen;
 		if (room > n)
 			room = n;
 		memcpy(t->wbuf + t->wlen, p, room);

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/pwcheck.h"
@@ -541,6 +543,11 @@ main(int argc, char *argv[])
 		}
 	}
 
+	/* one malloc arena for every thread: memory a session gave back is
+	 * there for the commit thread and the workers too, and no thread
+	 * reserves an arena of its own (64 MiB of address space each) */
+	(void)mallopt(M_ARENA_MAX, 1);
+	bev_mem_init();		/* before any libevent call */
 	if (evthread_use_pthreads() == -1) {
 		fprintf(stderr, "waymarkd: evthread_use_pthreads failed\n");
 		return 1;
