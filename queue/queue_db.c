@@ -494,7 +494,8 @@ static int purge_run(time_t cutoff);
  * commit_batch - sync bodies, run the jobs, flush the log once when a
  * strict job committed or force is set (held lazy jobs are then covered
  * too).  Returns 1 when the log was flushed (or nothing needs it), 2
- * when the flush failed (ENOSPC: every job then failed, held ones too),
+ * when the flush failed (ENOSPC: every job committed is QJOB_UNFLUSHED
+ * then, held ones too),
  * 0 when no flush was due.
  */
 static int
@@ -558,8 +559,8 @@ commit_batch(struct qjob *batch, int force)
 	    (rc = env->log_flush(env, NULL)) != 0) {
 		log_warnx("queue: log flush failed: %s", db_strerror(rc));
 		for (j = batch; j != NULL; j = j->next)
-			if (!j->purge)
-				j->rc = -1;
+			if (!j->purge && j->rc == 0)
+				j->rc = QJOB_UNFLUSHED;
 		return 2;
 	}
 	return 1;
@@ -642,8 +643,8 @@ ct_main(void *unused)
 			 * act (unlink a body) on records not on disk */
 			if (flushed == 2)
 				for (j = ct_held; j != NULL; j = j->next)
-					if (!j->purge)
-						j->rc = -1;
+					if (!j->purge && j->rc == 0)
+						j->rc = QJOB_UNFLUSHED;
 			done_append(ct_held);
 			ct_held = NULL;
 			ct_held_tail = &ct_held;

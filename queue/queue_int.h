@@ -113,8 +113,11 @@ void		 qjob_append(struct qjob *dst, struct qjob *src);
 /*
  * qdb_commit - hand j to the commit thread (it owns j from now on);
  * done(arg, rc) runs later in the loop thread: 0 = committed and the
- * log flushed, -1 = nothing kept.
+ * log flushed, -1 = nothing kept, QJOB_UNFLUSHED = committed but the log
+ * flush failed (a full disk): the records may reach the disk with a
+ * later flush, or be lost in a crash before it.
  */
+#define QJOB_UNFLUSHED	(-2)
 void		 qdb_commit(struct qjob *j, qjob_done_fn done, void *arg);
 /* qdb_purge_request - ask the commit thread to purge finished messages
  * whose done time is <= cutoff */
