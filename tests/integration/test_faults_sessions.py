@@ -17,7 +17,6 @@ import os
 import resource
 import socket
 import threading
-import time
 
 import pytest
 
