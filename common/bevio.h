@@ -24,5 +24,19 @@ int	bev_flushed(struct bufferevent *bev, struct event *poll);
  * again, deferred to the loop, whatever the read watermark.
  */
 void	bev_read_again(struct bufferevent *bev, int eof);
+/*
+ * bev_mem_init - libevent allocates through malloc, even for its calloc
+ * (it zeroes the block itself): call it first, before any libevent
+ * call.  bev_read_limit relies on it.
+ */
+void	bev_mem_init(void);
+/*
+ * bev_read_limit - bufferevent_setwatermark(bev, EV_READ, 0, hiwat),
+ * or -1 when memory is short.  libevent 2.1 does not check the
+ * allocation that setting a high watermark makes (and crashes when it
+ * fails), so a block of that size is taken and given back first: it
+ * stays in this thread's malloc cache for libevent to take.
+ */
+int	bev_read_limit(struct bufferevent *bev, size_t hiwat);
 
 #endif

@@ -596,6 +596,51 @@ sync_fail_new(struct dlv_job *j, size_t k, int err)
 }
 
 /*
+ * The copy buffers of the batches that run (at most BATCH_RUNNERS at
+ * once), allocated on first use and kept: a heap that is short of
+ * memory, or too fragmented for CHUNK octets in one piece, after a load
+ * does not stop local delivery once it has run.
+ */
+static char		*run_bufs[BATCH_RUNNERS][2];
+static int		 run_busy[BATCH_RUNNERS];
+
+/* bufs_take - a slot's buffers (NULL when none can be had); the slot */
+static int
+bufs_take(char **ibuf, char **obuf)
+{
+	int	i, slot = -1;
+
+	pthread_mutex_lock(&pend_mtx);
+	for (i = 0; i < BATCH_RUNNERS && slot == -1; i++)
+		if (!run_busy[i]) {
+			run_busy[i] = 1;
+			slot = i;
+		}
+	pthread_mutex_unlock(&pend_mtx);
+	*ibuf = *obuf = NULL;
+	if (slot == -1)
+		return -1;
+	if (run_bufs[slot][0] == NULL)
+		run_bufs[slot][0] = malloc(CHUNK);
+	if (run_bufs[slot][1] == NULL)
+		run_bufs[slot][1] = malloc(CHUNK);
+	*ibuf = run_bufs[slot][0];
+	*obuf = run_bufs[slot][1];
+	return slot;
+}
+
+/* bufs_give - the slot is free again (its buffers stay) */
+static void
+bufs_give(int slot)
+{
+	if (slot == -1)
+		return;
+	pthread_mutex_lock(&pend_mtx);
+	run_busy[slot] = 0;
+	pthread_mutex_unlock(&pend_mtx);
+}
+
+/*
  * batch_run - the work-pool side of a batch: write every file, one sync,
  * link every file into new/, one sync.  See the header comment.
  */
@@ -607,7 +652,7 @@ batch_run(void *arg)
 	const char	*dir1 = NULL;
 	char		*ibuf, *obuf;
 	size_t		 k, nbatch = 0;
-	int		 keep = -1, same = 1, rc, e;
+	int		 keep = -1, same = 1, rc, e, slot;
 
 	pthread_mutex_lock(&pend_mtx);
 	b->jobs = pend_head;
@@ -616,8 +661,7 @@ batch_run(void *arg)
 	if (b->jobs == NULL)
 		return;
 
-	ibuf = malloc(CHUNK);
-	obuf = malloc(CHUNK);
+	slot = bufs_take(&ibuf, &obuf);
 	/* phase 1: every file into tmp/ */
 	for (j = b->jobs; j != NULL; j = j->next)
 		for (k = 0; k < j->n; k++) {
@@ -631,8 +675,7 @@ batch_run(void *arg)
 			if (j->st[k].st == R_TMP && !j->st[k].solo)
 				nbatch++;
 		}
-	free(ibuf);
-	free(obuf);
+	bufs_give(slot);
 
 	/* sync 1: the contents of every file */
 	if (nbatch > 0) {

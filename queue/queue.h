@@ -13,6 +13,7 @@
 #define WAYMARK_QUEUE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <time.h>
 #include "../common/util.h"
@@ -157,6 +158,14 @@ int	queue_init(const struct config *cfg, struct event_base *base,
  */
 int	queue_lock(int spoolfd, const char *spooldir, long owner, char *err,
 	    size_t errlen);
+/*
+ * queue_recover - `waymarkd --recover`: catastrophic recovery of the
+ * spool, the current directory, locked with queue_lock (queue_recover.c).
+ * What it did goes to out, line by line; what it set aside (old log
+ * files, damaged database files, body files of lost messages) is moved
+ * to recover-TIME/ in the spool, never deleted.  0, or -1 with err set.
+ */
+int	queue_recover(FILE *out, char *err, size_t errlen);
 /* queue_reload - new configuration (retry schedule, lifetimes, ...) */
 void	queue_reload(const struct config *cfg);
 /* queue_shutdown - stop scheduling, wait for in-flight deliveries and

@@ -15,8 +15,15 @@
  *       deadlock), then does ONE log flush for the batch and hands the
  *       completions back to the loop (event_active).
  * Invariant: a completion with rc 0 means body + records are on disk.
+ * Damage: a log file shorter than Berkeley DB made it, databases
+ *       without any log file, an environment that cannot be recovered,
+ *       a page that fails its checksum (DB_CHKSUM on new databases) or
+ *       a schedule entry whose message cannot be read stop the start
+ *       with QUEUE_RECOVER_HINT: never an emptied queue.  The repair
+ *       is queue_recover.c (`waymarkd --recover`).
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -33,16 +40,15 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "queue/queue_int.h"
+#include "queue/queue_dbint.h"
 
 #define CKP_INTERVAL	60		/* seconds between checkpoints */
+#define LG_MAX		(4 * 1024 * 1024)	/* log file size */
 #define TXN_RETRIES	5
 #define PURGE_BATCH	64		/* messages per purge transaction */
 #define TRACK_CAND_MAX	1024		/* ENVID index entries a TRACK checks */
 
-static const struct {
-	const char	*file;
-	int		 dup;
-} qdb_files[QDB_COUNT] = {
+const struct qdb_file qdb_files[QDB_COUNT] = {
 	[QDB_MESSAGES] = { "messages.db", 0 },
 	[QDB_RECIPIENTS] = { "recipients.db", 0 },
 	[QDB_EVENTS] = { "events.db", 0 },
@@ -236,11 +242,154 @@ qdb_errcall(const DB_ENV *e, const char *pfx, const char *msg)
 
 static void ct_done_cb(evutil_socket_t fd, short what, void *arg);
 
+static int	 panicked;	/* the environment needs recovery */
+static DB_ENV	*abandoned_env;	/* kept reachable: see qdb_close */
+static DB	*abandoned_dbs[QDB_COUNT];
+
+/* qdb_event - Berkeley DB's events: remember a panic */
+static void
+qdb_event(DB_ENV *e, u_int32_t event, void *info)
+{
+	(void)e;
+	(void)info;
+	if (event == DB_EVENT_PANIC)
+		panicked = 1;
+}
+
+/* qdb_env_new - an environment handle with Waymark's sizes; 0 or a DB error */
+int
+qdb_env_new(DB_ENV **ep)
+{
+	DB_ENV		*e;
+	u_int32_t	 lg_bsize;
+	int		 rc;
+
+	if ((rc = db_env_create(&e, 0)) != 0)
+		return rc;
+	e->set_errcall(e, qdb_errcall);
+	(void)e->set_event_notify(e, qdb_event);
+	/* small footprint: db_cache (default 1 MiB, qdb_set_cache), a log
+	 * buffer of a quarter of it (64-256 KiB), 4 MiB log files */
+	lg_bsize = cache_bytes / 4;
+	if (lg_bsize < 64 * 1024)
+		lg_bsize = 64 * 1024;
+	if (lg_bsize > 256 * 1024)
+		lg_bsize = 256 * 1024;
+	if ((rc = e->set_cachesize(e, 0, cache_bytes, 1)) != 0 ||
+	    (rc = e->set_lg_bsize(e, lg_bsize)) != 0 ||
+	    (rc = e->set_lg_max(e, LG_MAX)) != 0 ||
+	    (rc = e->set_lk_detect(e, DB_LOCK_DEFAULT)) != 0) {
+		e->close(e, 0);
+		return rc;
+	}
+	*ep = e;
+	return 0;
+}
+
+/* qdb_db_open - open (or create) database i of environment e */
+int
+qdb_db_open(DB_ENV *e, int i, DB **dp)
+{
+	DB	*d;
+	int	 rc;
+
+	if ((rc = db_create(&d, e, 0)) != 0)
+		return rc;
+	/* page checksums: a damaged page is an error, never data; an
+	 * existing database keeps the setting it was created with */
+	if ((rc = d->set_flags(d, DB_CHKSUM)) != 0 ||
+	    (qdb_files[i].dup && (rc = d->set_flags(d, DB_DUPSORT)) != 0) ||
+	    (rc = d->open(d, NULL, qdb_files[i].file, NULL, DB_BTREE,
+	    DB_CREATE | DB_THREAD | DB_AUTO_COMMIT, 0600)) != 0) {
+		d->close(d, 0);
+		return rc;
+	}
+	*dp = d;
+	return 0;
+}
+
+/* qdb_damage_rc - does a Berkeley DB error say the store is damaged
+ * (rather than a missing permission, space or memory)? */
+int
+qdb_damage_rc(int rc)
+{
+	return rc != EACCES && rc != EPERM && rc != ENOSPC && rc != ENOMEM &&
+	    rc != EAGAIN && rc != EDQUOT && rc != EROFS;
+}
+
+/* lg_max_used - the log file size Berkeley DB uses here: LG_MAX, or
+ * set_lg_max of a DB_CONFIG file in the spool (it overrides ours) */
+static long long
+lg_max_used(void)
+{
+	char		 line[256];
+	long long	 v = LG_MAX;
+	FILE		*f;
+	char		*end;
+
+	if ((f = fopen("DB_CONFIG", "r")) == NULL)
+		return v;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "set_lg_max", 10) == 0 &&
+		    (line[10] == ' ' || line[10] == '\t'))
+			v = strtoll(line + 11, &end, 10);
+	fclose(f);
+	return v > 0 ? v : LG_MAX;
+}
+
+/* check_files - before recovery runs: refuse a log file shorter than
+ * Berkeley DB makes every log file (it is extended to its full size
+ * when created, so a short one was truncated) and databases without any
+ * log file (recovery would start from nothing); 0, or -1 with err */
+static int
+check_files(char *err, size_t errlen)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct stat	 st;
+	long long	 full = lg_max_used() - 1;
+	int		 nlogs = 0, ndbs = 0, i, r = 0;
+
+	if ((d = opendir(".")) == NULL) {
+		snprintf(err, errlen, "cannot read the spool: %s",
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL && r == 0) {
+		if (strncmp(de->d_name, "log.", 4) == 0 &&
+		    strspn(de->d_name + 4, "0123456789") == 10 &&
+		    de->d_name[14] == '\0') {
+			nlogs++;
+			if (stat(de->d_name, &st) == -1 || !S_ISREG(st.st_mode) ||
+			    st.st_size >= full)
+				continue;
+			snprintf(err, errlen, "the queue database log file %s "
+			    "is %lld bytes, shorter than the %lld bytes Berkeley "
+			    "DB gives every log file: it was truncated; "
+			    QUEUE_RECOVER_HINT, de->d_name,
+			    (long long)st.st_size, full);
+			r = -1;
+			continue;
+		}
+		for (i = 0; i < QDB_COUNT; i++)
+			if (strcmp(de->d_name, qdb_files[i].file) == 0)
+				ndbs++;
+	}
+	closedir(d);
+	if (r == 0 && ndbs > 0 && nlogs == 0) {
+		snprintf(err, errlen, "the queue databases exist but their "
+		    "log files (log.NNNNNNNNNN) are missing; "
+		    QUEUE_RECOVER_HINT);
+		r = -1;
+	}
+	return r;
+}
+
 /* qdb_open - recover and open the environment and every database */
 int
 qdb_open(struct event_base *base, char *err, size_t errlen)
 {
-	u_int32_t	flags, lg_bsize;
+	u_int32_t	flags;
 	int		i, rc;
 
 	if (mkdir("body", 0700) == -1 && errno != EEXIST) {
@@ -253,20 +402,9 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
-	if ((rc = db_env_create(&env, 0)) != 0)
-		goto dbfail;
-	env->set_errcall(env, qdb_errcall);
-	/* small footprint: db_cache (default 1 MiB, qdb_set_cache), a log
-	 * buffer of a quarter of it (64-256 KiB), 4 MiB log files */
-	lg_bsize = cache_bytes / 4;
-	if (lg_bsize < 64 * 1024)
-		lg_bsize = 64 * 1024;
-	if (lg_bsize > 256 * 1024)
-		lg_bsize = 256 * 1024;
-	if ((rc = env->set_cachesize(env, 0, cache_bytes, 1)) != 0 ||
-	    (rc = env->set_lg_bsize(env, lg_bsize)) != 0 ||
-	    (rc = env->set_lg_max(env, 4 * 1024 * 1024)) != 0 ||
-	    (rc = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0)
+	if (check_files(err, errlen) == -1)
+		goto fail;
+	if ((rc = qdb_env_new(&env)) != 0)
 		goto dbfail;
 	flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOG | DB_INIT_LOCK |
 	    DB_INIT_MPOOL | DB_THREAD | DB_RECOVER;
@@ -275,26 +413,24 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 	if ((rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
 		goto dbfail;
 	for (i = 0; i < QDB_COUNT; i++) {
-		if ((rc = db_create(&dbs[i], env, 0)) != 0)
-			goto dbfail;
-		if (qdb_files[i].dup &&
-		    (rc = dbs[i]->set_flags(dbs[i], DB_DUPSORT)) != 0)
-			goto dbfail;
-		if ((rc = dbs[i]->open(dbs[i], NULL, qdb_files[i].file, NULL,
-		    DB_BTREE, DB_CREATE | DB_THREAD | DB_AUTO_COMMIT, 0600)) != 0) {
-			snprintf(err, errlen, "cannot open %s: %s",
-			    qdb_files[i].file, db_strerror(rc));
+		if ((rc = qdb_db_open(env, i, &dbs[i])) != 0) {
+			dbs[i] = NULL;
+			snprintf(err, errlen, "cannot open %s: %s%s",
+			    qdb_files[i].file, db_strerror(rc),
+			    qdb_damage_rc(rc) ? "; " QUEUE_RECOVER_HINT : "");
 			goto fail;
 		}
 	}
-	if ((ct_ev = event_new(base, -1, 0, ct_done_cb, NULL)) == NULL) {
+	if (base != NULL &&
+	    (ct_ev = event_new(base, -1, 0, ct_done_cb, NULL)) == NULL) {
 		snprintf(err, errlen, "cannot create the commit event");
 		goto fail;
 	}
 	return 0;
 dbfail:
 	snprintf(err, errlen, "cannot open the queue database environment "
-	    "in the spool: %s", db_strerror(rc));
+	    "in the spool: %s%s", db_strerror(rc),
+	    qdb_damage_rc(rc) ? "; " QUEUE_RECOVER_HINT : "");
 fail:
 	qdb_close();
 	return -1;
@@ -363,7 +499,10 @@ static int purge_run(time_t cutoff);
 /*
  * commit_batch - sync bodies, run the jobs, flush the log once when a
  * strict job committed or force is set (held lazy jobs are then covered
- * too).  Returns 1 when the log was flushed (or nothing needs it).
+ * too).  Returns 1 when the log was flushed (or nothing needs it), 2
+ * when the flush failed (ENOSPC: every job committed is QJOB_UNFLUSHED
+ * then, held ones too),
+ * 0 when no flush was due.
  */
 static int
 commit_batch(struct qjob *batch, int force)
@@ -426,8 +565,9 @@ commit_batch(struct qjob *batch, int force)
 	    (rc = env->log_flush(env, NULL)) != 0) {
 		log_warnx("queue: log flush failed: %s", db_strerror(rc));
 		for (j = batch; j != NULL; j = j->next)
-			if (!j->purge)
-				j->rc = -1;
+			if (!j->purge && j->rc == 0)
+				j->rc = QJOB_UNFLUSHED;
+		return 2;
 	}
 	return 1;
 }
@@ -504,7 +644,13 @@ ct_main(void *unused)
 
 		pthread_mutex_lock(&ct_mtx);
 		if (flushed) {
-			/* this flush covers every held lazy job too */
+			/* this flush covers every held lazy job too; a failed
+			 * one covers none of them: their completions must not
+			 * act (unlink a body) on records not on disk */
+			if (flushed == 2)
+				for (j = ct_held; j != NULL; j = j->next)
+					if (!j->purge && j->rc == 0)
+						j->rc = QJOB_UNFLUSHED;
 			done_append(ct_held);
 			ct_held = NULL;
 			ct_held_tail = &ct_held;
@@ -689,6 +835,19 @@ qdb_close(void)
 		event_free(ct_ev);
 		ct_ev = NULL;
 	}
+	if (env != NULL && panicked) {
+		/* closing a panicked environment only fails (and leaks):
+		 * the process is about to exit; recovery comes next start */
+		log_warnx("queue: the database environment needs recovery; "
+		    "not closed");
+		abandoned_env = env;
+		env = NULL;
+		for (i = 0; i < QDB_COUNT; i++) {
+			abandoned_dbs[i] = dbs[i];
+			dbs[i] = NULL;
+		}
+		goto bodydir;
+	}
 	if (env != NULL)
 		qdb_checkpoint();
 	for (i = 0; i < QDB_COUNT; i++) {
@@ -700,6 +859,7 @@ qdb_close(void)
 	if (env != NULL && (rc = env->close(env, 0)) != 0)
 		log_warnx("queue: closing the environment: %s", db_strerror(rc));
 	env = NULL;
+bodydir:
 	if (body_dirfd != -1)
 		close(body_dirfd);
 	body_dirfd = -1;
@@ -1166,39 +1326,78 @@ qdb_read_msg_status(const char *qid)
 	return read_msg(qid, 0);
 }
 
-/* qdb_load_unfinished - every message of the schedule index */
+/* sched_entry - the qid and time of a schedule index entry; -1 if bad */
+static int
+sched_entry(const DBT *k, char *qid, time_t *t)
+{
+	size_t	ql;
+
+	if (k->size <= 8 || k->size - 8 >= QID_SIZE)
+		return -1;
+	ql = k->size - 8;
+	memcpy(qid, (unsigned char *)k->data + 8, ql);
+	qid[ql] = '\0';
+	*t = (time_t)be_get64(k->data);
+	return qid_valid(qid) ? 0 : -1;
+}
+
+/* msg_readable - 0 when qid's message record exists, else a DB error */
+static int
+msg_readable(const char *qid)
+{
+	unsigned char	key[QKEY_MAX];
+	DBT		k;
+	size_t		kl;
+
+	if ((kl = key_msg(key, qid)) == 0)
+		return EINVAL;
+	memset(&k, 0, sizeof(k));
+	k.data = key;
+	k.size = (u_int32_t)kl;
+	return dbs[QDB_MESSAGES]->exists(dbs[QDB_MESSAGES], NULL, &k, 0);
+}
+
+/* qdb_load_unfinished - every message of the schedule index; an entry
+ * whose message cannot be read (the records are written together) means
+ * a damaged store: -1 with err naming the recovery, nothing loaded is
+ * dropped silently */
 int
 qdb_load_unfinished(void (*cb)(struct qmsg *m, time_t sched_time, void *arg),
-    void *arg)
+    void *arg, char *err, size_t errlen)
 {
 	DBC		*c;
 	DBT		 k, v;
 	char		 qid[QID_SIZE];
 	struct qmsg	*m;
-	size_t		 ql;
 	time_t		 t;
-	int		 rc;
+	int		 rc, xrc;
 
-	if ((rc = dbs[QDB_SCHEDULE]->cursor(dbs[QDB_SCHEDULE], NULL, &c, 0)) != 0)
+	if ((rc = dbs[QDB_SCHEDULE]->cursor(dbs[QDB_SCHEDULE], NULL, &c, 0)) != 0) {
+		snprintf(err, errlen, "cannot read the schedule index: %s; "
+		    QUEUE_RECOVER_HINT, db_strerror(rc));
 		return -1;
+	}
 	memset(&k, 0, sizeof(k));
 	memset(&v, 0, sizeof(v));
 	k.flags = DB_DBT_REALLOC;
 	v.flags = DB_DBT_REALLOC;
 	rc = c->get(c, &k, &v, DB_FIRST);
 	while (rc == 0) {
-		if (k.size <= 8 || k.size - 8 >= QID_SIZE) {
+		if (sched_entry(&k, qid, &t) == -1) {
 			log_warnx("queue: bad schedule index entry ignored");
 			goto next;
 		}
-		ql = k.size - 8;
-		memcpy(qid, (unsigned char *)k.data + 8, ql);
-		qid[ql] = '\0';
-		t = (time_t)be_get64(k.data);
-		if (!qid_valid(qid) || qmem_find(qid) != NULL)
+		if (qmem_find(qid) != NULL)
 			goto next;
-		if ((m = qdb_read_msg(qid)) == NULL)
-			goto next;
+		if ((xrc = msg_readable(qid)) != 0 ||
+		    (m = qdb_read_msg(qid)) == NULL) {
+			snprintf(err, errlen, "qid=%s is in the schedule index "
+			    "but its message cannot be read (%s): the queue "
+			    "database is damaged; " QUEUE_RECOVER_HINT, qid,
+			    xrc != 0 ? db_strerror(xrc) : "corrupt records");
+			rc = -1;
+			break;
+		}
 		if (m->done_time != 0) {
 			qmsg_free(m);
 			goto next;
@@ -1210,7 +1409,73 @@ next:
 	free(k.data);
 	free(v.data);
 	c->close(c);
-	return rc == DB_NOTFOUND ? 0 : -1;
+	if (rc == DB_NOTFOUND)
+		return 0;
+	if (rc != -1)
+		snprintf(err, errlen, "cannot read the schedule index: %s; "
+		    QUEUE_RECOVER_HINT, db_strerror(rc));
+	return -1;
+}
+
+/* qdb_schedule_prune - `waymarkd --recover`: remove the schedule index
+ * entries whose message cannot be read; the qids go to out; -1 on error */
+int
+qdb_schedule_prune(FILE *out, size_t *n)
+{
+	DB_TXN		*txn;
+	DBC		*c;
+	DBT		 k, v;
+	char		 qid[QID_SIZE];
+	struct qmsg	*m;
+	time_t		 t;
+	int		 rc, bad;
+
+	*n = 0;
+	if (env->txn_begin(env, NULL, &txn, 0) != 0)
+		return -1;
+	if (dbs[QDB_SCHEDULE]->cursor(dbs[QDB_SCHEDULE], txn, &c, 0) != 0) {
+		txn->abort(txn);
+		return -1;
+	}
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.flags = DB_DBT_REALLOC;
+	v.flags = DB_DBT_REALLOC;
+	rc = c->get(c, &k, &v, DB_FIRST);
+	while (rc == 0) {
+		bad = sched_entry(&k, qid, &t) == -1 || msg_readable(qid) != 0;
+		if (!bad) {
+			if ((m = qdb_read_msg(qid)) == NULL)
+				bad = 1;
+			else
+				qmsg_free(m);
+		}
+		if (bad) {
+			fprintf(out, "waymarkd: recover: schedule entry "
+			    "qid=%s removed: its message cannot be read\n",
+			    qid);
+			if ((rc = c->del(c, 0)) != 0)
+				break;
+			(*n)++;
+		}
+		rc = c->get(c, &k, &v, DB_NEXT);
+	}
+	free(k.data);
+	free(v.data);
+	c->close(c);
+	if (rc != DB_NOTFOUND) {
+		txn->abort(txn);
+		return -1;
+	}
+	return txn->commit(txn, 0) == 0 ? 0 : -1;
+}
+
+/* qdb_msg_exists - `waymarkd --recover`: 1 when qid has a readable
+ * message record, 0 when not */
+int
+qdb_msg_exists(const char *qid)
+{
+	return env != NULL && msg_readable(qid) == 0;
 }
 
 /* ---- tracking: the ENVID index ---- */

@@ -7,12 +7,14 @@
  * heap of due messages, dispatch to delivery, results; queue_json.c and
  * queue_trace.c: views.  Nothing outside queue/ includes this file
  * (tests/unit/test_record.c does, for the codec).  db.h is included by
- * queue_db.c only: DB handles never leave that file.
+ * queue_db.c and queue_recover.c only (queue_dbint.h): DB handles never
+ * leave those files.
  */
 #ifndef WAYMARK_QUEUE_INT_H
 #define WAYMARK_QUEUE_INT_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -111,13 +113,23 @@ void		 qjob_append(struct qjob *dst, struct qjob *src);
 /*
  * qdb_commit - hand j to the commit thread (it owns j from now on);
  * done(arg, rc) runs later in the loop thread: 0 = committed and the
- * log flushed, -1 = nothing kept.
+ * log flushed, -1 = nothing kept, QJOB_UNFLUSHED = committed but the log
+ * flush failed (a full disk): the records may reach the disk with a
+ * later flush, or be lost in a crash before it.
  */
+#define QJOB_UNFLUSHED	(-2)
 void		 qdb_commit(struct qjob *j, qjob_done_fn done, void *arg);
 /* qdb_purge_request - ask the commit thread to purge finished messages
  * whose done time is <= cutoff */
 void		 qdb_purge_request(time_t cutoff);
 
+/* the end of every start-up error that means a damaged store */
+#define QUEUE_RECOVER_HINT "refusing to start so that nothing is lost: " \
+	"stop every program using the spool and run `waymarkd --recover` " \
+	"with the same -f FILE (waymarkd(8), README \"Recovery\")"
+
+/* qdb_open - check, recover and open the environment and every
+ * database; base NULL: no commit thread will run (waymarkd --recover) */
 int	qdb_open(struct event_base *base, char *err, size_t errlen);
 /* qdb_set_cache - cache size of the next qdb_open (default 1 MiB) */
 void	qdb_set_cache(size_t bytes);
@@ -136,7 +148,10 @@ int	qdb_get_meta_u64(const char *name, uint64_t *v);
 /* qdb_load_unfinished - call cb for each message in the schedule index,
  * fully loaded (recipients, trace, next_seq), cb takes ownership */
 int	qdb_load_unfinished(void (*cb)(struct qmsg *m, time_t sched_time,
-	    void *arg), void *arg);
+	    void *arg), void *arg, char *err, size_t errlen);
+/* qdb_schedule_prune, qdb_msg_exists - for queue_recover.c */
+int	qdb_schedule_prune(FILE *out, size_t *n);
+int	qdb_msg_exists(const char *qid);
 /* qdb_read_msg - message + recipients + trace from the DB; NULL if unknown/corrupt */
 struct qmsg *qdb_read_msg(const char *qid);
 /* qdb_read_msg_status - message + recipients only: no event is read (no

@@ -519,10 +519,8 @@ queue_init(const struct config *cfg, struct event_base *base, char *err,
 		snprintf(err, errlen, "cannot create the scheduler timer");
 		goto fail;
 	}
-	if (qdb_load_unfinished(load_cb, &nloaded) == -1) {
-		snprintf(err, errlen, "cannot read the schedule index");
+	if (qdb_load_unfinished(load_cb, &nloaded, err, errlen) == -1)
 		goto fail;
-	}
 	clean_bodies();
 	if (qdb_start(err, errlen) == -1)
 		goto fail;
@@ -653,7 +651,13 @@ accept_done(void *arg, int rc)
 	struct accept_ctx	*ctx = arg;
 	struct qmsg		*m = ctx->m;
 
-	if (rc == 0) {
+	if (rc == QJOB_UNFLUSHED)
+		/* the records are committed and will be flushed later: the
+		 * message stays, with its body, and is delivered, though the
+		 * client hears of a failure -- as if our 250 had been lost */
+		log_warnx("qid=%s queued but not acknowledged: the log flush "
+		    "failed", m->qid);
+	if (rc == 0 || rc == QJOB_UNFLUSHED) {
 		if (ctx->fd >= 0)
 			close(ctx->fd);
 		queue_notice_accepted(m);	/* RFC 3461 "expanded" DSN */
@@ -667,7 +671,7 @@ accept_done(void *arg, int rc)
 			if (m->state == MS_CONTENT)
 				queue_filter_kick();
 		}
-		ctx->done(ctx->arg, 0);
+		ctx->done(ctx->arg, rc == 0 ? 0 : -1);
 	} else {
 		log_warnx("qid=%s not queued: the commit failed", m->qid);
 		queue_body_discard(m->qid, ctx->fd);

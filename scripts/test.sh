@@ -1,7 +1,8 @@
 #!/bin/sh
 # test.sh - the CI test command (run as root on Debian 12).
 # Installs the dependencies, builds twice out of tree with warnings as errors:
-#   build/      normal build, unit tests (make check)
+#   build/      normal build, unit tests (make check), installed in _inst/
+#               (WAYMARK_PREFIX_PLAIN: tests that limit the address space)
 #   build-san/  -fsanitize=address,undefined, unit tests, installed in _inst-san/
 # then runs the integration suite against the sanitizer install.  Exits non-zero
 # when anything fails; its output ends with the pytest summary line.
@@ -37,9 +38,11 @@ autoreconf -fi || fail "autoreconf failed"
 
 mkdir -p build build-san
 cd "$root/build" || exit 1
-../configure --enable-werror || fail "configure failed (build/)"
+../configure --enable-werror --prefix="$root/_inst" ||
+    fail "configure failed (build/)"
 make -j2 || fail "make failed (build/)"
 check
+make install || fail "make install failed (build/)"
 
 cd "$root/build-san" || exit 1
 ../configure --enable-werror --prefix="$root/_inst-san" \
@@ -52,6 +55,7 @@ make install || fail "make install failed (build-san/)"
 
 cd "$root" || exit 1
 export WAYMARK_PREFIX="$root/_inst-san"
+export WAYMARK_PREFIX_PLAIN="$root/_inst"
 export ASAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:abort_on_error=1"
 exec /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration

@@ -14,6 +14,7 @@
  *    otherwise its leading '.' is removed (dot-unstuffing);
  *  - a line that began after a bare LF/CR is stored as received, so
  *    "\n.\n" never ends DATA and is stored as "\r\n.\r\n".
+ * A write error answers 451 4.3.0 at the end, ENOSPC/EDQUOT 452 4.3.1.
  * Checks while streaming: stored size (> max_size: 552 5.3.4), text
  * lines over 1000 octets incl. CRLF (554 5.6.0), Received: fields in the
  * header section (> max_hops: 554 5.4.6), the first Message-ID, 8-bit
@@ -65,7 +66,10 @@ smtpd_data_begin(struct smtpd_session *s)
 
 	if (t == NULL || t->m == NULL)
 		return -1;
-	if ((t->wbuf = malloc(SMTPD_WBUF_SIZE)) == NULL) {
+	/* a heap at its limit may still have room for a small buffer */
+	t->wcap = SMTPD_WBUF_SIZE;
+	if ((t->wbuf = malloc(t->wcap)) == NULL &&
+	    (t->wbuf = malloc(t->wcap = SMTPD_WBUF_MIN)) == NULL) {
 		log_warn("session=%s DATA buffer", s->sid);
 		return -1;
 	}
@@ -132,12 +136,12 @@ data_store(struct smtpd_txn *t, const char *p, size_t n)
 	}
 	t->size += n;
 	while (n > 0) {
-		if (t->wlen == SMTPD_WBUF_SIZE) {
+		if (t->wlen == t->wcap) {
 			data_flush(t);
 			if (t->werr)
 				return;
 		}
-		room = SMTPD_WBUF_SIZE - t->wlen;
+		room = t->wcap - t->wlen;
 		if (room > n)
 			room = n;
 		memcpy(t->wbuf + t->wlen, p, room);
@@ -399,7 +403,11 @@ smtpd_data_fail(struct smtpd_session *s)
 {
 	struct smtpd_txn *t = s->txn;
 
-	if (t->werr) {
+	if (t->werr == ENOSPC || t->werr == EDQUOT) {
+		log_warnx("session=%s qid=%s write body: %s", s->sid,
+		    t->m->qid, strerror(t->werr));
+		smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");
+	} else if (t->werr) {
 		log_warnx("session=%s qid=%s write body: %s", s->sid,
 		    t->m->qid, strerror(t->werr));
 		smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");

@@ -11,6 +11,8 @@
  *       queue, loop).
  * Root: never acts by name inside a directory the user can write (the
  *       spool, the user's control directory): fds, O_NOFOLLOW, fchown.
+ * --recover: config, user, spool and its lock as for a start, the drop
+ *       to `user`, then queue_recover() and exit (no socket is bound).
  * Not here: SMTP sessions, the control protocol, the queue, delivery.
  * Paths: cfg_load makes paths absolute; the file name given with -f is
  *        made absolute too, so a reload after chdir(spool) reads the same
@@ -34,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,6 +49,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/pwcheck.h"
@@ -81,11 +85,16 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: waymarkd [-f FILE] [-n] [-d] [-h|--help] [-V|--version]\n"
+	    "usage: waymarkd [-f FILE] [-n] [-d] [--recover] [-h|--help] "
+	    "[-V|--version]\n"
 	    "  -f FILE    configuration file (default: the embedded default\n"
 	    "             configuration: listen 127.0.0.1:2525, spool ./var/spool)\n"
 	    "  -n         check the configuration, print every effective key and exit\n"
 	    "  -d         debug logging\n"
+	    "  --recover  catastrophic recovery of a damaged spool (the daemon\n"
+	    "             refuses to start on one and says so), keeping what\n"
+	    "             can be kept; old and damaged files are moved to\n"
+	    "             SPOOL/recover-TIME/; run it while waymarkd is stopped\n"
 	    "  -h, --help this text\n"
 	    "  -V, --version\n"
 	    "waymarkd always runs in the foreground and logs to stderr unless\n"
@@ -550,7 +559,7 @@ main(int argc, char *argv[])
 {
 	const char	*path = NULL;
 	char		 err[ERRLEN], lst[512], cwd[4096];
-	int		 i, spoolfd, check = 0;
+	int		 i, spoolfd, check = 0, recover = 0;
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -566,6 +575,8 @@ main(int argc, char *argv[])
 			check = 1;
 		} else if (strcmp(a, "-d") == 0) {
 			g.debug = 1;
+		} else if (strcmp(a, "--recover") == 0) {
+			recover = 1;
 		} else if (strcmp(a, "-f") == 0) {
 			if (++i >= argc) {
 				fprintf(stderr, "waymarkd: -f needs a FILE\n");
@@ -582,6 +593,11 @@ main(int argc, char *argv[])
 		}
 	}
 
+	/* one malloc arena for every thread: memory a session gave back is
+	 * there for the commit thread and the workers too, and no thread
+	 * reserves an arena of its own (64 MiB of address space each) */
+	(void)mallopt(M_ARENA_MAX, 1);
+	bev_mem_init();		/* before any libevent call */
 	if (evthread_use_pthreads() == -1) {
 		fprintf(stderr, "waymarkd: evthread_use_pthreads failed\n");
 		return 1;
@@ -654,6 +670,16 @@ main(int argc, char *argv[])
 	    g.uid != -1 ? g.uid : (long)geteuid(), err, sizeof(err)) == -1)
 		die("%s", err);
 	close(spoolfd);
+	if (recover) {
+		/* as the user, so that every file made stays the user's */
+		drop_privileges();
+		if (queue_recover(stdout, err, sizeof(err)) == -1)
+			die("recover: %s", err);
+		cfg_keep_free();
+		free(g.cfg_path);
+		free(g.start_cwd);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
 	if (smtpd_server_bind(g.cfg, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (trk_server_bind(g.cfg, err, sizeof(err)) == -1)

@@ -35,6 +35,9 @@
  *       call per read); the timer, when it fires early, re-arms itself.
  * Not here: the commands (smtpd_cmd.c), DATA (smtpd_data.c), replies
  *       (smtpd_reply.c), TLS (smtpd_tls.c).
+ * Memory: a session that cannot get its memory (at accept, or a read
+ *       finding none for its data) gets 421 4.3.0 written straight to
+ *       the socket (smtpd_oom_reply) and is closed; the daemon goes on.
  * Invariant: sessions are freed only here, from top-level callbacks.
  */
 
@@ -268,17 +271,37 @@ smtpd_session_silent(struct smtpd_session *s)
 }
 
 /* smtpd_session_attach_cb - our callbacks, watermark and write timeout
- * on bev (reads are bounded by the session's deadlines, not by bev) */
-void
+ * on bev (reads are bounded by the session's deadlines, not by bev);
+ * -1 when memory is short */
+int
 smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev)
 {
 	struct timeval tv;
 
 	tv.tv_sec = smtpd_cfg->smtpd_timeout > 0 ? smtpd_cfg->smtpd_timeout : 300;
 	tv.tv_usec = 0;
+	if (bev_read_limit(bev, SMTPD_READ_HIWAT) == -1)
+		return -1;
 	bufferevent_setcb(bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, s);
-	bufferevent_setwatermark(bev, EV_READ, 0, SMTPD_READ_HIWAT);
 	bufferevent_set_timeouts(bev, NULL, &tv);
+	return 0;
+}
+
+/*
+ * smtpd_oom_reply - 421 4.3.0 straight to the socket, when memory is too
+ * short for a session or its buffers: nothing allocated, nothing waited
+ * for (a full socket buffer loses it; the close follows anyway).
+ */
+void
+smtpd_oom_reply(int fd)
+{
+	char	line[320];
+	int	n;
+
+	n = snprintf(line, sizeof(line), "421 4.3.0 %s Error: out of memory, "
+	    "try again later\r\n", smtpd_cfg->hostname);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static void	smtpd_timer_cb(evutil_socket_t, short, void *);
@@ -295,6 +318,7 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		log_warn("setsockopt TCP_NODELAY");
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warn("session: calloc");
+		smtpd_oom_reply(fd);
 		close(fd);
 		return;
 	}
@@ -313,15 +337,22 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	s->wait_since = mono_ms();
 	if ((s->timer = evtimer_new(smtpd_base, smtpd_timer_cb, s)) == NULL) {
 		log_warnx("session=%s evtimer_new failed", s->sid);
+		smtpd_oom_reply(fd);
 		close(fd);
 		free(s);
 		return;
 	}
 	s->bev = bufferevent_socket_new(smtpd_base, fd,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (s->bev == NULL) {
-		log_warnx("session=%s bufferevent_socket_new failed", s->sid);
-		close(fd);
+	if (s->bev == NULL || smtpd_session_attach_cb(s, s->bev) == -1) {
+		log_warnx("session=%s %s failed: out of memory", s->sid,
+		    s->bev == NULL ? "bufferevent_socket_new" :
+		    "bufferevent_setwatermark");
+		smtpd_oom_reply(fd);
+		if (s->bev != NULL)
+			bufferevent_free(s->bev);	/* closes fd */
+		else
+			close(fd);
 		event_free(s->timer);
 		free(s);
 		return;
@@ -334,7 +365,6 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	s->talking = 1;
 	if (++ntalking >= smtpd_cfg->max_sessions)
 		listeners_pause();
-	smtpd_session_attach_cb(s, s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("session=%s connect from [%s]:%u%s", s->sid, s->addr, s->port,
 	    s->submission ? " (submission)" : "");
@@ -906,6 +936,11 @@ smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
+		/* a read that found no memory for its data: say so */
+		if (EVUTIL_SOCKET_ERROR() == ENOMEM && s->state != SMTPD_TLS &&
+		    s->state != SMTPD_CLOSING &&
+		    bufferevent_get_underlying(s->bev) == NULL)
+			smtpd_oom_reply(bufferevent_getfd(s->bev));
 		if (s->state == SMTPD_TLS)
 			smtpd_tls_log_error(s, what);
 		else if (s->state != SMTPD_CLOSING)

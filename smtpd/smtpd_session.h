@@ -29,6 +29,7 @@ struct smtpd_client;
 #define SMTPD_READ_HIWAT	32768	/* read high-watermark per session */
 #define SMTPD_OUT_MAX		65536	/* pending replies before input is paused */
 #define SMTPD_WBUF_SIZE		32768	/* DATA write buffer */
+#define SMTPD_WBUF_MIN		4096	/* ... when memory is short */
 #define SMTPD_HDR_CAP		320	/* bytes of a header line kept for analysis */
 #define SMTPD_MSGID_MAX		256
 #define SMTPD_ERROR_LIMIT	1000	/* 4xx/5xx replies before 421 */
@@ -61,6 +62,7 @@ struct smtpd_txn {
 	int		 fd;		/* body file, -1 before DATA */
 	/* DATA (smtpd_data.c) */
 	char		*wbuf;		/* SMTPD_WBUF_SIZE, allocated at 354 */
+	size_t		 wcap;		/* its size: SMTPD_WBUF_MIN if short */
 	size_t		 wlen;
 	uint64_t	 size;		/* octets stored (CRLF line ends) */
 	size_t		 linelen;	/* octets of the current line so far */
@@ -141,7 +143,8 @@ void	 smtpd_session_silent(struct smtpd_session *s);
 void	 smtpd_resume(struct smtpd_session *s);
 void	 smtpd_txn_free(struct smtpd_session *s);
 struct smtpd_session *smtpd_session_find(uint64_t id);
-void	 smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev);
+int	 smtpd_session_attach_cb(struct smtpd_session *s, struct bufferevent *bev);
+void	 smtpd_oom_reply(int fd);
 int	 smtpd_stopping(void);
 
 /* smtpd_clients.c */

@@ -74,7 +74,10 @@ smtpd_tls_start(struct smtpd_session *s)
 		return -1;
 	}
 	s->bev = fb;		/* freeing fb frees the socket one too */
-	smtpd_session_attach_cb(s, fb);
+	if (smtpd_session_attach_cb(s, fb) == -1) {
+		log_warnx("session=%s TLS: out of memory", s->sid);
+		return -1;
+	}
 	bufferevent_enable(fb, EV_READ | EV_WRITE);
 	log_debug("session=%s TLS handshake started", s->sid);
 	return 0;
