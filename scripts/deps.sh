@@ -10,7 +10,7 @@ set -eu
 PKGS="build-essential autoconf automake pkg-config libssl-dev libc-ares-dev
 libdb5.3-dev libevent-dev libjansson-dev libcmocka-dev libcrypt-dev python3 python3-pytest
 python3-aiosmtpd swaks msmtp postfix dnsmasq-base openssl strace procps
-chromium chromium-driver python3-selenium"
+chromium chromium-driver python3-selenium clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

@@ -3,6 +3,7 @@
 # Installs the dependencies, builds twice out of tree with warnings as errors:
 #   build/      normal build, unit tests (make check)
 #   build-san/  -fsanitize=address,undefined, unit tests, installed in _inst-san/
+#   build-fuzz/ clang + libFuzzer: each harness of tests/fuzz for ~20 s (scripts/fuzz.sh)
 # then runs the integration suite against the sanitizer install.  Exits non-zero
 # when anything fails; its output ends with the pytest summary line.
 set -u
@@ -51,6 +52,9 @@ check
 make install || fail "make install failed (build-san/)"
 
 cd "$root" || exit 1
+# bounded: 12 harnesses x 20 s, two at a time, plus the build
+timeout 600 sh scripts/fuzz.sh || fail "fuzzing failed (build-fuzz/fuzz-out/)"
+
 export WAYMARK_PREFIX="$root/_inst-san"
 export ASAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:abort_on_error=1"
