@@ -52,7 +52,7 @@ prefilter(const char *ere, size_t elen, const char *text, size_t tlen)
 	struct rx_lits	 lits;
 	regex_t		 re;
 	regmatch_t	 pm[1];
-	char		*pat, *low;
+	char		*pat, *low, *txt;
 	size_t		 i;
 	int		 icase = tlen == 0 || !((unsigned char)text[0] & 1);
 
@@ -66,20 +66,29 @@ prefilter(const char *ere, size_t elen, const char *text, size_t tlen)
 		return;
 	}
 	(void)rx_lits_make(pat, icase, &lits);
+	/* NUL-terminated as the policy's content buffer is (some
+	 * sanitizers' regexec reads up to the NUL despite REG_STARTEND) */
+	if ((txt = malloc(tlen + 1)) == NULL ||
+	    (low = malloc(tlen + 1)) == NULL) {
+		free(txt);
+		goto done;
+	}
+	memcpy(txt, text, tlen);
+	txt[tlen] = '\0';
+	for (i = 0; i < tlen; i++)
+		low[i] = icase ? (char)tolower((unsigned char)text[i]) : text[i];
+	low[tlen] = '\0';
 	pm[0].rm_so = 0;
 	pm[0].rm_eo = (regoff_t)tlen;
-	if (regexec(&re, text, 1, pm, REG_STARTEND) == 0 &&
-	    (low = malloc(tlen + 1)) != NULL) {
-		for (i = 0; i < tlen; i++)
-			low[i] = icase ? (char)tolower((unsigned char)text[i]) :
-			    text[i];
-		low[tlen] = '\0';
+	if (regexec(&re, txt, 1, pm, REG_STARTEND) == 0) {
 		if (!rx_lits_maybe(&lits, low, tlen))
 			fprintf(stderr, "prefilter: /%s/%s ruled out a match\n",
 			    pat, icase ? "" : "c");
 		FUZZ_CHECK(rx_lits_maybe(&lits, low, tlen));
-		free(low);
 	}
+	free(txt);
+	free(low);
+done:
 	rx_lits_free(&lits);
 	regfree(&re);
 	free(pat);
