@@ -96,5 +96,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		event_free(s->closetimer);
 	bufferevent_free(s->bev);
 	free(s);
+	/* libevent finalizes a freed bufferevent from the loop */
+	(void)event_base_loop(trk_base, EVLOOP_NONBLOCK);
 	return 0;
 }

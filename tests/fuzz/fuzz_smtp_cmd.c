@@ -26,6 +26,19 @@ inside(const char *p, size_t n, const char *base, size_t len)
 	return p >= base && p <= base + len && n <= (size_t)(base + len - p);
 }
 
+/* envid_printable - 1..100 printable US-ASCII octets, SP included
+ * (RFC 3461 4.4; envid_ok, stricter, is for typed or linked ENVIDs) */
+static int
+envid_printable(const char *s)
+{
+	size_t	i, n = strlen(s);
+
+	for (i = 0; i < n; i++)
+		if (s[i] < ' ' || s[i] > '~')
+			return 0;
+	return n > 0 && n <= ESMTP_ENVID_MAX;
+}
+
 /* check_params - the accepted values keep their limits */
 static void
 check_params(const struct esmtp_params *ep, int where)
@@ -33,7 +46,7 @@ check_params(const struct esmtp_params *ep, int where)
 	if (where == PARAM_MAIL) {
 		FUZZ_CHECK(ep->notify == 0 && !ep->has_orcpt);
 		if (ep->has_envid)
-			FUZZ_CHECK(envid_ok(ep->envid));
+			FUZZ_CHECK(envid_printable(ep->envid));
 		if (ep->has_mtrk) {
 			FUZZ_CHECK(ep->has_envid);
 			FUZZ_CHECK(mtrk_certifier_valid(ep->mtrk_cert,
