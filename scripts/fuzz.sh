@@ -83,8 +83,10 @@ for h in $names; do
 		input=$(ls "$d"/crash-* "$d"/leak-* "$d"/timeout-* \
 		    "$d"/oom-* 2>/dev/null | head -1)
 		echo "===== fuzz $h FAILED, input: ${input:-none}"
-		grep -E 'ERROR|WARNING|SUMMARY|runtime error|property failed|#[0-9]+ 0x' \
-		    "$d/log" | head -40
+		# the report without libFuzzer's and libc's own frames
+		grep -E 'ERROR|WARNING|SUMMARY|runtime error|#[0-9]+ 0x' \
+		    "$d/log" | grep -vE 'fuzzer::|__sanitizer_print|libc\.so|libc_start|_start |raise|abort|pthread_kill| in main ' |
+		    head -30
 		if [ -n "$input" ]; then
 			echo "----- replay of $input:"
 			ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -30,6 +30,7 @@ print(const struct config *c, size_t *len)
 	return s;
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

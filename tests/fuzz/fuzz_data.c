@@ -115,6 +115,7 @@ stored(const struct smtpd_txn *t, char *out, size_t outlen)
 	return n + t->wlen;
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

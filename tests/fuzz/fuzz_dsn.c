@@ -123,6 +123,7 @@ check(const char *s, size_t n, const struct qmsg *m, int kind,
 	    parts[1]), m, kind, status);
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -86,6 +86,7 @@ check_aliases(const struct alias_table *t)
 	}
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

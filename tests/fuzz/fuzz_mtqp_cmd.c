@@ -48,6 +48,7 @@ check_out(struct evbuffer *out, size_t ncmds)
 	FUZZ_CHECK(lines == ncmds);
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

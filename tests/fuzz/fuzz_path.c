@@ -12,6 +12,7 @@
 #include "common/syntax.h"
 #include "tests/fuzz/fuzz.h"
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

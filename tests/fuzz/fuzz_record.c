@@ -14,6 +14,7 @@
 #include "queue/queue_int.h"
 #include "tests/fuzz/fuzz.h"
 
+/* msg - the input as the message record */
 static void
 msg(const uint8_t *data, size_t size)
 {
@@ -39,6 +40,7 @@ msg(const uint8_t *data, size_t size)
 	free(e2);
 }
 
+/* rcpt - the input as the recipient record */
 static void
 rcpt(const uint8_t *data, size_t size)
 {
@@ -65,6 +67,7 @@ rcpt(const uint8_t *data, size_t size)
 	free(e2);
 }
 
+/* event - the input as the event record */
 static void
 event(const uint8_t *data, size_t size)
 {
@@ -92,6 +95,7 @@ event(const uint8_t *data, size_t size)
 	free(e2);
 }
 
+/* meta - the input as the meta u64 value */
 static void
 meta(const uint8_t *data, size_t size)
 {
@@ -107,6 +111,7 @@ meta(const uint8_t *data, size_t size)
 	FUZZ_CHECK(size == sizeof(out) && memcmp(out, data, size) == 0);
 }
 
+/* envid - the input as the ENVID index value */
 static void
 envid(const uint8_t *data, size_t size)
 {
@@ -129,6 +134,7 @@ envid(const uint8_t *data, size_t size)
 	FUZZ_CHECK(strcmp(qid, qid2) == 0 && strcmp(cert, cert2) == 0);
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

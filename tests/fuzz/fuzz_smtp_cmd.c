@@ -99,6 +99,7 @@ params(const char *s, size_t len, int where)
 		    ep.hold == 0 && ep.body == BODY_UNSPEC);
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

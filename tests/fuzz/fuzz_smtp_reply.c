@@ -44,6 +44,7 @@ one(void *arg, const struct dlv_reply_info *ri)
 	FUZZ_CHECK(ri->bymin >= 0);
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

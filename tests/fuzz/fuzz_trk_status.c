@@ -81,6 +81,7 @@ compose(const struct qmsg *m, const char *host)
 	buf_free(&b);
 }
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

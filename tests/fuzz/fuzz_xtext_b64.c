@@ -15,6 +15,7 @@
 
 #define MAXIN	4096
 
+/* LLVMFuzzerTestOneInput - one input, checked as the header comment says */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
