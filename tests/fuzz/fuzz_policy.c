@@ -13,6 +13,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,22 +28,47 @@
 
 #define QID	"0FuzzPolicy00000"
 
-/* setup - the spool's body/ directory in the scratch directory, which
- * becomes the working directory (as the spool is waymarkd's) */
+static int	spoolfd = -1;	/* the scratch directory, as the spool */
+
+/* setup - body/ in the scratch directory, which is the working
+ * directory during a check (as the spool is waymarkd's) */
 static int
 setup(void)
 {
 	static int	done;
 	const char	*d;
+	char		 body[512];
 
 	if (done)
 		return done;
 	done = -1;
-	if ((d = fuzz_dir()) == NULL || chdir(d) == -1 ||
-	    (mkdir("body", 0700) == -1 && errno != EEXIST))
+	if ((d = fuzz_dir()) == NULL ||
+	    snprintf(body, sizeof(body), "%s/body", d) >= (int)sizeof(body) ||
+	    (mkdir(body, 0700) == -1 && errno != EEXIST) ||
+	    (spoolfd = open(d, O_RDONLY | O_DIRECTORY)) == -1)
 		return -1;
 	done = 1;
 	return 1;
+}
+
+/* check - queue_policy_check from the spool, back to the working
+ * directory after (libFuzzer's paths may be relative) */
+static int
+check(const struct policy *p, const struct qmsg *m,
+    struct policy_verdict *v)
+{
+	int	cwd, rc;
+
+	if ((cwd = open(".", O_RDONLY | O_DIRECTORY)) == -1)
+		return -1;
+	if (fchdir(spoolfd) == -1) {
+		close(cwd);
+		return -1;
+	}
+	rc = queue_policy_check(p, m, v);
+	FUZZ_CHECK(fchdir(cwd) == 0);
+	close(cwd);
+	return rc;
 }
 
 /* prefilter - rx_lits_make never rules out a text regexec matches */
@@ -137,7 +163,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    m->helo != NULL && m->auth_user != NULL &&
 		    qmsg_add_rcpt(m, "bob@example.org") == 0 &&
 		    qmsg_add_rcpt(m, "Carol@Example.NET") == 0 &&
-		    queue_policy_check(p, m, &v) == 0) {
+		    check(p, m, &v) == 0) {
 			FUZZ_CHECK(v.action >= POLICY_ACCEPT &&
 			    v.action <= POLICY_FILTER);
 			if (v.action != POLICY_ACCEPT)
