@@ -5,7 +5,8 @@
  * input (fuzz_msg.c), its output read back with the MTQP client's
  * parser (track/trk_parse.c, trk_status_parse): CRLF line ends only,
  * no line over 998 octets, one group per recipient with the Action
- * trk_action gives, a valid Status, the Final-Recipient, and for a held
+ * trk_action gives, a valid Status, the Final-Recipient (the address as
+ * common/hdr.c cleans and folds it, unfolded), and for a held
  * message's delayed recipient the handling state's keyword.  The input
  * is also parsed as a whole TRACK answer (trk_report_parse: a hostile
  * server's multipart/related).
@@ -39,6 +40,36 @@ lines_ok(const char *s, size_t n)
 	FUZZ_CHECK(col == 0);
 }
 
+/* expect - what a field value written by common/hdr.c reads back as:
+ * controls as spaces, 8-bit as '?', runs of spaces as one, trimmed,
+ * one pair of <> removed (typed_value); NULL when s is too long to
+ * fold without splitting a word */
+static char *
+expect(const char *s)
+{
+	char	*o;
+	size_t	 i, n = 0, len = strlen(s);
+
+	if (len > 900 || (o = malloc(len + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		c = c >= 0x80 ? '?' : c < 0x20 || c == 0x7f ? ' ' : c;
+		if (c == ' ' && (n == 0 || o[n - 1] == ' '))
+			continue;
+		o[n++] = (char)c;
+	}
+	while (n > 0 && o[n - 1] == ' ')
+		n--;
+	o[n] = '\0';
+	if (n >= 2 && o[0] == '<' && o[n - 1] == '>') {
+		memmove(o, o + 1, n - 2);
+		o[n - 2] = '\0';
+	}
+	return o;
+}
+
 /* compose - write m's part, parse it back */
 static void
 compose(const struct qmsg *m, const char *host)
@@ -47,6 +78,7 @@ compose(const struct qmsg *m, const char *host)
 	struct trk_part	 p;
 	char		 why[256];
 	const char	*act;
+	char		*want;
 	size_t		 i;
 	int		 held;
 
@@ -71,6 +103,13 @@ compose(const struct qmsg *m, const char *host)
 		    enh_status_ok(p.rcpts[i].status));
 		FUZZ_CHECK(p.rcpts[i].final != NULL &&
 		    p.rcpts[i].orcpt != NULL);
+		if ((want = expect(m->rcpts[i].addr)) != NULL) {
+			if (strcmp(p.rcpts[i].final, want) != 0)
+				fprintf(stderr, "final \"%s\", want \"%s\"\n",
+				    p.rcpts[i].final, want);
+			FUZZ_CHECK(strcmp(p.rcpts[i].final, want) == 0);
+			free(want);
+		}
 		if (held && strcmp(act, "delayed") == 0) {
 			FUZZ_CHECK(p.rcpts[i].handling != NULL);
 			FUZZ_CHECK(strcmp(p.rcpts[i].handling->state,
