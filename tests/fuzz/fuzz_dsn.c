@@ -88,9 +88,11 @@ check(const char *s, size_t n, const struct qmsg *m, int kind,
 
 	/* the boundary parameter of the header */
 	FUZZ_CHECK((hend = memmem(s, n, "\r\n\r\n", 4)) != NULL);
-	FUZZ_CHECK((b = memmem(s, (size_t)(hend - s), "boundary=\"", 10)) !=
-	    NULL);
-	b += 10;
+	/* its own line (a To: address may contain the word; our fields
+	 * fold with a space, never a tab) */
+	FUZZ_CHECK((b = memmem(s, (size_t)(hend - s), "\r\n\tboundary=\"",
+	    13)) != NULL);
+	b += 13;
 	FUZZ_CHECK((q = memchr(b, '"', (size_t)(hend - b))) != NULL);
 	bl = (size_t)(q - b);
 	FUZZ_CHECK(bl > 0 && bl < sizeof(bnd));
