@@ -12,10 +12,10 @@
  *       checks of `user` (cfg_check_user: known, never uid 0, nobody only
  *       with allow_shared_user), which cfg_load leaves out for the CLI.
  * Rules: `key = value`; `#` starts a comment at the start of a line or
- *       of a value or after whitespace; list keys may repeat (the first occurrence in a
- *       text replaces the default, later ones add) and take several values
- *       separated by commas and/or spaces; a single-value key may appear
- *       once; relative paths are resolved against the file's directory
+ *       of a value or after whitespace; list keys may repeat (the first
+ *       occurrence in a text replaces the default, later ones add) and
+ *       take several values separated by commas and/or spaces; a
+ *       single-value key may appear once; relative paths are resolved against the file's directory
  *       (the current directory for the embedded default) and stored
  *       absolute.
  */
