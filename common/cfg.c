@@ -15,9 +15,9 @@
  *       of a value or after whitespace; list keys may repeat (the first
  *       occurrence in a text replaces the default, later ones add) and
  *       take several values separated by commas and/or spaces; a
- *       single-value key may appear once; relative paths are resolved against the file's directory
- *       (the current directory for the embedded default) and stored
- *       absolute.
+ *       single-value key may appear once; relative paths are resolved
+ *       against the file's directory (the current directory for the
+ *       embedded default) and stored absolute.
  */
 
 #include <arpa/inet.h>
