@@ -12,12 +12,12 @@
  *       checks of `user` (cfg_check_user: known, never uid 0, nobody only
  *       with allow_shared_user), which cfg_load leaves out for the CLI.
  * Rules: `key = value`; `#` starts a comment at the start of a line or
- *       after whitespace; list keys may repeat (the first occurrence in a
- *       text replaces the default, later ones add) and take several values
- *       separated by commas and/or spaces; a single-value key may appear
- *       once; relative paths are resolved against the file's directory
- *       (the current directory for the embedded default) and stored
- *       absolute.
+ *       of a value or after whitespace; list keys may repeat (the first
+ *       occurrence in a text replaces the default, later ones add) and
+ *       take several values separated by commas and/or spaces; a
+ *       single-value key may appear once; relative paths are resolved
+ *       against the file's directory (the current directory for the
+ *       embedded default) and stored absolute.
  */
 
 #include <arpa/inet.h>
@@ -1190,6 +1190,10 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 	*e = '\0';
 	for (val = eq + 1; *val == ' ' || *val == '\t'; val++)
 		;
+	/* white space around the value is ignored: "key=#x" is "key = #x",
+	 * a comment (as -n prints "key = VALUE", a value never starts so) */
+	if (*val == '#')
+		*val = '\0';
 
 	if ((k = cfg_lookup(key)) == NULL) {
 		(void)snprintf(err, errlen, "%s:%u: %s: unknown key", st->file,

@@ -146,6 +146,25 @@ void	 dlv_sess_error(const struct dlv_sess *s, struct dlv_result *r);
 /* dlv_smtp_shutdown - free every session left (quitting ones included) */
 void	 dlv_smtp_shutdown(void);
 
+/*
+ * dlv_reply_probe - the reply parser alone (tests/fuzz/fuzz_smtp_reply.c):
+ * buf[0..len) is read as a next hop's replies are (lines ended by CRLF or
+ * LF, none over the session's limit) by a session waiting for the reply
+ * to EHLO (ehlo != 0) or to MAIL; fn gets each complete reply.  Returns
+ * the number of complete replies, or -1 at the first line the session
+ * would close the connection for.
+ */
+struct dlv_reply_info {
+	int		 code;
+	const char	*enh;		/* "x.y.z", never empty */
+	const char	*text;		/* the lines' texts joined */
+	unsigned	 caps;		/* EHLO capabilities so far (CAP_*) */
+	uint64_t	 maxsize;	/* SIZE's value */
+	long		 bymin;		/* DELIVERBY's min-by-time */
+};
+int	 dlv_reply_probe(const char *buf, size_t len, int ehlo,
+	    void (*fn)(void *arg, const struct dlv_reply_info *ri), void *arg);
+
 /* dlv_remote.c: shared client state for dlv_smtp.c */
 struct event_base *dlv_remote_base(void);
 void		  *dlv_remote_ssl_ctx(void);	/* SSL_CTX * */

@@ -1739,6 +1739,63 @@ dlv_sess_error(const struct dlv_sess *s, struct dlv_result *r)
 	}
 }
 
+int
+dlv_reply_probe(const char *buf, size_t len, int ehlo,
+    void (*fn)(void *arg, const struct dlv_reply_info *ri), void *arg)
+{
+	struct dlv_sess		*s;
+	struct dlv_reply_info	 ri;
+	struct evbuffer		*in;
+	struct evbuffer_ptr	 eol;
+	size_t			 n, eolen;
+	char			*line;
+	int			 r, nreplies = 0;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return -1;
+	if ((in = evbuffer_new()) == NULL || evbuffer_add(in, buf, len) == -1) {
+		if (in != NULL)
+			evbuffer_free(in);
+		free(s);
+		return -1;
+	}
+	s->state = ehlo ? S_EHLO : S_MAIL;
+	for (;;) {
+		/* the checks of read_replies, in its order */
+		eol = evbuffer_search_eol(in, NULL, &eolen, EVBUFFER_EOL_CRLF);
+		if (eol.pos == -1) {
+			if (evbuffer_get_length(in) > LINE_MAX_IN)
+				nreplies = -1;
+			break;
+		}
+		if ((size_t)eol.pos > LINE_MAX_IN) {
+			nreplies = -1;
+			break;
+		}
+		if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) == NULL)
+			break;
+		r = reply_line(s, line, n);
+		free(line);
+		if (r == -1) {
+			nreplies = -1;
+			break;
+		}
+		if (r == 0)
+			continue;
+		nreplies++;
+		ri.code = s->rcode;
+		ri.enh = s->renh;
+		ri.text = s->rtext;
+		ri.caps = s->caps;
+		ri.maxsize = s->maxsize;
+		ri.bymin = s->bymin;
+		fn(arg, &ri);
+	}
+	evbuffer_free(in);
+	free(s);
+	return nreplies;
+}
+
 void
 dlv_smtp_shutdown(void)
 {

@@ -13,7 +13,7 @@ PKGS="build-essential autoconf automake pkg-config libssl-dev libc-ares-dev
 libdb5.3-dev libevent-dev libjansson-dev libcmocka-dev libcrypt-dev python3 python3-pytest
 python3-aiosmtpd swaks msmtp postfix dnsmasq-base openssl strace procps
 chromium chromium-driver python3-selenium db5.3-util
-debhelper dpkg-dev lintian fakeroot"
+debhelper dpkg-dev lintian fakeroot clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

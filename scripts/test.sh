@@ -4,6 +4,7 @@
 #   build/      normal build, unit tests (make check), installed in _inst/
 #               (WAYMARK_PREFIX_PLAIN: tests that limit the address space)
 #   build-san/  -fsanitize=address,undefined, unit tests, installed in _inst-san/
+#   build-fuzz/ clang + libFuzzer: each harness of tests/fuzz for ~20 s (scripts/fuzz.sh)
 # then runs the integration suite against the sanitizer install.  Exits non-zero
 # when anything fails; its output ends with the pytest summary line.
 set -u
@@ -54,6 +55,9 @@ check
 make install || fail "make install failed (build-san/)"
 
 cd "$root" || exit 1
+# bounded: 12 harnesses x 20 s, two at a time, plus the build
+timeout 600 sh scripts/fuzz.sh || fail "fuzzing failed (build-fuzz/fuzz-out/)"
+
 export WAYMARK_PREFIX="$root/_inst-san"
 export WAYMARK_PREFIX_PLAIN="$root/_inst"
 export ASAN_OPTIONS="halt_on_error=1:print_stacktrace=1"

@@ -252,11 +252,11 @@ data_line_end(struct smtpd_txn *t, int real)
 }
 
 /*
- * data_scan - run the byte-stream rule over p[0..len).  Returns the
+ * smtpd_data_scan - run the byte-stream rule over p[0..len).  Returns the
  * octets consumed; *end is set when the end marker was consumed.
  */
-static size_t
-data_scan(struct smtpd_txn *t, const char *p, size_t len, int *end)
+size_t
+smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len, int *end)
 {
 	size_t		i = 0, j;
 	unsigned char	c, hi;
@@ -592,7 +592,8 @@ smtpd_data_input(struct smtpd_session *s, struct evbuffer *in)
 			return 0;
 		used = 0;
 		for (i = 0; i < n && i < 8 && !end; i++)
-			used += data_scan(t, v[i].iov_base, v[i].iov_len, &end);
+			used += smtpd_data_scan(t, v[i].iov_base,
+			    v[i].iov_len, &end);
 		if (used == 0 && !end) {
 			/* only empty chains peeked (TLS filter): compact */
 			if (evbuffer_pullup(in, avail < 4096 ? (ssize_t)avail :

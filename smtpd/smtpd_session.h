@@ -168,6 +168,11 @@ int	 smtpd_lists_known(const char *local, const char *domain);
 /* smtpd_data.c */
 int	 smtpd_data_begin(struct smtpd_session *s);
 int	 smtpd_data_input(struct smtpd_session *s, struct evbuffer *in);
+/* smtpd_data_scan - the byte-stream rule over one chunk (t set up as
+ * smtpd_data_begin does); octets consumed, *end set at the end marker.
+ * Exposed for tests/fuzz/fuzz_data.c. */
+size_t	 smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len,
+	    int *end);
 
 /* smtpd_reply.c */
 #define SMTPD_NOENH	0, 0, 0
