@@ -511,17 +511,73 @@ print_json_line(json_t *o)
 
 /* ---- commands ---- */
 
+#define QUEUE_PAGE_FIRST	100	/* the first page: the first line soon */
+#define QUEUE_PAGE		2000	/* the next ones */
+
+/*
+ * run_queue - the listing page by page ({"limit":N,"after":QID}), each
+ * page printed and flushed as it arrives: the first lines of a large
+ * queue appear at once and the listing is never held whole (a daemon
+ * without pages answers the whole array: printed as before)
+ */
 static int
 run_queue(const char *ctl, const struct opts *o)
 {
-	json_t	*req, *res, *m;
-	size_t	 i;
-	int	 rc;
+	json_t		*req, *res, *m, *msgs;
+	const char	*next;
+	char		 after[48] = "";
+	size_t		 i, n = 0, limit = QUEUE_PAGE_FIRST;
+	double		 total = 0;
+	int		 rc;
 
-	req = o->state ? json_pack("{s:s,s:s}", "cmd", "queue", "state",
-	    o->state) : json_pack("{s:s}", "cmd", "queue");
-	if ((rc = ctl_request(ctl, req, &res)) != EX_WM_OK)
-		return rc;
+	for (;;) {
+		req = json_pack("{s:s,s:I}", "cmd", "queue", "limit",
+		    (json_int_t)limit);
+		if (req != NULL && o->state != NULL &&
+		    json_object_set_new(req, "state",
+		    json_string(o->state)) == -1) {
+			json_decref(req);
+			req = NULL;
+		}
+		if (req != NULL && after[0] != '\0' &&
+		    json_object_set_new(req, "after", json_string(after)) == -1) {
+			json_decref(req);
+			req = NULL;
+		}
+		if ((rc = ctl_request(ctl, req, &res)) != EX_WM_OK)
+			return rc;
+		if (json_is_array(res) && n == 0 && after[0] == '\0')
+			goto whole;	/* the whole listing at once */
+		msgs = json_object_get(res, "messages");
+		next = json_string_value(json_object_get(res, "next"));
+		if (!json_is_array(msgs) || next == NULL ||
+		    strlen(next) >= sizeof(after)) {
+			fprintf(stderr, "waymark: malformed answer from the "
+			    "daemon\n");
+			json_decref(res);
+			return EX_WM_FAIL;
+		}
+		if (o->json) {
+			json_array_foreach(msgs, i, m)
+				if (print_json_line(m) == -1)
+					rc = EX_WM_FAIL;
+		} else
+			tools_print_queue_page(stdout, msgs, &n, &total);
+		n += o->json ? json_array_size(msgs) : 0;
+		snprintf(after, sizeof(after), "%s", next);
+		json_decref(res);
+		if (rc != EX_WM_OK)
+			return rc;
+		if (after[0] == '\0')
+			break;
+		if (fflush(stdout) == EOF)
+			return out_done();
+		limit = QUEUE_PAGE;
+	}
+	if (!o->json)
+		tools_print_queue_end(stdout, n, total);
+	return out_done();
+whole:
 	if (!json_is_array(res)) {
 		fprintf(stderr, "waymark: malformed answer from the daemon\n");
 		json_decref(res);
