@@ -4,8 +4,9 @@
  * agents, the results of each attempt, retry back-off and expiry.
  * Owns: the min-heap of unfinished messages keyed by their earliest
  *       due (non-busy, non-final) recipient, the timer (armed at the
- *       earliest due time, at most 1 s ahead), the in-flight job cap
- *       (4 * workers), queue_flush.
+ *       earliest due time, at most SCHED_MAX_SLEEP ahead: it fires when
+ *       the heap top is due or a job ends, not on a period), the
+ *       in-flight job cap (4 * workers + smtp_concurrency), queue_flush.
  * Results: attempts++, last reply, new status; a deferral past
  *       queue_lifetime since arrival (or expire_base: held time does not
  *       count) becomes failed 4.4.7 ("expired");
@@ -60,6 +61,7 @@
 
 #define DEFAULT_RETRY	300	/* seconds, when retry_schedule is empty */
 #define SUBMIT_RETRY	10	/* seconds, when a job could not be queued */
+#define SCHED_MAX_SLEEP	60	/* seconds the timer sleeps at most */
 
 #define DEST_BUCKETS	256	/* hash buckets of the destination table */
 #define DEST_CAP_MULT	2	/* jobs in flight per destination, in units of
@@ -950,6 +952,12 @@ inflight_cap(void)
 	return (int)(4 * w + qs.cfg->smtp_concurrency);
 }
 
+/*
+ * sched_arm - the timer at the heap top's due time: nothing runs before
+ * something is due (at most SCHED_MAX_SLEEP ahead, for clock steps); a
+ * due top that waits for an in-flight slot is woken by the job that
+ * ends (sched_kick), the 1 s timer is only a fallback
+ */
 static void
 sched_arm(time_t now)
 {
@@ -965,8 +973,9 @@ sched_arm(time_t now)
 	due = ((struct qpriv *)heap[0]->priv)->due;
 	if (due <= now)
 		tv.tv_sec = qs.inflight >= inflight_cap() ? 1 : 0;
-	else if (due - now < 1)
-		tv.tv_sec = due - now;
+	else
+		tv.tv_sec = due - now < SCHED_MAX_SLEEP ? due - now :
+		    SCHED_MAX_SLEEP;
 	evtimer_add(sched_ev, &tv);
 }
 
