@@ -69,9 +69,13 @@ echo
 echo "perf: $SESSIONS sessions, $N messages; waymarkd (pid $pid): share of its samples by symbol (self):"
 "$PERF" report -i "$data" --pid "$pid" --no-children --sort symbol \
     --percentage relative --stdio -g none 2>/dev/null |
-    grep -v '^#' | grep -v '^$' | head -n "$TOP"
+    grep '%' | head -n "$TOP"
+rep() {
+	"$PERF" report -i "$data" --pid "$pid" --no-children --sort symbol \
+	    --percentage relative --stdio -g none 2>/dev/null | grep '%'
+}
 echo
-echo "by shared object:"
-"$PERF" report -i "$data" --pid "$pid" --no-children --sort dso \
-    --percentage relative --stdio -g none 2>/dev/null |
-    grep -v '^#' | grep -v '^$' | head -n 8
+rep | awk '/\[k\]/ { k += $1 } /\[\.\]/ { u += $1 }
+    END { printf "kernel %.1f %%, user space %.1f %% of waymarkd'"'"'s samples\n", k, u }'
+echo "user space, top 12:"
+rep | grep '\[\.\]' | head -n 12
