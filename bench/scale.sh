@@ -4,7 +4,11 @@
 # the other at each session count (issue 13).
 #
 # Usage: bench/scale.sh [-n N] [-S 'S1 S2 ...'] [-l SIZE] [-d DIR]
-#        (defaults 5000 messages, sessions '1 20 100 500', 4096 bytes)
+#        [-x 'key = value']... [-W]
+#        (defaults 5000 messages, sessions '1 20 100 500', 4096 bytes;
+#        -x adds a line to Waymark's configuration, e.g. -x
+#        'max_sessions = 1000' -- then no longer the defaults; -W runs
+#        Waymark only)
 # Neither MTA gets a raised limit: Waymark's configuration sets only what
 # a relay needs (listen, spool, smarthost = the sink, relay_from,
 # smtp_tls = may, min_free_space), so max_sessions is its default (100);
@@ -34,13 +38,18 @@ N=5000
 LIST='1 20 100 500'
 SIZE=4096
 DIR=
-while getopts n:S:l:d:h opt; do
+WM_EXTRA=
+WHO='waymark postfix'
+while getopts n:S:l:d:x:Wh opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	S) LIST=$OPTARG ;;
 	l) SIZE=$OPTARG ;;
 	d) DIR=$OPTARG ;;
-	*) echo "usage: $0 [-n N] [-S 'S1 S2 ...'] [-l SIZE] [-d DIR]" >&2; exit 2 ;;
+	x) WM_EXTRA="$WM_EXTRA$OPTARG
+" ;;
+	W) WHO=waymark ;;
+	*) echo "usage: $0 [-n N] [-S 'S1 S2 ...'] [-l SIZE] [-d DIR] [-x 'key = value']... [-W]" >&2; exit 2 ;;
 	esac
 done
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
@@ -186,7 +195,10 @@ measure() {
 	rss=$(cat "$DIR/smp.out" 2>/dev/null || echo 0)
 	[ "$1" = Waymark ] && rss=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$3/status")
 	n421=$(grep -c ' 421' "$DIR/src.out" || true)
-	read -r su ss < "$DIR/src.time" || { su=0; ss=0; }
+	# the last line: "Command exited with ..." may come before it
+	read -r su ss <<EOF2 || { su=0; ss=0; }
+$(tail -n 1 "$DIR/src.time")
+EOF2
 	echo "$4 $1 $got $t0 $t1 $((m1 - m0)) $((s1 - s0)) $su $ss $((k1 - k0)) $rss $n421" >> "$DIR/rows"
 	echo "  $1, $4 sessions: $got relayed, $n421 x 421" >&2
 	[ "$n421" = 0 ] || grep -m 3 ' 421' "$DIR/src.out" | sed 's/^/    /' >&2
@@ -209,6 +221,7 @@ smarthost = [127.0.0.1]:$sink_port
 smtp_tls = may
 min_free_space = 1m
 EOF
+	printf '%s' "$WM_EXTRA" >> "$d/waymark.conf"
 	"$WAYMARKD" -f "$d/waymark.conf" > "$d/waymarkd.log" 2>&1 &
 	wm_pid=$!
 	wait_smtp "$port" || { cat "$d/waymarkd.log" >&2; exit 1; }
@@ -239,10 +252,11 @@ sink_pid=$!
 wait_smtp "$sink_port"
 : > "$DIR/rows"
 echo "waymarkd: $WAYMARKD"
+[ -z "$WM_EXTRA" ] || printf 'waymark.conf adds: %s\n' "$(printf '%s' "$WM_EXTRA" | tr '\n' ';')"
 echo "postfix:  $POSTFIX $(postconf -d -h mail_version 2>/dev/null || true)"
 echo "load:     $N messages x $SIZE bytes per run, sessions: $LIST; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for s in $LIST; do
-	for who in waymark postfix; do
+	for who in $WHO; do
 		sync
 		sleep 2
 		echo "$s sessions: $who ..." >&2
