@@ -64,6 +64,7 @@
 #define SCHED_MAX_SLEEP	60	/* seconds the timer sleeps at most */
 
 #define DEST_BUCKETS	256	/* hash buckets of the destination table */
+#define PARK_BATCH	1024	/* messages parked per scheduler run at most */
 #define DEST_CAP_MULT	2	/* jobs in flight per destination, in units of
 				 * smtp_destination_concurrency: the rest of
 				 * them wait in dlv_remote.c, ready for a slot */
@@ -147,9 +148,8 @@ static void
 heap_remove(struct qmsg *m)
 {
 	struct qpriv	*p = m->priv;
-	size_t		 i;
-
 	struct sdest	*d;
+	size_t		 i;
 
 	if (p != NULL && (d = p->park_dest) != NULL) {
 		park_remove(m);
@@ -782,8 +782,8 @@ smtp_done(void *arg, const struct dlv_result *res, size_t n)
 	free(rj);
 	qs.inflight--;
 	m->inflight--;
-	d->inflight--;
 	apply_results(m, res, n, "smtp");
+	d->inflight--;		/* after: d cannot be freed under it */
 	park_pump(d);
 	dest_gc(d);
 	sched_kick();
@@ -985,6 +985,7 @@ sched_cb(evutil_socket_t fd, short what, void *arg)
 	struct sdest	*d;
 	struct qmsg	*m;
 	time_t		 now = time(NULL), by;
+	unsigned	 parked = 0;
 
 	(void)fd;
 	(void)what;
@@ -1011,6 +1012,11 @@ sched_cb(evutil_socket_t fd, short what, void *arg)
 		if ((d = park_target(m, now)) != NULL) {
 			heap_remove(m);	/* back when d has a free slot */
 			park_add(d, m);
+			/* a long run of them (a backlog come due) is parked
+			 * a batch per loop turn: connections are served
+			 * in between (sched_arm: due now, timer 0) */
+			if (++parked >= PARK_BATCH)
+				break;
 			continue;
 		}
 		dispatch(m, now);
