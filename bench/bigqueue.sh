@@ -17,7 +17,9 @@
 #           at start): the same load at once after start-up, while the Q
 #           first attempts are refused;
 #   steady  the same daemon once the Q are deferred (each tried once; the
-#           next attempt is a retry_schedule step away): the same load;
+#           next attempt is a retry_schedule step away) and SETTLE seconds
+#           (default 10) more for their commits and a checkpoint (the next
+#           attempts come 60 s after start): the same load;
 #   listing `waymark queue` and `waymark queue --json` of the Q messages:
 #           seconds to the first line and to the end of the output.
 # Also: the load time, the start-up time with Q messages, the time of the
@@ -193,6 +195,8 @@ while [ "$(deferred big)" -lt "$Q" ] && [ $i -lt 3000 ]; do
 	i=$((i + 1))
 done
 echo "big: $(deferred big) first attempts deferred $(since "$t0") s after start"
+# their status commits (lazy) and the checkpoint after them settle first
+sleep "${SETTLE:-10}"
 load steady
 listing
 listing --json
