@@ -5,9 +5,11 @@ on 127.0.0.2) and 200 deliverable ones to another next hop (aiosmtpd on
 127.0.0.3, the same port: MX routing through dnsmasq, implicit MX of
 defer.test and good.test).  The 200 are relayed within a bound that does
 not depend on the deferred count: their time with the 10,000 deferred ones
-all due again (`waymark flush`) is compared with their time on an empty
-queue in the same test, loosely (< 3x + 5 s); no absolute time is
-asserted.  Also: `waymark queue` of the 10,000 streams (its first line is
+all due again (`waymark flush`), the refusing host now slow (a 421
+greeting after 0.2 s, so each retry holds a slot), is compared with their
+time on an empty queue in the same test, loosely (< 3x + 5 s); no
+absolute time is asserted.  Without the scheduler's per-destination
+parking the 200 wait behind all 10,000 retries (about 100 s).  Also: `waymark queue` of the 10,000 streams (its first line is
 read well before the command ends) and `waymark queue --json` is valid
 JSON Lines, one message per line.
 """
