@@ -173,6 +173,7 @@ int	qdb_read_events(const char *qid,
 
 /* ---- module state (queue_main.c) ---- */
 
+struct sdest;
 struct qpriv {
 	size_t		 heap_idx;	/* position in the due heap, SIZE_MAX = none */
 	time_t		 due;		/* heap key */
@@ -181,6 +182,10 @@ struct qpriv {
 	int		 finishing;	/* the final status commit is queued */
 	int		 filter_running; /* its content filter runs (queue_filter.c) */
 	time_t		 filter_next;	/* a failed filter runs again at */
+	/* parked: out of the heap, waiting for a slot of its destination
+	 * (queue_sched.c); park_dest NULL = not parked */
+	struct sdest	*park_dest;
+	struct qmsg	*park_prev, *park_next;
 };
 
 struct queue_state {

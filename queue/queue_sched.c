@@ -4,8 +4,9 @@
  * agents, the results of each attempt, retry back-off and expiry.
  * Owns: the min-heap of unfinished messages keyed by their earliest
  *       due (non-busy, non-final) recipient, the timer (armed at the
- *       earliest due time, at most 1 s ahead), the in-flight job cap
- *       (4 * workers), queue_flush.
+ *       earliest due time, at most SCHED_MAX_SLEEP ahead: it fires when
+ *       the heap top is due or a job ends, not on a period), the
+ *       in-flight job cap (4 * workers + smtp_concurrency), queue_flush.
  * Results: attempts++, last reply, new status; a deferral past
  *       queue_lifetime since arrival (or expire_base: held time does not
  *       count) becomes failed 4.4.7 ("expired");
@@ -24,6 +25,17 @@
  *       with 5.4.7 (failed DSN), mode N sends one delayed DSN (4.4.7);
  *       BY_DONE records it in the message record.  A deferral of mode R
  *       at or past the deadline fails 5.4.7 too.
+ * Destinations: the remote jobs in flight are counted per destination
+ *       (the recipient domain, or the smarthost: dlv_remote.c's key).  A
+ *       due message whose due recipients all go to one destination that
+ *       already has DEST_CAP_MULT * smtp_destination_concurrency jobs in
+ *       flight is parked on that destination (out of the heap, FIFO)
+ *       instead of dispatched; each job of the destination that ends
+ *       puts one parked message back in the heap.  So 100,000 deferred
+ *       messages to a refusing host that come due together occupy a few
+ *       dozen slots, not all of them, and mail to other hosts passes
+ *       (without it, the heap order by due time put every one of them
+ *       before newer mail); each is parked once, O(log n), never walked.
  * Dispatch: local recipients go to Maildir (or LMTP when `lmtp` is set);
  *       non-local ones, grouped by domain, to dlv_remote_start (SMTP via
  *       smarthost or MX); a recipient that is a list of the lists file
@@ -49,10 +61,35 @@
 
 #define DEFAULT_RETRY	300	/* seconds, when retry_schedule is empty */
 #define SUBMIT_RETRY	10	/* seconds, when a job could not be queued */
+#define SCHED_MAX_SLEEP	60	/* seconds the timer sleeps at most */
+
+#define DEST_BUCKETS	256	/* hash buckets of the destination table */
+#define PARK_BATCH	1024	/* messages parked per scheduler run at most */
+#define DEST_CAP_MULT	2	/* jobs in flight per destination, in units of
+				 * smtp_destination_concurrency: the rest of
+				 * them wait in dlv_remote.c, ready for a slot */
 
 static struct qmsg	**heap;
 static size_t		  nheap, capheap;
 static struct event	 *sched_ev;
+
+/* a destination of remote jobs: its jobs in flight, its parked messages */
+struct sdest {
+	struct sdest	*next;		/* hash chain */
+	unsigned	 inflight;	/* remote jobs started, not yet done */
+	struct qmsg	*park_head, *park_tail;	/* FIFO, via qpriv */
+	char		 key[256];	/* lower-case domain; "" = smarthost */
+};
+static struct sdest	*dests[DEST_BUCKETS];
+
+/* a remote job's callback argument: which message, which destination */
+struct rjob {
+	struct qmsg	*m;
+	struct sdest	*d;
+};
+
+static void	park_remove(struct qmsg *);
+static void	dest_gc(struct sdest *);
 
 /* ---- the heap ---- */
 
@@ -106,12 +143,18 @@ heap_down(size_t i)
 	}
 }
 
+/* heap_remove - m leaves the scheduler: the heap, or its parking place */
 static void
 heap_remove(struct qmsg *m)
 {
 	struct qpriv	*p = m->priv;
+	struct sdest	*d;
 	size_t		 i;
 
+	if (p != NULL && (d = p->park_dest) != NULL) {
+		park_remove(m);
+		dest_gc(d);
+	}
 	if (p == NULL || p->heap_idx == SIZE_MAX)
 		return;
 	i = p->heap_idx;
@@ -150,6 +193,168 @@ heap_set(struct qmsg *m, time_t due)
 	heap[nheap++] = m;
 	heap_up(p->heap_idx);
 	return 0;
+}
+
+/* ---- destinations ---- */
+
+/* dest_cap - remote jobs in flight per destination before parking */
+static unsigned
+dest_cap(void)
+{
+	unsigned	c = qs.cfg->smtp_destination_concurrency;
+
+	return (c ? c : 1) * DEST_CAP_MULT;
+}
+
+/* dest_key - the destination of remote address addr (dlv_remote.c's
+ * grouping: the smarthost takes everything) */
+static void
+dest_key(const char *addr, char key[256])
+{
+	const char	*at = strrchr(addr, '@');
+
+	if (qs.cfg->smarthost != NULL || at == NULL)
+		key[0] = '\0';
+	else
+		(void)snprintf(key, 256, "%s", at + 1);
+	str_lower(key);
+}
+
+static unsigned
+dest_hash(const char *key)
+{
+	unsigned	h = 5381;
+
+	while (*key)
+		h = h * 33 + (unsigned char)*key++;
+	return h % DEST_BUCKETS;
+}
+
+/* dest_get - the destination of key; created when create (NULL: ENOMEM
+ * or unknown) */
+static struct sdest *
+dest_get(const char *key, int create)
+{
+	struct sdest	*d;
+	unsigned	 h = dest_hash(key);
+
+	for (d = dests[h]; d != NULL; d = d->next)
+		if (strcmp(d->key, key) == 0)
+			return d;
+	if (!create || (d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	(void)snprintf(d->key, sizeof(d->key), "%s", key);
+	d->next = dests[h];
+	dests[h] = d;
+	return d;
+}
+
+/* dest_gc - forget d when nothing refers to it */
+static void
+dest_gc(struct sdest *d)
+{
+	struct sdest	**pp;
+
+	if (d->inflight > 0 || d->park_head != NULL)
+		return;
+	for (pp = &dests[dest_hash(d->key)]; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == d) {
+			*pp = d->next;
+			free(d);
+			return;
+		}
+}
+
+/* park_remove - take m off its destination's parked list (d stays:
+ * the caller frees it with dest_gc when it may) */
+static void
+park_remove(struct qmsg *m)
+{
+	struct qpriv	*p = m->priv;
+	struct sdest	*d = p->park_dest;
+
+	if (p->park_prev != NULL)
+		((struct qpriv *)p->park_prev->priv)->park_next = p->park_next;
+	else
+		d->park_head = p->park_next;
+	if (p->park_next != NULL)
+		((struct qpriv *)p->park_next->priv)->park_prev = p->park_prev;
+	else
+		d->park_tail = p->park_prev;
+	p->park_dest = NULL;
+	p->park_prev = p->park_next = NULL;
+}
+
+/* park_add - m (out of the heap) waits at the end of d's parked list */
+static void
+park_add(struct sdest *d, struct qmsg *m)
+{
+	struct qpriv	*p = m->priv;
+
+	p->park_dest = d;
+	p->park_next = NULL;
+	p->park_prev = d->park_tail;
+	if (d->park_tail != NULL)
+		((struct qpriv *)d->park_tail->priv)->park_next = m;
+	else
+		d->park_head = m;
+	d->park_tail = m;
+}
+
+/* park_pump - slots of d are free: its oldest parked messages go back
+ * into the heap (due now), one per free slot */
+static void
+park_pump(struct sdest *d)
+{
+	struct qmsg	*m;
+	unsigned	 room;
+
+	if (qs.stopping)
+		return;
+	room = d->inflight < dest_cap() ? dest_cap() - d->inflight : 0;
+	while (room > 0 && (m = d->park_head) != NULL) {
+		sched_update(m);	/* unparks it, back in the heap */
+		/* one that is no longer due (held, finished) takes no slot:
+		 * else the rest could wait with nothing in flight to wake
+		 * them */
+		if (((struct qpriv *)m->priv)->heap_idx != SIZE_MAX)
+			room--;
+	}
+}
+
+/*
+ * park_target - the saturated destination m would wait for: every due
+ * recipient is remote and goes to one destination that has dest_cap()
+ * jobs in flight; NULL = dispatch m now (a local recipient, several
+ * destinations, a DELIVERBY deadline to watch, or a free slot)
+ */
+static struct sdest *
+park_target(struct qmsg *m, time_t now)
+{
+	struct sdest	*d;
+	char		 key[256], k2[256];
+	size_t		 i;
+	int		 have = 0;
+
+	if (m->deliver_by != 0)
+		return NULL;
+	for (i = 0; i < m->nrcpts; i++) {
+		const struct qrcpt *r = &m->rcpts[i];
+
+		if (rcpt_status_final(r->status) || r->busy ||
+		    r->next_attempt > now)
+			continue;
+		if (sched_rcpt_is_local(r->addr))
+			return NULL;
+		dest_key(r->addr, have ? k2 : key);
+		if (have && strcmp(key, k2) != 0)
+			return NULL;
+		have = 1;
+	}
+	if (!have || (d = dest_get(key, 0)) == NULL ||
+	    d->inflight < dest_cap())
+		return NULL;
+	return d;
 }
 
 /* ---- finishing ---- */
@@ -567,15 +772,22 @@ lmtp_done(void *arg, const struct dlv_result *res, size_t n)
 	sched_kick();
 }
 
-/* smtp_done - a remote (SMTP) delivery job finished (loop thread) */
+/* smtp_done - a remote (SMTP) delivery job finished (loop thread): its
+ * destination's slot goes to the oldest message parked there */
 static void
 smtp_done(void *arg, const struct dlv_result *res, size_t n)
 {
-	struct qmsg	*m = arg;
+	struct rjob	*rj = arg;
+	struct qmsg	*m = rj->m;
+	struct sdest	*d = rj->d;
 
+	free(rj);
 	qs.inflight--;
 	m->inflight--;
 	apply_results(m, res, n, "smtp");
+	d->inflight--;		/* after: d cannot be freed under it */
+	park_pump(d);
+	dest_gc(d);
 	sched_kick();
 }
 
@@ -601,26 +813,60 @@ rcpt_domain(const char *addr)
 typedef int (*start_fn)(const struct config *, const struct qmsg *,
     const char *, const size_t *, size_t, dlv_done_fn, void *);
 
-/* start_job - one delivery job for ridx[0..n-1]; busy + in-flight on success */
-static void
+/* start_job - one delivery job for ridx[0..n-1] (done gets arg); busy +
+ * in-flight on success, 0; -1 when it could not start (retry later) */
+static int
 start_job(struct qmsg *m, time_t now, start_fn start, dlv_done_fn done,
-    const size_t *ridx, size_t n, const char *what)
+    void *arg, const size_t *ridx, size_t n, const char *what)
 {
 	char	path[64];
 	size_t	i;
 
 	snprintf(path, sizeof(path), "body/%s", m->qid);
-	if (start(qs.cfg, m, path, ridx, n, done, m) == 0) {
+	if (start(qs.cfg, m, path, ridx, n, done, arg) == 0) {
 		for (i = 0; i < n; i++)
 			m->rcpts[ridx[i]].busy = 1;
 		m->inflight++;
 		qs.inflight++;
-		return;
+		return 0;
 	}
 	log_warnx("qid=%s cannot start a %s delivery job; retrying in %ds",
 	    m->qid, what, SUBMIT_RETRY);
 	for (i = 0; i < n; i++)
 		m->rcpts[ridx[i]].next_attempt = now + SUBMIT_RETRY;
+	return -1;
+}
+
+/* start_remote - one remote job for ridx[0..n-1], counted in flight for
+ * its destination until smtp_done */
+static void
+start_remote(struct qmsg *m, time_t now, const size_t *ridx, size_t n)
+{
+	struct rjob	*rj;
+	struct sdest	*d;
+	char		 key[256];
+	size_t		 i;
+
+	dest_key(m->rcpts[ridx[0]].addr, key);
+	if ((d = dest_get(key, 1)) == NULL ||
+	    (rj = malloc(sizeof(*rj))) == NULL) {
+		log_warnx("qid=%s out of memory in the scheduler; retrying "
+		    "in %ds", m->qid, SUBMIT_RETRY);
+		for (i = 0; i < n; i++)
+			m->rcpts[ridx[i]].next_attempt = now + SUBMIT_RETRY;
+		if (d != NULL)
+			dest_gc(d);
+		return;
+	}
+	rj->m = m;
+	rj->d = d;
+	if (start_job(m, now, dlv_remote_start, smtp_done, rj, ridx, n,
+	    "remote") == 0)
+		d->inflight++;
+	else {
+		free(rj);
+		dest_gc(d);
+	}
 }
 
 /*
@@ -656,11 +902,11 @@ dispatch(struct qmsg *m, time_t now)
 	}
 	if (nl > 0) {
 		if (qs.cfg->lmtp != NULL)
-			start_job(m, now, dlv_lmtp_start, lmtp_done, lidx, nl,
-			    "LMTP");
+			(void)start_job(m, now, dlv_lmtp_start, lmtp_done, m,
+			    lidx, nl, "LMTP");
 		else
-			start_job(m, now, dlv_local_start, dlv_done, lidx, nl,
-			    "local");
+			(void)start_job(m, now, dlv_local_start, dlv_done, m,
+			    lidx, nl, "local");
 	}
 	for (i = 0; i < nr; i++) {
 		const char *dom;
@@ -678,8 +924,7 @@ dispatch(struct qmsg *m, time_t now)
 				used[k] = 1;
 				grp[ng++] = ridx[k];
 			}
-		start_job(m, now, dlv_remote_start, smtp_done, grp, ng,
-		    "remote");
+		start_remote(m, now, grp, ng);
 	}
 	free(lidx);
 	free(ridx);
@@ -709,6 +954,12 @@ inflight_cap(void)
 	return (int)(4 * w + qs.cfg->smtp_concurrency);
 }
 
+/*
+ * sched_arm - the timer at the heap top's due time: nothing runs before
+ * something is due (at most SCHED_MAX_SLEEP ahead, for clock steps); a
+ * due top that waits for an in-flight slot is woken by the job that
+ * ends (sched_kick), the 1 s timer is only a fallback
+ */
 static void
 sched_arm(time_t now)
 {
@@ -724,16 +975,19 @@ sched_arm(time_t now)
 	due = ((struct qpriv *)heap[0]->priv)->due;
 	if (due <= now)
 		tv.tv_sec = qs.inflight >= inflight_cap() ? 1 : 0;
-	else if (due - now < 1)
-		tv.tv_sec = due - now;
+	else
+		tv.tv_sec = due - now < SCHED_MAX_SLEEP ? due - now :
+		    SCHED_MAX_SLEEP;
 	evtimer_add(sched_ev, &tv);
 }
 
 static void
 sched_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct sdest	*d;
 	struct qmsg	*m;
 	time_t		 now = time(NULL), by;
+	unsigned	 parked = 0;
 
 	(void)fd;
 	(void)what;
@@ -756,6 +1010,16 @@ sched_cb(evutil_socket_t fd, short what, void *arg)
 			    ((struct qpriv *)m->priv)->due <= now)
 				heap_remove(m);	/* never spin */
 			continue;	/* released: dispatched next round */
+		}
+		if ((d = park_target(m, now)) != NULL) {
+			heap_remove(m);	/* back when d has a free slot */
+			park_add(d, m);
+			/* a long run of them (a backlog come due) is parked
+			 * a batch per loop turn: connections are served
+			 * in between (sched_arm: due now, timer 0) */
+			if (++parked >= PARK_BATCH)
+				break;
+			continue;
 		}
 		dispatch(m, now);
 		sched_update(m);
@@ -793,6 +1057,18 @@ sched_shutdown(void)
 	free(heap);
 	heap = NULL;
 	nheap = capheap = 0;
+	/* parked messages leave their lists; a destination with jobs in
+	 * flight stays until their smtp_done */
+	for (i = 0; i < DEST_BUCKETS; i++) {
+		struct sdest *d = dests[i], *next;
+
+		for (; d != NULL; d = next) {
+			next = d->next;
+			while (d->park_head != NULL)
+				park_remove(d->park_head);
+			dest_gc(d);
+		}
+	}
 }
 
 void
@@ -824,6 +1100,8 @@ sched_update(struct qmsg *m)
 
 	if (p == NULL)
 		return;
+	if (p->park_dest != NULL)
+		park_remove(m);	/* re-keyed below; parked again if need be */
 	if (msg_held(m) && m->done_time == 0 && !p->finishing &&
 	    qmsg_due(m, 0) != 0) {
 		/* held: back at a timed release or the DELIVERBY deadline,

@@ -10,7 +10,8 @@
  *       peer's gid, or its user's groups by getgrouplist) may run every
  *       command; others only queue and show, and only with control_read
  *       = anyone; the rest are answered reason "denied".
- * Protocol: requests {"cmd":"queue"[,"state":"S[/VALUE]"]},
+ * Protocol: requests {"cmd":"queue"[,"state":"S[/VALUE]"]} (with
+ *       "limit":N[,"after":QID]: one page, {"messages":[...],"next":Q}),
  *       {"cmd":"show","qid":Q}, {"cmd":"message","qid":Q} (the stored
  *       message, base64), {"cmd":"flush"}, and the operator actions
  *       {"cmd":"hold"|"release"|"delete","qid":Q[,"bounce":true]};
@@ -408,11 +409,55 @@ ctl_ok(json_t *result)
 static int		 ctl_pending_tag;
 #define CTL_PENDING	((json_t *)(void *)&ctl_pending_tag)
 
-/* ctl_do_queue - {"cmd":"queue"[,"state":"S[/VALUE]"]} */
+#define CTL_PAGE_MAX	10000	/* messages per page of a paged listing */
+
+/*
+ * ctl_queue_page - {"cmd":"queue",...,"limit":N[,"after":QID]}: one page
+ * of at most N messages after QID, as {"messages":[...],"next":QID}
+ * ("" = no more).  `waymark queue` asks page by page and prints each
+ * at once, so the first line of a queue of 100,000 comes after one
+ * small page instead of after the whole listing, and neither side holds
+ * the whole listing (queue_page_json walks from after's position).
+ */
+static json_t *
+ctl_queue_page(json_t *req, json_t *jl, int state, const char *value,
+    const char *sname)
+{
+	struct queue_filter	 f;
+	json_t			*ja, *res;
+	const char		*after = NULL;
+	char			 next[48];
+	json_int_t		 limit;
+
+	if (!json_is_integer(jl) || (limit = json_integer_value(jl)) < 1 ||
+	    limit > CTL_PAGE_MAX)
+		return ctl_error("bad_request", "limit must be an integer "
+		    "from 1 to %d", CTL_PAGE_MAX);
+	if ((ja = json_object_get(req, "after")) != NULL && !json_is_null(ja)) {
+		if (!json_is_string(ja) || !qid_valid(json_string_value(ja)))
+			return ctl_error("bad_request", "after must be a "
+			    "queue id");
+		after = json_string_value(ja);
+	}
+	queue_filter_any(&f);
+	f.state = state;
+	f.value = value[0] ? value : NULL;
+	if ((res = queue_page_json(&f, after, (size_t)limit, next,
+	    sizeof(next))) == NULL)
+		return ctl_error("bad_request", "cannot list the queue");
+	if (after == NULL)	/* once per listing, not per page */
+		log_info("control: queue%s%s%s%s (paged)",
+		    sname ? " state=" : "", sname ? msg_state_name(state) : "",
+		    value[0] ? "/" : "", value);
+	return ctl_ok(json_pack("{s:o,s:s}", "messages", res, "next", next));
+}
+
+/* ctl_do_queue - {"cmd":"queue"[,"state":"S[/VALUE]"][,"limit":N
+ * [,"after":QID]]} */
 static json_t *
 ctl_do_queue(struct ctl_conn *c, json_t *req)
 {
-	json_t		*js, *res;
+	json_t		*js, *jl, *res;
 	const char	*sname = NULL, *slash;
 	char		 kw[32], value[128] = "";
 	int		 state = -1;
@@ -436,6 +481,8 @@ ctl_do_queue(struct ctl_conn *c, json_t *req)
 			return ctl_error("bad_request", "unknown state: %.64s",
 			    sname);
 	}
+	if ((jl = json_object_get(req, "limit")) != NULL)
+		return ctl_queue_page(req, jl, state, value, sname);
 	if ((res = queue_list_json(state, value[0] ? value : NULL)) == NULL)
 		return ctl_error("bad_request", "cannot list the queue");
 	log_info("control: queue%s%s%s%s (%zu message%s)",

@@ -21,6 +21,11 @@
 
 /* tools_print_queue - mailq-like listing of an array of message objects */
 void	tools_print_queue(FILE *fp, json_t *msgs);
+/* the same page by page: messages (counted in *n, sizes summed in
+ * *total), then the summary line */
+void	tools_print_queue_page(FILE *fp, json_t *msgs, size_t *n,
+	    double *total);
+void	tools_print_queue_end(FILE *fp, size_t n, double total);
 /* tools_print_show - one message object with its "events" */
 void	tools_print_show(FILE *fp, json_t *msg);
 

@@ -226,28 +226,34 @@ print_msg_line(FILE *fp, json_t *m)
 	fputc('\n', fp);
 }
 
-/* tools_print_queue - mailq-like listing */
+/* tools_print_queue_page - the messages of one page of the listing;
+ * *n and *total count the messages and bytes printed so far */
 void
-tools_print_queue(FILE *fp, json_t *msgs)
+tools_print_queue_page(FILE *fp, json_t *msgs, size_t *n, double *total)
 {
 	json_t		*m;
-	size_t		 i, n = 0;
-	double		 total = 0;
+	size_t		 i;
 	const char	*state;
 
 	json_array_foreach(msgs, i, m) {
 		if (!json_is_object(m))
 			continue;
-		if (n > 0)
+		if (*n > 0)
 			fputc('\n', fp);
 		print_msg_line(fp, m);
 		state = jstr(m, "state");
 		if (state != NULL && strcmp(state, "normal") != 0)
 			print_state(fp, m, "  state: ");
 		print_rcpts(fp, m);
-		total += jnum(m, "size", NULL);
-		n++;
+		*total += jnum(m, "size", NULL);
+		(*n)++;
 	}
+}
+
+/* tools_print_queue_end - the summary line after the last page */
+void
+tools_print_queue_end(FILE *fp, size_t n, double total)
+{
 	if (n == 0) {
 		fprintf(fp, "Mail queue is empty\n");
 		return;
@@ -255,6 +261,17 @@ tools_print_queue(FILE *fp, json_t *msgs)
 	fprintf(fp, "\n-- %zu message%s, %llu KiB in queue\n", n,
 	    n == 1 ? "" : "s",
 	    ((unsigned long long)(total > 0 ? total : 0) + 1023) / 1024);
+}
+
+/* tools_print_queue - mailq-like listing */
+void
+tools_print_queue(FILE *fp, json_t *msgs)
+{
+	size_t	n = 0;
+	double	total = 0;
+
+	tools_print_queue_page(fp, msgs, &n, &total);
+	tools_print_queue_end(fp, n, total);
 }
 
 static void

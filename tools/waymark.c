@@ -352,23 +352,21 @@ ctl_denied_text(char *out, size_t outlen)
 }
 
 /*
- * ctl_request - send req (consumed) to the daemon at path, return its
- * answer's "result" in *result (new reference).  Returns EX_WM_OK or
+ * ctl_send - connect to the daemon at path and send req (consumed): *fdp
+ * is the connection its answer comes on (ctl_recv).  Returns EX_WM_OK or
  * EX_WM_FAIL after printing the reason.
  */
 static int
-ctl_request(const char *path, json_t *req, json_t **result)
+ctl_send(const char *path, json_t *req, int *fdp)
 {
 	struct sockaddr_un	 sun;
 	struct timeval		 tv = { IO_TIMEOUT, 0 };
-	json_error_t		 jerr;
-	json_t			*ans = NULL, *ok;
-	char			*line = NULL, *buf = NULL;
-	size_t			 len, off, cap = 0, used = 0;
+	char			*line = NULL;
+	size_t			 len, off;
 	ssize_t			 n;
 	int			 fd = -1, r, rc = EX_WM_FAIL;
 
-	*result = NULL;
+	*fdp = -1;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	r = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
@@ -413,7 +411,33 @@ ctl_request(const char *path, json_t *req, json_t **result)
 		}
 		off += (size_t)n;
 	}
+	*fdp = fd;
+	fd = -1;
+	rc = EX_WM_OK;
+fail:
+	if (fd != -1)
+		close(fd);
+	json_decref(req);
+	free(line);
+	return rc;
+}
 
+/*
+ * ctl_recv - the answer on fd (closed here) from the daemon at path: its
+ * "result" in *result (new reference).  Returns EX_WM_OK or EX_WM_FAIL
+ * after printing the reason.
+ */
+static int
+ctl_recv(const char *path, int fd, json_t **result)
+{
+	json_error_t	 jerr;
+	json_t		*ans = NULL, *ok;
+	char		*buf = NULL;
+	size_t		 cap = 0, used = 0;
+	ssize_t		 n;
+	int		 rc = EX_WM_FAIL;
+
+	*result = NULL;
 	/* the answer: one line, then the daemon closes */
 	for (;;) {
 		if (cap - used < 4096) {
@@ -476,13 +500,26 @@ ctl_request(const char *path, json_t *req, json_t **result)
 	}
 	rc = EX_WM_OK;
 fail:
-	if (fd != -1)
-		close(fd);
+	close(fd);
 	json_decref(ans);
-	json_decref(req);
-	free(line);
 	free(buf);
 	return rc;
+}
+
+/*
+ * ctl_request - send req (consumed) to the daemon at path, return its
+ * answer's "result" in *result (new reference).  Returns EX_WM_OK or
+ * EX_WM_FAIL after printing the reason.
+ */
+static int
+ctl_request(const char *path, json_t *req, json_t **result)
+{
+	int	fd, rc;
+
+	*result = NULL;
+	if ((rc = ctl_send(path, req, &fd)) != EX_WM_OK)
+		return rc;
+	return ctl_recv(path, fd, result);
 }
 
 static int
@@ -511,17 +548,91 @@ print_json_line(json_t *o)
 
 /* ---- commands ---- */
 
+#define QUEUE_PAGE_FIRST	100	/* the first page: the first line soon */
+#define QUEUE_PAGE		2000	/* the next ones */
+
+/* queue_req - the request of one page of the listing (NULL: ENOMEM) */
+static json_t *
+queue_req(const struct opts *o, size_t limit, const char *after)
+{
+	json_t	*req;
+
+	req = json_pack("{s:s,s:I}", "cmd", "queue", "limit",
+	    (json_int_t)limit);
+	if (req != NULL && ((o->state != NULL && json_object_set_new(req,
+	    "state", json_string(o->state)) == -1) || (after[0] != '\0' &&
+	    json_object_set_new(req, "after", json_string(after)) == -1))) {
+		json_decref(req);
+		req = NULL;
+	}
+	return req;
+}
+
+/*
+ * run_queue - the listing page by page ({"limit":N,"after":QID}), each
+ * page printed and flushed as it arrives: the first lines of a large
+ * queue appear at once and the listing is never held whole.  The next
+ * page is asked for before this one is printed, so the daemon builds it
+ * while we print.  A daemon without pages answers the whole array: it is
+ * printed as before.
+ */
 static int
 run_queue(const char *ctl, const struct opts *o)
 {
-	json_t	*req, *res, *m;
-	size_t	 i;
-	int	 rc;
+	json_t		*res, *m, *msgs;
+	const char	*next;
+	char		 after[48] = "";
+	size_t		 i, n = 0;
+	double		 total = 0;
+	int		 rc, fd, first = 1;
 
-	req = o->state ? json_pack("{s:s,s:s}", "cmd", "queue", "state",
-	    o->state) : json_pack("{s:s}", "cmd", "queue");
-	if ((rc = ctl_request(ctl, req, &res)) != EX_WM_OK)
+	if ((rc = ctl_send(ctl, queue_req(o, QUEUE_PAGE_FIRST, ""), &fd)) !=
+	    EX_WM_OK)
 		return rc;
+	for (;;) {
+		if ((rc = ctl_recv(ctl, fd, &res)) != EX_WM_OK)
+			return rc;
+		fd = -1;
+		if (json_is_array(res) && first)
+			goto whole;	/* the whole listing at once */
+		first = 0;
+		msgs = json_object_get(res, "messages");
+		next = json_string_value(json_object_get(res, "next"));
+		if (!json_is_array(msgs) || next == NULL ||
+		    strlen(next) >= sizeof(after)) {
+			fprintf(stderr, "waymark: malformed answer from the "
+			    "daemon\n");
+			json_decref(res);
+			return EX_WM_FAIL;
+		}
+		snprintf(after, sizeof(after), "%s", next);
+		if (after[0] != '\0' && (rc = ctl_send(ctl, queue_req(o,
+		    QUEUE_PAGE, after), &fd)) != EX_WM_OK) {
+			json_decref(res);
+			return rc;
+		}
+		if (o->json) {
+			json_array_foreach(msgs, i, m)
+				if (print_json_line(m) == -1)
+					rc = EX_WM_FAIL;
+		} else
+			tools_print_queue_page(stdout, msgs, &n, &total);
+		json_decref(res);
+		if (rc != EX_WM_OK || fd == -1)
+			break;
+		if (fflush(stdout) == EOF) {
+			close(fd);
+			return out_done();
+		}
+	}
+	if (fd != -1)
+		close(fd);
+	if (rc != EX_WM_OK)
+		return rc;
+	if (!o->json)
+		tools_print_queue_end(stdout, n, total);
+	return out_done();
+whole:
 	if (!json_is_array(res)) {
 		fprintf(stderr, "waymark: malformed answer from the daemon\n");
 		json_decref(res);
