@@ -78,6 +78,8 @@ static struct evconnlistener	**listeners;
 static struct event		*listen_retry;
 static struct smtpd_session	*sessions;
 static size_t			 nsessions;	/* allocated */
+static struct smtpd_session	**idtab;	/* by id, idcap buckets */
+static size_t			 idcap;		/* 0 or a power of two */
 static size_t			 ntalking;	/* counted against max_sessions */
 static int			 paused;	/* listeners off at max_sessions */
 static uint64_t			 paused_ms;
@@ -137,13 +139,77 @@ smtpd_stopping(void)
 	return stopping;
 }
 
-/* smtpd_session_find - a session by id, or NULL when it has closed */
+/* id_bucket - the id table's bucket of id (ids are sequential, so the
+ * low bits spread them evenly) */
+static struct smtpd_session **
+id_bucket(uint64_t id)
+{
+	return &idtab[id & (idcap - 1)];
+}
+
+/* id_grow - double the id table when the sessions outnumber its buckets
+ * (out of memory: the chains grow longer, lookups stay correct) */
+static void
+id_grow(void)
+{
+	struct smtpd_session	**nt, **old = idtab, *s, *next;
+	size_t			  i, oldcap = idcap, ncap;
+
+	ncap = idcap != 0 ? idcap * 2 : 64;
+	if ((nt = calloc(ncap, sizeof(*nt))) == NULL)
+		return;
+	idtab = nt;
+	idcap = ncap;
+	for (i = 0; i < oldcap; i++)
+		for (s = old[i]; s != NULL; s = next) {
+			next = s->hnext;
+			s->hnext = *id_bucket(s->id);
+			*id_bucket(s->id) = s;
+		}
+	free(old);
+}
+
+/* id_add, id_remove - s into and out of the id table */
+static void
+id_add(struct smtpd_session *s)
+{
+	if (nsessions > idcap)
+		id_grow();
+	if (idcap == 0)
+		return;
+	s->hnext = *id_bucket(s->id);
+	*id_bucket(s->id) = s;
+}
+
+static void
+id_remove(struct smtpd_session *s)
+{
+	struct smtpd_session	**pp;
+
+	if (idcap == 0)
+		return;
+	for (pp = id_bucket(s->id); *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == s) {
+			*pp = s->hnext;
+			return;
+		}
+}
+
+/* smtpd_session_find - a session by id, or NULL when it has closed: one
+ * bucket of the id table, not a walk over every session (it runs once
+ * per accepted message) */
 struct smtpd_session *
 smtpd_session_find(uint64_t id)
 {
 	struct smtpd_session *s;
 
-	for (s = sessions; s != NULL; s = s->next)
+	if (idcap == 0) {		/* the table could never be made */
+		for (s = sessions; s != NULL; s = s->next)
+			if (s->id == id)
+				return s;
+		return NULL;
+	}
+	for (s = *id_bucket(id); s != NULL; s = s->hnext)
 		if (s->id == id)
 			return s;
 	return NULL;
@@ -362,6 +428,7 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		sessions->prev = s;
 	sessions = s;
 	nsessions++;
+	id_add(s);
 	s->talking = 1;
 	if (++ntalking >= smtpd_cfg->max_sessions)
 		listeners_pause();
@@ -482,6 +549,9 @@ smtpd_stop_done_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev; (void)arg;
 	stop_done = NULL;
+	free(idtab);			/* no session left */
+	idtab = NULL;
+	idcap = 0;
 	if (done != NULL)
 		done();
 }
@@ -718,6 +788,7 @@ smtpd_session_free(struct smtpd_session *s)
 		sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
+	id_remove(s);
 	nsessions--;
 	free(s->helo);
 	free(s->tls_info);

@@ -89,6 +89,7 @@ struct smtpd_txn {
 
 struct smtpd_session {
 	struct smtpd_session	*next, *prev;	/* all sessions */
+	struct smtpd_session	*hnext;		/* same bucket of the id table */
 	uint64_t		 id;
 	char			 sid[20];	/* hex id for the logs */
 	struct bufferevent	*bev;		/* socket or TLS filter */
