@@ -1382,15 +1382,49 @@ on_reply(struct dlv_sess *s)
 
 /* ---- libevent callbacks ---- */
 
+/* reply_next - take one reply line out of in into s (reply_line):
+ * 1 a reply is complete, 0 a continuation line or no complete line yet
+ * (*more 0 then), -1 the input is bad (*why says how) */
+static int
+reply_next(struct dlv_sess *s, struct evbuffer *in, int *more,
+    const char **why)
+{
+	struct evbuffer_ptr	 eol;
+	size_t			 n, eolen;
+	char			*line;
+	int			 r;
+
+	*more = 1;
+	eol = evbuffer_search_eol(in, NULL, &eolen, EVBUFFER_EOL_CRLF);
+	if (eol.pos == -1) {
+		*more = 0;
+		if (evbuffer_get_length(in) <= LINE_MAX_IN)
+			return 0;
+		*why = "reply line too long";
+		return -1;
+	}
+	if ((size_t)eol.pos > LINE_MAX_IN) {
+		*why = "reply line too long";
+		return -1;
+	}
+	if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) == NULL) {
+		*more = 0;
+		return 0;
+	}
+	r = reply_line(s, line, n);
+	free(line);
+	if (r == -1)
+		*why = "malformed reply";
+	return r;
+}
+
 /* read_replies - every complete reply in the input; 1 while s is still ours */
 static int
 read_replies(struct dlv_sess *s)
 {
 	struct evbuffer		*in = bufferevent_get_input(s->bev);
-	struct evbuffer_ptr	 eol;
-	size_t			 n, eolen;
-	char			*line;
-	int			 r;
+	const char		*bad = NULL;
+	int			 r, more;
 
 	cur = s;
 	while (cur == s && s->bev != NULL) {
@@ -1420,24 +1454,12 @@ read_replies(struct dlv_sess *s)
 			    FK_SYNC);
 			break;
 		}
-		eol = evbuffer_search_eol(in, NULL, &eolen, EVBUFFER_EOL_CRLF);
-		if (eol.pos == -1) {
-			if (evbuffer_get_length(in) > LINE_MAX_IN)
-				conn_fail(s, "reply line too long", FK_SYNC);
+		if ((r = reply_next(s, in, &more, &bad)) == -1) {
+			conn_fail(s, bad, FK_SYNC);
 			break;
 		}
-		if ((size_t)eol.pos > LINE_MAX_IN) {
-			conn_fail(s, "reply line too long", FK_SYNC);
+		if (r == 0 && !more)
 			break;
-		}
-		if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) == NULL)
-			break;
-		r = reply_line(s, line, n);
-		free(line);
-		if (r == -1) {
-			conn_fail(s, "malformed reply", FK_SYNC);
-			break;
-		}
 		if (r == 0)
 			continue;
 		s->pending--;
@@ -1746,10 +1768,8 @@ dlv_reply_probe(const char *buf, size_t len, int ehlo,
 	struct dlv_sess		*s;
 	struct dlv_reply_info	 ri;
 	struct evbuffer		*in;
-	struct evbuffer_ptr	 eol;
-	size_t			 n, eolen;
-	char			*line;
-	int			 r, nreplies = 0;
+	const char		*bad;
+	int			 r, more, nreplies = 0;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -1;
@@ -1761,25 +1781,13 @@ dlv_reply_probe(const char *buf, size_t len, int ehlo,
 	}
 	s->state = ehlo ? S_EHLO : S_MAIL;
 	for (;;) {
-		/* the checks of read_replies, in its order */
-		eol = evbuffer_search_eol(in, NULL, &eolen, EVBUFFER_EOL_CRLF);
-		if (eol.pos == -1) {
-			if (evbuffer_get_length(in) > LINE_MAX_IN)
-				nreplies = -1;
-			break;
-		}
-		if ((size_t)eol.pos > LINE_MAX_IN) {
+		/* read_replies' own line step */
+		if ((r = reply_next(s, in, &more, &bad)) == -1) {
 			nreplies = -1;
 			break;
 		}
-		if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) == NULL)
+		if (r == 0 && !more)
 			break;
-		r = reply_line(s, line, n);
-		free(line);
-		if (r == -1) {
-			nreplies = -1;
-			break;
-		}
 		if (r == 0)
 			continue;
 		nreplies++;
