@@ -44,17 +44,6 @@ for c in $CONFIGS; do
 done
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${WAYMARKD:-}" ]; then
-	:
-elif [ -n "${WAYMARK_PREFIX:-}" ]; then
-	WAYMARKD=$WAYMARK_PREFIX/sbin/waymarkd
-elif [ -x "$top/build/waymarkd" ]; then
-	WAYMARKD=$top/build/waymarkd
-elif command -v waymarkd >/dev/null 2>&1; then
-	WAYMARKD=$(command -v waymarkd)
-else
-	WAYMARKD=/usr/local/sbin/waymarkd
-fi
 BENCH=idle
 DIR=
 . "$top/bench/lib.sh"

@@ -18,8 +18,22 @@
 #   pf_stop      postfix -c $pf_conf stop; kills what is left after 10 s
 # The system Postfix instance (/etc/postfix, /var/spool/postfix) is neither
 # started nor touched.
+# WAYMARKD, when not set: $WAYMARK_PREFIX/sbin/waymarkd, else the build
+# tree's build/waymarkd ($top: the repository), else waymarkd from PATH,
+# else /usr/local/sbin/waymarkd.
 
 POSTFIX=${POSTFIX:-/usr/sbin/postfix}
+if [ -n "${WAYMARKD:-}" ]; then
+	:
+elif [ -n "${WAYMARK_PREFIX:-}" ]; then
+	WAYMARKD=$WAYMARK_PREFIX/sbin/waymarkd
+elif [ -x "$top/build/waymarkd" ]; then
+	WAYMARKD=$top/build/waymarkd
+elif command -v waymarkd >/dev/null 2>&1; then
+	WAYMARKD=$(command -v waymarkd)
+else
+	WAYMARKD=/usr/local/sbin/waymarkd
+fi
 pf_conf=
 pf_master=
 

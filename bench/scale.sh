@@ -56,13 +56,6 @@ E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
 top=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${WAYMARKD:-}" ]; then
-	if [ -n "${WAYMARK_PREFIX:-}" ]; then
-		WAYMARKD=$WAYMARK_PREFIX/sbin/waymarkd
-	else
-		WAYMARKD=$top/build/waymarkd
-	fi
-fi
 BENCH=scale
 . "$top/bench/lib.sh"
 [ -x "$WAYMARKD" ] || die "no waymarkd at $WAYMARKD"

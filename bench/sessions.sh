@@ -60,17 +60,6 @@ done
 MAXS=$prev
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${WAYMARKD:-}" ]; then
-	:
-elif [ -n "${WAYMARK_PREFIX:-}" ]; then
-	WAYMARKD=$WAYMARK_PREFIX/sbin/waymarkd
-elif [ -x "$top/build/waymarkd" ]; then
-	WAYMARKD=$top/build/waymarkd
-elif command -v waymarkd >/dev/null 2>&1; then
-	WAYMARKD=$(command -v waymarkd)
-else
-	WAYMARKD=/usr/local/sbin/waymarkd
-fi
 BENCH=sessions
 . "$top/bench/lib.sh"
 [ -x "$WAYMARKD" ] || die "no waymarkd at $WAYMARKD"
