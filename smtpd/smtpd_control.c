@@ -51,6 +51,7 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/syntax.h"
@@ -983,8 +984,10 @@ ctl_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	ctl_peer(fd, c);
 	c->bev = bufferevent_socket_new(ctl.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(ctl.base, ctl_timer_cb, c);
-	if (c->bev == NULL || c->timer == NULL) {
-		log_warnx("control: cannot set up a connection");
+	if (c->bev == NULL || c->timer == NULL ||
+	    bev_read_limit(c->bev, CTL_MAX_LINE + 2) == -1) {
+		log_warnx("control: cannot set up a connection (out of "
+		    "memory)");
 		if (c->bev == NULL)
 			evutil_closesocket(fd);
 		else
@@ -999,7 +1002,6 @@ ctl_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		ctl.conns->prev = c;
 	ctl.conns = c;
 	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_MAX_LINE + 2);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	evtimer_add(c->timer, &tv);
 	if (bufferevent_enable(c->bev, EV_READ) == -1)

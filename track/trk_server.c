@@ -143,17 +143,20 @@ trk_tls_name_ok(const char *name)
 	return X509_check_host(x, name, strlen(name), 0, NULL) == 1;
 }
 
-/* attach_cb - our callbacks, watermark and write timeout on bev */
-static void
+/* attach_cb - our callbacks, watermark and write timeout on bev; -1
+ * when memory is short (the read limit could not be set) */
+static int
 attach_cb(struct trk_session *s, struct bufferevent *bev)
 {
 	struct timeval	tv;
 
 	tv.tv_sec = trk_cfg->mtqp_timeout > 0 ? trk_cfg->mtqp_timeout : 600;
 	tv.tv_usec = 0;
+	if (bev_read_limit(bev, TRK_READ_HIWAT) == -1)
+		return -1;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
-	bufferevent_setwatermark(bev, EV_READ, 0, TRK_READ_HIWAT);
 	bufferevent_set_timeouts(bev, NULL, &tv);
+	return 0;
 }
 
 /* tls_start - "+OK Begin TLS" is flushed: drop the plaintext read since
@@ -175,7 +178,10 @@ tls_start(struct trk_session *s)
 	}
 	s->skipping = 0;
 	s->bev = fb;		/* freeing fb frees the socket one too */
-	attach_cb(s, fb);
+	if (attach_cb(s, fb) == -1) {
+		log_warnx("mtqp session=%s TLS: out of memory", s->sid);
+		return -1;
+	}
 	bufferevent_enable(fb, EV_READ | EV_WRITE);
 	return 0;
 }
@@ -325,11 +331,16 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	s->wait_since = mono_ms();
 	if ((s->timer = evtimer_new(trk_base, timer_cb, s)) == NULL ||
 	    (s->bev = bufferevent_socket_new(trk_base, fd,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)) == NULL) {
-		log_warnx("mtqp session=%s cannot set up the session", s->sid);
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)) == NULL ||
+	    attach_cb(s, s->bev) == -1) {
+		log_warnx("mtqp session=%s cannot set up the session (out of "
+		    "memory)", s->sid);
 		if (s->timer != NULL)
 			event_free(s->timer);
-		close(fd);
+		if (s->bev != NULL)
+			bufferevent_free(s->bev);	/* closes fd */
+		else
+			close(fd);
 		free(s);
 		return;
 	}
@@ -338,7 +349,6 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		sessions->prev = s;
 	sessions = s;
 	nsessions++;
-	attach_cb(s, s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("mtqp session=%s connect from [%s]:%u", s->sid, s->addr,
 	    s->port);
