@@ -441,8 +441,13 @@ load_cb(struct qmsg *m, time_t sched_time, void *arg)
 		return;
 	}
 	p->sched_time = sched_time;
+	/* a deferred recipient keeps its retry time, as Postfix's deferred
+	 * queue does (a restart is no retry burst); the others (never
+	 * tried, or due already) are due now */
 	for (i = 0; i < m->nrcpts; i++)
-		if (!rcpt_status_final(m->rcpts[i].status))
+		if (!rcpt_status_final(m->rcpts[i].status) &&
+		    (m->rcpts[i].status != RS_DEFERRED ||
+		    m->rcpts[i].next_attempt <= now))
 			m->rcpts[i].next_attempt = now;
 	(*n)++;
 }
