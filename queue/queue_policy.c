@@ -219,6 +219,126 @@ lex_value(struct lex *lx)
 }
 
 /*
+ * rx_cost - an upper bound of the pattern tree glibc's regcomp builds
+ * for the ERE pat: it copies a repeated atom once per repetition ("+"
+ * twice, "{n,m}" max(n,m) + 1 times), so stacked or nested repetitions
+ * multiply ("a++++..." took gigabytes, found by fuzzing).  Counts grow
+ * saturated at RX_COST_MAX + 1.  Bracket expressions and escapes are
+ * one atom; an unbalanced pattern is left to regcomp to refuse.
+ */
+#define RX_COST_MAX	20000
+#define RX_DEPTH_MAX	32
+
+static unsigned long
+rx_mul(unsigned long a, unsigned long b)
+{
+	return (b != 0 && a > (RX_COST_MAX + 1) / b) ? RX_COST_MAX + 1 : a * b;
+}
+
+static unsigned long
+rx_add(unsigned long a, unsigned long b)
+{
+	return a + b > RX_COST_MAX + 1 ? RX_COST_MAX + 1 : a + b;
+}
+
+static unsigned long
+rx_cost(const char *pat)
+{
+	unsigned long	 seq[RX_DEPTH_MAX + 1], last[RX_DEPTH_MAX + 1], n, m;
+	const char	*p = pat;
+	int		 d = 0;
+
+	seq[0] = last[0] = 0;
+	while (*p != '\0') {
+		switch (*p) {
+		case '(':
+			if (d == RX_DEPTH_MAX)
+				return RX_COST_MAX + 1;
+			d++;
+			seq[d] = last[d] = 0;
+			p++;
+			continue;
+		case ')':
+			if (d == 0) {
+				p++;
+				continue;
+			}
+			n = seq[d] + 1;
+			d--;
+			seq[d] = rx_add(seq[d], n);
+			last[d] = n;
+			p++;
+			continue;
+		case '|':
+			last[d] = 0;
+			p++;
+			continue;
+		case '*': case '?': case '+':
+			/* the atom again: once more for "+", its tree kept */
+			n = last[d] != 0 ? last[d] : 1;
+			m = *p == '+' ? n : 0;
+			seq[d] = rx_add(seq[d], m + 1);
+			last[d] = rx_add(rx_mul(n, 2), 1);
+			p++;
+			continue;
+		case '{':
+			n = m = 0;
+			for (p++; *p >= '0' && *p <= '9'; p++)
+				n = rx_add(rx_mul(n, 10), (unsigned long)(*p - '0'));
+			if (*p == ',')
+				for (p++; *p >= '0' && *p <= '9'; p++)
+					m = rx_add(rx_mul(m, 10),
+					    (unsigned long)(*p - '0'));
+			if (m < n)
+				m = n;
+			if (*p == '}')
+				p++;
+			n = last[d] != 0 ? last[d] : 1;
+			seq[d] = rx_add(seq[d], rx_mul(n, m + 1));
+			last[d] = rx_mul(n, m + 2);
+			continue;
+		case '[':
+			p++;
+			if (*p == '^')
+				p++;
+			if (*p == ']')
+				p++;
+			while (*p != '\0' && *p != ']') {
+				if (*p == '[' && (p[1] == ':' || p[1] == '.' ||
+				    p[1] == '=')) {
+					char	 close = p[1];
+
+					for (p += 2; *p != '\0' &&
+					    !(*p == close && p[1] == ']'); p++)
+						;
+					if (*p != '\0')
+						p++;
+				}
+				if (*p != '\0')
+					p++;
+			}
+			if (*p == ']')
+				p++;
+			break;
+		case '\\':
+			p += p[1] != '\0' ? 2 : 1;
+			break;
+		default:
+			p++;
+			break;
+		}
+		seq[d] = rx_add(seq[d], 1);	/* one atom */
+		last[d] = 1;
+	}
+	while (d > 0) {
+		n = seq[d];
+		d--;
+		seq[d] = rx_add(seq[d], n);
+	}
+	return seq[0];
+}
+
+/*
  * lex_regex - /ERE/ with an optional flag "c" (case-sensitive); "\/"
  * stands for "/", any other backslash pair is passed to regcomp.
  * Compiles into *re.  White space inside the slashes is part of it.
@@ -261,6 +381,11 @@ lex_regex(struct lex *lx, regex_t *re, int newline, struct rx_lits *lits)
 	if (pat[0] == '\0') {
 		free(pat);
 		return lex_why(lx, "empty regular expression");
+	}
+	if (rx_cost(pat) > RX_COST_MAX) {
+		free(pat);
+		return lex_why(lx, "regular expression too complex (nested or "
+		    "stacked repetitions)");
 	}
 	flags = REG_EXTENDED | REG_NOSUB | (icase ? REG_ICASE : 0) |
 	    (newline ? REG_NEWLINE : 0);

@@ -159,6 +159,12 @@ test_parse(void **state)
 		  "1: bad regular expression", 0 },
 		{ "empty regex", "accept body=//\n",
 		  "1: empty regular expression", 0 },
+		{ "usual repetitions", "accept body=/^[0-9]{1,3}(\\.[0-9]{1,3}"
+		  "){3}$|a+b*c?(x|y)+/\n", NULL, 1 },
+		{ "stacked repetitions", "accept body=/viagra++++++++++++++++"
+		  "++++++++++++++++/\n", "1: regular expression too complex", 0 },
+		{ "nested counted repetitions", "accept body=/((a{100}){100})"
+		  "{100}/\n", "1: regular expression too complex", 0 },
 		{ "unterminated quote", "accept helo=\"abc\n",
 		  "1: unterminated quoted string", 0 },
 		{ "label not a token", "quarantine/a:b\n",
