@@ -178,6 +178,11 @@ def test_no_notice_for_a_failed_notice(daemon_factory):
                                     d.log_text()),
                   timeout=60, interval=0.2, what="the postmaster notice")
     pqid = pm.group(1)
+    # the notice's event follows the failure: read the events again
+    show = wait_for(lambda: (lambda s: s if any(
+        e["kind"] == "dsn" for e in s["events"]) else None)(
+        d.show_json(nqid)), timeout=30, interval=0.2,
+        what="the notice's event")
     ev = [e for e in show["events"] if e["kind"] == "dsn"]
     assert len(ev) == 1, show["events"]
     assert ev[0]["detail"] == ("kind=failed qid=%s to=<postmaster@example.org> "
