@@ -189,10 +189,10 @@ def sample():
             continue
         ppid = int(st[st.rindex(")") + 2:].split()[1])
         kids.setdefault(ppid, []).append(int(d))
-    todo, rss, pss, n = [root], 0, 0, 0
-    while todo:
-        p = todo.pop()
-        todo.extend(kids.get(p, ()))
+    stack, rss, pss, n = [root], 0, 0, 0
+    while stack:
+        p = stack.pop()
+        stack.extend(kids.get(p, ()))
         try:
             r = field("/proc/%d/status" % p, "VmRSS:")
             s = field("/proc/%d/smaps_rollup" % p, "Pss:")

@@ -95,10 +95,10 @@ for d in os.listdir("/proc"):
     f = s[s.rindex(")") + 2:].split()
     st[int(d)] = f
     kids.setdefault(int(f[1]), []).append(int(d))
-t, todo = 0, [root]
-while todo:
-    p = todo.pop()
-    todo.extend(kids.get(p, ()))
+t, stack = 0, [root]
+while stack:
+    p = stack.pop()
+    stack.extend(kids.get(p, ()))
     f = st.get(p)
     if f is None:
         continue
@@ -140,10 +140,10 @@ while True:
             except OSError:
                 continue
             kids.setdefault(int(s[s.rindex(")") + 2:].split()[1]), []).append(int(d))
-    todo, rss = [root], 0
-    while todo:
-        p = todo.pop()
-        todo.extend(kids.get(p, ()))
+    stack, rss = [root], 0
+    while stack:
+        p = stack.pop()
+        stack.extend(kids.get(p, ()))
         try:
             with open("/proc/%d/status" % p) as f:
                 for line in f:

@@ -93,11 +93,11 @@ def tree(root):
             continue
         ppid = int(st[st.rindex(")") + 2:].split()[1])
         kids.setdefault(ppid, []).append(int(d))
-    todo, out = [root], []
-    while todo:
-        p = todo.pop()
+    stack, out = [root], []
+    while stack:
+        p = stack.pop()
         out.append(p)
-        todo.extend(kids.get(p, ()))
+        stack.extend(kids.get(p, ()))
     return out
 
 def measure():
