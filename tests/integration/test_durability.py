@@ -291,6 +291,13 @@ def check_trace(calls, qids):
             continue
         first_body_sync = min(c.end for c in body_syncs)
         logs = [c for c in log_syncs if c.start >= first_body_sync and c.end <= w.start]
+        # or one syncfs after the body and the log record are written
+        # (the commit writes the log without a sync, then syncfs)
+        log_writes = [c for c in calls if c.name in writes and c.ret is not None and
+                      c.ret > 0 and c.path and LOG_RE.search(c.path) and
+                      c.start >= body_done]
+        logs += [s for s in syncfs if s.start >= body_done and s.end <= w.start and
+                 any(lw.end <= s.start for lw in log_writes)]
         if not logs:
             problems.append("%s: 250 written at %.6f without a Berkeley DB log sync "
                             "between the body sync (done %.6f) and the reply"
@@ -343,6 +350,20 @@ def test_trace_checker_detects_missing_sync(tmp_path):
         '100 10:00:00.000700 write(5<socket:[1]>, "250 2.0.0 Ok: queued as QQQQQQQQ\\r\\n", 34) = 34 <0.000010>\n'
         '101 10:00:00.000800 <... fdatasync resumed>) = 0 <0.000300>\n')
     assert len(check_trace(parse_strace(str(bad)), ["QQQQQQQQ"])) == 1
+    fs = tmp_path / "fs"          # log written, then one syncfs: good
+    fs.write_text(
+        '100 10:00:00.000100 write(7</s/body/QQQQQQQQ>, "Subject: x\\r\\n", 13) = 13 <0.000010>\n'
+        '101 10:00:00.000200 pwrite64(9</s/log.0000000001>, "..."..., 512, 0) = 512 <0.000010>\n'
+        '101 10:00:00.000300 syncfs(7</s/body/QQQQQQQQ>) = 0 <0.000100>\n'
+        '100 10:00:00.000700 write(5<socket:[1]>, "250 2.0.0 Ok: queued as QQQQQQQQ\\r\\n", 34) = 34 <0.000010>\n')
+    assert check_trace(parse_strace(str(fs)), ["QQQQQQQQ"]) == []
+    fslate = tmp_path / "fslate"  # the log written only after the syncfs
+    fslate.write_text(
+        '100 10:00:00.000100 write(7</s/body/QQQQQQQQ>, "Subject: x\\r\\n", 13) = 13 <0.000010>\n'
+        '101 10:00:00.000300 syncfs(7</s/body/QQQQQQQQ>) = 0 <0.000100>\n'
+        '101 10:00:00.000500 pwrite64(9</s/log.0000000001>, "..."..., 512, 0) = 512 <0.000010>\n'
+        '100 10:00:00.000700 write(5<socket:[1]>, "250 2.0.0 Ok: queued as QQQQQQQQ\\r\\n", 34) = 34 <0.000010>\n')
+    assert len(check_trace(parse_strace(str(fslate)), ["QQQQQQQQ"])) == 1
     nobody = tmp_path / "nobody"  # no body sync at all
     nobody.write_text(
         '100 10:00:00.000100 write(7</s/body/QQQQQQQQ>, "Subject: x\\r\\n", 13) = 13 <0.000010>\n'
