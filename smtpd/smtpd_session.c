@@ -504,9 +504,11 @@ smtpd_server_start(const struct config *cfg, struct event_base *base,
 	listen_retry = evtimer_new(base, smtpd_listen_retry_cb, NULL);
 	for (i = 0; i < nlisten_fds; i++) {
 		/* the callback argument marks submission listeners */
+		/* backlog 0: tcp_listen() listened with SOMAXCONN already;
+		 * libevent's -1 would listen() again with 128 */
 		listeners[i] = evconnlistener_new(base, smtpd_accept_cb,
 		    i >= nplain_fds ? (void *)&submission_mark : NULL,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
 		    listen_fds[i]);
 		if (listeners[i] == NULL) {
 			snprintf(err, errlen, "evconnlistener_new failed");

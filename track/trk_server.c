@@ -394,8 +394,10 @@ trk_server_start(const struct config *cfg, struct event_base *base,
 		return -1;
 	}
 	for (i = 0; i < nlisten_fds; i++) {
+		/* backlog 0: tcp_listen() listened with SOMAXCONN already;
+		 * libevent's -1 would listen() again with 128 */
 		listeners[i] = evconnlistener_new(base, accept_cb, NULL,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
 		    listen_fds[i]);
 		if (listeners[i] == NULL) {
 			snprintf(err, errlen, "mtqp: evconnlistener_new failed");

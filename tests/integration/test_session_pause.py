@@ -76,3 +76,31 @@ def test_smtp_source_100_sessions_reconnecting(daemon_factory):
     wait_for(lambda: len(d.mail_files("rcpt@example.org")) >= n,
              timeout=300, interval=0.5, what="%d messages delivered" % n)
     assert "Too many sessions" not in d.log_text()
+
+
+def listen_backlog(port):
+    """The backlog of the listening socket on 127.0.0.1:port (ss's Send-Q)."""
+    out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
+                         capture_output=True, text=True, check=True).stdout
+    lines = [ln.split() for ln in out.splitlines() if ln.strip()]
+    assert lines, "no listening socket on port %d: %r" % (port, out)
+    return int(lines[0][2])
+
+
+def test_listen_backlog_is_somaxconn(daemon_factory):
+    """Clients past max_sessions wait in the backlog, so it must hold them:
+    SMTP and MTQP listeners listen with SOMAXCONN (capped by the kernel's
+    net.core.somaxconn), not libevent's default of 128 -- with 128, 500
+    clients against 100 sessions overflowed it and waited for SYN
+    retransmissions."""
+    with open("/proc/sys/net/core/somaxconn") as f:
+        somaxconn = int(f.read())
+    want = min(somaxconn, 4096)
+    d = daemon_factory(start=False)
+    from conftest import free_port
+    mtqp = free_port()
+    d.config["mtqp"] = "127.0.0.1:%d" % mtqp
+    d.write_config()
+    d.start()
+    assert listen_backlog(d.port) >= want
+    assert listen_backlog(mtqp) >= want
