@@ -12,6 +12,7 @@
  */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,14 @@
 static const char	*log_ident = "waymark";
 static int		 log_to_syslog;
 static int		 log_debug_on;
+static pid_t		 log_pid;	/* 0: ask getpid() (one syscall per line
+					 * otherwise); a fork's child forgets it */
+
+static void
+log_forget_pid(void)
+{
+	log_pid = 0;
+}
 
 /* log_init - choose the sink; ident is the program name */
 void
@@ -34,6 +43,11 @@ log_init(const char *ident, int use_syslog, int debug)
 {
 	if (log_to_syslog && !use_syslog)
 		closelog();
+	static int	atfork_set;
+
+	if (!atfork_set && pthread_atfork(NULL, NULL, log_forget_pid) == 0)
+		atfork_set = 1;
+	log_pid = 0;
 	if (ident != NULL)
 		log_ident = ident;
 	log_to_syslog = use_syslog;
@@ -67,11 +81,13 @@ log_emit(int pri, const char *level, int errnum, const char *fmt, va_list ap)
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
+		if (log_pid == 0)
+			log_pid = getpid();
 		r = snprintf(line, sizeof(line),
 		    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, log_ident,
-		    (long)getpid());
+		    (long)log_pid);
 		if (r < 0 || (size_t)r >= sizeof(line))
 			r = 0;
 		n = (size_t)r;

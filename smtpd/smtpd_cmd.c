@@ -384,7 +384,8 @@ cmd_starttls(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	smtpd_reply(s, 220, 2, 0, 0, "Ready to start TLS");
 	smtpd_set_state(s, SMTPD_TLS);
-	/* nothing more is read until the 220 is out (write callback) */
+	/* nothing more is read until the 220 is out (write callback,
+	 * enabled by smtpd_flush in state TLS) */
 	bufferevent_disable(s->bev, EV_READ);
 	return CMD_OK;
 }

@@ -108,4 +108,7 @@ smtpd_reply(struct smtpd_session *s, int code, int cls, int subj, int det,
 		smtpd_reply(s, 421, 4, 7, 0, "%s Error: too many errors",
 		    smtpd_cfg->hostname);
 	}
+	/* inside smtpd_process the round's replies go out together */
+	if (!s->in_process)
+		smtpd_flush(s);
 }

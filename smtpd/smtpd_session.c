@@ -432,7 +432,10 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	s->talking = 1;
 	if (++ntalking >= smtpd_cfg->max_sessions)
 		listeners_pause();
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* writes: smtpd_flush; libevent's write event only for a rest
+	 * (a new bufferevent has EV_WRITE enabled) */
+	bufferevent_disable(s->bev, EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
 	log_info("session=%s connect from [%s]:%u%s", s->sid, s->addr, s->port,
 	    s->submission ? " (submission)" : "");
 
@@ -816,6 +819,41 @@ smtpd_close_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	smtpd_try_close(arg);
 }
 
+/*
+ * smtpd_flush - hand the pending replies to the kernel.  On a plain
+ * socket in a command or data state, libevent's write event stays off
+ * (it costs an epoll_ctl to arm, an epoll_wait and an epoll_ctl to
+ * disarm per reply): the replies are written here, at the end of each
+ * round of input and after any reply sent from outside it, and the
+ * write event is enabled only for what the socket did not take (its
+ * write callback and write timeout then work as before).  With TLS,
+ * and for the 220 to STARTTLS (the write callback starts TLS once it
+ * is out), libevent writes everything.
+ */
+void
+smtpd_flush(struct smtpd_session *s)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+
+	if (evbuffer_get_length(out) == 0)
+		return;
+	if (s->tls || s->state == SMTPD_TLS ||
+	    bufferevent_get_underlying(s->bev) != NULL) {
+		bufferevent_enable(s->bev, EV_WRITE);
+		return;
+	}
+	/* a socket bufferevent keeps the start of its output frozen and
+	 * thaws it around its own writes: so do we */
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write(out, bufferevent_getfd(s->bev));
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0)
+		/* a full socket buffer or an error: libevent goes on */
+		bufferevent_enable(s->bev, EV_WRITE);
+	else
+		bufferevent_disable(s->bev, EV_WRITE);
+}
+
 /* smtpd_close_after_flush - stop reading; close once replies are sent */
 void
 smtpd_close_after_flush(struct smtpd_session *s)
@@ -823,6 +861,7 @@ smtpd_close_after_flush(struct smtpd_session *s)
 	struct timeval tv = { 0, 0 };
 
 	smtpd_set_state(s, SMTPD_CLOSING);
+	smtpd_flush(s);
 	bufferevent_disable(s->bev, EV_READ);
 	if (s->closetimer == NULL)
 		s->closetimer = evtimer_new(smtpd_base, smtpd_close_timer_cb, s);
@@ -881,13 +920,19 @@ smtpd_process(struct smtpd_session *s)
 
 	in = bufferevent_get_input(s->bev);
 	out = bufferevent_get_output(s->bev);
+	s->in_process++;
 	for (;;) {
 		if (s->out_blocked || s->auth_waiting)
-			return;		/* auth_waiting: a delayed AUTH reply */
+			goto out;	/* auth_waiting: a delayed AUTH reply */
 		if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
-			/* the client does not read its replies */
-			s->out_blocked = 1;
-			return;
+			smtpd_flush(s);
+			if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
+				/* the client does not read its replies;
+				 * the write callback resumes */
+				s->out_blocked = 1;
+				bufferevent_enable(s->bev, EV_WRITE);
+				goto out;
+			}
 		}
 		if (s->state == SMTPD_DATA) {
 			if (smtpd_data_input(s, in) == 0)
@@ -911,7 +956,7 @@ smtpd_process(struct smtpd_session *s)
 			continue;
 		}
 		if (!(SMTPD_CMD_STATES & SMTPD_S(s->state)))
-			return;		/* COMMIT, TLS, CLOSING */
+			goto out;	/* COMMIT, TLS, CLOSING */
 		n = smtpd_read_line(s, in, line);
 		if (n == -1)
 			break;
@@ -937,6 +982,9 @@ smtpd_process(struct smtpd_session *s)
 		smtpd_txn_free(s);
 		smtpd_close_after_flush(s);
 	}
+out:
+	s->in_process--;
+	smtpd_flush(s);
 }
 
 /* smtpd_resume - the server's turn is over (a commit, a password check,

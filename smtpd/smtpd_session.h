@@ -100,6 +100,7 @@ struct smtpd_session {
 	int			 peer_eof;	/* client shut down its side */
 	int			 talking;	/* counts against max_sessions */
 	int			 out_blocked;	/* too many replies pending */
+	int			 in_process;	/* inside smtpd_process */
 	int			 skipping;	/* discarding an overlong line */
 	int			 stop_after_commit;
 	int			 piped_logged;
@@ -139,6 +140,8 @@ extern struct event_base	*smtpd_base;
 void	 smtpd_set_state(struct smtpd_session *s, enum smtpd_state st);
 const char *smtpd_state_name(enum smtpd_state st);
 void	 smtpd_close_after_flush(struct smtpd_session *s);
+/* smtpd_flush - send pending replies now (see smtpd_session.c) */
+void	 smtpd_flush(struct smtpd_session *s);
 /* smtpd_session_silent - s said 221/421 or its client left: uncount it */
 void	 smtpd_session_silent(struct smtpd_session *s);
 void	 smtpd_resume(struct smtpd_session *s);
