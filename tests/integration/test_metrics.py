@@ -10,6 +10,7 @@ held and quarantined messages included; off by default.
 import http.client
 import os
 import re
+import ssl
 import subprocess
 import time
 
@@ -357,3 +358,46 @@ def test_queue_gauges_match_queue_json(daemon_factory, sink):
     assert len(want["normal"]) == 1 and len(want["outbound"]) == 1, want
     rc, out = promtool(scrape(mport))
     assert rc == 0, out
+
+
+def tls_sink_port(tmpdir):
+    key = os.path.join(tmpdir, "key.pem")
+    cert = os.path.join(tmpdir, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=127.0.0.1"], check=True,
+                   capture_output=True, timeout=60)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    port = free_port()
+    c = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=ctx,
+                   require_starttls=False)
+    c.start()
+    return c, port
+
+
+@pytest.mark.parametrize("mode,result,status", [
+    ("may", "opportunistic", "relayed"),     # self-signed: not checked
+    ("verify", "failed", "deferred"),        # self-signed: refused
+])
+def test_tls_outbound(daemon_factory, tmp_path, mode, result, status):
+    c, port = tls_sink_port(str(tmp_path))
+    try:
+        d, mport = metrics_daemon(daemon_factory,
+                                  smarthost="[127.0.0.1]:%d" % port,
+                                  smtp_tls=mode, retry_schedule="1h")
+        send(d, "a@example.org", ["x@remote.test"])
+
+        def done():
+            s, _ = parse(scrape(mport))
+            n = val(s, "waymark_deliveries_total", result=status,
+                    transport="smtp")
+            return s if n == 1 else None
+        s = wait_for(done, timeout=30, what="the delivery attempt")
+        tls = {(dict(lab)["policy"], dict(lab)["result"]): v
+               for (n, lab), v in s.items()
+               if n == "waymark_tls_outbound_total"}
+        assert len(tls) == 15, tls
+        assert {k: v for k, v in tls.items() if v} == {("none", result): 1}
+    finally:
+        c.stop()
