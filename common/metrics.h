@@ -64,7 +64,8 @@ void	metrics_dkim_signature(const char *alg);
  * metrics_milter_action - milter (its `milters` spec, the name used in
  * events) answered or did action = continue | accept | reject |
  * tempfail | discard | replycode | quarantine | modify.  At most
- * METRICS_MILTERS names (more are ignored).  Loop thread.
+ * METRICS_MILTERS names of up to 127 bytes (others are ignored).  Loop
+ * thread.
  * metrics_milter_declare makes milter's rows (all 0) appear at once.
  */
 #define METRICS_MILTERS	32

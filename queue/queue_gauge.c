@@ -24,6 +24,7 @@
 #include "queue/queue_int.h"
 
 #define NSTATES	(MS_OTHER + 1)
+_Static_assert(NSTATES == QUEUE_NSTATES, "QUEUE_NSTATES is every state");
 
 struct gheap {
 	struct qmsg	**v;
