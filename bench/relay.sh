@@ -6,7 +6,7 @@
 #        (defaults 5000 messages, 20 sessions, 4096 bytes, 1 round, no
 #        policy; -p FILE adds `policy = FILE` to Waymark's configuration,
 #        e.g. bench/policy-50.conf, to measure the cost of policy rules)
-#        [-m | -T] [-k] [-x 'key = value']...
+#        [-m | -T] [-k] [-S] [-x 'key = value']...
 #        -x: a line added to Waymark's configuration (repeatable), e.g.
 #        -x 'db_cache = 256k'
 #        -m: the load is sent by bench/trksend -M (the build tree's, or
@@ -15,6 +15,11 @@
 #        -T: the same sender without MTRK (the baseline for -m).
 #        -k: the next hop is bench/trksink ($TRKSINK), which announces
 #        DSN and MTRK, so Waymark passes MTRK on, instead of smtp-sink.
+#        -S: Waymark gets `metrics = 127.0.0.1:PORT` and /metrics is
+#        scraped every second while its load runs (a Prometheus-like
+#        client: one GET per second, a new connection each time); the
+#        result shows the scrapes done and failed.  Compare msg/s and
+#        CPU per message with and without -S for the cost of /metrics.
 #
 # Starts Postfix's smtp-sink on a free 127.0.0.1 port as the common next hop,
 # then per round runs the same load (smtp-source -s SESSIONS -m N -l SIZE,
@@ -45,11 +50,12 @@ POLICY=
 WM_EXTRA=
 SENDER=smtp-source
 SINK=smtp-sink
+SCRAPE=0
 usage() {
-	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE] [-m | -T] [-k] [-x 'key = value']..." >&2
+	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE] [-m | -T] [-k] [-S] [-x 'key = value']..." >&2
 	exit 2
 }
-while getopts n:s:l:r:p:x:mTkh opt; do
+while getopts n:s:l:r:p:x:mTkSh opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
@@ -61,6 +67,7 @@ while getopts n:s:l:r:p:x:mTkh opt; do
 	m) SENDER=trksend-mtrk ;;
 	T) SENDER=trksend ;;
 	k) SINK=trksink ;;
+	S) SCRAPE=1 ;;
 	*) usage ;;
 	esac
 done
@@ -113,11 +120,13 @@ sink_pid=
 src_pid=
 wm_pid=
 smp_pid=
+scr_pid=
 pf_conf=
 cleanup() {
 	set +e
 	[ -n "$src_pid" ] && kill -TERM "$src_pid" 2>/dev/null && wait "$src_pid" 2>/dev/null
 	[ -n "$smp_pid" ] && kill -TERM "$smp_pid" 2>/dev/null && wait "$smp_pid" 2>/dev/null
+	[ -n "$scr_pid" ] && kill -TERM "$scr_pid" 2>/dev/null && wait "$scr_pid" 2>/dev/null
 	[ -n "$wm_pid" ] && stop_waymark
 	[ -n "$pf_conf" ] && pf_stop
 	if [ -n "$sink_pid" ] && kill -0 "$sink_pid" 2>/dev/null; then
@@ -207,6 +216,44 @@ while True:
     time.sleep(0.2)
 EOF
 	smp_pid=$!
+}
+
+# start_scraper PORT OUT - GET /metrics every second (-S); on SIGTERM
+# writes "SCRAPES FAILED LAST_BYTES MAX_MS" to OUT
+start_scraper() {
+	python3 - "$1" "$2" <<'EOF' &
+import http.client, signal, sys, time
+port, out = int(sys.argv[1]), sys.argv[2]
+st = [0, 0, 0, 0.0]
+def done(*_):
+    with open(out, "w") as f:
+        f.write("%d %d %d %.1f\n" % tuple(st))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    t0 = time.monotonic()
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        if r.status != 200 or not body.endswith(b"\n"):
+            raise OSError("status %d" % r.status)
+        st[0] += 1
+        st[2] = len(body)
+        st[3] = max(st[3], (time.monotonic() - t0) * 1000)
+    except (OSError, http.client.HTTPException):
+        st[1] += 1
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+EOF
+	scr_pid=$!
+}
+
+stop_scraper() {
+	kill -TERM "$scr_pid" 2>/dev/null || true
+	wait "$scr_pid" 2>/dev/null || true
+	scr_pid=
 }
 
 stop_sampler() {
@@ -299,10 +346,21 @@ max_sessions = 1000
 EOF
 	[ -z "$POLICY" ] || echo "policy = $POLICY" >> "$d/waymark.conf"
 	printf '%s' "$WM_EXTRA" >> "$d/waymark.conf"
+	if [ "$SCRAPE" = 1 ]; then
+		mport=$(free_port)
+		echo "metrics = 127.0.0.1:$mport" >> "$d/waymark.conf"
+	fi
 	"$WAYMARKD" -f "$d/waymark.conf" > "$d/waymarkd.log" 2>&1 &
 	wm_pid=$!
 	wait_smtp "$port" || { cat "$d/waymarkd.log" >&2; exit 1; }
+	[ "$SCRAPE" = 0 ] || start_scraper "$mport" "$d/scraper.out"
 	measure waymark "$port" "$wm_pid"
+	if [ "$SCRAPE" = 1 ]; then
+		stop_scraper
+		scr="0 0 0 0"
+		[ -s "$d/scraper.out" ] && scr=$(cat "$d/scraper.out")
+		echo "$1 $scr" >> "$dir/scrapes"
+	fi
 	wm_hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$wm_pid/status")
 	# CPU time of waymarkd (utime + stime, all threads), in seconds
 	wm_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$wm_pid/stat")
@@ -344,6 +402,7 @@ wait_smtp "$sink_port"
 
 echo "waymarkd: $WAYMARKD"
 [ -z "$WM_EXTRA" ] || printf 'waymark.conf adds: %s\n' "$(printf '%s' "$WM_EXTRA" | tr '\n' ';')"
+[ "$SCRAPE" = 0 ] || echo "metrics:  /metrics scraped every second during the Waymark load (-S)"
 [ -z "$POLICY" ] || echo "policy:   $POLICY ($(grep -cv '^[[:space:]]*\(#\|$\)' "$POLICY") rules, Waymark only)"
 echo "postfix:  $POSTFIX $(postconf -d -h mail_version 2>/dev/null || true)"
 case $SENDER in
@@ -407,6 +466,11 @@ function acc(t) { return t == 0 ? "-" : sprintf("%.0f", n / t) }
 	if ($6 != 0)
 		printf "| %d | Postfix | %s | %s | %d KiB (%d processes) | |\n", $1, acc($6), rate($7), $8, $9
 }' "$rows"
+
+if [ "$SCRAPE" = 1 ] && [ -s "$dir/scrapes" ]; then
+	echo
+	awk '{ printf "round %d: /metrics scraped %d times (1/s) during the Waymark load, %d failed, %d bytes each, slowest %.1f ms\n", $1, $2, $3, $4, $5 }' "$dir/scrapes"
+fi
 
 if [ "$SINK" = trksink ]; then
 	echo

@@ -73,7 +73,7 @@ struct cfg_key {
 	enum cfg_type	 type;
 	const char	*def;		/* default text; NULL = unset / none */
 	uint64_t	 min;		/* CT_ADDRS: default port, 0 = required */
-	uint64_t	 max;
+	uint64_t	 max;		/* CT_ADDRS: 1 = one address, not a list */
 	size_t		 off;		/* offsetof(struct config, field) */
 	size_t		 noff;		/* lists: offsetof the count; CT_RATE: the window */
 	const char	*help;
@@ -258,6 +258,8 @@ static const struct cfg_key cfg_keys[] = {
 	  "the tracking page's public base URL (sendmail --track's link)" },
 	{ "db_cache", CT_SIZE, "1m", 262144, 1073741824, F(db_cache), 0,
 	  "Berkeley DB cache of the queue, bytes; the log buffer is a quarter of it (64k-256k); read at start" },
+	{ "metrics", CT_ADDRS, NULL, 0, 1, L(metrics),
+	  "Prometheus /metrics listener, IPv4:PORT or [IPv6]:PORT (none by default)" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -1084,6 +1086,8 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 		case CT_ADDRS: {
 			struct cfg_addr	a, **arr = FIELD(c, k, struct cfg_addr *);
 
+			if (k->max == 1 && *cnt > 0)
+				return why(w, wlen, "one address only");
 			if (parse_addr(item, (unsigned)k->min, &a, w, wlen) == -1)
 				return -1;
 			if (list_grow((void **)arr, *cnt, sizeof(a)) == -1)
@@ -1203,6 +1207,12 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 	idx = (size_t)(k - cfg_keys);
 	switch (k->type) {
 	case CT_ADDRS:
+		if (k->max == 1 && st->seen[idx] != 0) {	/* not a list */
+			(void)snprintf(err, errlen, "%s:%u: %s: repeated",
+			    st->file, st->lineno, key);
+			return -1;
+		}
+		/* FALLTHROUGH */
 	case CT_NETS:
 	case CT_DOMAINS:
 	case CT_STRINGS:

@@ -121,6 +121,8 @@ struct config {
 	unsigned	 http_timeout;		/* seconds */
 	char		*http_public_url;	/* tracking page base, or NULL */
 	uint64_t	 db_cache;		/* Berkeley DB cache, bytes (restart) */
+	/* Prometheus /metrics (web/web_metrics.c): one address or none */
+	struct cfg_addr	*metrics;	size_t nmetrics;
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

@@ -65,6 +65,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/syntax.h"
 #include "delivery/dlv_int.h"
 
@@ -800,6 +801,15 @@ auth_step(struct dlv_sess *s)
 	set_state(s, s->state == S_AUTH ? S_AUTH_USER : S_AUTH_PASS);
 }
 
+/* tls_count - the connection's TLS outcome for /metrics (SMTP only, policy
+ * none: common/metrics.h names the results) */
+static void
+tls_count(const struct dlv_sess *s, const char *result)
+{
+	if (!s->peer.lmtp)
+		metrics_tls_outbound("none", result);
+}
+
 /* start_tls - the 220 to STARTTLS came: wrap the connection */
 static void
 start_tls(struct dlv_sess *s)
@@ -815,6 +825,7 @@ start_tls(struct dlv_sess *s)
 		set_err(s, RS_DEFERRED, 454, "4.7.0", "TLS handshake with %s "
 		    "failed: data after the STARTTLS reply", s->peer.remote);
 		log_info("smtp: %s", s->err.text);
+		tls_count(s, "failed");
 		close_bev(s);
 		handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
 		    DLV_OUT_PLAIN : DLV_OUT_NEXT);
@@ -852,6 +863,7 @@ start_tls(struct dlv_sess *s)
 fail:
 	set_err(s, RS_DEFERRED, 454, "4.7.0", "cannot start TLS with %s",
 	    s->peer.remote);
+	tls_count(s, "failed");
 	close_bev(s);
 	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY ? DLV_OUT_PLAIN :
 	    DLV_OUT_NEXT);
@@ -876,6 +888,7 @@ tls_failed(struct dlv_sess *s)
 	set_err(s, RS_DEFERRED, 454, vr != X509_V_OK ? "4.7.5" : "4.7.0",
 	    "TLS handshake with %s failed: %s", s->peer.remote, ebuf);
 	log_info("smtp: %s", s->err.text);
+	tls_count(s, "failed");
 	close_bev(s);
 	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
 	    DLV_OUT_PLAIN : DLV_OUT_NEXT);
@@ -894,10 +907,13 @@ after_ehlo(struct dlv_sess *s)
 		if (s->cfg->smtp_tls != CFG_TLS_MAY && !s->peer.lmtp) {
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
 			    "but not offered by %s", s->peer.remote);
+			tls_count(s, "failed");
 			handoff(s, DLV_OUT_NEXT);
 			return;
 		}
 	}
+	if (!s->tls_on)
+		tls_count(s, "cleartext");
 	if (s->peer.auth) {
 		if (!s->tls_on) {
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "smarthost_auth "
@@ -1263,6 +1279,7 @@ on_reply(struct dlv_sess *s)
 		set_err(s, RS_DEFERRED, 454, "4.7.0", "TLS required but "
 		    "STARTTLS refused by %s: %d %s", s->peer.remote, s->rcode,
 		    s->rtext);
+		tls_count(s, "failed");
 		handoff(s, DLV_OUT_NEXT);
 		return;
 	case S_AUTH:
@@ -1531,6 +1548,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 			log_info("smtp %s: TLS established: %s",
 			    s->peer.remote, s->tls);
+			tls_count(s, s->cfg->smtp_tls == CFG_TLS_VERIFY ?
+			    "verified" : "opportunistic");
 			send_helo(s, 1);
 			return;
 		}

@@ -297,6 +297,25 @@ void	queue_bulk_close(void);
 int	queue_free_space_ok(void);
 
 /*
+ * queue_state_gauges - for `/metrics` (queue_gauge.c): per handling
+ * state (enum msg_state order, at most max of them), the messages of the
+ * in-memory table (the unfinished ones, until they leave memory) and
+ * the age at now of the oldest arrival among them (0 when none); kept
+ * as messages enter, leave and change state, so O(states).  Returns
+ * how many entries were filled.  queue_spool_free_bytes - statvfs of
+ * the spool (the working directory), -1 when unknown.
+ */
+struct queue_state_gauge {
+	const char	*state;		/* msg_state_name */
+	uint64_t	 messages;
+	double		 oldest_seconds;
+};
+#define QUEUE_NSTATES	9
+size_t	queue_state_gauges(struct queue_state_gauge *out, size_t max,
+	    time_t now);
+int64_t	queue_spool_free_bytes(void);
+
+/*
  * Operator actions (control socket).  Results are jansson objects,
  * owned by the caller (json_decref).  Schemas: DESIGN.md
  * "Machine-readable output".

@@ -186,6 +186,7 @@ struct qpriv {
 	 * (queue_sched.c); park_dest NULL = not parked */
 	struct sdest	*park_dest;
 	struct qmsg	*park_prev, *park_next;
+	size_t		 gauge_idx;	/* in its state's gauge heap, SIZE_MAX = none */
 };
 
 struct queue_state {
@@ -241,6 +242,13 @@ void	sched_release_due(struct qmsg *m);
  * (0 accept, 1 quarantine, 2 reject), -1 a signal, -2 the timeout (both
  * retried); why = the first line of its output */
 void	state_filter_done(struct qmsg *m, int code, const char *why);
+
+/* ---- state gauges (queue_gauge.c): the table's messages per state ---- */
+
+void	gauge_insert(struct qmsg *m);		/* qmem_insert */
+void	gauge_remove(struct qmsg *m);		/* qmem_remove */
+void	gauge_move(struct qmsg *m, enum msg_state from);	/* state_move */
+void	gauge_reset(void);	/* the table is dropped (queue_shutdown) */
 
 /* ---- content filters (queue_filter.c) ---- */
 

@@ -172,6 +172,7 @@ qmsg_priv(struct qmsg *m)
 		if ((p = calloc(1, sizeof(*p))) == NULL)
 			return NULL;
 		p->heap_idx = SIZE_MAX;
+		p->gauge_idx = SIZE_MAX;
 		m->priv = p;
 	}
 	return m->priv;
@@ -261,6 +262,7 @@ qmem_insert(struct qmsg *m)
 	    (qs.nmsgs - pos) * sizeof(*qs.msgs));
 	qs.msgs[pos] = m;
 	qs.nmsgs++;
+	gauge_insert(m);
 	return 0;
 }
 
@@ -276,6 +278,7 @@ qmem_remove(struct qmsg *m)
 	memmove(&qs.msgs[pos], &qs.msgs[pos + 1],
 	    (qs.nmsgs - pos - 1) * sizeof(*qs.msgs));
 	qs.nmsgs--;
+	gauge_remove(m);
 }
 
 /* ---- record job helpers ---- */
@@ -564,6 +567,7 @@ fail:
 	qdb_close();
 	for (i = 0; i < qs.nmsgs; i++)
 		qmsg_free(qs.msgs[i]);
+	gauge_reset();
 	free(qs.msgs);
 	memset(&qs, 0, sizeof(qs));
 	return -1;
@@ -594,6 +598,7 @@ queue_shutdown(void)
 	if (qs.inflight > 0)
 		log_warnx("queue: %d delivery job(s) still running at shutdown",
 		    qs.inflight);
+	gauge_reset();
 	for (i = 0; i < qs.nmsgs; i++)
 		qmsg_free(qs.msgs[i]);
 	free(qs.msgs);
@@ -841,4 +846,10 @@ queue_free_space_ok(void)
 		ok = fb < 0 || (uint64_t)fb >= qs.cfg->min_free_space;
 	}
 	return ok;
+}
+
+int64_t
+queue_spool_free_bytes(void)
+{
+	return fs_free_bytes(".");	/* the working directory is the spool */
 }

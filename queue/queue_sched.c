@@ -55,6 +55,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/util.h"
 #include "delivery/delivery.h"
 #include "queue/queue_int.h"
@@ -85,7 +86,8 @@ static struct sdest	*dests[DEST_BUCKETS];
 /* a remote job's callback argument: which message, which destination */
 struct rjob {
 	struct qmsg	*m;
-	struct sdest	*d;
+	struct sdest	*d;		/* remote jobs only */
+	uint64_t	 start_us;	/* mono_us() at the start (metrics) */
 };
 
 static void	park_remove(struct qmsg *);
@@ -674,6 +676,8 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		r->status = st;
 		if (rcpt_status_final(st))
 			r->next_attempt = 0;
+		metrics_delivery(rcpt_status_name(st),
+		    strcmp(relay, "local") == 0 ? "maildir" : relay);
 		snprintf(r->last_enh, sizeof(r->last_enh), "%s", enh);
 		free(r->last_text);
 		r->last_text = strdup(text);
@@ -690,6 +694,8 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		delay = (double)(nowus - (uint64_t)m->arrival * 1000000u) / 1e6;
 		if (delay < 0)
 			delay = 0;
+		if (rcpt_status_final(st))
+			metrics_message_delay(delay);
 		log_info("qid=%s rcpt=<%s> status=%s dsn=%s relay=%s "
 		    "delay=%.1fs reason=\"%s\"", m->qid, addr,
 		    rcpt_status_name(st), r->last_enh,
@@ -748,11 +754,22 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 	sched_update(m);
 }
 
+/* job_end - rj's job ended: its duration observed; its message */
+static struct qmsg *
+job_end(struct rjob *rj)
+{
+	struct qmsg	*m = rj->m;
+
+	metrics_delivery_attempt((double)(mono_us() - rj->start_us) / 1e6);
+	free(rj);
+	return m;
+}
+
 /* dlv_done - a local (Maildir) delivery job finished (loop thread) */
 static void
 dlv_done(void *arg, const struct dlv_result *res, size_t n)
 {
-	struct qmsg	*m = arg;
+	struct qmsg	*m = job_end(arg);
 
 	qs.inflight--;
 	m->inflight--;
@@ -764,7 +781,7 @@ dlv_done(void *arg, const struct dlv_result *res, size_t n)
 static void
 lmtp_done(void *arg, const struct dlv_result *res, size_t n)
 {
-	struct qmsg	*m = arg;
+	struct qmsg	*m = job_end(arg);
 
 	qs.inflight--;
 	m->inflight--;
@@ -778,10 +795,9 @@ static void
 smtp_done(void *arg, const struct dlv_result *res, size_t n)
 {
 	struct rjob	*rj = arg;
-	struct qmsg	*m = rj->m;
 	struct sdest	*d = rj->d;
+	struct qmsg	*m = job_end(rj);
 
-	free(rj);
 	qs.inflight--;
 	m->inflight--;
 	apply_results(m, res, n, "smtp");
@@ -860,6 +876,7 @@ start_remote(struct qmsg *m, time_t now, const size_t *ridx, size_t n)
 	}
 	rj->m = m;
 	rj->d = d;
+	rj->start_us = mono_us();
 	if (start_job(m, now, dlv_remote_start, smtp_done, rj, ridx, n,
 	    "remote") == 0)
 		d->inflight++;
@@ -867,6 +884,30 @@ start_remote(struct qmsg *m, time_t now, const size_t *ridx, size_t n)
 		free(rj);
 		dest_gc(d);
 	}
+}
+
+/* start_local - one local job (Maildir, or LMTP when `lmtp` is set)
+ * for ridx[0..n-1] */
+static void
+start_local(struct qmsg *m, time_t now, const size_t *ridx, size_t n)
+{
+	struct rjob	*rj;
+	size_t		 i;
+	int		 lmtp = qs.cfg->lmtp != NULL;
+
+	if ((rj = calloc(1, sizeof(*rj))) == NULL) {
+		log_warnx("qid=%s out of memory in the scheduler; retrying "
+		    "in %ds", m->qid, SUBMIT_RETRY);
+		for (i = 0; i < n; i++)
+			m->rcpts[ridx[i]].next_attempt = now + SUBMIT_RETRY;
+		return;
+	}
+	rj->m = m;
+	rj->start_us = mono_us();
+	if (start_job(m, now, lmtp ? dlv_lmtp_start : dlv_local_start,
+	    lmtp ? lmtp_done : dlv_done, rj, ridx, n,
+	    lmtp ? "LMTP" : "local") == -1)
+		free(rj);
 }
 
 /*
@@ -900,14 +941,8 @@ dispatch(struct qmsg *m, time_t now)
 		else
 			ridx[nr++] = i;
 	}
-	if (nl > 0) {
-		if (qs.cfg->lmtp != NULL)
-			(void)start_job(m, now, dlv_lmtp_start, lmtp_done, m,
-			    lidx, nl, "LMTP");
-		else
-			(void)start_job(m, now, dlv_local_start, dlv_done, m,
-			    lidx, nl, "local");
-	}
+	if (nl > 0)
+		start_local(m, now, lidx, nl);
 	for (i = 0; i < nr; i++) {
 		const char *dom;
 

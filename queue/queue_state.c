@@ -108,6 +108,7 @@ state_move(struct qjob *j, struct qmsg *m, enum msg_state to,
 	m->state_value = nv;
 	m->state_reason = nr;
 	m->state = to;
+	gauge_move(m, from);
 	m->state_since = now;
 	if (qjob_add_state_event(j, m, from, actor) == -1 ||
 	    (trace && qjob_add_event(j, m, "trace", field) == -1) ||

@@ -444,6 +444,11 @@ reload_do(void)
 		SWAP(struct cfg_addr *, o->http_admin, n->http_admin);
 		SWAP(size_t, o->nhttp_admin, n->nhttp_admin);
 	}
+	if (addrs_differ(o->metrics, o->nmetrics, n->metrics, n->nmetrics)) {
+		CHANGED("metrics");
+		SWAP(struct cfg_addr *, o->metrics, n->metrics);
+		SWAP(size_t, o->nmetrics, n->nmetrics);
+	}
 	if (o->http_tls != n->http_tls) {
 		CHANGED("http_tls");
 		SWAP(int, o->http_tls, n->http_tls);

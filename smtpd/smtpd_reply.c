@@ -21,6 +21,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "smtpd/smtpd_session.h"
 
 /* smtpd_reply_check - does the code / enhanced code pair make sense? */
@@ -91,6 +92,7 @@ smtpd_reply(struct smtpd_session *s, int code, int cls, int subj, int det,
 	}
 
 	if (code >= 400) {
+		metrics_smtp_reject(code);
 		s->errors++;
 		log_escape(etext, sizeof(etext), text, strlen(text));
 		if (s->cmd != NULL)

@@ -62,6 +62,7 @@
 #include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/util.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_int.h"
@@ -368,6 +369,7 @@ smtpd_oom_reply(int fd)
 	    "try again later\r\n", smtpd_cfg->hostname);
 	if (n > 0 && (size_t)n < sizeof(line))
 		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	metrics_smtp_reject(421);
 }
 
 static void	smtpd_timer_cb(evutil_socket_t, short, void *);
@@ -428,6 +430,7 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		sessions->prev = s;
 	sessions = s;
 	nsessions++;
+	metrics_smtp_session(1);
 	id_add(s);
 	s->talking = 1;
 	if (++ntalking >= smtpd_cfg->max_sessions)
@@ -795,6 +798,7 @@ smtpd_session_free(struct smtpd_session *s)
 		s->next->prev = s->prev;
 	id_remove(s);
 	nsessions--;
+	metrics_smtp_session(-1);
 	free(s->helo);
 	free(s->tls_info);
 	free(s);

@@ -129,4 +129,11 @@ extern const size_t		web_nassets;
 extern const struct web_route	web_routes[];
 extern const size_t		web_nroutes;
 
+/* the Prometheus listener (web_metrics.c): `metrics`, bound before the
+ * privilege drop, served after queue_init, closed at the stop */
+int	web_metrics_bind(const struct config *cfg, char *err, size_t errlen);
+int	web_metrics_start(const struct config *cfg, struct event_base *base,
+	    char *err, size_t errlen);
+void	web_metrics_stop(void);
+
 #endif

@@ -155,6 +155,8 @@ web_server_bind(const struct config *cfg, char *err, size_t errlen)
 	for (i = 0; i < cfg->nhttp_admin; i++)
 		if (bind_one(&srvs[1], &cfg->http_admin[i], err, errlen) == -1)
 			goto fail;
+	if (web_metrics_bind(cfg, err, errlen) == -1)
+		goto fail;
 	return 0;
 fail:
 	close_fds();
@@ -811,6 +813,8 @@ web_server_start(const struct config *cfg, struct event_base *base,
 
 	web_cfg = cfg;
 	web_base = base;
+	if (web_metrics_start(cfg, base, err, errlen) == -1)
+		return -1;
 	if (srvs[0].nfds + srvs[1].nfds == 0)
 		return 0;
 	if (cfg->http_tls && tls_server_ctx_load(&tls_ctx, cfg->tls_cert,
@@ -898,6 +902,7 @@ web_server_stop(void)
 			evhttp_free(srvs[i].http);
 		srvs[i].http = NULL;
 	}
+	web_metrics_stop();
 	web_track_shutdown();
 	SSL_CTX_free(tls_ctx);
 	tls_ctx = NULL;

@@ -208,7 +208,10 @@ static const struct err_case err_cases[] = {
 	{ "mtqp chaining bad", "mtqp_chaining = maybe\n",
 	  ":1: mtqp_chaining: invalid boolean \"maybe\" (yes or no)" },
 	{ "control_read bad", "control_read = everyone\n",
-	  ":1: control_read: invalid value \"everyone\" (group or anyone)" },
+	  ":1: control_read: invalid value \"everyone\" (group or anyone)" },	{ "metrics repeated", "metrics = 127.0.0.1:9100\nmetrics = 127.0.0.1:9101\n",
+	  ":2: metrics: repeated" },
+	{ "metrics two addresses", "metrics = 127.0.0.1:9100, 127.0.0.1:9101\n",
+	  ":1: metrics: one address only" },
 };
 
 static void
@@ -1087,6 +1090,7 @@ static const char *const all_keys[] = {
 	"http_max_header_size", "http_max_body_size", "http_max_connections",
 	"http_timeout", "http_public_url",
 	"db_cache",
+	"metrics",
 };
 
 static const char *const print_lines[] = {
