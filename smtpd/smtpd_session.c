@@ -63,6 +63,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "filter/dkim.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_int.h"
 #include "smtpd/smtpd_session.h"
@@ -228,6 +229,7 @@ smtpd_txn_free(struct smtpd_session *s)
 	if (t->m != NULL)
 		qmsg_free(t->m);
 	free(t->wbuf);
+	dkim_sign_free(t->dk);
 	free(t);
 	s->txn = NULL;
 }
