@@ -302,3 +302,56 @@ def test_stored_signature_restart_remote(daemon_factory, keys):
         ctl.stop()
     ev = dkim_events(d, qid)
     assert len(ev) == 2, ev
+
+
+def test_reload_keeps_root_only_keys(daemon_factory, keys):
+    """SIGHUP as the unprivileged user cannot read the root-only key
+    files again: the unchanged keys loaded at start stay in use."""
+    import signal
+    d = daemon_factory(raw_config=dkim_lines(keys, ("ed",)))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in d.log_text(), timeout=30,
+             what="the reload")
+    assert "keeping the DKIM keys loaded before" in d.log_text()
+    send(d, FOLDED + b"after the reload\r\n")
+    got = d.wait_mails("user@example.org", 1)
+    verify_all(maildir_message(got[0]), keys, ["ed25519-sha256"])
+
+
+def test_lmtp_and_dsn_carry_the_signature(daemon_factory, keys):
+    """LMTP delivery, and the message a failure DSN returns, carry the
+    stored signature."""
+    from test_remote import LMTPController, LMTPSink
+    handler = LMTPSink()
+    lport = free_port()
+    lc = LMTPController(handler, hostname="127.0.0.1", port=lport)
+    lc.start()
+    sink = Sink(rcpt_hook=lambda a, e: "550 5.1.1 no such user")
+    ctl, port = start_sink(sink)
+    try:
+        d = daemon_factory({"lmtp": "127.0.0.1:%d" % lport,
+                            "smarthost": "[127.0.0.1]:%d" % port,
+                            "retry_schedule": "1h"},
+                           raw_config=dkim_lines(keys))
+        send(d, FOLDED + BODIES["blank lines"], rcpt="ok@example.org")
+        wait_for(lambda: handler.messages, timeout=30, what="LMTP delivery")
+        verify_all(handler.messages[0][1], keys,
+                   ["ed25519-sha256", "rsa-sha256"])
+
+        # a failure DSN to a local sender returns the signed message
+        content = FOLDED + BODIES["8bit"]
+        send(d, content, rcpt="gone@remote.test",
+             sender="bounce@example.org", params="BODY=8BITMIME")
+        wait_for(lambda: len(handler.messages) >= 2, timeout=30,
+                 what="the DSN (local delivery goes by LMTP)")
+        dsn = handler.messages[1][1]
+        b = re.search(rb'boundary="([^"]+)"', dsn).group(1)
+        part = [p for p in dsn.split(b"--" + b)
+                if b"message/rfc822" in p.split(b"\r\n\r\n", 1)[0]]
+        assert len(part) == 1, dsn[:2000]
+        returned = part[0].split(b"\r\n\r\n", 1)[1]
+        assert returned.endswith(b"\r\n")
+        verify_all(returned[:-2], keys, ["ed25519-sha256", "rsa-sha256"])
+    finally:
+        ctl.stop()
+        lc.stop()
