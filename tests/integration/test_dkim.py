@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 
@@ -355,3 +356,36 @@ def test_lmtp_and_dsn_carry_the_signature(daemon_factory, keys):
     finally:
         ctl.stop()
         lc.stop()
+
+
+def opendkim_results(path, k, tmp):
+    """opendkim's test mode (-t) on a message file: its dkim= results.
+    The keys come from TestPublicKeys ("NAME TXT" lines): no DNS."""
+    pub = os.path.join(tmp, "keys.txt")
+    with open(pub, "w") as f:
+        for name, txt in k["dns"].items():
+            f.write("%s %s\n" % (name.rstrip("."), txt))
+    conf = os.path.join(tmp, "opendkim.conf")
+    with open(conf, "w") as f:
+        f.write("Mode v\nSyslog no\nTestPublicKeys %s\n" % pub)
+    p = subprocess.run(["opendkim", "-x", conf, "-t", path, "-vv"],
+                       capture_output=True, text=True, timeout=60)
+    out = p.stdout + p.stderr
+    return sorted(re.findall(r"dkim=(\w+).*?header\.a=([a-z0-9-]+)", out))
+
+
+@pytest.mark.skipif(shutil.which("opendkim") is None,
+                    reason="opendkim not installed (scripts/deps.sh)")
+def test_opendkim_verifies(daemon_factory, keys, tmp_path):
+    d = daemon_factory(raw_config=dkim_lines(keys))
+    send(d, FOLDED + BODIES["8bit"], params="BODY=8BITMIME")
+    got = d.wait_mails("user@example.org", 1)[0]
+    msg = got.split(b"\n", 1)[1]          # LF line ends, as in the Maildir
+    good = tmp_path / "good.eml"
+    good.write_bytes(msg)
+    assert opendkim_results(str(good), keys, str(tmp_path)) == [
+        ("pass", "ed25519-sha256"), ("pass", "rsa-sha256")]
+    bad = tmp_path / "bad.eml"
+    bad.write_bytes(msg.replace("Köln".encode(), b"Koeln"))
+    assert opendkim_results(str(bad), keys, str(tmp_path)) == [
+        ("fail", "ed25519-sha256"), ("fail", "rsa-sha256")]
