@@ -786,7 +786,7 @@ sign_one(struct dkim_sign *d, const struct dkim_key *k, const char *bh,
 		cnt[d->f[i].name]++;
 	/* room: every kept field canonicalized, "\r\n" each, the field */
 	total = d->hdrlen + 2 * d->nf + 2048;
-	o.cap = 2048;
+	o.cap = 4096 + 32 * d->nf;
 	o.len = o.col = 0;
 	o.err = 0;
 	if ((in = malloc(total)) == NULL || (o.s = malloc(o.cap)) == NULL) {
