@@ -389,3 +389,16 @@ def test_opendkim_verifies(daemon_factory, keys, tmp_path):
     bad.write_bytes(msg.replace("Köln".encode(), b"Koeln"))
     assert opendkim_results(str(bad), keys, str(tmp_path)) == [
         ("fail", "ed25519-sha256"), ("fail", "rsa-sha256")]
+
+
+def test_sendmail_signed(daemon_factory, keys):
+    """`waymark sendmail` submits over loopback (relay_from): signed."""
+    d = daemon_factory(raw_config=dkim_lines(keys, ("rsa",)))
+    p = subprocess.run([WAYMARK, "-f", d.conf, "sendmail", "-f",
+                        "joe@example.com", "user@example.org"],
+                       input=b"From: Joe <joe@example.com>\n"
+                       b"Subject: by sendmail\n\nline\n\n\n",
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    got = d.wait_mails("user@example.org", 1)
+    verify_all(maildir_message(got[0]), keys, ["rsa-sha256"])
