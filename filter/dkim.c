@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -705,6 +706,70 @@ dkim_sign_eol(struct dkim_sign *d)
 		d->line_over = 0;
 	} else if (d->signing)
 		dkim_body_eol(d->body);
+}
+
+int
+dkim_sign_fd(struct dkim_sign *d, int fd)
+{
+	char		 buf[16384];
+	const char	*p, *e, *nl;
+	off_t		 off = 0;
+	ssize_t		 n;
+	size_t		 k;
+	int		 cr = 0, mid = 0;
+
+	for (;;) {
+		if ((n = pread(fd, buf, sizeof(buf), off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		off += n;
+		p = buf;
+		e = buf + n;
+		if (cr) {		/* a CR ended the previous read */
+			cr = 0;
+			if (*p == '\n') {
+				dkim_sign_eol(d);
+				mid = 0;
+				p++;
+			} else {
+				dkim_sign_text(d, "\r", 1);
+				mid = 1;
+			}
+		}
+		while (p < e) {
+			if ((nl = memchr(p, '\n', (size_t)(e - p))) == NULL) {
+				k = (size_t)(e - p);
+				if (p[k - 1] == '\r') {
+					k--;
+					cr = 1;
+				}
+				if (k > 0) {
+					dkim_sign_text(d, p, k);
+					mid = 1;
+				}
+				break;
+			}
+			k = (size_t)(nl - p);
+			if (k > 0 && p[k - 1] == '\r')
+				k--;
+			if (k > 0)
+				dkim_sign_text(d, p, k);
+			dkim_sign_eol(d);
+			mid = 0;
+			p = nl + 1;
+		}
+	}
+	if (cr) {
+		dkim_sign_text(d, "\r", 1);
+		mid = 1;
+	}
+	if (mid)
+		dkim_sign_eol(d);
+	return 0;
 }
 
 /* struct fold - the signature field being written, folded */

@@ -62,6 +62,12 @@ void		 dkim_sign_text(struct dkim_sign *d, const char *p, size_t n);
 void		 dkim_sign_eol(struct dkim_sign *d);
 void		 dkim_sign_free(struct dkim_sign *d);
 /*
+ * dkim_sign_fd - feed a whole stored content (CRLF lines) from fd, read
+ * with pread from offset 0: for a new signer when the content changed
+ * after it streamed in (a milter's new spool file).  0, or -1 (errno).
+ */
+int		 dkim_sign_fd(struct dkim_sign *d, int fd);
+/*
  * dkim_sign_finish - one DKIM-Signature field per key of the From
  * domain, each passed to cb (the field without its final line end,
  * folded lines joined by "\n\t", as queue/'s trace fields); cb returns 0

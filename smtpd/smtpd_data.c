@@ -386,7 +386,10 @@ data_dkim_cb(void *arg, const struct dkim_key *k, const char *field)
 
 /*
  * data_dkim - sign m (after the policy and the milters, before the
- * commit): 0 (signed or not to be signed), -1 local error.
+ * commit): 0 (signed or not to be signed), -1 local error.  The signer
+ * saw the content as it streamed in; a step before this one that writes
+ * a new content (a milter's body or header change) must give t->dk a
+ * fresh signer fed from the new file (dkim_sign_new, dkim_sign_fd).
  */
 static int
 data_dkim(struct smtpd_session *s, unsigned counts[DKIM_NALGS])

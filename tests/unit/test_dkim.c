@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <openssl/bio.h>
@@ -435,6 +436,47 @@ test_signer(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* dkim_sign_fd: a stored content read back signs like the stream */
+static void
+test_sign_fd(void **state)
+{
+	struct dkim_key		 key;
+	struct dkim_keys	 ks = { &key, 1, 1 };
+	struct dkim_sign	*d;
+	struct got		 g1, g2;
+	const char		*why;
+	char			 msg[2048], path[] = "/tmp/test_dkim_XXXXXX";
+	int			 fd;
+
+	(void)state;
+	memset(&key, 0, sizeof(key));
+	memset(&g1, 0, sizeof(g1));
+	memset(&g2, 0, sizeof(g2));
+	key.domain = "football.example.com";
+	key.selector = "brisbane";
+	key.alg = DKIM_ED25519_SHA256;
+	assert_non_null(key.pkey = ed_key());
+	snprintf(msg, sizeof(msg), "%s\r\n%s", a3_header, a3_body);
+	assert_non_null(d = dkim_sign_new(&ks));
+	feed(d, msg);
+	assert_int_equal(dkim_sign_finish(d, 1528637909, collect_cb, &g1,
+	    &why), 1);
+	dkim_sign_free(d);
+	assert_true((fd = mkstemp(path)) != -1);
+	unlink(path);
+	assert_int_equal(write(fd, msg, strlen(msg)), (int)strlen(msg));
+	assert_non_null(d = dkim_sign_new(&ks));
+	assert_int_equal(dkim_sign_fd(d, fd), 0);
+	close(fd);
+	assert_int_equal(dkim_sign_finish(d, 1528637909, collect_cb, &g2,
+	    &why), 1);
+	dkim_sign_free(d);
+	assert_string_equal(g1.field[0], g2.field[0]);
+	free(g1.field[0]);
+	free(g2.field[0]);
+	EVP_PKEY_free(key.pkey);
+}
+
 /* messages not signed, and why */
 static void
 test_not_signed(void **state)
@@ -505,6 +547,7 @@ main(void)
 		cmocka_unit_test(test_rfc8463),
 		cmocka_unit_test(test_signer),
 		cmocka_unit_test(test_not_signed),
+		cmocka_unit_test(test_sign_fd),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
