@@ -15,7 +15,10 @@
  *       of a value or after whitespace; list keys may repeat (the first
  *       occurrence in a text replaces the default, later ones add) and
  *       take several values separated by commas and/or spaces; a
- *       single-value key may appear once; relative paths are resolved
+ *       single-value key may appear once; `dkim_key` may repeat but
+ *       each line is one entry of four fields (never split at commas;
+ *       its key file is read by the daemon, filter/dkim.c); relative
+ *       paths are resolved
  *       against the file's directory (the current directory for the
  *       embedded default) and stored absolute.
  */
