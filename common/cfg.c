@@ -15,7 +15,10 @@
  *       of a value or after whitespace; list keys may repeat (the first
  *       occurrence in a text replaces the default, later ones add) and
  *       take several values separated by commas and/or spaces; a
- *       single-value key may appear once; relative paths are resolved
+ *       single-value key may appear once; `dkim_key` may repeat but
+ *       each line is one entry of four fields (never split at commas;
+ *       its key file is read by the daemon, filter/dkim.c); relative
+ *       paths are resolved
  *       against the file's directory (the current directory for the
  *       embedded default) and stored absolute.
  */
@@ -66,6 +69,7 @@ enum cfg_type {
 	CT_BOOL,	/* int */
 	CT_ENUM,	/* enum cfg_smtp_tls (the only enum so far) */
 	CT_RATE,	/* "N per DURATION": unsigned N (off), unsigned seconds (noff) */
+	CT_DKIM,	/* struct cfg_dkim_key[]: may repeat, one whole entry a line */
 };
 
 struct cfg_key {
@@ -260,6 +264,8 @@ static const struct cfg_key cfg_keys[] = {
 	  "Berkeley DB cache of the queue, bytes; the log buffer is a quarter of it (64k-256k); read at start" },
 	{ "metrics", CT_ADDRS, NULL, 0, 1, L(metrics),
 	  "Prometheus /metrics listener, IPv4:PORT or [IPv6]:PORT (none by default)" },
+	{ "dkim_key", CT_DKIM, NULL, 0, 0, L(dkim_key),
+	  "DOMAIN SELECTOR ALG KEYFILE: a DKIM signing key (rsa-sha256 | ed25519-sha256); one a line, may repeat" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -681,6 +687,113 @@ list_grow(void **arr, size_t n, size_t sz)
 	return 0;
 }
 
+/* dkim_entries_free - the dkim_key entries */
+static void
+dkim_entries_free(struct cfg_dkim_key *e, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		free(e[i].domain);
+		free(e[i].selector);
+		free(e[i].alg);
+		free(e[i].keyfile);
+	}
+	free(e);
+}
+
+/* check_selector - sub-domain *("." sub-domain) (RFC 6376 3.1); 0 or -1 */
+static int
+check_selector(const char *s)
+{
+	size_t	n = 0;
+
+	if (*s == '\0' || strlen(s) > 63)
+		return -1;
+	for (; ; s++) {
+		if (*s == '.' || *s == '\0') {
+			if (n == 0 || s[-1] == '-')
+				return -1;
+			if (*s == '\0')
+				return 0;
+			n = 0;
+			continue;
+		}
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || (*s == '-' && n > 0)))
+			return -1;
+		n++;
+	}
+}
+
+/*
+ * dkim_entry - "DOMAIN SELECTOR ALG KEYFILE": four fields split at white
+ * space only (never at commas: the value is one entry, not a list);
+ * the key file itself is read by the daemon (filter/dkim.c).
+ */
+static int
+dkim_entry(struct config *c, const char *v, unsigned line, char *w,
+    size_t wlen)
+{
+	struct cfg_dkim_key	 e, *arr;
+	char			 f[4][ITEM_MAX];
+	const char		*p = v, *s;
+	size_t			 n, i;
+	int			 nf = 0;
+
+	if (*v == '\0')
+		return 0;		/* "dkim_key =": no key */
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		for (s = p; *p != '\0' && *p != ' ' && *p != '\t'; p++)
+			;
+		n = (size_t)(p - s);
+		if (nf == 4 || n >= ITEM_MAX)
+			return why(w, wlen, "expected DOMAIN SELECTOR ALG "
+			    "KEYFILE");
+		memcpy(f[nf], s, n);
+		f[nf++][n] = '\0';
+	}
+	if (nf != 4)
+		return why(w, wlen, "expected DOMAIN SELECTOR ALG KEYFILE");
+	str_lower(f[0]);
+	if (smtp_check_domain(f[0], strlen(f[0])) == -1 || f[0][0] == '[' ||
+	    strchr(f[0], '.') == NULL)
+		return why(w, wlen, "invalid signing domain \"%s\" (two labels "
+		    "at least)", f[0]);
+	if (check_selector(f[1]) == -1)
+		return why(w, wlen, "invalid selector \"%s\"", f[1]);
+	if (strcmp(f[2], "rsa-sha256") != 0 &&
+	    strcmp(f[2], "ed25519-sha256") != 0)
+		return why(w, wlen, "unknown algorithm \"%s\" (rsa-sha256 or "
+		    "ed25519-sha256)", f[2]);
+	for (i = 0; i < c->ndkim_key; i++)
+		if (strcmp(c->dkim_key[i].domain, f[0]) == 0 &&
+		    strcasecmp(c->dkim_key[i].selector, f[1]) == 0)
+			return why(w, wlen, "selector %s of %s repeated", f[1],
+			    f[0]);
+	memset(&e, 0, sizeof(e));
+	e.line = line;
+	if ((e.domain = strdup(f[0])) == NULL ||
+	    (e.selector = strdup(f[1])) == NULL ||
+	    (e.alg = strdup(f[2])) == NULL ||
+	    (e.keyfile = cfg_abspath(c->dir, f[3])) == NULL ||
+	    (arr = realloc(c->dkim_key, (c->ndkim_key + 1) *
+	    sizeof(*arr))) == NULL) {
+		free(e.domain);
+		free(e.selector);
+		free(e.alg);
+		free(e.keyfile);
+		return why(w, wlen, "%s", strerror(errno));
+	}
+	c->dkim_key = arr;
+	c->dkim_key[c->ndkim_key++] = e;
+	return 0;
+}
+
 /* cfg_clear - release key k's value and make it unset / empty */
 static void
 cfg_clear(struct config *c, const struct cfg_key *k)
@@ -702,6 +815,12 @@ cfg_clear(struct config *c, const struct cfg_key *k)
 	case CT_STRINGS:
 		strv_free(*FIELD(c, k, char **), *COUNT(c, k));
 		*FIELD(c, k, char **) = NULL;
+		*COUNT(c, k) = 0;
+		break;
+	case CT_DKIM:
+		dkim_entries_free(*FIELD(c, k, struct cfg_dkim_key *),
+		    *COUNT(c, k));
+		*FIELD(c, k, struct cfg_dkim_key *) = NULL;
 		*COUNT(c, k) = 0;
 		break;
 	default:
@@ -1054,6 +1173,9 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 		return why(w, wlen, "invalid value \"%s\" (may, encrypt or verify)",
 		    v);
 
+	case CT_DKIM:
+		return dkim_entry(c, v, 0, w, wlen);
+
 	case CT_RATE: {
 		char	num[32], dur[32];
 
@@ -1217,6 +1339,7 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 	case CT_DOMAINS:
 	case CT_STRINGS:
 	case CT_DURATIONS:
+	case CT_DKIM:
 		if (st->seen[idx] == 0)
 			cfg_clear(st->c, k);	/* replace the default */
 		break;
@@ -1231,7 +1354,10 @@ cfg_line(struct cfg_state *st, char *line, char *err, size_t errlen)
 	if (st->seen[idx] == 0)
 		st->seen[idx] = st->lineno;
 
-	if (cfg_set(st->c, k, val, w, sizeof(w)) == -1)
+	if (k->type == CT_DKIM) {
+		if (dkim_entry(st->c, val, st->lineno, w, sizeof(w)) == -1)
+			goto fail;
+	} else if (cfg_set(st->c, k, val, w, sizeof(w)) == -1)
 		goto fail;
 
 	if (strcmp(k->key, "local_recipients") == 0 && st->c->local_recipients &&
@@ -1621,6 +1747,21 @@ cfg_print(const struct config *c, FILE *fp)
 	size_t			 i, j, n;
 
 	for (k = cfg_keys; k < cfg_keys + NKEYS; k++) {
+		if (k->type == CT_DKIM) {
+			/* one line per entry (never a list); none: empty */
+			const struct cfg_dkim_key *e = *CFIELD(c, k,
+			    struct cfg_dkim_key *);
+
+			n = CCOUNT(c, k);
+			for (j = 0; j < n; j++)
+				fprintf(fp, "%s = %s %s %s %s%s", k->key,
+				    e[j].domain, e[j].selector, e[j].alg,
+				    e[j].keyfile, j + 1 < n ? "\n" : "");
+			if (n > 0) {
+				fputc('\n', fp);
+				continue;
+			}
+		}
 		fprintf(fp, "%s = ", k->key);
 		switch (k->type) {
 		case CT_STRING:
@@ -1677,6 +1818,8 @@ cfg_print(const struct config *c, FILE *fp)
 			fmt_duration(*(const unsigned *)(const void *)
 			    ((const char *)c + k->noff), tmp, sizeof(tmp));
 			fprintf(fp, "%u per %s", *CFIELD(c, k, unsigned), tmp);
+			break;
+		case CT_DKIM:
 			break;
 		}
 		fputc('\n', fp);

@@ -19,6 +19,14 @@ struct cfg_addr {			/* IPv4:PORT or [IPv6]:PORT */
 	char			text[64];	/* as written, normalised */
 };
 
+struct cfg_dkim_key {			/* dkim_key = DOMAIN SELECTOR ALG KEYFILE */
+	char		*domain;	/* lower-case */
+	char		*selector;
+	char		*alg;		/* rsa-sha256 | ed25519-sha256 */
+	char		*keyfile;	/* absolute */
+	unsigned	 line;		/* its line in the file */
+};
+
 struct cfg_net {			/* ADDR[/PREFIX] */
 	int		family;		/* AF_INET or AF_INET6 */
 	unsigned char	addr[16];
@@ -29,6 +37,7 @@ struct cfg_net {			/* ADDR[/PREFIX] */
 struct alias_table;
 struct policy;
 struct list_table;
+struct dkim_keys;
 
 enum cfg_smtp_tls { CFG_TLS_MAY, CFG_TLS_ENCRYPT, CFG_TLS_VERIFY };
 
@@ -123,6 +132,8 @@ struct config {
 	uint64_t	 db_cache;		/* Berkeley DB cache, bytes (restart) */
 	/* Prometheus /metrics (web/web_metrics.c): one address or none */
 	struct cfg_addr	*metrics;	size_t nmetrics;
+	/* DKIM signing keys (one per line, never split as a list) */
+	struct cfg_dkim_key *dkim_key;	size_t ndkim_key;
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;
@@ -143,6 +154,10 @@ struct config {
 	struct policy	*policy_table;
 	/* derived: the lists file, parsed (common/lists.h), or NULL */
 	struct list_table *list_table;
+	/* derived, waymarkd only: the dkim_key files, read and checked by
+	 * dkim_keys_load (filter/dkim.h) in smtpd_main.c, freed there
+	 * (cfg_free does not), or NULL */
+	struct dkim_keys *dkim_keys;
 };
 
 /*

@@ -119,6 +119,16 @@ struct qmsg {
 	 */
 	char		**trace;
 	size_t		 ntrace;
+	/*
+	 * Events decided at reception by filter/ (DKIM signing, milters),
+	 * oldest first: written by queue_accept after the trace events, in
+	 * the same commit; in memory only until then.
+	 */
+	struct qmsg_rxevent {
+		char	*kind;
+		char	*detail;
+	}		*rx_events;
+	size_t		 nrx_events;
 	/* queue/-private bookkeeping follows; do not touch */
 	uint32_t	 next_seq;
 	time_t		 done_time;
@@ -133,6 +143,9 @@ void		 qmsg_free(struct qmsg *m);
 int		 qmsg_add_rcpt(struct qmsg *m, const char *addr);
 /* qmsg_add_trace - append a trace field (see above); 0 or -1 */
 int		 qmsg_add_trace(struct qmsg *m, const char *field);
+/* qmsg_add_event - an event for queue_accept to write (rx_events); 0 or -1 */
+int		 qmsg_add_event(struct qmsg *m, const char *kind,
+		    const char *detail);
 
 /*
  * queue_init - open (and recover) the Berkeley DB environment in

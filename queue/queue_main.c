@@ -120,6 +120,11 @@ qmsg_free(struct qmsg *m)
 	for (i = 0; i < m->ntrace; i++)
 		free(m->trace[i]);
 	free(m->trace);
+	for (i = 0; i < m->nrx_events; i++) {
+		free(m->rx_events[i].kind);
+		free(m->rx_events[i].detail);
+	}
+	free(m->rx_events);
 	free(m->priv);
 	free(m);
 }
@@ -144,6 +149,27 @@ qmsg_add_rcpt(struct qmsg *m, const char *addr)
 	r->addr = a;
 	r->status = RS_QUEUED;
 	r->hop_dsn = r->hop_mtrk = -1;	/* not relayed yet */
+	return 0;
+}
+
+int
+qmsg_add_event(struct qmsg *m, const char *kind, const char *detail)
+{
+	struct qmsg_rxevent	*e;
+	char			*k, *d;
+
+	if ((k = strdup(kind)) == NULL)
+		return -1;
+	if ((d = strdup(detail != NULL ? detail : "")) == NULL ||
+	    (e = reallocarray(m->rx_events, m->nrx_events + 1,
+	    sizeof(*e))) == NULL) {
+		free(k);
+		free(d);
+		return -1;
+	}
+	m->rx_events = e;
+	e[m->nrx_events].kind = k;
+	e[m->nrx_events++].detail = d;
 	return 0;
 }
 
@@ -735,6 +761,10 @@ qjob_accept(struct qmsg *m)
 		goto fail;
 	for (i = 0; i < m->ntrace; i++)
 		if (qjob_add_event(j, m, "trace", m->trace[i]) == -1)
+			goto fail;
+	for (i = 0; i < m->nrx_events; i++)
+		if (qjob_add_event(j, m, m->rx_events[i].kind,
+		    m->rx_events[i].detail) == -1)
 			goto fail;
 	/* held from reception (policy, FUTURERELEASE): its state event;
 	 * the trace field above already carries the RFC 6729 clause */

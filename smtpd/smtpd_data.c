@@ -24,6 +24,11 @@
  * At the end, the policy rules (queue_policy_check) run before the trace
  * field is made: reject answers 550 5.7.1 and keeps nothing; quarantine
  * and hold set the state the message is queued in.
+ * DKIM (filter/dkim.c): for AUTH sessions and relay_from clients, when
+ * dkim_key is set, the signer sees every stored line as it streams; after
+ * the policy (and the milters), each DKIM-Signature field is kept as a
+ * trace field (prepended at every delivery, like Received:) with a
+ * "dkim" event, so the committed message is the signed one.
  * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1.
  */
 
@@ -41,6 +46,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "filter/dkim.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_session.h"
 
@@ -54,6 +60,7 @@ struct smtpd_commit {
 	char		 client[64];
 	char		*sender;	/* escaped */
 	char		*msgid;		/* escaped, or NULL */
+	unsigned	 dkim[DKIM_NALGS];	/* signatures per algorithm */
 };
 
 /* smtpd_data_begin - body file and write buffer, at the 354 */
@@ -94,6 +101,14 @@ smtpd_data_begin(struct smtpd_session *s)
 	t->hdrlen = t->msgidlen = 0;
 	t->data_start = mono_ms();
 	t->received = 0;
+	/* DKIM: sign for AUTH sessions and relay_from clients only */
+	dkim_sign_free(t->dk);
+	t->dk = NULL;
+	t->dk_err = 0;
+	if (smtpd_cfg->dkim_keys != NULL && (s->auth_user != NULL ||
+	    cfg_relay_allowed(smtpd_cfg, (const struct sockaddr *)&s->ss)) &&
+	    (t->dk = dkim_sign_new(smtpd_cfg->dkim_keys)) == NULL)
+		t->dk_err = 1;
 	smtpd_set_state(s, SMTPD_DATA);
 	return 0;
 }
@@ -167,6 +182,8 @@ data_text(struct smtpd_txn *t, const char *p, size_t n)
 		memcpy(t->hdr + t->hdrlen, p, k);
 		t->hdrlen += k;
 	}
+	if (t->dk != NULL)
+		dkim_sign_text(t->dk, p, n);
 	data_store(t, p, n);
 }
 
@@ -244,6 +261,8 @@ data_line_end(struct smtpd_txn *t, int real)
 	if (t->linelen + 2 > SMTPD_TEXT_LINE_MAX)
 		t->long_line = 1;
 	data_store(t, "\r\n", 2);
+	if (t->dk != NULL)
+		dkim_sign_eol(t->dk);
 	if (t->in_header)
 		data_header_line(t);
 	t->linelen = 0;
@@ -339,6 +358,76 @@ trim_msgid(struct smtpd_txn *t)
 
 static void	smtpd_data_done_cb(void *, int);
 
+/* what data_dkim_cb needs */
+struct dkim_arg {
+	struct smtpd_session	*s;
+	struct qmsg		*m;
+	unsigned		 n[DKIM_NALGS];
+};
+
+/* data_dkim_cb - one DKIM-Signature: a trace field and its event */
+static int
+data_dkim_cb(void *arg, const struct dkim_key *k, const char *field)
+{
+	struct dkim_arg	*a = arg;
+	char		 ev[600];
+	int		 n;
+
+	n = snprintf(ev, sizeof(ev), "d=%s s=%s a=%s", k->domain,
+	    k->selector, dkim_alg_name(k->alg));
+	if (n < 0 || (size_t)n >= sizeof(ev) ||
+	    qmsg_add_trace(a->m, field) == -1 ||
+	    qmsg_add_event(a->m, "dkim", ev) == -1)
+		return -1;
+	log_info("session=%s qid=%s dkim=signed %s", a->s->sid, a->m->qid, ev);
+	a->n[k->alg]++;
+	return 0;
+}
+
+/*
+ * data_dkim - sign m (after the policy and the milters, before the
+ * commit): 0 (signed or not to be signed), -1 local error.  The signer
+ * saw the content as it streamed in; a step before this one that writes
+ * a new content (a milter's body or header change) must give t->dk a
+ * fresh signer fed from the new file (dkim_sign_new, dkim_sign_fd).
+ */
+static int
+data_dkim(struct smtpd_session *s, unsigned counts[DKIM_NALGS])
+{
+	struct smtpd_txn	*t = s->txn;
+	struct dkim_arg		 a;
+	const char		*why;
+	int			 n;
+
+	if (t->dk_err) {
+		log_warnx("session=%s qid=%s dkim: out of memory", s->sid,
+		    t->m->qid);
+		return -1;
+	}
+	if (t->dk == NULL)
+		return 0;
+	memset(&a, 0, sizeof(a));
+	a.s = s;
+	a.m = t->m;
+	n = dkim_sign_finish(t->dk, time(NULL), data_dkim_cb, &a, &why);
+	if (n == -1) {
+		log_warnx("session=%s qid=%s dkim: %s", s->sid, t->m->qid,
+		    why != NULL ? why : "error");
+		return -1;
+	}
+	if (n == 0 && why != NULL) {
+		char ev[128];
+
+		log_info("session=%s qid=%s dkim=none reason=\"%s\"", s->sid,
+		    t->m->qid, why);
+		snprintf(ev, sizeof(ev), "not signed: %s", why);
+		if (qmsg_add_event(t->m, "dkim", ev) == -1)
+			return -1;
+	}
+	memcpy(counts, a.n, sizeof(a.n));
+	return 0;
+}
+
 /*
  * data_policy - the policy rules on the received message: 0 go on (for
  * quarantine / hold m's state is set), 1 refused (answered, the body
@@ -431,6 +520,7 @@ smtpd_data_end(struct smtpd_session *s)
 	struct smtpd_commit	*c = NULL;
 	char			 trace[2048], esc[600];
 	const char		*proto, *id;
+	unsigned		 dkim[DKIM_NALGS] = { 0 };
 	int			 fd;
 
 	s->cmd = "DATA (end of data)";
@@ -476,6 +566,9 @@ smtpd_data_end(struct smtpd_session *s)
 	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
 	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)
 		goto fail;
+	/* DKIM last: its fields go above the Received field */
+	if (data_dkim(s, dkim) == -1)
+		goto fail;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto fail;
@@ -484,6 +577,7 @@ smtpd_data_end(struct smtpd_session *s)
 	memcpy(c->qid, m->qid, sizeof(c->qid));
 	c->size = m->size;
 	c->nrcpt = m->nrcpts;
+	memcpy(c->dkim, dkim, sizeof(c->dkim));
 	memcpy(c->client, s->addr, sizeof(c->client));
 	log_escape(esc, sizeof(esc), m->sender, strlen(m->sender));
 	if ((c->sender = strdup(esc)) == NULL)
@@ -523,6 +617,8 @@ smtpd_data_done_cb(void *arg, int rc)
 	struct smtpd_session	*s;
 	int			 idx;
 
+	/* metrics: waymark_dkim_signatures_total{alg} counts c->dkim[alg]
+	 * here when rc == 0 (the signed message is committed) */
 	if (rc == 0)
 		log_info("qid=%s from=<%s> size=%llu nrcpt=%zu client=[%s] "
 		    "msgid=%s session=%s", c->qid, c->sender,

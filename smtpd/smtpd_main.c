@@ -27,6 +27,10 @@
  *        configuration's policy_table, at start, with -n and on SIGHUP; a
  *        file with an error stops the start (exit 1) or fails the reload,
  *        which keeps the running configuration and its rules.
+ * DKIM: the dkim_key files are read here (dkim_keys_load) into
+ *        dkim_keys, at start as root (a key file may be root-only), with
+ *        -n and on SIGHUP; a reload that cannot read unchanged entries
+ *        (root-only files) keeps the keys loaded before.
  * Service manager: with $NOTIFY_SOCKET set (systemd, Type=notify), READY=1
  *        once every listener is bound and the loop is about to serve,
  *        RELOADING=1 then READY=1 around each SIGHUP (failed reloads
@@ -56,6 +60,7 @@
 #include "common/sdnotify.h"
 #include "common/util.h"
 #include "common/work.h"
+#include "filter/dkim.h"
 #include "queue/queue.h"
 #include "delivery/delivery.h"
 #include "smtpd/smtpd_int.h"
@@ -184,6 +189,7 @@ cfg_keep_free(void)
 	while ((k = g.keep) != NULL) {
 		g.keep = k->next;
 		queue_policy_free(k->cfg->policy_table);
+		dkim_keys_free(k->cfg->dkim_keys);
 		cfg_free(k->cfg);
 		free(k);
 	}
@@ -199,6 +205,42 @@ policy_load(struct config *c, char *err, size_t errlen)
 	c->policy_table = queue_policy_load(c->policy, c->policy_body_scan,
 	    err, errlen);
 	return c->policy_table != NULL ? 0 : -1;
+}
+
+/* dkim_same - the same dkim_key entries in a and b */
+static int
+dkim_same(const struct config *a, const struct config *b)
+{
+	size_t	i;
+
+	if (a->ndkim_key != b->ndkim_key)
+		return 0;
+	for (i = 0; i < a->ndkim_key; i++)
+		if (strcmp(a->dkim_key[i].domain, b->dkim_key[i].domain) != 0 ||
+		    strcmp(a->dkim_key[i].selector,
+		    b->dkim_key[i].selector) != 0 ||
+		    strcmp(a->dkim_key[i].alg, b->dkim_key[i].alg) != 0 ||
+		    strcmp(a->dkim_key[i].keyfile,
+		    b->dkim_key[i].keyfile) != 0)
+			return 0;
+	return 1;
+}
+
+/* dkim_load - the DKIM keys of c; on a reload (old set) an unchanged
+ * set that cannot be read again (root-only files) is kept */
+static int
+dkim_load(struct config *c, const struct config *old, char *err,
+    size_t errlen)
+{
+	if (c->ndkim_key == 0)
+		return 0;
+	if ((c->dkim_keys = dkim_keys_load(c, err, errlen)) != NULL)
+		return 0;
+	if (old == NULL || old->dkim_keys == NULL || !dkim_same(c, old))
+		return -1;
+	log_warnx("reload: %s; keeping the DKIM keys loaded before", err);
+	c->dkim_keys = dkim_keys_ref(old->dkim_keys);
+	return 0;
 }
 
 /* ---- start-up ---- */
@@ -421,6 +463,13 @@ reload_do(void)
 		    "and policy rules", err);
 		return;
 	}
+	if (dkim_load(n, o, err, sizeof(err)) == -1) {
+		queue_policy_free(n->policy_table);
+		cfg_free(n);
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    err);
+		return;
+	}
 	changed[0] = '\0';
 #define CHANGED(name) do {						\
 	int r_ = snprintf(changed + off, sizeof(changed) - off, "%s%s",	\
@@ -638,7 +687,8 @@ main(int argc, char *argv[])
 		free(g.start_cwd);
 		return 1;
 	}
-	if (policy_load(g.cfg, err, sizeof(err)) == -1) {
+	if (policy_load(g.cfg, err, sizeof(err)) == -1 ||
+	    dkim_load(g.cfg, NULL, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		cfg_keep_free();
 		free(g.cfg_path);
@@ -729,6 +779,8 @@ main(int argc, char *argv[])
 	if (g.cfg->policy_table != NULL)
 		log_info("policy rules: %zu from %s",
 		    queue_policy_count(g.cfg->policy_table), g.cfg->policy);
+	if (g.cfg->dkim_keys != NULL)
+		log_info("dkim keys: %zu", g.cfg->dkim_keys->n);
 	/* every listener is bound and listening: connections wait in the
 	 * backlog until the loop below accepts them */
 	notify("READY=1");

@@ -64,6 +64,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/util.h"
+#include "filter/dkim.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_int.h"
 #include "smtpd/smtpd_session.h"
@@ -229,6 +230,7 @@ smtpd_txn_free(struct smtpd_session *s)
 	if (t->m != NULL)
 		qmsg_free(t->m);
 	free(t->wbuf);
+	dkim_sign_free(t->dk);
 	free(t);
 	s->txn = NULL;
 }

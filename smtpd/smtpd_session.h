@@ -56,6 +56,8 @@ enum smtpd_state {
 enum smtpd_ds { DS_BOL = 0, DS_TEXT, DS_CR, DS_DOT, DS_DOT_CR };
 
 /* one mail transaction: from MAIL until end of data or RSET */
+struct dkim_sign;
+
 struct smtpd_txn {
 	struct qmsg	*m;		/* sender, recipients, qid */
 	unsigned	 naccepted;	/* RCPT commands answered 250 */
@@ -82,6 +84,9 @@ struct smtpd_txn {
 	/* smtpd_data_min_rate: checked on the session timer */
 	uint64_t	 data_start;	/* ms (mono_ms) at the 354 */
 	uint64_t	 received;	/* octets read since the 354 */
+	/* DKIM signer (filter/dkim.h), AUTH and relay_from clients only */
+	struct dkim_sign *dk;
+	int		 dk_err;	/* it could not be made: 451 at the end */
 };
 
 /* per-verb counters, indexed like the dispatch table (+1: unknown) */

@@ -76,6 +76,20 @@ struct track_opts {
 	int		 no_verify;	/* --tls-verify=none */
 };
 
+/* ---- tools_dkim.c: `waymark dkim-keygen` ---- */
+struct keygen_opts {
+	const char	*domain;
+	const char	*selector;
+	const char	*alg;		/* rsa-sha256 | ed25519-sha256 */
+	const char	*out;		/* --out FILE, NULL = SELECTOR.DOMAIN.key */
+	int		 bits;		/* --bits (RSA), default 2048 */
+};
+
+/* keygen_parse - the arguments after "dkim-keygen"; 0 or EX_WM_USAGE */
+int	keygen_parse(int argc, char **argv, struct keygen_opts *o);
+/* keygen_run - write the key, print path and DNS record; EX_WM_* */
+int	keygen_run(const struct keygen_opts *o);
+
 /* track_parse - options after "track" into *o (zeroed by the caller); 0 or EX_WM_USAGE */
 int	track_parse(int argc, char **argv, struct track_opts *o);
 /* track_run - follow the message; the exit codes of the README */

@@ -9,6 +9,7 @@
  *       release QID, delete QID [--bounce].
  * Issue 5: sendmail (tools_sendmail.c; it uses the whole configuration,
  *       not the control socket).
+ * Issue 16: dkim-keygen (tools_dkim.c; no configuration, no daemon).
  * Issue 10: track (tools_track.c; MTQP, with its own exit codes 3-5).  Run as `sendmail` (argv[0]) it is that
  *       command, as `mailq` it is `waymark queue`; both take -C FILE or
  *       $WAYMARK_CONF for the configuration, else the file given to
@@ -49,6 +50,7 @@ struct opts {
 	int		 bounce;	/* delete --bounce */
 	struct sendmail_opts sm;
 	struct track_opts tr;
+	struct keygen_opts kg;
 };
 
 struct command {
@@ -73,6 +75,7 @@ static int	parse_action(int, char **, struct opts *);
 static int	run_action(const char *, const struct opts *);
 static int	parse_sendmail(int, char **, struct opts *);
 static int	parse_track(int, char **, struct opts *);
+static int	parse_keygen(int, char **, struct opts *);
 static int	run_queue(const char *, const struct opts *);
 static int	run_show(const char *, const struct opts *);
 static int	run_flush(const char *, const struct opts *);
@@ -140,6 +143,16 @@ static const struct command commands[] = {
 	  "4 no information at the first server, 5 the first server does not\n"
 	  "speak MTQP, its TLS failed, or a protocol error there.\n",
 	  parse_track, NULL },
+	{ "dkim-keygen", "DOMAIN SELECTOR ALG [--out FILE] [--bits N]",
+	  "make a DKIM signing key and print the DNS record to publish",
+	  "  ALG        rsa-sha256 (2048-bit key by default) or ed25519-sha256\n"
+	  "  --out FILE where to write the private key (PEM, mode 0600; default\n"
+	  "             SELECTOR.DOMAIN.key in the current directory; an\n"
+	  "             existing file is never overwritten)\n"
+	  "  --bits N   RSA key size, 2048 to 4096\n"
+	  "Prints the key file's path, the TXT record for\n"
+	  "SELECTOR._domainkey.DOMAIN and the dkim_key line for waymark.conf.\n",
+	  parse_keygen, NULL },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -743,6 +756,13 @@ run_flush(const char *ctl, const struct opts *o)
 	return out_done();
 }
 
+/* parse_keygen - dkim-keygen's arguments (tools_dkim.c) */
+static int
+parse_keygen(int argc, char **argv, struct opts *o)
+{
+	return keygen_parse(argc, argv, &o->kg);
+}
+
 /* find_command - the command table entry of name, or NULL */
 static const struct command *
 find_command(const char *name)
@@ -891,6 +911,8 @@ main(int argc, char *argv[])
 			cmd_usage(stderr, c);
 		return rc;
 	}
+	if (c->parse == parse_keygen)
+		return keygen_run(&o.kg);	/* needs no configuration */
 	if (c->run == NULL && o.sm.mailq)
 		return usage_error(c, "sendmail: -bp: use `waymark queue`%s",
 		    "");

@@ -208,10 +208,25 @@ static const struct err_case err_cases[] = {
 	{ "mtqp chaining bad", "mtqp_chaining = maybe\n",
 	  ":1: mtqp_chaining: invalid boolean \"maybe\" (yes or no)" },
 	{ "control_read bad", "control_read = everyone\n",
-	  ":1: control_read: invalid value \"everyone\" (group or anyone)" },	{ "metrics repeated", "metrics = 127.0.0.1:9100\nmetrics = 127.0.0.1:9101\n",
+	  ":1: control_read: invalid value \"everyone\" (group or anyone)" },
+	{ "metrics repeated", "metrics = 127.0.0.1:9100\nmetrics = 127.0.0.1:9101\n",
 	  ":2: metrics: repeated" },
 	{ "metrics two addresses", "metrics = 127.0.0.1:9100, 127.0.0.1:9101\n",
 	  ":1: metrics: one address only" },
+	{ "dkim_key fields", "dkim_key = example.org sel rsa-sha256\n",
+	  ":1: dkim_key: expected DOMAIN SELECTOR ALG KEYFILE" },
+	{ "dkim_key list", "dkim_key = a.example s1 rsa-sha256 k1, "
+	  "b.example s2 rsa-sha256 k2\n",
+	  ":1: dkim_key: expected DOMAIN SELECTOR ALG KEYFILE" },
+	{ "dkim_key one label", "dkim_key = example sel rsa-sha256 k\n",
+	  ":1: dkim_key: invalid signing domain \"example\" (two labels at least)" },
+	{ "dkim_key selector", "dkim_key = a.example s_1 rsa-sha256 k\n",
+	  ":1: dkim_key: invalid selector \"s_1\"" },
+	{ "dkim_key alg", "dkim_key = a.example s rsa-sha1 k\n",
+	  ":1: dkim_key: unknown algorithm \"rsa-sha1\" (rsa-sha256 or ed25519-sha256)" },
+	{ "dkim_key repeated", "dkim_key = a.example s rsa-sha256 k\n"
+	  "dkim_key = A.example s ed25519-sha256 k2\n",
+	  ":2: dkim_key: selector s of a.example repeated" },
 };
 
 static void
@@ -391,6 +406,45 @@ test_control_group(void **state)
 }
 
 /* values */
+
+/* dkim_key: may repeat, one whole entry a line (never split at commas) */
+static void
+test_dkim_key(void **state)
+{
+	struct config	*c;
+	char		 err[1024], *t = NULL;
+	size_t		 l = 0;
+	FILE		*fp;
+
+	(void)state;
+	c = load_text("dkim_key = Example.ORG sel1 rsa-sha256 keys/a.key\n"
+	    "max_size = 1m\n"
+	    "dkim_key = example.org sel2 ed25519-sha256 /etc/b,c.key\n", err,
+	    sizeof(err));
+	if (c == NULL)
+		fail_msg("got error \"%s\", want a config", err);
+	assert_int_equal(c->ndkim_key, 2);
+	assert_string_equal(c->dkim_key[0].domain, "example.org");
+	assert_string_equal(c->dkim_key[0].selector, "sel1");
+	assert_string_equal(c->dkim_key[0].alg, "rsa-sha256");
+	assert_true(c->dkim_key[0].keyfile[0] == '/');
+	assert_non_null(strstr(c->dkim_key[0].keyfile, "/keys/a.key"));
+	assert_int_equal(c->dkim_key[0].line, 1);
+	assert_string_equal(c->dkim_key[1].keyfile, "/etc/b,c.key");
+	assert_int_equal(c->dkim_key[1].line, 3);
+	assert_non_null(fp = open_memstream(&t, &l));
+	cfg_print(c, fp);
+	fclose(fp);
+	assert_non_null(strstr(t, "\ndkim_key = example.org sel2 "
+	    "ed25519-sha256 /etc/b,c.key\n"));
+	assert_non_null(strstr(t, "\ndkim_key = example.org sel1 rsa-sha256 /"));
+	free(t);
+	cfg_free(c);
+	/* none by default; an empty value is none */
+	assert_non_null(c = load_text("dkim_key =\n", err, sizeof(err)));
+	assert_int_equal(c->ndkim_key, 0);
+	cfg_free(c);
+}
 
 static void
 test_lists(void **state)
@@ -1091,6 +1145,7 @@ static const char *const all_keys[] = {
 	"http_timeout", "http_public_url",
 	"db_cache",
 	"metrics",
+	"dkim_key",
 };
 
 static const char *const print_lines[] = {
@@ -1206,6 +1261,7 @@ main(void)
 		cmocka_unit_test(test_check_user),
 		cmocka_unit_test(test_control_group),
 		cmocka_unit_test(test_lists),
+		cmocka_unit_test(test_dkim_key),
 		cmocka_unit_test(test_comments),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_relay),
