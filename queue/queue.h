@@ -119,6 +119,13 @@ struct qmsg {
 	 */
 	char		**trace;
 	size_t		 ntrace;
+	/*
+	 * Events decided at reception (a milter's modifications), kind and
+	 * detail in pairs: rx_events[2i] kind, rx_events[2i+1] detail;
+	 * queue_accept records them after the "trace" events.
+	 */
+	char		**rx_events;
+	size_t		 nrx_events;
 	/* queue/-private bookkeeping follows; do not touch */
 	uint32_t	 next_seq;
 	time_t		 done_time;
@@ -133,6 +140,9 @@ void		 qmsg_free(struct qmsg *m);
 int		 qmsg_add_rcpt(struct qmsg *m, const char *addr);
 /* qmsg_add_trace - append a trace field (see above); 0 or -1 */
 int		 qmsg_add_trace(struct qmsg *m, const char *field);
+/* qmsg_add_event - append a reception event (see rx_events); 0 or -1 */
+int		 qmsg_add_event(struct qmsg *m, const char *kind,
+		    const char *detail);
 
 /*
  * queue_init - open (and recover) the Berkeley DB environment in
@@ -185,6 +195,19 @@ void	queue_shutdown(void);
  */
 int	queue_body_create(char qid[QID_SIZE], int *fd);
 void	queue_body_discard(const char *qid, int fd);
+/*
+ * Changing the body before the commit (queue_body.c; a milter's
+ * modifications): queue_body_read opens body/QID for reading (-1 with
+ * errno); queue_body_rewrite creates body/QID.new and returns its fd
+ * for writing (-1); queue_body_swap renames it over body/QID and makes
+ * it the message's body fd (*fd closed, *fd = newfd): queue_accept
+ * then syncs the new file and the body directory before the commit.
+ * queue_body_rewrite_abort closes and removes body/QID.new.
+ */
+int	queue_body_read(const char *qid);
+int	queue_body_rewrite(const char *qid);
+int	queue_body_swap(const char *qid, int newfd, int *fd);
+void	queue_body_rewrite_abort(const char *qid, int newfd);
 void	queue_accept(struct qmsg *m, int fd,
 	    void (*done)(void *arg, int rc), void *arg);
 

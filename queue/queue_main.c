@@ -120,6 +120,9 @@ qmsg_free(struct qmsg *m)
 	for (i = 0; i < m->ntrace; i++)
 		free(m->trace[i]);
 	free(m->trace);
+	for (i = 0; i < m->nrx_events; i++)
+		free(m->rx_events[i]);
+	free(m->rx_events);
 	free(m->priv);
 	free(m);
 }
@@ -160,6 +163,29 @@ qmsg_add_trace(struct qmsg *m, const char *field)
 	}
 	m->trace = t;
 	m->trace[m->ntrace++] = f;
+	return 0;
+}
+
+/* qmsg_add_event - a reception event for queue_accept to record */
+int
+qmsg_add_event(struct qmsg *m, const char *kind, const char *detail)
+{
+	char	**t, *k, *d;
+
+	if (kind == NULL || detail == NULL)
+		return -1;
+	if ((t = reallocarray(m->rx_events, m->nrx_events + 2,
+	    sizeof(*t))) == NULL)
+		return -1;
+	m->rx_events = t;
+	if ((k = strdup(kind)) == NULL)
+		return -1;
+	if ((d = strdup(detail)) == NULL) {
+		free(k);
+		return -1;
+	}
+	m->rx_events[m->nrx_events++] = k;
+	m->rx_events[m->nrx_events++] = d;
 	return 0;
 }
 
@@ -730,6 +756,10 @@ qjob_accept(struct qmsg *m)
 		goto fail;
 	for (i = 0; i < m->ntrace; i++)
 		if (qjob_add_event(j, m, "trace", m->trace[i]) == -1)
+			goto fail;
+	for (i = 0; i + 1 < m->nrx_events; i += 2)
+		if (qjob_add_event(j, m, m->rx_events[i],
+		    m->rx_events[i + 1]) == -1)
 			goto fail;
 	/* held from reception (policy, FUTURERELEASE): its state event;
 	 * the trace field above already carries the RFC 6729 clause */

@@ -23,7 +23,9 @@
  * the session timer (smtpd_session.c) checks the rate, not this file.
  * At the end, the policy rules (queue_policy_check) run before the trace
  * field is made: reject answers 550 5.7.1 and keeps nothing; quarantine
- * and hold set the state the message is queued in.
+ * and hold set the state the message is queued in.  Then the milters
+ * (smtpd_milter.c: they may change the message, refuse, discard or
+ * quarantine it), then smtpd_data_commit: the trace field, the commit.
  * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1.
  */
 
@@ -422,16 +424,13 @@ smtpd_data_fail(struct smtpd_session *s)
 	smtpd_txn_free(s);		/* queue_body_discard */
 }
 
-/* smtpd_data_end - the end marker was read: refuse or commit */
+/* smtpd_data_end - the end marker was read: refuse, filter or commit */
 static void
 smtpd_data_end(struct smtpd_session *s)
 {
 	struct smtpd_txn	*t = s->txn;
 	struct qmsg		*m = t->m;
-	struct smtpd_commit	*c = NULL;
-	char			 trace[2048], esc[600];
-	const char		*proto, *id;
-	int			 fd;
+	const char		*id;
 
 	s->cmd = "DATA (end of data)";
 	s->cmdlen = strlen(s->cmd);
@@ -472,6 +471,35 @@ smtpd_data_end(struct smtpd_session *s)
 	case -1:
 		goto fail;
 	}
+	/* then the milters (smtpd_milter.c), which call
+	 * smtpd_data_commit when they let the message in */
+	switch (smtpd_milter_eom(s)) {
+	case 1:
+		return;
+	case -1:
+		goto fail;
+	}
+	smtpd_data_commit(s);
+	return;
+fail:
+	log_warnx("session=%s qid=%s out of memory at end of data", s->sid,
+	    m->qid);
+	smtpd_set_state(s, SMTPD_READY);
+	smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");
+	smtpd_txn_free(s);
+}
+
+/* smtpd_data_commit - the hop's trace field, then the commit */
+void
+smtpd_data_commit(struct smtpd_session *s)
+{
+	struct smtpd_txn	*t = s->txn;
+	struct qmsg		*m = t->m;
+	struct smtpd_commit	*c = NULL;
+	char			 trace[2048], esc[600];
+	const char		*proto;
+	int			 fd;
+
 	proto = smtpd_proto(s);		/* ESMTP[S][A], smtpd_auth.c */
 	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
 	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)

@@ -221,6 +221,7 @@ smtpd_txn_free(struct smtpd_session *s)
 {
 	struct smtpd_txn *t = s->txn;
 
+	smtpd_milter_abort(s);
 	if (t == NULL)
 		return;
 	if (t->fd != -1 && t->m != NULL)
@@ -453,6 +454,8 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	s->cmd = NULL;
 	s->cmdlen = 0;
+	if (smtpd_milter_connect(s) == 1)
+		return;			/* the greeting follows (smtpd_milter.c) */
 	smtpd_reply(s, 220, SMTPD_NOENH, "%s ESMTP Waymark", smtpd_cfg->hostname);
 	deadline_arm(s, s->wait_since);
 }
@@ -629,9 +632,10 @@ deadline_next(const struct smtpd_session *s, uint64_t now)
 {
 	uint64_t next, rate;
 
-	if (s->state == SMTPD_COMMIT || s->auth_waiting)
+	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting)
 		return 0;		/* the server's turn: the queue commit, a
-					 * password check or a delayed AUTH reply */
+					 * password check, a delayed AUTH reply
+					 * or a milter */
 	next = s->wait_since + timeout_ms();
 	if (s->state == SMTPD_DATA && s->txn != NULL &&
 	    smtpd_cfg->smtpd_data_min_rate > 0) {
@@ -714,7 +718,7 @@ smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev;
 	s->timer_at = 0;
-	if (s->state == SMTPD_COMMIT || s->auth_waiting)
+	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting)
 		return;			/* armed again when the server's turn
 					 * ends (smtpd_resume) */
 	late = now >= s->wait_since + timeout_ms();
@@ -776,6 +780,7 @@ smtpd_session_free(struct smtpd_session *s)
 	smtpd_session_silent(s);
 	smtpd_txn_free(s);
 	smtpd_auth_free(s);
+	smtpd_milter_free(s);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->closetimer != NULL)
@@ -880,8 +885,9 @@ smtpd_process(struct smtpd_session *s)
 	in = bufferevent_get_input(s->bev);
 	out = bufferevent_get_output(s->bev);
 	for (;;) {
-		if (s->out_blocked || s->auth_waiting)
-			return;		/* auth_waiting: a delayed AUTH reply */
+		if (s->out_blocked || s->auth_waiting || s->milter_waiting)
+			return;		/* auth_waiting: a delayed AUTH reply;
+					 * milter_waiting: a milter's */
 		if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
 			/* the client does not read its replies */
 			s->out_blocked = 1;
