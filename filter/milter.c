@@ -535,6 +535,8 @@ ms_decide(struct milter_sess *ms, struct mconn *c, char cmd,
 		log_info("session=%s milter=%s stage=%s action=discard",
 		    ms->sid, c->name, stage_name(ms->op));
 		ms->discard = 1;
+		(void)snprintf(ms->discard_by, sizeof(ms->discard_by), "%s",
+		    c->name);
 		if (ms->op == 'E')
 			ms->res.verdict = MILTER_DISCARD;
 		(void)snprintf(ms->res.milter, sizeof(ms->res.milter), "%s",

@@ -386,7 +386,12 @@ fail:
 static void
 eom_complete(struct milter_sess *ms)
 {
-	if (ms->m->nrcpts == 0) {
+	if (ms->discard) {		/* asked at MAIL, RCPT or DATA */
+		ms->res.verdict = MILTER_DISCARD;
+		ms->res.action = "discard";
+		(void)snprintf(ms->res.milter, sizeof(ms->res.milter), "%s",
+		    ms->discard_by);
+	} else if (ms->m->nrcpts == 0) {
 		log_info("session=%s qid=%s every recipient removed by the "
 		    "milters: discarded", ms->sid, ms->m->qid);
 		ms->res.verdict = MILTER_DISCARD;

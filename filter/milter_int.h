@@ -119,6 +119,7 @@ struct milter_sess {
 	struct milter_result	 res;
 	int			 discard;	/* this message is discarded */
 	int			 stepping;	/* in ms_step/eom_step */
+	char			 discard_by[128];	/* the milter that asked */
 	/* EOM (milter_eom.c) */
 	struct qmsg		*m;
 	int			*fdp;

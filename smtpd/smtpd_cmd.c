@@ -191,6 +191,9 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 		s->cmdlen = (size_t)((sp != NULL ? sp : arg + arglen) - line);
 	}
 
+	/* a milter's refusal at CONNECT/HELO answers every command */
+	if (smtpd_milter_refused(s, c->verb))
+		return;
 	if ((c->flags & F_AUTHREQ) && s->submission && s->auth_user == NULL &&
 	    s->state != SMTPD_GREETING) {
 		smtpd_reply(s, 530, 5, 7, 0, "Authentication required");
@@ -209,8 +212,6 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 		smtpd_reply(s, 501, 5, 5, 4, "Syntax: %s", c->verb);
 		return;
 	}
-	if (smtpd_milter_refused(s, c->verb))
-		return;
 	if (c->flags & F_JUNK) {
 		if (++s->junk > SMTPD_JUNK_LIMIT) {
 			smtpd_reply(s, 421, 4, 7, 0,

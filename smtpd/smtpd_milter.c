@@ -320,6 +320,7 @@ eom_done(void *arg, const struct milter_result *r)
 	struct smtpd_session	*s = arg;
 	struct qmsg		*m;
 	char			 qid[QID_SIZE], reason[300];
+	int			 idx;
 
 	s->milter_waiting = 0;
 	if (s->state == SMTPD_CLOSING || s->txn == NULL ||
@@ -343,6 +344,8 @@ eom_done(void *arg, const struct milter_result *r)
 		    "queued", s->sid, qid, r->milter[0] != '\0' ? r->milter :
 		    "-");
 		smtpd_set_state(s, SMTPD_READY);
+		if ((idx = smtpd_cmd_index("DATA")) >= 0)
+			s->okcount[idx]++;
 		smtpd_reply(s, 250, 2, 0, 0, "Ok: queued as %s", qid);
 		smtpd_txn_free(s);
 		break;
