@@ -11,6 +11,8 @@ quarantine/milter with the milter's text until `waymark release`; pipelined
 commands wait for the milter; macros reach the filter.  A filter that has
 been killed gets milter_default_action (tempfail, accept, reject) at the
 stage where it failed, and a slow one hits milter_content_timeout.
+A real milter: clamav-milter with a clamd of our own (one local signature,
+no freshclam, no network) refuses an infected attachment.
 """
 
 import json
@@ -20,6 +22,7 @@ import smtplib
 import socket
 import subprocess
 import time
+from email.message import EmailMessage
 
 import pytest
 
@@ -367,3 +370,76 @@ def test_config_errors(tmp_path, line, why):
     assert p.returncode == 1
     key = line.split()[0]
     assert "%s:2: %s: %s" % (conf, key, why) in p.err, p.err
+
+
+SIGNATURE = b"WAYMARK-TEST-VIRUS-SIGNATURE"
+
+
+@pytest.mark.skipif(not (os.path.exists("/usr/sbin/clamd") and
+                         os.path.exists("/usr/sbin/clamav-milter")),
+                    reason="clamav-daemon / clamav-milter not installed")
+def test_clamav_milter_rejects_attachment(daemon_factory, tmp_path):
+    """clamav-milter with its own clamd: one local signature, no
+    freshclam, no network; an infected attachment is refused at the end
+    of DATA, a clean message is delivered."""
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "waymark.ndb").write_text("Waymark.Test.Signature:0:*:%s\n"
+                                    % SIGNATURE.hex())
+    sock = tmp_path / "clamd.sock"
+    (tmp_path / "clamd.conf").write_text(
+        "LocalSocket %s\nDatabaseDirectory %s\nForeground yes\n"
+        "LogFile %s/clamd.log\nPidFile %s/clamd.pid\n"
+        "TemporaryDirectory %s\nUser root\n"
+        % (sock, db, tmp_path, tmp_path, tmp_path))
+    port = free_port()
+    (tmp_path / "milter.conf").write_text(
+        "MilterSocket inet:%d@127.0.0.1\nClamdSocket unix:%s\n"
+        "Foreground yes\nOnInfected Reject\nOnFail Defer\n"
+        "LogInfected Basic\n"
+        "LogFile %s/milter.log\nPidFile %s/milter.pid\n"
+        "TemporaryDirectory %s\nUser root\n"
+        % (port, sock, tmp_path, tmp_path, tmp_path))
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            ["/usr/sbin/clamd", "-c", str(tmp_path / "clamd.conf")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+        wait_for(lambda: sock.exists(), timeout=60, what="clamd's socket")
+        procs.append(subprocess.Popen(
+            ["/usr/sbin/clamav-milter", "-c", str(tmp_path / "milter.conf")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, timeout=30, what="clamav-milter's port")
+        d = daemon_factory(config={"milters": "inet:127.0.0.1:%d" % port})
+        infected = EmailMessage()
+        infected["From"] = "sender@example.com"
+        infected["To"] = "user@example.org"
+        infected["Subject"] = "invoice"
+        infected.set_content("see the attachment\n")
+        infected.add_attachment(b"xx" + SIGNATURE + b"yy",
+                                maintype="application",
+                                subtype="octet-stream", filename="inv.bin")
+        code, text = send(d, infected.as_bytes())
+        assert code == 550, (code, text)
+        assert text.startswith("5.7.1"), text
+        wait_for(lambda: "Waymark.Test.Signature" in
+                 (tmp_path / "milter.log").read_text(), timeout=10,
+                 what="clamav-milter's log of the signature")
+        assert d.queue_json() == []
+        qid = qid_of(*send(d, make_message(subject="clean")))
+        d.wait_mails("user@example.org", 1)
+        assert d.show_json(qid)["state"] == "normal"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
