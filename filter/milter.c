@@ -563,11 +563,15 @@ handle_optneg(struct mconn *c, const unsigned char *d, size_t len)
 	ver = get32(d);
 	act = get32(d + 4);
 	proto = get32(d + 8);
-	if (ver < 2 || ver > SMFI_PROT_VERSION || (act & ~SMFI_CURR_ACTS) ||
-	    (proto & ~SMFI_CURR_PROT))
+	if (ver < 2 || ver > SMFI_PROT_VERSION || (act & ~SMFI_CURR_ACTS))
 		return -1;
+	/* steps we did not offer (libmilter's size bits): ignored, as
+	 * Postfix does */
+	if (proto & ~SMFI_CURR_PROT)
+		log_debug("session=%s milter=%s protocol bits %#x ignored",
+		    c->ms->sid, c->name, (unsigned)(proto & ~SMFI_CURR_PROT));
 	c->actions = act;
-	c->proto = proto;
+	c->proto = proto & SMFI_CURR_PROT;
 	/* macro lists: (uint32 stage, "names\0") pairs */
 	while (off + 4 < len) {
 		stage = get32(d + off);

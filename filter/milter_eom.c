@@ -608,8 +608,6 @@ static int
 mod_strings(const struct mmod *md, size_t off, const char **s1,
     const char **s2)
 {
-	const char *e = md->data + md->len;
-
 	*s1 = *s2 = NULL;
 	if (off >= md->len)
 		return 0;
@@ -618,7 +616,6 @@ mod_strings(const struct mmod *md, size_t off, const char **s1,
 	if (off >= md->len)
 		return 1;
 	*s2 = md->data + off;
-	(void)e;
 	return 2;
 }
 
@@ -750,8 +747,7 @@ apply_mods(struct milter_sess *ms, struct mconn *c)
 					found = 1;
 					break;
 				}
-			if (*b == '\0' || (lead && strspn(b, " \t") ==
-			    strlen(b) && *b == '\0')) {
+			if (*b == '\0') {	/* an empty value deletes */
 				if (!found)
 					break;
 				hdr_free(&ms->hdrs[k]);
