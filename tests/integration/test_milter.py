@@ -200,6 +200,32 @@ def test_modifications(daemon_factory, filters):
     assert ("Subject", "original subject") in hdrs
 
 
+
+def test_two_milters_in_order_and_large_body(daemon_factory, filters):
+    """The second milter is sent the message as the first changed it; a
+    body over 65535 octets arrives whole, in chunks."""
+    d = daemon_factory(start=False)
+    f1, f2 = Filter(d), Filter(d, unix=True)
+    filters.extend([f1, f2])
+    d.config["milters"] = "%s, %s" % (f1.name, f2.name)
+    d.write_config()
+    d.start()
+    body = b"".join(b"line %06d of a long body\r\n" % i for i in range(8000))
+    assert len(body) > 3 * 65535
+    qid = qid_of(*send(d, make_message(extra_headers=actions("add-header"),
+                                       body=body)))
+    mail = d.wait_mails("user@example.org", 1)[0]
+    assert mail.count(b"\nX-Milter: added") == 2, mail[:2000]
+    seen2 = [e["name"] for e in f2.events("header")]
+    assert "X-Milter" in seen2, seen2              # f1's change
+    assert "X-Milter" not in [e["name"] for e in f1.events("header")]
+    for f in (f1, f2):
+        assert f.events("eom")[-1]["body_len"] == len(body)
+    ev = milter_events(d, qid)
+    assert [e.split()[0] for e in ev] == ["milter=" + f1.name,
+                                          "milter=" + f2.name], ev
+    assert mail.endswith(body.replace(b"\r\n", b"\n"))
+
 def test_decisions_at_mail_and_rcpt(daemon_factory, filters):
     d = start(daemon_factory, filters)
     s = session(d)
