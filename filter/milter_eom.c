@@ -78,6 +78,7 @@ mconn_mods_free(struct mconn *c)
 	free(c->mods);
 	c->mods = NULL;
 	c->nmods = 0;
+	c->modbytes = 0;
 }
 
 /* eom_clear - the message state of ms, freed */
@@ -879,6 +880,12 @@ eom_reply(struct milter_sess *ms, struct mconn *c, char cmd,
 		if (ms->phase != PH_FINAL || !(c->actions & flag)) {
 			mconn_fail(c, "modification not negotiated or out of "
 			    "turn");
+			return;
+		}
+		/* a replaced body may reach max_size; headers and the rest
+		 * get a MiB more */
+		if ((c->modbytes += len) > ms->max_size + MILTER_PKT_MAX) {
+			mconn_fail(c, "modifications too large");
 			return;
 		}
 		if ((nm = reallocarray(c->mods, c->nmods + 1,

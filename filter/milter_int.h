@@ -81,6 +81,7 @@ struct mconn {
 	int			 bskip;		/* SKIP: no more body chunks */
 	struct mmod		*mods;
 	size_t			 nmods;
+	uint64_t		 modbytes;	/* their size, bounded */
 };
 
 /* a header field of the message */

@@ -350,7 +350,11 @@ eom_done(void *arg, const struct milter_result *r)
 		smtpd_txn_free(s);
 		break;
 	default:
-		if (r->quarantine) {
+		if (r->quarantine && m->state == MS_MODERATION)
+			/* as for the policy rules: the moderator decides */
+			log_info("session=%s qid=%s milter=%s quarantine: kept "
+			    "in moderation", s->sid, qid, r->qmilter);
+		else if (r->quarantine) {
 			log_escape(reason, sizeof(reason), r->qreason,
 			    strlen(r->qreason));
 			free(m->state_value);
