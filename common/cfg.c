@@ -29,6 +29,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sys/un.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -266,6 +267,19 @@ static const struct cfg_key cfg_keys[] = {
 	  "Prometheus /metrics listener, IPv4:PORT or [IPv6]:PORT (none by default)" },
 	{ "dkim_key", CT_DKIM, NULL, 0, 0, L(dkim_key),
 	  "DOMAIN SELECTOR ALG KEYFILE: a DKIM signing key (rsa-sha256 | ed25519-sha256); one a line, may repeat" },
+	{ "milters", CT_STRINGS, NULL, 0, 0, L(milters),
+	  "milters, in order: unix:/PATH or inet:HOST:PORT (none by default)" },
+	{ "milter_default_action", CT_STRING, "tempfail", 0, 0,
+	  F(milter_default_action), 0,
+	  "when a milter fails or times out: tempfail | accept | reject" },
+	{ "milter_connect_timeout", CT_DURATION, "30s", 1, UMAX,
+	  F(milter_connect_timeout), 0, "milter: connecting to it" },
+	{ "milter_command_timeout", CT_DURATION, "30s", 1, UMAX,
+	  F(milter_command_timeout), 0,
+	  "milter: negotiation and the CONNECT, HELO, MAIL, RCPT, DATA replies" },
+	{ "milter_content_timeout", CT_DURATION, "300s", 1, UMAX,
+	  F(milter_content_timeout), 0,
+	  "milter: header, body and end-of-message replies" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -626,6 +640,66 @@ check_dns(const char *item)
 	if (port != NULL && parse_port(port, &p) == -1)
 		return -1;
 	return 0;
+}
+
+/* cfg_milter_addr - unix:/PATH or inet:HOST:PORT into a socket address */
+int
+cfg_milter_addr(const char *spec, struct sockaddr_storage *ss,
+    socklen_t *len, char *err, size_t errlen)
+{
+	struct sockaddr_un	*un = (struct sockaddr_un *)ss;
+	struct sockaddr_in	*in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*in6 = (struct sockaddr_in6 *)ss;
+	char			 host[INET6_ADDRSTRLEN];
+	const char		*port;
+	unsigned		 p;
+	int			 br;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strncmp(spec, "unix:", 5) == 0) {
+		if (spec[5] != '/')
+			return why(err, errlen, "\"%s\": an absolute path "
+			    "expected after unix:", spec);
+		if (strlen(spec + 5) >= sizeof(un->sun_path))
+			return why(err, errlen, "\"%s\": path too long", spec);
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, spec + 5, strlen(spec + 5) + 1);
+		*len = (socklen_t)sizeof(*un);
+		return 0;
+	}
+	if (strncmp(spec, "inet:", 5) != 0)
+		return why(err, errlen, "\"%s\": unix:PATH or inet:HOST:PORT "
+		    "expected", spec);
+	if (split_hostport(spec + 5, host, sizeof(host), &port, &br) == -1 ||
+	    port == NULL || parse_port(port, &p) == -1 || p == 0)
+		return why(err, errlen, "\"%s\": inet:HOST:PORT expected",
+		    spec);
+	if (!br && strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (br && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)p);
+		*len = (socklen_t)sizeof(*in6);
+		return 0;
+	}
+	if (!br && inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)p);
+		*len = (socklen_t)sizeof(*in4);
+		return 0;
+	}
+	return why(err, errlen, "\"%s\": HOST must be an IPv4 address, "
+	    "[IPv6] or localhost", spec);
+}
+
+/* cfg_milter_check - a milters entry parses */
+static int
+cfg_milter_check(const char *item, char *w, size_t wlen)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		len;
+
+	return cfg_milter_addr(item, &ss, &len, w, wlen);
 }
 
 /* cfg_abspath - v resolved against dir, malloc'd */
@@ -1113,6 +1187,11 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 		    strcmp(v, "group") != 0 && strcmp(v, "anyone") != 0)
 			return why(w, wlen, "invalid value \"%s\" (group or "
 			    "anyone)", v);
+		if (strcmp(k->key, "milter_default_action") == 0 &&
+		    strcmp(v, "tempfail") != 0 && strcmp(v, "accept") != 0 &&
+		    strcmp(v, "reject") != 0)
+			return why(w, wlen, "invalid value \"%s\" (tempfail, "
+			    "accept or reject)", v);
 		if (strcmp(k->key, "http_public_url") == 0 &&
 		    public_url_check(v) == -1)
 			return why(w, wlen, "http:// or https:// and a host "
@@ -1240,6 +1319,9 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 				if (check_user_name(item) == -1)
 					return why(w, wlen, "invalid user "
 					    "name \"%s\"", item);
+			} else if (strcmp(k->key, "milters") == 0) {
+				if (cfg_milter_check(item, w, wlen) == -1)
+					return -1;
 			} else if (check_dns(item) == -1)
 				return why(w, wlen, "invalid address \"%s\"",
 				    item);

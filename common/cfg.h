@@ -134,6 +134,12 @@ struct config {
 	struct cfg_addr	*metrics;	size_t nmetrics;
 	/* DKIM signing keys (one per line, never split as a list) */
 	struct cfg_dkim_key *dkim_key;	size_t ndkim_key;
+	/* milters (filter/milter.c): unix:PATH | inet:HOST:PORT, in order */
+	char		**milters;	size_t nmilters;
+	char		*milter_default_action;	/* tempfail | accept | reject */
+	unsigned	 milter_connect_timeout;	/* seconds */
+	unsigned	 milter_command_timeout;	/* seconds */
+	unsigned	 milter_content_timeout;	/* seconds */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;
@@ -216,6 +222,11 @@ const char	*cfg_auth_dummy(const struct config *c);
 int		 cfg_auth_lookup(const struct config *c, const char *user,
 		    const char **setting);
 /* cfg_parse_duration / cfg_parse_size - the value syntaxes, exposed for tests and the CLI */
+/* cfg_milter_addr - the socket address of a milters entry:
+ * unix:/ABSOLUTE/PATH or inet:HOST:PORT (HOST an IPv4 address,
+ * [IPv6] or localhost); 0, or -1 with err set */
+int		 cfg_milter_addr(const char *spec, struct sockaddr_storage *ss,
+		    socklen_t *len, char *err, size_t errlen);
 int		 cfg_parse_duration(const char *s, unsigned *out);
 int		 cfg_parse_size(const char *s, uint64_t *out);
 /* cfg_parse_rate - "N per DURATION" (N >= 0, DURATION as above) */

@@ -198,6 +198,19 @@ void	queue_shutdown(void);
  */
 int	queue_body_create(char qid[QID_SIZE], int *fd);
 void	queue_body_discard(const char *qid, int fd);
+/*
+ * Changing the body before the commit (queue_body.c; a milter's
+ * modifications): queue_body_read opens body/QID for reading (-1 with
+ * errno); queue_body_rewrite creates body/QID.new and returns its fd
+ * for writing (-1); queue_body_swap renames it over body/QID and makes
+ * it the message's body fd (*fd closed, *fd = newfd): queue_accept
+ * then syncs the new file and the body directory before the commit.
+ * queue_body_rewrite_abort closes and removes body/QID.new.
+ */
+int	queue_body_read(const char *qid);
+int	queue_body_rewrite(const char *qid);
+int	queue_body_swap(const char *qid, int newfd, int *fd);
+void	queue_body_rewrite_abort(const char *qid, int newfd);
 void	queue_accept(struct qmsg *m, int fd,
 	    void (*done)(void *arg, int rc), void *arg);
 

@@ -152,6 +152,7 @@ qmsg_add_rcpt(struct qmsg *m, const char *addr)
 	return 0;
 }
 
+/* qmsg_add_event - a reception event for queue_accept to record */
 int
 qmsg_add_event(struct qmsg *m, const char *kind, const char *detail)
 {

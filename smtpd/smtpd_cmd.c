@@ -191,6 +191,9 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 		s->cmdlen = (size_t)((sp != NULL ? sp : arg + arglen) - line);
 	}
 
+	/* a milter's refusal at CONNECT/HELO answers every command */
+	if (smtpd_milter_refused(s, c->verb))
+		return;
 	if ((c->flags & F_AUTHREQ) && s->submission && s->auth_user == NULL &&
 	    s->state != SMTPD_GREETING) {
 		smtpd_reply(s, 530, 5, 7, 0, "Authentication required");
@@ -218,6 +221,7 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 		}
 	}
 
+	s->cmd_idx = (int)i;
 	rc = c->handler(s, arg, arglen);
 	if (rc == CMD_OK)
 		s->okcount[i]++;
@@ -229,6 +233,32 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 		log_info("session=%s improper command pipelining after %s",
 		    s->sid, c->verb);
 	}
+}
+
+/* smtpd_cmd_current - table index of the command being handled */
+int
+smtpd_cmd_current(const struct smtpd_session *s)
+{
+	return s->cmd_idx;
+}
+
+/* smtpd_cmd_again - the handler once more, after its milters passed it */
+void
+smtpd_cmd_again(struct smtpd_session *s, int idx, const char *line,
+    size_t len, const char *arg, size_t arglen)
+{
+	int rc;
+
+	if (idx < 0 || (size_t)idx >= NCMDS)
+		return;
+	s->cmd = line;
+	s->cmdlen = len;
+	s->cmd_idx = idx;
+	rc = cmds[idx].handler(s, arg, arglen);
+	if (rc == CMD_OK)
+		s->okcount[idx]++;
+	s->cmd = NULL;
+	s->cmdlen = 0;
 }
 
 /* ------------------------------------------------------------ handlers */
@@ -266,6 +296,12 @@ hello_do(struct smtpd_session *s, const char *arg, size_t len, int esmtp)
 		    esmtp ? "EHLO" : "HELO");
 		return CMD_FAIL;
 	}
+	switch (smtpd_milter_gate(s, 'H', arg, len, NULL)) {
+	case 1:
+		return CMD_PENDING;
+	case -1:
+		return CMD_FAIL;
+	}
 	if ((h = strndup(arg, len)) == NULL) {
 		smtpd_reply(s, 451, 4, 3, 0, "Error: out of memory");
 		return CMD_FAIL;
@@ -282,9 +318,10 @@ static int
 cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 {
 	char	fr[80] = "", until[32], by[32] = "";
+	int	r;
 
-	if (hello_do(s, arg, len, 1) == CMD_FAIL)
-		return CMD_FAIL;
+	if ((r = hello_do(s, arg, len, 1)) != CMD_OK)
+		return r;
 	/* RFC 2852 2: "DELIVERBY" [SP min-by-time] */
 	if (smtpd_cfg->deliverby_min > 0)
 		(void)snprintf(by, sizeof(by), " %u", smtpd_cfg->deliverby_min);
@@ -364,8 +401,10 @@ mail_hold(struct smtpd_session *s, const struct esmtp_params *ep,
 static int
 cmd_helo(struct smtpd_session *s, const char *arg, size_t len)
 {
-	if (hello_do(s, arg, len, 0) == CMD_FAIL)
-		return CMD_FAIL;
+	int r;
+
+	if ((r = hello_do(s, arg, len, 0)) != CMD_OK)
+		return r;
 	smtpd_reply(s, 250, SMTPD_NOENH, "%s", smtpd_cfg->hostname);
 	return CMD_OK;
 }
@@ -453,6 +492,12 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	if (!queue_free_space_ok()) {
 		smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");
+		return CMD_FAIL;
+	}
+	switch (smtpd_milter_gate(s, 'M', arg, len, addr)) {
+	case 1:
+		return CMD_PENDING;
+	case -1:
 		return CMD_FAIL;
 	}
 
@@ -763,6 +808,13 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 		}
 	}
 
+	switch (smtpd_milter_gate(s, 'R', arg, len, addr)) {
+	case 1:
+		return CMD_PENDING;
+	case -1:
+		return CMD_FAIL;
+	}
+
 	/* act: lists (smtpd_lists.c), then aliases (RFC 3461 5.2.7) */
 	if ((r = smtpd_lists_rcpt(s, addr, &ep)) != 0)
 		return r == 1 ? CMD_OK : CMD_FAIL;
@@ -805,6 +857,12 @@ cmd_data(struct smtpd_session *s, const char *arg, size_t len)
 	(void)arg; (void)len;
 	if (s->state != SMTPD_RCPT) {
 		smtpd_reply(s, 554, 5, 5, 1, "Error: no valid recipients");
+		return CMD_FAIL;
+	}
+	switch (smtpd_milter_gate(s, 'T', arg, len, NULL)) {
+	case 1:
+		return CMD_PENDING;
+	case -1:
 		return CMD_FAIL;
 	}
 	if (smtpd_data_begin(s) == -1) {

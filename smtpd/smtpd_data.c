@@ -23,12 +23,16 @@
  * the session timer (smtpd_session.c) checks the rate, not this file.
  * At the end, the policy rules (queue_policy_check) run before the trace
  * field is made: reject answers 550 5.7.1 and keeps nothing; quarantine
- * and hold set the state the message is queued in.
+ * and hold set the state the message is queued in.  Then the milters
+ * (smtpd_milter.c: they may change the message, refuse, discard or
+ * quarantine it), then smtpd_data_commit: the trace field, DKIM, the
+ * commit.
  * DKIM (filter/dkim.c): for AUTH sessions and relay_from clients, when
- * dkim_key is set, the signer sees every stored line as it streams; after
- * the policy (and the milters), each DKIM-Signature field is kept as a
- * trace field (prepended at every delivery, like Received:) with a
- * "dkim" event, so the committed message is the signed one.
+ * dkim_key is set, the signer sees every stored line as it streams (a
+ * milter that rewrote the content makes it read the new file); each
+ * DKIM-Signature field is kept as a trace field (prepended at every
+ * delivery, like Received:) with a "dkim" event, so the committed
+ * message is the signed one.
  * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1.
  */
 
@@ -45,6 +49,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/util.h"
 #include "filter/dkim.h"
 #include "queue/queue.h"
@@ -384,12 +389,38 @@ data_dkim_cb(void *arg, const struct dkim_key *k, const char *field)
 	return 0;
 }
 
+/* data_dkim_refeed - a milter rewrote the content: a new signer reads
+ * the new body file; 0 or -1 (logged) */
+static int
+data_dkim_refeed(struct smtpd_session *s)
+{
+	struct smtpd_txn	*t = s->txn;
+	int			 fd, rc;
+
+	dkim_sign_free(t->dk);
+	if ((t->dk = dkim_sign_new(smtpd_cfg->dkim_keys)) == NULL) {
+		log_warnx("session=%s qid=%s dkim: out of memory", s->sid,
+		    t->m->qid);
+		return -1;
+	}
+	if ((fd = queue_body_read(t->m->qid)) == -1) {
+		log_warn("session=%s qid=%s dkim: reading the new content",
+		    s->sid, t->m->qid);
+		return -1;
+	}
+	rc = dkim_sign_fd(t->dk, fd);
+	if (rc == -1)
+		log_warn("session=%s qid=%s dkim: reading the new content",
+		    s->sid, t->m->qid);
+	close(fd);
+	return rc;
+}
+
 /*
  * data_dkim - sign m (after the policy and the milters, before the
  * commit): 0 (signed or not to be signed), -1 local error.  The signer
- * saw the content as it streamed in; a step before this one that writes
- * a new content (a milter's body or header change) must give t->dk a
- * fresh signer fed from the new file (dkim_sign_new, dkim_sign_fd).
+ * saw the content as it streamed in; when a milter wrote a new content
+ * (t->rewritten), a fresh signer reads the new file (data_dkim_refeed).
  */
 static int
 data_dkim(struct smtpd_session *s, unsigned counts[DKIM_NALGS])
@@ -406,6 +437,8 @@ data_dkim(struct smtpd_session *s, unsigned counts[DKIM_NALGS])
 	}
 	if (t->dk == NULL)
 		return 0;
+	if (t->rewritten && data_dkim_refeed(s) == -1)
+		return -1;
 	memset(&a, 0, sizeof(a));
 	a.s = s;
 	a.m = t->m;
@@ -511,17 +544,13 @@ smtpd_data_fail(struct smtpd_session *s)
 	smtpd_txn_free(s);		/* queue_body_discard */
 }
 
-/* smtpd_data_end - the end marker was read: refuse or commit */
+/* smtpd_data_end - the end marker was read: refuse, filter or commit */
 static void
 smtpd_data_end(struct smtpd_session *s)
 {
 	struct smtpd_txn	*t = s->txn;
 	struct qmsg		*m = t->m;
-	struct smtpd_commit	*c = NULL;
-	char			 trace[2048], esc[600];
-	const char		*proto, *id;
-	unsigned		 dkim[DKIM_NALGS] = { 0 };
-	int			 fd;
+	const char		*id;
 
 	s->cmd = "DATA (end of data)";
 	s->cmdlen = strlen(s->cmd);
@@ -562,6 +591,36 @@ smtpd_data_end(struct smtpd_session *s)
 	case -1:
 		goto fail;
 	}
+	/* then the milters (smtpd_milter.c), which call
+	 * smtpd_data_commit when they let the message in */
+	switch (smtpd_milter_eom(s)) {
+	case 1:
+		return;
+	case -1:
+		goto fail;
+	}
+	smtpd_data_commit(s);
+	return;
+fail:
+	log_warnx("session=%s qid=%s out of memory at end of data", s->sid,
+	    m->qid);
+	smtpd_set_state(s, SMTPD_READY);
+	smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");
+	smtpd_txn_free(s);
+}
+
+/* smtpd_data_commit - the hop's trace field, then the commit */
+void
+smtpd_data_commit(struct smtpd_session *s)
+{
+	struct smtpd_txn	*t = s->txn;
+	struct qmsg		*m = t->m;
+	struct smtpd_commit	*c = NULL;
+	char			 trace[2048], esc[600];
+	const char		*proto;
+	unsigned		 dkim[DKIM_NALGS] = { 0 };
+	int			 fd;
+
 	proto = smtpd_proto(s);		/* ESMTP[S][A], smtpd_auth.c */
 	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
 	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)
@@ -615,10 +674,15 @@ smtpd_data_done_cb(void *arg, int rc)
 {
 	struct smtpd_commit	*c = arg;
 	struct smtpd_session	*s;
+	unsigned		 i;
 	int			 idx;
 
-	/* metrics: waymark_dkim_signatures_total{alg} counts c->dkim[alg]
-	 * here when rc == 0 (the signed message is committed) */
+	/* waymark_dkim_signatures_total{alg}: the signed message is
+	 * committed */
+	if (rc == 0)
+		for (idx = 0; idx < DKIM_NALGS; idx++)
+			for (i = 0; i < c->dkim[idx]; i++)
+				metrics_dkim_signature(dkim_alg_name(idx));
 	if (rc == 0)
 		log_info("qid=%s from=<%s> size=%llu nrcpt=%zu client=[%s] "
 		    "msgid=%s session=%s", c->qid, c->sender,

@@ -223,6 +223,7 @@ smtpd_txn_free(struct smtpd_session *s)
 {
 	struct smtpd_txn *t = s->txn;
 
+	smtpd_milter_abort(s);
 	if (t == NULL)
 		return;
 	if (t->fd != -1 && t->m != NULL)
@@ -461,6 +462,8 @@ smtpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	s->cmd = NULL;
 	s->cmdlen = 0;
+	if (smtpd_milter_connect(s) == 1)
+		return;			/* the greeting follows (smtpd_milter.c) */
 	smtpd_reply(s, 220, SMTPD_NOENH, "%s ESMTP Waymark", smtpd_cfg->hostname);
 	deadline_arm(s, s->wait_since);
 }
@@ -639,9 +642,10 @@ deadline_next(const struct smtpd_session *s, uint64_t now)
 {
 	uint64_t next, rate;
 
-	if (s->state == SMTPD_COMMIT || s->auth_waiting)
+	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting)
 		return 0;		/* the server's turn: the queue commit, a
-					 * password check or a delayed AUTH reply */
+					 * password check, a delayed AUTH reply
+					 * or a milter */
 	next = s->wait_since + timeout_ms();
 	if (s->state == SMTPD_DATA && s->txn != NULL &&
 	    smtpd_cfg->smtpd_data_min_rate > 0) {
@@ -724,7 +728,7 @@ smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev;
 	s->timer_at = 0;
-	if (s->state == SMTPD_COMMIT || s->auth_waiting)
+	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting)
 		return;			/* armed again when the server's turn
 					 * ends (smtpd_resume) */
 	late = now >= s->wait_since + timeout_ms();
@@ -786,6 +790,7 @@ smtpd_session_free(struct smtpd_session *s)
 	smtpd_session_silent(s);
 	smtpd_txn_free(s);
 	smtpd_auth_free(s);
+	smtpd_milter_free(s);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->closetimer != NULL)
@@ -928,8 +933,9 @@ smtpd_process(struct smtpd_session *s)
 	out = bufferevent_get_output(s->bev);
 	s->in_process++;
 	for (;;) {
-		if (s->out_blocked || s->auth_waiting)
-			goto out;	/* auth_waiting: a delayed AUTH reply */
+		if (s->out_blocked || s->auth_waiting || s->milter_waiting)
+			goto out;	/* auth_waiting: a delayed AUTH reply;
+					 * milter_waiting: a milter's */
 		if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
 			smtpd_flush(s);
 			if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {

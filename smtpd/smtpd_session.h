@@ -23,6 +23,7 @@ struct event;
 struct config;
 struct qmsg;
 struct smtpd_client;
+struct milter_sess;
 
 #define SMTPD_LINE_MAX		2048	/* command line incl. CRLF */
 #define SMTPD_TEXT_LINE_MAX	1000	/* text line incl. CRLF (RFC 5321 4.5.3.1.6) */
@@ -62,6 +63,7 @@ struct smtpd_txn {
 	struct qmsg	*m;		/* sender, recipients, qid */
 	unsigned	 naccepted;	/* RCPT commands answered 250 */
 	int		 fd;		/* body file, -1 before DATA */
+	int		 rewritten;	/* a milter wrote a new body file */
 	/* DATA (smtpd_data.c) */
 	char		*wbuf;		/* SMTPD_WBUF_SIZE, allocated at 354 */
 	size_t		 wcap;		/* its size: SMTPD_WBUF_MIN if short */
@@ -137,6 +139,20 @@ struct smtpd_session {
 	uint64_t		 wait_since;	/* ms: start of the bounded wait */
 	int			 in_line;	/* a command line has begun */
 	struct smtpd_client	*client;	/* per-client count, or NULL */
+	/* milters (smtpd_milter.c) */
+	struct milter_sess	*milters;	/* NULL: none configured */
+	int			 milter_waiting;	/* input held: a milter
+							   reply is awaited */
+	int			 cmd_idx;	/* table index of the command */
+	char			 milter_stage;	/* the held command's stage */
+	char			 milter_pass;	/* its milters have passed it */
+	int			 milter_idx;	/* its table index */
+	char			*milter_line;	/* the held command line */
+	size_t			 milter_linelen;
+	size_t			 milter_argoff;	/* its argument's offset */
+	char			*milter_refusal;	/* CONNECT/HELO refusal text */
+	int			 milter_rcode, milter_rcls, milter_rsubj,
+				 milter_rdet;
 };
 
 /* smtpd_session.c */
@@ -167,6 +183,12 @@ void	 smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len);
 int	 smtpd_cmd_counters(const struct smtpd_session *s, char *out, size_t outlen);
 int	 smtpd_cmd_index(const char *verb);
 void	 smtpd_reset_after_tls(struct smtpd_session *s);
+/* smtpd_cmd_again - run the handler of table index idx once more (its
+ * milters have passed it); counted as the first run would have been */
+void	 smtpd_cmd_again(struct smtpd_session *s, int idx, const char *line,
+	    size_t len, const char *arg, size_t arglen);
+/* smtpd_cmd_current - table index of the command being handled */
+int	 smtpd_cmd_current(const struct smtpd_session *s);
 
 /* smtpd_lists.c */
 struct esmtp_params;
@@ -182,6 +204,19 @@ int	 smtpd_data_input(struct smtpd_session *s, struct evbuffer *in);
  * Exposed for tests/fuzz/fuzz_data.c. */
 size_t	 smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len,
 	    int *end);
+
+/* smtpd_data_commit - the trace field and the commit of the received
+ * message (after the policy rules and the milters) */
+void	 smtpd_data_commit(struct smtpd_session *s);
+
+/* smtpd_milter.c */
+int	 smtpd_milter_connect(struct smtpd_session *s);
+int	 smtpd_milter_refused(struct smtpd_session *s, const char *verb);
+int	 smtpd_milter_gate(struct smtpd_session *s, char stage, const char *arg,
+	    size_t len, const char *addr);
+int	 smtpd_milter_eom(struct smtpd_session *s);
+void	 smtpd_milter_abort(struct smtpd_session *s);
+void	 smtpd_milter_free(struct smtpd_session *s);
 
 /* smtpd_reply.c */
 #define SMTPD_NOENH	0, 0, 0

@@ -147,6 +147,18 @@ static const struct err_case err_cases[] = {
 	{ "bad number", "max_recipients = 12x\n", ":1: max_recipients: invalid number \"12x\"" },
 	{ "above max", "workers = 65\n", ":1: workers: \"65\" above maximum 64" },
 	{ "below min", "max_recipients = 0\n", ":1: max_recipients: \"0\" below minimum 1" },
+	{ "milter bad scheme", "milters = tcp:1.2.3.4:25\n",
+	  ":1: milters: \"tcp:1.2.3.4:25\": unix:PATH or inet:HOST:PORT expected" },
+	{ "milter relative path", "milters = unix:x.sock\n",
+	  ":1: milters: \"unix:x.sock\": an absolute path expected after unix:" },
+	{ "milter no port", "milters = inet:127.0.0.1\n",
+	  ":1: milters: \"inet:127.0.0.1\": inet:HOST:PORT expected" },
+	{ "milter host name", "milters = inet:example.com:8891\n",
+	  ":1: milters: \"inet:example.com:8891\": HOST must be an IPv4 address, [IPv6] or localhost" },
+	{ "milter default action", "milter_default_action = shutdown\n",
+	  ":1: milter_default_action: invalid value \"shutdown\" (tempfail, accept or reject)" },
+	{ "milter timeout zero", "milter_command_timeout = 0\n",
+	  ":1: milter_command_timeout: \"0\" below minimum 1s" },
 	{ "db_cache below min", "db_cache = 64k\n",
 	  ":1: db_cache: \"64k\" below minimum 262144" },
 	{ "db_cache above max", "db_cache = 1025m\n",
@@ -1146,6 +1158,8 @@ static const char *const all_keys[] = {
 	"db_cache",
 	"metrics",
 	"dkim_key",
+	"milters", "milter_default_action", "milter_connect_timeout",
+	"milter_command_timeout", "milter_content_timeout",
 };
 
 static const char *const print_lines[] = {
@@ -1176,6 +1190,10 @@ static const char *const print_lines[] = {
 	"mtqp_auth_failures = 10 per 1h\n",
 	"mtqp_chaining = no\n",
 	"db_cache = 1m\n",
+	"milter_default_action = tempfail\n",
+	"milter_connect_timeout = 30s\n",
+	"milter_command_timeout = 30s\n",
+	"milter_content_timeout = 5m\n",
 };
 
 static void
