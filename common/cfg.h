@@ -121,6 +121,7 @@ struct config {
 	unsigned	 http_timeout;		/* seconds */
 	char		*http_public_url;	/* tracking page base, or NULL */
 	uint64_t	 db_cache;		/* Berkeley DB cache, bytes (restart) */
+	int		 dns_dnssec;		/* AD-bit queries, DANE (RFC 7672) */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

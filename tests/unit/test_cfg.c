@@ -209,6 +209,14 @@ static const struct err_case err_cases[] = {
 	  ":1: mtqp_chaining: invalid boolean \"maybe\" (yes or no)" },
 	{ "control_read bad", "control_read = everyone\n",
 	  ":1: control_read: invalid value \"everyone\" (group or anyone)" },
+	{ "dnssec with a remote resolver",
+	  "dns = 127.0.0.1:5353 192.0.2.1\ndns_dnssec = yes\n",
+	  ":2: dns_dnssec: dns server 192.0.2.1 is not on loopback: the AD "
+	  "bit is trusted only from a local validating resolver" },
+	{ "dnssec with a remote v6 resolver",
+	  "dns_dnssec = yes\ndns = [::1]:53, [2001:db8::1]:53\n",
+	  ":1: dns_dnssec: dns server [2001:db8::1]:53 is not on loopback: "
+	  "the AD bit is trusted only from a local validating resolver" },
 };
 
 static void
@@ -1087,6 +1095,7 @@ static const char *const all_keys[] = {
 	"http_max_header_size", "http_max_body_size", "http_max_connections",
 	"http_timeout", "http_public_url",
 	"db_cache",
+	"dns_dnssec",
 };
 
 static const char *const print_lines[] = {
