@@ -920,8 +920,8 @@ tls_failed(struct dlv_sess *s)
 	long		 vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 
 	if (vr != X509_V_OK && s->dane_auth)
-		(void)snprintf(ebuf, sizeof(ebuf), "DANE: the certificate "
-		    "matches no TLSA record of _25._tcp.%.100s (%s)",
+		(void)snprintf(ebuf, sizeof(ebuf), "DANE: certificate not "
+		    "authenticated by the TLSA records of _25._tcp.%.100s: %s",
 		    s->peer.name, X509_verify_cert_error_string(vr));
 	else if (vr != X509_V_OK)
 		(void)snprintf(ebuf, sizeof(ebuf), "certificate verification "

@@ -14,6 +14,10 @@ Zone dane.test (signed):
                                                                   never contacted
   notls   MX mx1.notls (127.0.0.5, no STARTTLS; TLSA of key A) -> deferred, no
                                                                   cleartext
+  ta      MX mx1.ta (127.0.0.7, a chain to a test CA, name mx1.ta.dane.test;
+          TLSA 2 0 1 of the CA)                                -> DANE-TA verified
+  taname  MX mx1.taname (127.0.0.8, the same chain: names do not match)
+                                                               -> deferred
 Zone plain.test (unsigned, outside the trust anchor):
   plain.test MX mx.plain.test (127.0.0.6, key A; TLSA of another key, but
           insecure)                                            -> opportunistic
@@ -48,7 +52,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs unbound, ldnsutils and openssl (scripts/deps.sh)")
 
 FINAL = ("delivered", "relayed", "failed")
-ADDRS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
+ADDRS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
+         "127.0.0.7", "127.0.0.8")
 
 
 # ------------------------------------------------------------------ keys
@@ -71,6 +76,34 @@ def make_cert(d, name, cn):
     return cert, key, hashlib.sha256(der).hexdigest()
 
 
+def make_ta_chain(d, cn):
+    """A test CA and a leaf for cn signed by it: (chain, key, CA digest)."""
+    ca_key = os.path.join(d, "ca.key")
+    ca = os.path.join(d, "ca.pem")
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=Waymark test TA",
+        "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout", ca_key, "-out", ca)
+    key = os.path.join(d, "leaf.key")
+    csr = os.path.join(d, "leaf.csr")
+    leaf = os.path.join(d, "leaf.pem")
+    ext = os.path.join(d, "leaf.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:%s\n" % cn)
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + cn,
+        "-keyout", key, "-out", csr)
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", leaf)
+    chain = os.path.join(d, "chain.pem")
+    with open(chain, "w") as f:
+        f.write(open(leaf).read() + open(ca).read())   # RFC 7672 3.1.2
+    der = subprocess.run(["openssl", "x509", "-in", ca, "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    return chain, key, hashlib.sha256(der).hexdigest()
+
+
 def server_ctx(cert, key):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -82,15 +115,15 @@ def server_ctx(cert, key):
 class Unbound:
     """unbound on 127.0.0.1:port validating dane.test with its own KSK."""
 
-    def __init__(self, tlsa_a, tlsa_other):
+    def __init__(self, tlsa_a, tlsa_other, tlsa_ca):
         self.dir = tempfile.mkdtemp(prefix="wm-unbound-")
         self.proc = None
         self.port = None
         self.log = os.path.join(self.dir, "unbound.log")
-        self.sign_zone(tlsa_a, tlsa_other)
+        self.sign_zone(tlsa_a, tlsa_other, tlsa_ca)
         self.plain_zone(tlsa_other)
 
-    def sign_zone(self, tlsa_a, tlsa_other):
+    def sign_zone(self, tlsa_a, tlsa_other, tlsa_ca):
         zone = os.path.join(self.dir, "dane.test.zone")
         with open(zone, "w") as f:
             f.write("""$ORIGIN dane.test.
@@ -113,7 +146,13 @@ _25._tcp.mx1.bogus IN TLSA 3 1 1 {a}
 notls IN MX 10 mx1.notls
 mx1.notls IN A 127.0.0.5
 _25._tcp.mx1.notls IN TLSA 3 1 1 {a}
-""".format(a=tlsa_a, o=tlsa_other))
+ta IN MX 10 mx1.ta
+mx1.ta IN A 127.0.0.7
+_25._tcp.mx1.ta IN TLSA 2 0 1 {ca}
+taname IN MX 10 mx1.taname
+mx1.taname IN A 127.0.0.8
+_25._tcp.mx1.taname IN TLSA 2 0 1 {ca}
+""".format(a=tlsa_a, o=tlsa_other, ca=tlsa_ca))
         zsk = run("ldns-keygen", "-a", "ECDSAP256SHA256", "dane.test",
                   cwd=self.dir).strip()
         ksk = run("ldns-keygen", "-k", "-a", "ECDSAP256SHA256", "dane.test",
@@ -233,13 +272,14 @@ def pki():
     a = make_cert(d, "a", "mx1.ok.dane.test")
     b = make_cert(d, "b", "mx1.wrong.dane.test")
     other = hashlib.sha256(b"not the key of any sink").hexdigest()
-    yield {"a": a, "b": b, "other": other}
+    ta = make_ta_chain(d, "mx1.ta.dane.test")
+    yield {"a": a, "b": b, "other": other, "ta": ta}
     shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def unbound(pki):
-    u = Unbound(pki["a"][2], pki["other"]).start()
+    u = Unbound(pki["a"][2], pki["other"], pki["ta"][2]).start()
     yield u
     u.stop()
     shutil.rmtree(u.dir, ignore_errors=True)
@@ -397,8 +437,9 @@ def test_wrong_tlsa_on_first_mx_uses_second(daemon_factory, unbound, pki,
     assert bad.messages == [] and len(good.messages) == 1
     log = d.log_text()
     assert ("TLS handshake with mx1.wrong.dane.test[127.0.0.3] failed: DANE: "
-            "the certificate matches no TLSA record of "
-            "_25._tcp.mx1.wrong.dane.test") in log, log[-3000:]
+            "certificate not authenticated by the TLSA records of "
+            "_25._tcp.mx1.wrong.dane.test: no matching DANE TLSA records"
+            ) in log, log[-3000:]
 
 
 def test_bogus_tlsa_defers_without_connecting(daemon_factory, unbound, hops):
@@ -438,6 +479,33 @@ def test_tlsa_without_starttls_defers(daemon_factory, unbound, hops):
     assert sink.messages == [], "sent in cleartext"
     ev = events(d, qid, "deferred")
     assert "tls_policy=dane tls_result=no-starttls" in ev[0], ev
+
+
+def test_dane_ta_chain_verified(daemon_factory, unbound, pki, hops):
+    sink = hops.sink("127.0.0.7", tls=pki["ta"])
+    d = daemon_factory(dane_config(unbound.server, hops.port))
+    qid, _ = submit(d, ["u@ta.dane.test"])
+    r = wait_status(d, qid, "u@ta.dane.test", FINAL)
+    assert r["status"] == "relayed", r
+    assert "DANE-TA 2 0 1 verified at depth 1" in r["last_reply"]["text"], r
+    assert len(sink.messages) == 1
+
+
+def test_dane_ta_name_mismatch_defers(daemon_factory, unbound, pki, hops):
+    sink = hops.sink("127.0.0.8", tls=pki["ta"])
+    d = daemon_factory(dane_config(unbound.server, hops.port))
+    qid, _ = submit(d, ["u@taname.dane.test"])
+    r = wait_status(d, qid, "u@taname.dane.test", ("deferred",) + FINAL)
+    # DANE-TA checks names (RFC 7672 3.2.2): mx1.ta is neither the MX
+    # host mx1.taname nor the next-hop domain taname.dane.test
+    assert r["status"] == "deferred", r
+    assert r["last_reply"]["enhanced"] == "4.7.5", r
+    assert "not authenticated by the TLSA records of " \
+        "_25._tcp.mx1.taname.dane.test: hostname mismatch" in \
+        r["last_reply"]["text"], r
+    assert sink.ehlos >= 1 and sink.messages == []
+    ev = events(d, qid, "deferred")
+    assert "tls_policy=dane tls_result=mismatch" in ev[0], ev
 
 
 def test_unsigned_zone_is_opportunistic(daemon_factory, unbound, pki, hops):
