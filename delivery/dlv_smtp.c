@@ -258,8 +258,10 @@ class_status(int code, int lmtp)
 
 /*
  * tls_outcome - the connection's TLS outcome, once per connection:
- * plaintext, tls, verified, mismatch, no-starttls, handshake-failed
- * (/metrics: waymark_tls_outbound_total{policy,result} counts here)
+ * plaintext, tls, verified, mismatch (DANE), verify-failed (smtp_tls =
+ * verify), no-starttls, handshake-failed (/metrics:
+ * waymark_tls_outbound_total{policy,result} counts here, for SMTP peers:
+ * s->tls_policy != DLV_TLS_UNSET)
  */
 static void
 tls_outcome(struct dlv_sess *s, const char *result)
