@@ -16,9 +16,11 @@
  *       but unusable ones make TLS mandatory (2.2); a failed TLSA lookup
  *       makes the host unreachable, never a cleartext fallback (2.1.2);
  *       DANE-EE is checked without name or expiry checks (3.1.1,
- *       3.2.1); DANE-TA names are the TLSA base domain (the MX host) and,
- *       through a secure MX, the next-hop domain (3.2.2); SNI is the
- *       base domain (8.1).  Digest agility (RFC 7671 9) is OpenSSL's.
+ *       3.2.1); DANE-TA names are the TLSA base domain (the MX host, or
+ *       its secure CNAME expansion when that has the TLSA records:
+ *       2.2.2) and, through a secure MX, the next-hop domain (3.2.2);
+ *       SNI is the base domain (8.1).  Digest agility (RFC 7671 9) is
+ *       OpenSSL's.
  * Not here: the queries and the AD bit (dlv_dns.c), the STARTTLS
  *       dialogue (dlv_smtp.c), the order of hosts (dlv_remote.c).
  */
@@ -137,77 +139,136 @@ tlsa_usable(unsigned usage, unsigned sel, unsigned mtype, size_t len)
 	return 1;
 }
 
+/*
+ * answer_start - skip the header and question of abuf: the offset of
+ * the answer section, its record count (at most MAX_RRS) in *an; -1 if
+ * malformed
+ */
+static long
+answer_start(const unsigned char *abuf, size_t alen, size_t *an)
+{
+	size_t	qd, i, off;
+	long	enclen;
+
+	if (alen < 12 || alen > 65535)
+		return -1;
+	qd = get16(abuf + 4);
+	*an = get16(abuf + 6);
+	if (*an > MAX_RRS)
+		*an = MAX_RRS;
+	for (off = 12, i = 0; i < qd; i++) {
+		if ((enclen = skip_name(abuf, alen, off)) < 0 ||
+		    off + (size_t)enclen + 4 > alen)
+			return -1;
+		off += (size_t)enclen + 4;
+	}
+	return (long)off;
+}
+
+/*
+ * cname_chain - chain[0] = qname, then the CNAME targets the answer
+ * section gives from it, in chain order whatever the records' order
+ * (RFC 7672 2.2.3); *nchain names.  0, or -1 with why set (malformed,
+ * chain too long).
+ */
+static int
+cname_chain(const unsigned char *abuf, size_t alen, size_t start, size_t an,
+    const char *qname, char chain[][256], size_t *nchain, char *why,
+    size_t whylen)
+{
+	struct rr	 rr;
+	char		*target;
+	size_t		 off, i;
+	long		 enclen;
+	int		 grew = 1;
+
+	*nchain = 1;
+	(void)snprintf(chain[0], 256, "%s", qname);
+	while (grew) {
+		grew = 0;
+		for (off = start, i = 0; i < an; i++) {
+			if (next_rr(abuf, alen, &off, &rr) == -1)
+				goto malformed;
+			if (rr.type != T_CNAME || rr.class != C_IN ||
+			    !name_eq(rr.owner, chain[*nchain - 1])) {
+				ares_free_string(rr.owner);
+				continue;
+			}
+			ares_free_string(rr.owner);
+			target = NULL;
+			if (ares_expand_name(abuf + rr.rdoff, abuf, (int)alen,
+			    &target, &enclen) != ARES_SUCCESS)
+				goto malformed;
+			if (in_chain(chain, *nchain, target) ||
+			    strlen(target) >= 256 || *nchain > MAX_CHAIN) {
+				ares_free_string(target);
+				(void)snprintf(why, whylen, "CNAME loop or chain "
+				    "too long");
+				return -1;
+			}
+			(void)snprintf(chain[*nchain], 256, "%s", target);
+			(*nchain)++;
+			ares_free_string(target);
+			grew = 1;
+			break;
+		}
+	}
+	return 0;
+malformed:
+	(void)snprintf(why, whylen, "malformed answer");
+	return -1;
+}
+
+int
+dlv_dane_expanded(const unsigned char *abuf, size_t alen, const char *qname,
+    char *out, size_t outlen)
+{
+	char	chain[MAX_CHAIN + 1][256], why[64];
+	size_t	an, nchain;
+	long	start;
+
+	out[0] = '\0';
+	if (strlen(qname) >= sizeof(chain[0]) ||
+	    (start = answer_start(abuf, alen, &an)) < 0 ||
+	    cname_chain(abuf, alen, (size_t)start, an, qname, chain, &nchain,
+	    why, sizeof(why)) == -1)
+		return -1;
+	if (nchain > 1) {
+		if (strlen(chain[nchain - 1]) >= outlen)
+			return -1;
+		(void)snprintf(out, outlen, "%s", chain[nchain - 1]);
+	}
+	return 0;
+}
+
 int
 dlv_dane_parse(const unsigned char *abuf, size_t alen, const char *qname,
     struct dlv_dane *d, size_t *present, char *why, size_t whylen)
 {
 	char		 chain[MAX_CHAIN + 1][256];
-	size_t		 nchain = 1, qd, an, i, off, start, len;
-	long		 enclen;
+	size_t		 nchain, an, i, off, len;
+	long		 start;
 	struct rr	 rr;
-	char		*target;
-	int		 pass, grew;
 	struct dlv_tlsa	*t;
 
 	d->ntlsa = 0;
 	d->ndata = 0;
 	*present = 0;
-	if (alen < 12 || alen > 65535 || strlen(qname) >= sizeof(chain[0])) {
+	if (strlen(qname) >= sizeof(chain[0]) ||
+	    (start = answer_start(abuf, alen, &an)) < 0) {
 		(void)snprintf(why, whylen, "malformed answer");
 		return -1;
 	}
-	(void)snprintf(chain[0], sizeof(chain[0]), "%s", qname);
-	qd = get16(abuf + 4);
-	an = get16(abuf + 6);
-	if (an > MAX_RRS)
-		an = MAX_RRS;
-	for (off = 12, i = 0; i < qd; i++) {
-		if ((enclen = skip_name(abuf, alen, off)) < 0 ||
-		    off + (size_t)enclen + 4 > alen)
-			goto malformed;
-		off += (size_t)enclen + 4;
-	}
-	start = off;
-
-	/* the CNAME chain from qname, in any order (RFC 7672 2.2.3) */
-	for (pass = 0, grew = 1; grew && pass <= MAX_CHAIN; pass++) {
-		grew = 0;
-		for (off = start, i = 0; i < an; i++) {
-			if (next_rr(abuf, alen, &off, &rr) == -1)
-				goto malformed;
-			if (rr.type == T_CNAME && rr.class == C_IN &&
-			    in_chain(chain, nchain, rr.owner)) {
-				target = NULL;
-				if (ares_expand_name(abuf + rr.rdoff, abuf,
-				    (int)alen, &target, &enclen) !=
-				    ARES_SUCCESS) {
-					ares_free_string(rr.owner);
-					goto malformed;
-				}
-				if (!in_chain(chain, nchain, target) &&
-				    strlen(target) < sizeof(chain[0])) {
-					if (nchain > MAX_CHAIN) {
-						ares_free_string(target);
-						ares_free_string(rr.owner);
-						(void)snprintf(why, whylen,
-						    "CNAME chain too long");
-						return -1;
-					}
-					(void)snprintf(chain[nchain],
-					    sizeof(chain[0]), "%s", target);
-					nchain++;
-					grew = 1;
-				}
-				ares_free_string(target);
-			}
-			ares_free_string(rr.owner);
-		}
-	}
+	if (cname_chain(abuf, alen, (size_t)start, an, qname, chain, &nchain,
+	    why, whylen) == -1)
+		return -1;
 
 	/* the TLSA records of the chain's names (RRSIGs and others skipped) */
-	for (off = start, i = 0; i < an; i++) {
-		if (next_rr(abuf, alen, &off, &rr) == -1)
-			goto malformed;
+	for (off = (size_t)start, i = 0; i < an; i++) {
+		if (next_rr(abuf, alen, &off, &rr) == -1) {
+			(void)snprintf(why, whylen, "malformed answer");
+			return -1;
+		}
 		if (rr.type != T_TLSA || rr.class != C_IN ||
 		    !in_chain(chain, nchain, rr.owner)) {
 			ares_free_string(rr.owner);
@@ -238,9 +299,6 @@ dlv_dane_parse(const unsigned char *abuf, size_t alen, const char *qname,
 		d->ndata += len;
 	}
 	return 0;
-malformed:
-	(void)snprintf(why, whylen, "malformed answer");
-	return -1;
 }
 
 void
@@ -293,6 +351,12 @@ dlv_dane_ctx_init(void *ctx)
 	return SSL_CTX_dane_enable(ctx) > 0 ? 0 : -1;
 }
 
+const char *
+dlv_dane_base(const struct dlv_peer *p)
+{
+	return p->dane.base[0] != '\0' ? p->dane.base : p->name;
+}
+
 int
 dlv_dane_ssl(void *vssl, const struct dlv_peer *p)
 {
@@ -302,14 +366,20 @@ dlv_dane_ssl(void *vssl, const struct dlv_peer *p)
 	size_t			 i;
 	int			 rc, usable = 0;
 
+	if (d->state != DLV_DANE_USABLE && d->state != DLV_DANE_UNUSABLE)
+		return 0;
+	/* SNI: the TLSA base domain (RFC 7672 8.1) */
+	if (SSL_set_tlsext_host_name(ssl, dlv_dane_base(p)) != 1)
+		return -1;
 	if (d->state != DLV_DANE_USABLE)
 		return 0;
-	/* the base domain: reference identifier, and SNI when none is set */
-	if (SSL_dane_enable(ssl, p->name) <= 0)
+	/* the base domain: the first reference identifier (3.2.2) */
+	if (SSL_dane_enable(ssl, dlv_dane_base(p)) <= 0)
 		return -1;
 	(void)SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
 	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (p->dane_nexthop[0] != '\0' && !name_eq(p->dane_nexthop, p->name) &&
+	if (p->dane_nexthop[0] != '\0' &&
+	    !name_eq(p->dane_nexthop, dlv_dane_base(p)) &&
 	    SSL_add1_host(ssl, p->dane_nexthop) != 1)
 		return -1;
 	for (i = 0; i < d->ntlsa; i++) {
@@ -400,7 +470,7 @@ dlv_dane_same(const struct dlv_dane *a, const struct dlv_dane *b)
 {
 	size_t	i;
 
-	if (a->state != b->state)
+	if (a->state != b->state || strcmp(a->base, b->base) != 0)
 		return 0;
 	if (a->state != DLV_DANE_USABLE)
 		return 1;

@@ -22,8 +22,9 @@
  *       ARES_FLAG_NOCHECKRESP (a SERVFAIL = bogus reaches us as such).
  *       A host is secure when the MX answer (or its NODATA: implicit MX)
  *       and its address answers all were; secure hosts get their TLSA
- *       answer (_25._tcp.HOST, RFC 7672 2.2.3, whatever smtp_port is)
- *       read by dlv_dane.c before the route is returned.  The channel's
+ *       answer (_25._tcp.HOST, RFC 7672 2.2.3, whatever smtp_port is;
+ *       for a host that is a CNAME, first at its expansion, then at HOST:
+ *       2.2.2) read by dlv_dane.c before the route is returned.  The channel's
  *       flags are set at start: turning dns_dnssec on by a reload works,
  *       but SERVFAIL then reads as a refused connection until a restart.
  * Texts: route.why is a whole sentence that names what was looked up
@@ -63,7 +64,9 @@ struct dns_lookup;
 struct dns_hq {				/* one A, AAAA or TLSA query */
 	struct dns_lookup	*lk;
 	size_t			 host;
-	int			 family;	/* AF_INET, AF_INET6; 0 = TLSA */
+	int			 family;	/* AF_INET, AF_INET6; TLSA: 0 at
+						 * the host name, 1 at its CNAME
+						 * expansion */
 };
 
 struct dns_sq {				/* an AD query in flight (dns_send) */
@@ -87,6 +90,7 @@ struct dns_lookup {
 	int			 smarthost;	/* qname is the smarthost */
 	int			 dnssec;	/* dns_dnssec when it started */
 	unsigned char		 insecure[DLV_MAX_HOSTS]; /* an address answer without AD */
+	char			 cname[DLV_MAX_HOSTS][256]; /* CNAME expansions */
 	char			 temperr[96];
 	struct dns_hq		 hq[DLV_MAX_HOSTS * 2];
 	struct in_addr		 a4[DLV_MAX_HOSTS][DLV_MAX_ADDRS];
@@ -113,6 +117,7 @@ static void	dns_finish(struct dns_lookup *lk, enum dlv_route_status st,
 		    const char *fmt, ...) WM_PRINTF(3, 4);
 static void	dns_resolve_hosts(struct dns_lookup *lk);
 static void	dns_tlsa_start(struct dns_lookup *lk);
+static void	dns_tlsa_cb(void *, int, int, unsigned char *, int);
 
 /* ---------------------------------------------------------------- config */
 
@@ -470,6 +475,9 @@ dns_complete(struct dns_lookup *lk)
 		r->hosts[i].naddrs = 0;
 		r->hosts[i].secure = lk->dnssec && r->secure &&
 		    !lk->insecure[i];
+		if (r->hosts[i].secure)
+			memcpy(r->hosts[i].cname, lk->cname[i],
+			    sizeof(r->hosts[i].cname));
 		for (j = 0; j < lk->n4[i]; j++)
 			dns_add_addr(&r->hosts[i], AF_INET, &lk->a4[i][j],
 			    lk->port);
@@ -527,6 +535,10 @@ dns_addr_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		return;
 	if (!dns.answer_ad)
 		lk->insecure[q->host] = 1;
+	else if (status == ARES_SUCCESS && lk->cname[q->host][0] == '\0')
+		(void)dlv_dane_expanded(abuf, (size_t)alen,
+		    lk->route.hosts[q->host].name, lk->cname[q->host],
+		    sizeof(lk->cname[q->host]));
 	if (status == ARES_SUCCESS) {
 		if (q->family == AF_INET) {
 			rc = ares_parse_a_reply(abuf, alen, NULL, t4, &n);
@@ -584,6 +596,22 @@ dns_tlsa_name(const char *host, char *out, size_t outlen)
 	return n < 0 || (size_t)n >= outlen || n > 253 ? -1 : 0;
 }
 
+/* dns_tlsa_send - the TLSA query of host q->host at q->family's name
+ * (RFC 7672 2.2.2: the CNAME expansion first, then the host name); 0, or
+ * -1 when no owner name fits (no query sent) */
+static int
+dns_tlsa_send(struct dns_lookup *lk, struct dns_hq *q)
+{
+	const struct dlv_host	*h = &lk->route.hosts[q->host];
+	char			 name[300];
+
+	if (dns_tlsa_name(q->family ? h->cname : h->name, name,
+	    sizeof(name)) == -1)
+		return -1;
+	dns_send(lk, name, DNS_T_TLSA, dns_tlsa_cb, q);
+	return 0;
+}
+
 /* dns_tlsa_cb - the TLSA answer for one secure host */
 static void
 dns_tlsa_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -591,17 +619,25 @@ dns_tlsa_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	struct dns_hq		*q = arg;
 	struct dns_lookup	*lk = q->lk;
 	struct dlv_host		*h = &lk->route.hosts[q->host];
-	char			 name[300];
+	char			 name[300] = "";
 
 	(void)timeouts;
 	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
 		return;
-	if (dns_tlsa_name(h->name, name, sizeof(name)) == 0)
+	if (dns_tlsa_name(q->family ? h->cname : h->name, name,
+	    sizeof(name)) == 0)
 		dlv_dane_answer(&h->dane, name, status, abuf, alen,
 		    dns.answer_ad);
 	log_debug("dns: %s: TLSA %s: dane state %d, %zu usable record(s)%s%s",
 	    lk->domain, name, (int)h->dane.state, h->dane.ntlsa,
 	    h->dane.why[0] ? ": " : "", h->dane.why);
+	if (q->family && h->dane.state == DLV_DANE_NONE) {
+		/* none at the expansion: the host name's own */
+		q->family = 0;
+		if (dns_tlsa_send(lk, q) == 0)
+			return;
+	} else if (q->family)	/* the expansion is the base domain */
+		memcpy(h->dane.base, h->cname, sizeof(h->dane.base));
 	if (--lk->pending == 0)
 		dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)",
 		    lk->route.nhosts);
@@ -612,7 +648,6 @@ static void
 dns_tlsa_start(struct dns_lookup *lk)
 {
 	struct dlv_route	*r = &lk->route;
-	char			 name[300];
 	size_t			 i;
 	int			 n = 0;
 
@@ -631,19 +666,19 @@ dns_tlsa_start(struct dns_lookup *lk)
 			continue;
 		lk->hq[i].lk = lk;
 		lk->hq[i].host = i;
-		lk->hq[i].family = 0;
-		if (dns_tlsa_name(r->hosts[i].name, name, sizeof(name)) == -1) {
-			/* no TLSA owner name fits: the lookup fails */
-			r->hosts[i].dane.state = DLV_DANE_ERROR;
-			(void)snprintf(r->hosts[i].dane.why,
-			    sizeof(r->hosts[i].dane.why), "TLSA owner name "
-			    "for %.120s too long", r->hosts[i].name);
-			if (--lk->pending == 0)
-				dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)",
-				    r->nhosts);
+		lk->hq[i].family = r->hosts[i].cname[0] != '\0';
+		if (dns_tlsa_send(lk, &lk->hq[i]) == 0)
 			continue;
-		}
-		dns_send(lk, name, DNS_T_TLSA, dns_tlsa_cb, &lk->hq[i]);
+		lk->hq[i].family = 0;
+		if (dns_tlsa_send(lk, &lk->hq[i]) == 0)
+			continue;
+		/* no TLSA owner name fits: the lookup fails */
+		r->hosts[i].dane.state = DLV_DANE_ERROR;
+		(void)snprintf(r->hosts[i].dane.why,
+		    sizeof(r->hosts[i].dane.why), "TLSA owner name for %.120s "
+		    "too long", r->hosts[i].name);
+		if (--lk->pending == 0)
+			dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)", r->nhosts);
 	}
 }
 

@@ -35,6 +35,8 @@ struct dlv_tlsa {			/* one usable record (usage 2 or 3) */
 
 struct dlv_dane {
 	enum dlv_dane_state	 state;
+	char			 base[256];	/* TLSA base domain when not the
+						 * host name (its CNAME expansion) */
 	size_t			 ntlsa;
 	struct dlv_tlsa		 tlsa[DLV_TLSA_MAX];
 	size_t			 ndata;
@@ -56,6 +58,7 @@ struct dlv_host {
 	/* dns_dnssec: the MX (or smarthost) answer and this host's address
 	 * answers were all secure (AD); then dane is its TLSA result */
 	int			 secure;
+	char			 cname[256];	/* secure: its CNAME expansion, or "" */
 	struct dlv_dane		 dane;
 };
 
@@ -223,6 +226,12 @@ void	 dlv_dane_answer(struct dlv_dane *d, const char *qname, int status,
 int	 dlv_dane_parse(const unsigned char *abuf, size_t alen,
 	    const char *qname, struct dlv_dane *d, size_t *present,
 	    char *why, size_t whylen);
+/* dlv_dane_expanded - the last name of the CNAME chain from qname in the
+ * answer section (an A/AAAA answer), or "" when none; 0, or -1 if malformed */
+int	 dlv_dane_expanded(const unsigned char *abuf, size_t alen,
+	    const char *qname, char *out, size_t outlen);
+/* dlv_dane_base - p's TLSA base domain: SNI, first reference identifier */
+const char *dlv_dane_base(const struct dlv_peer *p);
 /* dlv_dane_ctx_init - SSL_CTX_dane_enable on the client context; 0 or -1 */
 int	 dlv_dane_ctx_init(void *ctx);
 /* dlv_dane_ssl - before the handshake: the records of p on ssl (SSL *);

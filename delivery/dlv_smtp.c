@@ -924,7 +924,7 @@ tls_failed(struct dlv_sess *s)
 	if (vr != X509_V_OK && s->dane_auth)
 		(void)snprintf(ebuf, sizeof(ebuf), "DANE: certificate not "
 		    "authenticated by the TLSA records of _25._tcp.%.100s: %s",
-		    s->peer.name, X509_verify_cert_error_string(vr));
+		    dlv_dane_base(&s->peer), X509_verify_cert_error_string(vr));
 	else if (vr != X509_V_OK)
 		(void)snprintf(ebuf, sizeof(ebuf), "certificate verification "
 		    "failed: %s", X509_verify_cert_error_string(vr));
@@ -957,7 +957,8 @@ tls_done(struct dlv_sess *s, SSL *ssl)
 		tls_outcome(s, "mismatch");
 		set_err(s, RS_DEFERRED, 454, "4.7.5", "TLS handshake with %s "
 		    "failed: DANE: not authenticated by the TLSA records of "
-		    "_25._tcp.%.100s", s->peer.remote, s->peer.name);
+		    "_25._tcp.%.100s", s->peer.remote,
+		    dlv_dane_base(&s->peer));
 		log_info("smtp: %s", s->err.text);
 		close_bev(s);
 		handoff(s, DLV_OUT_NEXT);
@@ -988,7 +989,8 @@ after_ehlo(struct dlv_sess *s)
 			tls_outcome(s, "no-starttls");
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
 			    "by the DANE TLSA records of _25._tcp.%.100s but "
-			    "not offered by %s", s->peer.name, s->peer.remote);
+			    "not offered by %s", dlv_dane_base(&s->peer),
+			    s->peer.remote);
 			log_info("smtp: %s", s->err.text);
 			handoff(s, DLV_OUT_NEXT);
 			return;

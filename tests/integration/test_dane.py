@@ -18,6 +18,9 @@ Zone dane.test (signed):
           TLSA 2 0 1 of the CA)                                -> DANE-TA verified
   taname  MX mx1.taname (127.0.0.8, the same chain: names do not match)
                                                                -> deferred
+  cn      MX mx1.cn, a CNAME of real.cn (127.0.0.9); TLSA at real.cn
+  cn2     MX mx1.cn2, a CNAME of real.cn2 (127.0.0.10); TLSA at mx1.cn2
+                                       -> both dane verified (RFC 7672 2.2.2)
 Zone plain.test (unsigned, outside the trust anchor):
   plain.test MX mx.plain.test (127.0.0.6, key A; TLSA of another key, but
           insecure)                                            -> opportunistic
@@ -53,7 +56,7 @@ pytestmark = pytest.mark.skipif(
 
 FINAL = ("delivered", "relayed", "failed")
 ADDRS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
-         "127.0.0.7", "127.0.0.8")
+         "127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10")
 
 
 # ------------------------------------------------------------------ keys
@@ -152,6 +155,14 @@ _25._tcp.mx1.ta IN TLSA 2 0 1 {ca}
 taname IN MX 10 mx1.taname
 mx1.taname IN A 127.0.0.8
 _25._tcp.mx1.taname IN TLSA 2 0 1 {ca}
+cn IN MX 10 mx1.cn
+mx1.cn IN CNAME real.cn
+real.cn IN A 127.0.0.9
+_25._tcp.real.cn IN TLSA 3 1 1 {a}
+cn2 IN MX 10 mx1.cn2
+mx1.cn2 IN CNAME real.cn2
+real.cn2 IN A 127.0.0.10
+_25._tcp.mx1.cn2 IN TLSA 3 1 1 {a}
 """.format(a=tlsa_a, o=tlsa_other, ca=tlsa_ca))
         zsk = run("ldns-keygen", "-a", "ECDSAP256SHA256", "dane.test",
                   cwd=self.dir).strip()
@@ -506,6 +517,21 @@ def test_dane_ta_name_mismatch_defers(daemon_factory, unbound, pki, hops):
     assert sink.ehlos >= 1 and sink.messages == []
     ev = events(d, qid, "deferred")
     assert "tls_policy=dane tls_result=mismatch" in ev[0], ev
+
+
+@pytest.mark.parametrize("domain,addr", [
+    ("cn.dane.test", "127.0.0.9"),      # TLSA at the expansion real.cn
+    ("cn2.dane.test", "127.0.0.10"),    # TLSA at the host name mx1.cn2
+])
+def test_cname_mx_host(daemon_factory, unbound, pki, hops, domain, addr):
+    # TLSA at the host's CNAME expansion first, then at the host name
+    sink = hops.sink(addr, tls=pki["a"])
+    d = daemon_factory(dane_config(unbound.server, hops.port))
+    qid, _ = submit(d, ["u@" + domain])
+    r = wait_status(d, qid, "u@" + domain, FINAL)
+    assert r["status"] == "relayed", r
+    assert "DANE-EE 3 1 1 verified" in r["last_reply"]["text"], r
+    assert len(sink.messages) == 1
 
 
 def test_unsigned_zone_is_opportunistic(daemon_factory, unbound, pki, hops):

@@ -3,7 +3,8 @@
  * test_dane.c - unit tests of delivery/dlv_dane.c's reading of TLSA
  * answers (dlv_dane_answer / dlv_dane_parse): usable and unusable
  * records (RFC 7672 3.1: usage 2/3 only, digest lengths), CNAME chains
- * from the owner (RFC 7672 2.2.3), records of other names and RRSIGs
+ * from the owner (RFC 7672 2.2.3) and the expansion of a host name
+ * (dlv_dane_expanded, 2.2.2), records of other names and RRSIGs
  * skipped, compressed names, the bounds (records kept, malformed
  * answers), and the states that answers without data or without the AD
  * bit, and failed lookups, give.
@@ -268,6 +269,35 @@ test_states(void **state)
 	assert_int_equal(d.state, DLV_DANE_ERROR);
 }
 
+/* dlv_dane_expanded: the end of the CNAME chain of an address answer */
+static void
+test_expanded(void **state)
+{
+	static const struct rrspec chain[2] = {
+		{ "a.example.test", 5, 0, 0, 0, 0, "b.example.test" },
+		{ EE, 5, 0, 0, 0, 0, "a.example.test" } };
+	static const struct rrspec loop[2] = {
+		{ "a.example.test", 5, 0, 0, 0, 0, EE },
+		{ EE, 5, 0, 0, 0, 0, "a.example.test" } };
+	struct msg	m;
+	char		out[256];
+
+	(void)state;
+	build(&m, chain, 2);
+	assert_int_equal(dlv_dane_expanded(m.b, m.n, QNAME, out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "b.example.test");
+	build(&m, chain, 1);		/* no CNAME from QNAME */
+	assert_int_equal(dlv_dane_expanded(m.b, m.n, QNAME, out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "");
+	build(&m, loop, 2);
+	assert_int_equal(dlv_dane_expanded(m.b, m.n, QNAME, out, sizeof(out)),
+	    -1);
+	assert_int_equal(dlv_dane_expanded(m.b, 20, QNAME, out, sizeof(out)),
+	    -1);
+}
+
 int
 main(void)
 {
@@ -275,6 +305,7 @@ main(void)
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_record_data),
 		cmocka_unit_test(test_states),
+		cmocka_unit_test(test_expanded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
