@@ -284,9 +284,9 @@ dlv_dane_parse(const unsigned char *abuf, size_t alen, const char *qname,
 			continue;
 		if (d->ntlsa >= DLV_TLSA_MAX ||
 		    d->ndata + len > sizeof(d->data)) {
-			(void)snprintf(why, whylen, "more TLSA records than "
-			    "Waymark keeps (%d records, %d octets of data)",
-			    DLV_TLSA_MAX, DLV_TLSA_BYTES);
+			(void)snprintf(why, whylen, "too many TLSA records "
+			    "(over %d, or %d octets)", DLV_TLSA_MAX,
+			    DLV_TLSA_BYTES);
 			return -1;
 		}
 		t = &d->tlsa[d->ntlsa++];

@@ -166,10 +166,10 @@ static const struct tcase cases[] = {
 	  { EE, 52, 3, 1, 1, 32, NULL }, { EE, 52, 3, 1, 1, 32, NULL },
 	  { EE, 52, 3, 1, 1, 32, NULL }, { EE, 52, 3, 1, 1, 32, NULL },
 	  { EE, 52, 3, 1, 1, 32, NULL } }, 9, DLV_DANE_ERROR, 0,
-	  "more TLSA records than Waymark keeps" },
+	  "too many TLSA records (over 8, or 512 octets)" },
 	{ "data over the bound", { { EE, 52, 2, 0, 0, 400, NULL },
 	  { EE, 52, 2, 0, 0, 200, NULL } }, 2, DLV_DANE_ERROR, 0,
-	  "more TLSA records than Waymark keeps" },
+	  "too many TLSA records (over 8, or 512 octets)" },
 };
 
 static void
