@@ -21,6 +21,8 @@ Zone dane.test (signed):
   cn      MX mx1.cn, a CNAME of real.cn (127.0.0.9); TLSA at real.cn
   cn2     MX mx1.cn2, a CNAME of real.cn2 (127.0.0.10); TLSA at mx1.cn2
                                        -> both dane verified (RFC 7672 2.2.2)
+  pkix    MX mx1.pkix (127.0.0.11; TLSA 1 1 1 only: unusable for SMTP)
+                          -> TLS mandatory, not authenticated (RFC 7672 2.2)
 Zone plain.test (unsigned, outside the trust anchor):
   plain.test MX mx.plain.test (127.0.0.6, key A; TLSA of another key, but
           insecure)                                            -> opportunistic
@@ -56,7 +58,7 @@ pytestmark = pytest.mark.skipif(
 
 FINAL = ("delivered", "relayed", "failed")
 ADDRS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
-         "127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10")
+         "127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10", "127.0.0.11")
 
 
 # ------------------------------------------------------------------ keys
@@ -163,6 +165,9 @@ cn2 IN MX 10 mx1.cn2
 mx1.cn2 IN CNAME real.cn2
 real.cn2 IN A 127.0.0.10
 _25._tcp.mx1.cn2 IN TLSA 3 1 1 {a}
+pkix IN MX 10 mx1.pkix
+mx1.pkix IN A 127.0.0.11
+_25._tcp.mx1.pkix IN TLSA 1 1 1 {o}
 """.format(a=tlsa_a, o=tlsa_other, ca=tlsa_ca))
         zsk = run("ldns-keygen", "-a", "ECDSAP256SHA256", "dane.test",
                   cwd=self.dir).strip()
@@ -532,6 +537,27 @@ def test_cname_mx_host(daemon_factory, unbound, pki, hops, domain, addr):
     assert r["status"] == "relayed", r
     assert "DANE-EE 3 1 1 verified" in r["last_reply"]["text"], r
     assert len(sink.messages) == 1
+
+
+@pytest.mark.parametrize("starttls", [False, True])
+def test_unusable_tlsa_makes_tls_mandatory(daemon_factory, unbound, pki, hops,
+                                           starttls):
+    sink = hops.sink("127.0.0.11", tls=pki["b"] if starttls else None)
+    d = daemon_factory(dane_config(unbound.server, hops.port))
+    qid, _ = submit(d, ["u@pkix.dane.test"])
+    r = wait_status(d, qid, "u@pkix.dane.test", ("deferred",) + FINAL)
+    if starttls:
+        # any key will do: the records cannot authenticate it
+        assert r["status"] == "relayed", r
+        assert "DANE" not in r["last_reply"]["text"], r
+        assert len(sink.messages) == 1 and sink.messages[0][2] is True
+        ev = events(d, qid, "relayed")
+        assert "tls_policy=dane tls_result=tls" in ev[0], ev
+    else:
+        assert r["status"] == "deferred", r
+        assert "TLS required by the DANE TLSA records" in \
+            r["last_reply"]["text"], r
+        assert sink.messages == []
 
 
 def test_unsigned_zone_is_opportunistic(daemon_factory, unbound, pki, hops):
