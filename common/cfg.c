@@ -280,6 +280,8 @@ static const struct cfg_key cfg_keys[] = {
 	{ "milter_content_timeout", CT_DURATION, "300s", 1, UMAX,
 	  F(milter_content_timeout), 0,
 	  "milter: header, body and end-of-message replies" },
+	{ "dns_dnssec", CT_BOOL, "no", 0, 1, F(dns_dnssec), 0,
+	  "ask the resolver for DNSSEC status (AD bit) and use DANE (needs a loopback validating resolver)" },
 };
 
 #define NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -1516,6 +1518,65 @@ list_domain_local(const char *domain, void *arg)
 	return cfg_is_local_domain(arg, domain);
 }
 
+/* addr_is_loopback - "127.x.y.z" or "::1" (as check_dns accepts them) */
+static int
+addr_is_loopback(const char *item)
+{
+	char		 host[INET6_ADDRSTRLEN];
+	unsigned char	 a[16];
+	const char	*port;
+	int		 br;
+
+	if (strchr(item, '[') == NULL && inet_pton(AF_INET6, item, a) == 1)
+		return memcmp(a, &in6addr_loopback, 16) == 0;
+	if (split_hostport(item, host, sizeof(host), &port, &br) == -1)
+		return 0;
+	if (br)
+		return inet_pton(AF_INET6, host, a) == 1 &&
+		    memcmp(a, &in6addr_loopback, 16) == 0;
+	return inet_pton(AF_INET, host, a) == 1 && a[0] == 127;
+}
+
+/*
+ * dnssec_resolvers_check - with dns_dnssec = yes every resolver must be
+ * on loopback (RFC 4035 4.9.3, RFC 7672 2.1: the AD bit is trusted only
+ * from a local validating resolver): the `dns` servers, else the
+ * nameservers of /etc/resolv.conf (none there: c-ares asks 127.0.0.1).
+ * 0, or -1 with the reason in w.
+ */
+static int
+dnssec_resolvers_check(const struct config *c, char *w, size_t wlen)
+{
+	FILE	*fp;
+	char	 line[512], *p, *e;
+	size_t	 i;
+	int	 rc = 0;
+
+	for (i = 0; i < c->ndns; i++)
+		if (!addr_is_loopback(c->dns[i]))
+			return why(w, wlen, "dns server %s is not on loopback: "
+			    "the AD bit is trusted only from a local validating "
+			    "resolver", c->dns[i]);
+	if (c->ndns > 0 || (fp = fopen("/etc/resolv.conf", "r")) == NULL)
+		return 0;
+	while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
+		p = line + strspn(line, " \t");
+		if (strncmp(p, "nameserver", 10) != 0 ||
+		    (p[10] != ' ' && p[10] != '\t'))
+			continue;
+		p += 10;
+		p += strspn(p, " \t");
+		e = p + strcspn(p, " \t\r\n%");
+		*e = '\0';
+		if (*p != '\0' && !addr_is_loopback(p))
+			rc = why(w, wlen, "nameserver %s in /etc/resolv.conf "
+			    "is not on loopback: set dns to a local validating "
+			    "resolver", p);
+	}
+	fclose(fp);
+	return rc;
+}
+
 /* cfg_finish - checks that need the whole text */
 static int
 cfg_finish(struct cfg_state *st, char *err, size_t errlen)
@@ -1579,6 +1640,13 @@ cfg_finish(struct cfg_state *st, char *err, size_t errlen)
 		(void)snprintf(err, errlen, "%s:%u: http_tls: needs "
 		    "tls_cert and tls_key", st->file,
 		    st->seen[cfg_lookup("http_tls") - cfg_keys]);
+		return -1;
+	}
+
+	/* dns_dnssec: the AD bit is trusted from loopback resolvers only */
+	if (c->dns_dnssec && dnssec_resolvers_check(c, w, sizeof(w)) == -1) {
+		(void)snprintf(err, errlen, "%s:%u: dns_dnssec: %s", st->file,
+		    st->seen[cfg_lookup("dns_dnssec") - cfg_keys], w);
 		return -1;
 	}
 

@@ -140,6 +140,7 @@ struct config {
 	unsigned	 milter_connect_timeout;	/* seconds */
 	unsigned	 milter_command_timeout;	/* seconds */
 	unsigned	 milter_content_timeout;	/* seconds */
+	int		 dns_dnssec;		/* AD-bit queries, DANE (RFC 7672) */
 
 	/* derived: local_recipients file contents, lower-cased, sorted */
 	char		**local_rcpts;	size_t nlocal_rcpts;

@@ -14,6 +14,35 @@
 
 struct config;
 
+/*
+ * dlv_tls_policy - the outbound TLS policy a remote (SMTP) delivery
+ * attempt ran under: DANE (RFC 7672) wins when it applies, then MTA-STS
+ * (RFC 8461), else none (opportunistic, or what smtp_tls asks).  Unset
+ * for local and LMTP deliveries and for results without a session.
+ * Names (events, logs, /metrics label `policy`): dlv_tls_policy_name.
+ */
+enum dlv_tls_policy {
+	DLV_TLS_UNSET = 0,	/* not an SMTP attempt: no tls_* fields */
+	DLV_TLS_NONE,		/* "none" */
+	DLV_TLS_DANE,		/* "dane" */
+	DLV_TLS_MTA_STS,	/* "mta-sts" */
+};
+
+static inline const char *
+dlv_tls_policy_name(enum dlv_tls_policy p)
+{
+	switch (p) {
+	case DLV_TLS_NONE:
+		return "none";
+	case DLV_TLS_DANE:
+		return "dane";
+	case DLV_TLS_MTA_STS:
+		return "mta-sts";
+	default:
+		return "";
+	}
+}
+
 struct dlv_result {
 	size_t		 ridx;		/* index into m->rcpts */
 	enum rcpt_status status;	/* RS_DELIVERED, RS_DEFERRED or RS_FAILED */
@@ -32,6 +61,12 @@ struct dlv_result {
 	 * (RFC 3885: certifier, ENVID, MTRK hop, time left); the queue
 	 * records such an RS_RELAYED result as RS_TRANSFERRED */
 	int		 mtrk_sent;
+	/* SMTP relaying: the TLS policy of the attempt and its outcome,
+	 * one word (plaintext, tls, verified, mismatch, no-starttls,
+	 * handshake-failed, tlsa-error; "" = no TLS step reached); the
+	 * details (DANE usage, failure reason) are in text */
+	enum dlv_tls_policy tls_policy;
+	char		 tls_result[24];
 };
 
 /* dlv_done_fn - called once per job in the loop thread; res[] has n entries */

@@ -14,6 +14,19 @@
  *       interface address: loopback next hops are local in tests).
  *       Addresses by A and AAAA queries (ares_query: no hosts file, no
  *       search list), IPv4 first, at most DLV_MAX_ADDRS per host.
+ * DNSSEC (dns_dnssec = yes; cfg.c allows only loopback resolvers): every
+ *       query is built by ares_create_query with EDNS (1232 octets) and
+ *       the AD bit set (RFC 6840 5.7: "tell me whether it is secure"),
+ *       sent by ares_send, and its answer's AD bit read (c-ares 1.18 has
+ *       no DNSSEC API); the channel has ARES_FLAG_EDNS and
+ *       ARES_FLAG_NOCHECKRESP (a SERVFAIL = bogus reaches us as such).
+ *       A host is secure when the MX answer (or its NODATA: implicit MX)
+ *       and its address answers all were; secure hosts get their TLSA
+ *       answer (_25._tcp.HOST, RFC 7672 2.2.3, whatever smtp_port is;
+ *       for a host that is a CNAME, first at its expansion, then at HOST:
+ *       2.2.2) read by dlv_dane.c before the route is returned.  The channel's
+ *       flags are set at start: turning dns_dnssec on by a reload works,
+ *       but SERVFAIL then reads as a refused connection until a restart.
  * Texts: route.why is a whole sentence that names what was looked up
  *       ("domain D" or "smarthost H") and the step; callers quote it as
  *       it is, never wrapped in a second mention of the domain.
@@ -43,13 +56,22 @@
 #include "delivery/dlv_int.h"
 
 #define DNS_MAX_MX	32	/* MX records considered before truncation */
+#define DNS_EDNS_SIZE	1232	/* EDNS UDP payload (DNS flag day 2020) */
+#define DNS_T_TLSA	52	/* RFC 6698 */
 
 struct dns_lookup;
 
-struct dns_hq {				/* one A or AAAA query */
+struct dns_hq {				/* one A, AAAA or TLSA query */
 	struct dns_lookup	*lk;
 	size_t			 host;
-	int			 family;
+	int			 family;	/* AF_INET, AF_INET6; TLSA: 0 at
+						 * the host name, 1 at its CNAME
+						 * expansion */
+};
+
+struct dns_sq {				/* an AD query in flight (dns_send) */
+	ares_callback		 cb;
+	void			*arg;
 };
 
 struct dns_lookup {
@@ -66,6 +88,9 @@ struct dns_lookup {
 	int			 tempfail;
 	int			 direct;	/* no MX: qname's own address */
 	int			 smarthost;	/* qname is the smarthost */
+	int			 dnssec;	/* dns_dnssec when it started */
+	unsigned char		 insecure[DLV_MAX_HOSTS]; /* an address answer without AD */
+	char			 cname[DLV_MAX_HOSTS][256]; /* CNAME expansions */
 	char			 temperr[96];
 	struct dns_hq		 hq[DLV_MAX_HOSTS * 2];
 	struct in_addr		 a4[DLV_MAX_HOSTS][DLV_MAX_ADDRS];
@@ -82,13 +107,17 @@ static struct {
 	char			 hostname[256];
 	char			 smarthost[300];
 	unsigned		 smtp_port;
+	int			 dnssec;	/* dns_dnssec */
 	struct cfg_addr		*listen;
 	size_t			 nlisten;
+	int			 answer_ad;	/* AD of the answer being handled */
 } dns;
 
 static void	dns_finish(struct dns_lookup *lk, enum dlv_route_status st,
 		    const char *fmt, ...) WM_PRINTF(3, 4);
 static void	dns_resolve_hosts(struct dns_lookup *lk);
+static void	dns_tlsa_start(struct dns_lookup *lk);
+static void	dns_tlsa_cb(void *, int, int, unsigned char *, int);
 
 /* ---------------------------------------------------------------- config */
 
@@ -126,6 +155,7 @@ dns_copy_cfg(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	dns.smtp_port = cfg->smtp_port != 0 ? cfg->smtp_port : 25;
+	dns.dnssec = cfg->dns_dnssec;
 	free(dns.listen);
 	dns.listen = l;
 	dns.nlisten = cfg->nlisten;
@@ -138,12 +168,19 @@ int
 dlv_dns_init(const struct config *cfg, struct event_base *base, char *err,
     size_t errlen)
 {
+	struct ares_options	o;
+
 	if (dns.loop.up) {
 		snprintf(err, errlen, "dns: already initialised");
 		return -1;
 	}
-	if (dnsloop_init(&dns.loop, base, NULL, 0, dns_busy, NULL, err,
-	    errlen) == -1)
+	/* DNSSEC: answers up to the EDNS size over UDP; SERVFAIL passed on */
+	memset(&o, 0, sizeof(o));
+	o.flags = ARES_FLAG_EDNS | ARES_FLAG_NOCHECKRESP;
+	o.ednspsz = DNS_EDNS_SIZE;
+	if (dnsloop_init(&dns.loop, base, cfg->dns_dnssec ? &o : NULL,
+	    cfg->dns_dnssec ? ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ : 0, dns_busy,
+	    NULL, err, errlen) == -1)
 		return -1;
 	if (dnsloop_set_servers(&dns.loop, cfg->dns, cfg->ndns, err,
 	    errlen) == -1 ||
@@ -243,6 +280,8 @@ dns_finish(struct dns_lookup *lk, enum dlv_route_status st, const char *fmt,
 	int	n;
 
 	lk->route.status = st;
+	(void)snprintf(lk->route.nexthop, sizeof(lk->route.nexthop), "%s",
+	    lk->qname);
 	va_start(ap, fmt);
 	n = vsnprintf(lk->route.why, sizeof(lk->route.why), fmt, ap);
 	va_end(ap);
@@ -251,6 +290,89 @@ dns_finish(struct dns_lookup *lk, enum dlv_route_status st, const char *fmt,
 	if (st != DLV_ROUTE_OK)
 		lk->route.nhosts = 0;
 	event_active(lk->done_ev, EV_TIMEOUT, 0);
+}
+
+/* dns_sec_cb - an AD query's answer: the AD bit kept in dns.answer_ad
+ * for the callback, and the status ares_query would have given */
+static void
+dns_sec_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_sq	*sq = arg;
+	ares_callback	 cb = sq->cb;
+	void		*cbarg = sq->arg;
+
+	free(sq);
+	dns.answer_ad = 0;
+	if (status == ARES_SUCCESS && (abuf == NULL || alen < 12))
+		status = ARES_EBADRESP;
+	else if (status == ARES_SUCCESS) {
+		switch (abuf[3] & 0x0f) {
+		case 0:
+			status = (abuf[6] << 8 | abuf[7]) > 0 ? ARES_SUCCESS :
+			    ARES_ENODATA;
+			break;
+		case 1:
+			status = ARES_EFORMERR;
+			break;
+		case 2:		/* from a validating resolver: bogus, often */
+			status = ARES_ESERVFAIL;
+			break;
+		case 3:
+			status = ARES_ENOTFOUND;
+			break;
+		case 4:
+			status = ARES_ENOTIMP;
+			break;
+		case 5:
+			status = ARES_EREFUSED;
+			break;
+		default:
+			status = ARES_EBADRESP;
+			break;
+		}
+		/* AD: the data, or its denial, validated (RFC 4035 3.2.3) */
+		if (status == ARES_SUCCESS || status == ARES_ENODATA ||
+		    status == ARES_ENOTFOUND)
+			dns.answer_ad = (abuf[3] & 0x20) != 0;
+	}
+	cb(cbarg, status, timeouts, abuf, alen);
+	dns.answer_ad = 0;
+}
+
+/*
+ * dns_send - one query of lk: ares_query, or with dns_dnssec one built
+ * with EDNS and the AD bit (RFC 6840 5.7) and sent by ares_send, whose
+ * callback sees dns.answer_ad.  cb may run before this returns.
+ */
+static void
+dns_send(struct dns_lookup *lk, const char *name, int type, ares_callback cb,
+    void *arg)
+{
+	struct dns_sq	*sq;
+	unsigned char	*q;
+	int		 qlen, rc;
+
+	if (!lk->dnssec) {
+		ares_query(dns.loop.chan, name, ns_c_in, type, cb, arg);
+		return;
+	}
+	if ((sq = malloc(sizeof(*sq))) == NULL) {
+		cb(arg, ARES_ENOMEM, 0, NULL, 0);
+		return;
+	}
+	sq->cb = cb;
+	sq->arg = arg;
+	/* ares_send keeps the caller's id: a random one, as ares_query's */
+	rc = ares_create_query(name, ns_c_in, type,
+	    (unsigned short)arc4random(), 1, &q, &qlen, DNS_EDNS_SIZE);
+	if (rc != ARES_SUCCESS) {
+		free(sq);
+		cb(arg, rc, 0, NULL, 0);
+		return;
+	}
+	q[3] |= 0x20;		/* AD */
+	ares_send(dns.loop.chan, q, qlen, dns_sec_cb, sq);	/* copies q */
+	ares_free_string(q);
 }
 
 /* dns_what - what lk->qname is, in texts: "domain" or "smarthost" */
@@ -351,6 +473,11 @@ dns_complete(struct dns_lookup *lk)
 
 	for (i = 0; i < r->nhosts; i++) {
 		r->hosts[i].naddrs = 0;
+		r->hosts[i].secure = lk->dnssec && r->secure &&
+		    !lk->insecure[i];
+		if (r->hosts[i].secure)
+			memcpy(r->hosts[i].cname, lk->cname[i],
+			    sizeof(r->hosts[i].cname));
 		for (j = 0; j < lk->n4[i]; j++)
 			dns_add_addr(&r->hosts[i], AF_INET, &lk->a4[i][j],
 			    lk->port);
@@ -390,7 +517,7 @@ dns_complete(struct dns_lookup *lk)
 			    "the MX host(s) of ", dns_what(lk), lk->qname);
 		return;
 	}
-	dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)", n);
+	dns_tlsa_start(lk);
 }
 
 /* dns_addr_cb - an A or AAAA answer for one host */
@@ -406,6 +533,12 @@ dns_addr_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	(void)timeouts;
 	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
 		return;
+	if (!dns.answer_ad)
+		lk->insecure[q->host] = 1;
+	else if (status == ARES_SUCCESS && lk->cname[q->host][0] == '\0')
+		(void)dlv_dane_expanded(abuf, (size_t)alen,
+		    lk->route.hosts[q->host].name, lk->cname[q->host],
+		    sizeof(lk->cname[q->host]));
 	if (status == ARES_SUCCESS) {
 		if (q->family == AF_INET) {
 			rc = ares_parse_a_reply(abuf, alen, NULL, t4, &n);
@@ -449,9 +582,104 @@ dns_resolve_hosts(struct dns_lookup *lk)
 		nq += 2;
 	}
 	for (i = 0; i < nq; i++)
-		ares_query(dns.loop.chan, lk->route.hosts[lk->hq[i].host].name,
-		    ns_c_in, lk->hq[i].family == AF_INET ? ns_t_a : ns_t_aaaa,
+		dns_send(lk, lk->route.hosts[lk->hq[i].host].name,
+		    lk->hq[i].family == AF_INET ? ns_t_a : ns_t_aaaa,
 		    dns_addr_cb, &lk->hq[i]);
+}
+
+/* dns_tlsa_name - "_25._tcp.HOST" (RFC 7672 2.2.3: port 25 always) */
+static int
+dns_tlsa_name(const char *host, char *out, size_t outlen)
+{
+	int	n = snprintf(out, outlen, "_25._tcp.%s", host);
+
+	return n < 0 || (size_t)n >= outlen || n > 253 ? -1 : 0;
+}
+
+/* dns_tlsa_send - the TLSA query of host q->host at q->family's name
+ * (RFC 7672 2.2.2: the CNAME expansion first, then the host name); 0, or
+ * -1 when no owner name fits (no query sent) */
+static int
+dns_tlsa_send(struct dns_lookup *lk, struct dns_hq *q)
+{
+	const struct dlv_host	*h = &lk->route.hosts[q->host];
+	char			 name[300];
+
+	if (dns_tlsa_name(q->family ? h->cname : h->name, name,
+	    sizeof(name)) == -1)
+		return -1;
+	dns_send(lk, name, DNS_T_TLSA, dns_tlsa_cb, q);
+	return 0;
+}
+
+/* dns_tlsa_cb - the TLSA answer for one secure host */
+static void
+dns_tlsa_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_hq		*q = arg;
+	struct dns_lookup	*lk = q->lk;
+	struct dlv_host		*h = &lk->route.hosts[q->host];
+	char			 name[300] = "";
+
+	(void)timeouts;
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
+		return;
+	if (dns_tlsa_name(q->family ? h->cname : h->name, name,
+	    sizeof(name)) == 0)
+		dlv_dane_answer(&h->dane, name, status, abuf, alen,
+		    dns.answer_ad);
+	log_debug("dns: %s: TLSA %s: dane state %d, %zu usable record(s)%s%s",
+	    lk->domain, name, (int)h->dane.state, h->dane.ntlsa,
+	    h->dane.why[0] ? ": " : "", h->dane.why);
+	if (q->family && h->dane.state == DLV_DANE_NONE) {
+		/* none at the expansion: the host name's own */
+		q->family = 0;
+		if (dns_tlsa_send(lk, q) == 0)
+			return;
+	} else if (q->family)	/* the expansion is the base domain */
+		memcpy(h->dane.base, h->cname, sizeof(h->dane.base));
+	if (--lk->pending == 0)
+		dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)",
+		    lk->route.nhosts);
+}
+
+/* dns_tlsa_start - TLSA for every secure host, then the route is done */
+static void
+dns_tlsa_start(struct dns_lookup *lk)
+{
+	struct dlv_route	*r = &lk->route;
+	size_t			 i;
+	int			 n = 0;
+
+	for (i = 0; i < r->nhosts; i++) {
+		memset(&r->hosts[i].dane, 0, sizeof(r->hosts[i].dane));
+		if (r->hosts[i].secure)
+			n++;
+	}
+	if (n == 0) {
+		dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)", r->nhosts);
+		return;
+	}
+	lk->pending = n;
+	for (i = 0; i < r->nhosts; i++) {
+		if (!r->hosts[i].secure)
+			continue;
+		lk->hq[i].lk = lk;
+		lk->hq[i].host = i;
+		lk->hq[i].family = r->hosts[i].cname[0] != '\0';
+		if (dns_tlsa_send(lk, &lk->hq[i]) == 0)
+			continue;
+		lk->hq[i].family = 0;
+		if (dns_tlsa_send(lk, &lk->hq[i]) == 0)
+			continue;
+		/* no TLSA owner name fits: the lookup fails */
+		r->hosts[i].dane.state = DLV_DANE_ERROR;
+		(void)snprintf(r->hosts[i].dane.why,
+		    sizeof(r->hosts[i].dane.why), "TLSA owner name for %.120s "
+		    "too long", r->hosts[i].name);
+		if (--lk->pending == 0)
+			dns_finish(lk, DLV_ROUTE_OK, "%zu host(s)", r->nhosts);
+	}
 }
 
 /* dns_mx_cmp - by preference, then by the shuffle key */
@@ -507,6 +735,8 @@ dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
 		return;
 	lk->pending--;
+	/* the MX RRset, or its denial (implicit MX), validated */
+	lk->route.secure = dns.answer_ad;
 	if (status == ARES_SUCCESS) {
 		rc = ares_parse_mx_reply(abuf, alen, &mx);
 		if (rc != ARES_SUCCESS)
@@ -648,11 +878,12 @@ dns_start_smarthost(struct dns_lookup *lk)
 		if (dns_add_host(lk, host, 0) == -1)
 			goto bad;
 		lk->direct = 1;
+		lk->route.secure = 1;	/* a name we were given, not an MX */
 		dns_resolve_hosts(lk);
 		return;
 	}
 	lk->pending = 1;
-	ares_query(dns.loop.chan, lk->qname, ns_c_in, ns_t_mx, dns_mx_cb, lk);
+	dns_send(lk, lk->qname, ns_t_mx, dns_mx_cb, lk);
 	return;
 bad:
 	dns_finish(lk, DLV_ROUTE_TEMP, "invalid smarthost \"%s\"", dns.smarthost);
@@ -678,6 +909,7 @@ dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg)
 	lk->arg = arg;
 	lk->selfpref = -1;
 	lk->port = dns.smtp_port;
+	lk->dnssec = dns.dnssec;
 	memcpy(lk->domain, domain, len + 1);
 	memcpy(lk->qname, domain, len + 1);
 	lk->next = dns.lookups;
@@ -696,8 +928,7 @@ dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg)
 		dns_finish(lk, DLV_ROUTE_NXDOMAIN, "empty domain");
 	else {
 		lk->pending = 1;
-		ares_query(dns.loop.chan, lk->qname, ns_c_in, ns_t_mx,
-		    dns_mx_cb, lk);
+		dns_send(lk, lk->qname, ns_t_mx, dns_mx_cb, lk);
 	}
 	dnsloop_reschedule(&dns.loop);
 	return 0;

@@ -14,6 +14,36 @@
 
 struct event_base;
 
+#include <stdint.h>
+
+/* ---- dlv_dane.c: DANE for SMTP (RFC 7672) ---- */
+
+#define DLV_TLSA_MAX	8	/* usable TLSA records kept per host */
+#define DLV_TLSA_BYTES	512	/* their association data, in all */
+
+enum dlv_dane_state {
+	DLV_DANE_NONE = 0,	/* dns_dnssec off, insecure, or no TLSA: as before */
+	DLV_DANE_USABLE,	/* secure usable records: TLS and authentication */
+	DLV_DANE_UNUSABLE,	/* secure records, none usable: TLS mandatory */
+	DLV_DANE_ERROR,		/* TLSA lookup failed (bogus, SERVFAIL): never connect */
+};
+
+struct dlv_tlsa {			/* one usable record (usage 2 or 3) */
+	uint8_t		 usage, selector, mtype;
+	uint16_t	 off, len;	/* association data in dlv_dane.data */
+};
+
+struct dlv_dane {
+	enum dlv_dane_state	 state;
+	char			 base[256];	/* TLSA base domain when not the
+						 * host name (its CNAME expansion) */
+	size_t			 ntlsa;
+	struct dlv_tlsa		 tlsa[DLV_TLSA_MAX];
+	size_t			 ndata;
+	unsigned char		 data[DLV_TLSA_BYTES];
+	char			 why[200];	/* DLV_DANE_ERROR: what failed */
+};
+
 /* ---- dlv_dns.c ---- */
 
 #define DLV_MAX_ADDRS	8	/* addresses kept per host */
@@ -25,6 +55,11 @@ struct dlv_host {
 	struct sockaddr_storage	 addrs[DLV_MAX_ADDRS];	/* port already set */
 	socklen_t		 alens[DLV_MAX_ADDRS];
 	size_t			 naddrs;
+	/* dns_dnssec: the MX (or smarthost) answer and this host's address
+	 * answers were all secure (AD); then dane is its TLSA result */
+	int			 secure;
+	char			 cname[256];	/* secure: its CNAME expansion, or "" */
+	struct dlv_dane		 dane;
 };
 
 enum dlv_route_status {
@@ -39,6 +74,8 @@ enum dlv_route_status {
 struct dlv_route {
 	enum dlv_route_status	 status;
 	char			 why[256];	/* human text for the result */
+	char			 nexthop[256];	/* name whose MX was asked (DANE-TA names) */
+	int			 secure;	/* dns_dnssec: that MX answer was secure */
 	struct dlv_host		 hosts[DLV_MAX_HOSTS];	/* in the order to try */
 	size_t			 nhosts;
 };
@@ -57,7 +94,10 @@ typedef void (*dlv_route_fn)(void *arg, const struct dlv_route *r);
  * shuffled), A/AAAA when there is no MX; null MX; MX self-detection
  * (RFC 5321 5.1: a host named cfg->hostname or resolving to one of our
  * listen addresses: drop it and every less preferred one; none left =
- * DLV_ROUTE_LOOP).  Ports: smarthost's, else cfg->smtp_port.  The
+ * DLV_ROUTE_LOOP).  Ports: smarthost's, else cfg->smtp_port.  With
+ * dns_dnssec every query asks for the AD bit, and each host whose MX and
+ * address answers were secure gets its TLSA records (_25._tcp.HOST,
+ * whatever the port) in host.dane before the route is returned.  The
  * callback runs once, in the loop thread, possibly before this returns
  * (cached).  Returns 0 or -1 (not started: no callback).
  */
@@ -69,8 +109,6 @@ int	dlv_dns_reload(const struct config *cfg, char *err, size_t errlen);
  * dlv_dns_shutdown likewise cancels every lookup in flight (no callback). */
 void	dlv_route_cancel(void *arg);
 /* ---- dlv_smtp.c / dlv_remote.c ---- */
-
-#include <stdint.h>
 
 /* dlv_msg - what one job copied out of the qmsg, and its results */
 struct dlv_msg {
@@ -107,6 +145,8 @@ struct dlv_peer {
 	int			lmtp;		/* LHLO, one reply per recipient */
 	int			notls;		/* no STARTTLS (plaintext retry, unix socket) */
 	int			auth;		/* AUTH with the smarthost_auth secret */
+	struct dlv_dane		dane;		/* the host's DANE state and records */
+	char			dane_nexthop[256]; /* secure MX: a DANE-TA name too */
 };
 
 enum dlv_outcome {
@@ -164,6 +204,55 @@ struct dlv_reply_info {
 };
 int	 dlv_reply_probe(const char *buf, size_t len, int ehlo,
 	    void (*fn)(void *arg, const struct dlv_reply_info *ri), void *arg);
+
+/* ---- dlv_dane.c ---- */
+
+/*
+ * dlv_dane_answer - d from the TLSA answer for qname (status as
+ * ares_query reports it, ad = the answer's AD bit): no records or an
+ * insecure answer = DLV_DANE_NONE; secure records = USABLE or UNUSABLE;
+ * a failure (SERVFAIL from the validating resolver = bogus, timeout,
+ * malformed answer, too many records) = DLV_DANE_ERROR with d->why.
+ */
+void	 dlv_dane_answer(struct dlv_dane *d, const char *qname, int status,
+	    const unsigned char *abuf, int alen, int ad);
+/*
+ * dlv_dane_parse - the TLSA records for qname (or the CNAME chain the
+ * answer gives for it) in the answer section of abuf[0..alen): usable
+ * ones (RFC 7672 3.1: usage 2/3, known selector and matching type, right
+ * digest length) into d, *present = all TLSA records seen.  0, or -1 with
+ * why set (malformed, or more usable records than d keeps).
+ */
+int	 dlv_dane_parse(const unsigned char *abuf, size_t alen,
+	    const char *qname, struct dlv_dane *d, size_t *present,
+	    char *why, size_t whylen);
+/* dlv_dane_expanded - the last name of the CNAME chain from qname in the
+ * answer section (an A/AAAA answer), or "" when none; 0, or -1 if malformed */
+int	 dlv_dane_expanded(const unsigned char *abuf, size_t alen,
+	    const char *qname, char *out, size_t outlen);
+/* dlv_dane_base - p's TLSA base domain: SNI, first reference identifier */
+const char *dlv_dane_base(const struct dlv_peer *p);
+/* dlv_dane_ctx_init - SSL_CTX_dane_enable on the client context; 0 or -1 */
+int	 dlv_dane_ctx_init(void *ctx);
+/* dlv_dane_ssl - before the handshake: the records of p on ssl (SSL *);
+ * 1 = DANE authenticates (SSL_VERIFY_PEER), 0 = no DANE authentication,
+ * -1 = error */
+int	 dlv_dane_ssl(void *ssl, const struct dlv_peer *p);
+/* dlv_dane_verified - after a handshake under dlv_dane_ssl = 1: 0 with
+ * "DANE-EE 3 1 1 verified" in desc, or -1 (not DANE-authenticated) */
+int	 dlv_dane_verified(void *ssl, char *desc, size_t desclen);
+/* dlv_dane_tls_required - p published secure TLSA records (RFC 7672 2.2) */
+int	 dlv_dane_tls_required(const struct dlv_peer *p);
+/* dlv_dane_policy - DLV_TLS_DANE when DANE applies to p, else DLV_TLS_NONE */
+enum dlv_tls_policy dlv_dane_policy(const struct dlv_peer *p);
+/* dlv_dane_peer - p takes host h's DANE state (route r's next hop) */
+void	 dlv_dane_peer(struct dlv_peer *p, const struct dlv_route *r,
+	    const struct dlv_host *h);
+/* dlv_dane_skip - host h must not be contacted (TLSA lookup failed):
+ * 1 with its error in r, else 0 */
+int	 dlv_dane_skip(const struct dlv_host *h, struct dlv_result *r);
+/* dlv_dane_same - a parked connection made under a may serve b */
+int	 dlv_dane_same(const struct dlv_dane *a, const struct dlv_dane *b);
 
 /* dlv_remote.c: shared client state for dlv_smtp.c */
 struct event_base *dlv_remote_base(void);

@@ -14,7 +14,10 @@
  * Fallback: connection failure, connect timeout or a 4xx greeting ->
  *       next address (then next host); 5xx greeting -> next host; a
  *       failed TLS handshake with smtp_tls = may -> the same address once
- *       more in plaintext.  All exhausted: the last error for every open
+ *       more in plaintext.  DANE (dlv_dane.c): a host whose TLSA lookup
+ *       failed is skipped unconnected; a parked connection serves only
+ *       a host with the same DANE state and records.  All exhausted:
+ *       the last error for every open
  *       recipient.  Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
  *       NULLMX 556 5.1.10, LOOP 554 5.4.6.
  * Completion: done() always runs from its own zero-delay event, never
@@ -218,6 +221,12 @@ ctx_new(const struct config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	(void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (dlv_dane_ctx_init(ctx) == -1) {
+		(void)snprintf(err, errlen, "cannot enable DANE on the TLS "
+		    "client context");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (cfg->smtp_tls_ca != NULL) {
 		if (stat(cfg->smtp_tls_ca, &st) == 0 && S_ISDIR(st.st_mode))
 			ok = SSL_CTX_load_verify_locations(ctx, NULL,
@@ -456,10 +465,20 @@ static void
 job_finish(struct dlv_job *j)
 {
 	struct timeval	zero = { 0, 0 };
+	size_t		i;
 
-	if (j->have_err)
+	if (j->have_err) {
+		/* the last attempt's TLS policy and outcome go along */
+		for (i = 0; i < j->m.nrcpts; i++)
+			if (!j->m.done[i]) {
+				j->m.res[i].tls_policy = j->err.tls_policy;
+				(void)snprintf(j->m.res[i].tls_result,
+				    sizeof(j->m.res[i].tls_result), "%s",
+				    j->err.tls_result);
+			}
 		job_fill(j, j->err.status, j->err.code, j->err.enh,
 		    j->err.text, j->err.remote);
+	}
 	else
 		job_fill(j, RS_DEFERRED, 451, "4.4.0", "delivery failed",
 		    "");
@@ -669,7 +688,9 @@ idle_take(struct dlv_job *j)
 			TAILQ_FOREACH(n, &idles, entry) {
 				p = dlv_sess_peer(n->s);
 				if (p->lmtp != j->lmtp || !same_addr(&p->ss,
-				    &j->route->hosts[h].addrs[a]))
+				    &j->route->hosts[h].addrs[a]) ||
+				    !dlv_dane_same(&p->dane,
+				    &j->route->hosts[h].dane))
 					continue;
 				s = n->s;
 				TAILQ_REMOVE(&idles, n, entry);
@@ -716,6 +737,7 @@ peer_of(struct dlv_job *j, struct dlv_peer *p)
 			(void)snprintf(p->remote, sizeof(p->remote),
 			    "%.180s[%s]", h->name, at);
 		p->auth = j->cfg->smarthost != NULL && rs.user != NULL;
+		dlv_dane_peer(p, j->route, h);
 	}
 	if (j->plain)
 		p->notls = 1;
@@ -736,6 +758,13 @@ try_addr(struct dlv_job *j)
 		if (j->hi >= j->route->nhosts) {
 			job_finish(j);
 			return;
+		}
+		/* DANE: a failed TLSA lookup = unreachable (RFC 7672 2.1.2) */
+		if (j->ai == 0 && !j->lmtp &&
+		    dlv_dane_skip(&j->route->hosts[j->hi], &j->err)) {
+			j->have_err = 1;
+			j->hi++;
+			continue;
 		}
 		if (j->ai >= j->route->hosts[j->hi].naddrs) {
 			j->hi++;

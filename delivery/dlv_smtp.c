@@ -24,6 +24,11 @@
  *       s->peer.remote), which is how the DSN composer and the queue
  *       tell them apart (text_is_reply, common/util.h).  Log lines quote such a
  *       text without naming the host again.
+ * TLS policy: DANE (dlv_dane.c) when the host published secure TLSA
+ *       records: STARTTLS and (with usable records) DANE authentication
+ *       are then mandatory, and a failure is never retried in
+ *       plaintext; else smtp_tls.  Each connection's policy and outcome
+ *       (tls_outcome) go into every result it gives.
  * Not here: routes, choosing addresses, concurrency, the idle cache
  *       (dlv_remote.c).  The callback is never called before
  *       dlv_sess_run returns, and the session never touches itself after
@@ -138,7 +143,11 @@ struct dlv_sess {
 	int			 mtrk_sent;	/* this transaction's MAIL carried
 						 * MTRK= (RFC 3885) */
 	int			 tls_on;
-	char			 tls[96];	/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+	char			 tls[160];	/* "TLSv1.3 TLS_AES_256_GCM_SHA384"
+						 * [", DANE-EE 3 1 1 verified"] */
+	enum dlv_tls_policy	 tls_policy;	/* of this connection */
+	const char		*tls_result;	/* its outcome (tls_outcome), or NULL */
+	int			 dane_auth;	/* DANE authenticates this handshake */
 	/* the reply being read */
 	int			 rcode;
 	char			 renh[16];
@@ -248,6 +257,57 @@ class_status(int code, int lmtp)
 	}
 }
 
+/*
+ * tls_outcome - the connection's TLS outcome, once per connection:
+ * plaintext, tls, verified, mismatch (DANE), verify-failed (smtp_tls =
+ * verify), no-starttls, handshake-failed (/metrics:
+ * waymark_tls_outbound_total{policy,result} counts here, for SMTP peers:
+ * s->tls_policy != DLV_TLS_UNSET)
+ */
+static void
+tls_outcome(struct dlv_sess *s, const char *result)
+{
+	const char	*m;
+
+	s->tls_result = result;
+	if (!s->peer.lmtp) {
+		/* the metric's coarser results (common/metrics.h) */
+		if (strcmp(result, "plaintext") == 0)
+			m = "cleartext";
+		else if (strcmp(result, "tls") == 0)
+			m = "opportunistic";
+		else if (strcmp(result, "verified") == 0 ||
+		    strcmp(result, "mismatch") == 0)
+			m = result;
+		else
+			m = "failed";
+		metrics_tls_outbound(s->tls_policy == DLV_TLS_UNSET ? "none" :
+		    dlv_tls_policy_name(s->tls_policy), m);
+	}
+	if (s->tls_policy != DLV_TLS_UNSET)
+		log_debug("smtp %s: tls_policy=%s tls_result=%s",
+		    s->peer.remote, dlv_tls_policy_name(s->tls_policy), result);
+}
+
+/* tls_note - the connection's TLS policy and outcome into r */
+static void
+tls_note(const struct dlv_sess *s, struct dlv_result *r)
+{
+	r->tls_policy = s->tls_policy;
+	(void)snprintf(r->tls_result, sizeof(r->tls_result), "%s",
+	    s->tls_policy != DLV_TLS_UNSET && s->tls_result != NULL ?
+	    s->tls_result : "");
+}
+
+/* tls_optional - a failed TLS step may go on in plaintext (smtp_tls = may
+ * without AUTH, and no DANE records: RFC 7672 2.2) */
+static int
+tls_optional(const struct dlv_sess *s)
+{
+	return s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth &&
+	    !dlv_dane_tls_required(&s->peer);
+}
+
 static void
 fill(struct dlv_result *r, enum rcpt_status st, int code, const char *enh,
     const char *text, const char *remote)
@@ -270,6 +330,7 @@ rcpt_final(struct dlv_sess *s, size_t i, enum rcpt_status st, int code,
     const char *enh, const char *text)
 {
 	fill(&s->m->res[i], st, code, enh, text, s->peer.remote);
+	tls_note(s, &s->m->res[i]);
 	s->m->res[i].hop_dsn = (s->caps & CAP_DSN) != 0;
 	s->m->res[i].hop_mtrk = (s->caps & CAP_MTRK) != 0;
 	s->m->res[i].hop_by = (s->caps & CAP_DELIVERBY) != 0;
@@ -316,6 +377,7 @@ set_err(struct dlv_sess *s, enum rcpt_status st, int code, const char *enh,
 	(void)vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	fill(&s->err, st, code, enh, text, s->peer.remote);
+	tls_note(s, &s->err);
 }
 
 /* err_from_reply - the current reply as the host's error */
@@ -801,15 +863,6 @@ auth_step(struct dlv_sess *s)
 	set_state(s, s->state == S_AUTH ? S_AUTH_USER : S_AUTH_PASS);
 }
 
-/* tls_count - the connection's TLS outcome for /metrics (SMTP only, policy
- * none: common/metrics.h names the results) */
-static void
-tls_count(const struct dlv_sess *s, const char *result)
-{
-	if (!s->peer.lmtp)
-		metrics_tls_outbound("none", result);
-}
-
 /* start_tls - the 220 to STARTTLS came: wrap the connection */
 static void
 start_tls(struct dlv_sess *s)
@@ -822,13 +875,12 @@ start_tls(struct dlv_sess *s)
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
 		/* never read as TLS or as replies (CVE-2011-0411 style
 		 * injection): a failed handshake, plaintext again under may */
+		tls_outcome(s, "handshake-failed");
 		set_err(s, RS_DEFERRED, 454, "4.7.0", "TLS handshake with %s "
 		    "failed: data after the STARTTLS reply", s->peer.remote);
 		log_info("smtp: %s", s->err.text);
-		tls_count(s, "failed");
 		close_bev(s);
-		handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
-		    DLV_OUT_PLAIN : DLV_OUT_NEXT);
+		handoff(s, tls_optional(s) ? DLV_OUT_PLAIN : DLV_OUT_NEXT);
 		return;
 	}
 	if ((ssl = SSL_new(dlv_remote_ssl_ctx())) == NULL)
@@ -837,7 +889,15 @@ start_tls(struct dlv_sess *s)
 	    inet_pton(AF_INET6, s->peer.name, a) == 1;
 	if (!literal && s->peer.name[0] != '\0')
 		(void)SSL_set_tlsext_host_name(ssl, s->peer.name);
-	if (s->cfg->smtp_tls == CFG_TLS_VERIFY) {
+	/* DANE: the TLSA records authenticate (RFC 7672 3), not the CAs */
+	if ((s->dane_auth = dlv_dane_ssl(ssl, &s->peer)) == -1) {
+		s->dane_auth = 0;
+		SSL_free(ssl);
+		goto fail;
+	}
+	if (s->dane_auth)
+		;
+	else if (s->cfg->smtp_tls == CFG_TLS_VERIFY) {
 		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
 		if (literal)
 			(void)X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
@@ -861,12 +921,12 @@ start_tls(struct dlv_sess *s)
 	set_state(s, S_TLS);
 	return;
 fail:
+	tls_outcome(s, "handshake-failed");
 	set_err(s, RS_DEFERRED, 454, "4.7.0", "cannot start TLS with %s",
 	    s->peer.remote);
-	tls_count(s, "failed");
 	close_bev(s);
-	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY ? DLV_OUT_PLAIN :
-	    DLV_OUT_NEXT);
+	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY &&
+	    !dlv_dane_tls_required(&s->peer) ? DLV_OUT_PLAIN : DLV_OUT_NEXT);
 }
 
 /* tls_failed - the handshake failed (event_cb) */
@@ -878,20 +938,58 @@ tls_failed(struct dlv_sess *s)
 	SSL		*ssl = bufferevent_openssl_get_ssl(s->bev);
 	long		 vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 
-	if (vr != X509_V_OK)
+	if (vr != X509_V_OK && s->dane_auth)
+		(void)snprintf(ebuf, sizeof(ebuf), "DANE: certificate not "
+		    "authenticated by the TLSA records of _25._tcp.%.100s: %s",
+		    dlv_dane_base(&s->peer), X509_verify_cert_error_string(vr));
+	else if (vr != X509_V_OK)
 		(void)snprintf(ebuf, sizeof(ebuf), "certificate verification "
 		    "failed: %s", X509_verify_cert_error_string(vr));
 	else if ((e = bufferevent_get_openssl_error(s->bev)) != 0)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 	else
 		(void)snprintf(ebuf, sizeof(ebuf), "connection closed");
+	tls_outcome(s, vr == X509_V_OK ? "handshake-failed" :
+	    s->dane_auth ? "mismatch" : "verify-failed");
 	set_err(s, RS_DEFERRED, 454, vr != X509_V_OK ? "4.7.5" : "4.7.0",
 	    "TLS handshake with %s failed: %s", s->peer.remote, ebuf);
 	log_info("smtp: %s", s->err.text);
-	tls_count(s, "failed");
 	close_bev(s);
-	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
-	    DLV_OUT_PLAIN : DLV_OUT_NEXT);
+	handoff(s, tls_optional(s) ? DLV_OUT_PLAIN : DLV_OUT_NEXT);
+}
+
+/* tls_done - the handshake completed: DANE's check, the outcome; 0, or
+ * -1 when the session was handed off (DANE not authenticated) */
+static int
+tls_done(struct dlv_sess *s, SSL *ssl)
+{
+	char	desc[64];
+	size_t	len;
+
+	s->tls_on = 1;
+	(void)snprintf(s->tls, sizeof(s->tls), "%s %s", SSL_get_version(ssl),
+	    SSL_get_cipher_name(ssl));
+	if (s->dane_auth && dlv_dane_verified(ssl, desc, sizeof(desc)) == -1) {
+		/* SSL_VERIFY_PEER should have failed it: never deliver */
+		tls_outcome(s, "mismatch");
+		set_err(s, RS_DEFERRED, 454, "4.7.5", "TLS handshake with %s "
+		    "failed: DANE: not authenticated by the TLSA records of "
+		    "_25._tcp.%.100s", s->peer.remote,
+		    dlv_dane_base(&s->peer));
+		log_info("smtp: %s", s->err.text);
+		close_bev(s);
+		handoff(s, DLV_OUT_NEXT);
+		return -1;
+	}
+	if (s->dane_auth) {
+		len = strlen(s->tls);
+		(void)snprintf(s->tls + len, sizeof(s->tls) - len, ", %s",
+		    desc);
+		tls_outcome(s, "verified");
+	} else
+		tls_outcome(s, s->cfg->smtp_tls == CFG_TLS_VERIFY ?
+		    "verified" : "tls");
+	return 0;
 }
 
 /* after_ehlo - EHLO/HELO/LHLO accepted: STARTTLS, AUTH, then MAIL */
@@ -904,16 +1002,26 @@ after_ehlo(struct dlv_sess *s)
 			set_state(s, S_STARTTLS);
 			return;
 		}
+		if (dlv_dane_tls_required(&s->peer)) {
+			tls_outcome(s, "no-starttls");
+			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
+			    "by the DANE TLSA records of _25._tcp.%.100s but "
+			    "not offered by %s", dlv_dane_base(&s->peer),
+			    s->peer.remote);
+			log_info("smtp: %s", s->err.text);
+			handoff(s, DLV_OUT_NEXT);
+			return;
+		}
 		if (s->cfg->smtp_tls != CFG_TLS_MAY && !s->peer.lmtp) {
+			tls_outcome(s, "no-starttls");
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
 			    "but not offered by %s", s->peer.remote);
-			tls_count(s, "failed");
 			handoff(s, DLV_OUT_NEXT);
 			return;
 		}
 	}
-	if (!s->tls_on)
-		tls_count(s, "cleartext");
+	if (!s->tls_on && s->tls_result == NULL)
+		tls_outcome(s, "plaintext");
 	if (s->peer.auth) {
 		if (!s->tls_on) {
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "smarthost_auth "
@@ -1271,15 +1379,15 @@ on_reply(struct dlv_sess *s)
 			start_tls(s);
 			return;
 		}
-		if (s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth) {
+		if (tls_optional(s)) {
 			s->peer.notls = 1;
 			after_ehlo(s);
 			return;
 		}
+		tls_outcome(s, "no-starttls");
 		set_err(s, RS_DEFERRED, 454, "4.7.0", "TLS required but "
 		    "STARTTLS refused by %s: %d %s", s->peer.remote, s->rcode,
 		    s->rtext);
-		tls_count(s, "failed");
 		handoff(s, DLV_OUT_NEXT);
 		return;
 	case S_AUTH:
@@ -1541,15 +1649,10 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state == S_TLS) {
-			SSL *ssl = bufferevent_openssl_get_ssl(bev);
-
-			s->tls_on = 1;
-			(void)snprintf(s->tls, sizeof(s->tls), "%s %s",
-			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+			if (tls_done(s, bufferevent_openssl_get_ssl(bev)) == -1)
+				return;
 			log_info("smtp %s: TLS established: %s",
 			    s->peer.remote, s->tls);
-			tls_count(s, s->cfg->smtp_tls == CFG_TLS_VERIFY ?
-			    "verified" : "opportunistic");
 			send_helo(s, 1);
 			return;
 		}
@@ -1675,6 +1778,10 @@ dlv_sess_run(struct dlv_sess *s, const struct config *cfg, struct dlv_msg *m,
 	s->reused = 0;
 	s->tls_on = 0;
 	s->tls[0] = '\0';
+	s->tls_policy = s->peer.lmtp ? DLV_TLS_UNSET :
+	    dlv_dane_policy(&s->peer);
+	s->tls_result = NULL;
+	s->dane_auth = 0;
 	s->txn_open = 0;
 	s->closing = 0;
 	s->pending = 0;

@@ -619,6 +619,7 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 	time_t		 now = time(NULL), limit;
 	uint64_t	 nowus = now_usec();
 	char		 text[600], etext[700], addr[300], last[600];
+	char		 tls[80];
 	char		*detail = NULL;
 	size_t		 k;
 	int		 bad = 0, expired;
@@ -691,19 +692,26 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 
 		log_escape(addr, sizeof(addr), r->addr, strlen(r->addr));
 		log_escape(etext, sizeof(etext), text, strlen(text));
+		/* SMTP: the attempt's TLS policy and outcome (delivery.h) */
+		tls[0] = '\0';
+		if (d->tls_policy != DLV_TLS_UNSET &&
+		    snprintf(tls, sizeof(tls), " tls_policy=%s%s%.24s",
+		    dlv_tls_policy_name(d->tls_policy), d->tls_result[0] ?
+		    " tls_result=" : "", d->tls_result) < 0)
+			tls[0] = '\0';
 		delay = (double)(nowus - (uint64_t)m->arrival * 1000000u) / 1e6;
 		if (delay < 0)
 			delay = 0;
 		if (rcpt_status_final(st))
 			metrics_message_delay(delay);
-		log_info("qid=%s rcpt=<%s> status=%s dsn=%s relay=%s "
+		log_info("qid=%s rcpt=<%s> status=%s dsn=%s relay=%s%s "
 		    "delay=%.1fs reason=\"%s\"", m->qid, addr,
 		    rcpt_status_name(st), r->last_enh,
-		    d->remote[0] ? d->remote : relay, delay, etext);
+		    d->remote[0] ? d->remote : relay, tls, delay, etext);
 		if (bad)
 			continue;
-		if (asprintf(&detail, "rcpt=<%s> attempt=%u relay=%s", addr,
-		    r->attempts, d->remote[0] ? d->remote : relay) < 0 ||
+		if (asprintf(&detail, "rcpt=<%s> attempt=%u relay=%s%s", addr,
+		    r->attempts, d->remote[0] ? d->remote : relay, tls) < 0 ||
 		    qjob_add_event(j, m, "attempt", detail) == -1)
 			bad = 1;
 		free(detail);
@@ -712,9 +720,9 @@ apply_results(struct qmsg *m, const struct dlv_result *res, size_t n,
 		    "message expired after queue_lifetime") == -1)
 			bad = 1;
 		if (bad || asprintf(&detail, "rcpt=<%s> status=%s code=%d "
-		    "enhanced=%s remote=%s text=\"%s\"", addr,
+		    "enhanced=%s remote=%s%s text=\"%s\"", addr,
 		    rcpt_status_name(st), r->last_code, r->last_enh,
-		    d->remote[0] ? d->remote : relay, etext) < 0) {
+		    d->remote[0] ? d->remote : relay, tls, etext) < 0) {
 			bad = 1;
 			detail = NULL;
 			continue;

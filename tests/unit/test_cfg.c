@@ -239,6 +239,14 @@ static const struct err_case err_cases[] = {
 	{ "dkim_key repeated", "dkim_key = a.example s rsa-sha256 k\n"
 	  "dkim_key = A.example s ed25519-sha256 k2\n",
 	  ":2: dkim_key: selector s of a.example repeated" },
+	{ "dnssec with a remote resolver",
+	  "dns = 127.0.0.1:5353 192.0.2.1\ndns_dnssec = yes\n",
+	  ":2: dns_dnssec: dns server 192.0.2.1 is not on loopback: the AD "
+	  "bit is trusted only from a local validating resolver" },
+	{ "dnssec with a remote v6 resolver",
+	  "dns_dnssec = yes\ndns = [::1]:53, [2001:db8::1]:53\n",
+	  ":1: dns_dnssec: dns server [2001:db8::1]:53 is not on loopback: "
+	  "the AD bit is trusted only from a local validating resolver" },
 };
 
 static void
@@ -1160,6 +1168,7 @@ static const char *const all_keys[] = {
 	"dkim_key",
 	"milters", "milter_default_action", "milter_connect_timeout",
 	"milter_command_timeout", "milter_content_timeout",
+	"dns_dnssec",
 };
 
 static const char *const print_lines[] = {
