@@ -213,6 +213,8 @@ static const struct cfg_key cfg_keys[] = {
 	  "SMTP client: deliveries at once in total" },
 	{ "smtp_tls_ca", CT_PATH, NULL, 0, 0, F(smtp_tls_ca), 0,
 	  "CA certificates (PEM) for smtp_tls = verify (unset: system CAs)" },
+	{ "mta_sts", CT_BOOL, "yes", 0, 1, F(mta_sts), 0,
+	  "SMTP client: look up and apply the next hop domain's MTA-STS policy (RFC 8461)" },
 	{ "smarthost_auth", CT_PATH, NULL, 0, 0, F(smarthost_auth), 0,
 	  "file with \"username password\" for AUTH to the smarthost (over TLS only)" },
 	{ "auth_users", CT_PATH, NULL, 0, 0, F(auth_users), 0,

@@ -68,6 +68,17 @@ int	dlv_dns_reload(const struct config *cfg, char *err, size_t errlen);
 /* dlv_route_cancel - the callbacks of lookups started with arg never run.
  * dlv_dns_shutdown likewise cancels every lookup in flight (no callback). */
 void	dlv_route_cancel(void *arg);
+/*
+ * dlv_dns_query - one query of type (ns_t_txt, ns_t_a ...) for name on
+ * the daemon's channel (`dns`); cb gets the c-ares status and the raw
+ * answer, from within c-ares (possibly before this returns when the
+ * channel fails at once), never at dlv_dns_shutdown.  0 or -1 (no cb).
+ */
+typedef void (*dlv_dns_fn)(void *arg, int status, const unsigned char *abuf,
+	    int alen);
+int	dlv_dns_query(const char *name, int type, dlv_dns_fn cb, void *arg);
+/* dlv_dns_query_cancel - the callbacks of queries with arg never run */
+void	dlv_dns_query_cancel(void *arg);
 /* ---- dlv_smtp.c / dlv_remote.c ---- */
 
 #include <stdint.h>
@@ -107,7 +118,17 @@ struct dlv_peer {
 	int			lmtp;		/* LHLO, one reply per recipient */
 	int			notls;		/* no STARTTLS (plaintext retry, unix socket) */
 	int			auth;		/* AUTH with the smarthost_auth secret */
+	/* outbound TLS policy of this host (DANE / MTA-STS): */
+	int			tls_policy;	/* DLV_TLSPOL_* */
+	int			tls_require;	/* STARTTLS required (no plaintext) */
+	int			tls_verify;	/* certificate valid for name required */
+	int			tls_check;	/* verify, only to report (testing) */
+	char			tls_note[96];	/* "mta-sts enforce" for result texts */
 };
+
+/* the per-delivery TLS policy: the names are "none", "dane", "mta-sts" */
+enum dlv_tls_policy { DLV_TLSPOL_NONE = 0, DLV_TLSPOL_DANE, DLV_TLSPOL_MTASTS };
+const char	*dlv_tls_policy_name(int policy);
 
 enum dlv_outcome {
 	DLV_OUT_DONE,	/* every recipient of the msg has its final result */
@@ -164,6 +185,44 @@ struct dlv_reply_info {
 };
 int	 dlv_reply_probe(const char *buf, size_t len, int ehlo,
 	    void (*fn)(void *arg, const struct dlv_reply_info *ri), void *arg);
+
+/* ---- dlv_mtasts.c (RFC 8461) ---- */
+
+enum dlv_sts_mode { DLV_STS_NONE = 0, DLV_STS_TESTING, DLV_STS_ENFORCE };
+#define DLV_STS_MX_MAX	16
+/* dlv_sts - the policy that applies to one delivery (none: mode NONE) */
+struct dlv_sts {
+	enum dlv_sts_mode	 mode;
+	char			 domain[256];
+	char			 id[33];
+	char			 mx[DLV_STS_MX_MAX][256];	/* patterns, lower case */
+	size_t			 nmx;
+	long			 max_age;
+	char			 note[160];	/* why there is none, for the log */
+};
+int	dlv_sts_init(const struct config *cfg, char *err, size_t errlen);
+void	dlv_sts_reload(const struct config *cfg);
+void	dlv_sts_shutdown(void);
+typedef void (*dlv_sts_fn)(void *arg, const struct dlv_sts *p);
+/*
+ * dlv_sts_lookup - the MTA-STS policy of domain: TXT _mta-sts.DOMAIN,
+ * then the cache (memory, then the store) when its id matches and
+ * max_age has not passed, else an HTTPS fetch; a cached unexpired policy
+ * applies when the TXT or the fetch fails.  cb runs once, from the loop,
+ * never inside this call.  0, or -1 (not started: no callback).
+ */
+int	dlv_sts_lookup(const char *domain, dlv_sts_fn cb, void *arg);
+/* dlv_sts_cancel - the callback of the lookup started with arg never runs */
+void	dlv_sts_cancel(void *arg);
+/* dlv_sts_mx_match - host matches one of p's mx patterns (RFC 8461 4.1) */
+int	dlv_sts_mx_match(const struct dlv_sts *p, const char *host);
+/* dlv_sts_parse - policy text into p (mode, mx, max_age); 0, or -1 with
+ * why set (RFC 8461 3.2) */
+int	dlv_sts_parse(const char *text, size_t len, struct dlv_sts *p,
+	    const char **why);
+/* dlv_sts_txt_id - the id of one TXT record text (v=STSv1; id=...):
+ * 0, 1 when it is not an STSv1 record, -1 when it is a bad one */
+int	dlv_sts_txt_id(const char *txt, size_t len, char id[33]);
 
 /* dlv_remote.c: shared client state for dlv_smtp.c */
 struct event_base *dlv_remote_base(void);

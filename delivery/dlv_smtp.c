@@ -138,6 +138,7 @@ struct dlv_sess {
 						 * MTRK= (RFC 3885) */
 	int			 tls_on;
 	char			 tls[96];	/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+	char			 tls_out[128];	/* TLS policy outcome, "verified" */
 	/* the reply being read */
 	int			 rcode;
 	char			 renh[16];
@@ -216,6 +217,35 @@ set_state(struct dlv_sess *s, enum sstate st)
 		evtimer_del(s->tmo);
 }
 
+/* tls_may - plaintext allowed (smtp_tls = may, no TLS policy requiring it) */
+static int
+tls_may(const struct dlv_sess *s)
+{
+	return s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.tls_require;
+}
+
+/* tls_verify - the certificate must be valid for the host name */
+static int
+tls_verify(const struct dlv_sess *s)
+{
+	return s->cfg->smtp_tls == CFG_TLS_VERIFY || s->peer.tls_verify;
+}
+
+/* tls_note - "; tls_policy=... outcome" for result texts, or "" */
+static void
+tls_note(const struct dlv_sess *s, char *buf, size_t len)
+{
+	int	n;
+
+	buf[0] = '\0';
+	if (s->peer.tls_policy == DLV_TLSPOL_NONE)
+		return;
+	n = snprintf(buf, len, "%s: %s", s->peer.tls_note,
+	    s->tls_on ? s->tls_out : "no TLS");
+	if (n < 0 || (size_t)n >= len)
+		buf[0] = '\0';
+}
+
 static void
 sess_cmd(struct dlv_sess *s, const char *fmt, ...) WM_PRINTF(2, 3);
 
@@ -281,7 +311,7 @@ rcpt_final(struct dlv_sess *s, size_t i, enum rcpt_status st, int code,
 static void
 rcpt_reply(struct dlv_sess *s, size_t i)
 {
-	char	text[512];
+	char	text[512], note[256];
 	int	n;
 
 	if (s->rcode / 100 != 2) {
@@ -289,9 +319,11 @@ rcpt_reply(struct dlv_sess *s, size_t i)
 		    s->rcode, s->renh, s->rtext);
 		return;
 	}
-	n = snprintf(text, sizeof(text), "%s%s%s%s%s", s->rtext,
-	    s->tls_on ? " (" : "", s->tls_on ? s->tls : "",
-	    s->tls_on ? ")" : "",
+	tls_note(s, note, sizeof(note));
+	n = snprintf(text, sizeof(text), "%s%s%s%s%s%s%s", s->rtext,
+	    s->tls_on || note[0] ? " (" : "", s->tls_on ? s->tls : "",
+	    s->tls_on && note[0] ? "; " : "", note,
+	    s->tls_on || note[0] ? ")" : "",
 	    s->m->body_8bit && !(s->caps & CAP_8BITMIME) ?
 	    "; 8-bit sent to a 7-bit peer" : "");
 	if (n < 0)
@@ -311,9 +343,17 @@ set_err(struct dlv_sess *s, enum rcpt_status st, int code, const char *enh,
 	char	text[512];
 	va_list	ap;
 
+	size_t	n;
+
 	va_start(ap, fmt);
 	(void)vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	/* a text of ours (it names the host): the TLS policy in force */
+	if (s->peer.tls_policy != DLV_TLSPOL_NONE &&
+	    strstr(text, s->peer.remote) != NULL &&
+	    (n = strlen(text)) < sizeof(text))
+		(void)snprintf(text + n, sizeof(text) - n, " (%s)",
+		    s->peer.tls_note);
 	fill(&s->err, st, code, enh, text, s->peer.remote);
 }
 
@@ -816,7 +856,7 @@ start_tls(struct dlv_sess *s)
 		    "failed: data after the STARTTLS reply", s->peer.remote);
 		log_info("smtp: %s", s->err.text);
 		close_bev(s);
-		handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
+		handoff(s, tls_may(s) && !s->peer.auth ?
 		    DLV_OUT_PLAIN : DLV_OUT_NEXT);
 		return;
 	}
@@ -826,8 +866,10 @@ start_tls(struct dlv_sess *s)
 	    inet_pton(AF_INET6, s->peer.name, a) == 1;
 	if (!literal && s->peer.name[0] != '\0')
 		(void)SSL_set_tlsext_host_name(ssl, s->peer.name);
-	if (s->cfg->smtp_tls == CFG_TLS_VERIFY) {
-		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	if (tls_verify(s) || s->peer.tls_check) {
+		/* tls_check: verified only to report it (MTA-STS testing) */
+		SSL_set_verify(ssl, tls_verify(s) ? SSL_VERIFY_PEER :
+		    SSL_VERIFY_NONE, NULL);
 		if (literal)
 			(void)X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
 			    s->peer.name);
@@ -853,7 +895,7 @@ fail:
 	set_err(s, RS_DEFERRED, 454, "4.7.0", "cannot start TLS with %s",
 	    s->peer.remote);
 	close_bev(s);
-	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY ? DLV_OUT_PLAIN :
+	handoff(s, tls_may(s) ? DLV_OUT_PLAIN :
 	    DLV_OUT_NEXT);
 }
 
@@ -877,7 +919,7 @@ tls_failed(struct dlv_sess *s)
 	    "TLS handshake with %s failed: %s", s->peer.remote, ebuf);
 	log_info("smtp: %s", s->err.text);
 	close_bev(s);
-	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth ?
+	handoff(s, tls_may(s) && !s->peer.auth ?
 	    DLV_OUT_PLAIN : DLV_OUT_NEXT);
 }
 
@@ -891,7 +933,7 @@ after_ehlo(struct dlv_sess *s)
 			set_state(s, S_STARTTLS);
 			return;
 		}
-		if (s->cfg->smtp_tls != CFG_TLS_MAY && !s->peer.lmtp) {
+		if (!tls_may(s) && !s->peer.lmtp) {
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
 			    "but not offered by %s", s->peer.remote);
 			handoff(s, DLV_OUT_NEXT);
@@ -1255,7 +1297,7 @@ on_reply(struct dlv_sess *s)
 			start_tls(s);
 			return;
 		}
-		if (s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth) {
+		if (tls_may(s) && !s->peer.auth) {
 			s->peer.notls = 1;
 			after_ehlo(s);
 			return;
@@ -1526,9 +1568,19 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		if (s->state == S_TLS) {
 			SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
+			long vr = SSL_get_verify_result(ssl);
+
 			s->tls_on = 1;
 			(void)snprintf(s->tls, sizeof(s->tls), "%s %s",
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+			if (vr == X509_V_OK && (tls_verify(s) ||
+			    s->peer.tls_check))
+				(void)snprintf(s->tls_out, sizeof(s->tls_out),
+				    "certificate verified");
+			else
+				(void)snprintf(s->tls_out, sizeof(s->tls_out),
+				    "certificate not verified: %s",
+				    X509_verify_cert_error_string(vr));
 			log_info("smtp %s: TLS established: %s",
 			    s->peer.remote, s->tls);
 			send_helo(s, 1);
