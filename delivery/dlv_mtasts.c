@@ -69,7 +69,7 @@ struct sts_entry {
 	time_t			 fail_at;
 };
 
-enum sts_step { STS_TXT, STS_ADDR, STS_HTTP, STS_DONE };
+enum sts_step { STS_TXT, STS_ADDR, STS_HTTP, STS_WAIT, STS_DONE };
 
 struct sts_lookup {
 	TAILQ_ENTRY(sts_lookup)	 entry;
@@ -512,16 +512,42 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		cb(cbarg, &res);
 }
 
-/* finish - the result is lk->res: report soon */
+/* finish - the result is lk->res: report soon, and to its waiters */
 static void
 finish(struct sts_lookup *lk)
 {
+	struct sts_lookup	*w;
+	int			 fetching = lk->step == STS_ADDR ||
+				    lk->step == STS_HTTP;
+
 	if (lk->step == STS_DONE)
 		return;
 	lk->step = STS_DONE;
 	if (lk->timer != NULL)
 		evtimer_del(lk->timer);
 	event_active(lk->done_ev, EV_TIMEOUT, 0);
+	if (!fetching)
+		return;
+	TAILQ_FOREACH(w, &lookups, entry)
+		if (w->step == STS_WAIT && strcmp(w->domain, lk->domain) == 0 &&
+		    strcmp(w->id, lk->id) == 0) {
+			w->res = lk->res;
+			finish(w);
+		}
+}
+
+/* fetch_running - another lookup is fetching this domain's policy id */
+static int
+fetch_running(const struct sts_lookup *lk)
+{
+	const struct sts_lookup	*o;
+
+	TAILQ_FOREACH(o, &lookups, entry)
+		if (o != lk && (o->step == STS_ADDR || o->step == STS_HTTP) &&
+		    strcmp(o->domain, lk->domain) == 0 &&
+		    strcmp(o->id, lk->id) == 0)
+			return 1;
+	return 0;
 }
 
 /* finish_cached - the unexpired cached policy, else none, with note */
@@ -797,6 +823,10 @@ txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
 	if (c != NULL && strcmp(c->fail_id, lk->id) == 0 &&
 	    now < c->fail_at + STS_RETRY_SECS) {
 		finish_cached(lk, "policy fetch failed less than 5 minutes ago");
+		return;
+	}
+	if (fetch_running(lk)) {
+		lk->step = STS_WAIT;	/* finish() of the fetching one */
 		return;
 	}
 	lk->step = STS_ADDR;
