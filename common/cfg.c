@@ -215,6 +215,8 @@ static const struct cfg_key cfg_keys[] = {
 	  "CA certificates (PEM) for smtp_tls = verify (unset: system CAs)" },
 	{ "mta_sts", CT_BOOL, "yes", 0, 1, F(mta_sts), 0,
 	  "SMTP client: look up and apply the next hop domain's MTA-STS policy (RFC 8461)" },
+	{ "tlsrpt", CT_BOOL, "no", 0, 1, F(tlsrpt), 0,
+	  "count TLS policy results and mail daily TLS-RPT reports (RFC 8460) to the domains asking for them" },
 	{ "smarthost_auth", CT_PATH, NULL, 0, 0, F(smarthost_auth), 0,
 	  "file with \"username password\" for AUTH to the smarthost (over TLS only)" },
 	{ "auth_users", CT_PATH, NULL, 0, 0, F(auth_users), 0,

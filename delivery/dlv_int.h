@@ -124,6 +124,9 @@ struct dlv_peer {
 	int			tls_verify;	/* certificate valid for name required */
 	int			tls_check;	/* verify, only to report (testing) */
 	char			tls_note[96];	/* "mta-sts enforce" for result texts */
+	char			tls_domain[256]; /* the policy domain (TLS-RPT) */
+	char			tls_mxpat[256];	/* the mx pattern that applied */
+	int			tls_mxbad;	/* MX matches no pattern (testing) */
 };
 
 /* the per-delivery TLS policy: the names are "none", "dane", "mta-sts" */
@@ -214,7 +217,8 @@ typedef void (*dlv_sts_fn)(void *arg, const struct dlv_sts *p);
 int	dlv_sts_lookup(const char *domain, dlv_sts_fn cb, void *arg);
 /* dlv_sts_cancel - the callback of the lookup started with arg never runs */
 void	dlv_sts_cancel(void *arg);
-/* dlv_sts_mx_match - host matches one of p's mx patterns (RFC 8461 4.1) */
+/* dlv_sts_mx_match - host matches one of p's mx patterns (RFC 8461 4.1):
+ * 0 = none, else 1 + the index of the first that does */
 int	dlv_sts_mx_match(const struct dlv_sts *p, const char *host);
 /* dlv_sts_parse - policy text into p (mode, mx, max_age); 0, or -1 with
  * why set (RFC 8461 3.2) */
@@ -223,6 +227,25 @@ int	dlv_sts_parse(const char *text, size_t len, struct dlv_sts *p,
 /* dlv_sts_txt_id - the id of one TXT record text (v=STSv1; id=...):
  * 0, 1 when it is not an STSv1 record, -1 when it is a bad one */
 int	dlv_sts_txt_id(const char *txt, size_t len, char id[33]);
+
+/* ---- dlv_tlsrpt.c (RFC 8460) ---- */
+
+int	dlv_tlsrpt_init(const struct config *cfg, struct event_base *base,
+	    char *err, size_t errlen);
+void	dlv_tlsrpt_reload(const struct config *cfg);
+void	dlv_tlsrpt_shutdown(void);
+/*
+ * dlv_tlsrpt_count - one TLS session attempt (or policy fetch) under a
+ * policy of domain: ptype "sts" / "tlsa" / "no-policy-found"; mxhost the
+ * policy's mx pattern that applied (or NULL); result NULL = success, else
+ * the RFC 8460 4.3 result type, with the MX name, its address and a
+ * reason code when known (NULL).  Nothing when `tlsrpt` is off.
+ */
+void	dlv_tlsrpt_count(const char *domain, const char *ptype,
+	    const char *mxhost, const char *result, const char *mx,
+	    const char *ip, const char *code);
+/* dlv_tlsrpt_x509_result - the result type of an X509_V_ERR_* */
+const char *dlv_tlsrpt_x509_result(long vr);
 
 /* dlv_remote.c: shared client state for dlv_smtp.c */
 struct event_base *dlv_remote_base(void);

@@ -316,11 +316,11 @@ dlv_sts_mx_match(const struct dlv_sts *p, const char *host)
 	dot = strchr(h, '.');
 	for (i = 0; i < p->nmx; i++) {
 		if (strcmp(p->mx[i], h) == 0)
-			return 1;
+			return (int)i + 1;
 		/* "*.example.com": exactly one more label, on the left */
 		if (strncmp(p->mx[i], "*.", 2) == 0 && dot != NULL &&
 		    dot != h && strcmp(dot + 1, p->mx[i] + 2) == 0)
-			return 1;
+			return (int)i + 1;
 	}
 	return 0;
 }
@@ -573,11 +573,17 @@ finish_cached(struct sts_lookup *lk, const char *note)
 }
 
 /* fetch_failed - remember the id (no retry for 5 minutes), use the cache */
-static void
-fetch_failed(struct sts_lookup *lk, const char *fmt, ...) WM_PRINTF(2, 3);
+#define FETCH_ERR	"sts-policy-fetch-error"	/* RFC 8460 4.3.3 */
+#define FETCH_INVALID	"sts-policy-invalid"
+#define FETCH_WEBPKI	"sts-webpki-invalid"
 
 static void
-fetch_failed(struct sts_lookup *lk, const char *fmt, ...)
+fetch_failed(struct sts_lookup *lk, const char *type, const char *fmt, ...)
+    WM_PRINTF(3, 4);
+
+/* fetch_failed - also counted for TLS-RPT (type: FETCH_*) */
+static void
+fetch_failed(struct sts_lookup *lk, const char *type, const char *fmt, ...)
 {
 	struct sts_entry	*c;
 	char			 why[160];
@@ -586,6 +592,9 @@ fetch_failed(struct sts_lookup *lk, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
+	c = cache_load(lk->domain);
+	dlv_tlsrpt_count(lk->domain, cache_fresh(c, time(NULL)) ? "sts" :
+	    "no-policy-found", NULL, type, NULL, NULL, why);
 	if ((c = cache_get(lk->domain)) != NULL) {
 		(void)snprintf(c->fail_id, sizeof(c->fail_id), "%s", lk->id);
 		c->fail_at = time(NULL);
@@ -604,7 +613,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	dlv_dns_query_cancel(lk);
-	fetch_failed(lk, "timed out after %d s", STS_FETCH_SECS);
+	fetch_failed(lk, FETCH_ERR, "timed out after %d s", STS_FETCH_SECS);
 }
 
 /* http_cb - the policy host answered (or the request failed) */
@@ -629,41 +638,41 @@ http_cb(struct evhttp_request *req, void *arg)
 		vr = lk->ssl != NULL ? SSL_get_verify_result(lk->ssl) :
 		    X509_V_OK;
 		if (vr != X509_V_OK)
-			fetch_failed(lk, "certificate of %s not valid: %s",
+			fetch_failed(lk, FETCH_WEBPKI, "certificate of %s not valid: %s",
 			    lk->host, X509_verify_cert_error_string(vr));
 		else
-			fetch_failed(lk, "no HTTPS answer");
+			fetch_failed(lk, FETCH_ERR, "no HTTPS answer");
 		return;
 	}
 	if (code != 200) {
-		fetch_failed(lk, "HTTP status %d (only 200 is a policy)", code);
+		fetch_failed(lk, FETCH_ERR, "HTTP status %d (only 200 is a policy)", code);
 		return;
 	}
 	ct = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Content-Type");
 	if (ct != NULL && strncasecmp(ct, "text/plain", 10) != 0) {
-		fetch_failed(lk, "Content-Type %.60s, not text/plain", ct);
+		fetch_failed(lk, FETCH_INVALID, "Content-Type %.60s, not text/plain", ct);
 		return;
 	}
 	in = evhttp_request_get_input_buffer(req);
 	if ((len = evbuffer_get_length(in)) > STS_BODY_MAX) {
-		fetch_failed(lk, "policy over %d bytes", STS_BODY_MAX);
+		fetch_failed(lk, FETCH_INVALID, "policy over %d bytes", STS_BODY_MAX);
 		return;
 	}
 	if ((text = malloc(len + 1)) == NULL) {
-		fetch_failed(lk, "out of memory");
+		fetch_failed(lk, FETCH_ERR, "out of memory");
 		return;
 	}
 	if (evbuffer_copyout(in, text, len) != (ev_ssize_t)len) {
 		free(text);
-		fetch_failed(lk, "cannot read the policy");
+		fetch_failed(lk, FETCH_ERR, "cannot read the policy");
 		return;
 	}
 	text[len] = '\0';
 	memset(&pol, 0, sizeof(pol));
 	if (dlv_sts_parse(text, len, &pol, &why) == -1) {
 		free(text);
-		fetch_failed(lk, "invalid policy: %s", why);
+		fetch_failed(lk, FETCH_INVALID, "invalid policy: %s", why);
 		return;
 	}
 	(void)snprintf(pol.domain, sizeof(pol.domain), "%s", lk->domain);
@@ -694,7 +703,7 @@ fetch_start(struct sts_lookup *lk)
 	SSL_CTX			*ctx;
 
 	if ((ctx = sts_ctx()) == NULL || (lk->ssl = SSL_new(ctx)) == NULL) {
-		fetch_failed(lk, "cannot make a TLS context");
+		fetch_failed(lk, FETCH_ERR, "cannot make a TLS context");
 		return;
 	}
 	(void)SSL_set_tlsext_host_name(lk->ssl, lk->host);
@@ -706,7 +715,7 @@ fetch_start(struct sts_lookup *lk)
 	if (bev == NULL) {
 		SSL_free(lk->ssl);
 		lk->ssl = NULL;
-		fetch_failed(lk, "out of memory");
+		fetch_failed(lk, FETCH_ERR, "out of memory");
 		return;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
@@ -716,7 +725,7 @@ fetch_start(struct sts_lookup *lk)
 	if (lk->conn == NULL) {
 		bufferevent_free(bev);
 		lk->ssl = NULL;
-		fetch_failed(lk, "out of memory");
+		fetch_failed(lk, FETCH_ERR, "out of memory");
 		return;
 	}
 	evhttp_connection_set_timeout(lk->conn, STS_FETCH_SECS);
@@ -724,7 +733,7 @@ fetch_start(struct sts_lookup *lk)
 	evhttp_connection_set_max_body_size(lk->conn, STS_BODY_MAX);
 	evhttp_connection_set_max_headers_size(lk->conn, 16 * 1024);
 	if ((lk->req = evhttp_request_new(http_cb, lk)) == NULL) {
-		fetch_failed(lk, "out of memory");
+		fetch_failed(lk, FETCH_ERR, "out of memory");
 		return;
 	}
 	h = evhttp_request_get_output_headers(lk->req);
@@ -734,7 +743,7 @@ fetch_start(struct sts_lookup *lk)
 	    evhttp_make_request(lk->conn, lk->req, EVHTTP_REQ_GET,
 	    STS_PATH) == -1) {
 		lk->req = NULL;	/* left to evhttp (it may have freed it) */
-		fetch_failed(lk, "cannot send the request");
+		fetch_failed(lk, FETCH_ERR, "cannot send the request");
 		return;
 	}
 	lk->step = STS_HTTP;
@@ -758,7 +767,7 @@ addr_cb(void *arg, int status, const unsigned char *abuf, int alen)
 		return;
 	}
 	(void)snprintf(lk->addr, sizeof(lk->addr), "?");
-	fetch_failed(lk, "no address for %s: %s", lk->host,
+	fetch_failed(lk, FETCH_ERR, "no address for %s: %s", lk->host,
 	    status == ARES_SUCCESS ? "no A record" : ares_strerror(status));
 }
 
@@ -831,7 +840,7 @@ txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
 	}
 	lk->step = STS_ADDR;
 	if (dlv_dns_query(lk->host, ns_t_a, addr_cb, lk) == -1)
-		fetch_failed(lk, "cannot start the DNS look-up");
+		fetch_failed(lk, FETCH_ERR, "cannot start the DNS look-up");
 }
 
 int

@@ -67,6 +67,7 @@ struct dlv_job {
 	struct dlv_route	*route;
 	struct dlv_sts		*sts;		/* MTA-STS policy, NULL = none */
 	int			 sts_wait;	/* dlv_sts_lookup in flight */
+	int			 no_policy;	/* a TLS-RPT report: no TLS policy */
 	size_t			 hi, ai;	/* host / address being tried */
 	int			 plain;		/* plaintext retry of this address */
 	int			 tried_idle;
@@ -249,7 +250,8 @@ dlv_remote_init(const struct config *cfg, struct event_base *base,
 	if (auth_load(cfg->smarthost_auth, err, errlen) == -1)
 		goto fail;
 	if (dlv_dns_init(cfg, base, err, errlen) == -1 ||
-	    dlv_sts_init(cfg, err, errlen) == -1)
+	    dlv_sts_init(cfg, err, errlen) == -1 ||
+	    dlv_tlsrpt_init(cfg, base, err, errlen) == -1)
 		goto fail;
 	rs.ready = 1;
 	return 0;
@@ -282,6 +284,7 @@ dlv_remote_reload(const struct config *cfg)
 	if (dlv_dns_reload(cfg, err, sizeof(err)) == -1)
 		log_warnx("reload: %s; keeping the old resolver settings", err);
 	dlv_sts_reload(cfg);
+	dlv_tlsrpt_reload(cfg);
 	rs.cfg = cfg;
 }
 
@@ -478,7 +481,8 @@ job_finish(struct dlv_job *j)
 static int
 sts_wanted(const struct dlv_job *j)
 {
-	return j->cfg->mta_sts && !j->lmtp && j->cfg->smarthost == NULL &&
+	return j->cfg->mta_sts && !j->lmtp && !j->no_policy &&
+	    j->cfg->smarthost == NULL &&
 	    j->domain[0] != '\0' && j->domain[0] != '[';
 }
 
@@ -772,6 +776,17 @@ peer_sts(struct dlv_job *j, struct dlv_peer *p)
 	if (p->tls_policy == DLV_TLSPOL_DANE)
 		return 0;	/* DANE wins (RFC 8461 2) */
 	match = dlv_sts_mx_match(s, p->name);
+	(void)snprintf(p->tls_domain, sizeof(p->tls_domain), "%s", s->domain);
+	(void)snprintf(p->tls_mxpat, sizeof(p->tls_mxpat), "%s",
+	    s->mx[match ? match - 1 : 0]);
+	if (!match) {
+		char ip[64] = "";
+
+		(void)sockaddr_text((const struct sockaddr *)&p->ss, ip,
+		    sizeof(ip));
+		dlv_tlsrpt_count(s->domain, "sts", p->tls_mxpat,
+		    "validation-failure", p->name, ip, "mx-not-in-policy");
+	}
 	if (!match && enforce) {
 		memset(&j->err, 0, sizeof(j->err));
 		j->err.status = RS_DEFERRED;
@@ -790,6 +805,7 @@ peer_sts(struct dlv_job *j, struct dlv_peer *p)
 	p->tls_require = enforce;
 	p->tls_verify = enforce;
 	p->tls_check = !enforce;
+	p->tls_mxbad = !match;
 	(void)snprintf(p->tls_note, sizeof(p->tls_note), "tls_policy=mta-sts "
 	    "mode=%s%s", enforce ? "enforce" : "testing", match ? "" :
 	    " mx=mismatch");
@@ -906,6 +922,10 @@ dlv_remote_start(const struct config *cfg, const struct qmsg *m,
 	if (!rs.ready || rs.stopping ||
 	    (j = job_new(cfg, m, body_path, ridx, n, done, arg)) == NULL)
 		return -1;
+	/* RFC 8460 5.3: reports go out whatever the TLS policies say */
+	j->no_policy = m->client_name != NULL &&
+	    strcmp(m->client_name, DLV_TLSRPT_CLIENT) == 0 &&
+	    m->client_addr != NULL && strcmp(m->client_addr, "local") == 0;
 	at = strrchr(j->m.rcpts[0], '@');
 	(void)snprintf(j->domain, sizeof(j->domain), "%s",
 	    at != NULL ? at + 1 : "");
@@ -1056,6 +1076,7 @@ dlv_remote_shutdown(void)
 	}
 	nidle = 0;
 	dlv_sts_shutdown();
+	dlv_tlsrpt_shutdown();
 	dlv_dns_shutdown();
 	while ((j = TAILQ_FIRST(&zombies)) != NULL) {
 		TAILQ_REMOVE(&zombies, j, entry);

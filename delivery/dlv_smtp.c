@@ -66,6 +66,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/syntax.h"
+#include "common/util.h"
 #include "delivery/dlv_int.h"
 
 #define CHUNK		(64 * 1024)	/* spool read size */
@@ -229,6 +230,36 @@ static int
 tls_verify(const struct dlv_sess *s)
 {
 	return s->cfg->smtp_tls == CFG_TLS_VERIFY || s->peer.tls_verify;
+}
+
+/*
+ * tls_count - the TLS-RPT count of this session attempt under an
+ * MTA-STS policy: result NULL = success (RFC 8460 4.3 types otherwise).
+ * A host outside the policy's mx patterns was counted by dlv_remote.c.
+ */
+static void
+tls_count(const struct dlv_sess *s, const char *result, const char *code)
+{
+	char	ip[64] = "";
+
+	if (s->peer.tls_policy != DLV_TLSPOL_MTASTS || s->peer.tls_mxbad)
+		return;
+	if (s->peer.ss.ss_family != AF_UNIX)
+		(void)sockaddr_text((const struct sockaddr *)&s->peer.ss, ip,
+		    sizeof(ip));
+	dlv_tlsrpt_count(s->peer.tls_domain, "sts", s->peer.tls_mxpat,
+	    result, s->peer.name, ip, code);
+}
+
+/* tls_count_vr - a handshake's verification result, counted */
+static void
+tls_count_vr(const struct dlv_sess *s, long vr)
+{
+	if (vr == X509_V_OK)
+		tls_count(s, NULL, NULL);
+	else
+		tls_count(s, dlv_tlsrpt_x509_result(vr),
+		    X509_verify_cert_error_string(vr));
 }
 
 /* tls_note - "; tls_policy=... outcome" for result texts, or "" */
@@ -915,6 +946,10 @@ tls_failed(struct dlv_sess *s)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 	else
 		(void)snprintf(ebuf, sizeof(ebuf), "connection closed");
+	if (vr != X509_V_OK)
+		tls_count_vr(s, vr);
+	else
+		tls_count(s, "validation-failure", "handshake failed");
 	set_err(s, RS_DEFERRED, 454, vr != X509_V_OK ? "4.7.5" : "4.7.0",
 	    "TLS handshake with %s failed: %s", s->peer.remote, ebuf);
 	log_info("smtp: %s", s->err.text);
@@ -933,6 +968,7 @@ after_ehlo(struct dlv_sess *s)
 			set_state(s, S_STARTTLS);
 			return;
 		}
+		tls_count(s, "starttls-not-supported", NULL);
 		if (!tls_may(s) && !s->peer.lmtp) {
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
 			    "but not offered by %s", s->peer.remote);
@@ -1297,6 +1333,7 @@ on_reply(struct dlv_sess *s)
 			start_tls(s);
 			return;
 		}
+		tls_count(s, "starttls-not-supported", NULL);
 		if (tls_may(s) && !s->peer.auth) {
 			s->peer.notls = 1;
 			after_ehlo(s);
@@ -1581,6 +1618,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 				(void)snprintf(s->tls_out, sizeof(s->tls_out),
 				    "certificate not verified: %s",
 				    X509_verify_cert_error_string(vr));
+			tls_count_vr(s, vr);
 			log_info("smtp %s: TLS established: %s",
 			    s->peer.remote, s->tls);
 			send_helo(s, 1);

@@ -383,4 +383,15 @@ int	queue_sts_get(const char *domain, char id[QUEUE_STS_ID_MAX + 1],
 int	queue_sts_put(const char *domain, const char *id, time_t fetched,
 	    const char *text);
 
+/*
+ * Small records of delivery/ in meta.db (queue_sts.c): key "tlsrpt:..."
+ * (TLS-RPT counters, delivery/dlv_tlsrpt.c).  queue_kv_get: 0 with *val
+ * malloc'd (*len bytes), 1 when none, -1 on error (or the store not open
+ * yet).  queue_kv_put / queue_kv_del: queued for the next commit (no
+ * sync of their own); 0 or -1.
+ */
+int	queue_kv_get(const char *key, void **val, size_t *len);
+int	queue_kv_put(const char *key, const void *val, size_t len);
+int	queue_kv_del(const char *key);
+
 #endif

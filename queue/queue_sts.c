@@ -1,7 +1,9 @@
 #include "config.h"
 /*
- * queue_sts.c - the MTA-STS policy cache in the store (RFC 8461 5.1).
- * Owns: queue_sts_get / queue_sts_put, the record's encoder and decoder.
+ * queue_sts.c - the MTA-STS policy cache in the store (RFC 8461 5.1), and
+ * the small records of delivery/ (TLS-RPT counters, RFC 8460).
+ * Owns: queue_sts_get / queue_sts_put, the record's encoder and decoder;
+ *       queue_kv_get/put/del (keys "tlsrpt:...", values opaque here).
  * Record (meta.db, key "mta-sts:DOMAIN", domain lower-cased):
  *   version byte 1 | fetched-at, 8 bytes big-endian Unix seconds |
  *   id length (1 byte, 1..32) | id | policy text (the rest, as fetched).
@@ -98,6 +100,55 @@ queue_sts_put(const char *domain, const char *id, time_t fetched,
 		return -1;
 	}
 	if (qjob_put_own(j, QDB_META, key, strlen(key), p, len) == -1) {
+		qjob_free(j);
+		return -1;
+	}
+	qjob_lazy(j);
+	qdb_commit(j, NULL, NULL);
+	return 0;
+}
+
+/* ---- small records of delivery/ (TLS-RPT counters) ---- */
+
+/* kv_key_ok - only delivery/'s own prefixes, never the queue's records */
+static int
+kv_key_ok(const char *key)
+{
+	return strncmp(key, "tlsrpt:", 7) == 0 && strlen(key) < 512;
+}
+
+int
+queue_kv_get(const char *key, void **val, size_t *len)
+{
+	if (!kv_key_ok(key))
+		return -1;
+	return qdb_get_meta(key, val, len);
+}
+
+int
+queue_kv_put(const char *key, const void *val, size_t len)
+{
+	struct qjob	*j;
+
+	if (!kv_key_ok(key) || (j = qjob_new()) == NULL)
+		return -1;
+	if (qjob_put(j, QDB_META, key, strlen(key), val, len) == -1) {
+		qjob_free(j);
+		return -1;
+	}
+	qjob_lazy(j);
+	qdb_commit(j, NULL, NULL);
+	return 0;
+}
+
+int
+queue_kv_del(const char *key)
+{
+	struct qjob	*j;
+
+	if (!kv_key_ok(key) || (j = qjob_new()) == NULL)
+		return -1;
+	if (qjob_del(j, QDB_META, key, strlen(key)) == -1) {
 		qjob_free(j);
 		return -1;
 	}

@@ -11,10 +11,17 @@ mismatch defers (4.7.5) and tries the next MX first; enforce with a
 matching MX delivers over verified TLS; a certificate not valid for the
 MX name under enforce defers; testing with a mismatch delivers; the
 second delivery uses the cached policy (one HTTPS request), also after a
-restart (the store's copy).
+restart (the store's copy).  TLS-RPT (RFC 8460): `waymark tlsrpt
+--send-now` mails each policy domain's report to the `mailto:` rua of
+its `_smtp._tls` record (a next hop of its own); the gzip'd JSON's fields
+and counts match the run.
 """
 
+import email
+import email.policy
+import gzip
 import http.server
+import json
 import os
 import shutil
 import ssl
@@ -55,7 +62,11 @@ HOPS = {"mx1.enf.test": ("127.0.86.11", "mx1.enf.test"),
         "mx1.two.test": ("127.0.86.13", "mx1.two.test"),
         "mx2.two.test": ("127.0.86.14", "mx2.two.test"),
         "mx.tst.test": ("127.0.86.15", "mx.tst.test"),
-        "mx.crt.test": ("127.0.86.16", "wrong.crt.test")}
+        "mx.crt.test": ("127.0.86.16", "wrong.crt.test"),
+        "mx.rpt.test": ("127.0.86.20", "mx.rpt.test")}
+MX.append(("rpt.test", "mx.rpt.test", 10))
+# TLS-RPT: the reports of these domains go to reports@rpt.test
+RPT_DOMAINS = ("enf.test", "crt.test", "bad.test")
 
 
 def openssl(*args):
@@ -155,7 +166,8 @@ class Sink:
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                  envelope.original_content))
             self.tls.append(session.ssl is not None)
         return "250 2.0.0 Ok: sunk"
 
@@ -176,6 +188,9 @@ def world(dns_factory, pki):  # noqa: F811
     hosts += [(n, a) for n, (a, _) in HOPS.items()]
     extra = ["--txt-record=_mta-sts.%s,v=STSv1; id=%s" % (d, i)
              for d, (_, i, _) in POLICIES.items()]
+    # (dnsmasq's command line splits TXT strings at commas: one rua)
+    extra += ["--txt-record=_smtp._tls.%s,v=TLSRPTv1; "
+              "rua=mailto:reports@rpt.test" % d for d in RPT_DOMAINS]
     dns = dns_factory(mx=MX, hosts=hosts, extra=extra)
     port = common_port([a for a, _ in HOPS.values()])
     made, servers, sinks = [], {}, {}
@@ -316,3 +331,81 @@ def test_testing_mismatch_delivers(daemon_factory, world):
         r["last_reply"]["text"], r
     assert len(world.sinks["mx.tst.test"].messages) == 1
     assert len(world.servers["tst.test"].requests) == 1
+
+
+def report_of(raw):
+    """(message, report JSON) of one TLS-RPT mail."""
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    assert m.get_content_type() == "multipart/report", m
+    assert m.get_param("report-type") == "tlsrpt", m
+    parts = [p for p in m.iter_parts()
+             if p.get_content_type() == "application/tlsrpt+gzip"]
+    assert len(parts) == 1, m
+    return m, json.loads(gzip.decompress(parts[0].get_content()))
+
+
+def test_tlsrpt_send_now(daemon_factory, world):
+    sink = world.sinks["mx.rpt.test"]
+    d = daemon_factory(config(world, tlsrpt="yes", hostname="relay.test"))
+    qids = [(submit(d, a), a) for a in
+            ("u@enf.test", "v@enf.test", "u@crt.test", "u@bad.test")]
+    for qid, a in qids:
+        rcpt_of(d, qid, a, ("deferred",) + FINAL)
+    p = d.cli("tlsrpt", "--send-now")
+    assert p.returncode == 0, p
+    assert "3 policy domains" in p.out, p.out
+    wait_for(lambda: len(sink.messages) >= 3, timeout=30,
+             what="three reports at reports@rpt.test")
+    reports = {}
+    for sender, rcpts, raw in sink.messages:
+        assert sender == "<>" or sender == "", sender
+        assert rcpts == ["reports@rpt.test"], rcpts
+        m, rep = report_of(raw)
+        dom = m["TLS-Report-Domain"]
+        assert m["TLS-Report-Submitter"] == "relay.test", m
+        subj = " ".join(str(m["Subject"]).split())
+        assert subj.startswith("Report Domain: %s Submitter: relay.test "
+                               "Report-ID: <" % dom), subj
+        reports[dom] = rep
+    assert sorted(reports) == sorted(RPT_DOMAINS), reports
+    for dom, rep in reports.items():
+        assert rep["organization-name"] == "relay.test", rep
+        assert rep["contact-info"] == "postmaster@relay.test", rep
+        assert rep["report-id"], rep
+        assert set(rep["date-range"]) == {"start-datetime", "end-datetime"}
+        assert rep["date-range"]["start-datetime"].endswith("Z"), rep
+        assert len(rep["policies"]) == 1, rep
+        pol = rep["policies"][0]
+        assert pol["policy"]["policy-type"] == "sts", pol
+        assert pol["policy"]["policy-domain"] == dom, pol
+        assert pol["policy"]["policy-string"] == \
+            POLICIES[dom][2].replace("\r", "").strip().split("\n"), pol
+    enf = reports["enf.test"]["policies"][0]
+    assert enf["policy"]["mx-host"] == "*.enf.test", enf
+    assert enf["summary"] == {"total-successful-session-count": 2,
+                              "total-failure-session-count": 0}, enf
+    assert enf["failure-details"] == [], enf
+    crt = reports["crt.test"]["policies"][0]
+    assert crt["summary"] == {"total-successful-session-count": 0,
+                              "total-failure-session-count": 1}, crt
+    assert crt["failure-details"] == [{
+        "result-type": "certificate-host-mismatch",
+        "receiving-mx-hostname": "mx.crt.test",
+        "receiving-ip": "127.0.86.16",
+        "failure-reason-code": "hostname mismatch",
+        "failed-session-count": 1}], crt
+    bad = reports["bad.test"]["policies"][0]
+    assert bad["summary"]["total-failure-session-count"] == 1, bad
+    assert bad["failure-details"][0]["result-type"] == "validation-failure"
+    assert bad["failure-details"][0]["receiving-mx-hostname"] == \
+        "mx.bad.test", bad
+    # everything was reported: nothing left for a second run
+    p = d.cli("tlsrpt", "--send-now")
+    assert p.returncode == 0 and "0 policy domains" in p.out, p.out
+
+
+def test_tlsrpt_off(daemon_factory, world):
+    d = daemon_factory(config(world))
+    p = d.cli("tlsrpt", "--send-now")
+    assert p.returncode == 1, p
+    assert "tlsrpt = no" in p.err, p.err
