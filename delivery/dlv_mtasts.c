@@ -67,6 +67,7 @@ struct sts_entry {
 	struct dlv_sts		 pol;
 	char			 fail_id[33];	/* last failed fetch */
 	time_t			 fail_at;
+	int			 stored;	/* the store was read for it */
 };
 
 enum sts_step { STS_TXT, STS_ADDR, STS_HTTP, STS_WAIT, STS_DONE };
@@ -363,7 +364,11 @@ cache_get(const char *domain)
 	return c;
 }
 
-/* cache_load - the memory entry, else the store's record; NULL = none */
+/*
+ * cache_load - the memory entry, else the store's record (read once per
+ * domain while the entry stays in memory: most domains have none);
+ * NULL = none
+ */
 static struct sts_entry *
 cache_load(const char *domain)
 {
@@ -373,11 +378,15 @@ cache_load(const char *domain)
 	char			*text = NULL;
 	const char		*why;
 	time_t			 fetched;
+	int			 rc;
 
-	if (c != NULL && c->fetched != 0)
+	if (c != NULL && (c->fetched != 0 || c->stored))
 		return c;
-	if (queue_sts_get(domain, id, &fetched, &text) != 0)
+	if ((rc = queue_sts_get(domain, id, &fetched, &text)) != 0) {
+		if (rc == 1 && (c = cache_get(domain)) != NULL)
+			c->stored = 1;
 		return c;
+	}
 	memset(&pol, 0, sizeof(pol));
 	if (dlv_sts_parse(text, strlen(text), &pol, &why) == -1) {
 		log_warnx("mta-sts: stored policy of %s: %s; ignored", domain,
@@ -392,6 +401,7 @@ cache_load(const char *domain)
 	(void)snprintf(pol.id, sizeof(pol.id), "%s", id);
 	c->pol = pol;
 	c->fetched = fetched;
+	c->stored = 1;
 	return c;
 }
 
