@@ -9,9 +9,10 @@ signs its certificate and the next hops' (aiosmtpd with STARTTLS), and
 waymarkd trusts it through `smtp_tls_ca`.  Cases: enforce with an MX
 mismatch defers (4.7.5) and tries the next MX first; enforce with a
 matching MX delivers over verified TLS; a certificate not valid for the
-MX name under enforce defers; testing with a mismatch delivers; the
-second delivery uses the cached policy (one HTTPS request), also after a
-restart (the store's copy).  TLS-RPT (RFC 8460): `waymark tlsrpt
+MX name under enforce defers; testing with an MX or certificate mismatch
+delivers (and says so); the second delivery uses the cached policy (one
+HTTPS request), also after a restart (the store's copy); a delay DSN's
+diagnostic names the policy.  TLS-RPT (RFC 8460): `waymark tlsrpt
 --send-now` mails each policy domain's report to the `mailto:` rua of
 its `_smtp._tls` record (a next hop of its own); the gzip'd JSON's fields
 and counts match the run.
@@ -28,6 +29,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -50,12 +52,15 @@ POLICIES = {
                  "mx: mail.elsewhere.test\nmax_age: 86400\n"),
     "crt.test": ("127.0.86.5", "id5", "version: STSv1\nmode: enforce\n"
                  "mx: mx.crt.test\nmax_age: 86400\n"),
+    "tcr.test": ("127.0.86.6", "id6", "version: STSv1\nmode: testing\n"
+                 "mx: mx.tcr.test\nmax_age: 86400\n"),
 }
 MX = [("enf.test", "mx1.enf.test", 10),
       ("bad.test", "mx.bad.test", 10),
       ("two.test", "mx1.two.test", 10), ("two.test", "mx2.two.test", 20),
       ("tst.test", "mx.tst.test", 10),
-      ("crt.test", "mx.crt.test", 10)]
+      ("crt.test", "mx.crt.test", 10),
+      ("tcr.test", "mx.tcr.test", 10)]
 # next hop -> (address, name in its certificate)
 HOPS = {"mx1.enf.test": ("127.0.86.11", "mx1.enf.test"),
         "mx.bad.test": ("127.0.86.12", "mx.bad.test"),
@@ -63,6 +68,7 @@ HOPS = {"mx1.enf.test": ("127.0.86.11", "mx1.enf.test"),
         "mx2.two.test": ("127.0.86.14", "mx2.two.test"),
         "mx.tst.test": ("127.0.86.15", "mx.tst.test"),
         "mx.crt.test": ("127.0.86.16", "wrong.crt.test"),
+        "mx.tcr.test": ("127.0.86.17", "wrong.tcr.test"),
         "mx.rpt.test": ("127.0.86.20", "mx.rpt.test")}
 MX.append(("rpt.test", "mx.rpt.test", 10))
 # TLS-RPT: the reports of these domains go to reports@rpt.test
@@ -225,11 +231,11 @@ def config(w, **extra):
     return cfg
 
 
-def submit(d, rcpt):
+def submit(d, rcpt, sender="sender@example.com"):
     with d.connect() as c:
         c.ehlo()
-        r = c.mail_transaction("sender@example.com", [rcpt],
-                               make_message(to=rcpt))
+        r = c.mail_transaction(sender, [rcpt],
+                               make_message(to=rcpt, sender=sender))
     return queued_qid(r)
 
 
@@ -331,6 +337,29 @@ def test_testing_mismatch_delivers(daemon_factory, world):
         r["last_reply"]["text"], r
     assert len(world.sinks["mx.tst.test"].messages) == 1
     assert len(world.servers["tst.test"].requests) == 1
+
+
+def test_testing_certificate_mismatch_delivers(daemon_factory, world):
+    d = daemon_factory(config(world))
+    qid = submit(d, "u@tcr.test")
+    r = rcpt_of(d, qid, "u@tcr.test", FINAL)
+    assert r["status"] == "relayed", r
+    assert "tls_policy=mta-sts mode=testing: certificate not verified: " \
+        "hostname mismatch" in r["last_reply"]["text"], r
+    assert world.sinks["mx.tcr.test"].tls == [True]
+
+
+def test_delay_dsn_names_the_policy(daemon_factory, world):
+    d = daemon_factory(config(world, delay_warning="1s"))
+    qid = submit(d, "u@bad.test", sender="sender@example.org")
+    rcpt_of(d, qid, "u@bad.test", ("deferred",) + FINAL)
+    time.sleep(1.2)             # past delay_warning: the next attempt warns
+    d.cli("flush", qid, check=0)
+    dsn = " ".join(d.wait_mails("sender@example.org", 1)[0].decode().split())
+    assert "Action: delayed Status: 4.7.5" in dsn, dsn
+    assert "Diagnostic-Code: X-Waymark; MX host mx.bad.test" in dsn, dsn
+    assert "does not match the MTA-STS policy of bad.test" in dsn, dsn
+    assert "tls_policy=mta-sts mode=enforce" in dsn, dsn
 
 
 def report_of(raw):
