@@ -238,12 +238,12 @@ void	dlv_tlsrpt_shutdown(void);
  * dlv_tlsrpt_count - one TLS session attempt (or policy fetch) under a
  * policy of domain: ptype "sts" / "tlsa" / "no-policy-found"; mxhost the
  * policy's mx pattern that applied (or NULL); result NULL = success, else
- * the RFC 8460 4.3 result type, with the MX name, its address and a
- * reason code when known (NULL).  Nothing when `tlsrpt` is off.
+ * the RFC 8460 4.3 result type, with the MX name, its address, our
+ * address (sending-mta-ip) and a reason code when known (NULL).  Nothing when `tlsrpt` is off.
  */
 void	dlv_tlsrpt_count(const char *domain, const char *ptype,
 	    const char *mxhost, const char *result, const char *mx,
-	    const char *ip, const char *code);
+	    const char *ip, const char *sip, const char *code);
 /* dlv_tlsrpt_x509_result - the result type of an X509_V_ERR_* */
 const char *dlv_tlsrpt_x509_result(long vr);
 

@@ -604,7 +604,7 @@ fetch_failed(struct sts_lookup *lk, const char *type, const char *fmt, ...)
 	va_end(ap);
 	c = cache_load(lk->domain);
 	dlv_tlsrpt_count(lk->domain, cache_fresh(c, time(NULL)) ? "sts" :
-	    "no-policy-found", NULL, type, NULL, NULL, why);
+	    "no-policy-found", NULL, type, NULL, NULL, NULL, why);
 	if ((c = cache_get(lk->domain)) != NULL) {
 		(void)snprintf(c->fail_id, sizeof(c->fail_id), "%s", lk->id);
 		c->fail_at = time(NULL);

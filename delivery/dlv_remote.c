@@ -785,7 +785,8 @@ peer_sts(struct dlv_job *j, struct dlv_peer *p)
 		(void)sockaddr_text((const struct sockaddr *)&p->ss, ip,
 		    sizeof(ip));
 		dlv_tlsrpt_count(s->domain, "sts", p->tls_mxpat,
-		    "validation-failure", p->name, ip, "mx-not-in-policy");
+		    "validation-failure", p->name, ip, NULL,
+		    "mx-not-in-policy");
 	}
 	if (!match && enforce) {
 		memset(&j->err, 0, sizeof(j->err));

@@ -240,15 +240,24 @@ tls_verify(const struct dlv_sess *s)
 static void
 tls_count(const struct dlv_sess *s, const char *result, const char *code)
 {
-	char	ip[64] = "";
+	struct sockaddr_storage	 me;
+	socklen_t		 melen = sizeof(me);
+	char			 ip[64] = "", sip[64] = "";
+	evutil_socket_t		 fd;
 
 	if (s->peer.tls_policy != DLV_TLSPOL_MTASTS || s->peer.tls_mxbad)
 		return;
 	if (s->peer.ss.ss_family != AF_UNIX)
 		(void)sockaddr_text((const struct sockaddr *)&s->peer.ss, ip,
 		    sizeof(ip));
+	if (result != NULL && s->bev != NULL &&
+	    (fd = bufferevent_getfd(s->bev)) >= 0 &&
+	    getsockname(fd, (struct sockaddr *)&me, &melen) == 0 &&
+	    me.ss_family != AF_UNIX)
+		(void)sockaddr_text((const struct sockaddr *)&me, sip,
+		    sizeof(sip));
 	dlv_tlsrpt_count(s->peer.tls_domain, "sts", s->peer.tls_mxpat,
-	    result, s->peer.name, ip, code);
+	    result, s->peer.name, ip, sip, code);
 }
 
 /* tls_count_vr - a handshake's verification result, counted */

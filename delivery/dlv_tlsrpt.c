@@ -9,7 +9,7 @@
  *       `waymark tlsrpt --send-now` for everything counted so far).
  * Counters: per UTC day, per (policy type, policy domain): successful
  *       sessions, and failed ones per (result type, MX, its address,
- *       reason code); kept in memory and in the store (one record,
+ *       reason code, our address); kept in memory and in the store (one record,
  *       "tlsrpt:state", written at most once a second through
  *       queue_kv_put); each day's bucket begins at the later of 00:00 and
  *       the end of the last report.
@@ -178,7 +178,8 @@ json_inc(json_t *obj, const char *key)
 
 void
 dlv_tlsrpt_count(const char *domain, const char *ptype, const char *mxhost,
-    const char *result, const char *mx, const char *ip, const char *code)
+    const char *result, const char *mx, const char *ip, const char *sip,
+    const char *code)
 {
 	json_t	*b, *pols, *p, *f;
 	char	 day[16], key[300], fkey[700];
@@ -211,11 +212,13 @@ dlv_tlsrpt_count(const char *domain, const char *ptype, const char *mxhost,
 		json_inc(p, "ok");
 	else {
 		f = json_object_get(p, "fail");
-		(void)snprintf(fkey, sizeof(fkey), "%s\t%s\t%s\t%s", result,
-		    mx ? mx : "", ip ? ip : "", code ? code : "");
+		(void)snprintf(fkey, sizeof(fkey), "%s\t%s\t%s\t%s\t%s",
+		    result, mx ? mx : "", ip ? ip : "", code ? code : "",
+		    sip ? sip : "");
 		if (json_object_get(f, fkey) == NULL &&
 		    json_object_size(f) >= RPT_FAILS_MAX)
-			(void)snprintf(fkey, sizeof(fkey), "%s\t\t\t", result);
+			(void)snprintf(fkey, sizeof(fkey), "%s\t\t\t\t",
+			    result);
 		json_inc(f, fkey);
 	}
 	rpt_dirty();
@@ -290,7 +293,7 @@ policy_entry(const json_t *p)
 {
 	json_t		*pol, *det, *fails, *v, *d;
 	const char	*k, *ptype, *domain;
-	char		 parts[4][300];
+	char		 parts[5][300];
 	json_int_t	 nfail = 0;
 	size_t		 i;
 
@@ -309,7 +312,7 @@ policy_entry(const json_t *p)
 	json_object_foreach(fails, k, v) {
 		const char *s = k;
 
-		for (i = 0; i < 4; i++) {
+		for (i = 0; i < 5; i++) {
 			size_t n = strcspn(s, "\t");
 
 			(void)snprintf(parts[i], sizeof(parts[i]), "%.*s",
@@ -322,6 +325,9 @@ policy_entry(const json_t *p)
 		if ((d = json_pack("{s:s,s:I}", "result-type", parts[0],
 		    "failed-session-count", json_integer_value(v))) == NULL)
 			continue;
+		if (parts[4][0] != '\0')
+			(void)json_object_set_new(d, "sending-mta-ip",
+			    json_string(parts[4]));
 		if (parts[1][0] != '\0')
 			(void)json_object_set_new(d, "receiving-mx-hostname",
 			    json_string(parts[1]));

@@ -419,6 +419,7 @@ def test_tlsrpt_send_now(daemon_factory, world):
                               "total-failure-session-count": 1}, crt
     assert crt["failure-details"] == [{
         "result-type": "certificate-host-mismatch",
+        "sending-mta-ip": "127.0.0.1",
         "receiving-mx-hostname": "mx.crt.test",
         "receiving-ip": "127.0.86.16",
         "failure-reason-code": "hostname mismatch",
