@@ -14,7 +14,9 @@
  * Cache: a policy is used while its TXT id is unchanged and max_age has
  *       not passed since the fetch; when the TXT or the fetch fails, an
  *       unexpired cached policy applies (5.1).  A failed fetch is not
- *       retried for the same id within 5 minutes (3.3).
+ *       retried for the same id within 5 minutes (3.3).  A policy in use
+ *       that was fetched a day ago or more is fetched again in the
+ *       background (5.1, 10.2: the refresh moves max_age on).
  * Not here: applying the policy to each MX host and its TLS session
  *       (dlv_remote.c peer_sts, dlv_smtp.c); DANE decides before this
  *       (a host under "dane" never gets the MTA-STS check).
@@ -56,6 +58,7 @@
 #define STS_BODY_MAX	(64 * 1024)	/* policy size limit (3.3) */
 #define STS_FETCH_SECS	60		/* whole fetch (3.3) */
 #define STS_RETRY_SECS	300		/* failed fetch, same id (3.3) */
+#define STS_REFRESH_SECS 86400		/* a cached policy is fetched again */
 #define STS_MAX_AGE_MAX	31557600L	/* one year (3.2) */
 #define STS_CACHE_MAX	1000		/* policies kept in memory */
 #define STS_PATH	"/.well-known/mta-sts.txt"
@@ -781,6 +784,8 @@ addr_cb(void *arg, int status, const unsigned char *abuf, int alen)
 	    status == ARES_SUCCESS ? "no A record" : ares_strerror(status));
 }
 
+static void	refresh_start(const char *domain, const char *id);
+
 /* txt_cb - the TXT answer for _mta-sts.DOMAIN */
 static void
 txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
@@ -837,6 +842,9 @@ txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
 	if (cache_fresh(c, now) && strcmp(c->pol.id, lk->id) == 0) {
 		lk->res = c->pol;
 		finish(lk);
+		if (now - c->fetched >= STS_REFRESH_SECS && !fetch_running(lk) &&
+		    (c->fail_id[0] == '\0' || now >= c->fail_at + STS_RETRY_SECS))
+			refresh_start(lk->domain, lk->id);
 		return;
 	}
 	if (c != NULL && strcmp(c->fail_id, lk->id) == 0 &&
@@ -853,26 +861,24 @@ txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
 		fetch_failed(lk, FETCH_ERR, "cannot start the DNS look-up");
 }
 
-int
-dlv_sts_lookup(const char *domain, dlv_sts_fn cb, void *arg)
+/* lookup_new - a lookup of domain, listed, its timer running; or NULL */
+static struct sts_lookup *
+lookup_new(const char *domain, dlv_sts_fn cb, void *arg)
 {
 	struct sts_lookup	*lk;
 	struct timeval		 tv = { STS_FETCH_SECS, 0 };
-	char			 qname[300];
 	int			 n;
 
-	if (!sts.up || cb == NULL || domain[0] == '\0' ||
-	    strlen(domain) >= sizeof(lk->domain))
-		return -1;
-	if ((lk = calloc(1, sizeof(*lk))) == NULL)
-		return -1;
+	if (!sts.up || domain[0] == '\0' ||
+	    strlen(domain) >= sizeof(lk->domain) ||
+	    (lk = calloc(1, sizeof(*lk))) == NULL)
+		return NULL;
 	lk->cb = cb;
 	lk->arg = arg;
 	(void)snprintf(lk->domain, sizeof(lk->domain), "%s", domain);
 	str_lower(lk->domain);
 	n = snprintf(lk->host, sizeof(lk->host), "mta-sts.%s", lk->domain);
 	if (n < 0 || (size_t)n >= 256 ||
-	    snprintf(qname, sizeof(qname), "_mta-sts.%s", lk->domain) < 0 ||
 	    (lk->done_ev = event_new(dlv_remote_base(), -1, 0, done_cb, lk)) ==
 	    NULL ||
 	    (lk->timer = evtimer_new(dlv_remote_base(), timer_cb, lk)) ==
@@ -880,12 +886,44 @@ dlv_sts_lookup(const char *domain, dlv_sts_fn cb, void *arg)
 		if (lk->done_ev != NULL)
 			event_free(lk->done_ev);
 		free(lk);
-		return -1;
+		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&lookups, lk, entry);
-	lk->step = STS_TXT;
 	evtimer_add(lk->timer, &tv);
-	if (dlv_dns_query(qname, ns_t_txt, txt_cb, lk) == -1)
+	return lk;
+}
+
+/*
+ * refresh_start - fetch the policy of a domain again in the background
+ * (its cached copy is a day old: RFC 8461 5.1 / 10.2 refresh, which
+ * also moves its max_age on); nobody waits for it.
+ */
+static void
+refresh_start(const char *domain, const char *id)
+{
+	struct sts_lookup	*lk;
+
+	if ((lk = lookup_new(domain, NULL, NULL)) == NULL)
+		return;
+	(void)snprintf(lk->id, sizeof(lk->id), "%s", id);
+	lk->step = STS_ADDR;
+	log_info("mta-sts: %s: refreshing the cached policy (id %s)", domain,
+	    id);
+	if (dlv_dns_query(lk->host, ns_t_a, addr_cb, lk) == -1)
+		fetch_failed(lk, FETCH_ERR, "cannot start the DNS look-up");
+}
+
+int
+dlv_sts_lookup(const char *domain, dlv_sts_fn cb, void *arg)
+{
+	struct sts_lookup	*lk;
+	char			 qname[300];
+
+	if (cb == NULL || (lk = lookup_new(domain, cb, arg)) == NULL)
+		return -1;
+	lk->step = STS_TXT;
+	if (snprintf(qname, sizeof(qname), "_mta-sts.%s", lk->domain) < 0 ||
+	    dlv_dns_query(qname, ns_t_txt, txt_cb, lk) == -1)
 		finish_cached(lk, "cannot start the DNS look-up");
 	return 0;
 }
