@@ -1801,6 +1801,12 @@ dlv_sess_park(struct dlv_sess *s, dlv_sess_fn cb, void *arg)
 	s->cb = cb;
 	s->arg = arg;
 	s->m = NULL;
+	/* MTA-STS jobs never take a parked connection (dlv_remote.c): the
+	 * next job's results must not name this one's policy */
+	if (s->peer.tls_policy == DLV_TLSPOL_MTASTS) {
+		s->peer.tls_policy = DLV_TLSPOL_NONE;
+		s->peer.tls_note[0] = '\0';
+	}
 	set_state(s, S_IDLE);
 }
 
