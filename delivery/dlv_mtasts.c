@@ -16,7 +16,9 @@
  *       unexpired cached policy applies (5.1).  A failed fetch is not
  *       retried for the same id within 5 minutes (3.3).  A policy in use
  *       that was fetched a day ago or more is fetched again in the
- *       background (5.1, 10.2: the refresh moves max_age on).
+ *       background (5.1, 10.2: the refresh moves max_age on).  A domain
+ *       without an STSv1 TXT record (and no policy cached) is not asked
+ *       again for 5 minutes.
  * Not here: applying the policy to each MX host and its TLS session
  *       (dlv_remote.c peer_sts, dlv_smtp.c); DANE decides before this
  *       (a host under "dane" never gets the MTA-STS check).
@@ -59,6 +61,7 @@
 #define STS_FETCH_SECS	60		/* whole fetch (3.3) */
 #define STS_RETRY_SECS	300		/* failed fetch, same id (3.3) */
 #define STS_REFRESH_SECS 86400		/* a cached policy is fetched again */
+#define STS_NOTXT_SECS	300		/* no TXT record: not asked again */
 #define STS_MAX_AGE_MAX	31557600L	/* one year (3.2) */
 #define STS_CACHE_MAX	1000		/* policies kept in memory */
 #define STS_PATH	"/.well-known/mta-sts.txt"
@@ -71,6 +74,7 @@ struct sts_entry {
 	char			 fail_id[33];	/* last failed fetch */
 	time_t			 fail_at;
 	int			 stored;	/* the store was read for it */
+	time_t			 notxt_until;	/* no STSv1 TXT record seen */
 };
 
 enum sts_step { STS_TXT, STS_ADDR, STS_HTTP, STS_WAIT, STS_DONE };
@@ -801,6 +805,9 @@ txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
 	if (lk->step != STS_TXT)
 		return;
 	if (status != ARES_SUCCESS) {
+		if ((status == ARES_ENOTFOUND || status == ARES_ENODATA) &&
+		    (c = cache_get(lk->domain)) != NULL)
+			c->notxt_until = now + STS_NOTXT_SECS;
 		finish_cached(lk, status == ARES_ENOTFOUND ||
 		    status == ARES_ENODATA ? "" : ares_strerror(status));
 		return;
@@ -832,6 +839,8 @@ txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
 			memcpy(found, id, sizeof(found));
 	}
 	ares_free_data(txt);
+	if (nsts == 0 && (c = cache_get(lk->domain)) != NULL)
+		c->notxt_until = now + STS_NOTXT_SECS;
 	if (nsts != 1 || bad) {
 		finish_cached(lk, nsts == 0 ? "" : nsts > 1 ?
 		    "several STSv1 TXT records" : "invalid STSv1 TXT record");
@@ -839,6 +848,8 @@ txt_cb(void *arg, int status, const unsigned char *abuf, int alen)
 	}
 	memcpy(lk->id, found, sizeof(lk->id));
 	c = cache_load(lk->domain);
+	if (c != NULL)
+		c->notxt_until = 0;
 	if (cache_fresh(c, now) && strcmp(c->pol.id, lk->id) == 0) {
 		lk->res = c->pol;
 		finish(lk);
@@ -917,11 +928,19 @@ int
 dlv_sts_lookup(const char *domain, dlv_sts_fn cb, void *arg)
 {
 	struct sts_lookup	*lk;
+	struct sts_entry	*c;
 	char			 qname[300];
+	time_t			 now = time(NULL);
 
 	if (cb == NULL || (lk = lookup_new(domain, cb, arg)) == NULL)
 		return -1;
 	lk->step = STS_TXT;
+	/* a domain seen without a record a moment ago, no policy cached */
+	if ((c = cache_load(lk->domain)) != NULL && now < c->notxt_until &&
+	    !cache_fresh(c, now)) {
+		finish_cached(lk, "");
+		return 0;
+	}
 	if (snprintf(qname, sizeof(qname), "_mta-sts.%s", lk->domain) < 0 ||
 	    dlv_dns_query(qname, ns_t_txt, txt_cb, lk) == -1)
 		finish_cached(lk, "cannot start the DNS look-up");

@@ -362,6 +362,17 @@ def test_delay_dsn_names_the_policy(daemon_factory, world):
     assert "tls_policy=mta-sts mode=enforce" in dsn, dsn
 
 
+def test_no_policy_domain_asked_once(daemon_factory, world):
+    d = daemon_factory(config(world))
+    for a in ("u@rpt.test", "v@rpt.test"):
+        qid = submit(d, a)
+        r = rcpt_of(d, qid, a, FINAL)
+        assert r["status"] == "relayed", r
+        assert "tls_policy" not in r["last_reply"]["text"], r
+    # no record: not asked again for a while (and no policy applied)
+    assert world.dns.queries("_mta-sts.rpt.test") == ["TXT"]
+
+
 def report_of(raw):
     """(message, report JSON) of one TLS-RPT mail."""
     m = email.message_from_bytes(raw, policy=email.policy.default)
