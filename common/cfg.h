@@ -103,6 +103,8 @@ struct config {
 	unsigned	 smtp_destination_concurrency;
 	unsigned	 smtp_concurrency;
 	char		*smtp_tls_ca;		/* path or NULL */
+	int		 mta_sts;		/* apply MTA-STS policies (RFC 8461) */
+	int		 tlsrpt;		/* TLS-RPT counters and daily reports (RFC 8460) */
 	char		*smarthost_auth;	/* path or NULL */
 	char		*auth_users;		/* path or NULL: "user:crypt-hash" lines */
 	int		 submission_plaintext_auth; /* AUTH before STARTTLS on submission */

@@ -173,4 +173,16 @@ struct dlv_dsn {
 long	dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
 	    const struct dlv_dsn *d);
 
+/*
+ * TLS-RPT (RFC 8460, dlv_tlsrpt.c): dlv_tlsrpt_send queues the aggregate
+ * reports of the counted days (all != 0: everything counted so far, else
+ * the days before today, as the daily job does) to the `mailto:` rua of
+ * each policy domain's `_smtp._tls` TXT record; the look-ups run in the
+ * background.  Returns the number of policy domains reported, or -1 when
+ * `tlsrpt` is off (or the store is not open).  Reports are queued with
+ * client name DLV_TLSRPT_CLIENT: their delivery ignores TLS policies.
+ */
+#define DLV_TLSRPT_CLIENT	"waymark-tlsrpt"
+int	dlv_tlsrpt_send(int all);
+
 #endif

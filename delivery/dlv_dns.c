@@ -61,6 +61,13 @@
 
 struct dns_lookup;
 
+struct dns_raw {			/* one dlv_dns_query */
+	struct dns_raw		*next;
+	struct dns_raw		**prevp;
+	dlv_dns_fn		 cb;	/* NULL once cancelled */
+	void			*arg;
+};
+
 struct dns_hq {				/* one A, AAAA or TLSA query */
 	struct dns_lookup	*lk;
 	size_t			 host;
@@ -103,6 +110,7 @@ struct dns_lookup {
 static struct {
 	struct dnsloop		 loop;	/* loop.up: initialised */
 	struct dns_lookup	*lookups;
+	struct dns_raw		*raws;	/* dlv_dns_query's in flight */
 	/* copies of the configuration (survive a reload) */
 	char			 hostname[256];
 	char			 smarthost[300];
@@ -126,7 +134,7 @@ static int
 dns_busy(void *arg)
 {
 	(void)arg;
-	return dns.lookups != NULL;
+	return dns.lookups != NULL || dns.raws != NULL;
 }
 
 /* dns_copy_cfg - keep what lookups need; cfg may be freed by a reload */
@@ -230,6 +238,12 @@ dlv_dns_shutdown(void)
 	dnsloop_shutdown(&dns.loop);
 	while (dns.lookups != NULL)
 		dns_lookup_free(dns.lookups);
+	while (dns.raws != NULL) {
+		struct dns_raw *q = dns.raws;
+
+		dns.raws = q->next;
+		free(q);
+	}
 	free(dns.listen);
 	dns.listen = NULL;
 	dns.nlisten = 0;
@@ -932,4 +946,61 @@ dlv_route_lookup(const char *domain, dlv_route_fn cb, void *arg)
 	}
 	dnsloop_reschedule(&dns.loop);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- raw */
+
+/* dns_raw_unlink - take q off the in-flight list */
+static void
+dns_raw_unlink(struct dns_raw *q)
+{
+	*q->prevp = q->next;
+	if (q->next != NULL)
+		q->next->prevp = q->prevp;
+}
+
+/* dns_raw_cb - one dlv_dns_query answered */
+static void
+dns_raw_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_raw	*q = arg;
+
+	(void)timeouts;
+	if (status == ARES_EDESTRUCTION)
+		return;		/* dlv_dns_shutdown frees q */
+	dns_raw_unlink(q);
+	if (q->cb != NULL)
+		q->cb(q->arg, status, abuf, alen);
+	free(q);
+	dnsloop_reschedule(&dns.loop);
+}
+
+int
+dlv_dns_query(const char *name, int type, dlv_dns_fn cb, void *arg)
+{
+	struct dns_raw	*q;
+
+	if (!dns.loop.up || name == NULL || cb == NULL ||
+	    (q = calloc(1, sizeof(*q))) == NULL)
+		return -1;
+	q->cb = cb;
+	q->arg = arg;
+	q->next = dns.raws;
+	if (q->next != NULL)
+		q->next->prevp = &q->next;
+	q->prevp = &dns.raws;
+	dns.raws = q;
+	ares_query(dns.loop.chan, name, ns_c_in, type, dns_raw_cb, q);
+	dnsloop_reschedule(&dns.loop);
+	return 0;
+}
+
+void
+dlv_dns_query_cancel(void *arg)
+{
+	struct dns_raw	*q;
+
+	for (q = dns.raws; q != NULL; q = q->next)
+		if (q->arg == arg)
+			q->cb = NULL;
 }

@@ -108,6 +108,17 @@ int	dlv_dns_reload(const struct config *cfg, char *err, size_t errlen);
 /* dlv_route_cancel - the callbacks of lookups started with arg never run.
  * dlv_dns_shutdown likewise cancels every lookup in flight (no callback). */
 void	dlv_route_cancel(void *arg);
+/*
+ * dlv_dns_query - one query of type (ns_t_txt, ns_t_a ...) for name on
+ * the daemon's channel (`dns`); cb gets the c-ares status and the raw
+ * answer, from within c-ares (possibly before this returns when the
+ * channel fails at once), never at dlv_dns_shutdown.  0 or -1 (no cb).
+ */
+typedef void (*dlv_dns_fn)(void *arg, int status, const unsigned char *abuf,
+	    int alen);
+int	dlv_dns_query(const char *name, int type, dlv_dns_fn cb, void *arg);
+/* dlv_dns_query_cancel - the callbacks of queries with arg never run */
+void	dlv_dns_query_cancel(void *arg);
 /* ---- dlv_smtp.c / dlv_remote.c ---- */
 
 /* dlv_msg - what one job copied out of the qmsg, and its results */
@@ -147,7 +158,19 @@ struct dlv_peer {
 	int			auth;		/* AUTH with the smarthost_auth secret */
 	struct dlv_dane		dane;		/* the host's DANE state and records */
 	char			dane_nexthop[256]; /* secure MX: a DANE-TA name too */
+	/* outbound TLS policy of this host (DANE / MTA-STS): */
+	int			tls_policy;	/* DLV_TLS_MTA_STS when an MTA-STS
+						 * policy applies, else DLV_TLS_UNSET
+						 * (DANE: dane, dlv_dane_policy) */
+	int			tls_require;	/* STARTTLS required (no plaintext) */
+	int			tls_verify;	/* certificate valid for name required */
+	int			tls_check;	/* verify, only to report (testing) */
+	char			tls_note[96];	/* "mta-sts enforce" for result texts */
+	char			tls_domain[256]; /* the policy domain (TLS-RPT) */
+	char			tls_mxpat[256];	/* the mx pattern that applied */
+	int			tls_mxbad;	/* MX matches no pattern (testing) */
 };
+
 
 enum dlv_outcome {
 	DLV_OUT_DONE,	/* every recipient of the msg has its final result */
@@ -253,6 +276,63 @@ void	 dlv_dane_peer(struct dlv_peer *p, const struct dlv_route *r,
 int	 dlv_dane_skip(const struct dlv_host *h, struct dlv_result *r);
 /* dlv_dane_same - a parked connection made under a may serve b */
 int	 dlv_dane_same(const struct dlv_dane *a, const struct dlv_dane *b);
+/* ---- dlv_mtasts.c (RFC 8461) ---- */
+
+enum dlv_sts_mode { DLV_STS_NONE = 0, DLV_STS_TESTING, DLV_STS_ENFORCE };
+#define DLV_STS_MX_MAX	16
+/* dlv_sts - the policy that applies to one delivery (none: mode NONE) */
+struct dlv_sts {
+	enum dlv_sts_mode	 mode;
+	char			 domain[256];
+	char			 id[33];
+	char			 mx[DLV_STS_MX_MAX][256];	/* patterns, lower case */
+	size_t			 nmx;
+	long			 max_age;
+	char			 note[160];	/* why there is none, for the log */
+};
+int	dlv_sts_init(const struct config *cfg, char *err, size_t errlen);
+void	dlv_sts_reload(const struct config *cfg);
+void	dlv_sts_shutdown(void);
+typedef void (*dlv_sts_fn)(void *arg, const struct dlv_sts *p);
+/*
+ * dlv_sts_lookup - the MTA-STS policy of domain: TXT _mta-sts.DOMAIN,
+ * then the cache (memory, then the store) when its id matches and
+ * max_age has not passed, else an HTTPS fetch; a cached unexpired policy
+ * applies when the TXT or the fetch fails.  cb runs once, from the loop,
+ * never inside this call.  0, or -1 (not started: no callback).
+ */
+int	dlv_sts_lookup(const char *domain, dlv_sts_fn cb, void *arg);
+/* dlv_sts_cancel - the callback of the lookup started with arg never runs */
+void	dlv_sts_cancel(void *arg);
+/* dlv_sts_mx_match - host matches one of p's mx patterns (RFC 8461 4.1):
+ * 0 = none, else 1 + the index of the first that does */
+int	dlv_sts_mx_match(const struct dlv_sts *p, const char *host);
+/* dlv_sts_parse - policy text into p (mode, mx, max_age); 0, or -1 with
+ * why set (RFC 8461 3.2) */
+int	dlv_sts_parse(const char *text, size_t len, struct dlv_sts *p,
+	    const char **why);
+/* dlv_sts_txt_id - the id of one TXT record text (v=STSv1; id=...):
+ * 0, 1 when it is not an STSv1 record, -1 when it is a bad one */
+int	dlv_sts_txt_id(const char *txt, size_t len, char id[33]);
+
+/* ---- dlv_tlsrpt.c (RFC 8460) ---- */
+
+int	dlv_tlsrpt_init(const struct config *cfg, struct event_base *base,
+	    char *err, size_t errlen);
+void	dlv_tlsrpt_reload(const struct config *cfg);
+void	dlv_tlsrpt_shutdown(void);
+/*
+ * dlv_tlsrpt_count - one TLS session attempt (or policy fetch) under a
+ * policy of domain: ptype "sts" / "tlsa" / "no-policy-found"; mxhost the
+ * policy's mx pattern that applied (or NULL); result NULL = success, else
+ * the RFC 8460 4.3 result type, with the MX name, its address, our
+ * address (sending-mta-ip) and a reason code when known (NULL).  Nothing when `tlsrpt` is off.
+ */
+void	dlv_tlsrpt_count(const char *domain, const char *ptype,
+	    const char *mxhost, const char *result, const char *mx,
+	    const char *ip, const char *sip, const char *code);
+/* dlv_tlsrpt_x509_result - the result type of an X509_V_ERR_* */
+const char *dlv_tlsrpt_x509_result(long vr);
 
 /* dlv_remote.c: shared client state for dlv_smtp.c */
 struct event_base *dlv_remote_base(void);

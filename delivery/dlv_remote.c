@@ -68,6 +68,9 @@ struct dlv_job {
 	char			 domain[256];
 	int			 lmtp;
 	struct dlv_route	*route;
+	struct dlv_sts		*sts;		/* MTA-STS policy, NULL = none */
+	int			 sts_wait;	/* dlv_sts_lookup in flight */
+	int			 no_policy;	/* a TLS-RPT report: no TLS policy */
 	size_t			 hi, ai;	/* host / address being tried */
 	int			 plain;		/* plaintext retry of this address */
 	int			 tried_idle;
@@ -255,7 +258,9 @@ dlv_remote_init(const struct config *cfg, struct event_base *base,
 		return -1;
 	if (auth_load(cfg->smarthost_auth, err, errlen) == -1)
 		goto fail;
-	if (dlv_dns_init(cfg, base, err, errlen) == -1)
+	if (dlv_dns_init(cfg, base, err, errlen) == -1 ||
+	    dlv_sts_init(cfg, err, errlen) == -1 ||
+	    dlv_tlsrpt_init(cfg, base, err, errlen) == -1)
 		goto fail;
 	rs.ready = 1;
 	return 0;
@@ -287,6 +292,8 @@ dlv_remote_reload(const struct config *cfg)
 		log_warnx("reload: %s; AUTH to the smarthost is off", err);
 	if (dlv_dns_reload(cfg, err, sizeof(err)) == -1)
 		log_warnx("reload: %s; keeping the old resolver settings", err);
+	dlv_sts_reload(cfg);
+	dlv_tlsrpt_reload(cfg);
 	rs.cfg = cfg;
 }
 
@@ -346,6 +353,7 @@ job_free(struct dlv_job *j)
 	free(j->m.sender);
 	free(j->m.body_path);
 	free(j->route);
+	free(j->sts);
 	free(j);
 }
 
@@ -488,6 +496,31 @@ job_finish(struct dlv_job *j)
 	pump();
 }
 
+/* sts_wanted - MTA-STS applies: on, MX routing, a domain name */
+static int
+sts_wanted(const struct dlv_job *j)
+{
+	return j->cfg->mta_sts && !j->lmtp && !j->no_policy &&
+	    j->cfg->smarthost == NULL &&
+	    j->domain[0] != '\0' && j->domain[0] != '[';
+}
+
+/* sts_cb - the MTA-STS policy of j's domain (dlv_mtasts.c): sessions */
+static void
+sts_cb(void *arg, const struct dlv_sts *p)
+{
+	struct dlv_job	*j = arg;
+
+	j->sts_wait = 0;
+	if (j->st != J_ROUTE)
+		return;
+	if (p->mode != DLV_STS_NONE &&
+	    (j->sts = malloc(sizeof(*j->sts))) != NULL)
+		*j->sts = *p;
+	j->st = J_SESS;
+	try_addr(j);
+}
+
 /* route_cb - the route of j's domain (dlv_dns.c) */
 static void
 route_cb(void *arg, const struct dlv_route *r)
@@ -514,6 +547,12 @@ route_cb(void *arg, const struct dlv_route *r)
 			return;
 		}
 		*j->route = *r;
+		if (sts_wanted(j)) {
+			j->sts_wait = 1;
+			if (dlv_sts_lookup(j->domain, sts_cb, j) == 0)
+				return;	/* J_ROUTE until the policy is known */
+			j->sts_wait = 0;
+		}
 		j->st = J_SESS;
 		try_addr(j);
 		return;
@@ -743,6 +782,63 @@ peer_of(struct dlv_job *j, struct dlv_peer *p)
 		p->notls = 1;
 }
 
+/*
+ * peer_sts - the MTA-STS policy for host p (RFC 8461 4, 5), unless a
+ * DANE policy is in force for it: enforce needs an MX that matches a
+ * pattern (else -1: this host is skipped as unreachable, with j->err
+ * saying why) and STARTTLS with a certificate valid for the MX name;
+ * testing delivers anyway and only notes the outcome.
+ */
+static int
+peer_sts(struct dlv_job *j, struct dlv_peer *p)
+{
+	const struct dlv_sts	*s = j->sts;
+	int			 match, enforce = s->mode == DLV_STS_ENFORCE;
+
+	if (dlv_dane_policy(p) == DLV_TLS_DANE)
+		return 0;	/* DANE wins (RFC 8461 2) */
+	match = dlv_sts_mx_match(s, p->name);
+	(void)snprintf(p->tls_domain, sizeof(p->tls_domain), "%s", s->domain);
+	(void)snprintf(p->tls_mxpat, sizeof(p->tls_mxpat), "%s",
+	    s->mx[match ? match - 1 : 0]);
+	if (!match) {
+		char ip[64] = "";
+
+		(void)sockaddr_text((const struct sockaddr *)&p->ss, ip,
+		    sizeof(ip));
+		dlv_tlsrpt_count(s->domain, "sts", p->tls_mxpat,
+		    "validation-failure", p->name, ip, NULL,
+		    "mx-not-in-policy");
+	}
+	if (!match && enforce) {
+		memset(&j->err, 0, sizeof(j->err));
+		j->err.status = RS_DEFERRED;
+		j->err.code = 451;
+		(void)snprintf(j->err.enh, sizeof(j->err.enh), "4.7.5");
+		(void)snprintf(j->err.text, sizeof(j->err.text), "MX host "
+		    "%.200s does not match the MTA-STS policy of %.200s "
+		    "(tls_policy=mta-sts mode=enforce)", p->remote, s->domain);
+		(void)snprintf(j->err.remote, sizeof(j->err.remote), "%s",
+		    p->remote);
+		j->have_err = 1;
+		log_info("qid=%s smtp: %s", j->m.qid, j->err.text);
+		return -1;
+	}
+	p->tls_policy = DLV_TLS_MTA_STS;
+	p->tls_require = enforce;
+	p->tls_verify = enforce;
+	p->tls_check = !enforce;
+	p->tls_mxbad = !match;
+	(void)snprintf(p->tls_note, sizeof(p->tls_note), "tls_policy=mta-sts "
+	    "mode=%s%s", enforce ? "enforce" : "testing", match ? "" :
+	    " mx=mismatch");
+	if (!match)
+		log_info("qid=%s smtp: MX host %s does not match the MTA-STS "
+		    "policy of %s (mode testing): delivering anyway", j->m.qid,
+		    p->remote, s->domain);
+	return 0;
+}
+
 /* try_addr - run a session on the current address, or give up */
 static void
 try_addr(struct dlv_job *j)
@@ -750,7 +846,8 @@ try_addr(struct dlv_job *j)
 	struct dlv_sess	*s = NULL;
 	struct dlv_peer	 p;
 
-	if (!j->tried_idle && !j->noreuse) {
+	/* a parked connection's TLS was not checked against j's policy */
+	if (!j->tried_idle && !j->noreuse && j->sts == NULL) {
 		j->tried_idle = 1;
 		s = idle_take(j);
 	}
@@ -773,6 +870,12 @@ try_addr(struct dlv_job *j)
 			continue;
 		}
 		peer_of(j, &p);
+		if (j->sts != NULL && peer_sts(j, &p) == -1) {
+			j->hi++;	/* never this host: the next one */
+			j->ai = 0;
+			j->plain = 0;
+			continue;
+		}
 		if ((s = dlv_sess_new(&p)) == NULL) {
 			job_fill(j, RS_DEFERRED, 451, "4.3.0", "out of memory",
 			    "");
@@ -849,6 +952,10 @@ dlv_remote_start(const struct config *cfg, const struct qmsg *m,
 	if (!rs.ready || rs.stopping ||
 	    (j = job_new(cfg, m, body_path, ridx, n, done, arg)) == NULL)
 		return -1;
+	/* RFC 8460 5.3: reports go out whatever the TLS policies say */
+	j->no_policy = m->client_name != NULL &&
+	    strcmp(m->client_name, DLV_TLSRPT_CLIENT) == 0 &&
+	    m->client_addr != NULL && strcmp(m->client_addr, "local") == 0;
 	at = strrchr(j->m.rcpts[0], '@');
 	(void)snprintf(j->domain, sizeof(j->domain), "%s",
 	    at != NULL ? at + 1 : "");
@@ -979,6 +1086,8 @@ dlv_remote_shutdown(void)
 			dlv_sess_free(j->sess);
 			j->sess = NULL;
 		}
+		if (j->sts_wait)
+			dlv_sts_cancel(j);
 		job_fill(j, RS_DEFERRED, 451, "4.3.2", "delivery interrupted "
 		    "by shutdown", "");
 		job_release(j);
@@ -996,6 +1105,8 @@ dlv_remote_shutdown(void)
 		free(n);
 	}
 	nidle = 0;
+	dlv_sts_shutdown();
+	dlv_tlsrpt_shutdown();
 	dlv_dns_shutdown();
 	while ((j = TAILQ_FIRST(&zombies)) != NULL) {
 		TAILQ_REMOVE(&zombies, j, entry);

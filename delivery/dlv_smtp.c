@@ -72,6 +72,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/syntax.h"
+#include "common/util.h"
 #include "delivery/dlv_int.h"
 
 #define CHUNK		(64 * 1024)	/* spool read size */
@@ -148,6 +149,7 @@ struct dlv_sess {
 	enum dlv_tls_policy	 tls_policy;	/* of this connection */
 	const char		*tls_result;	/* its outcome (tls_outcome), or NULL */
 	int			 dane_auth;	/* DANE authenticates this handshake */
+	char			 tls_out[128];	/* TLS policy outcome, "verified" */
 	/* the reply being read */
 	int			 rcode;
 	char			 renh[16];
@@ -226,6 +228,74 @@ set_state(struct dlv_sess *s, enum sstate st)
 		evtimer_del(s->tmo);
 }
 
+/* tls_may - plaintext allowed (smtp_tls = may, no TLS policy requiring it) */
+static int
+tls_may(const struct dlv_sess *s)
+{
+	return s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.tls_require;
+}
+
+/* tls_verify - the certificate must be valid for the host name */
+static int
+tls_verify(const struct dlv_sess *s)
+{
+	return s->cfg->smtp_tls == CFG_TLS_VERIFY || s->peer.tls_verify;
+}
+
+/*
+ * tls_count - the TLS-RPT count of this session attempt under an
+ * MTA-STS policy: result NULL = success (RFC 8460 4.3 types otherwise).
+ * A host outside the policy's mx patterns was counted by dlv_remote.c.
+ */
+static void
+tls_count(const struct dlv_sess *s, const char *result, const char *code)
+{
+	struct sockaddr_storage	 me;
+	socklen_t		 melen = sizeof(me);
+	char			 ip[64] = "", sip[64] = "";
+	evutil_socket_t		 fd;
+
+	if (s->peer.tls_policy != DLV_TLS_MTA_STS || s->peer.tls_mxbad)
+		return;
+	if (s->peer.ss.ss_family != AF_UNIX)
+		(void)sockaddr_text((const struct sockaddr *)&s->peer.ss, ip,
+		    sizeof(ip));
+	if (result != NULL && s->bev != NULL &&
+	    (fd = bufferevent_getfd(s->bev)) >= 0 &&
+	    getsockname(fd, (struct sockaddr *)&me, &melen) == 0 &&
+	    me.ss_family != AF_UNIX)
+		(void)sockaddr_text((const struct sockaddr *)&me, sip,
+		    sizeof(sip));
+	dlv_tlsrpt_count(s->peer.tls_domain, "sts", s->peer.tls_mxpat,
+	    result, s->peer.name, ip, sip, code);
+}
+
+/* tls_count_vr - a handshake's verification result, counted */
+static void
+tls_count_vr(const struct dlv_sess *s, long vr)
+{
+	if (vr == X509_V_OK)
+		tls_count(s, NULL, NULL);
+	else
+		tls_count(s, dlv_tlsrpt_x509_result(vr),
+		    X509_verify_cert_error_string(vr));
+}
+
+/* sts_note - "tls_policy=mta-sts ...: outcome" for result texts, or "" */
+static void
+sts_note(const struct dlv_sess *s, char *buf, size_t len)
+{
+	int	n;
+
+	buf[0] = '\0';
+	if (s->peer.tls_policy == DLV_TLS_UNSET)
+		return;
+	n = snprintf(buf, len, "%s: %s", s->peer.tls_note,
+	    s->tls_on ? s->tls_out : "no TLS");
+	if (n < 0 || (size_t)n >= len)
+		buf[0] = '\0';
+}
+
 static void
 sess_cmd(struct dlv_sess *s, const char *fmt, ...) WM_PRINTF(2, 3);
 
@@ -300,12 +370,12 @@ tls_note(const struct dlv_sess *s, struct dlv_result *r)
 }
 
 /* tls_optional - a failed TLS step may go on in plaintext (smtp_tls = may
- * without AUTH, and no DANE records: RFC 7672 2.2) */
+ * and no MTA-STS policy requiring TLS, without AUTH, and no DANE records:
+ * RFC 7672 2.2) */
 static int
 tls_optional(const struct dlv_sess *s)
 {
-	return s->cfg->smtp_tls == CFG_TLS_MAY && !s->peer.auth &&
-	    !dlv_dane_tls_required(&s->peer);
+	return tls_may(s) && !s->peer.auth && !dlv_dane_tls_required(&s->peer);
 }
 
 static void
@@ -343,7 +413,7 @@ rcpt_final(struct dlv_sess *s, size_t i, enum rcpt_status st, int code,
 static void
 rcpt_reply(struct dlv_sess *s, size_t i)
 {
-	char	text[512];
+	char	text[512], note[256];
 	int	n;
 
 	if (s->rcode / 100 != 2) {
@@ -351,9 +421,11 @@ rcpt_reply(struct dlv_sess *s, size_t i)
 		    s->rcode, s->renh, s->rtext);
 		return;
 	}
-	n = snprintf(text, sizeof(text), "%s%s%s%s%s", s->rtext,
-	    s->tls_on ? " (" : "", s->tls_on ? s->tls : "",
-	    s->tls_on ? ")" : "",
+	sts_note(s, note, sizeof(note));
+	n = snprintf(text, sizeof(text), "%s%s%s%s%s%s%s", s->rtext,
+	    s->tls_on || note[0] ? " (" : "", s->tls_on ? s->tls : "",
+	    s->tls_on && note[0] ? "; " : "", note,
+	    s->tls_on || note[0] ? ")" : "",
 	    s->m->body_8bit && !(s->caps & CAP_8BITMIME) ?
 	    "; 8-bit sent to a 7-bit peer" : "");
 	if (n < 0)
@@ -373,9 +445,17 @@ set_err(struct dlv_sess *s, enum rcpt_status st, int code, const char *enh,
 	char	text[512];
 	va_list	ap;
 
+	size_t	n;
+
 	va_start(ap, fmt);
 	(void)vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	/* a text of ours (it names the host): the TLS policy in force */
+	if (s->peer.tls_policy != DLV_TLS_UNSET &&
+	    strstr(text, s->peer.remote) != NULL &&
+	    (n = strlen(text)) < sizeof(text))
+		(void)snprintf(text + n, sizeof(text) - n, " (%s)",
+		    s->peer.tls_note);
 	fill(&s->err, st, code, enh, text, s->peer.remote);
 	tls_note(s, &s->err);
 }
@@ -897,8 +977,10 @@ start_tls(struct dlv_sess *s)
 	}
 	if (s->dane_auth)
 		;
-	else if (s->cfg->smtp_tls == CFG_TLS_VERIFY) {
-		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	else if (tls_verify(s) || s->peer.tls_check) {
+		/* tls_check: verified only to report it (MTA-STS testing) */
+		SSL_set_verify(ssl, tls_verify(s) ? SSL_VERIFY_PEER :
+		    SSL_VERIFY_NONE, NULL);
 		if (literal)
 			(void)X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
 			    s->peer.name);
@@ -925,8 +1007,7 @@ fail:
 	set_err(s, RS_DEFERRED, 454, "4.7.0", "cannot start TLS with %s",
 	    s->peer.remote);
 	close_bev(s);
-	handoff(s, s->cfg->smtp_tls == CFG_TLS_MAY &&
-	    !dlv_dane_tls_required(&s->peer) ? DLV_OUT_PLAIN : DLV_OUT_NEXT);
+	handoff(s, tls_optional(s) ? DLV_OUT_PLAIN : DLV_OUT_NEXT);
 }
 
 /* tls_failed - the handshake failed (event_cb) */
@@ -951,6 +1032,10 @@ tls_failed(struct dlv_sess *s)
 		(void)snprintf(ebuf, sizeof(ebuf), "connection closed");
 	tls_outcome(s, vr == X509_V_OK ? "handshake-failed" :
 	    s->dane_auth ? "mismatch" : "verify-failed");
+	if (vr != X509_V_OK)
+		tls_count_vr(s, vr);
+	else
+		tls_count(s, "validation-failure", "handshake failed");
 	set_err(s, RS_DEFERRED, 454, vr != X509_V_OK ? "4.7.5" : "4.7.0",
 	    "TLS handshake with %s failed: %s", s->peer.remote, ebuf);
 	log_info("smtp: %s", s->err.text);
@@ -965,10 +1050,23 @@ tls_done(struct dlv_sess *s, SSL *ssl)
 {
 	char	desc[64];
 	size_t	len;
+	long	vr;
 
 	s->tls_on = 1;
 	(void)snprintf(s->tls, sizeof(s->tls), "%s %s", SSL_get_version(ssl),
 	    SSL_get_cipher_name(ssl));
+	vr = SSL_get_verify_result(ssl);
+	if (s->dane_auth)
+		(void)snprintf(s->tls_out, sizeof(s->tls_out),
+		    "authenticated by DANE");
+	else if (vr == X509_V_OK && (tls_verify(s) || s->peer.tls_check))
+		(void)snprintf(s->tls_out, sizeof(s->tls_out),
+		    "certificate verified");
+	else
+		(void)snprintf(s->tls_out, sizeof(s->tls_out),
+		    "certificate not verified: %s",
+		    X509_verify_cert_error_string(vr));
+	tls_count_vr(s, vr);
 	if (s->dane_auth && dlv_dane_verified(ssl, desc, sizeof(desc)) == -1) {
 		/* SSL_VERIFY_PEER should have failed it: never deliver */
 		tls_outcome(s, "mismatch");
@@ -987,8 +1085,7 @@ tls_done(struct dlv_sess *s, SSL *ssl)
 		    desc);
 		tls_outcome(s, "verified");
 	} else
-		tls_outcome(s, s->cfg->smtp_tls == CFG_TLS_VERIFY ?
-		    "verified" : "tls");
+		tls_outcome(s, tls_verify(s) ? "verified" : "tls");
 	return 0;
 }
 
@@ -1012,7 +1109,8 @@ after_ehlo(struct dlv_sess *s)
 			handoff(s, DLV_OUT_NEXT);
 			return;
 		}
-		if (s->cfg->smtp_tls != CFG_TLS_MAY && !s->peer.lmtp) {
+		tls_count(s, "starttls-not-supported", NULL);
+		if (!tls_may(s) && !s->peer.lmtp) {
 			tls_outcome(s, "no-starttls");
 			set_err(s, RS_DEFERRED, 450, "4.7.0", "TLS required "
 			    "but not offered by %s", s->peer.remote);
@@ -1379,6 +1477,7 @@ on_reply(struct dlv_sess *s)
 			start_tls(s);
 			return;
 		}
+		tls_count(s, "starttls-not-supported", NULL);
 		if (tls_optional(s)) {
 			s->peer.notls = 1;
 			after_ehlo(s);
@@ -1780,6 +1879,10 @@ dlv_sess_run(struct dlv_sess *s, const struct config *cfg, struct dlv_msg *m,
 	s->tls[0] = '\0';
 	s->tls_policy = s->peer.lmtp ? DLV_TLS_UNSET :
 	    dlv_dane_policy(&s->peer);
+	/* DANE wins; else an MTA-STS policy (dlv_remote.c peer_sts) */
+	if (s->tls_policy == DLV_TLS_NONE &&
+	    s->peer.tls_policy == DLV_TLS_MTA_STS)
+		s->tls_policy = DLV_TLS_MTA_STS;
 	s->tls_result = NULL;
 	s->dane_auth = 0;
 	s->txn_open = 0;
@@ -1828,6 +1931,12 @@ dlv_sess_park(struct dlv_sess *s, dlv_sess_fn cb, void *arg)
 	s->cb = cb;
 	s->arg = arg;
 	s->m = NULL;
+	/* MTA-STS jobs never take a parked connection (dlv_remote.c): the
+	 * next job's results must not name this one's policy */
+	if (s->peer.tls_policy == DLV_TLS_MTA_STS) {
+		s->peer.tls_policy = DLV_TLS_UNSET;
+		s->peer.tls_note[0] = '\0';
+	}
 	set_state(s, S_IDLE);
 }
 

@@ -413,4 +413,30 @@ int	queue_message_text(const char *qid, char **out, size_t *outlen,
 int	queue_message_open(const char *qid, char **prefix, size_t *prefixlen,
 	    int *body_fd, char *why, size_t whylen);
 
+/*
+ * MTA-STS policy cache (RFC 8461 5.1, delivery/dlv_mtasts.c): one record
+ * per policy domain in meta.db under "mta-sts:DOMAIN" (queue_sts.c):
+ * version byte 1, fetched-at (8 bytes, big-endian Unix seconds), the
+ * TXT id (1 byte length + bytes), then the policy text as fetched.
+ * queue_sts_get: 0 with *text malloc'd, 1 when none (or corrupt: logged),
+ * -1 on error.  queue_sts_put: queued for the next commit (no sync of
+ * its own); 0 or -1.
+ */
+#define QUEUE_STS_ID_MAX	32
+int	queue_sts_get(const char *domain, char id[QUEUE_STS_ID_MAX + 1],
+	    time_t *fetched, char **text);
+int	queue_sts_put(const char *domain, const char *id, time_t fetched,
+	    const char *text);
+
+/*
+ * Small records of delivery/ in meta.db (queue_sts.c): key "tlsrpt:..."
+ * (TLS-RPT counters, delivery/dlv_tlsrpt.c).  queue_kv_get: 0 with *val
+ * malloc'd (*len bytes), 1 when none, -1 on error (or the store not open
+ * yet).  queue_kv_put / queue_kv_del: queued for the next commit (no
+ * sync of their own); 0 or -1.
+ */
+int	queue_kv_get(const char *key, void **val, size_t *len);
+int	queue_kv_put(const char *key, const void *val, size_t len);
+int	queue_kv_del(const char *key);
+
 #endif

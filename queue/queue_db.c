@@ -1230,6 +1230,33 @@ qdb_get_meta_u64(const char *name, uint64_t *val)
 	return 0;
 }
 
+/* qdb_get_meta - the raw meta record name: 0 with *val malloc'd
+ * (*len bytes), 1 when there is none, -1 on error */
+int
+qdb_get_meta(const char *name, void **val, size_t *len)
+{
+	DBT	 k, v;
+	int	 rc;
+
+	memset(&k, 0, sizeof(k));
+	memset(&v, 0, sizeof(v));
+	k.data = (void *)name;
+	k.size = (u_int32_t)strlen(name);
+	v.flags = DB_DBT_MALLOC;
+	if (dbs[QDB_META] == NULL)
+		return -1;
+	rc = dbs[QDB_META]->get(dbs[QDB_META], NULL, &k, &v, 0);
+	if (rc == DB_NOTFOUND)
+		return 1;
+	if (rc != 0) {
+		log_warnx("queue: reading meta %s: %s", name, db_strerror(rc));
+		return -1;
+	}
+	*val = v.data;
+	*len = v.size;
+	return 0;
+}
+
 struct rcpt_scan {
 	struct qmsg	*m;
 	size_t		 want, got;

@@ -145,6 +145,8 @@ void	qdb_close(void);
 
 /* reads (loop thread or start-up) */
 int	qdb_get_meta_u64(const char *name, uint64_t *v);
+/* qdb_get_meta - the raw record name (malloc'd): 0, 1 = none, -1 */
+int	qdb_get_meta(const char *name, void **val, size_t *len);
 /* qdb_load_unfinished - call cb for each message in the schedule index,
  * fully loaded (recipients, trace, next_seq), cb takes ownership */
 int	qdb_load_unfinished(void (*cb)(struct qmsg *m, time_t sched_time,

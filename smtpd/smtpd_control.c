@@ -14,7 +14,9 @@
  *       "limit":N[,"after":QID]: one page, {"messages":[...],"next":Q}),
  *       {"cmd":"show","qid":Q}, {"cmd":"message","qid":Q} (the stored
  *       message, base64), {"cmd":"flush"}, and the operator actions
- *       {"cmd":"hold"|"release"|"delete","qid":Q[,"bounce":true]};
+ *       {"cmd":"hold"|"release"|"delete","qid":Q[,"bounce":true]},
+ *       {"cmd":"tlsrpt"} (TLS-RPT reports of everything counted so far,
+ *       queued in the background: {"count":N} policy domains);
  *       answers {"ok":true,"result":...} or {"ok":false,"error":"...",
  *       "reason":"unknown_qid|not_allowed|bad_request|failed|denied"}.  An
  *       action is answered only once its change is on stable storage;
@@ -56,6 +58,7 @@
 #include "common/log.h"
 #include "common/syntax.h"
 #include "common/util.h"
+#include "delivery/delivery.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_int.h"
 
@@ -673,6 +676,24 @@ ctl_do_flush(struct ctl_conn *c, json_t *req)
 	return ctl_ok(json_pack("{s:i}", "count", (json_int_t)n));
 }
 
+/* ctl_do_tlsrpt - {"cmd":"tlsrpt"}: the TLS-RPT reports now */
+static json_t *
+ctl_do_tlsrpt(struct ctl_conn *c, json_t *req)
+{
+	int	n;
+
+	(void)c;
+	(void)req;
+	if ((n = dlv_tlsrpt_send(1)) < 0) {
+		log_info("control: tlsrpt refused (tlsrpt = no)");
+		return ctl_error("not_allowed", "TLS reporting is off "
+		    "(tlsrpt = no)");
+	}
+	log_info("control: tlsrpt (%d policy domain%s)", n, n == 1 ? "" :
+	    "s");
+	return ctl_ok(json_pack("{s:i}", "count", (json_int_t)n));
+}
+
 #define CTL_READ	0x01	/* read-only: open to all with control_read = anyone */
 
 static const struct ctl_cmd {
@@ -689,6 +710,7 @@ static const struct ctl_cmd {
 	{ "hold",	ctl_do_hold,	0, "hold" },
 	{ "release",	ctl_do_release,	0, "release" },
 	{ "delete",	ctl_do_delete,	0, "delete" },
+	{ "tlsrpt",	ctl_do_tlsrpt,	0, "tlsrpt" },
 };
 
 #define CTL_MAX_GROUPS	65536

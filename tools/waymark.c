@@ -14,6 +14,8 @@
  *       command, as `mailq` it is `waymark queue`; both take -C FILE or
  *       $WAYMARK_CONF for the configuration, else the file given to
  *       configure --with-sendmail-config (issue 12, Debian package).
+ * Issue 16: tlsrpt --send-now (the TLS-RPT reports, over the control
+ *       socket).
  * Exit status (DESIGN.md): 0 success; 1 unknown QID, action not allowed,
  *       daemon unreachable (or a bad configuration file); 2 usage error.
  * The configuration (-f FILE, else the embedded default) is loaded only
@@ -80,6 +82,8 @@ static int	run_queue(const char *, const struct opts *);
 static int	run_show(const char *, const struct opts *);
 static int	run_flush(const char *, const struct opts *);
 static int	run_message(const char *, const struct opts *);
+static int	parse_tlsrpt(int, char **, struct opts *);
+static int	run_tlsrpt(const char *, const struct opts *);
 
 static const struct command commands[] = {
 	{ "queue", "[--state S[/V]] [--json]",
@@ -153,6 +157,11 @@ static const struct command commands[] = {
 	  "Prints the key file's path, the TXT record for\n"
 	  "SELECTOR._domainkey.DOMAIN and the dkim_key line for waymark.conf.\n",
 	  parse_keygen, NULL },
+	{ "tlsrpt", "--send-now",
+	  "queue the TLS-RPT reports (RFC 8460) of everything counted so far",
+	  "  --send-now the reports since the last ones, now, instead of\n"
+	  "             waiting for the daily job (needs tlsrpt = yes)\n",
+	  parse_tlsrpt, run_tlsrpt },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -301,6 +310,22 @@ parse_flush(int argc, char **argv, struct opts *o)
 	if (argc > (o->qid != NULL ? 1 : 0))
 		return usage_error(&commands[2],
 		    "flush: unexpected argument: %s", argv[o->qid ? 1 : 0]);
+	return 0;
+}
+
+static int
+parse_tlsrpt(int argc, char **argv, struct opts *o)
+{
+	const struct command	*c = &commands[NCOMMANDS - 1];
+
+	(void)o;
+	if (argc == 0)
+		return usage_error(c, "tlsrpt: --send-now is required%s", "");
+	if (strcmp(argv[0], "--send-now") != 0)
+		return usage_error(c, "tlsrpt: unknown option: %s", argv[0]);
+	if (argc > 1)
+		return usage_error(c, "tlsrpt: unexpected argument: %s",
+		    argv[1]);
 	return 0;
 }
 
@@ -761,6 +786,26 @@ static int
 parse_keygen(int argc, char **argv, struct opts *o)
 {
 	return keygen_parse(argc, argv, &o->kg);
+}
+
+/* run_tlsrpt - queue the TLS-RPT reports now (control command tlsrpt) */
+static int
+run_tlsrpt(const char *ctl, const struct opts *o)
+{
+	json_t		*res, *jn;
+	json_int_t	 n;
+	int		 rc;
+
+	(void)o;
+	rc = ctl_request(ctl, json_pack("{s:s}", "cmd", "tlsrpt"), &res);
+	if (rc != EX_WM_OK)
+		return rc;
+	jn = json_object_get(res, "count");
+	n = json_is_integer(jn) ? json_integer_value(jn) : 0;
+	printf("TLS-RPT: reports for %lld policy domain%s being queued\n",
+	    (long long)n, n == 1 ? "" : "s");
+	json_decref(res);
+	return out_done();
 }
 
 /* find_command - the command table entry of name, or NULL */

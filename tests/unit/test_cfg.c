@@ -1153,6 +1153,7 @@ static const char *const all_keys[] = {
 	"smtp_rcpt_timeout", "smtp_data_init_timeout",
 	"smtp_data_block_timeout", "smtp_data_done_timeout",
 	"smtp_destination_concurrency", "smtp_concurrency", "smtp_tls_ca",
+	"mta_sts", "tlsrpt",
 	"smarthost_auth",
 	"auth_users",
 	"submission_plaintext_auth",
