@@ -402,3 +402,69 @@ def test_sendmail_signed(daemon_factory, keys):
     assert p.returncode == 0, p.stderr
     got = d.wait_mails("user@example.org", 1)
     verify_all(maildir_message(got[0]), keys, ["rsa-sha256"])
+
+
+def unbound_txt(name, txt):
+    """An unbound local-data line for a TXT record (strings of <= 255)."""
+    parts = [txt[i:i + 255] for i in range(0, len(txt), 255)] or [""]
+    return "local-data: '%s 300 IN TXT %s'" % (
+        name, " ".join('"%s"' % p for p in parts))
+
+
+@pytest.mark.skipif(shutil.which("opendkim") is None,
+                    reason="opendkim not installed (scripts/deps.sh)")
+def test_opendkim_milter_on_second_waymarkd(daemon_factory, keys, tmp_path):
+    """The signing waymarkd relays to a second waymarkd whose milter is
+    opendkim in verify mode; opendkim looks the keys up through its
+    embedded libunbound, whose ResolverConfiguration holds them as
+    local-data (no network): both signatures pass in its
+    Authentication-Results field."""
+    mport = free_port()
+    ub = tmp_path / "unbound.conf"
+    ub.write_text("server:\n  do-not-query-localhost: yes\n" + "".join(
+        "  %s\n" % unbound_txt(n, t) for n, t in keys["dns"].items()))
+    conf = tmp_path / "opendkim.conf"
+    conf.write_text(
+        "Mode v\nSyslog no\nSocket inet:%d@127.0.0.1\n"
+        "ResolverConfiguration %s\nAuthservID verifier.test\n"
+        "AlwaysAddARHeader yes\nUserID root\n" % (mport, ub))
+    od = subprocess.Popen(["opendkim", "-f", "-x", str(conf)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _port_open(mport), timeout=30,
+                 what="opendkim listening")
+        d2 = daemon_factory({"milters": "inet:127.0.0.1:%d" % mport,
+                             "milter_default_action": "reject"})
+        d1 = daemon_factory({"local_domains": "localhost",
+                             "smarthost": "[127.0.0.1]:%d" % d2.port},
+                            raw_config=dkim_lines(keys))
+        send(d1, FOLDED + BODIES["8bit"], params="BODY=8BITMIME")
+        got = d2.wait_mails("user@example.org", 1)[0]
+        head = got.split(b"\n\n", 1)[0].decode("utf-8", "replace")
+        ar = re.sub(r"\n[ \t]+", " ", head)
+        ar = [ln for ln in ar.split("\n")
+              if ln.lower().startswith("authentication-results:")]
+        assert ar and "verifier.test" in ar[0], head
+        res = sorted((m.group(1), re.search(r"header\.a=([a-z0-9-]+)",
+                                            m.group(2)).group(1))
+                     for m in re.finditer(r"dkim=(\w+)(.*?)(?=dkim=|$)", ar[0]))
+        assert res == [("pass", "ed25519-sha256"), ("pass", "rsa-sha256")], ar
+    finally:
+        od.terminate()
+        try:
+            od.wait(10)
+        except subprocess.TimeoutExpired:
+            od.kill()
+
+
+def _port_open(port):
+    import socket
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
