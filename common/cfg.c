@@ -782,30 +782,6 @@ dkim_entries_free(struct cfg_dkim_key *e, size_t n)
 	free(e);
 }
 
-/* check_selector - sub-domain *("." sub-domain) (RFC 6376 3.1); 0 or -1 */
-static int
-check_selector(const char *s)
-{
-	size_t	n = 0;
-
-	if (*s == '\0' || strlen(s) > 63)
-		return -1;
-	for (; ; s++) {
-		if (*s == '.' || *s == '\0') {
-			if (n == 0 || s[-1] == '-')
-				return -1;
-			if (*s == '\0')
-				return 0;
-			n = 0;
-			continue;
-		}
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		    (*s >= '0' && *s <= '9') || (*s == '-' && n > 0)))
-			return -1;
-		n++;
-	}
-}
-
 /*
  * dkim_entry - "DOMAIN SELECTOR ALG KEYFILE": four fields split at white
  * space only (never at commas: the value is one entry, not a list);
@@ -844,7 +820,7 @@ dkim_entry(struct config *c, const char *v, unsigned line, char *w,
 	    strchr(f[0], '.') == NULL)
 		return why(w, wlen, "invalid signing domain \"%s\" (two labels "
 		    "at least)", f[0]);
-	if (check_selector(f[1]) == -1)
+	if (dns_labels_check(f[1], 63) == -1)	/* RFC 6376 3.1 */
 		return why(w, wlen, "invalid selector \"%s\"", f[1]);
 	if (strcmp(f[2], "rsa-sha256") != 0 &&
 	    strcmp(f[2], "ed25519-sha256") != 0)

@@ -159,6 +159,34 @@ mime_check_token(const char *s, size_t len)
 	return 0;
 }
 
+/*
+ * dns_labels_check - s is sub-domain *("." sub-domain) (letters, digits,
+ * inner hyphens; labels of 1-63), at most maxlen octets in all: a DKIM
+ * selector or signing domain; 0 or -1
+ */
+int
+dns_labels_check(const char *s, size_t maxlen)
+{
+	size_t	n = 0;
+
+	if (*s == '\0' || strlen(s) > maxlen)
+		return -1;
+	for (; ; s++) {
+		if (*s == '.' || *s == '\0') {
+			if (n == 0 || n > 63 || s[-1] == '-')
+				return -1;
+			if (*s == '\0')
+				return 0;
+			n = 0;
+			continue;
+		}
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || (*s == '-' && n > 0)))
+			return -1;
+		n++;
+	}
+}
+
 /* smtp_check_domain - 0 when s is a valid Domain or address-literal */
 int
 smtp_check_domain(const char *s, size_t len)

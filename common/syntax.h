@@ -60,6 +60,9 @@ int	smtp_parse_path(const char *s, size_t len, struct mailpath *p,
 /* mime_check_token - 0 when s (len > 0) is an RFC 2045 token: US-ASCII
  * without SPACE, CTLs or tspecials ()<>@,;:\"/[]?= (RFC 6729 state values) */
 int	mime_check_token(const char *s, size_t len);
+/* dns_labels_check - LDH labels of 1-63 joined by dots, at most maxlen
+ * octets (a DKIM selector or signing domain); 0 or -1 */
+int	dns_labels_check(const char *s, size_t maxlen);
 /* smtp_check_domain - 0 when s is a valid Domain or address-literal */
 int	smtp_check_domain(const char *s, size_t len);
 /* smtp_path_string - "local@domain" (no brackets) or "" for null */

@@ -31,30 +31,6 @@
 #include "filter/dkim.h"
 #include "tools/tools.h"
 
-/* check_label_list - sub-domain *("." sub-domain); 0 or -1 */
-static int
-check_label_list(const char *s)
-{
-	size_t	n = 0;
-
-	if (*s == '\0' || strlen(s) > 253)
-		return -1;
-	for (; ; s++) {
-		if (*s == '.' || *s == '\0') {
-			if (n == 0 || n > 63 || s[-1] == '-')
-				return -1;
-			if (*s == '\0')
-				return 0;
-			n = 0;
-			continue;
-		}
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		    (*s >= '0' && *s <= '9') || (*s == '-' && n > 0)))
-			return -1;
-		n++;
-	}
-}
-
 int
 keygen_parse(int argc, char **argv, struct keygen_opts *o)
 {
@@ -106,13 +82,13 @@ keygen_parse(int argc, char **argv, struct keygen_opts *o)
 	o->domain = pos[0];
 	o->selector = pos[1];
 	o->alg = pos[2];
-	if (check_label_list(o->domain) == -1 ||
+	if (dns_labels_check(o->domain, 253) == -1 ||
 	    strchr(o->domain, '.') == NULL) {
 		fprintf(stderr, "waymark: dkim-keygen: invalid signing domain "
 		    "\"%s\" (two labels at least)\n", o->domain);
 		return EX_WM_USAGE;
 	}
-	if (check_label_list(o->selector) == -1 || strlen(o->selector) > 63) {
+	if (dns_labels_check(o->selector, 63) == -1) {
 		fprintf(stderr, "waymark: dkim-keygen: invalid selector "
 		    "\"%s\"\n", o->selector);
 		return EX_WM_USAGE;
