@@ -2,7 +2,7 @@
 MTA-STS (RFC 8461) for outbound SMTP, loopback only.
 
 dnsmasq answers the `_mta-sts` TXT records, the MX records and the A
-records of `mta-sts.DOMAIN` (each policy host on its own 127.0.86.x
+records of `mta-sts.DOMAIN` (each policy host on its own 127.N.86.x
 address); a Python `ssl` HTTPS server started here listens on that
 address, port 443, and serves the policy; a test CA made with `openssl`
 signs its certificate and the next hops' (aiosmtpd with STARTTLS), and
@@ -41,18 +41,21 @@ from dnsfix import dns_factory  # noqa: F401  (fixture)
 FINAL = ("delivered", "relayed", "failed")
 
 # policy domain -> (policy host address, TXT id, policy text)
+# the policy hosts' and next hops' network: its second octet follows the
+# pid, so that two runs at once (fixed port 443) do not collide
+NET = "127.%d.86." % (1 + os.getpid() % 200)
 POLICIES = {
-    "enf.test": ("127.0.86.1", "id1", "version: STSv1\nmode: enforce\n"
+    "enf.test": (NET + "1", "id1", "version: STSv1\nmode: enforce\n"
                  "mx: *.enf.test\nmax_age: 86400\n"),
-    "bad.test": ("127.0.86.2", "id2", "version: STSv1\r\nmode: enforce\r\n"
+    "bad.test": (NET + "2", "id2", "version: STSv1\r\nmode: enforce\r\n"
                  "mx: mail.elsewhere.test\r\nmax_age: 86400\r\n"),
-    "two.test": ("127.0.86.3", "id3", "version: STSv1\nmode: enforce\n"
+    "two.test": (NET + "3", "id3", "version: STSv1\nmode: enforce\n"
                  "mx: mx2.two.test\nmax_age: 86400\n"),
-    "tst.test": ("127.0.86.4", "id4", "version: STSv1\nmode: testing\n"
+    "tst.test": (NET + "4", "id4", "version: STSv1\nmode: testing\n"
                  "mx: mail.elsewhere.test\nmax_age: 86400\n"),
-    "crt.test": ("127.0.86.5", "id5", "version: STSv1\nmode: enforce\n"
+    "crt.test": (NET + "5", "id5", "version: STSv1\nmode: enforce\n"
                  "mx: mx.crt.test\nmax_age: 86400\n"),
-    "tcr.test": ("127.0.86.6", "id6", "version: STSv1\nmode: testing\n"
+    "tcr.test": (NET + "6", "id6", "version: STSv1\nmode: testing\n"
                  "mx: mx.tcr.test\nmax_age: 86400\n"),
 }
 MX = [("enf.test", "mx1.enf.test", 10),
@@ -62,14 +65,14 @@ MX = [("enf.test", "mx1.enf.test", 10),
       ("crt.test", "mx.crt.test", 10),
       ("tcr.test", "mx.tcr.test", 10)]
 # next hop -> (address, name in its certificate)
-HOPS = {"mx1.enf.test": ("127.0.86.11", "mx1.enf.test"),
-        "mx.bad.test": ("127.0.86.12", "mx.bad.test"),
-        "mx1.two.test": ("127.0.86.13", "mx1.two.test"),
-        "mx2.two.test": ("127.0.86.14", "mx2.two.test"),
-        "mx.tst.test": ("127.0.86.15", "mx.tst.test"),
-        "mx.crt.test": ("127.0.86.16", "wrong.crt.test"),
-        "mx.tcr.test": ("127.0.86.17", "wrong.tcr.test"),
-        "mx.rpt.test": ("127.0.86.20", "mx.rpt.test")}
+HOPS = {"mx1.enf.test": (NET + "11", "mx1.enf.test"),
+        "mx.bad.test": (NET + "12", "mx.bad.test"),
+        "mx1.two.test": (NET + "13", "mx1.two.test"),
+        "mx2.two.test": (NET + "14", "mx2.two.test"),
+        "mx.tst.test": (NET + "15", "mx.tst.test"),
+        "mx.crt.test": (NET + "16", "wrong.crt.test"),
+        "mx.tcr.test": (NET + "17", "wrong.tcr.test"),
+        "mx.rpt.test": (NET + "20", "mx.rpt.test")}
 MX.append(("rpt.test", "mx.rpt.test", 10))
 # TLS-RPT: the reports of these domains go to reports@rpt.test
 RPT_DOMAINS = ("enf.test", "crt.test", "bad.test")
@@ -432,7 +435,7 @@ def test_tlsrpt_send_now(daemon_factory, world):
         "result-type": "certificate-host-mismatch",
         "sending-mta-ip": "127.0.0.1",
         "receiving-mx-hostname": "mx.crt.test",
-        "receiving-ip": "127.0.86.16",
+        "receiving-ip": NET + "16",
         "failure-reason-code": "hostname mismatch",
         "failed-session-count": 1}], crt
     bad = reports["bad.test"]["policies"][0]
