@@ -147,3 +147,202 @@ def test_invalid_utf8_header_refused(daemon_factory):
         assert_reply(c.cmd("NOOP"), 250)
     assert d.queue_json() == []
     assert maildir_files(d, "xn--bcher-kva.test", "jürgen") == []
+
+
+# ------------------------------------------------------------------ relay
+
+import email
+import email.policy
+import threading
+
+from aiosmtpd.controller import Controller
+
+from conftest import free_port
+from dnsfix import dns_factory  # noqa: F401  (fixture)
+
+
+class Hop:
+    """aiosmtpd next hop recording (mail_from, options, rcpts, content)."""
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append((envelope.mail_from,
+                                  list(envelope.mail_options),
+                                  list(envelope.rcpt_tos),
+                                  envelope.original_content))
+        return "250 2.0.0 Ok: sunk"
+
+
+@pytest.fixture
+def hop():
+    made = []
+
+    def make(utf8, host="127.0.0.1", port=None):
+        h = Hop()
+        port = port or free_port()
+        c = Controller(h, hostname=host, port=port, enable_SMTPUTF8=utf8)
+        c.start()
+        made.append(c)
+        h.port = port
+        return h
+    yield make
+    for c in made:
+        c.stop()
+
+
+def relay_cfg(port):
+    return dict(LOCAL, smarthost="[127.0.0.1]:%d" % port,
+                retry_schedule="1s")
+
+
+def status_of(d, qid, addr):
+    p = d.cli("show", qid, "--json")
+    if p.returncode != 0:
+        return None
+    import json
+    for r in json.loads(p.out)["recipients"]:
+        if r["address"] == addr:
+            return r
+    return None
+
+
+def wait_final(d, qid, addr):
+    return wait_for(lambda: (lambda r: r if r and r["status"] in
+                             ("relayed", "failed", "delivered") else None)(
+                                 status_of(d, qid, addr)),
+                    timeout=30, interval=0.1, what="final status of " + addr)
+
+
+def send(d, sender, rcpts, msg, utf8=True):
+    with d.smtplib() as s:
+        s.ehlo()
+        s.command_encoding = "utf-8"
+        r = s.sendmail(sender, rcpts, msg,
+                       mail_options=["SMTPUTF8"] if utf8 else [])
+        assert r == {}
+    q = [m for m in d.queue_json()]
+    return q
+
+
+def last_qid(d):
+    p = d.cli("queue", "--json", check=0)
+    import json
+    ms = [json.loads(l) for l in p.out.splitlines() if l.strip()]
+    ms.sort(key=lambda m: m["arrival_time"])
+    return ms[-1]["queue_id"]
+
+
+def submit_raw(d, sender, rcpt, msg, params=" SMTPUTF8"):
+    with d.connect() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<%s>%s" % (sender, params)), 250)
+        assert_reply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
+        assert c.cmd("DATA").code == 354
+        c.send(dot_stuff(msg))
+        return queued_qid(c.reply())
+
+
+def test_relay_flag_passed(daemon_factory, hop):
+    h = hop(True)
+    d = daemon_factory(relay_cfg(h.port))
+    rcpt = "jürgen@bücher.example"
+    msg = utf8_msg(rcpt)
+    qid = submit_raw(d, "sender@example.org", rcpt, msg)
+    r = wait_final(d, qid, rcpt)
+    assert r["status"] == "relayed", r
+    assert len(h.messages) == 1
+    frm, opts, rcpts, content = h.messages[0]
+    assert "SMTPUTF8" in [o.upper() for o in opts], opts
+    assert rcpts == [rcpt]
+    assert content.endswith(msg), content[-300:]
+    assert b"with UTF8SMTP " in content
+
+
+def test_relay_ascii_with_flag_without_it(daemon_factory, hop):
+    h = hop(False)
+    d = daemon_factory(relay_cfg(h.port))
+    msg = b"From: <a@example.org>\r\nTo: <b@far.example>\r\nSubject: x\r\n\r\nHi\r\n"
+    qid = submit_raw(d, "a@example.org", "b@far.example", msg)
+    r = wait_final(d, qid, "b@far.example")
+    assert r["status"] == "relayed", r
+    frm, opts, rcpts, content = h.messages[0]
+    assert "SMTPUTF8" not in [o.upper() for o in opts], opts
+    assert d.show_json(qid)["smtputf8"] is True
+
+
+def dsn_of(d, addr, n=1):
+    local, dom = addr.rsplit("@", 1)
+    wait_for(lambda: len(maildir_files(d, dom, local)) >= n, timeout=30,
+             what="the DSN for " + addr)
+    with open(maildir_files(d, dom, local)[n - 1], "rb") as f:
+        data = f.read()
+    assert data.startswith(b"Return-Path: <>\n"), data[:200]
+    return email.message_from_bytes(data.split(b"\n", 1)[1],
+                                    policy=email.policy.default)
+
+
+def report_fields(dsn, ctype):
+    """The per-recipient fields of the report part of type ctype."""
+    for p in dsn.walk():
+        if p.get_content_type() == ctype:
+            raw = p.get_payload(decode=True)
+            if raw is None:
+                raw = p.get_payload()[0].as_bytes() if p.is_multipart() \
+                    else p.get_payload().encode()
+            text = raw.decode("utf-8").replace("\r\n", "\n")
+            blocks = text.strip("\n").split("\n\n")
+            return [dict(l.split(": ", 1) for l in b.split("\n")
+                         if ": " in l) for b in blocks]
+    raise AssertionError("no %s part in %s" % (ctype, dsn.as_string()[:2000]))
+
+
+def test_relay_to_hop_without_smtputf8_fails_5_6_7(daemon_factory, hop):
+    h = hop(False)
+    d = daemon_factory(relay_cfg(h.port))
+    rcpt = "用户@例子.example"
+    qid = submit_raw(d, "sender@example.org", rcpt, utf8_msg(rcpt))
+    r = wait_final(d, qid, rcpt)
+    assert r["status"] == "failed", r
+    assert r["last_reply"]["enhanced"] == "5.6.7", r
+    assert h.messages == []
+    dsn = dsn_of(d, "sender@example.org")
+    assert dsn.get_content_type() == "multipart/report"
+    fields = report_fields(dsn, "message/global-delivery-status")
+    rc = fields[1]
+    assert rc["Final-Recipient"].replace(" ", "") == "utf-8;" + rcpt, rc
+    assert rc["Action"] == "failed" and rc["Status"] == "5.6.7", rc
+    types = [p.get_content_type() for p in dsn.walk()]
+    assert "message/global" in types or "message/global-headers" in types, \
+        types
+
+
+def test_relay_utf8_header_only_fails_5_6_9(daemon_factory, hop):
+    h = hop(False)
+    d = daemon_factory(relay_cfg(h.port))
+    qid = submit_raw(d, "sender@example.org", "b@far.example",
+                     utf8_msg("b@far.example"))
+    r = wait_final(d, qid, "b@far.example")
+    assert r["status"] == "failed", r
+    assert r["last_reply"]["enhanced"] == "5.6.9", r
+    assert h.messages == []
+
+
+def test_dns_asked_for_a_label(daemon_factory, dns_factory, hop):  # noqa: F811
+    dns = dns_factory(mx=[("xn--bcher-kva.test", "mx1.xn--bcher-kva.test", 10)],
+                      hosts=[("mx1.xn--bcher-kva.test", "127.0.0.2")])
+    h = hop(True, host="127.0.0.2")
+    d = daemon_factory({"dns": dns.server, "smtp_port": str(h.port),
+                        "retry_schedule": "1h"})
+    rcpt = "jürgen@bücher.test"
+    qid = submit_raw(d, "a@example.org", rcpt, utf8_msg(rcpt))
+    r = wait_final(d, qid, rcpt)
+    assert r["status"] == "relayed", r
+    assert "127.0.0.2" in r["remote_mta"], r
+    assert h.messages[0][2] == [rcpt]
+    assert "xn--bcher-kva.test" in dns.log_text()
+    assert "bücher" not in dns.log_text()
+    assert dns.queries("xn--bcher-kva.test")[:1] == ["MX"]
