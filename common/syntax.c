@@ -914,6 +914,17 @@ param_orcpt(const char *v, size_t vlen, struct esmtp_params *out,
 			return -1;
 	rfc822 = tlen == 6 && strncasecmp(v, "rfc822", 6) == 0;
 	memcpy(out->orcpt, v, tlen + 1);	/* "type;" */
+	/* RFC 6533 3: utf-8-enc-addr is not xtext: kept as given ("\x{HEX}"
+	 * escapes, raw UTF-8 only when the esmtp-value check let it in) */
+	if (tlen == 5 && strncasecmp(v, "utf-8", 5) == 0) {
+		dlen = vlen - tlen - 1;
+		if (dlen == 0 || dlen + tlen + 1 >= sizeof(out->orcpt))
+			goto fail;
+		memcpy(out->orcpt + tlen + 1, semi + 1, dlen);
+		out->orcpt[tlen + 1 + dlen] = '\0';
+		out->has_orcpt = 1;
+		return 0;
+	}
 	if (xtext_decode(semi + 1, vlen - tlen - 1, out->orcpt + tlen + 1,
 	    sizeof(out->orcpt) - tlen - 1) == -1)
 		goto fail;

@@ -740,6 +740,47 @@ send_helo(struct dlv_sess *s, int ehlo)
 	set_state(s, ehlo ? S_EHLO : S_HELO);
 }
 
+/*
+ * utf8_orcpt - an "utf-8" ORCPT value for the wire (RFC 6533 3): raw
+ * UTF-8 (unitext) to a hop that gets SMTPUTF8, else every non-ASCII
+ * character as "\x{HEX}" (the 7-bit form); SP, CTLs, '+' and '=' are
+ * always escaped; 0 or -1 when out is too small
+ */
+static int
+utf8_orcpt(const char *v, int raw, char *out, size_t outlen)
+{
+	const unsigned char	*p = (const unsigned char *)v;
+	size_t			 n = strlen(v), k, o = 0;
+	unsigned long		 cp;
+	int			 w;
+
+	while (n > 0) {
+		k = utf8_len(p, n);
+		if (k == 0)
+			return -1;
+		if ((k > 1 && raw) || (k == 1 && p[0] > 0x20 &&
+		    p[0] < 0x7f && p[0] != '+' && p[0] != '=')) {
+			if (o + k >= outlen)
+				return -1;
+			memcpy(out + o, p, k);
+			o += k;
+		} else {
+			cp = k == 1 ? p[0] : k == 2 ? (p[0] & 0x1fUL) :
+			    k == 3 ? (p[0] & 0x0fUL) : (p[0] & 0x07UL);
+			for (size_t i = 1; i < k; i++)
+				cp = (cp << 6) | (p[i] & 0x3fUL);
+			w = snprintf(out + o, outlen - o, "\\x{%02lX}", cp);
+			if (w < 0 || (size_t)w >= outlen - o)
+				return -1;
+			o += (size_t)w;
+		}
+		p += k;
+		n -= k;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
 /* rcpt_dsn_params - " NOTIFY=... ORCPT=type;xtext" for a DSN next hop
  * (RFC 3461 5.2.1: passed unchanged, never added); "" otherwise */
 static void
@@ -770,7 +811,12 @@ rcpt_dsn_params(const struct dlv_sess *s, size_t i, char *out, size_t outlen)
 		off += (size_t)n;
 	}
 	if (o != NULL && (semi = strchr(o, ';')) != NULL) {
-		if (xtext_encode(semi + 1, strlen(semi + 1), x, sizeof(x)) == -1)
+		if (semi - o == 5 && strncasecmp(o, "utf-8", 5) == 0) {
+			if (utf8_orcpt(semi + 1, s->utf8_param, x,
+			    sizeof(x)) == -1)
+				return;
+		} else if (xtext_encode(semi + 1, strlen(semi + 1), x,
+		    sizeof(x)) == -1)
 			return;		/* keep NOTIFY; ORCPT is optional */
 		n = snprintf(out + off, outlen - off, " ORCPT=%.*s;%s",
 		    (int)(semi - o), o, x);

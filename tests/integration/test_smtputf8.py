@@ -236,11 +236,11 @@ def last_qid(d):
     return ms[-1]["queue_id"]
 
 
-def submit_raw(d, sender, rcpt, msg, params=" SMTPUTF8"):
+def submit_raw(d, sender, rcpt, msg, params=" SMTPUTF8", rparams=""):
     with d.connect() as c:
         c.ehlo()
         assert_reply(c.cmd("MAIL FROM:<%s>%s" % (sender, params)), 250)
-        assert_reply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
+        assert_reply(c.cmd("RCPT TO:<%s>%s" % (rcpt, rparams)), 250)
         assert c.cmd("DATA").code == 354
         c.send(dot_stuff(msg))
         return queued_qid(c.reply())
@@ -304,7 +304,10 @@ def test_relay_to_hop_without_smtputf8_fails_5_6_7(daemon_factory, hop):
     h = hop(False)
     d = daemon_factory(relay_cfg(h.port))
     rcpt = "用户@例子.example"
-    qid = submit_raw(d, "sender@example.org", rcpt, utf8_msg(rcpt))
+    # the ORCPT in the 7-bit utf-8 form: up-converted in the report
+    qid = submit_raw(d, "sender@example.org", rcpt, utf8_msg(rcpt),
+                     rparams=r" NOTIFY=FAILURE ORCPT=utf-8;\x{7528}\x{6237}"
+                     "@例子.example")
     r = wait_final(d, qid, rcpt)
     assert r["status"] == "failed", r
     assert r["last_reply"]["enhanced"] == "5.6.7", r
@@ -314,6 +317,7 @@ def test_relay_to_hop_without_smtputf8_fails_5_6_7(daemon_factory, hop):
     fields = report_fields(dsn, "message/global-delivery-status")
     rc = fields[1]
     assert rc["Final-Recipient"].replace(" ", "") == "utf-8;" + rcpt, rc
+    assert rc["Original-Recipient"].replace(" ", "") == "utf-8;" + rcpt, rc
     assert rc["Action"] == "failed" and rc["Status"] == "5.6.7", rc
     types = [p.get_content_type() for p in dsn.walk()]
     assert "message/global" in types or "message/global-headers" in types, \
@@ -346,3 +350,29 @@ def test_dns_asked_for_a_label(daemon_factory, dns_factory, hop):  # noqa: F811
     assert "xn--bcher-kva.test" in dns.log_text()
     assert "bücher" not in dns.log_text()
     assert dns.queries("xn--bcher-kva.test")[:1] == ["MX"]
+
+
+# ------------------------------------------------------------------ sendmail
+
+def test_sendmail_submits_with_smtputf8(daemon_factory):
+    import subprocess
+    from conftest import WAYMARK
+    d = daemon_factory(LOCAL)
+    msg = "Subject: Grüße\nFrom: jürgen@bücher.test\n\nHallo.\n".encode()
+    p = subprocess.run([WAYMARK, "-f", d.conf, "sendmail", "-f", JUERGEN,
+                        "-N", "failure", YONGHU],
+                       input=msg, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    data = read_one(d, "xn--fsqu00a.test", "用户")
+    rp, trace, rest = split_message(data)
+    assert rp == "Return-Path: <%s>" % JUERGEN
+    assert "with UTF8SMTP " in trace[0], trace
+    assert "Subject: Grüße\n".encode() in rest
+    # ASCII mail from sendmail goes without the parameter
+    p = subprocess.run([WAYMARK, "-f", d.conf, "sendmail", "u@example.org"],
+                       input=b"Subject: plain\n\nHi.\n", capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: maildir_files(d, "example.org", "u"), timeout=20)
+    with open(maildir_files(d, "example.org", "u")[0], "rb") as f:
+        assert b"with ESMTP " in f.read()
