@@ -376,3 +376,36 @@ def test_sendmail_submits_with_smtputf8(daemon_factory):
     wait_for(lambda: maildir_files(d, "example.org", "u"), timeout=20)
     with open(maildir_files(d, "example.org", "u")[0], "rb") as f:
         assert b"with ESMTP " in f.read()
+
+
+# ------------------------------------------------------------------ views
+
+def test_mtqp_and_web_show_utf8_addresses(daemon_factory):
+    import base64
+    import hashlib
+    import json
+    import urllib.request
+    from mtqpclient import MTQPClient
+    a = os.urandom(20)
+    secret = base64.b64encode(a).decode()
+    cert = base64.b64encode(hashlib.sha1(a).digest()).decode().rstrip("=")
+    mport, hport = free_port(), free_port()
+    d = daemon_factory(dict(LOCAL, mtqp="127.0.0.1:%d" % mport,
+                            http="127.0.0.1:%d" % hport))
+    envid = "u8t1@client.test"
+    submit_raw(d, "a@example.org", JUERGEN, utf8_msg(JUERGEN),
+               params=" SMTPUTF8 ENVID=%s MTRK=%s" % (envid, cert))
+    read_one(d, "xn--bcher-kva.test", "jürgen")
+    with MTQPClient(mport) as c:
+        r = c.track(envid, secret)
+        assert r.line.startswith("+OK"), r.line
+        body = r.body
+    assert "Final-Recipient: utf-8; jürgen@bücher.test".encode() in body, body
+    # the web view's JSON API (POST /api/v1/track)
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/v1/track" % hport,
+        data=json.dumps({"envid": envid, "secret": secret}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as f:
+        text = f.read().decode("utf-8")
+    assert JUERGEN in json.dumps(json.loads(text), ensure_ascii=False), text
