@@ -914,9 +914,11 @@ param_orcpt(const char *v, size_t vlen, struct esmtp_params *out,
 			return -1;
 	rfc822 = tlen == 6 && strncasecmp(v, "rfc822", 6) == 0;
 	memcpy(out->orcpt, v, tlen + 1);	/* "type;" */
-	/* RFC 6533 3: utf-8-enc-addr is not xtext: kept as given ("\x{HEX}"
-	 * escapes, raw UTF-8 only when the esmtp-value check let it in) */
-	if (tlen == 5 && strncasecmp(v, "utf-8", 5) == 0) {
+	/* RFC 6533 3: raw UTF-8 (utf-8-addr-unitext, only when the
+	 * esmtp-value check let it in under SMTPUTF8) is kept as given;
+	 * the 7-bit forms go through xtext (identity for "\x{HEX}") */
+	if (tlen == 5 && strncasecmp(v, "utf-8", 5) == 0 &&
+	    has_8bit(semi + 1, vlen - tlen - 1)) {
 		dlen = vlen - tlen - 1;
 		if (dlen == 0 || dlen + tlen + 1 >= sizeof(out->orcpt))
 			goto fail;

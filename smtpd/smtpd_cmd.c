@@ -771,6 +771,24 @@ nomem:
 	return -1;
 }
 
+/* rcpt_same - one address: equal without regard to ASCII case, or, for
+ * UTF-8 addresses, in the compared form (NFC local part, A-labels) */
+static int
+rcpt_same(const char *a, const char *b)
+{
+	char	ka[2 * (SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX) + 8];
+	char	kb[sizeof(ka)];
+
+	if (strcasecmp(a, b) == 0)
+		return 1;
+	if (!str_nonascii(a, strlen(a)) && !str_nonascii(b, strlen(b)))
+		return 0;
+	if (intl_addr_key(a, ka, sizeof(ka)) == -1 ||
+	    intl_addr_key(b, kb, sizeof(kb)) == -1)
+		return 0;
+	return strcasecmp(ka, kb) == 0;
+}
+
 static int
 cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 {
@@ -872,7 +890,7 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	/* the same address twice in one transaction is stored once */
 	for (i = 0; i < t->m->nrcpts; i++)
-		if (strcasecmp(t->m->rcpts[i].addr, addr) == 0) {
+		if (rcpt_same(t->m->rcpts[i].addr, addr)) {
 			dup = 1;
 			break;
 		}

@@ -409,3 +409,38 @@ def test_mtqp_and_web_show_utf8_addresses(daemon_factory):
     with urllib.request.urlopen(req, timeout=10) as f:
         text = f.read().decode("utf-8")
     assert JUERGEN in json.dumps(json.loads(text), ensure_ascii=False), text
+
+
+def test_forms_of_one_address_are_one_recipient(daemon_factory):
+    d = daemon_factory(LOCAL)
+    forms = [JUERGEN, "jürgen@xn--bcher-kva.test",
+             "ju\u0308rgen@BÜCHER.test"]          # decomposed ü (NFD)
+    with d.connect() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<a@example.org> SMTPUTF8"), 250)
+        for f in forms:
+            assert_reply(c.cmd("RCPT TO:<%s>" % f), 250)
+        assert c.cmd("DATA").code == 354
+        c.send(dot_stuff(utf8_msg(JUERGEN)))
+        qid = queued_qid(c.reply())
+    read_one(d, "xn--bcher-kva.test", "jürgen")
+    assert len(d.show_json(qid)["recipients"]) == 1
+    assert os.listdir(os.path.join(d.mail)) == ["xn--bcher-kva.test"]
+    assert os.listdir(os.path.join(d.mail, "xn--bcher-kva.test")) == ["jürgen"]
+
+
+def test_local_domains_kept_as_a_labels():
+    import tempfile
+    from conftest import parse_config_dump, run_waymarkd
+    with tempfile.TemporaryDirectory() as t:
+        conf = os.path.join(t, "w.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write("local_domains = bücher.test, 例子.test, example.org\n")
+        p = run_waymarkd("-n", "-f", conf)
+        assert p.returncode == 0, p.err
+        assert parse_config_dump(p.out)["local_domains"] == \
+            "xn--bcher-kva.test, xn--fsqu00a.test, example.org", p.out
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write("local_domains = -bü.test\n")
+        p = run_waymarkd("-n", "-f", conf)
+        assert p.returncode == 1 and "local_domains" in p.err, p.err
