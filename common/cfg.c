@@ -40,6 +40,7 @@
 
 #include "common/aliases.h"
 #include "common/cfg.h"
+#include "common/intl.h"
 #include "common/cryptset.h"
 #include "common/lists.h"
 #include "common/log.h"
@@ -951,6 +952,7 @@ load_local_rcpts(struct config *c, const char *path, char *w, size_t wlen)
 {
 	FILE	*fp;
 	char	*line = NULL, *s, *e, *h;
+	char	 key[2 * (SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX) + 8];
 	size_t	 cap = 0;
 	ssize_t	 n;
 	int	 saved;
@@ -973,6 +975,10 @@ load_local_rcpts(struct config *c, const char *path, char *w, size_t wlen)
 			*--e = '\0';
 		if (*s == '\0')
 			continue;
+		/* kept as compared: NFC local part, A-label domain */
+		if (str_nonascii(s, strlen(s)) &&
+		    intl_addr_key(s, key, sizeof(key)) == 0)
+			s = key;
 		if (list_grow((void **)&c->local_rcpts, c->nlocal_rcpts,
 		    sizeof(char *)) == -1 ||
 		    (c->local_rcpts[c->nlocal_rcpts] = strdup(s)) == NULL)
@@ -1291,12 +1297,21 @@ cfg_set(struct config *c, const struct cfg_key *k, const char *v,
 		case CT_DOMAINS:
 		case CT_STRINGS: {
 			char	***arr = FIELD(c, k, char **);
+			char	  ace[SMTP_DOMAIN_MAX + 1];
 
 			if (k->type == CT_DOMAINS) {
+				/* U-labels are kept as A-labels (RFC 5890),
+				 * the form local_domains is matched in */
 				str_lower(item);
-				if (smtp_check_domain(item, strlen(item)) == -1)
+				if (intl_domain_ascii(item, ace,
+				    sizeof(ace)) == -1 ||
+				    smtp_check_domain(ace, strlen(ace)) == -1)
 					return why(w, wlen,
 					    "invalid domain \"%s\"", item);
+				if (strlen(ace) >= sizeof(item))
+					return why(w, wlen, "domain too long "
+					    "\"%s\"", item);
+				memcpy(item, ace, strlen(ace) + 1);
 			} else if (strcmp(k->key, "admin_users") == 0) {
 				if (check_user_name(item) == -1)
 					return why(w, wlen, "invalid user "
@@ -2036,14 +2051,21 @@ cfg_client_exempt(const struct config *c, const struct sockaddr *sa)
 	    c->nclient_limit_exceptions, sa);
 }
 
-/* cfg_is_local_domain - case-insensitive; a trailing dot is ignored */
+/* cfg_is_local_domain - case-insensitive; a trailing dot is ignored;
+ * a U-label domain is matched as its A-labels (common/intl.c) */
 int
 cfg_is_local_domain(const struct config *c, const char *domain)
 {
+	char	ace[SMTP_DOMAIN_MAX + 1];
 	size_t	i, n;
 
 	if (domain == NULL)
 		return 0;
+	if (str_nonascii(domain, strlen(domain))) {
+		if (intl_domain_ascii(domain, ace, sizeof(ace)) == -1)
+			return 0;
+		domain = ace;
+	}
 	n = strlen(domain);
 	if (n > 0 && domain[n - 1] == '.')
 		n--;
@@ -2060,6 +2082,7 @@ cfg_local_rcpt_ok(const struct config *c, const char *local,
     const char *domain)
 {
 	char	 addr[SMTP_LOCAL_MAX + 3 + 1 + SMTP_DOMAIN_MAX + 1];
+	char	 ikey[2 * (SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX) + 8];
 	char	*key = addr;
 	int	 n;
 
@@ -2068,7 +2091,10 @@ cfg_local_rcpt_ok(const struct config *c, const char *local,
 	n = snprintf(addr, sizeof(addr), "%s@%s", local, domain);
 	if (n < 0 || (size_t)n >= sizeof(addr))
 		return 0;
-	str_lower(addr);
+	if (str_nonascii(addr, (size_t)n) &&
+	    intl_addr_key(addr, ikey, sizeof(ikey)) == 0)
+		key = ikey;
+	str_lower(key);
 	return c->nlocal_rcpts > 0 && bsearch(&key, c->local_rcpts,
 	    c->nlocal_rcpts, sizeof(char *), rcpt_cmp) != NULL;
 }

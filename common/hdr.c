@@ -21,17 +21,23 @@
 /* clean - copy s with CR, LF, TAB and other controls as spaces and
  * 8-bit octets as '?' (7bit parts); malloc'd or NULL */
 static char *
-clean(const char *s)
+clean(const char *s, int utf8)
 {
 	char	*o;
-	size_t	 i, n = strlen(s);
+	size_t	 i, n = strlen(s), k;
 
 	if ((o = malloc(n + 1)) == NULL)
 		return NULL;
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c >= 0x80)
+		/* RFC 6533 parts: well-formed UTF-8 stays, C1 does not */
+		if (c >= 0x80 && utf8 && (k = utf8_len((const unsigned char *)
+		    s + i, n - i)) > 1 && !(c == 0xc2 &&
+		    (unsigned char)s[i + 1] < 0xa0)) {
+			memcpy(o + i, s + i, k);
+			i += k - 1;
+		} else if (c >= 0x80)
 			o[i] = '?';
 		else if (c < 0x20 || c == 0x7f)
 			o[i] = ' ';
@@ -47,14 +53,14 @@ clean(const char *s)
  * FOLD_WIDTH columns (continuation lines start with cont), words longer
  * than a line split hard at LINE_LIMIT; runs of spaces become one.
  */
-int
-hdr_folded(struct buf *b, const char *cont, const char *raw)
+static int
+folded(struct buf *b, const char *cont, const char *raw, int utf8)
 {
 	char	*text;
 	size_t	 i = 0, len, wl, take, col = 0, clen = strlen(cont);
 	int	 first = 1, rc = -1;
 
-	if ((text = clean(raw)) == NULL)
+	if ((text = clean(raw, utf8)) == NULL)
 		return -1;
 	len = strlen(text);
 	while (i < len) {
@@ -97,6 +103,31 @@ hdr_folded(struct buf *b, const char *cont, const char *raw)
 	rc = 0;
 fail:
 	free(text);
+	return rc;
+}
+
+/* hdr_folded - 7-bit: 8-bit octets as '?' */
+int
+hdr_folded(struct buf *b, const char *cont, const char *raw)
+{
+	return folded(b, cont, raw, 0);
+}
+
+/* hdr_line_u8 - hdr_line, keeping well-formed UTF-8 when utf8 is set */
+int
+hdr_line_u8(struct buf *b, int utf8, const char *cont, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+	int	 n, rc;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	rc = folded(b, cont, s, utf8);
+	free(s);
 	return rc;
 }
 

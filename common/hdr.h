@@ -17,6 +17,10 @@ int	hdr_folded(struct buf *b, const char *cont, const char *raw);
 /* hdr_line - printf a logical line, then hdr_folded */
 int	hdr_line(struct buf *b, const char *cont, const char *fmt, ...)
 	    WM_PRINTF(3, 4);
+/* hdr_line_u8 - hdr_line; with utf8 set, well-formed UTF-8 other than
+ * C1 controls is kept (RFC 6533 message/global-delivery-status, 8bit) */
+int	hdr_line_u8(struct buf *b, int utf8, const char *cont,
+	    const char *fmt, ...) WM_PRINTF(4, 5);
 /* hdr_date_field - "Name: RFC 5322 date" CRLF */
 int	hdr_date_field(struct buf *b, const char *name, time_t t);
 /* enh_status_ok - 1 when s is "x.y.z" as RFC 3463 wants it (class 2, 4, 5) */

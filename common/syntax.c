@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 
 #include "common/syntax.h"
+#include "common/util.h"
 
 #define WHY_SYNTAX	"Syntax error in mailbox address"
 #define WHY_PATHLONG	"Path too long"
@@ -34,6 +35,7 @@
 #define WHY_ROUTE	"Invalid source route"
 #define WHY_NODOMAIN	"Domain missing in mailbox address"
 #define WHY_CMDSYNTAX	"Syntax error"
+#define WHY_UTF8	"Invalid UTF-8"
 
 static int
 is_alpha(int c)
@@ -228,6 +230,81 @@ scan_domain(const char *s, size_t len)
 	return i;
 }
 
+/* has_8bit - an octet >= 0x80 in s[0..len) */
+static int
+has_8bit(const char *s, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
+/*
+ * path_utf8 - the well-formed UTF-8 sequence at s[i] (an octet >= 0x80):
+ * its length, p->utf8 set; 0 with p->badutf8 and *why set when ill-formed
+ */
+static size_t
+path_utf8(const char *s, size_t len, size_t i, struct mailpath *p,
+    const char **why)
+{
+	size_t	k = utf8_len((const unsigned char *)s + i, len - i);
+
+	if (k == 0) {
+		p->badutf8 = 1;
+		*why = WHY_UTF8;
+		return 0;
+	}
+	p->utf8 = 1;
+	return k;
+}
+
+/*
+ * path_domain - a Domain of LDH labels and U-labels (RFC 6531 3.3
+ * sub-domain =/ U-label: any label with a non-ASCII octet is taken here
+ * when it is well-formed UTF-8 without ASCII other than LDH; libidn2
+ * judges it later), or an address-literal; 0 or -1
+ */
+static int
+path_domain(const char *s, size_t len, struct mailpath *p, const char **why)
+{
+	size_t	i, start, k, j;
+	int	intl;
+
+	if (!has_8bit(s, len))
+		return smtp_check_domain(s, len);
+	if (s[0] == '[')
+		return -1;
+	for (i = start = 0, intl = 0; i <= len; i++) {
+		if (i == len || s[i] == '.') {
+			if (!intl &&
+			    check_ldh_label(s + start, i - start) == -1)
+				return -1;
+			if (intl) {
+				if (i == start || i - start > 252)
+					return -1;
+				for (j = start; j < i; j++)
+					if ((unsigned char)s[j] < 0x80 &&
+					    !is_alpha(s[j]) && !is_digit(s[j]) &&
+					    s[j] != '-')
+						return -1;
+			}
+			start = i + 1;
+			intl = 0;
+			continue;
+		}
+		if ((unsigned char)s[i] >= 0x80) {
+			if ((k = path_utf8(s, len, i, p, why)) == 0)
+				return -1;
+			intl = 1;
+			i += k - 1;
+		}
+	}
+	return 0;
+}
+
 /*
  * smtp_parse_path - parse "<...>" (RFC 5321 4.1.2 Path / "<>"); returns
  * the bytes consumed including '>', or -1 with *why set
@@ -292,6 +369,10 @@ smtp_parse_path(const char *s, size_t len, struct mailpath *p,
 				c = (unsigned char)s[i];
 				if (c < 32 || c > 126)
 					return -1;
+			} else if (c >= 0x80) {	/* RFC 6531 qtextSMTP */
+				if ((n = path_utf8(s, len, i, p, why)) == 0)
+					return -1;
+				i += n - 1;
 			} else if (c < 32 || c > 126) {
 				return -1;
 			}
@@ -307,8 +388,18 @@ smtp_parse_path(const char *s, size_t len, struct mailpath *p,
 		for (;;) {
 			size_t atom = i;
 
-			while (i < len && is_atext((unsigned char)s[i]))
-				i++;
+			while (i < len) {
+				if (is_atext((unsigned char)s[i]))
+					i++;
+				else if ((unsigned char)s[i] >= 0x80) {
+					/* RFC 6531 atext =/ UTF8-non-ascii */
+					if ((n = path_utf8(s, len, i, p,
+					    why)) == 0)
+						return -1;
+					i += n;
+				} else
+					break;
+			}
 			if (i == atom)
 				return -1;	/* empty atom */
 			if (i < len && s[i] == '.') {
@@ -348,8 +439,9 @@ smtp_parse_path(const char *s, size_t len, struct mailpath *p,
 		*why = WHY_DOMLONG;
 		return -1;
 	}
-	if (smtp_check_domain(s + start, n) == -1) {
-		*why = WHY_DOMAIN;
+	if (path_domain(s + start, n, p, why) == -1) {
+		if (!p->badutf8)
+			*why = WHY_DOMAIN;
 		return -1;
 	}
 	i += n;
@@ -560,6 +652,19 @@ param_holduntil(const char *v, size_t vlen, struct esmtp_params *out,
 	memcpy(out->hold_text, v, vlen);
 	out->hold_text[vlen] = '\0';
 	out->hold = out->hold ? -1 : HOLD_UNTIL;
+	return 0;
+}
+
+/* param_smtputf8 - SMTPUTF8, RFC 6531 3.4: no value */
+static int
+param_smtputf8(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	(void)vlen;
+	*why = "SMTPUTF8 takes no value";
+	if (v != NULL)
+		return -1;
+	out->smtputf8 = 1;
 	return 0;
 }
 
@@ -809,6 +914,19 @@ param_orcpt(const char *v, size_t vlen, struct esmtp_params *out,
 			return -1;
 	rfc822 = tlen == 6 && strncasecmp(v, "rfc822", 6) == 0;
 	memcpy(out->orcpt, v, tlen + 1);	/* "type;" */
+	/* RFC 6533 3: raw UTF-8 (utf-8-addr-unitext, only when the
+	 * esmtp-value check let it in under SMTPUTF8) is kept as given;
+	 * the 7-bit forms go through xtext (identity for "\x{HEX}") */
+	if (tlen == 5 && strncasecmp(v, "utf-8", 5) == 0 &&
+	    has_8bit(semi + 1, vlen - tlen - 1)) {
+		dlen = vlen - tlen - 1;
+		if (dlen == 0 || dlen + tlen + 1 >= sizeof(out->orcpt))
+			goto fail;
+		memcpy(out->orcpt + tlen + 1, semi + 1, dlen);
+		out->orcpt[tlen + 1 + dlen] = '\0';
+		out->has_orcpt = 1;
+		return 0;
+	}
 	if (xtext_decode(semi + 1, vlen - tlen - 1, out->orcpt + tlen + 1,
 	    sizeof(out->orcpt) - tlen - 1) == -1)
 		goto fail;
@@ -840,6 +958,7 @@ static const struct param_def param_table[] = {
 	{ "BY",   PARAM_MAIL, EXT_DELIVERBY, param_by },	/* RFC 2852 4 */
 	{ "NOTIFY", PARAM_RCPT, EXT_DSN,    param_notify },	/* RFC 3461 4.1 */
 	{ "ORCPT", PARAM_RCPT, EXT_DSN,     param_orcpt },	/* RFC 3461 4.2 */
+	{ "SMTPUTF8", PARAM_MAIL, EXT_SMTPUTF8, param_smtputf8 }, /* RFC 6531 3.4 */
 };
 
 #define NPARAMS	(sizeof(param_table) / sizeof(param_table[0]))
@@ -889,7 +1008,15 @@ esmtp_parse_params(const char *s, size_t len, int where, unsigned enabled,
 				return PARAM_SYNTAX;
 			for (k = 0; k < vlen; k++) {
 				unsigned char c = (unsigned char)val[k];
+				size_t u;
 
+				/* RFC 6531 3.3: esmtp-value =/ UTF8-non-ascii */
+				if (c >= 0x80 && (enabled & EXT_SMTPUTF8) &&
+				    (u = utf8_len((const unsigned char *)val +
+				    k, vlen - k)) > 0) {
+					k += u - 1;
+					continue;
+				}
 				if (c < 33 || c > 126 || c == '=')
 					return PARAM_SYNTAX;
 			}

@@ -23,6 +23,8 @@ struct mailpath {
 	int	quoted;			/* local part was a Quoted-string */
 	char	local[SMTP_LOCAL_MAX + 3];	/* as received (quotes kept), case kept */
 	char	domain[SMTP_DOMAIN_MAX + 1];	/* as received; "" for null/postmaster */
+	int	utf8;			/* RFC 6531: non-ASCII (well-formed UTF-8) seen */
+	int	badutf8;		/* the parse failed on ill-formed UTF-8 */
 };
 
 /*
@@ -53,7 +55,11 @@ int	smtp_parse_mail_arg(const char *prefix, const char *arg, size_t len,
  * smtp_parse_path - parse "<...>" at s (len bytes): "<>", source routes
  * (ignored), Dot-string / Quoted-string local parts, Domain or
  * address-literal.  Returns bytes consumed (up to and including '>'),
- * or -1 with *why set.
+ * or -1 with *why set.  RFC 6531 3.3: well-formed UTF-8 (RFC 3629) is
+ * accepted in atoms, quoted strings and domain labels (U-labels, checked
+ * by libidn2 later, common/intl.c) and sets p->utf8; whether it is
+ * allowed (the SMTPUTF8 parameter) is the caller's business.  Ill-formed
+ * UTF-8 fails with p->badutf8 set.
  */
 int	smtp_parse_path(const char *s, size_t len, struct mailpath *p,
 	    const char **why);
@@ -84,6 +90,8 @@ enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define EXT_AUTH	0x0010u		/* RFC 4954 5: AUTH= on MAIL */
 #define EXT_DELIVERBY	0x0020u		/* RFC 2852: BY= on MAIL */
 #define EXT_FUTURERELEASE 0x0040u	/* RFC 4865: HOLDFOR HOLDUNTIL */
+#define EXT_SMTPUTF8	0x0200u		/* RFC 6531: SMTPUTF8 on MAIL; UTF-8
+					   in esmtp-value (ORCPT=utf-8;...) */
 
 /* RFC 3461 limits and values (same values as DSN_NOTIFY_* / DSN_RET_* in
  * queue/queue.h; smtpd checks that at compile time) */
@@ -123,6 +131,7 @@ struct esmtp_params {
 	long		hold_for;	/* HOLDFOR seconds, 1..999999999 */
 	time_t		hold_until;	/* HOLDUNTIL, Unix time (UTC) */
 	char		hold_text[40];	/* HOLDUNTIL's value as given */
+	int		smtputf8;	/* RFC 6531 SMTPUTF8 given */
 	/* RCPT */
 	unsigned	notify;		/* ESMTP_NOTIFY_* bits; 0 = not given */
 	int		has_orcpt;

@@ -134,6 +134,7 @@ struct dlv_msg {
 	char		  *body_path;	/* spool file, CRLF, unstuffed */
 	uint64_t	   size;
 	int		   body_8bit;
+	unsigned	   intl;	/* qmsg.intl: QM_SMTPUTF8, QM_UTF8_HDR */
 	/* RFC 3461 / RFC 3885 facts for next hops advertising DSN / MTRK */
 	char		  *envid;	/* xtext-decoded, NULL = none */
 	int		   ret;		/* DSN_RET_* */

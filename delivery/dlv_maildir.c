@@ -1,7 +1,9 @@
 #include "config.h"
 /*
  * dlv_maildir.c - local delivery into Maildir folders
- * (mailbox_root/<domain>/<local>/{tmp,new,cur}, both lower-cased).
+ * (mailbox_root/<domain>/<local>/{tmp,new,cur}, both lower-cased (ASCII);
+ * a U-label domain's folder is its A-labels, a UTF-8 local part's is its
+ * NFC form; no '/', no leading '.', no control characters).
  * Owns: the directory fd on mailbox_root (taken before the privilege
  *       drop; every path is relative to it: mkdirat, openat, linkat),
  *       the pending-job list and the delivery batches run in the work
@@ -51,6 +53,7 @@
 #include <unistd.h>
 
 #include "common/cfg.h"
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/syntax.h"
 #include "common/util.h"
@@ -271,6 +274,32 @@ mkdir_one(const char *rel)
 	return 0;
 }
 
+/*
+ * maildir_intl - SMTPUTF8 addresses (RFC 6531): the folder of a U-label
+ * domain is its A-label form (the one name whatever form the client
+ * used), a UTF-8 local part is kept as UTF-8 in NFC (RFC 6532 3.1);
+ * ASCII passes unchanged.  0, or -1 when libidn2 / NFC refuse it.
+ */
+static int
+maildir_intl(char *local, size_t llen, char *domain, size_t dlen)
+{
+	char	buf[256];
+
+	if (str_nonascii(domain, strlen(domain))) {
+		if (intl_domain_ascii(domain, buf, sizeof(buf)) == -1 ||
+		    strlen(buf) >= dlen)
+			return -1;
+		memcpy(domain, buf, strlen(buf) + 1);
+	}
+	if (str_nonascii(local, strlen(local))) {
+		if (intl_local_nfc(local, buf, sizeof(buf)) == -1 ||
+		    strlen(buf) >= llen)
+			return -1;
+		memcpy(local, buf, strlen(buf) + 1);
+	}
+	return 0;
+}
+
 /* name_unsafe - empty, '/' inside, leading '.' or control characters */
 static int
 name_unsafe(const char *s)
@@ -278,8 +307,10 @@ name_unsafe(const char *s)
 	if (*s == '\0' || *s == '.' || strchr(s, '/') != NULL)
 		return 1;
 	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 1;
+		if ((unsigned char)*s < 0x20 || *s == 0x7f ||
+		    ((unsigned char)*s == 0xc2 &&
+		    (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9f))
+			return 1;	/* C0, DEL, C1 (U+0080-U+009F) */
 	return 0;
 }
 
@@ -387,6 +418,11 @@ rcpt_write(struct dlv_job *j, size_t k, char *ibuf, char *obuf, int *keep)
 	memcpy(local, addr, ll);
 	local[ll] = '\0';
 	memcpy(domain, at + 1, strlen(at + 1) + 1);
+	if (maildir_intl(local, sizeof(local), domain, sizeof(domain)) == -1) {
+		result(r, RS_FAILED, 550, "5.1.3", "address %s cannot be "
+		    "delivered to a maildir", addr);
+		return;
+	}
 	str_lower(local);
 	str_lower(domain);
 	if (name_unsafe(local) || name_unsafe(domain)) {

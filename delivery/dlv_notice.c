@@ -20,6 +20,12 @@
  *       octets (our text is folded at spaces near 78 columns, copied
  *       header lines are truncated at 998; a returned message is copied
  *       as received), a random boundary.
+ * SMTPUTF8 (RFC 6533): for a message that needs it (notice_intl) part 1
+ *       is text/plain; charset=utf-8, part 2 message/global-delivery-status
+ *       (8bit; utf-8 address types, Original-Recipient up-converted),
+ *       part 3 message/global or message/global-headers (8bit); the
+ *       report-type stays delivery-status.  Not done: the 7-bit CTE of
+ *       RFC 6533 4.5 for a return path without SMTPUTF8.
  * Not here: deciding who gets a DSN and queueing it (queue_notice.c).
  */
 
@@ -29,12 +35,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/buf.h"
 #include "common/hdr.h"
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "delivery/delivery.h"
@@ -108,6 +116,83 @@ rcpt_status_code(const struct qrcpt *r, const struct dlv_dsn *d)
 	}
 }
 
+/*
+ * notice_intl - RFC 6533: the notice of a message that needs SMTPUTF8
+ * (the parameter, UTF-8 in its header, or a non-ASCII sender or
+ * reported recipient) uses message/global-delivery-status, utf-8
+ * addresses, UTF-8 text and message/global(-headers), all 8bit
+ */
+static int
+notice_intl(const struct qmsg *m, const struct dlv_dsn *d)
+{
+	size_t	k;
+	const char *a;
+
+	if (m->intl != 0 || str_nonascii(m->sender, strlen(m->sender)))
+		return 1;
+	for (k = 0; k < d->n; k++) {
+		a = m->rcpts[d->idx[k]].addr;
+		if (str_nonascii(a, strlen(a)))
+			return 1;
+		a = m->rcpts[d->idx[k]].orcpt;
+		if (a != NULL && strncasecmp(a, "utf-8;", 6) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * orcpt_text - the Original-Recipient value: an "utf-8;" address is
+ * up-converted in a global report (RFC 6533 3: "\x{HEX}" -> UTF-8) and
+ * kept escaped otherwise; a value that does not decode is copied
+ */
+static void
+orcpt_text(const char *orcpt, int u8, char *out, size_t outlen)
+{
+	const char	*p;
+	size_t		 o = 0;
+	unsigned long	 cp;
+	char		*e;
+
+	if (!u8 || strncasecmp(orcpt, "utf-8;", 6) != 0)
+		goto copy;
+	memcpy(out, "utf-8; ", 7);
+	o = 7;
+	for (p = orcpt + 6; *p == ' '; p++)
+		;
+	for (; *p != '\0'; p++) {
+		if (o + 5 >= outlen)
+			goto copy;
+		if (p[0] == '\\' && p[1] == 'x' && p[2] == '{') {
+			cp = strtoul(p + 3, &e, 16);
+			if (*e != '}' || e - (p + 3) < 2 || e - (p + 3) > 6 ||
+			    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+				goto copy;
+			if (cp < 0x80)
+				out[o++] = (char)cp;
+			else if (cp < 0x800) {
+				out[o++] = (char)(0xc0 | (cp >> 6));
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			} else if (cp < 0x10000) {
+				out[o++] = (char)(0xe0 | (cp >> 12));
+				out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			} else {
+				out[o++] = (char)(0xf0 | (cp >> 18));
+				out[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+				out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			}
+			p = e;
+		} else
+			out[o++] = *p;
+	}
+	out[o] = '\0';
+	return;
+copy:
+	(void)snprintf(out, outlen, "%s", orcpt);
+}
+
 /* put_human - part 1: the explanation for people */
 static int
 put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
@@ -116,24 +201,25 @@ put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 	const struct qrcpt	*r;
 	size_t			 k;
 	int			 rc;
+	int			 u8 = notice_intl(m, d);
 
-	if (hdr_line(b, "", "This is the mail system at host %s.",
+	if (hdr_line_u8(b, u8, "", "This is the mail system at host %s.",
 	    hostname) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    hdr_line(b, "", "%s%s", d->note != NULL &&
+	    hdr_line_u8(b, u8, "", "%s%s", d->note != NULL &&
 	    d->kind == DLV_DSN_RELAYED ? relayed_text : kind_text[d->kind],
 	    what) == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    (d->note != NULL && (hdr_line(b, "", "%s", d->note) == -1 ||
+	    (d->note != NULL && (hdr_line_u8(b, u8, "", "%s", d->note) == -1 ||
 	    buf_puts(b, "\r\n") == -1)) ||
 	    (d->kind == DLV_DSN_FAILED &&
-	    (hdr_line(b, "", "For further assistance, please send mail to "
+	    (hdr_line_u8(b, u8, "", "For further assistance, please send mail to "
 	    "postmaster.") == -1 ||
 	    buf_puts(b, "\r\n") == -1 ||
-	    hdr_line(b, "", "If you do so, please include this problem "
+	    hdr_line_u8(b, u8, "", "If you do so, please include this problem "
 	    "report.") == -1 ||
 	    buf_puts(b, "\r\n") == -1)) ||
-	    hdr_line(b, "", "The mail system") == -1)
+	    hdr_line_u8(b, u8, "", "The mail system") == -1)
 		return -1;
 	for (k = 0; k < d->n; k++) {
 		r = &m->rcpts[d->idx[k]];
@@ -141,18 +227,18 @@ put_human(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 			return -1;
 		if (d->kind != DLV_DSN_FAILED && d->kind != DLV_DSN_DELAYED)
 			rc = r->remote_mta != NULL ?
-			    hdr_line(b, "    ", "<%s>: %s via %s", r->addr,
+			    hdr_line_u8(b, u8, "    ", "<%s>: %s via %s", r->addr,
 			    kind_action[d->kind], r->remote_mta) :
-			    hdr_line(b, "    ", "<%s>: %s", r->addr,
+			    hdr_line_u8(b, u8, "    ", "<%s>: %s", r->addr,
 			    kind_action[d->kind]);
 		else if (text_is_reply(r->remote_mta, r->last_code,
 		    r->last_text))
-			rc = hdr_line(b, "    ", "<%s>: host %s said: %d%s%s %s",
+			rc = hdr_line_u8(b, u8, "    ", "<%s>: host %s said: %d%s%s %s",
 			    r->addr, r->remote_mta, r->last_code,
 			    r->last_enh[0] ? " " : "", r->last_enh,
 			    r->last_text ? r->last_text : "");
 		else
-			rc = hdr_line(b, "    ", "<%s>: %s", r->addr,
+			rc = hdr_line_u8(b, u8, "    ", "<%s>: %s", r->addr,
 			    r->last_text ? r->last_text : "delivery failed");
 		if (rc == -1)
 			return -1;
@@ -168,25 +254,31 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 	const struct qrcpt	*r;
 	char			 mta[256];
 	size_t			 k, ml;
+	char			 orc[1024];
+	int			 u8 = notice_intl(m, d);
 
-	if ((m->envid != NULL && hdr_line(b, " ", "Original-Envelope-Id: %s",
+	if ((m->envid != NULL && hdr_line_u8(b, u8, " ", "Original-Envelope-Id: %s",
 	    m->envid) == -1) ||
-	    hdr_line(b, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
-	    hdr_line(b, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
+	    hdr_line_u8(b, u8, " ", "Reporting-MTA: dns; %s", hostname) == -1 ||
+	    hdr_line_u8(b, u8, " ", "X-Waymark-Queue-ID: %s", m->qid) == -1 ||
 	    (m->arrival != 0 &&
 	    hdr_date_field(b, "Arrival-Date", m->arrival) == -1) ||
 	    (m->deliver_by != 0 &&
 	    hdr_date_field(b, "Deliver-By-Date", m->deliver_by) == -1) ||
 	    /* RFC 4865 5.1.2: the original hold parameter */
-	    (m->future_release != NULL && hdr_line(b, " ",
+	    (m->future_release != NULL && hdr_line_u8(b, u8, " ",
 	    "Future-Release-Request: %s", m->future_release) == -1))
 		return -1;
 	for (k = 0; k < d->n; k++) {
 		r = &m->rcpts[d->idx[k]];
+		if (r->orcpt != NULL)
+			orcpt_text(r->orcpt, u8, orc, sizeof(orc));
 		if (buf_puts(b, "\r\n") == -1 ||
 		    (r->orcpt != NULL && strchr(r->orcpt, ';') != NULL &&
-		    hdr_line(b, " ", "Original-Recipient: %s", r->orcpt) == -1) ||
-		    hdr_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
+		    hdr_line_u8(b, u8, " ", "Original-Recipient: %s", orc) == -1) ||
+		    hdr_line_u8(b, u8, " ", "Final-Recipient: %s; %s", u8 &&
+		    str_nonascii(r->addr, strlen(r->addr)) ? "utf-8" : "rfc822",
+		    r->addr) == -1 ||
 		    buf_printf(b, "Action: %s\r\n", kind_action[d->kind]) == -1 ||
 		    buf_printf(b, "Status: %s\r\n", rcpt_status_code(r,
 		    d)) == -1)
@@ -200,22 +292,22 @@ put_report(struct buf *b, const struct qmsg *m, const struct dlv_dsn *d,
 				ml = sizeof(mta) - 1;
 			memcpy(mta, r->remote_mta, ml);
 			mta[ml] = '\0';
-			if (hdr_line(b, " ", "Remote-MTA: dns; %s", mta) == -1)
+			if (hdr_line_u8(b, u8, " ", "Remote-MTA: dns; %s", mta) == -1)
 				return -1;
 			/* smtp: the host's reply; our own text names it */
 			if (text_is_reply(r->remote_mta, r->last_code,
 			    r->last_text)) {
-				if (hdr_line(b, " ", "Diagnostic-Code: smtp; "
+				if (hdr_line_u8(b, u8, " ", "Diagnostic-Code: smtp; "
 				    "%d%s%s %s", r->last_code, r->last_enh[0] ?
 				    " " : "", r->last_enh, r->last_text) == -1)
 					return -1;
-			} else if (r->last_text != NULL && hdr_line(b, " ",
+			} else if (r->last_text != NULL && hdr_line_u8(b, u8, " ",
 			    "Diagnostic-Code: X-Waymark; %s", r->last_text) ==
 			    -1)
 				return -1;
 		} else if ((d->kind == DLV_DSN_FAILED ||
 		    d->kind == DLV_DSN_DELAYED) && r->last_text != NULL &&
-		    hdr_line(b, " ", "Diagnostic-Code: X-Waymark; %s",
+		    hdr_line_u8(b, u8, " ", "Diagnostic-Code: X-Waymark; %s",
 		    r->last_text) == -1)
 			return -1;
 		if (r->last_attempt != 0 &&
@@ -390,6 +482,7 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 	char		 boundary[80], tok[25], date[64];
 	const char	*to = d->to != NULL ? d->to : m->sender;
 	const char	*what = "";
+	int		 u8 = notice_intl(m, d);
 
 	if (content == 2)
 		what = " The message is attached below.";
@@ -403,7 +496,7 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 	make_token(tok, 8);
 	if (hdr_line(b, " ", "From: Mail Delivery System <MAILER-DAEMON@%s>",
 	    hostname) == -1 ||
-	    hdr_line(b, " ", "To: <%s>", to) == -1 ||
+	    hdr_line_u8(b, u8, " ", "To: <%s>", to) == -1 ||
 	    buf_printf(b, "Subject: %s\r\n", kind_subject[d->kind]) == -1 ||
 	    buf_printf(b, "Date: %s\r\n", date) == -1 ||
 	    hdr_line(b, " ", "Message-ID: <%s%s.%lld.%s@%s>", m->qid,
@@ -418,13 +511,18 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 		return -1;
 
 	if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
-	    buf_puts(b, "Content-Description: Notification\r\n"
-	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n") == -1 ||
+	    buf_printf(b, "Content-Description: Notification\r\n"
+	    "Content-Type: text/plain; charset=%s\r\n%s\r\n",
+	    u8 ? "utf-8" : "us-ascii",
+	    u8 ? "Content-Transfer-Encoding: 8bit\r\n" : "") == -1 ||
 	    put_human(b, m, d, hostname, what) == -1)
 		return -1;
 
 	if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
-	    buf_puts(b, "Content-Description: Delivery report\r\n"
+	    buf_puts(b, u8 ? "Content-Description: Delivery report\r\n"
+	    "Content-Type: message/global-delivery-status\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n" :
+	    "Content-Description: Delivery report\r\n"
 	    "Content-Type: message/delivery-status\r\n\r\n") == -1 ||
 	    put_report(b, m, d, hostname) == -1)
 		return -1;
@@ -432,7 +530,8 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 	if (content == 2) {
 		if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
 		    buf_printf(b, "Content-Description: Undelivered Message\r\n"
-		    "Content-Type: message/rfc822\r\n%s\r\n", m->body_8bit ?
+		    "Content-Type: message/%s\r\n%s\r\n",
+		    u8 ? "global" : "rfc822", m->body_8bit || u8 ?
 		    "Content-Transfer-Encoding: 8bit\r\n" : "") == -1 ||
 		    put_trace(b, m) == -1)
 			return -1;
@@ -444,9 +543,12 @@ build(struct buf *b, const struct qmsg *m, const char *body_path,
 	} else if (content == 1) {
 		if (buf_printf(b, "\r\n--%s\r\n", boundary) == -1 ||
 		    buf_printf(b, "Content-Description: %s Message "
-		    "Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n",
+		    "Headers\r\nContent-Type: %s\r\n\r\n",
 		    d->kind == DLV_DSN_FAILED ? "Undelivered" :
-		    d->kind == DLV_DSN_DELAYED ? "Delayed" : "Delivered") == -1 ||
+		    d->kind == DLV_DSN_DELAYED ? "Delayed" : "Delivered",
+		    u8 ? "message/global-headers\r\n"
+		    "Content-Transfer-Encoding: 8bit" :
+		    "text/rfc822-headers") == -1 ||
 		    put_trace(b, m) == -1)
 			return -1;
 		if (put_orig_headers(b, body_path) == -1) {

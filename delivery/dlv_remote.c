@@ -41,6 +41,7 @@
 #include <openssl/err.h>
 
 #include "common/cfg.h"
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "delivery/dlv_int.h"
@@ -375,6 +376,7 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	(void)snprintf(j->m.qid, sizeof(j->m.qid), "%s", m->qid);
 	j->m.size = m->size;
 	j->m.body_8bit = m->body_8bit;
+	j->m.intl = m->intl;
 	j->m.ret = m->ret;
 	j->m.mtrk_timeout = m->mtrk_timeout;
 	j->m.arrival = m->arrival;
@@ -947,7 +949,7 @@ dlv_remote_start(const struct config *cfg, const struct qmsg *m,
 {
 	struct dlv_job	*j;
 	const char	*at;
-	char		 key[300];
+	char		 key[300], ace[256];
 
 	if (!rs.ready || rs.stopping ||
 	    (j = job_new(cfg, m, body_path, ridx, n, done, arg)) == NULL)
@@ -960,6 +962,10 @@ dlv_remote_start(const struct config *cfg, const struct qmsg *m,
 	(void)snprintf(j->domain, sizeof(j->domain), "%s",
 	    at != NULL ? at + 1 : "");
 	str_lower(j->domain);
+	/* RFC 6531 3.3: DNS and routing see the A-labels (libidn2) */
+	if (str_nonascii(j->domain, strlen(j->domain)) &&
+	    intl_domain_ascii(at + 1, ace, sizeof(ace)) == 0)
+		memcpy(j->domain, ace, strlen(ace) + 1);
 	if (cfg->smarthost != NULL)
 		(void)snprintf(key, sizeof(key), "smarthost %.280s",
 		    cfg->smarthost);

@@ -69,6 +69,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/cfg.h"
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/syntax.h"
@@ -119,6 +120,7 @@ enum { RC_TODO = 0, RC_OK, RC_AGAIN, RC_DONE };
 #define CAP_DSN		0x40		/* RFC 3461 */
 #define CAP_MTRK	0x80		/* RFC 3885 */
 #define CAP_DELIVERBY	0x100		/* RFC 2852 */
+#define CAP_SMTPUTF8	0x1000		/* RFC 6531 */
 
 struct dlv_sess {
 	TAILQ_ENTRY(dlv_sess)	 entry;
@@ -143,6 +145,7 @@ struct dlv_sess {
 						 * NOTIFY gets DELAY (RFC 2852 4.1.4.2) */
 	int			 mtrk_sent;	/* this transaction's MAIL carried
 						 * MTRK= (RFC 3885) */
+	int			 utf8_param;	/* this MAIL carries SMTPUTF8 */
 	int			 tls_on;
 	char			 tls[160];	/* "TLSv1.3 TLS_AES_256_GCM_SHA384"
 						 * [", DANE-EE 3 1 1 verified"] */
@@ -630,6 +633,8 @@ ehlo_line(struct dlv_sess *s, const char *t)
 		s->caps |= CAP_DSN;
 	else if (strcasecmp(t, "MTRK") == 0)
 		s->caps |= CAP_MTRK;
+	else if (strcasecmp(t, "SMTPUTF8") == 0)
+		s->caps |= CAP_SMTPUTF8;
 	else if (strncasecmp(t, "DELIVERBY", 9) == 0 && (t[9] == '\0' ||
 	    t[9] == ' ')) {
 		/* RFC 2852 2: "DELIVERBY" [SP min-by-time *("," ext)] */
@@ -735,6 +740,47 @@ send_helo(struct dlv_sess *s, int ehlo)
 	set_state(s, ehlo ? S_EHLO : S_HELO);
 }
 
+/*
+ * utf8_orcpt - an "utf-8" ORCPT value for the wire (RFC 6533 3): raw
+ * UTF-8 (unitext) to a hop that gets SMTPUTF8, else every non-ASCII
+ * character as "\x{HEX}" (the 7-bit form); SP, CTLs, '+' and '=' are
+ * always escaped; 0 or -1 when out is too small
+ */
+static int
+utf8_orcpt(const char *v, int raw, char *out, size_t outlen)
+{
+	const unsigned char	*p = (const unsigned char *)v;
+	size_t			 n = strlen(v), k, o = 0;
+	unsigned long		 cp;
+	int			 w;
+
+	while (n > 0) {
+		k = utf8_len(p, n);
+		if (k == 0)
+			return -1;
+		if ((k > 1 && raw) || (k == 1 && p[0] > 0x20 &&
+		    p[0] < 0x7f && p[0] != '+' && p[0] != '=')) {
+			if (o + k >= outlen)
+				return -1;
+			memcpy(out + o, p, k);
+			o += k;
+		} else {
+			cp = k == 1 ? p[0] : k == 2 ? (p[0] & 0x1fUL) :
+			    k == 3 ? (p[0] & 0x0fUL) : (p[0] & 0x07UL);
+			for (size_t i = 1; i < k; i++)
+				cp = (cp << 6) | (p[i] & 0x3fUL);
+			w = snprintf(out + o, outlen - o, "\\x{%02lX}", cp);
+			if (w < 0 || (size_t)w >= outlen - o)
+				return -1;
+			o += (size_t)w;
+		}
+		p += k;
+		n -= k;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
 /* rcpt_dsn_params - " NOTIFY=... ORCPT=type;xtext" for a DSN next hop
  * (RFC 3461 5.2.1: passed unchanged, never added); "" otherwise */
 static void
@@ -765,7 +811,12 @@ rcpt_dsn_params(const struct dlv_sess *s, size_t i, char *out, size_t outlen)
 		off += (size_t)n;
 	}
 	if (o != NULL && (semi = strchr(o, ';')) != NULL) {
-		if (xtext_encode(semi + 1, strlen(semi + 1), x, sizeof(x)) == -1)
+		if (semi - o == 5 && strncasecmp(o, "utf-8", 5) == 0) {
+			if (utf8_orcpt(semi + 1, s->utf8_param, x,
+			    sizeof(x)) == -1)
+				return;
+		} else if (xtext_encode(semi + 1, strlen(semi + 1), x,
+		    sizeof(x)) == -1)
 			return;		/* keep NOTIFY; ORCPT is optional */
 		n = snprintf(out + off, outlen - off, " ORCPT=%.*s;%s",
 		    (int)(semi - o), o, x);
@@ -784,6 +835,52 @@ send_rcpt(struct dlv_sess *s, size_t k)
 
 	rcpt_dsn_params(s, s->order[k], params, sizeof(params));
 	sess_cmd(s, "RCPT TO:<%s>%s\r\n", s->m->rcpts[s->order[k]], params);
+}
+
+/*
+ * utf8_gate - RFC 6531 3.2, 3.7.2: the SMTPUTF8 parameter goes to a hop
+ * that advertises it when the message had it or needs it (a non-ASCII
+ * address or UTF-8 in the header).  A hop without it: a recipient whose
+ * transaction needs it fails, 553 5.6.7 for a non-ASCII sender or
+ * recipient address, 554 5.6.9 for UTF-8 only in the header (a DSN
+ * follows); it leaves the transaction.  A message with the flag and
+ * nothing non-ASCII goes without it.
+ */
+static void
+utf8_gate(struct dlv_sess *s)
+{
+	const struct dlv_msg	*m = s->m;
+	char			 text[400];
+	size_t			 i, k, r;
+	int			 snd, need;
+
+	s->utf8_param = 0;
+	snd = str_nonascii(m->sender, strlen(m->sender));
+	need = snd || (m->intl & QM_UTF8_HDR);
+	for (i = 0; i < s->norder && !need; i++)
+		need = str_nonascii(m->rcpts[s->order[i]],
+		    strlen(m->rcpts[s->order[i]]));
+	if (!need && !(m->intl & QM_SMTPUTF8))
+		return;
+	if (s->caps & CAP_SMTPUTF8) {
+		s->utf8_param = 1;
+		return;
+	}
+	if (!need)
+		return;
+	(void)snprintf(text, sizeof(text), "message requires SMTPUTF8, but "
+	    "%s does not support SMTPUTF8", s->peer.remote);
+	log_info("qid=%s smtp %s: %s", m->qid, s->peer.remote, text);
+	for (i = k = 0; i < s->norder; i++) {
+		r = s->order[i];
+		if (snd || str_nonascii(m->rcpts[r], strlen(m->rcpts[r])))
+			rcpt_final(s, r, RS_FAILED, 553, "5.6.7", text);
+		else if (m->intl & QM_UTF8_HDR)
+			rcpt_final(s, r, RS_FAILED, 554, "5.6.9", text);
+		else
+			s->order[k++] = r;
+	}
+	s->norder = k;
 }
 
 /*
@@ -1228,6 +1325,7 @@ txn_start(struct dlv_sess *s)
 			s->rst[i] = RC_TODO;
 			s->order[s->norder++] = i;
 		}
+	utf8_gate(s);			/* RFC 6531 */
 	if (s->norder == 0) {
 		s->usable = s->bev != NULL;
 		handoff(s, DLV_OUT_DONE);
@@ -1276,9 +1374,9 @@ txn_start(struct dlv_sess *s)
 	}
 	s->ntxn++;
 	s->mtrk_sent = mail_dsn_params(s, dsn, sizeof(dsn));
-	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s\r\n", m->sender, size,
+	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s%s\r\n", m->sender, size,
 	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
-	    dsn, by);
+	    dsn, by, s->utf8_param ? " SMTPUTF8" : "");
 	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
 	if (s->pipelined) {
 		for (i = 0; i < s->norder; i++)

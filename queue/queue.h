@@ -71,6 +71,11 @@ struct qrcpt {
 	int		 busy;		/* in-memory only: a delivery is running */
 };
 
+/* qmsg.intl: SMTPUTF8 (RFC 6531) facts stored with the message; a
+ * non-ASCII envelope address is read off the addresses themselves */
+#define QM_SMTPUTF8	0x1u	/* MAIL had the SMTPUTF8 parameter */
+#define QM_UTF8_HDR	0x2u	/* UTF-8 in the header section (RFC 6532) */
+
 struct qmsg {
 	char		 qid[QID_SIZE];
 	time_t		 arrival;
@@ -88,6 +93,7 @@ struct qmsg {
 	char		*tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
 	char		*message_id;	/* Message-ID header value or NULL */
 	int		 body_8bit;	/* 8-bit octets seen in the content */
+	unsigned	 intl;		/* RFC 6531: QM_SMTPUTF8 | QM_UTF8_HDR */
 	enum msg_state	 state;
 	char		*state_value;	/* RFC 2045 token or NULL */
 	char		*state_reason;	/* why it is in state (comment text) or NULL */

@@ -131,7 +131,10 @@ msg_json(const struct qmsg *m)
 	    /* RFC 2852 DELIVERBY: the absolute deadline and the by-mode */
 	    json_object_set_new(o, "deliver_by", jtime(m->deliver_by)) == -1 ||
 	    json_object_set_new(o, "by_mode", m->deliver_by == 0 ? json_null() :
-	    json_string((m->by_flags & BY_RETURN) ? "R" : "N")) == -1)) {
+	    json_string((m->by_flags & BY_RETURN) ? "R" : "N")) == -1 ||
+	    /* RFC 6531: the MAIL had SMTPUTF8 */
+	    json_object_set_new(o, "smtputf8",
+	    json_boolean((m->intl & QM_SMTPUTF8) != 0)) == -1)) {
 		json_decref(o);
 		return NULL;
 	}

@@ -42,6 +42,7 @@
 
 #include "common/buf.h"
 #include "common/cfg.h"
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "delivery/delivery.h"
@@ -153,6 +154,10 @@ notice_msg(const char *to, const char *qid, const char *hostname,
 	nm->state = MS_NORMAL;
 	snprintf(path, sizeof(path), "body/%s", qid);
 	nm->body_8bit = has_8bit(path);
+	/* RFC 6531/6533: to a non-ASCII address the notice is a SMTPUTF8
+	 * message (its To: field is UTF-8) */
+	if (str_nonascii(to, strlen(to)))
+		nm->intl = QM_SMTPUTF8 | QM_UTF8_HDR;
 	if ((nm->sender = strdup("")) == NULL ||
 	    (nm->client_addr = strdup("local")) == NULL ||
 	    (nm->client_name = strdup(postmaster ? POSTMASTER_CLIENT_NAME :

@@ -19,7 +19,7 @@ python3-aiosmtpd swaks msmtp postfix dnsmasq-base openssl strace procps
 chromium chromium-driver python3-selenium db5.3-util
 debhelper dpkg-dev lintian fakeroot clang libclang-rt-14-dev
 libidn2-dev python3-dkim python3-milter opendkim opendkim-tools unbound
-ldnsutils prometheus clamav-milter zlib1g-dev"
+ldnsutils prometheus clamav-milter zlib1g-dev libunistring-dev"
 
 missing=""
 for p in $PKGS; do

@@ -45,6 +45,7 @@
 
 #include "common/aliases.h"
 #include "common/cfg.h"
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/syntax.h"
 #include "queue/queue.h"
@@ -63,6 +64,8 @@ _Static_assert(ESMTP_BY_RETURN == BY_RETURN && ESMTP_BY_NOTIFY == BY_NOTIFY &&
  * 2852) */
 #define SMTPD_EXTS	(EXT_SIZE | EXT_8BITMIME | EXT_DSN | EXT_MTRK | \
 			 EXT_DELIVERBY)
+/* RFC 6531 SMTPUTF8 on every listener (with 8BITMIME, 3.1) */
+#define SMTPD_EXTS_MAIL	(SMTPD_EXTS | EXT_SMTPUTF8)
 
 /* handler results */
 #define CMD_OK		0	/* success: counted as ok */
@@ -333,7 +336,7 @@ cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 		    smtpd_cfg->future_release_max, until);
 	smtpd_reply(s, 250, SMTPD_NOENH,
 	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
-	    "MTRK\nDELIVERBY%s%s%s%s",
+	    "MTRK\nDELIVERBY%s%s%s%s\nSMTPUTF8",
 	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size, by,
 	    fr,
 	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "",
@@ -441,6 +444,35 @@ params_reply(struct smtpd_session *s, enum param_result r, const char *why)
 		smtpd_reply(s, 501, 5, 5, 4, "Bad parameter syntax: %s", why);
 }
 
+/*
+ * mail_intl_check - RFC 6531 3.3, 3.5: a non-ASCII address needs the
+ * SMTPUTF8 parameter (553 5.6.7, as Postfix answers) and a U-label
+ * domain that libidn2 accepts (553 5.1.7 sender / 5.1.3 recipient);
+ * 0, or -1 with the reply sent
+ */
+static int
+mail_intl_check(struct smtpd_session *s, const struct mailpath *p,
+    int smtputf8, int rcpt)
+{
+	char	ace[SMTP_DOMAIN_MAX + 1];
+
+	if (!p->utf8)
+		return 0;
+	if (!smtputf8) {
+		smtpd_reply(s, 553, 5, 6, 7, "Must declare SMTPUTF8 to send "
+		    "a non-ASCII address");
+		return -1;
+	}
+	if (p->domain[0] != '\0' &&
+	    intl_domain_ascii(p->domain, ace, sizeof(ace)) == -1) {
+		smtpd_reply(s, 553, 5, 1, rcpt ? 3 : 7, "Bad %s address "
+		    "syntax: invalid internationalized domain",
+		    rcpt ? "recipient" : "sender");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 {
@@ -459,6 +491,11 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 		smtpd_reply(s, 501, 5, 5, 4, "Syntax: MAIL FROM:<address>");
 		return CMD_FAIL;
 	}
+	if (r == -1 && p.badutf8) {	/* RFC 3629: never stored */
+		smtpd_reply(s, 553, 5, 1, 7,
+		    "Bad sender address syntax: invalid UTF-8");
+		return CMD_FAIL;
+	}
 	if (r == -1 || p.postmaster) {
 		smtpd_reply(s, 501, 5, 1, 7, "Bad sender address syntax%s%s",
 		    why != NULL && r == -1 ? ": " : "",
@@ -467,12 +504,14 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	why = NULL;
 	pr = esmtp_parse_params(rest, restlen, PARAM_MAIL,
-	    SMTPD_EXTS | (s->submission ? EXT_AUTH | EXT_FUTURERELEASE : 0),
-	    &ep, &why);
+	    SMTPD_EXTS_MAIL | (s->submission ? EXT_AUTH | EXT_FUTURERELEASE :
+	    0), &ep, &why);
 	if (pr != PARAM_OK) {
 		params_reply(s, pr, why);
 		return CMD_FAIL;
 	}
+	if (mail_intl_check(s, &p, ep.smtputf8, 0) == -1)
+		return CMD_FAIL;
 	if (ep.has_size && ep.size > smtpd_cfg->max_size) {
 		smtpd_reply(s, 552, 5, 3, 4,
 		    "Message size exceeds fixed maximum message size");
@@ -517,6 +556,7 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 		goto nomem;
 	}
 	t->m->ret = ep.ret;			/* RFC 3461 / RFC 3885 */
+	t->m->intl = ep.smtputf8 ? QM_SMTPUTF8 : 0;	/* RFC 6531 */
 	t->m->mtrk_timeout = ep.has_mtrk ? ep.mtrk_timeout : 0;
 	if (ep.has_by) {			/* RFC 2852 4: absolute */
 		t->m->deliver_by = time(NULL) + (time_t)ep.by_time;
@@ -731,6 +771,24 @@ nomem:
 	return -1;
 }
 
+/* rcpt_same - one address: equal without regard to ASCII case, or, for
+ * UTF-8 addresses, in the compared form (NFC local part, A-labels) */
+static int
+rcpt_same(const char *a, const char *b)
+{
+	char	ka[2 * (SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX) + 8];
+	char	kb[sizeof(ka)];
+
+	if (strcasecmp(a, b) == 0)
+		return 1;
+	if (!str_nonascii(a, strlen(a)) && !str_nonascii(b, strlen(b)))
+		return 0;
+	if (intl_addr_key(a, ka, sizeof(ka)) == -1 ||
+	    intl_addr_key(b, kb, sizeof(kb)) == -1)
+		return 0;
+	return strcasecmp(ka, kb) == 0;
+}
+
 static int
 cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 {
@@ -749,6 +807,11 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 		smtpd_reply(s, 501, 5, 5, 4, "Syntax: RCPT TO:<address>");
 		return CMD_FAIL;
 	}
+	if (r == -1 && p.badutf8) {	/* RFC 3629: never stored */
+		smtpd_reply(s, 553, 5, 1, 3,
+		    "Bad recipient address syntax: invalid UTF-8");
+		return CMD_FAIL;
+	}
 	if (r == -1 && leading_dot_local(arg, len)) {
 		smtpd_reply(s, 550, 5, 1, 3,
 		    "Recipient address rejected: local part not allowed");
@@ -761,12 +824,14 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 		return CMD_FAIL;
 	}
 	why = NULL;
-	pr = esmtp_parse_params(rest, restlen, PARAM_RCPT, SMTPD_EXTS, &ep,
-	    &why);
+	pr = esmtp_parse_params(rest, restlen, PARAM_RCPT, SMTPD_EXTS |
+	    ((t->m->intl & QM_SMTPUTF8) ? EXT_SMTPUTF8 : 0), &ep, &why);
 	if (pr != PARAM_OK) {
 		params_reply(s, pr, why);
 		return CMD_FAIL;
 	}
+	if (mail_intl_check(s, &p, (t->m->intl & QM_SMTPUTF8) != 0, 1) == -1)
+		return CMD_FAIL;
 	if (t->naccepted >= smtpd_cfg->max_recipients) {
 		smtpd_reply(s, 452, 4, 5, 3, "Error: Too many recipients");
 		return CMD_FAIL;
@@ -825,7 +890,7 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	/* the same address twice in one transaction is stored once */
 	for (i = 0; i < t->m->nrcpts; i++)
-		if (strcasecmp(t->m->rcpts[i].addr, addr) == 0) {
+		if (rcpt_same(t->m->rcpts[i].addr, addr)) {
 			dup = 1;
 			break;
 		}

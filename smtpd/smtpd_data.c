@@ -48,6 +48,7 @@
 #include <event2/bufferevent.h>
 
 #include "common/cfg.h"
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/util.h"
@@ -101,6 +102,8 @@ smtpd_data_begin(struct smtpd_session *s)
 	t->werr = t->too_big = t->long_line = 0;
 	t->in_header = 1;
 	t->eightbit = 0;
+	memset(&t->u8, 0, sizeof(t->u8));
+	t->hdr_badutf8 = 0;
 	t->hops = 0;
 	t->msgid_state = 0;
 	t->hdrlen = t->msgidlen = 0;
@@ -180,6 +183,8 @@ data_text(struct smtpd_txn *t, const char *p, size_t n)
 	t->linelen += n;
 	if (t->linelen + 2 > SMTPD_TEXT_LINE_MAX)
 		t->long_line = 1;
+	if (t->in_header)		/* RFC 6532 3.1, RFC 3629 4 */
+		utf8_stream_feed(&t->u8, p, n);
 	if (t->in_header && t->hdrlen < SMTPD_HDR_CAP) {
 		k = SMTPD_HDR_CAP - t->hdrlen;
 		if (k > n)
@@ -268,8 +273,10 @@ data_line_end(struct smtpd_txn *t, int real)
 	data_store(t, "\r\n", 2);
 	if (t->dk != NULL)
 		dkim_sign_eol(t->dk);
-	if (t->in_header)
+	if (t->in_header) {
+		utf8_stream_end(&t->u8);
 		data_header_line(t);
+	}
 	t->linelen = 0;
 	t->hdrlen = 0;
 	t->crlf_before = real;
@@ -539,6 +546,9 @@ smtpd_data_fail(struct smtpd_session *s)
 	else if (t->long_line)
 		smtpd_reply(s, 554, 5, 6, 0,
 		    "Message has lines longer than 1000 octets");
+	else if (t->hdr_badutf8)
+		smtpd_reply(s, 554, 5, 6, 0,
+		    "Invalid UTF-8 in a header field");
 	else
 		smtpd_reply(s, 554, 5, 4, 6, "Too many hops");
 	smtpd_txn_free(s);		/* queue_body_discard */
@@ -555,7 +565,14 @@ smtpd_data_end(struct smtpd_session *s)
 	s->cmd = "DATA (end of data)";
 	s->cmdlen = strlen(s->cmd);
 	data_flush(t);
-	if (t->werr || t->too_big || t->long_line ||
+	/* RFC 6532: a SMTPUTF8 message's header fields are UTF-8; an
+	 * ill-formed one is refused (nothing stored).  Without the
+	 * parameter 8-bit headers are accepted as before.  UTF-8 in the
+	 * header makes the message need SMTPUTF8 when relayed. */
+	if (t->u8.nonascii && !t->u8.bad)
+		m->intl |= QM_UTF8_HDR;
+	t->hdr_badutf8 = t->u8.bad && (m->intl & QM_SMTPUTF8);
+	if (t->werr || t->too_big || t->long_line || t->hdr_badutf8 ||
 	    t->hops > smtpd_cfg->max_hops) {
 		smtpd_set_state(s, SMTPD_READY);
 		smtpd_data_fail(s);
@@ -609,6 +626,24 @@ fail:
 	smtpd_txn_free(s);
 }
 
+/* data_proto - the "with" of the trace field: smtpd_proto's, or
+ * UTF8SMTP[S][A] for a SMTPUTF8 transaction (RFC 6531 3.7.4, 4.3) */
+static const char *
+data_proto(const struct smtpd_session *s)
+{
+	const char	*p = smtpd_proto(s);
+
+	if (!(s->txn->m->intl & QM_SMTPUTF8) || strncmp(p, "ESMTP", 5) != 0)
+		return p;
+	if (strcmp(p, "ESMTPSA") == 0)
+		return "UTF8SMTPSA";
+	if (strcmp(p, "ESMTPS") == 0)
+		return "UTF8SMTPS";
+	if (strcmp(p, "ESMTPA") == 0)
+		return "UTF8SMTPA";
+	return "UTF8SMTP";
+}
+
 /* smtpd_data_commit - the hop's trace field, then the commit */
 void
 smtpd_data_commit(struct smtpd_session *s)
@@ -621,7 +656,7 @@ smtpd_data_commit(struct smtpd_session *s)
 	unsigned		 dkim[DKIM_NALGS] = { 0 };
 	int			 fd;
 
-	proto = smtpd_proto(s);		/* ESMTP[S][A], smtpd_auth.c */
+	proto = data_proto(s);		/* [UTF8]ESMTP[S][A] */
 	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
 	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)
 		goto fail;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "common/intl.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -77,6 +78,8 @@ struct smtpd_txn {
 	int		 long_line;
 	int		 in_header;
 	int		 eightbit;
+	struct utf8_stream u8;		/* RFC 6532: the header section's UTF-8 */
+	int		 hdr_badutf8;	/* ill-formed UTF-8 in a header field */
 	unsigned	 hops;		/* Received: fields in the header */
 	int		 msgid_state;	/* 0 none yet, 1 collecting, 2 done */
 	size_t		 hdrlen;

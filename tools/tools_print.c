@@ -313,6 +313,8 @@ tools_print_show(FILE *fp, json_t *m)
 	fputc('\n', fp);
 	if ((s = jstr(m, "message_id")) != NULL)
 		print_field(fp, "Message-ID:", s);
+	if (json_is_true(json_object_get(m, "smtputf8")))
+		print_field(fp, "SMTPUTF8:", "yes");
 	print_state(fp, m, "State:       ");
 	fprintf(fp, "Recipients:\n");
 	print_rcpts(fp, m);

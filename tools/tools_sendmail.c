@@ -55,6 +55,7 @@
 #define HAS_DSN		0x01u
 #define HAS_MTRK	0x02u
 #define HAS_8BIT	0x04u
+#define HAS_SMTPUTF8	0x08u		/* RFC 6531 */
 
 struct conn {
 	int		fd;
@@ -537,6 +538,33 @@ is_8bit(const char *b, size_t n)
 	return 0;
 }
 
+/* utf8_unitext - RFC 6533 utf-8-addr-unitext: UTF-8 as is, '+', '=',
+ * '\\', SP and controls as \x{HEX}; 0 or -1 when out is too small */
+static int
+utf8_unitext(const char *a, char *out, size_t outlen)
+{
+	size_t	o = 0;
+	int	w;
+
+	for (; *a != '\0'; a++) {
+		unsigned char ch = (unsigned char)*a;
+
+		if (ch <= 0x20 || ch == 0x7f || ch == '+' || ch == '=' ||
+		    ch == '\\') {
+			w = snprintf(out + o, outlen - o, "\\x{%02X}", ch);
+			if (w < 0 || (size_t)w >= outlen - o)
+				return -1;
+			o += (size_t)w;
+		} else {
+			if (o + 1 >= outlen)
+				return -1;
+			out[o++] = (char)ch;
+		}
+	}
+	out[o] = '\0';
+	return 0;
+}
+
 /* field_name_is - the field in f (len bytes) is named name? */
 static int
 field_name_is(const char *f, size_t len, const char *name)
@@ -973,6 +1001,8 @@ conn_reply(struct conn *c, int ehlo)
 				c->ext |= HAS_MTRK;
 			else if (kl == 8 && strncasecmp(k, "8BITMIME", 8) == 0)
 				c->ext |= HAS_8BIT;
+			else if (kl == 8 && strncasecmp(k, "SMTPUTF8", 8) == 0)
+				c->ext |= HAS_SMTPUTF8;
 		}
 		nlines++;
 		if (line[3] != '-')
@@ -1100,7 +1130,7 @@ sendmail_run(const struct config *cfg, const struct sendmail_opts *o)
 	const char		*login;
 	size_t			 i;
 	int			 rv = EX_WM_FAIL, null_from = 0, null, r, dsn;
-	int			 key_stored = 0;
+	int			 key_stored = 0, utf8 = 0, u8o;
 
 	memset(&m, 0, sizeof(m));
 	memset(&c, 0, sizeof(c));
@@ -1250,7 +1280,14 @@ session:
 		key_stored = 1;
 	}
 
-	r = snprintf(mailp, sizeof(mailp), "%s%s%s%s%s%s%s",
+	/* RFC 6531 3.4: SMTPUTF8 when an address or the header needs it
+	 * and the server offers it (else it refuses what needs it) */
+	utf8 = (c.ext & HAS_SMTPUTF8) && (is_8bit(from, strlen(from)) ||
+	    is_8bit(m.hdr.data, m.hdr.len));
+	for (i = 0; i < rc.n && !utf8 && (c.ext & HAS_SMTPUTF8); i++)
+		utf8 = is_8bit(rc.v[i], strlen(rc.v[i]));
+	r = snprintf(mailp, sizeof(mailp), "%s%s%s%s%s%s%s%s",
+	    utf8 ? " SMTPUTF8" : "",
 	    (m.eight_bit && (c.ext & HAS_8BIT)) ? " BODY=8BITMIME" : "",
 	    dsn && o->ret ? " RET=" : "", dsn && o->ret ? o->ret : "",
 	    dsn && envid[0] ? " ENVID=" : "", dsn && envid[0] ? xenvid : "",
@@ -1281,11 +1318,16 @@ session:
 	for (i = 0; i < rc.n; i++) {
 		rcptp[0] = '\0';
 		if (dsn) {
-			if (xtext_encode(rc.v[i], strlen(rc.v[i]), xorcpt,
-			    sizeof(xorcpt)) == -1)
+			/* RFC 6533 3: a UTF-8 address is an utf-8 ORCPT,
+			 * raw under SMTPUTF8 ('+' '=' '\\' as \x{..}) */
+			u8o = utf8 && is_8bit(rc.v[i], strlen(rc.v[i]));
+			if (u8o ? utf8_unitext(rc.v[i], xorcpt,
+			    sizeof(xorcpt)) == -1 : xtext_encode(rc.v[i],
+			    strlen(rc.v[i]), xorcpt, sizeof(xorcpt)) == -1)
 				goto quit;
-			r = snprintf(rcptp, sizeof(rcptp), "%s%s ORCPT=rfc822;%s",
-			    o->notify[0] ? " NOTIFY=" : "", o->notify, xorcpt);
+			r = snprintf(rcptp, sizeof(rcptp), "%s%s ORCPT=%s;%s",
+			    o->notify[0] ? " NOTIFY=" : "", o->notify,
+			    u8o ? "utf-8" : "rfc822", xorcpt);
 			if (r < 0 || (size_t)r >= sizeof(rcptp))
 				goto quit;
 		}

@@ -33,7 +33,8 @@
  *   Diagnostic-Code is not in RFC 3886's grammar: it is written last,
  *   as an extension field (RFC 3464 2.4 registered name).
  * Invariants: CRLF line ends only, 7bit (controls as spaces, 8-bit
- *       octets as '?'), our text folded at spaces before 78 columns and
+ *       octets as '?') except a UTF-8 recipient address (SMTPUTF8),
+ *       shown unchanged with the RFC 6533 utf-8 address type, our text folded at spaces before 78 columns and
  *       no line over 998 octets (common/hdr.c, shared with the DSN
  *       composer).
  * Not here: the MIME wrapper, dot-stuffing, MTRK authentication, the
@@ -44,12 +45,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/hdr.h"
+#include "common/intl.h"
 #include "track/track.h"
 
 #define MTA_MAX		256		/* a host name in Remote-MTA */
@@ -183,12 +186,19 @@ put_rcpt(struct buf *b, const struct qmsg *m, const struct qrcpt *r,
 	enum trk_act	a = rcpt_act(r);
 	int		remote = r->remote_mta != NULL &&
 			    r->remote_mta[0] != '\0' && a != TA_EXPANDED;
+	/* RFC 6533 3: a UTF-8 address is shown unchanged, type utf-8 */
+	int		u8 = str_nonascii(r->addr, strlen(r->addr));
+	const char	*ty = u8 ? "utf-8" : "rfc822";
 
+	if (r->orcpt != NULL && strncasecmp(r->orcpt, "utf-8;", 6) == 0)
+		u8 = 1;
 	if (buf_puts(b, "\r\n") == -1 ||
 	    (r->orcpt != NULL && strchr(r->orcpt, ';') != NULL ?
-	    hdr_line(b, " ", "Original-Recipient: %s", r->orcpt) :
-	    hdr_line(b, " ", "Original-Recipient: rfc822; %s", r->addr)) == -1 ||
-	    hdr_line(b, " ", "Final-Recipient: rfc822; %s", r->addr) == -1 ||
+	    hdr_line_u8(b, u8, " ", "Original-Recipient: %s", r->orcpt) :
+	    hdr_line_u8(b, u8, " ", "Original-Recipient: %s; %s", ty,
+	    r->addr)) == -1 ||
+	    hdr_line_u8(b, u8, " ", "Final-Recipient: %s; %s", ty,
+	    r->addr) == -1 ||
 	    buf_printf(b, "Action: %s\r\nStatus: %s\r\n", act_names[a],
 	    rcpt_status(r, a)) == -1 ||
 	    (remote && put_remote_mta(b, r->remote_mta) == -1) ||

@@ -110,6 +110,7 @@ test_msg_roundtrip(void **state)
 		m.done_time = c->done_time;
 		m.size = c->size;
 		m.body_8bit = c->body_8bit;
+		m.intl = (unsigned)(i % 4);	/* SMTPUTF8 bits, every mix */
 		m.state = c->state;
 		m.nrcpts = c->nrcpts;
 		if (rec_msg_encode(&m, &enc, &len) != 0)
@@ -126,6 +127,7 @@ test_msg_roundtrip(void **state)
 		check_str("state_value", d.state_value, m.state_value);
 		if (d.arrival != m.arrival || d.done_time != m.done_time ||
 		    d.size != m.size || d.body_8bit != m.body_8bit ||
+		    d.intl != m.intl ||
 		    d.state != m.state || d.nrcpts != m.nrcpts)
 			fail_msg("%s: numbers differ: got arrival %lld size %llu "
 			    "nrcpts %zu, want %lld %llu %zu", c->name,
