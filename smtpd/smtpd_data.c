@@ -567,9 +567,10 @@ smtpd_data_end(struct smtpd_session *s)
 	data_flush(t);
 	/* RFC 6532: a SMTPUTF8 message's header fields are UTF-8; an
 	 * ill-formed one is refused (nothing stored).  Without the
-	 * parameter 8-bit headers are accepted as before.  UTF-8 in the
-	 * header makes the message need SMTPUTF8 when relayed. */
-	if (t->u8.nonascii && !t->u8.bad)
+	 * parameter 8-bit headers are accepted and relayed as before (as
+	 * Postfix does).  UTF-8 in the header of a SMTPUTF8 message makes
+	 * it need SMTPUTF8 when relayed. */
+	if (t->u8.nonascii && !t->u8.bad && (m->intl & QM_SMTPUTF8))
 		m->intl |= QM_UTF8_HDR;
 	t->hdr_badutf8 = t->u8.bad && (m->intl & QM_SMTPUTF8);
 	if (t->werr || t->too_big || t->long_line || t->hdr_badutf8 ||

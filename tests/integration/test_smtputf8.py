@@ -335,6 +335,20 @@ def test_relay_utf8_header_only_fails_5_6_9(daemon_factory, hop):
     assert h.messages == []
 
 
+def test_legacy_8bit_header_relayed_without_smtputf8(daemon_factory, hop):
+    """Without the parameter, 8-bit header fields are not an SMTPUTF8
+    message: relayed as before to a hop without SMTPUTF8 (as Postfix)."""
+    h = hop(False)
+    d = daemon_factory(relay_cfg(h.port))
+    msg = utf8_msg("b@far.example")
+    qid = submit_raw(d, "sender@example.org", "b@far.example", msg,
+                     params=" BODY=8BITMIME")
+    r = wait_final(d, qid, "b@far.example")
+    assert r["status"] == "relayed", r
+    assert len(h.messages) == 1
+    assert h.messages[0][3].endswith(msg)
+
+
 def test_dns_asked_for_a_label(daemon_factory, dns_factory, hop):  # noqa: F811
     dns = dns_factory(mx=[("xn--bcher-kva.test", "mx1.xn--bcher-kva.test", 10)],
                       hosts=[("mx1.xn--bcher-kva.test", "127.0.0.2")])
