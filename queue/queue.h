@@ -88,6 +88,8 @@ struct qmsg {
 	char		*tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
 	char		*message_id;	/* Message-ID header value or NULL */
 	int		 body_8bit;	/* 8-bit octets seen in the content */
+	int		 body_binary;	/* RFC 3030 BODY=BINARYMIME: relayed
+					 * only to BINARYMIME hops, by BDAT */
 	enum msg_state	 state;
 	char		*state_value;	/* RFC 2045 token or NULL */
 	char		*state_reason;	/* why it is in state (comment text) or NULL */

@@ -11,7 +11,8 @@
  *   NUL inside, at most REC_STR_MAX); length 0xffffffff = NULL.  No byte
  *   may follow the last field.
  * Message   ('M'): u64 arrival, u64 size, u64 done_time, u8 state,
- *   u8 body_8bit, u16 nrcpts, str sender, envid, client_addr,
+ *   u8 body_8bit (0, 1, or 2 = BODY=BINARYMIME, which implies 8-bit),
+ *   u16 nrcpts, str sender, envid, client_addr,
  *   client_name, helo, tls, message_id, state_value; version 2 adds
  *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
  *   u64 mtrk_expiry, str auth_user; version 3 (written now) adds
@@ -384,7 +385,7 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 	wr_u64(&w, m->size);
 	wr_u64(&w, (uint64_t)m->done_time);
 	wr_u8(&w, (unsigned)m->state);
-	wr_u8(&w, m->body_8bit ? 1 : 0);
+	wr_u8(&w, m->body_binary ? 2 : m->body_8bit ? 1 : 0);
 	wr_u16(&w, (unsigned)m->nrcpts);
 	wr_str(&w, m->sender ? m->sender : "");
 	wr_str(&w, m->envid);
@@ -484,12 +485,13 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 		r.why = "bad handling state";
 		goto fail;
 	}
-	if (b8 > 1) {
+	if (b8 > 2) {
 		r.why = "bad 8-bit flag";
 		goto fail;
 	}
 	m->state = (enum msg_state)state;
-	m->body_8bit = (int)b8;
+	m->body_8bit = b8 != 0;
+	m->body_binary = b8 == 2;
 	m->rcpts = NULL;
 	return 0;
 fail:
