@@ -134,6 +134,7 @@ struct dlv_msg {
 	char		  *body_path;	/* spool file, CRLF, unstuffed */
 	uint64_t	   size;
 	int		   body_8bit;
+	int		   body_binary;	/* RFC 3030 BODY=BINARYMIME */
 	/* RFC 3461 / RFC 3885 facts for next hops advertising DSN / MTRK */
 	char		  *envid;	/* xtext-decoded, NULL = none */
 	int		   ret;		/* DSN_RET_* */

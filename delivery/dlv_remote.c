@@ -375,6 +375,7 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	(void)snprintf(j->m.qid, sizeof(j->m.qid), "%s", m->qid);
 	j->m.size = m->size;
 	j->m.body_8bit = m->body_8bit;
+	j->m.body_binary = m->body_binary;
 	j->m.ret = m->ret;
 	j->m.mtrk_timeout = m->mtrk_timeout;
 	j->m.arrival = m->arrival;

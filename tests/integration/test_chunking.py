@@ -11,6 +11,7 @@ fails with 5.6.3 and a DSN; a second waymarkd as the real BDAT client.
 """
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ import time
 
 import pytest
 
+from asyncserver import ThreadedServer
 from conftest import (SMTPConn, assert_reply, check_received, ehlo_keywords,
                       lf, make_message, queued_qid, split_message, wait_for)
 
@@ -261,3 +263,242 @@ def test_kill9_after_bdat_last_loses_nothing(daemon):
     d.cli("flush", check=0)
     (data,) = d.wait_mails(RCPT, 1, timeout=60)
     assert split_message(data)[2] == lf(msg)
+
+
+# ------------------------------------------------------------------ client
+
+class Hop(ThreadedServer):
+    """A scripted next hop: ESMTP with or without CHUNKING / BINARYMIME;
+    records every command line and every message (content as received)."""
+
+    def __init__(self, chunking=True, binarymime=False, refuse_bdat=None):
+        self.chunking = chunking
+        self.binarymime = binarymime
+        self.refuse_bdat = refuse_bdat     # "5xx x.y.z text" for the 2nd chunk
+        self.cmds = []
+        self.messages = []                 # (MAIL line, [RCPT], content, how)
+        self.lock = threading.Lock()
+        super().__init__()
+
+    async def handle(self, reader, writer):
+        def w(text):
+            writer.write(text.encode() + b"\r\n")
+        w("220 hop.test ESMTP")
+        mail, rcpts, buf, nchunk, failed = None, [], b"", 0, False
+        try:
+            while True:
+                await writer.drain()
+                line = await reader.readline()
+                if not line:
+                    break
+                cmd = line.rstrip(b"\r\n").decode("latin-1")
+                with self.lock:
+                    self.cmds.append(cmd)
+                u = cmd.upper()
+                if u.startswith("EHLO"):
+                    caps = ["hop.test", "PIPELINING", "8BITMIME", "SIZE 50000000"]
+                    if self.chunking:
+                        caps.append("CHUNKING")
+                    if self.binarymime:
+                        caps.append("BINARYMIME")
+                    for c in caps[:-1]:
+                        w("250-" + c)
+                    w("250 " + caps[-1])
+                elif u.startswith("MAIL"):
+                    mail, rcpts, buf, nchunk, failed = cmd, [], b"", 0, False
+                    w("250 2.1.0 Ok")
+                elif u.startswith("RCPT"):
+                    rcpts.append(cmd)
+                    w("250 2.1.5 Ok")
+                elif u == "DATA":
+                    w("354 go ahead")
+                    await writer.drain()
+                    data = b""
+                    while True:
+                        l = await reader.readline()
+                        if l == b".\r\n":
+                            break
+                        data += l[1:] if l.startswith(b".") else l
+                    with self.lock:
+                        self.messages.append((mail, rcpts, data, "DATA"))
+                    w("250 2.0.0 Ok: sunk")
+                elif u.startswith("BDAT"):
+                    parts = cmd.split()
+                    n, last = int(parts[1]), len(parts) > 2
+                    data = await reader.readexactly(n)
+                    nchunk += 1
+                    if self.refuse_bdat and nchunk == 2:
+                        failed = True
+                        w(self.refuse_bdat)
+                        continue
+                    if failed:
+                        w("503 5.5.1 earlier BDAT failed")
+                        continue
+                    buf += data
+                    if last:
+                        with self.lock:
+                            self.messages.append((mail, rcpts, buf, "BDAT"))
+                        w("250 2.0.0 Message OK, %d octets received" % len(buf))
+                    else:
+                        w("250 2.0.0 %d octets received" % n)
+                elif u == "RSET" or u == "NOOP":
+                    w("250 2.0.0 Ok")
+                elif u == "QUIT":
+                    w("221 2.0.0 Bye")
+                    await writer.drain()
+                    break
+                else:
+                    w("500 5.5.2 what")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        writer.close()
+
+    def bdat_lines(self):
+        with self.lock:
+            return [c for c in self.cmds if c.upper().startswith("BDAT")]
+
+
+@pytest.fixture
+def hops():
+    made = []
+
+    def make(**kw):
+        h = Hop(**kw)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.stop()
+
+
+def relay_to(daemon_factory, hop, **extra):
+    cfg = {"smarthost": "[127.0.0.1]:%d" % hop.port, "retry_schedule": "1s"}
+    cfg.update(extra)
+    return daemon_factory(config=cfg)
+
+
+def final_recipient(d, qid, timeout=30):
+    def done():
+        p = d.cli("show", qid, "--json")
+        if p.returncode != 0:
+            return None
+        m = json.loads(p.out)
+        r = m["recipients"][0]
+        return r if r["status"] in ("relayed", "failed", "delivered") else None
+    return wait_for(done, timeout=timeout, interval=0.1, what="final status")
+
+
+def submit_bdat(d, rcpt, msg, params="", chunk=None):
+    with d.connect() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<s@example.org>" + ((" " + params) if params else "")), 250)
+        assert_reply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
+        cmds, off = [], 0
+        while chunk and len(msg) - off > chunk:
+            cmds.append(bdat(chunk) + msg[off:off + chunk])
+            off += chunk
+        cmds.append(bdat(len(msg) - off, True) + msg[off:])
+        c.send(b"".join(cmds))
+        for _ in cmds[:-1]:
+            assert_reply(c.reply(), 250)
+        return queued_qid(c.reply())
+
+
+def test_relay_uses_one_bdat_last_to_a_chunking_hop(daemon_factory, hops):
+    hop = hops(chunking=True)
+    d = relay_to(daemon_factory, hop)
+    msg = make_message(to="far@remote.test", body=b".dot line\r\n..two\r\nend\r\n")
+    with d.connect() as c:
+        c.ehlo()
+        qid = queued_qid(c.mail_transaction("s@example.org", ["far@remote.test"], msg))
+    r = final_recipient(d, qid)
+    assert r["status"] == "relayed", r
+    (mail, rcpts, content, how) = hop.messages[0]
+    assert how == "BDAT"
+    assert "DATA" not in hop.cmds
+    lines = hop.bdat_lines()
+    assert lines == ["BDAT %d LAST" % len(content)], lines
+    assert content.endswith(msg)          # trace fields, then the exact octets
+    assert content.startswith(b"Received: ")
+
+
+def test_relay_large_message_in_1mib_chunks(daemon_factory, hops):
+    hop = hops(chunking=True)
+    d = relay_to(daemon_factory, hop)
+    msg = big_message(2600 * 1024)
+    qid = submit_bdat(d, "far@remote.test", msg, chunk=300000)
+    r = final_recipient(d, qid, timeout=60)
+    assert r["status"] == "relayed", r
+    lines = hop.bdat_lines()
+    assert lines[:2] == ["BDAT 1048576", "BDAT 1048576"], lines
+    assert len(lines) == 3 and lines[2].endswith(" LAST"), lines
+    content = hop.messages[0][2]
+    assert int(lines[2].split()[1]) == len(content) - 2 * 1048576
+    assert content.endswith(msg)
+
+
+def test_relay_uses_data_to_a_hop_without_chunking(daemon_factory, hops):
+    hop = hops(chunking=False)
+    d = relay_to(daemon_factory, hop)
+    msg = make_message(to="far@remote.test")
+    qid = submit_bdat(d, "far@remote.test", msg)
+    assert final_recipient(d, qid)["status"] == "relayed"
+    assert hop.bdat_lines() == []
+    assert "DATA" in hop.cmds
+    assert hop.messages[0][3] == "DATA" and hop.messages[0][2].endswith(msg)
+
+
+def test_relay_chunk_refused_fails_the_recipient(daemon_factory, hops):
+    hop = hops(chunking=True, refuse_bdat="554 5.6.0 chunk not welcome")
+    d = relay_to(daemon_factory, hop)
+    msg = big_message(1200 * 1024)        # two chunks
+    qid = submit_bdat(d, "far@remote.test", msg)
+    r = final_recipient(d, qid, timeout=60)
+    assert r["status"] == "failed", r
+    assert r["last_reply"]["code"] == 554 and r["last_reply"]["enhanced"] == "5.6.0", r
+
+
+def test_binarymime_relayed_exactly_to_a_binarymime_hop(daemon_factory, hops):
+    hop = hops(chunking=True, binarymime=True)
+    d = relay_to(daemon_factory, hop)
+    msg = (b"Subject: bin\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Transfer-Encoding: binary\r\n\r\n\x00\x01\r\xff\nrest\r")
+    qid = submit_bdat(d, "far@remote.test", msg, params="BODY=BINARYMIME")
+    assert final_recipient(d, qid)["status"] == "relayed"
+    mail, _, content, how = hop.messages[0]
+    assert how == "BDAT" and "BODY=BINARYMIME" in mail, mail
+    assert content.endswith(msg)
+
+
+def test_binarymime_to_a_hop_without_it_fails_563_with_dsn(daemon_factory, hops):
+    hop = hops(chunking=True, binarymime=False)
+    d = relay_to(daemon_factory, hop)
+    msg = b"Subject: bin\r\n\r\nraw\rbytes\n"
+    qid = submit_bdat(d, "far@remote.test", msg, params="BODY=BINARYMIME")
+    r = final_recipient(d, qid)
+    assert r["status"] == "failed" and r["last_reply"]["enhanced"] == "5.6.3", r
+    assert hop.messages == []
+    (dsn,) = d.wait_mails("s@example.org", 1)
+    assert b"5.6.3" in dsn and b"far@remote.test" in dsn
+
+
+def test_second_waymarkd_is_a_bdat_client(daemon_factory):
+    nxt = daemon_factory()
+    # example.org is local to nxt only: `first` relays it to nxt
+    first = daemon_factory(config={"smarthost": "[127.0.0.1]:%d" % nxt.port,
+                                   "retry_schedule": "1s",
+                                   "local_domains": "localhost"})
+    msg = make_message(to=RCPT, body=b"through two waymarks\r\n.\r\n..\r\n")
+    with first.connect() as c:
+        c.ehlo()
+        queued_qid(c.mail_transaction("s@example.com", [RCPT], msg))
+    (data,) = nxt.wait_mails(RCPT, 1)
+    _, trace, rest = split_message(data)
+    assert rest == lf(msg)
+    assert len(trace) == 2, trace
+    check_received(trace[0], helo="mx.test", proto="ESMTP", rcpt=RCPT)
+    # nxt's session counters: the content came by one BDAT, no DATA
+    line = wait_for(lambda: [l for l in nxt.log_text().splitlines()
+                             if "disconnect from" in l and "bdat=" in l],
+                    timeout=15, what="the relaying session's end")[0]
+    assert re.search(r"\bbdat=1\b", line) and "data=" not in line, line
