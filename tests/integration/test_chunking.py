@@ -14,21 +14,20 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
 from asyncserver import ThreadedServer
-from conftest import (SMTPConn, assert_reply, check_received, ehlo_keywords,
-                      lf, make_message, queued_qid, split_message, wait_for)
+from conftest import (IS_ROOT, SMTPConn, assert_reply, check_received,
+                      ehlo_keywords, free_port, lf, make_message, queued_qid, split_message, wait_for)
 
 RCPT = "user@example.org"
-
-
-def pipeline(c, data):
-    c.send(data)
 
 
 def bdat(size, last=False):
@@ -502,3 +501,55 @@ def test_second_waymarkd_is_a_bdat_client(daemon_factory):
                              if "disconnect from" in l and "bdat=" in l],
                     timeout=15, what="the relaying session's end")[0]
     assert re.search(r"\bbdat=1\b", line) and "data=" not in line, line
+
+
+PF_SCRIPT = r'''
+BENCH=test_chunking; top=$4; . "$top/bench/lib.sh"
+pf_write_conf "$1" "$2"
+printf 'relayhost = [127.0.0.1]:%s\n' "$3" >> "$1/conf/main.cf"
+pf_start "$1" "$2"
+'''
+
+
+def test_waymark_is_a_bdat_client_of_postfix(daemon_factory, hops):
+    """A private Postfix 3.x smtpd (bench/lib.sh's instance) speaks CHUNKING:
+    Waymark relays to it with BDAT; Postfix relays on (DATA) to a hop."""
+    postfix = "/usr/sbin/postfix"
+    if not os.path.exists(postfix) or not IS_ROOT:
+        pytest.skip("needs Postfix and root")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    hop = hops(chunking=False)
+    base = tempfile.mkdtemp(prefix="waymark-pf-", dir="/tmp")
+    os.chmod(base, 0o755)
+    pf = os.path.join(base, "pf")
+    pf_port = free_port()
+    try:
+        p = subprocess.run(["bash", "-c", PF_SCRIPT, "pf", pf, str(pf_port),
+                            str(hop.port), repo], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        d = daemon_factory(config={"smarthost": "[127.0.0.1]:%d" % pf_port,
+                                   "retry_schedule": "1s",
+                                   "local_domains": "localhost"})
+        msg = make_message(to="far@remote.test", body=b"via postfix\r\n.\r\n")
+        with d.connect() as c:
+            c.ehlo()
+            qid = queued_qid(c.mail_transaction("s@example.com", ["far@remote.test"], msg))
+        r = final_recipient(d, qid, timeout=60)
+        assert r["status"] == "relayed", r
+        wait_for(lambda: hop.messages, timeout=60, what="Postfix relaying on")
+        content = hop.messages[0][2]
+        # Postfix adds its Received and a Date; the rest is what was sent
+        assert content.endswith(b"\r\n\r\nvia postfix\r\n.\r\n"), content
+        assert msg.split(b"\r\n")[3] in content      # the Message-ID
+        assert b"by mx.test" in content       # Waymark's Received, kept by Postfix
+        maillog = os.path.join(pf, "maillog")
+        line = wait_for(lambda: [l for l in open(maillog, errors="replace")
+                                 if "smtpd" in l and "disconnect from" in l
+                                 and "mail=" in l],
+                        timeout=30, what="Postfix's disconnect line")[0]
+        assert re.search(r"\bbdat=1\b", line) and " data=" not in line, line
+    finally:
+        subprocess.run([postfix, "-c", os.path.join(pf, "conf"), "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
