@@ -7,7 +7,9 @@
  *       overlong line is discarded up to the next LF and gets 500 5.5.2),
  *       end at LF (CRLF, or a bare LF leniently) and go to
  *       smtpd_cmd_dispatch(); in SMTPD_DATA the bytes go to
- *       smtpd_data_input().  Nothing is processed in COMMIT/TLS/CLOSING:
+ *       smtpd_data_input(), in SMTPD_BDAT (a chunk) to smtpd_bdat_input()
+ *       with a counted read (smtpd_bdat.c); DATA's deadlines apply to
+ *       both (SMTPD_CONTENT_STATES).  Nothing is processed in COMMIT/TLS/CLOSING:
  *       pipelined input stays buffered (bounded by the read watermark).
  *       Submission listeners are bound after the `listen` ones and mark
  *       their sessions (s->submission); in SMTPD_AUTH lines go to
