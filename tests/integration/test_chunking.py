@@ -553,3 +553,66 @@ def test_waymark_is_a_bdat_client_of_postfix(daemon_factory, hops):
         subprocess.run([postfix, "-c", os.path.join(pf, "conf"), "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ milters
+
+def test_bdat_goes_through_the_milters(daemon_factory):
+    from test_milter import Filter, actions
+    d = daemon_factory(start=False)
+    f = Filter(d)
+    try:
+        d.config["milters"] = f.name
+        d.write_config()
+        d.start()
+        msg = make_message(subject="milter bdat", extra_headers=actions("add-header"),
+                           body=b"chunked body\r\n" * 100)
+        rej = make_message(subject="refused", extra_headers=actions("reject"))
+        with d.connect() as c:
+            begin(c)
+            # the DATA stage holds the first BDAT; its octets wait, in step
+            c.send(bdat(100) + msg[:100] + bdat(len(msg) - 100, True) + msg[100:])
+            assert_reply(c.reply(), 250)
+            qid = queued_qid(c.reply())
+            begin(c)
+            c.send(bdat(len(rej), True) + rej + b"NOOP\r\n")
+            assert_reply(c.reply(), 550, "5.7.1")
+            assert_reply(c.reply(), 250)
+        (data,) = d.wait_mails(RCPT, 1)
+        assert b"\nX-Milter: added\n" in data
+        assert split_message(data)[2].endswith(lf(b"chunked body\r\n" * 100))
+        eoms = f.events("eom")
+        assert len(eoms) == 2 and eoms[0]["i"] == qid, eoms
+        assert "chunked body" in eoms[0]["body"]
+        assert len(f.events("data")) == 2
+        assert [m["queue_id"] for m in d.queue_json()] in ([], [qid])
+    finally:
+        f.kill()
+
+
+# -------------------------------------------------------------------- DKIM
+
+def test_bdat_content_is_dkim_signed(daemon_factory, tmp_path):
+    from test_dkim import FOLDED, keygen, maildir_message, verify_all, DOMAIN
+    ed, ed_txt = keygen(str(tmp_path), "ed", "ed25519-sha256")
+    k = {"ed": ed, "dns": {"ed._domainkey.%s." % DOMAIN: ed_txt}}
+    d = daemon_factory(raw_config="dkim_key = %s ed ed25519-sha256 %s" % (DOMAIN, ed))
+    body = "Grüße in chunks\r\n.dot\r\n".encode() * 50
+    msg = FOLDED + body
+    with d.connect() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<joe@example.com> BODY=8BITMIME"), 250)
+        assert_reply(c.cmd("RCPT TO:<%s>" % RCPT), 250)
+        cmds, off = [], 0
+        for n in (1, 7, 300):       # cut inside lines and inside the header
+            cmds.append(bdat(n) + msg[off:off + n])
+            off += n
+        cmds.append(bdat(len(msg) - off, True) + msg[off:])
+        c.send(b"".join(cmds))
+        for _ in range(3):
+            assert_reply(c.reply(), 250)
+        queued_qid(c.reply())
+    (data,) = d.wait_mails(RCPT, 1)
+    m = maildir_message(data)
+    verify_all(m, k, ["ed25519-sha256"])
+    assert m.split(b"\r\n\r\n", 1)[1] == body
