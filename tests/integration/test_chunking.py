@@ -6,8 +6,12 @@ with DATA, the size limit, a connection closed mid-chunk, chunk octets never
 read as commands, bare LF / lone CR (normalised, or kept for BINARYMIME),
 kill -9 after the 250 to BDAT LAST.
 Client: relaying to a scripted next hop that advertises CHUNKING (it records
-each BDAT) and to one without it (DATA); BINARYMIME to a hop without it
-fails with 5.6.3 and a DSN; a second waymarkd as the real BDAT client.
+each BDAT: one BDAT n LAST, or 1 MiB chunks) and to one without it (DATA);
+a refused chunk; BINARYMIME relayed exactly, or failed with 5.6.3 and a DSN
+to a hop without it; a second waymarkd as the real BDAT client; Waymark as
+a BDAT client of a private Postfix smtpd (bench/lib.sh's instance).
+Also: milters and DKIM see BDAT content; smtpd_timeout inside a chunk;
+BDAT over STARTTLS.
 """
 
 import asyncio
@@ -15,17 +19,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 
 import pytest
 
 from asyncserver import ThreadedServer
-from conftest import (IS_ROOT, SMTPConn, assert_reply, check_received,
-                      ehlo_keywords, free_port, lf, make_message, queued_qid, split_message, wait_for)
+from conftest import (IS_ROOT, assert_reply, check_received, daemon_ids,
+                      ehlo_keywords, free_port, lf, make_message, queued_qid,
+                      split_message, wait_for)
 
 RCPT = "user@example.org"
 
@@ -616,3 +619,51 @@ def test_bdat_content_is_dkim_signed(daemon_factory, tmp_path):
     m = maildir_message(data)
     verify_all(m, k, ["ed25519-sha256"])
     assert m.split(b"\r\n\r\n", 1)[1] == body
+
+
+# ------------------------------------------------------- timeouts and TLS
+
+def test_smtpd_timeout_inside_a_chunk(daemon_factory):
+    d = daemon_factory(config={"smtpd_timeout": "2s"})
+    with d.connect() as c:
+        begin(c)
+        c.send(bdat(100) + b"Subject: stalled\r\n")
+        c.sock.settimeout(20)
+        r = c.reply()                  # no octet more: the idle wait ends
+        assert_reply(r, 421, "4.4.2")
+        assert c.expect_eof(timeout=10)
+    assert "timeout in state BDAT" in d.log_text()
+    assert d.queue_json() == []
+    assert os.listdir(os.path.join(d.spool, "body")) == []
+
+
+def test_bdat_over_tls(daemon_factory):
+    from test_tls import client_context
+    d = daemon_factory(start=False)
+    cert, key = os.path.join(d.dir, "cert.pem"), os.path.join(d.dir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-subj", "/CN=mx.test", "-days", "2", "-keyout", key,
+                    "-out", cert], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    if IS_ROOT:
+        os.chown(key, *daemon_ids())
+    d.config.update({"tls_cert": cert, "tls_key": key})
+    d.write_config()
+    d.start()
+    msg = big_message(200000)
+    with d.smtplib() as s:
+        s.ehlo()
+        assert s.starttls(context=client_context())[0] == 220
+        s.ehlo()
+        assert s.has_extn("chunking")
+        assert s.mail("s@example.com")[0] == 250
+        assert s.rcpt(RCPT)[0] == 250
+        s.send(bdat(70000) + msg[:70000] + bdat(len(msg) - 70000, True) + msg[70000:])
+        code, text = s.getreply()
+        assert (code, text) == (250, b"2.0.0 70000 octets received"), text
+        code, text = s.getreply()
+        assert code == 250 and b"queued as" in text, text
+    (data,) = d.wait_mails(RCPT, 1)
+    _, trace, rest = split_message(data)
+    assert rest == lf(msg)
+    check_received(trace[0], proto="ESMTPS", rcpt=RCPT)
