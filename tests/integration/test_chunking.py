@@ -645,6 +645,34 @@ def test_smtpd_timeout_inside_a_chunk(daemon_factory):
     assert os.listdir(os.path.join(d.spool, "body")) == []
 
 
+def test_data_min_rate_inside_a_chunk(daemon_factory):
+    d = daemon_factory(config={"smtpd_data_rate_grace": "2s",
+                               "smtpd_data_min_rate": "1k"})
+    stop = threading.Event()
+    with d.connect() as c:
+        begin(c)
+        c.send(bdat(5000) + b"Subject: slow\r\n\r\n")
+
+        def trickle():              # 100 octets per second
+            while not stop.wait(1.0):
+                try:
+                    c.sock.sendall(b"y" * 100)
+                except OSError:
+                    return
+        t = threading.Thread(target=trickle)
+        t.start()
+        try:
+            c.sock.settimeout(15)
+            r = c.reply()
+            assert_reply(r, 421, "4.4.2")
+            assert "data rate too low" in r.text, r
+        finally:
+            stop.set()
+            t.join()
+    assert d.queue_json() == []
+    assert os.listdir(os.path.join(d.spool, "body")) == []
+
+
 def test_bdat_over_tls(daemon_factory):
     from test_tls import client_context
     d = daemon_factory(start=False)
