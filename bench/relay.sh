@@ -6,13 +6,16 @@
 #        (defaults 5000 messages, 20 sessions, 4096 bytes, 1 round, no
 #        policy; -p FILE adds `policy = FILE` to Waymark's configuration,
 #        e.g. bench/policy-50.conf, to measure the cost of policy rules)
-#        [-m | -T] [-k] [-S] [-x 'key = value']...
+#        [-m | -T | -B] [-k] [-S] [-x 'key = value']...
 #        -x: a line added to Waymark's configuration (repeatable), e.g.
 #        -x 'db_cache = 256k'
 #        -m: the load is sent by bench/trksend -M (the build tree's, or
 #        $TRKSEND): MAIL carries ENVID= and MTRK= (RFC 3885), which
 #        smtp-source cannot send; Waymark only (Postfix refuses MTRK).
 #        -T: the same sender without MTRK (the baseline for -m).
+#        -B: the same sender without MTRK, the content sent as one
+#        "BDAT n LAST" (RFC 3030 CHUNKING) instead of DATA; compare with
+#        -T for BDAT against DATA (both MTAs' servers offer CHUNKING).
 #        -k: the next hop is bench/trksink ($TRKSINK), which announces
 #        DSN and MTRK, so Waymark passes MTRK on, instead of smtp-sink.
 #        -S: Waymark gets `metrics = 127.0.0.1:PORT` and /metrics is
@@ -52,10 +55,10 @@ SENDER=smtp-source
 SINK=smtp-sink
 SCRAPE=0
 usage() {
-	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE] [-m | -T] [-k] [-S] [-x 'key = value']..." >&2
+	echo "usage: $0 [-n N] [-s SESSIONS] [-l SIZE] [-r ROUNDS] [-p FILE] [-m | -T | -B] [-k] [-S] [-x 'key = value']..." >&2
 	exit 2
 }
-while getopts n:s:l:r:p:x:mTkSh opt; do
+while getopts n:s:l:r:p:x:mTBkSh opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
@@ -66,6 +69,7 @@ while getopts n:s:l:r:p:x:mTkSh opt; do
 " ;;
 	m) SENDER=trksend-mtrk ;;
 	T) SENDER=trksend ;;
+	B) SENDER=trksend-bdat ;;
 	k) SINK=trksink ;;
 	S) SCRAPE=1 ;;
 	*) usage ;;
@@ -275,6 +279,9 @@ run_load() {
 	trksend-mtrk)
 		"$TRKSEND" -M -s "$SESSIONS" -m "$N" -l "$SIZE" -f "$FROM" \
 		    -t "$RCPT" "127.0.0.1:$1" > "$dir/trksend.out" & ;;
+	trksend-bdat)
+		"$TRKSEND" -B -s "$SESSIONS" -m "$N" -l "$SIZE" -f "$FROM" \
+		    -t "$RCPT" "127.0.0.1:$1" > "$dir/trksend.out" & ;;
 	esac
 	src_pid=$!
 	rc=0
@@ -408,6 +415,7 @@ echo "postfix:  $POSTFIX $(postconf -d -h mail_version 2>/dev/null || true)"
 case $SENDER in
 smtp-source) how=smtp-source ;;
 trksend) how="bench/trksend, no MTRK" ;;
+trksend-bdat) how="bench/trksend -B, no MTRK, BDAT instead of DATA" ;;
 *) how="bench/trksend, ENVID + MTRK on MAIL" ;;
 esac
 echo "load:     $N messages x $SIZE bytes, $SESSIONS sessions ($how), $ROUNDS round(s)," \

@@ -12,6 +12,9 @@
  *   -M: MAIL FROM:<FROM> ENVID=E MTRK=B for message i, E = trk_envid
  *   of (run tag << 32) + i and B the certifier of trk_secret(i)
  *   (trkbench.h); without -M: MAIL FROM:<FROM> alone.  ADDR is IPv4.
+ *   -B: the content goes as one "BDAT n LAST" (RFC 3030) with its octets
+ *   in the same write, instead of DATA, the message and "." (the server
+ *   must offer CHUNKING; bench/relay.sh -B).
  * Output: "sent N messages in S s: R msg/s (M with MTRK, F failed)".
  * Exit: 0 when every message got 250 after "."; 1 otherwise; 2 usage.
  */
@@ -42,10 +45,13 @@ static struct sockaddr_in	 srv;
 static const char		*from = "from@example.com";
 static const char		*to = "to@remote.example";
 static int			 with_mtrk;
+static int			 with_bdat;	/* -B */
 static uint64_t			 count = 5000, size = 4096, tag;
 static atomic_uint_fast64_t	 next_msg, nfailed;
 static char			*content;	/* the message, dot-stuffed, with "." */
 static size_t			 content_len;
+static char			*bdat_content;	/* -B: "BDAT n LAST", the message */
+static size_t			 bdat_len;
 
 struct sess {
 	pthread_t	 t;
@@ -60,7 +66,7 @@ const char	bench_name[] = "trksend";
 void
 usage(void)
 {
-	fprintf(stderr, "usage: trksend [-M] [-s SESSIONS] [-m COUNT] "
+	fprintf(stderr, "usage: trksend [-M] [-B] [-s SESSIONS] [-m COUNT] "
 	    "[-l SIZE] [-f FROM] [-t TO] ADDR:PORT\n");
 	exit(2);
 }
@@ -152,8 +158,12 @@ one_message(struct sess *s, uint64_t i)
 		goto done;
 	n = snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", to);
 	if (n < 0 || (size_t)n >= sizeof(line) ||
-	    cmd(s, line, (size_t)n, 2) == -1 ||
-	    cmd(s, "DATA\r\n", 6, 3) == -1 ||
+	    cmd(s, line, (size_t)n, 2) == -1)
+		goto done;
+	if (with_bdat) {
+		if (cmd(s, bdat_content, bdat_len, 2) == -1)
+			goto done;
+	} else if (cmd(s, "DATA\r\n", 6, 3) == -1 ||
 	    cmd(s, content, content_len, 2) == -1)
 		goto done;
 	rc = 0;
@@ -205,6 +215,16 @@ make_content(void)
 	}
 	memcpy(content + off, ".\r\n", 3);
 	content_len = off + 3;
+	/* no line starts with '.': unstuffed, the message is content - "." */
+	n = snprintf(hdr, sizeof(hdr), "BDAT %zu LAST\r\n", off);
+	if (n < 0 || (size_t)n >= sizeof(hdr) ||
+	    (bdat_content = malloc((size_t)n + off)) == NULL) {
+		fprintf(stderr, "trksend: out of memory\n");
+		exit(1);
+	}
+	memcpy(bdat_content, hdr, (size_t)n);
+	memcpy(bdat_content + n, content, off);
+	bdat_len = (size_t)n + off;
 }
 
 /* main - start the sessions, wait, print the rate */
@@ -217,9 +237,10 @@ main(int argc, char **argv)
 	double		 t0, t;
 	int		 c;
 
-	while ((c = getopt(argc, argv, "Ms:m:l:f:t:")) != -1) {
+	while ((c = getopt(argc, argv, "MBs:m:l:f:t:")) != -1) {
 		switch (c) {
 		case 'M': with_mtrk = 1; break;
+		case 'B': with_bdat = 1; break;
 		case 's': sessions = num(optarg); break;
 		case 'm': count = num(optarg); break;
 		case 'l': size = num(optarg); break;
@@ -254,9 +275,11 @@ main(int argc, char **argv)
 		pthread_join(ss[i].t, NULL);
 	t = mono() - t0;
 	printf("sent %" PRIu64 " messages in %.2f s: %.0f msg/s (%s MTRK, "
-	    "%" PRIu64 " failed)\n", count, t, t > 0 ? (double)count / t : 0.0,
-	    with_mtrk ? "with" : "without", (uint64_t)atomic_load(&nfailed));
+	    "%s, %" PRIu64 " failed)\n", count, t, t > 0 ? (double)count / t :
+	    0.0, with_mtrk ? "with" : "without", with_bdat ? "BDAT" : "DATA",
+	    (uint64_t)atomic_load(&nfailed));
 	free(ss);
 	free(content);
+	free(bdat_content);
 	return atomic_load(&nfailed) == 0 ? 0 : 1;
 }

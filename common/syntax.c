@@ -668,7 +668,7 @@ param_smtputf8(const char *v, size_t vlen, struct esmtp_params *out,
 	return 0;
 }
 
-/* param_body - BODY=7BIT|8BITMIME, RFC 6152 */
+/* param_body - BODY=7BIT|8BITMIME, RFC 6152; BINARYMIME, RFC 3030 3 */
 static int
 param_body(const char *v, size_t vlen, struct esmtp_params *out,
     const char **why)
@@ -680,6 +680,8 @@ param_body(const char *v, size_t vlen, struct esmtp_params *out,
 		out->body = BODY_7BIT;
 	else if (vlen == 8 && strncasecmp(v, "8BITMIME", 8) == 0)
 		out->body = BODY_8BITMIME;
+	else if (vlen == 10 && strncasecmp(v, "BINARYMIME", 10) == 0)
+		out->body = BODY_BINARYMIME;
 	else
 		return -1;
 	return 0;

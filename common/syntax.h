@@ -110,7 +110,7 @@ enum { ESMTP_RET_NONE = 0, ESMTP_RET_FULL, ESMTP_RET_HDRS };
 #define ESMTP_BY_NOTIFY		0x2u	/* "N" */
 #define ESMTP_BY_TRACE		0x4u	/* "T" */
 
-enum body_type { BODY_UNSPEC = 0, BODY_7BIT, BODY_8BITMIME };
+enum body_type { BODY_UNSPEC = 0, BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 
 struct esmtp_params {
 	/* MAIL */

@@ -135,6 +135,7 @@ struct dlv_msg {
 	uint64_t	   size;
 	int		   body_8bit;
 	unsigned	   intl;	/* qmsg.intl: QM_SMTPUTF8, QM_UTF8_HDR */
+	int		   body_binary;	/* RFC 3030 BODY=BINARYMIME */
 	/* RFC 3461 / RFC 3885 facts for next hops advertising DSN / MTRK */
 	char		  *envid;	/* xtext-decoded, NULL = none */
 	int		   ret;		/* DSN_RET_* */

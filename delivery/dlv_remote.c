@@ -377,6 +377,7 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	j->m.size = m->size;
 	j->m.body_8bit = m->body_8bit;
 	j->m.intl = m->intl;
+	j->m.body_binary = m->body_binary;
 	j->m.ret = m->ret;
 	j->m.mtrk_timeout = m->mtrk_timeout;
 	j->m.arrival = m->arrival;

@@ -45,6 +45,15 @@
  *       tried (RFC 2852 7); mode N to a hop without DELIVERBY before the
  *       deadline adds DELAY to NOTIFY (FAILURE,DELAY when absent) for a
  *       DSN hop).  LMTP is final delivery, not relaying: no BY there.
+ *       RFC 3030: to a hop (SMTP or LMTP) that advertises CHUNKING the
+ *       content goes by BDAT once every RCPT is answered: the exact
+ *       octets (trace fields, then the spool file, no dot-stuffing) in
+ *       chunks of at most 1 MiB, back to back, the last one with LAST
+ *       (one "BDAT n LAST" for a message up to 1 MiB).  A 4xx/5xx to a
+ *       chunk ends the connection (the announced octets cannot be
+ *       taken back) and answers the accepted recipients.  BODY=BINARYMIME
+ *       only to a hop with BINARYMIME and CHUNKING, else the recipients
+ *       fail 5.6.3 (no conversion).
  */
 
 #include <errno.h>
@@ -54,6 +63,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -120,6 +130,9 @@ enum { RC_TODO = 0, RC_OK, RC_AGAIN, RC_DONE };
 #define CAP_DSN		0x40		/* RFC 3461 */
 #define CAP_MTRK	0x80		/* RFC 3885 */
 #define CAP_DELIVERBY	0x100		/* RFC 2852 */
+#define CAP_CHUNKING	0x200		/* RFC 3030 */
+#define CAP_BINARYMIME	0x400		/* RFC 3030 */
+#define BDAT_MAX	(1024 * 1024)	/* largest chunk sent */
 #define CAP_SMTPUTF8	0x1000		/* RFC 6531 */
 
 struct dlv_sess {
@@ -168,6 +181,12 @@ struct dlv_sess {
 	int			 got452;
 	int			 body_fd;
 	int			 at_bol;
+	/* BDAT (RFC 3030) for this transaction */
+	int			 bdat;		/* the content goes by BDAT */
+	int			 bdat_last_sent;	/* the LAST chunk is queued */
+	unsigned		 bdat_due;	/* replies due to non-LAST chunks */
+	uint64_t		 bdat_left;	/* octets not yet announced */
+	uint64_t		 bdat_chunk;	/* octets of the queued chunk to add */
 	/* why the last run ended with NEXT / PLAIN */
 	struct dlv_result	 err;
 };
@@ -635,6 +654,10 @@ ehlo_line(struct dlv_sess *s, const char *t)
 		s->caps |= CAP_MTRK;
 	else if (strcasecmp(t, "SMTPUTF8") == 0)
 		s->caps |= CAP_SMTPUTF8;
+	else if (strcasecmp(t, "CHUNKING") == 0)
+		s->caps |= CAP_CHUNKING;
+	else if (strcasecmp(t, "BINARYMIME") == 0)
+		s->caps |= CAP_BINARYMIME;
 	else if (strncasecmp(t, "DELIVERBY", 9) == 0 && (t[9] == '\0' ||
 	    t[9] == ' ')) {
 		/* RFC 2852 2: "DELIVERBY" [SP min-by-time *("," ext)] */
@@ -1260,6 +1283,155 @@ start_body(struct dlv_sess *s)
 	write_cb(s->bev, s);
 }
 
+/* trace_octets - the octets start_bdat sends for the trace fields */
+static uint64_t
+trace_octets(const struct dlv_msg *m)
+{
+	const char	*f, *nl;
+	uint64_t	 t = 0;
+	size_t		 i, n;
+
+	for (i = 0; i < m->ntrace; i++) {
+		for (f = m->trace[i]; (nl = strchr(f, '\n')) != NULL;
+		    f = nl + 1) {
+			n = (size_t)(nl - f);
+			if (n > 0 && f[n - 1] == '\r')
+				n--;
+			t += n + 2;
+		}
+		t += strlen(f) + 2;
+	}
+	return t;
+}
+
+/* bdat_next - queue the next chunk's BDAT line (RFC 3030 2); the LAST one
+ * expects the end-of-data reply(ies), the others one 250 each */
+static void
+bdat_next(struct dlv_sess *s)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	uint64_t	 c = s->bdat_left;
+
+	if (c > BDAT_MAX)
+		c = BDAT_MAX;
+	s->bdat_left -= c;
+	s->bdat_chunk = c;
+	if (s->bdat_left == 0) {
+		evbuffer_add_printf(out, "BDAT %llu LAST\r\n",
+		    (unsigned long long)c);
+		/* LMTP: one reply per accepted recipient (RFC 2033 4.2) */
+		s->pending += s->peer.lmtp ? (unsigned)s->naccepted : 1;
+		s->bdat_last_sent = 1;
+	} else {
+		evbuffer_add_printf(out, "BDAT %llu\r\n",
+		    (unsigned long long)c);
+		s->pending++;
+		s->bdat_due++;
+	}
+}
+
+/* start_bdat - every RCPT answered, some accepted: the first chunk's
+ * BDAT line, the trace fields newest first, then the spool file */
+static void
+start_bdat(struct dlv_sess *s)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	const char	*f, *nl;
+	struct stat	 st;
+	uint64_t	 tlen;
+	size_t		 i, n;
+
+	if (fstat(s->body_fd, &st) == -1 || st.st_size < 0) {
+		char text[300];
+
+		(void)snprintf(text, sizeof(text), "cannot read the queued "
+		    "message for %s: %s", s->peer.remote, strerror(errno));
+		close_bev(s);
+		defer_rest(s, 451, "4.3.0", text);
+		handoff(s, DLV_OUT_DONE);
+		return;
+	}
+	tlen = trace_octets(s->m);
+	s->bdat_left = tlen + (uint64_t)st.st_size;
+	s->bdat_due = 0;
+	s->bdat_last_sent = 0;
+	bdat_next(s);		/* >= tlen: the trace fields fit in it */
+	for (i = s->m->ntrace; i > 0; i--) {
+		for (f = s->m->trace[i - 1]; (nl = strchr(f, '\n')) != NULL;
+		    f = nl + 1) {
+			n = (size_t)(nl - f);
+			if (n > 0 && f[n - 1] == '\r')
+				n--;
+			evbuffer_add(out, f, n);
+			evbuffer_add(out, "\r\n", 2);
+		}
+		evbuffer_add_printf(out, "%s\r\n", f);
+	}
+	s->bdat_chunk -= tlen;
+	set_state(s, S_BODY);
+	write_cb(s->bev, s);
+}
+
+/* bdat_fill - more of the spool file in counted chunks, up to HIWAT */
+static void
+bdat_fill(struct dlv_sess *s)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	ssize_t		 n;
+	size_t		 want;
+
+	while (evbuffer_get_length(out) < HIWAT) {
+		if (s->bdat_chunk == 0) {
+			if (s->bdat_last_sent) {
+				body_close(s);
+				set_state(s, S_DOT);
+				return;
+			}
+			bdat_next(s);
+			continue;
+		}
+		want = s->bdat_chunk < CHUNK ? (size_t)s->bdat_chunk : CHUNK;
+		n = read(s->body_fd, iobuf, want);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			char text[600];
+
+			/* the file cannot end before its size: the count
+			 * is announced, so the connection must go */
+			log_warn("qid=%s cannot read %s", s->m->qid,
+			    s->m->body_path);
+			(void)snprintf(text, sizeof(text), "cannot read the "
+			    "queued message while sending it to %s: %s",
+			    s->peer.remote, n == 0 ? "short file" :
+			    strerror(errno));
+			close_bev(s);
+			defer_rest(s, 451, "4.3.0", text);
+			handoff(s, DLV_OUT_DONE);
+			return;
+		}
+		evbuffer_add(out, iobuf, (size_t)n);
+		s->bdat_chunk -= (uint64_t)n;
+	}
+}
+
+/* bdat_refused - a 4xx/5xx to a chunk: the accepted recipients get it;
+ * the connection goes (announced octets cannot be taken back) */
+static void
+bdat_refused(struct dlv_sess *s)
+{
+	size_t	k;
+
+	log_info("qid=%s smtp %s: BDAT refused: %d %s %s", s->m->qid,
+	    s->peer.remote, s->rcode, s->renh, s->rtext);
+	for (k = 0; k < s->norder; k++)
+		if (s->rst[s->order[k]] == RC_OK)
+			rcpt_reply(s, s->order[k]);
+	body_close(s);
+	close_bev(s);
+	handoff(s, DLV_OUT_DONE);
+}
+
 /* body_fill - more of the spool file, dot-stuffed, up to HIWAT queued */
 static void
 body_fill(struct dlv_sess *s)
@@ -1268,6 +1440,10 @@ body_fill(struct dlv_sess *s)
 	const char	*p, *end, *nl, *seg;
 	ssize_t		 n;
 
+	if (s->bdat) {
+		bdat_fill(s);
+		return;
+	}
 	while (evbuffer_get_length(out) < HIWAT) {
 		n = read(s->body_fd, iobuf, CHUNK);
 		if (n == -1 && errno == EINTR)
@@ -1320,6 +1496,9 @@ txn_start(struct dlv_sess *s)
 	s->norder = s->nsent = s->nreplied = s->naccepted = s->nlmtp = 0;
 	s->skip = s->discard = s->got452 = 0;
 	s->mtrk_sent = 0;	/* until this transaction's MAIL carries it */
+	s->bdat = (s->caps & CAP_CHUNKING) != 0;
+	s->bdat_due = 0;
+	s->bdat_last_sent = 0;
 	for (i = 0; i < m->nrcpts; i++)
 		if (!m->done[i]) {
 			s->rst[i] = RC_TODO;
@@ -1340,6 +1519,20 @@ txn_start(struct dlv_sess *s)
 		    (unsigned long long)s->maxsize, s->peer.remote);
 		for (i = 0; i < s->norder; i++)
 			rcpt_final(s, s->order[i], RS_FAILED, 552, "5.3.4", text);
+		s->usable = 1;
+		handoff(s, DLV_OUT_DONE);
+		return;
+	}
+	if (m->body_binary && (!(s->caps & CAP_BINARYMIME) || !s->bdat)) {
+		char text[400];
+
+		/* RFC 3030 3: no conversion here, a permanent failure */
+		(void)snprintf(text, sizeof(text), "BINARYMIME message and "
+		    "%s does not offer BINARYMIME with CHUNKING",
+		    s->peer.remote);
+		log_info("qid=%s smtp %s: %s", m->qid, s->peer.remote, text);
+		for (i = 0; i < s->norder; i++)
+			rcpt_final(s, s->order[i], RS_FAILED, 554, "5.6.3", text);
 		s->usable = 1;
 		handoff(s, DLV_OUT_DONE);
 		return;
@@ -1375,6 +1568,7 @@ txn_start(struct dlv_sess *s)
 	s->ntxn++;
 	s->mtrk_sent = mail_dsn_params(s, dsn, sizeof(dsn));
 	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s%s\r\n", m->sender, size,
+	    m->body_binary ? " BODY=BINARYMIME" :
 	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
 	    dsn, by, s->utf8_param ? " SMTPUTF8" : "");
 	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
@@ -1382,7 +1576,8 @@ txn_start(struct dlv_sess *s)
 		for (i = 0; i < s->norder; i++)
 			send_rcpt(s, i);
 		s->nsent = s->norder;
-		sess_cmd(s, "DATA\r\n");
+		if (!s->bdat)		/* BDAT waits for the RCPT replies */
+			sess_cmd(s, "DATA\r\n");
 	}
 	set_state(s, S_MAIL);
 }
@@ -1414,6 +1609,13 @@ txn_end(struct dlv_sess *s)
 static void
 rcpts_over(struct dlv_sess *s)
 {
+	if (s->bdat) {
+		if (s->naccepted == 0)
+			txn_end(s);
+		else
+			start_bdat(s);
+		return;
+	}
 	if (s->pipelined) {
 		set_state(s, S_DATA);	/* DATA was sent with the RCPTs */
 		return;
@@ -1509,7 +1711,7 @@ reply_fits(const struct dlv_sess *s)
 	int		ok2 = c >= 250 && c <= 252;
 	enum sstate	st = s->state;
 
-	if (st == S_RCPT && s->skip == 1)
+	if (st == S_RCPT && s->skip == 1 && !s->bdat)
 		st = S_DATA;	/* the DATA reply after a failed pipelined MAIL */
 	if (cls == 4 || cls == 5)
 		return st != S_NONE && st != S_IDLE && st != S_KICK;
@@ -1524,6 +1726,8 @@ reply_fits(const struct dlv_sess *s)
 		return c == 235 || ok2;
 	case S_DATA:
 		return c == 354;
+	case S_BODY:		/* a BDAT chunk's 250 */
+		return s->bdat && ok2;
 	case S_EHLO: case S_HELO: case S_RSET: case S_MAIL: case S_RCPT:
 	case S_DOT:
 		return ok2;
@@ -1540,6 +1744,14 @@ on_reply(struct dlv_sess *s)
 {
 	int	cls = s->rcode / 100;
 
+	/* RFC 3030: the replies to non-LAST chunks come first, in order */
+	if (s->bdat && s->bdat_due > 0 &&
+	    (s->state == S_BODY || s->state == S_DOT)) {
+		s->bdat_due--;
+		if (cls != 2)
+			bdat_refused(s);
+		return;
+	}
 	switch (s->state) {
 	case S_GREETING:
 		if (cls == 2) {
@@ -1644,7 +1856,8 @@ on_reply(struct dlv_sess *s)
 				rcpt_reply(s, s->order[k]);
 		}
 		if (s->pipelined) {
-			s->skip = (int)s->nsent + 1;
+			/* + the DATA reply; BDAT waits for the RCPTs */
+			s->skip = (int)s->nsent + (s->bdat ? 0 : 1);
 			set_state(s, S_RCPT);
 			return;
 		}
@@ -1759,7 +1972,7 @@ read_replies(struct dlv_sess *s)
 			conn_fail(s, "unexpected data from the server", FK_SYNC);
 			break;
 		}
-		if (s->state == S_BODY) {
+		if (s->state == S_BODY && !(s->bdat && s->bdat_due > 0)) {
 			/* nothing is due before the final "." */
 			conn_fail(s, "reply before the end of the message data",
 			    FK_SYNC);
@@ -1769,8 +1982,8 @@ read_replies(struct dlv_sess *s)
 			conn_fail(s, "reply with no command pending", FK_SYNC);
 			break;
 		}
-		if (s->state == S_DOT && evbuffer_get_length(
-		    bufferevent_get_output(s->bev)) > 0) {
+		if (s->state == S_DOT && !(s->bdat && s->bdat_due > 0) &&
+		    evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
 			/* the "." is not even sent: this answers something else */
 			conn_fail(s, "reply before the end of the message data",
 			    FK_SYNC);

@@ -94,6 +94,8 @@ struct qmsg {
 	char		*message_id;	/* Message-ID header value or NULL */
 	int		 body_8bit;	/* 8-bit octets seen in the content */
 	unsigned	 intl;		/* RFC 6531: QM_SMTPUTF8 | QM_UTF8_HDR */
+	int		 body_binary;	/* RFC 3030 BODY=BINARYMIME: relayed
+					 * only to BINARYMIME hops, by BDAT */
 	enum msg_state	 state;
 	char		*state_value;	/* RFC 2045 token or NULL */
 	char		*state_reason;	/* why it is in state (comment text) or NULL */

@@ -200,6 +200,7 @@ copy_msg(const struct qmsg *m, const struct list_entry *e, time_t now)
 	nm->size = m->size;
 	nm->body_8bit = m->body_8bit;
 	nm->intl = m->intl;
+	nm->body_binary = m->body_binary;
 	if ((nm->sender = strdup(e->owner)) == NULL ||
 	    (nm->client_addr = strdup("local")) == NULL ||
 	    (nm->client_name = strdup(LIST_CLIENT_NAME)) == NULL ||

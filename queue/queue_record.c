@@ -11,7 +11,8 @@
  *   NUL inside, at most REC_STR_MAX); length 0xffffffff = NULL.  No byte
  *   may follow the last field.
  * Message   ('M'): u64 arrival, u64 size, u64 done_time, u8 state,
- *   u8 body_8bit (bit 0; bits 1-2 = qmsg.intl, SMTPUTF8), u16 nrcpts, str sender, envid, client_addr,
+ *   u8 body_8bit (bit 0: 8-bit; bits 1-2: qmsg.intl, SMTPUTF8; bit 3:
+ *   BODY=BINARYMIME, which implies 8-bit), u16 nrcpts, str sender, envid, client_addr,
  *   client_name, helo, tls, message_id, state_value; version 2 adds
  *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
  *   u64 mtrk_expiry, str auth_user; version 3 (written now) adds
@@ -384,7 +385,8 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 	wr_u64(&w, m->size);
 	wr_u64(&w, (uint64_t)m->done_time);
 	wr_u8(&w, (unsigned)m->state);
-	wr_u8(&w, (m->body_8bit ? 1u : 0u) | ((m->intl & 3u) << 1));
+	wr_u8(&w, (m->body_8bit || m->body_binary ? 1u : 0u) |
+	    ((m->intl & 3u) << 1) | (m->body_binary ? 8u : 0u));
 	wr_u16(&w, (unsigned)m->nrcpts);
 	wr_str(&w, m->sender ? m->sender : "");
 	wr_str(&w, m->envid);
@@ -484,13 +486,12 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 		r.why = "bad handling state";
 		goto fail;
 	}
-	if (b8 > 7) {
+	if (b8 > 15) {
 		r.why = "bad 8-bit flag";
 		goto fail;
 	}
 	m->state = (enum msg_state)state;
-	m->body_8bit = (int)(b8 & 1u);
-	m->intl = (b8 >> 1) & 3u;
+	if (b8 > 15) {
 	m->rcpts = NULL;
 	return 0;
 fail:

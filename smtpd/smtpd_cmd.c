@@ -21,6 +21,10 @@
  *       [deliverby_min] on every listener; BY= syntax and R with a
  *       by-time <= 0: 501 5.5.4; R below deliverby_min: 555 5.5.4; the
  *       deadline = now + by-time and the mode in qmsg.deliver_by/by_flags).
+ *       RFC 3030: CHUNKING and BINARYMIME on every listener; the BDAT row
+ *       (F_CHUNK) does all its checks itself, after parsing the count
+ *       (smtpd_bdat.c), since its octets must be read before any reply;
+ *       RCPT or DATA after a BDAT and DATA after BODY=BINARYMIME: 503.
  * Aliases (common/aliases.c) are expanded at RCPT, before queueing:
  *       1->1 replaces the address (ORCPT kept, or set to rfc822;original;
  *       NOTIFY and MTRK pass, RFC 3461 5.2.7.2, RFC 3885 3.3); 1->N keeps
@@ -79,6 +83,8 @@ _Static_assert(ESMTP_BY_RETURN == BY_RETURN && ESMTP_BY_NOTIFY == BY_NOTIFY &&
 #define F_HELLO		0x08	/* EHLO/HELO: reply without enhanced code */
 #define F_AUTHREQ	0x10	/* submission: 530 5.7.0 before AUTH */
 #define F_SECRET	0x20	/* log only the first argument (AUTH) */
+#define F_CHUNK		0x40	/* counted octets follow: the handler checks
+				   (RFC 3030 BDAT, smtpd_bdat.c) */
 
 struct smtpd_cmd {
 	const char	*verb;
@@ -100,6 +106,7 @@ static int	cmd_vrfy(struct smtpd_session *, const char *, size_t);
 static int	cmd_help(struct smtpd_session *, const char *, size_t);
 static int	cmd_quit(struct smtpd_session *, const char *, size_t);
 static int	cmd_auth(struct smtpd_session *, const char *, size_t);
+static int	cmd_bdat(struct smtpd_session *, const char *, size_t);
 
 #define ANY	SMTPD_CMD_STATES
 #define NOTXN	(SMTPD_S(SMTPD_GREETING) | SMTPD_S(SMTPD_READY))
@@ -124,6 +131,7 @@ static const struct smtpd_cmd cmds[] = {
 	{ "QUIT",	cmd_quit,	ANY,	F_NOARG | F_LAST, NULL },
 	{ "AUTH",	cmd_auth,	SMTPD_S(SMTPD_READY), F_SECRET,
 	    "Error: MAIL transaction in progress" },
+	{ "BDAT",	cmd_bdat,	ANY,	F_CHUNK, NULL },	/* RFC 3030 */
 };
 #define NCMDS		(sizeof(cmds) / sizeof(cmds[0]))
 #define IDX_UNKNOWN	(SMTPD_NVERBS - 1)
@@ -193,6 +201,8 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 
 		s->cmdlen = (size_t)((sp != NULL ? sp : arg + arglen) - line);
 	}
+	if (c->flags & F_CHUNK)
+		goto run;		/* its octets first: it checks itself */
 
 	/* a milter's refusal at CONNECT/HELO answers every command */
 	if (smtpd_milter_refused(s, c->verb))
@@ -224,6 +234,7 @@ smtpd_cmd_dispatch(struct smtpd_session *s, const char *line, size_t len)
 		}
 	}
 
+run:
 	s->cmd_idx = (int)i;
 	rc = c->handler(s, arg, arglen);
 	if (rc == CMD_OK)
@@ -310,6 +321,7 @@ hello_do(struct smtpd_session *s, const char *arg, size_t len, int esmtp)
 		return CMD_FAIL;
 	}
 	smtpd_txn_free(s);		/* a second EHLO/HELO is an RSET */
+	smtpd_bdat_reset(s);
 	free(s->helo);
 	s->helo = h;
 	s->esmtp = esmtp;
@@ -336,6 +348,7 @@ cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 		    smtpd_cfg->future_release_max, until);
 	smtpd_reply(s, 250, SMTPD_NOENH,
 	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
+	    "CHUNKING\nBINARYMIME\n"			/* RFC 3030 */
 	    "MTRK\nDELIVERBY%s%s%s%s\nSMTPUTF8",
 	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size, by,
 	    fr,
@@ -569,7 +582,9 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 			goto nomem;
 		return CMD_FAIL;
 	}
+	t->binary = (ep.body == BODY_BINARYMIME);	/* RFC 3030 3 */
 	s->txn = t;
+	smtpd_bdat_reset(s);
 	smtpd_set_state(s, SMTPD_MAIL);
 	smtpd_reply(s, 250, 2, 1, 0, "Ok");
 	return CMD_OK;
@@ -802,6 +817,10 @@ cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
 	int			 r, n, dup = 0;
 
 	/* check */
+	if (t->bdat) {			/* RFC 3030 2 */
+		smtpd_reply(s, 503, 5, 5, 1, "Error: RCPT after BDAT");
+		return CMD_FAIL;
+	}
 	r = smtp_parse_mail_arg("TO:", arg, len, &p, &rest, &restlen, &why);
 	if (r == -2) {
 		smtpd_reply(s, 501, 5, 5, 4, "Syntax: RCPT TO:<address>");
@@ -920,6 +939,17 @@ static int
 cmd_data(struct smtpd_session *s, const char *arg, size_t len)
 {
 	(void)arg; (void)len;
+	if (s->txn->bdat) {		/* RFC 3030 2: no mixing; RSET needed */
+		smtpd_reply(s, 503, 5, 5, 1, "Error: DATA after BDAT");
+		smtpd_txn_free(s);
+		smtpd_set_state(s, SMTPD_READY);
+		s->bdat_failed = 1;
+		return CMD_FAIL;
+	}
+	if (s->txn->binary) {		/* RFC 3030 3 */
+		smtpd_reply(s, 503, 5, 5, 1, "BINARYMIME requires BDAT");
+		return CMD_FAIL;
+	}
 	if (s->state != SMTPD_RCPT) {
 		smtpd_reply(s, 554, 5, 5, 1, "Error: no valid recipients");
 		return CMD_FAIL;
@@ -943,6 +973,7 @@ cmd_rset(struct smtpd_session *s, const char *arg, size_t len)
 {
 	(void)arg; (void)len;
 	smtpd_txn_free(s);
+	smtpd_bdat_reset(s);
 	if (s->state != SMTPD_GREETING)
 		smtpd_set_state(s, SMTPD_READY);
 	smtpd_reply(s, 250, 2, 0, 0, "Ok");
@@ -974,8 +1005,8 @@ static int
 cmd_help(struct smtpd_session *s, const char *arg, size_t len)
 {
 	(void)arg; (void)len;
-	smtpd_reply(s, 214, 2, 0, 0, "Commands: EHLO HELO MAIL RCPT DATA RSET "
-	    "NOOP QUIT VRFY HELP%s", smtpd_tls_available() ? " STARTTLS" : "");
+	smtpd_reply(s, 214, 2, 0, 0, "Commands: EHLO HELO MAIL RCPT DATA BDAT "
+	    "RSET NOOP QUIT VRFY HELP%s", smtpd_tls_available() ? " STARTTLS" : "");
 	return CMD_OK;
 }
 
@@ -994,6 +1025,12 @@ cmd_auth(struct smtpd_session *s, const char *arg, size_t len)
 {
 	/* success is counted by smtpd_auth.c when it happens */
 	return smtpd_auth_cmd(s, arg, len) == -1 ? CMD_FAIL : CMD_PENDING;
+}
+
+static int
+cmd_bdat(struct smtpd_session *s, const char *arg, size_t len)
+{
+	return smtpd_bdat_cmd(s, arg, len);	/* CMD_* values */
 }
 
 /* smtpd_reset_after_tls - RFC 3207 4.2: forget everything learned before */

@@ -33,7 +33,15 @@
  * DKIM-Signature field is kept as a trace field (prepended at every
  * delivery, like Received:) with a "dkim" event, so the committed
  * message is the signed one.
- * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1.
+ * BDAT (smtpd_bdat.c, RFC 3030) feeds its chunks to the same scanner
+ * with t->bdat set: no dot handling and no end marker (the count ends
+ * the content), the same header analysis, DKIM feed, size and rate
+ * checks; bare LF / lone CR are normalised as for DATA, except with
+ * BODY=BINARYMIME (t->binary): only CRLF ends a line, every other octet
+ * is stored as received and the 1000-octet line limit does not apply.
+ * A last line without its CRLF gets one (never for BINARYMIME).
+ * Standards: RFC 5321 4.1.1.4, 4.5.2, 4.5.3.1, 6.3; RFC 5322 2.1.1;
+ *       RFC 3030 2-3.
  */
 
 #include <errno.h>
@@ -67,6 +75,7 @@ struct smtpd_commit {
 	char		*sender;	/* escaped */
 	char		*msgid;		/* escaped, or NULL */
 	unsigned	 dkim[DKIM_NALGS];	/* signatures per algorithm */
+	int		 bdat;		/* ended by BDAT LAST, not DATA */
 };
 
 /* smtpd_data_begin - body file and write buffer, at the 354 */
@@ -296,7 +305,7 @@ smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len, int *end)
 		c = (unsigned char)p[i];
 		switch (t->ds) {
 		case DS_BOL:
-			if (c == '.' && t->crlf_before) {
+			if (c == '.' && t->crlf_before && !t->bdat) {
 				t->ds = DS_DOT;		/* the dot is dropped */
 				i++;
 			} else
@@ -321,7 +330,7 @@ smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len, int *end)
 			hi = 0;
 			for (j = i; j < len; j++) {
 				c = (unsigned char)p[j];
-				if (c == '\r' || c == '\n')
+				if (c == '\r' || (c == '\n' && !t->binary))
 					break;
 				hi |= c;
 			}
@@ -344,6 +353,10 @@ smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len, int *end)
 			if (c == '\n') {
 				data_line_end(t, 1);
 				i++;
+			} else if (t->binary) {
+				data_text(t, "\r", 1);	/* BINARYMIME: kept */
+				t->ds = DS_TEXT;
+				break;
 			} else
 				data_line_end(t, 0);	/* bare CR */
 			t->ds = DS_BOL;
@@ -351,6 +364,27 @@ smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len, int *end)
 		}
 	}
 	return len;
+}
+
+/* smtpd_data_finish_scan - the last BDAT chunk is in: end an open line */
+void
+smtpd_data_finish_scan(struct smtpd_txn *t)
+{
+	if (t->ds == DS_CR) {
+		if (t->binary) {
+			data_text(t, "\r", 1);	/* a final lone CR, kept */
+			t->ds = DS_TEXT;
+		} else {
+			data_line_end(t, 0);
+			t->ds = DS_BOL;
+		}
+	}
+	if (t->ds == DS_TEXT && !t->binary) {
+		data_line_end(t, 0);		/* a last line without CRLF */
+		t->ds = DS_BOL;
+	}
+	if (t->binary)
+		t->long_line = 0;	/* RFC 3030 3: no line length limit */
 }
 
 /* trim_msgid - strip white space; "" when nothing is left */
@@ -554,15 +588,30 @@ smtpd_data_fail(struct smtpd_session *s)
 	smtpd_txn_free(s);		/* queue_body_discard */
 }
 
-/* smtpd_data_end - the end marker was read: refuse, filter or commit */
-static void
+/* smtpd_data_chunk_end - a BDAT chunk without LAST is in: a write or
+ * size error is answered now (the transaction ends), else 0 */
+int
+smtpd_data_chunk_end(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+
+	if (!t->werr && !t->too_big)
+		return 0;
+	smtpd_set_state(s, SMTPD_READY);
+	smtpd_data_fail(s);
+	return -1;
+}
+
+/* smtpd_data_end - the end marker (or BDAT LAST) was read: refuse,
+ * filter or commit */
+void
 smtpd_data_end(struct smtpd_session *s)
 {
 	struct smtpd_txn	*t = s->txn;
 	struct qmsg		*m = t->m;
 	const char		*id;
 
-	s->cmd = "DATA (end of data)";
+	s->cmd = t->bdat ? "BDAT (last chunk)" : "DATA (end of data)";
 	s->cmdlen = strlen(s->cmd);
 	data_flush(t);
 	/* RFC 6532: a SMTPUTF8 message's header fields are UTF-8; an
@@ -596,6 +645,7 @@ smtpd_data_end(struct smtpd_session *s)
 	}
 	m->size = t->size;
 	m->body_8bit = t->eightbit;
+	m->body_binary = t->binary;
 	if ((m->client_addr = strdup(s->addr)) == NULL ||
 	    (s->helo != NULL && (m->helo = strdup(s->helo)) == NULL) ||
 	    (s->tls_info != NULL && (m->tls = strdup(s->tls_info)) == NULL))
@@ -672,6 +722,7 @@ smtpd_data_commit(struct smtpd_session *s)
 	memcpy(c->qid, m->qid, sizeof(c->qid));
 	c->size = m->size;
 	c->nrcpt = m->nrcpts;
+	c->bdat = t->bdat;
 	memcpy(c->dkim, dkim, sizeof(c->dkim));
 	memcpy(c->client, s->addr, sizeof(c->client));
 	log_escape(esc, sizeof(esc), m->sender, strlen(m->sender));
@@ -735,11 +786,11 @@ smtpd_data_done_cb(void *arg, int rc)
 		    s->sid, c->qid, smtpd_state_name(s->state));
 		goto done;
 	}
-	s->cmd = "DATA (end of data)";
+	s->cmd = c->bdat ? "BDAT (last chunk)" : "DATA (end of data)";
 	s->cmdlen = strlen(s->cmd);
 	smtpd_set_state(s, SMTPD_READY);
 	if (rc == 0) {
-		if ((idx = smtpd_cmd_index("DATA")) >= 0)
+		if ((idx = smtpd_cmd_index(c->bdat ? "BDAT" : "DATA")) >= 0)
 			s->okcount[idx]++;
 		s->junk = 0;
 		smtpd_reply(s, 250, 2, 0, 0, "Ok: queued as %s", c->qid);

@@ -7,7 +7,9 @@
  *       overlong line is discarded up to the next LF and gets 500 5.5.2),
  *       end at LF (CRLF, or a bare LF leniently) and go to
  *       smtpd_cmd_dispatch(); in SMTPD_DATA the bytes go to
- *       smtpd_data_input().  Nothing is processed in COMMIT/TLS/CLOSING:
+ *       smtpd_data_input(), in SMTPD_BDAT (a chunk) to smtpd_bdat_input()
+ *       with a counted read (smtpd_bdat.c); DATA's deadlines apply to
+ *       both (SMTPD_CONTENT_STATES).  Nothing is processed in COMMIT/TLS/CLOSING:
  *       pipelined input stays buffered (bounded by the read watermark).
  *       Submission listeners are bound after the `listen` ones and mark
  *       their sessions (s->submission); in SMTPD_AUTH lines go to
@@ -91,7 +93,7 @@ static void			(*stop_done)(void);
 
 static const char *state_names[SMTPD_NSTATES] = {
 	"GREETING", "READY", "MAIL", "RCPT", "DATA", "COMMIT", "TLS", "CLOSING",
-	"AUTH"
+	"AUTH", "BDAT"
 };
 
 static void	smtpd_read_cb(struct bufferevent *, void *);
@@ -647,7 +649,7 @@ deadline_next(const struct smtpd_session *s, uint64_t now)
 					 * password check, a delayed AUTH reply
 					 * or a milter */
 	next = s->wait_since + timeout_ms();
-	if (s->state == SMTPD_DATA && s->txn != NULL &&
+	if ((SMTPD_CONTENT_STATES & SMTPD_S(s->state)) && s->txn != NULL &&
 	    smtpd_cfg->smtpd_data_min_rate > 0) {
 		rate = s->txn->data_start +
 		    (uint64_t)smtpd_cfg->smtpd_data_rate_grace * 1000;
@@ -684,7 +686,7 @@ deadline_input(struct smtpd_session *s, struct evbuffer *in)
 {
 	uint64_t now;
 
-	if (s->state == SMTPD_DATA) {
+	if (SMTPD_CONTENT_STATES & SMTPD_S(s->state)) {
 		/* each idle wait within DATA: a store per read, no timer call */
 		now = mono_ms();
 		s->wait_since = now;
@@ -742,6 +744,7 @@ smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		smtpd_session_free(s);
 		return;
 	case SMTPD_DATA:
+	case SMTPD_BDAT:	/* a chunk: the same rules, rate per chunk */
 		if (late) {
 			deadline_expired(s, "no data",
 			    "Error: timeout exceeded");
@@ -951,6 +954,11 @@ smtpd_process(struct smtpd_session *s)
 				break;		/* needs more input */
 			continue;
 		}
+		if (s->state == SMTPD_BDAT) {
+			if (smtpd_bdat_input(s, in) == 0)
+				break;		/* needs more of the chunk */
+			continue;
+		}
 		if (s->state == SMTPD_AUTH) {
 			n = smtpd_read_line(s, in, line);
 			if (n == -1)
@@ -969,6 +977,8 @@ smtpd_process(struct smtpd_session *s)
 		}
 		if (!(SMTPD_CMD_STATES & SMTPD_S(s->state)))
 			goto out;	/* COMMIT, TLS, CLOSING */
+		if (s->bdat_skip > 0 && smtpd_bdat_skip(s, in) == 1)
+			break;		/* a refused chunk: more to drop */
 		n = smtpd_read_line(s, in, line);
 		if (n == -1)
 			break;
@@ -987,7 +997,8 @@ smtpd_process(struct smtpd_session *s)
 	deadline_input(s, in);
 	/* all buffered input used: a half-closed client is done */
 	if (s->peer_eof && (SMTPD_CMD_STATES & SMTPD_S(s->state) ||
-	    s->state == SMTPD_DATA || s->state == SMTPD_AUTH)) {
+	    SMTPD_CONTENT_STATES & SMTPD_S(s->state) ||
+	    s->state == SMTPD_AUTH)) {
 		if (s->txn != NULL)
 			log_info("session=%s lost connection in state %s",
 			    s->sid, smtpd_state_name(s->state));

@@ -47,9 +47,12 @@ enum smtpd_state {
 	SMTPD_TLS,		/* STARTTLS: 220 flushing or handshake running */
 	SMTPD_CLOSING,		/* last reply flushing, then close */
 	SMTPD_AUTH,		/* AUTH: 334 sent, reading a response line (smtpd_auth.c) */
+	SMTPD_BDAT,		/* reading a BDAT chunk's octets (smtpd_bdat.c) */
 	SMTPD_NSTATES
 };
 #define SMTPD_S(x)	(1u << (x))
+/* states in which message content is read (DATA, a BDAT chunk) */
+#define SMTPD_CONTENT_STATES	(SMTPD_S(SMTPD_DATA) | SMTPD_S(SMTPD_BDAT))
 /* states in which command lines are read and dispatched */
 #define SMTPD_CMD_STATES	(SMTPD_S(SMTPD_GREETING) | SMTPD_S(SMTPD_READY) | \
 				 SMTPD_S(SMTPD_MAIL) | SMTPD_S(SMTPD_RCPT))
@@ -92,10 +95,14 @@ struct smtpd_txn {
 	/* DKIM signer (filter/dkim.h), AUTH and relay_from clients only */
 	struct dkim_sign *dk;
 	int		 dk_err;	/* it could not be made: 451 at the end */
+	/* RFC 3030 (smtpd_bdat.c) */
+	int		 bdat;		/* content is coming by BDAT (no dots) */
+	int		 binary;	/* MAIL BODY=BINARYMIME: stored as received */
+	uint64_t	 bdat_total;	/* chunk octets announced so far */
 };
 
 /* per-verb counters, indexed like the dispatch table (+1: unknown) */
-#define SMTPD_NVERBS	13
+#define SMTPD_NVERBS	14
 
 struct smtpd_session {
 	struct smtpd_session	*next, *prev;	/* all sessions */
@@ -156,6 +163,17 @@ struct smtpd_session {
 	char			*milter_refusal;	/* CONNECT/HELO refusal text */
 	int			 milter_rcode, milter_rcls, milter_rsubj,
 				 milter_rdet;
+	/* BDAT (smtpd_bdat.c): the chunk being read in SMTPD_BDAT */
+	uint64_t		 bdat_left;	/* its octets still to read */
+	uint64_t		 bdat_size;	/* its announced size */
+	uint64_t		 bdat_skip;	/* octets to drop before the next
+						   command (a milter refused
+						   the first BDAT) */
+	int			 bdat_last;	/* it had LAST */
+	enum smtpd_state	 bdat_back;	/* the state before it */
+	int			 bdat_err;	/* BDAT_E_*: answered after it */
+	int			 bdat_failed;	/* a BDAT failed: later ones get
+						   503 until RSET or MAIL */
 };
 
 /* smtpd_session.c */
@@ -211,6 +229,25 @@ size_t	 smtpd_data_scan(struct smtpd_txn *t, const char *p, size_t len,
 /* smtpd_data_commit - the trace field and the commit of the received
  * message (after the policy rules and the milters) */
 void	 smtpd_data_commit(struct smtpd_session *s);
+
+/* smtpd_data.c, for BDAT (smtpd_bdat.c) */
+/* smtpd_data_end - the content is complete: refuse, filter or commit */
+void	 smtpd_data_end(struct smtpd_session *s);
+/* smtpd_data_chunk_end - a non-LAST chunk is stored: 0, or -1 after
+ * answering a write or size error (the transaction is ended) */
+int	 smtpd_data_chunk_end(struct smtpd_session *s);
+/* smtpd_data_finish_scan - end of the last chunk: a line left open is
+ * ended (CRLF added unless BINARYMIME) */
+void	 smtpd_data_finish_scan(struct smtpd_txn *t);
+
+/* smtpd_bdat.c */
+int	 smtpd_bdat_cmd(struct smtpd_session *s, const char *arg, size_t len);
+int	 smtpd_bdat_input(struct smtpd_session *s, struct evbuffer *in);
+/* smtpd_bdat_skip - drop the octets of a BDAT a milter refused: 1 when
+ * more are awaited, 0 when done */
+int	 smtpd_bdat_skip(struct smtpd_session *s, struct evbuffer *in);
+/* smtpd_bdat_reset - RSET, MAIL, EHLO: BDAT errors are forgotten */
+void	 smtpd_bdat_reset(struct smtpd_session *s);
 
 /* smtpd_milter.c */
 int	 smtpd_milter_connect(struct smtpd_session *s);

@@ -76,6 +76,36 @@ static const struct msg_case msg_cases[] = {
 	  5, 6, 7, 0, MS_TIMED, 3, 1 },
 };
 
+/* the BINARYMIME flag (RFC 3030) rides in the 8-bit byte as 2 */
+static void
+test_msg_binary(void **state)
+{
+	static const int	 want[][2] = { { 0, 0 }, { 1, 0 }, { 1, 1 } };
+	struct qmsg		 m, d;
+	unsigned char		*enc;
+	size_t			 len, i;
+	const char		*why = NULL;
+
+	(void)state;
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		memset(&m, 0, sizeof(m));
+		memset(&d, 0, sizeof(d));
+		m.sender = (char *)"a@b";
+		m.body_8bit = want[i][0];
+		m.body_binary = want[i][1];
+		if (rec_msg_encode(&m, &enc, &len) != 0 ||
+		    rec_msg_decode(enc, len, &d, &why) != 0)
+			fail_msg("binary %zu: round trip failed: %s", i,
+			    why != NULL ? why : "encode");
+		if (d.body_8bit != want[i][0] || d.body_binary != want[i][1])
+			fail_msg("binary %zu: got 8bit %d binary %d, want %d %d",
+			    i, d.body_8bit, d.body_binary, want[i][0],
+			    want[i][1]);
+		rec_msg_clear(&d);
+		free(enc);
+	}
+}
+
 static void
 test_msg_roundtrip(void **state)
 {
@@ -1039,6 +1069,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_roundtrip),
+		cmocka_unit_test(test_msg_binary),
 		cmocka_unit_test(test_msg_encode_limits),
 		cmocka_unit_test(test_msg_v2_fields),
 		cmocka_unit_test(test_msg_v3_fields),
