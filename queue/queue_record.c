@@ -491,7 +491,9 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 		goto fail;
 	}
 	m->state = (enum msg_state)state;
-	if (b8 > 15) {
+	m->body_8bit = (int)(b8 & 1u);
+	m->intl = (b8 >> 1) & 3u;
+	m->body_binary = (int)((b8 >> 3) & 1u);
 	m->rcpts = NULL;
 	return 0;
 fail:
