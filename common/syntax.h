@@ -84,6 +84,7 @@ enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define EXT_AUTH	0x0010u		/* RFC 4954 5: AUTH= on MAIL */
 #define EXT_DELIVERBY	0x0020u		/* RFC 2852: BY= on MAIL */
 #define EXT_FUTURERELEASE 0x0040u	/* RFC 4865: HOLDFOR HOLDUNTIL */
+#define EXT_REQUIRETLS	0x0400u		/* RFC 8689: REQUIRETLS on MAIL (in TLS only) */
 
 /* RFC 3461 limits and values (same values as DSN_NOTIFY_* / DSN_RET_* in
  * queue/queue.h; smtpd checks that at compile time) */
@@ -123,6 +124,7 @@ struct esmtp_params {
 	long		hold_for;	/* HOLDFOR seconds, 1..999999999 */
 	time_t		hold_until;	/* HOLDUNTIL, Unix time (UTC) */
 	char		hold_text[40];	/* HOLDUNTIL's value as given */
+	int		requiretls;	/* RFC 8689 2: REQUIRETLS given */
 	/* RCPT */
 	unsigned	notify;		/* ESMTP_NOTIFY_* bits; 0 = not given */
 	int		has_orcpt;

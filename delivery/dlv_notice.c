@@ -483,7 +483,9 @@ dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
 			return -1;
 	/* RFC 3461 4.3: the whole message for a failure unless RET=HDRS */
 	content = body_path == NULL ? 0 : 1;
+	/* RFC 8689 5: a REQUIRETLS message's notice is as if RET=HDRS */
 	if (content && d->kind == DLV_DSN_FAILED && m->ret != DSN_RET_HDRS &&
+	    !m->requiretls &&
 	    m->size + trace_size(m) <= d->return_max)
 		content = 2;
 	buf_init(&b, NOTICE_MAX);

@@ -78,6 +78,10 @@ struct dlv_job {
 	struct dlv_sess		*sess;
 	struct dlv_result	 err;
 	int			 have_err;
+	/* RFC 8689: the most specific REQUIRETLS failure of a host so far
+	 * (5.7.30 over 5.7.10); reported only when no host failed otherwise */
+	struct dlv_result	 rtls;
+	int			 have_rtls;
 	struct event		*fin;
 };
 
@@ -380,6 +384,8 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	j->m.arrival = m->arrival;
 	j->m.deliver_by = m->deliver_by;
 	j->m.by_flags = m->by_flags;
+	j->m.requiretls = m->requiretls;
+	j->m.tls_optional = m->tls_optional && !m->requiretls;
 	if ((j->fin = evtimer_new(rs.base, fin_cb, j)) == NULL ||
 	    (j->m.sender = strdup(m->sender ? m->sender : "")) == NULL ||
 	    (j->m.body_path = strdup(path)) == NULL ||
@@ -475,6 +481,10 @@ job_finish(struct dlv_job *j)
 	struct timeval	zero = { 0, 0 };
 	size_t		i;
 
+	if (!j->have_err && j->have_rtls) {
+		j->err = j->rtls;	/* every host failed REQUIRETLS */
+		j->have_err = 1;
+	}
 	if (j->have_err) {
 		/* the last attempt's TLS policy and outcome go along */
 		for (i = 0; i < j->m.nrcpts; i++)
@@ -810,7 +820,7 @@ peer_sts(struct dlv_job *j, struct dlv_peer *p)
 		    "validation-failure", p->name, ip, NULL,
 		    "mx-not-in-policy");
 	}
-	if (!match && enforce) {
+	if (!match && enforce && !j->m.tls_optional) {
 		memset(&j->err, 0, sizeof(j->err));
 		j->err.status = RS_DEFERRED;
 		j->err.code = 451;
@@ -839,6 +849,111 @@ peer_sts(struct dlv_job *j, struct dlv_peer *p)
 	return 0;
 }
 
+/* rtls_strict - RFC 8689 4.2.1 applies: a REQUIRETLS message whose
+ * reverse-path is not empty, relayed by SMTP */
+static int
+rtls_strict(const struct dlv_job *j)
+{
+	return j->m.requiretls && j->m.sender[0] != '\0' && !j->lmtp;
+}
+
+/* job_error - a host's error r: a REQUIRETLS failure (5.7.30 / 5.7.10)
+ * is kept apart, the most specific one; any other is the job's error */
+static void
+job_error(struct dlv_job *j, const struct dlv_result *r)
+{
+	size_t	ridx;
+
+	if (j->m.requiretls && r->status == RS_FAILED &&
+	    (strcmp(r->enh, "5.7.30") == 0 || strcmp(r->enh, "5.7.10") == 0)) {
+		if (!j->have_rtls || strcmp(r->enh, "5.7.30") == 0 ||
+		    strcmp(j->rtls.enh, "5.7.30") != 0) {
+			j->rtls = *r;
+			j->have_rtls = 1;
+		}
+		return;
+	}
+	ridx = j->err.ridx;
+	j->err = *r;
+	j->err.ridx = ridx;
+	j->have_err = 1;
+}
+
+/*
+ * peer_requiretls - RFC 8689 4.2.1 for host p of a REQUIRETLS message:
+ * its MX name is validated (the configured smarthost; a DNSSEC-secure
+ * MX answer with dns_dnssec; or the MTA-STS policy's mx patterns), else
+ * -1 and a 5.7.10 failure for this host (never connected).  Then TLS and
+ * a verified certificate (DANE, else the CA store / smtp_tls_ca against
+ * the host name) are mandatory, and dlv_smtp.c checks REQUIRETLS in the
+ * post-TLS EHLO.
+ */
+static int
+peer_requiretls(struct dlv_job *j, struct dlv_peer *p)
+{
+	struct dlv_result	r;
+	const char		*how;
+
+	if (j->cfg->smarthost != NULL)
+		how = "smarthost";
+	else if (j->cfg->dns_dnssec && j->route->secure)
+		how = "dnssec";
+	else if (j->sts != NULL && dlv_sts_mx_match(j->sts, p->name))
+		how = "mta-sts";
+	else {
+		memset(&r, 0, sizeof(r));
+		r.hop_dsn = r.hop_mtrk = r.hop_by = -1;
+		r.status = RS_FAILED;
+		r.code = 550;
+		(void)snprintf(r.enh, sizeof(r.enh), "5.7.10");
+		(void)snprintf(r.text, sizeof(r.text), "REQUIRETLS: MX host "
+		    "%.200s of %.200s not validated (no DNSSEC, no MTA-STS): "
+		    "not connecting (RFC 8689 4.2.1)", p->name, j->domain);
+		(void)snprintf(r.remote, sizeof(r.remote), "%s", p->remote);
+		log_info("qid=%s smtp: %s", j->m.qid, r.text);
+		job_error(j, &r);
+		return -1;
+	}
+	p->rtls = 1;
+	p->tls_require = 1;
+	p->tls_verify = 1;
+	p->tls_check = 0;
+	log_debug("qid=%s smtp %s: REQUIRETLS, MX name validated by %s",
+	    j->m.qid, p->remote, how);
+	return 0;
+}
+
+/*
+ * peer_tls_optional - RFC 8689 4.2.2, "TLS-Required: No": the recipient
+ * domain's DANE or MTA-STS policy does not block delivery to p; STARTTLS
+ * is still used when offered (opportunistic, as smtp_tls = may)
+ */
+static void
+peer_tls_optional(struct dlv_job *j, struct dlv_peer *p)
+{
+	const char	*what = NULL;
+	size_t		 n;
+
+	if (p->dane.state != DLV_DANE_NONE) {
+		what = "dane";
+		p->dane.state = DLV_DANE_NONE;
+		p->dane.ntlsa = 0;
+	}
+	if (p->tls_policy == DLV_TLS_MTA_STS &&
+	    (p->tls_require || p->tls_verify || p->tls_mxbad)) {
+		what = "mta-sts";
+		p->tls_require = p->tls_verify = 0;
+		p->tls_check = 1;
+		n = strlen(p->tls_note);
+		(void)snprintf(p->tls_note + n, sizeof(p->tls_note) - n,
+		    " relaxed by TLS-Required: No");
+	}
+	if (what != NULL)
+		log_info("qid=%s smtp %s: TLS-Required: No: the %s policy does "
+		    "not block delivery (RFC 8689 4.2.2)", j->m.qid, p->remote,
+		    what);
+}
+
 /* try_addr - run a session on the current address, or give up */
 static void
 try_addr(struct dlv_job *j)
@@ -847,7 +962,8 @@ try_addr(struct dlv_job *j)
 	struct dlv_peer	 p;
 
 	/* a parked connection's TLS was not checked against j's policy */
-	if (!j->tried_idle && !j->noreuse && j->sts == NULL) {
+	if (!j->tried_idle && !j->noreuse && j->sts == NULL &&
+	    !j->m.requiretls && !j->m.tls_optional) {
 		j->tried_idle = 1;
 		s = idle_take(j);
 	}
@@ -857,7 +973,7 @@ try_addr(struct dlv_job *j)
 			return;
 		}
 		/* DANE: a failed TLSA lookup = unreachable (RFC 7672 2.1.2) */
-		if (j->ai == 0 && !j->lmtp &&
+		if (j->ai == 0 && !j->lmtp && !j->m.tls_optional &&
 		    dlv_dane_skip(&j->route->hosts[j->hi], &j->err)) {
 			j->have_err = 1;
 			j->hi++;
@@ -870,12 +986,15 @@ try_addr(struct dlv_job *j)
 			continue;
 		}
 		peer_of(j, &p);
-		if (j->sts != NULL && peer_sts(j, &p) == -1) {
+		if ((j->sts != NULL && peer_sts(j, &p) == -1) ||
+		    (rtls_strict(j) && peer_requiretls(j, &p) == -1)) {
 			j->hi++;	/* never this host: the next one */
 			j->ai = 0;
 			j->plain = 0;
 			continue;
 		}
+		if (j->m.tls_optional && !j->lmtp)
+			peer_tls_optional(j, &p);
 		if ((s = dlv_sess_new(&p)) == NULL) {
 			job_fill(j, RS_DEFERRED, 451, "4.3.0", "out of memory",
 			    "");
@@ -896,9 +1015,11 @@ try_addr(struct dlv_job *j)
 static void
 sess_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
 {
-	struct dlv_job	*j = arg;
-	int		 reused = dlv_sess_was_reused(s);
+	struct dlv_job		*j = arg;
+	struct dlv_result	 r;
+	int			 reused = dlv_sess_was_reused(s);
 
+	memset(&r, 0, sizeof(r));
 	j->sess = NULL;
 	switch (o) {
 	case DLV_OUT_DONE:
@@ -909,16 +1030,16 @@ sess_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
 		job_finish(j);
 		return;
 	case DLV_OUT_PLAIN:
-		dlv_sess_error(s, &j->err);
-		j->have_err = 1;
+		dlv_sess_error(s, &r);
+		job_error(j, &r);
 		dlv_sess_free(s);
 		j->plain = 1;
 		try_addr(j);
 		return;
 	case DLV_OUT_NEXT:
 	default:
-		dlv_sess_error(s, &j->err);
-		j->have_err = 1;
+		dlv_sess_error(s, &r);
+		job_error(j, &r);
 		dlv_sess_quit(s);
 		if (reused) {
 			/* the parked connection went stale: same address, fresh */
@@ -926,7 +1047,7 @@ sess_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
 			try_addr(j);
 			return;
 		}
-		if (j->err.code / 100 == 5 && strstr(j->err.text,
+		if (r.code / 100 == 5 && strstr(r.text,
 		    "greeting") != NULL) {
 			j->hi++;
 			j->ai = 0;

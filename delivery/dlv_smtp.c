@@ -119,6 +119,7 @@ enum { RC_TODO = 0, RC_OK, RC_AGAIN, RC_DONE };
 #define CAP_DSN		0x40		/* RFC 3461 */
 #define CAP_MTRK	0x80		/* RFC 3885 */
 #define CAP_DELIVERBY	0x100		/* RFC 2852 */
+#define CAP_REQUIRETLS	0x200		/* RFC 8689 */
 
 struct dlv_sess {
 	TAILQ_ENTRY(dlv_sess)	 entry;
@@ -479,12 +480,45 @@ body_close(struct dlv_sess *s)
 	}
 }
 
+/*
+ * rtls_err - RFC 8689 4.2.1: a host that failed a REQUIRETLS message's
+ * TLS step (no STARTTLS, a failed handshake, a certificate not verified)
+ * fails it with 5.7.10 "Encryption needed", the reason kept in the text;
+ * never a plaintext retry.  Other errors (connection, greeting) stay.
+ */
+static void
+rtls_err(struct dlv_sess *s)
+{
+	char		 text[sizeof(s->err.text)];
+	const char	*why, *r = s->tls_result;
+
+	if (!s->peer.rtls || r == NULL || strcmp(r, "verified") == 0 ||
+	    strcmp(r, "tls") == 0 || strcmp(r, "plaintext") == 0)
+		return;
+	if (strcmp(r, "no-starttls") == 0)
+		why = "no STARTTLS";
+	else if (strcmp(r, "verify-failed") == 0 || strcmp(r, "mismatch") == 0)
+		why = "certificate not verified";
+	else
+		why = "TLS handshake failed";
+	if (snprintf(text, sizeof(text), "REQUIRETLS: %s: %.470s", why,
+	    s->err.text) < 0)
+		text[0] = '\0';
+	s->err.status = RS_FAILED;
+	s->err.code = 550;
+	(void)snprintf(s->err.enh, sizeof(s->err.enh), "5.7.10");
+	(void)snprintf(s->err.text, sizeof(s->err.text), "%s", text);
+}
+
 /* handoff - report the outcome; the session is the callee's afterwards */
 static void
 handoff(struct dlv_sess *s, enum dlv_outcome o)
 {
 	dlv_sess_fn	 cb = s->cb;
 	void		*arg = s->arg;
+
+	if (o == DLV_OUT_NEXT || o == DLV_OUT_PLAIN)
+		rtls_err(s);
 
 	if (cur == s)
 		cur = NULL;
@@ -630,6 +664,8 @@ ehlo_line(struct dlv_sess *s, const char *t)
 		s->caps |= CAP_DSN;
 	else if (strcasecmp(t, "MTRK") == 0)
 		s->caps |= CAP_MTRK;
+	else if (strcasecmp(t, "REQUIRETLS") == 0)
+		s->caps |= CAP_REQUIRETLS;
 	else if (strncasecmp(t, "DELIVERBY", 9) == 0 && (t[9] == '\0' ||
 	    t[9] == ' ')) {
 		/* RFC 2852 2: "DELIVERBY" [SP min-by-time *("," ext)] */
@@ -1093,6 +1129,15 @@ tls_done(struct dlv_sess *s, SSL *ssl)
 static void
 after_ehlo(struct dlv_sess *s)
 {
+	/* RFC 8689 4.2.1 step 5: verified TLS, then REQUIRETLS offered */
+	if (s->tls_on && s->peer.rtls && !(s->caps & CAP_REQUIRETLS)) {
+		set_err(s, RS_FAILED, 550, "5.7.30", "REQUIRETLS support "
+		    "required: %s does not offer REQUIRETLS after STARTTLS "
+		    "(%s, %s)", s->peer.remote, s->tls, s->tls_out);
+		log_info("smtp: %s", s->err.text);
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	}
 	if (!s->tls_on && !s->peer.notls) {
 		if (s->caps & CAP_STARTTLS) {
 			sess_cmd(s, "STARTTLS\r\n");
@@ -1210,6 +1255,20 @@ body_fill(struct dlv_sess *s)
 }
 
 /*
+ * rtls_param - " REQUIRETLS" on MAIL for a REQUIRETLS message over
+ * verified TLS to a hop that offers it (RFC 8689 4.2.1: always so when
+ * peer.rtls; a notice from <> goes on without it otherwise, RFC 8689 5),
+ * else ""
+ */
+static const char *
+rtls_param(const struct dlv_sess *s)
+{
+	return s->m->requiretls && s->tls_on && (s->caps & CAP_REQUIRETLS) &&
+	    s->tls_result != NULL && strcmp(s->tls_result, "verified") == 0 ?
+	    " REQUIRETLS" : "";
+}
+
+/*
  * txn_start - a transaction for every undecided recipient, or DONE.
  * MAIL (+ RCPTs + DATA when pipelining) in one write.
  */
@@ -1276,9 +1335,9 @@ txn_start(struct dlv_sess *s)
 	}
 	s->ntxn++;
 	s->mtrk_sent = mail_dsn_params(s, dsn, sizeof(dsn));
-	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s\r\n", m->sender, size,
+	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s%s\r\n", m->sender, size,
 	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
-	    dsn, by);
+	    dsn, by, rtls_param(s));
 	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
 	if (s->pipelined) {
 		for (i = 0; i < s->norder; i++)
@@ -1937,6 +1996,7 @@ dlv_sess_park(struct dlv_sess *s, dlv_sess_fn cb, void *arg)
 		s->peer.tls_policy = DLV_TLS_UNSET;
 		s->peer.tls_note[0] = '\0';
 	}
+	s->peer.rtls = 0;	/* REQUIRETLS jobs never take one either */
 	set_state(s, S_IDLE);
 }
 

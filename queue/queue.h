@@ -88,6 +88,11 @@ struct qmsg {
 	char		*tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
 	char		*message_id;	/* Message-ID header value or NULL */
 	int		 body_8bit;	/* 8-bit octets seen in the content */
+	/* RFC 8689: MAIL had REQUIRETLS (requiretls); else a valid
+	 * "TLS-Required: No" header field (tls_optional: the recipient
+	 * domain's DANE / MTA-STS policy does not block delivery) */
+	int		 requiretls;
+	int		 tls_optional;
 	enum msg_state	 state;
 	char		*state_value;	/* RFC 2045 token or NULL */
 	char		*state_reason;	/* why it is in state (comment text) or NULL */

@@ -131,7 +131,12 @@ msg_json(const struct qmsg *m)
 	    /* RFC 2852 DELIVERBY: the absolute deadline and the by-mode */
 	    json_object_set_new(o, "deliver_by", jtime(m->deliver_by)) == -1 ||
 	    json_object_set_new(o, "by_mode", m->deliver_by == 0 ? json_null() :
-	    json_string((m->by_flags & BY_RETURN) ? "R" : "N")) == -1)) {
+	    json_string((m->by_flags & BY_RETURN) ? "R" : "N")) == -1 ||
+	    /* RFC 8689: the REQUIRETLS tag, the TLS-Required: No request */
+	    json_object_set_new(o, "requiretls",
+	    json_boolean(m->requiretls)) == -1 ||
+	    json_object_set_new(o, "tls_required_no",
+	    json_boolean(m->tls_optional)) == -1)) {
 		json_decref(o);
 		return NULL;
 	}

@@ -199,6 +199,10 @@ copy_msg(const struct qmsg *m, const struct list_entry *e, time_t now)
 	nm->state_since = now;
 	nm->size = m->size;
 	nm->body_8bit = m->body_8bit;
+	/* RFC 8689 6: a list's copies carry the REQUIRETLS tag (or the
+	 * TLS-Required: No request, which is in the copied header anyway) */
+	nm->requiretls = m->requiretls;
+	nm->tls_optional = m->tls_optional;
 	if ((nm->sender = strdup(e->owner)) == NULL ||
 	    (nm->client_addr = strdup("local")) == NULL ||
 	    (nm->client_name = strdup(LIST_CLIENT_NAME)) == NULL ||

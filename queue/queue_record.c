@@ -11,7 +11,8 @@
  *   NUL inside, at most REC_STR_MAX); length 0xffffffff = NULL.  No byte
  *   may follow the last field.
  * Message   ('M'): u64 arrival, u64 size, u64 done_time, u8 state,
- *   u8 body_8bit, u16 nrcpts, str sender, envid, client_addr,
+ *   u8 body_8bit (bit 0; bit 1 = requiretls, bit 2 = tls_optional:
+ *   RFC 8689), u16 nrcpts, str sender, envid, client_addr,
  *   client_name, helo, tls, message_id, state_value; version 2 adds
  *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
  *   u64 mtrk_expiry, str auth_user; version 3 (written now) adds
@@ -366,6 +367,18 @@ rec_msg_clear(struct qmsg *m)
 	m->state_reason = m->future_release = m->filter_cmd = NULL;
 }
 
+/* RFC 8689 flags, kept in body_8bit's octet beside its bit 0 */
+#define MSG_REQUIRETLS		0x02u
+#define MSG_TLS_OPTIONAL	0x04u
+
+/* msg_tls_bits - m's RFC 8689 flags as record bits */
+static unsigned
+msg_tls_bits(const struct qmsg *m)
+{
+	return (m->requiretls ? MSG_REQUIRETLS : 0) |
+	    (m->tls_optional ? MSG_TLS_OPTIONAL : 0);
+}
+
 /* rec_msg_encode - encode the message record of m (not its recipients) */
 int
 rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
@@ -384,7 +397,7 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 	wr_u64(&w, m->size);
 	wr_u64(&w, (uint64_t)m->done_time);
 	wr_u8(&w, (unsigned)m->state);
-	wr_u8(&w, m->body_8bit ? 1 : 0);
+	wr_u8(&w, (m->body_8bit ? 1 : 0) | msg_tls_bits(m));
 	wr_u16(&w, (unsigned)m->nrcpts);
 	wr_str(&w, m->sender ? m->sender : "");
 	wr_str(&w, m->envid);
@@ -484,12 +497,14 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 		r.why = "bad handling state";
 		goto fail;
 	}
-	if (b8 > 1) {
+	if (b8 > (1 | MSG_REQUIRETLS | MSG_TLS_OPTIONAL)) {
 		r.why = "bad 8-bit flag";
 		goto fail;
 	}
 	m->state = (enum msg_state)state;
-	m->body_8bit = (int)b8;
+	m->body_8bit = (int)(b8 & 1);
+	m->requiretls = (b8 & MSG_REQUIRETLS) != 0;
+	m->tls_optional = (b8 & MSG_TLS_OPTIONAL) != 0;
 	m->rcpts = NULL;
 	return 0;
 fail:

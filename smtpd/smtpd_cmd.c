@@ -333,11 +333,13 @@ cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 		    smtpd_cfg->future_release_max, until);
 	smtpd_reply(s, 250, SMTPD_NOENH,
 	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
-	    "MTRK\nDELIVERBY%s%s%s%s",
+	    "MTRK\nDELIVERBY%s%s%s%s%s",
 	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size, by,
 	    fr,
 	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "",
-	    smtpd_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
+	    smtpd_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
+	    /* RFC 8689 2: only in the EHLO reply after STARTTLS */
+	    s->tls ? "\nREQUIRETLS" : "");
 	return CMD_OK;
 }
 
@@ -467,8 +469,8 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	why = NULL;
 	pr = esmtp_parse_params(rest, restlen, PARAM_MAIL,
-	    SMTPD_EXTS | (s->submission ? EXT_AUTH | EXT_FUTURERELEASE : 0),
-	    &ep, &why);
+	    SMTPD_EXTS | (s->submission ? EXT_AUTH | EXT_FUTURERELEASE : 0) |
+	    (s->tls ? EXT_REQUIRETLS : 0), &ep, &why);
 	if (pr != PARAM_OK) {
 		params_reply(s, pr, why);
 		return CMD_FAIL;
@@ -518,6 +520,7 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	}
 	t->m->ret = ep.ret;			/* RFC 3461 / RFC 3885 */
 	t->m->mtrk_timeout = ep.has_mtrk ? ep.mtrk_timeout : 0;
+	t->m->requiretls = ep.requiretls;	/* RFC 8689 4.1: the tag */
 	if (ep.has_by) {			/* RFC 2852 4: absolute */
 		t->m->deliver_by = time(NULL) + (time_t)ep.by_time;
 		t->m->by_flags = ep.by_mode;

@@ -313,6 +313,11 @@ tools_print_show(FILE *fp, json_t *m)
 	fputc('\n', fp);
 	if ((s = jstr(m, "message_id")) != NULL)
 		print_field(fp, "Message-ID:", s);
+	/* RFC 8689: the REQUIRETLS tag or the TLS-Required: No request */
+	if (json_is_true(json_object_get(m, "requiretls")))
+		print_field(fp, "TLS:", "REQUIRETLS");
+	else if (json_is_true(json_object_get(m, "tls_required_no")))
+		print_field(fp, "TLS:", "TLS-Required: No");
 	print_state(fp, m, "State:       ");
 	fprintf(fp, "Recipients:\n");
 	print_rcpts(fp, m);
