@@ -883,10 +883,10 @@ job_error(struct dlv_job *j, const struct dlv_result *r)
  * peer_requiretls - RFC 8689 4.2.1 for host p of a REQUIRETLS message:
  * its MX name is validated (the configured smarthost; a DNSSEC-secure
  * MX answer with dns_dnssec; or the MTA-STS policy's mx patterns), else
- * -1 and a 5.7.10 failure for this host (never connected).  Then TLS and
- * a verified certificate (DANE, else the CA store / smtp_tls_ca against
- * the host name) are mandatory, and dlv_smtp.c checks REQUIRETLS in the
- * post-TLS EHLO.
+ * -1 and a 5.7.10 failure for this host (never connected).  Then
+ * p->rtls: TLS and a verified certificate (DANE, else the CA store /
+ * smtp_tls_ca against the host name) are mandatory (try_addr), and
+ * dlv_smtp.c checks REQUIRETLS in the post-TLS EHLO.
  */
 static int
 peer_requiretls(struct dlv_job *j, struct dlv_peer *p)
@@ -915,9 +915,6 @@ peer_requiretls(struct dlv_job *j, struct dlv_peer *p)
 		return -1;
 	}
 	p->rtls = 1;
-	p->tls_require = 1;
-	p->tls_verify = 1;
-	p->tls_check = 0;
 	log_debug("qid=%s smtp %s: REQUIRETLS, MX name validated by %s",
 	    j->m.qid, p->remote, how);
 	return 0;
@@ -986,12 +983,16 @@ try_addr(struct dlv_job *j)
 			continue;
 		}
 		peer_of(j, &p);
-		if ((j->sts != NULL && peer_sts(j, &p) == -1) ||
-		    (rtls_strict(j) && peer_requiretls(j, &p) == -1)) {
+		if ((rtls_strict(j) && peer_requiretls(j, &p) == -1) ||
+		    (j->sts != NULL && peer_sts(j, &p) == -1)) {
 			j->hi++;	/* never this host: the next one */
 			j->ai = 0;
 			j->plain = 0;
 			continue;
+		}
+		if (p.rtls) {		/* whatever the MTA-STS mode says */
+			p.tls_require = p.tls_verify = 1;
+			p.tls_check = 0;
 		}
 		if (j->m.tls_optional && !j->lmtp)
 			peer_tls_optional(j, &p);
