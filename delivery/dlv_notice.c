@@ -10,7 +10,7 @@
  *       (text_is_reply; Diagnostic-Code smtp or X-Waymark alike); part 2 message/delivery-status (7bit: control and 8-bit
  *       octets become '?'; Deliver-By-Date after Arrival-Date for a
  *       message with a DELIVERBY deadline, RFC 2852 5); part 3 the returned content: for a failure
- *       without RET=HDRS and at most return_max bytes the whole spool
+ *       without RET=HDRS (a REQUIRETLS message counts as RET=HDRS, RFC 8689 5) and at most return_max bytes the whole spool
  *       file as message/rfc822 (Waymark's trace fields first), else
  *       text/rfc822-headers: the trace fields (newest first) and the
  *       original header section, bounded to NOTICE_HDR_MAX bytes (a line

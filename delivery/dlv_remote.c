@@ -18,7 +18,14 @@
  *       failed is skipped unconnected; a parked connection serves only
  *       a host with the same DANE state and records.  All exhausted:
  *       the last error for every open
- *       recipient.  Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
+ *       recipient.
+ * REQUIRETLS (RFC 8689 4.2.1, sender not <>): a host whose MX name is
+ *       not validated (smarthost, DNSSEC-secure MX, MTA-STS mx pattern)
+ *       is skipped with 550 5.7.10; REQUIRETLS failures (5.7.30, 5.7.10)
+ *       are kept apart, 5.7.30 over 5.7.10, and reported only when no
+ *       host failed otherwise (then that error: usually a retry).
+ *       "TLS-Required: No" (4.2.2): DANE and MTA-STS enforcement are
+ *       relaxed to opportunistic for that message (peer_tls_optional).  Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
  *       NULLMX 556 5.1.10, LOOP 554 5.4.6.
  * Completion: done() always runs from its own zero-delay event, never
  *       inside dlv_remote_start; except at dlv_remote_shutdown, which

@@ -29,6 +29,11 @@
  *       are then mandatory, and a failure is never retried in
  *       plaintext; else smtp_tls.  Each connection's policy and outcome
  *       (tls_outcome) go into every result it gives.
+ * REQUIRETLS (RFC 8689 4.2.1, peer.rtls set by dlv_remote.c): TLS and a
+ *       verified certificate are mandatory; a failed TLS step is 550
+ *       5.7.10 (rtls_err), a post-TLS EHLO without REQUIRETLS 550
+ *       5.7.30; MAIL carries REQUIRETLS for a tagged message over
+ *       verified TLS to a hop that offers it (rtls_param).
  * Not here: routes, choosing addresses, concurrency, the idle cache
  *       (dlv_remote.c).  The callback is never called before
  *       dlv_sess_run returns, and the session never touches itself after

@@ -20,7 +20,9 @@
  *       without ENVID=local@fqhn: 501 5.5.4), RFC 2852 (DELIVERBY
  *       [deliverby_min] on every listener; BY= syntax and R with a
  *       by-time <= 0: 501 5.5.4; R below deliverby_min: 555 5.5.4; the
- *       deadline = now + by-time and the mode in qmsg.deliver_by/by_flags).
+ *       deadline = now + by-time and the mode in qmsg.deliver_by/by_flags),
+ *       RFC 8689 (REQUIRETLS: in EHLO and on MAIL inside TLS only,
+ *       elsewhere unknown: 555 5.5.4; the tag in qmsg.requiretls).
  * Aliases (common/aliases.c) are expanded at RCPT, before queueing:
  *       1->1 replaces the address (ORCPT kept, or set to rfc822;original;
  *       NOTIFY and MTRK pass, RFC 3461 5.2.7.2, RFC 3885 3.3); 1->N keeps
