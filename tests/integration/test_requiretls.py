@@ -16,13 +16,17 @@ without DNSSEC or MTA-STS (dnsmasq); an MTA-STS-validated MX without
 REQUIRETLS gives 5.7.30.  The failure DSN names the reason, returns
 headers only and is itself tagged REQUIRETLS.  `TLS-Required: No`
 delivers despite an MTA-STS enforce mismatch (test_mtasts.py's world).
+DNSSEC and DANE (test_dane.py's signed zone served by unbound): a
+DNSSEC-validated MX authenticated by DANE takes a REQUIRETLS message;
+`TLS-Required: No` delivers despite a DANE mismatch.
 """
 
-import json
+import hashlib
 import os
 import re
 import shutil
 import ssl
+import tempfile
 import threading
 
 import pytest
@@ -30,8 +34,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from conftest import (IS_ROOT, daemon_ids, free_port, make_message,
-                      queued_qid, split_message, unfold, wait_for)
+import test_dane
+from conftest import (IS_ROOT, common_port, daemon_ids, free_port,
+                      make_message, split_message, unfold)
 from dnsfix import dns_factory  # noqa: F401  (fixture)
 from test_mtasts import (FINAL, config as sts_config, pki,  # noqa: F401
                          rcpt_of, world)
@@ -323,3 +328,52 @@ def test_tls_required_no_overrides_mta_sts_enforce(daemon_factory, pki,  # noqa:
         r["last_reply"]["enhanced"] == "5.7.10", r
     assert d.show_json(qid)["tls_required_no"] is False
     assert len(world.sinks["mx.bad.test"].messages) == 1
+
+
+# ------------------------------------ DNSSEC and DANE (test_dane.py's zone)
+
+@pytest.fixture(scope="module")
+def dane_world():
+    if not all(n and os.path.exists(n) for n in test_dane.NEEDED):
+        pytest.skip("needs unbound, ldnsutils and openssl (scripts/deps.sh)")
+    tmp = tempfile.mkdtemp(prefix="wm-rtls-dane-")
+    a = test_dane.make_cert(tmp, "a", "mx1.ok.dane.test")
+    other = hashlib.sha256(b"not the key of any sink").hexdigest()
+    ta = test_dane.make_ta_chain(tmp, "mx1.ta.dane.test")
+    u = test_dane.Unbound(a[2], other, ta[2]).start()
+    yield u, a, ta
+    u.stop()
+    shutil.rmtree(u.dir, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_dnssec_mx_with_dane_takes_requiretls(daemon_factory, pki, hops,  # noqa: F811
+                                              dane_world):
+    u, a, _ = dane_world
+    port = common_port(["127.0.0.2"])
+    # a self-signed certificate: only DANE (TLSA 3 1 1) can verify it
+    hop = hops(requiretls=True, addr="127.0.0.2", port=port,
+               tls_context=test_dane.server_ctx(a[0], a[1]))
+    d = tls_daemon(daemon_factory, pki, test_dane.dane_config(u.server, port))
+    qid = send(d, "u@ok.dane.test")
+    r = rcpt_of(d, qid, "u@ok.dane.test", FINAL)
+    assert r["status"] == "relayed", r
+    assert "DANE-EE 3 1 1 verified" in r["last_reply"]["text"], r
+    assert hop.mail_rtls == [True], hop.mail_rtls
+
+
+def test_tls_required_no_overrides_dane_mismatch(daemon_factory, pki, hops,  # noqa: F811
+                                                 dane_world):
+    u, _, ta = dane_world
+    port = common_port(["127.0.0.8"])
+    # the DANE-TA chain names mx1.ta.dane.test, not mx1.taname: a mismatch
+    hop = hops(requiretls=False, addr="127.0.0.8", port=port,
+               tls_context=test_dane.server_ctx(ta[0], ta[1]))
+    d = tls_daemon(daemon_factory, pki, test_dane.dane_config(u.server, port))
+    qid = send(d, "u@taname.dane.test", requiretls=False,
+               extra=b"TLS-Required: No\r\n")
+    r = rcpt_of(d, qid, "u@taname.dane.test", FINAL)
+    assert r["status"] == "relayed", r
+    assert len(hop.messages) == 1 and hop.messages[0][2], "over TLS"
+    assert "TLS-Required: No: the dane policy does not block delivery" in \
+        d.log_text()
