@@ -308,6 +308,19 @@ def test_mta_sts_validated_mx_without_requiretls_fails_5730(daemon_factory,
     assert world.sinks["mx1.enf.test"].messages == []
 
 
+def test_every_mx_tried_most_specific_failure_wins(daemon_factory, pki,  # noqa: F811
+                                                  world):
+    # mx1.two.test is outside the policy (5.7.10, never connected);
+    # mx2.two.test has verified TLS but no REQUIRETLS: 5.7.30 wins
+    d = tls_daemon(daemon_factory, pki, sts_config(world))
+    qid = send(d, "u@two.test")
+    r, dsn = failure_dsn(d, qid, "u@two.test", "5.7.30")
+    assert "mx2.two.test" in r["remote_mta"], r
+    assert "not validated" in d.log_text()
+    assert world.sinks["mx1.two.test"].messages == []
+    assert world.sinks["mx2.two.test"].messages == []
+
+
 def test_tls_required_no_overrides_mta_sts_enforce(daemon_factory, pki,  # noqa: F811
                                                     world):
     d = tls_daemon(daemon_factory, pki, sts_config(world))
