@@ -25,7 +25,8 @@
  *       are kept apart, 5.7.30 over 5.7.10, and reported only when no
  *       host failed otherwise (then that error: usually a retry).
  *       "TLS-Required: No" (4.2.2): DANE and MTA-STS enforcement are
- *       relaxed to opportunistic for that message (peer_tls_optional).  Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
+ *       relaxed to opportunistic for that message (peer_tls_optional).
+ * Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
  *       NULLMX 556 5.1.10, LOOP 554 5.4.6.
  * Completion: done() always runs from its own zero-delay event, never
  *       inside dlv_remote_start; except at dlv_remote_shutdown, which
@@ -869,8 +870,6 @@ rtls_strict(const struct dlv_job *j)
 static void
 job_error(struct dlv_job *j, const struct dlv_result *r)
 {
-	size_t	ridx;
-
 	if (j->m.requiretls && r->status == RS_FAILED &&
 	    (strcmp(r->enh, "5.7.30") == 0 || strcmp(r->enh, "5.7.10") == 0)) {
 		if (!j->have_rtls || strcmp(r->enh, "5.7.30") == 0 ||
@@ -880,9 +879,7 @@ job_error(struct dlv_job *j, const struct dlv_result *r)
 		}
 		return;
 	}
-	ridx = j->err.ridx;
 	j->err = *r;
-	j->err.ridx = ridx;
 	j->have_err = 1;
 }
 
@@ -914,8 +911,10 @@ peer_requiretls(struct dlv_job *j, struct dlv_peer *p)
 		r.code = 550;
 		(void)snprintf(r.enh, sizeof(r.enh), "5.7.10");
 		(void)snprintf(r.text, sizeof(r.text), "REQUIRETLS: MX host "
-		    "%.200s of %.200s not validated (no DNSSEC, no MTA-STS): "
-		    "not connecting (RFC 8689 4.2.1)", p->name, j->domain);
+		    "%.200s of %.200s not validated (%s): not connecting "
+		    "(RFC 8689 4.2.1)", p->name, j->domain, j->sts == NULL ?
+		    "no DNSSEC, no MTA-STS" : "no DNSSEC, not in the MTA-STS "
+		    "policy's mx patterns");
 		(void)snprintf(r.remote, sizeof(r.remote), "%s", p->remote);
 		log_info("qid=%s smtp: %s", j->m.qid, r.text);
 		job_error(j, &r);

@@ -7,9 +7,9 @@
  *   Received: from HELO (RDNS [LITERAL])
  *   	(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
  *   	by HOSTNAME with ESMTPS id QID
- * (a REQUIRETLS message, RFC 8689 2: "with ESMTPS (REQUIRETLS) id QID",
- * a comment: RFC 8689 defines no clause)
  *   	for <rcpt>; DATE
+ * A REQUIRETLS message (RFC 8689 2) has "with ESMTPS (REQUIRETLS) id QID":
+ * a comment, as RFC 8689 defines no clause.
  * From-domain is the HELO name when it is a valid Domain or address
  * literal, else the client's address literal; the TLS line only when
  * m->tls; "for" only with exactly one recipient; DATE = m->arrival.

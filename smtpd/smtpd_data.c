@@ -19,7 +19,8 @@
  * lines over 1000 octets incl. CRLF (554 5.6.0), Received: fields in the
  * header section (> max_hops: 554 5.4.6), the first Message-ID, 8-bit
  * octets, TLS-Required fields (RFC 8689 3: one "No" in a message without
- * REQUIRETLS sets qmsg.tls_optional, with a "tls-required" event).  After an error the rest is read and dropped up to the end.
+ * REQUIRETLS sets qmsg.tls_optional, with a "tls-required" event).
+ * After an error the rest is read and dropped up to the end.
  * The octets read since the 354 are counted for smtpd_data_min_rate;
  * the session timer (smtpd_session.c) checks the rate, not this file.
  * At the end, the policy rules (queue_policy_check) run before the trace
