@@ -911,7 +911,7 @@ peer_requiretls(struct dlv_job *j, struct dlv_peer *p)
 		r.code = 550;
 		(void)snprintf(r.enh, sizeof(r.enh), "5.7.10");
 		(void)snprintf(r.text, sizeof(r.text), "REQUIRETLS: MX host "
-		    "%.200s of %.200s not validated (%s): not connecting "
+		    "%.180s of %.180s not validated (%s): not connecting "
 		    "(RFC 8689 4.2.1)", p->name, j->domain, j->sts == NULL ?
 		    "no DNSSEC, no MTA-STS" : "no DNSSEC, not in the MTA-STS "
 		    "policy's mx patterns");
