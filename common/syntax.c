@@ -948,6 +948,19 @@ fail:
 	return -1;
 }
 
+/* param_requiretls - REQUIRETLS, no value (RFC 8689 2) */
+static int
+param_requiretls(const char *v, size_t vlen, struct esmtp_params *out,
+    const char **why)
+{
+	(void)vlen;
+	*why = "REQUIRETLS takes no value";
+	if (v != NULL)
+		return -1;
+	out->requiretls = 1;
+	return 0;
+}
+
 static const struct param_def param_table[] = {
 	{ "SIZE", PARAM_MAIL, EXT_SIZE,     param_size },	/* RFC 1870 */
 	{ "BODY", PARAM_MAIL, EXT_8BITMIME, param_body },	/* RFC 6152 */
@@ -961,6 +974,7 @@ static const struct param_def param_table[] = {
 	{ "NOTIFY", PARAM_RCPT, EXT_DSN,    param_notify },	/* RFC 3461 4.1 */
 	{ "ORCPT", PARAM_RCPT, EXT_DSN,     param_orcpt },	/* RFC 3461 4.2 */
 	{ "SMTPUTF8", PARAM_MAIL, EXT_SMTPUTF8, param_smtputf8 }, /* RFC 6531 3.4 */
+	{ "REQUIRETLS", PARAM_MAIL, EXT_REQUIRETLS, param_requiretls }, /* RFC 8689 2 */
 };
 
 #define NPARAMS	(sizeof(param_table) / sizeof(param_table[0]))

@@ -92,6 +92,7 @@ enum { PARAM_MAIL = 1, PARAM_RCPT = 2 };
 #define EXT_FUTURERELEASE 0x0040u	/* RFC 4865: HOLDFOR HOLDUNTIL */
 #define EXT_SMTPUTF8	0x0200u		/* RFC 6531: SMTPUTF8 on MAIL; UTF-8
 					   in esmtp-value (ORCPT=utf-8;...) */
+#define EXT_REQUIRETLS	0x0400u		/* RFC 8689: REQUIRETLS on MAIL (in TLS only) */
 
 /* RFC 3461 limits and values (same values as DSN_NOTIFY_* / DSN_RET_* in
  * queue/queue.h; smtpd checks that at compile time) */
@@ -132,6 +133,7 @@ struct esmtp_params {
 	time_t		hold_until;	/* HOLDUNTIL, Unix time (UTC) */
 	char		hold_text[40];	/* HOLDUNTIL's value as given */
 	int		smtputf8;	/* RFC 6531 SMTPUTF8 given */
+	int		requiretls;	/* RFC 8689 2: REQUIRETLS given */
 	/* RCPT */
 	unsigned	notify;		/* ESMTP_NOTIFY_* bits; 0 = not given */
 	int		has_orcpt;

@@ -147,6 +147,9 @@ struct dlv_msg {
 	unsigned	   by_flags;
 	unsigned	  *notify;	/* DSN_NOTIFY_* bits, parallel to rcpts */
 	char		 **orcpt;	/* "type;decoded" or NULL, parallel to rcpts */
+	/* RFC 8689: the REQUIRETLS tag; TLS-Required: No (never both) */
+	int		   requiretls;
+	int		   tls_optional;
 };
 
 /* dlv_peer - one address to talk to */
@@ -171,6 +174,10 @@ struct dlv_peer {
 	char			tls_domain[256]; /* the policy domain (TLS-RPT) */
 	char			tls_mxpat[256];	/* the mx pattern that applied */
 	int			tls_mxbad;	/* MX matches no pattern (testing) */
+	/* RFC 8689 4.2.1: this message must go with REQUIRETLS (MX name
+	 * validated; TLS, a verified certificate and REQUIRETLS in the
+	 * post-TLS EHLO are mandatory; failures are 5.7.10 / 5.7.30) */
+	int			rtls;
 };
 
 

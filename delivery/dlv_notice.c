@@ -10,7 +10,7 @@
  *       (text_is_reply; Diagnostic-Code smtp or X-Waymark alike); part 2 message/delivery-status (7bit: control and 8-bit
  *       octets become '?'; Deliver-By-Date after Arrival-Date for a
  *       message with a DELIVERBY deadline, RFC 2852 5); part 3 the returned content: for a failure
- *       without RET=HDRS and at most return_max bytes the whole spool
+ *       without RET=HDRS (a REQUIRETLS message counts as RET=HDRS, RFC 8689 5) and at most return_max bytes the whole spool
  *       file as message/rfc822 (Waymark's trace fields first), else
  *       text/rfc822-headers: the trace fields (newest first) and the
  *       original header section, bounded to NOTICE_HDR_MAX bytes (a line
@@ -585,7 +585,9 @@ dlv_notice_write(int fd, const struct qmsg *m, const char *body_path,
 			return -1;
 	/* RFC 3461 4.3: the whole message for a failure unless RET=HDRS */
 	content = body_path == NULL ? 0 : 1;
+	/* RFC 8689 5: a REQUIRETLS message's notice is as if RET=HDRS */
 	if (content && d->kind == DLV_DSN_FAILED && m->ret != DSN_RET_HDRS &&
+	    !m->requiretls &&
 	    m->size + trace_size(m) <= d->return_max)
 		content = 2;
 	buf_init(&b, NOTICE_MAX);

@@ -18,7 +18,15 @@
  *       failed is skipped unconnected; a parked connection serves only
  *       a host with the same DANE state and records.  All exhausted:
  *       the last error for every open
- *       recipient.  Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
+ *       recipient.
+ * REQUIRETLS (RFC 8689 4.2.1, sender not <>): a host whose MX name is
+ *       not validated (smarthost, DNSSEC-secure MX, MTA-STS mx pattern)
+ *       is skipped with 550 5.7.10; REQUIRETLS failures (5.7.30, 5.7.10)
+ *       are kept apart, 5.7.30 over 5.7.10, and reported only when no
+ *       host failed otherwise (then that error: usually a retry).
+ *       "TLS-Required: No" (4.2.2): DANE and MTA-STS enforcement are
+ *       relaxed to opportunistic for that message (peer_tls_optional).
+ * Route failures: TEMP/NOHOST 4.4.3, NXDOMAIN 550 5.1.2,
  *       NULLMX 556 5.1.10, LOOP 554 5.4.6.
  * Completion: done() always runs from its own zero-delay event, never
  *       inside dlv_remote_start; except at dlv_remote_shutdown, which
@@ -79,6 +87,10 @@ struct dlv_job {
 	struct dlv_sess		*sess;
 	struct dlv_result	 err;
 	int			 have_err;
+	/* RFC 8689: the most specific REQUIRETLS failure of a host so far
+	 * (5.7.30 over 5.7.10); reported only when no host failed otherwise */
+	struct dlv_result	 rtls;
+	int			 have_rtls;
 	struct event		*fin;
 };
 
@@ -383,6 +395,8 @@ job_new(const struct config *cfg, const struct qmsg *m, const char *path,
 	j->m.arrival = m->arrival;
 	j->m.deliver_by = m->deliver_by;
 	j->m.by_flags = m->by_flags;
+	j->m.requiretls = m->requiretls;
+	j->m.tls_optional = m->tls_optional && !m->requiretls;
 	if ((j->fin = evtimer_new(rs.base, fin_cb, j)) == NULL ||
 	    (j->m.sender = strdup(m->sender ? m->sender : "")) == NULL ||
 	    (j->m.body_path = strdup(path)) == NULL ||
@@ -478,6 +492,10 @@ job_finish(struct dlv_job *j)
 	struct timeval	zero = { 0, 0 };
 	size_t		i;
 
+	if (!j->have_err && j->have_rtls) {
+		j->err = j->rtls;	/* every host failed REQUIRETLS */
+		j->have_err = 1;
+	}
 	if (j->have_err) {
 		/* the last attempt's TLS policy and outcome go along */
 		for (i = 0; i < j->m.nrcpts; i++)
@@ -813,7 +831,7 @@ peer_sts(struct dlv_job *j, struct dlv_peer *p)
 		    "validation-failure", p->name, ip, NULL,
 		    "mx-not-in-policy");
 	}
-	if (!match && enforce) {
+	if (!match && enforce && !j->m.tls_optional) {
 		memset(&j->err, 0, sizeof(j->err));
 		j->err.status = RS_DEFERRED;
 		j->err.code = 451;
@@ -842,6 +860,106 @@ peer_sts(struct dlv_job *j, struct dlv_peer *p)
 	return 0;
 }
 
+/* rtls_strict - RFC 8689 4.2.1 applies: a REQUIRETLS message whose
+ * reverse-path is not empty, relayed by SMTP */
+static int
+rtls_strict(const struct dlv_job *j)
+{
+	return j->m.requiretls && j->m.sender[0] != '\0' && !j->lmtp;
+}
+
+/* job_error - a host's error r: a REQUIRETLS failure (5.7.30 / 5.7.10)
+ * is kept apart, the most specific one; any other is the job's error */
+static void
+job_error(struct dlv_job *j, const struct dlv_result *r)
+{
+	if (j->m.requiretls && r->status == RS_FAILED &&
+	    (strcmp(r->enh, "5.7.30") == 0 || strcmp(r->enh, "5.7.10") == 0)) {
+		if (!j->have_rtls || strcmp(r->enh, "5.7.30") == 0 ||
+		    strcmp(j->rtls.enh, "5.7.30") != 0) {
+			j->rtls = *r;
+			j->have_rtls = 1;
+		}
+		return;
+	}
+	j->err = *r;
+	j->have_err = 1;
+}
+
+/*
+ * peer_requiretls - RFC 8689 4.2.1 for host p of a REQUIRETLS message:
+ * its MX name is validated (the configured smarthost; a DNSSEC-secure
+ * MX answer with dns_dnssec; or the MTA-STS policy's mx patterns), else
+ * -1 and a 5.7.10 failure for this host (never connected).  Then
+ * p->rtls: TLS and a verified certificate (DANE, else the CA store /
+ * smtp_tls_ca against the host name) are mandatory (try_addr), and
+ * dlv_smtp.c checks REQUIRETLS in the post-TLS EHLO.
+ */
+static int
+peer_requiretls(struct dlv_job *j, struct dlv_peer *p)
+{
+	struct dlv_result	r;
+	const char		*how;
+
+	if (j->cfg->smarthost != NULL)
+		how = "smarthost";
+	else if (j->cfg->dns_dnssec && j->route->secure)
+		how = "dnssec";
+	else if (j->sts != NULL && dlv_sts_mx_match(j->sts, p->name))
+		how = "mta-sts";
+	else {
+		memset(&r, 0, sizeof(r));
+		r.hop_dsn = r.hop_mtrk = r.hop_by = -1;
+		r.status = RS_FAILED;
+		r.code = 550;
+		(void)snprintf(r.enh, sizeof(r.enh), "5.7.10");
+		(void)snprintf(r.text, sizeof(r.text), "REQUIRETLS: MX host "
+		    "%.180s of %.180s not validated (%s): not connecting "
+		    "(RFC 8689 4.2.1)", p->name, j->domain, j->sts == NULL ?
+		    "no DNSSEC, no MTA-STS" : "no DNSSEC, not in the MTA-STS "
+		    "policy's mx patterns");
+		(void)snprintf(r.remote, sizeof(r.remote), "%s", p->remote);
+		log_info("qid=%s smtp: %s", j->m.qid, r.text);
+		job_error(j, &r);
+		return -1;
+	}
+	p->rtls = 1;
+	log_debug("qid=%s smtp %s: REQUIRETLS, MX name validated by %s",
+	    j->m.qid, p->remote, how);
+	return 0;
+}
+
+/*
+ * peer_tls_optional - RFC 8689 4.2.2, "TLS-Required: No": the recipient
+ * domain's DANE or MTA-STS policy does not block delivery to p; STARTTLS
+ * is still used when offered (opportunistic, as smtp_tls = may)
+ */
+static void
+peer_tls_optional(struct dlv_job *j, struct dlv_peer *p)
+{
+	const char	*what = NULL;
+	size_t		 n;
+
+	if (p->dane.state != DLV_DANE_NONE) {
+		what = "dane";
+		p->dane.state = DLV_DANE_NONE;
+		p->dane.ntlsa = 0;
+	}
+	if (p->tls_policy == DLV_TLS_MTA_STS &&
+	    (p->tls_require || p->tls_verify || p->tls_mxbad)) {
+		what = "mta-sts";
+		p->tls_require = p->tls_verify = 0;
+		p->tls_check = 1;
+		n = strlen(p->tls_note);
+		(void)snprintf(p->tls_note + n, sizeof(p->tls_note) - n,
+		    " relaxed by TLS-Required: No");
+	}
+	if (what != NULL)
+		log_info("qid=%s smtp %s: TLS-Required: No: the %s policy does "
+		    "not block delivery (RFC 8689 4.2.2)", j->m.qid, p->remote,
+		    what);
+}
+
 /* try_addr - run a session on the current address, or give up */
 static void
 try_addr(struct dlv_job *j)
@@ -850,7 +968,8 @@ try_addr(struct dlv_job *j)
 	struct dlv_peer	 p;
 
 	/* a parked connection's TLS was not checked against j's policy */
-	if (!j->tried_idle && !j->noreuse && j->sts == NULL) {
+	if (!j->tried_idle && !j->noreuse && j->sts == NULL &&
+	    !j->m.requiretls && !j->m.tls_optional) {
 		j->tried_idle = 1;
 		s = idle_take(j);
 	}
@@ -860,7 +979,7 @@ try_addr(struct dlv_job *j)
 			return;
 		}
 		/* DANE: a failed TLSA lookup = unreachable (RFC 7672 2.1.2) */
-		if (j->ai == 0 && !j->lmtp &&
+		if (j->ai == 0 && !j->lmtp && !j->m.tls_optional &&
 		    dlv_dane_skip(&j->route->hosts[j->hi], &j->err)) {
 			j->have_err = 1;
 			j->hi++;
@@ -873,12 +992,19 @@ try_addr(struct dlv_job *j)
 			continue;
 		}
 		peer_of(j, &p);
-		if (j->sts != NULL && peer_sts(j, &p) == -1) {
+		if ((rtls_strict(j) && peer_requiretls(j, &p) == -1) ||
+		    (j->sts != NULL && peer_sts(j, &p) == -1)) {
 			j->hi++;	/* never this host: the next one */
 			j->ai = 0;
 			j->plain = 0;
 			continue;
 		}
+		if (p.rtls) {		/* whatever the MTA-STS mode says */
+			p.tls_require = p.tls_verify = 1;
+			p.tls_check = 0;
+		}
+		if (j->m.tls_optional && !j->lmtp)
+			peer_tls_optional(j, &p);
 		if ((s = dlv_sess_new(&p)) == NULL) {
 			job_fill(j, RS_DEFERRED, 451, "4.3.0", "out of memory",
 			    "");
@@ -899,9 +1025,11 @@ try_addr(struct dlv_job *j)
 static void
 sess_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
 {
-	struct dlv_job	*j = arg;
-	int		 reused = dlv_sess_was_reused(s);
+	struct dlv_job		*j = arg;
+	struct dlv_result	 r;
+	int			 reused = dlv_sess_was_reused(s);
 
+	memset(&r, 0, sizeof(r));
 	j->sess = NULL;
 	switch (o) {
 	case DLV_OUT_DONE:
@@ -912,16 +1040,16 @@ sess_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
 		job_finish(j);
 		return;
 	case DLV_OUT_PLAIN:
-		dlv_sess_error(s, &j->err);
-		j->have_err = 1;
+		dlv_sess_error(s, &r);
+		job_error(j, &r);
 		dlv_sess_free(s);
 		j->plain = 1;
 		try_addr(j);
 		return;
 	case DLV_OUT_NEXT:
 	default:
-		dlv_sess_error(s, &j->err);
-		j->have_err = 1;
+		dlv_sess_error(s, &r);
+		job_error(j, &r);
 		dlv_sess_quit(s);
 		if (reused) {
 			/* the parked connection went stale: same address, fresh */
@@ -929,7 +1057,7 @@ sess_cb(void *arg, struct dlv_sess *s, enum dlv_outcome o)
 			try_addr(j);
 			return;
 		}
-		if (j->err.code / 100 == 5 && strstr(j->err.text,
+		if (r.code / 100 == 5 && strstr(r.text,
 		    "greeting") != NULL) {
 			j->hi++;
 			j->ai = 0;

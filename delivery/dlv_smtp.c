@@ -29,6 +29,11 @@
  *       are then mandatory, and a failure is never retried in
  *       plaintext; else smtp_tls.  Each connection's policy and outcome
  *       (tls_outcome) go into every result it gives.
+ * REQUIRETLS (RFC 8689 4.2.1, peer.rtls set by dlv_remote.c): TLS and a
+ *       verified certificate are mandatory; a failed TLS step is 550
+ *       5.7.10 (rtls_err), a post-TLS EHLO without REQUIRETLS 550
+ *       5.7.30; MAIL carries REQUIRETLS for a tagged message over
+ *       verified TLS to a hop that offers it (rtls_param).
  * Not here: routes, choosing addresses, concurrency, the idle cache
  *       (dlv_remote.c).  The callback is never called before
  *       dlv_sess_run returns, and the session never touches itself after
@@ -134,6 +139,7 @@ enum { RC_TODO = 0, RC_OK, RC_AGAIN, RC_DONE };
 #define CAP_BINARYMIME	0x400		/* RFC 3030 */
 #define BDAT_MAX	(1024 * 1024)	/* largest chunk sent */
 #define CAP_SMTPUTF8	0x1000		/* RFC 6531 */
+#define CAP_REQUIRETLS	0x2000		/* RFC 8689 */
 
 struct dlv_sess {
 	TAILQ_ENTRY(dlv_sess)	 entry;
@@ -501,12 +507,45 @@ body_close(struct dlv_sess *s)
 	}
 }
 
+/*
+ * rtls_err - RFC 8689 4.2.1: a host that failed a REQUIRETLS message's
+ * TLS step (no STARTTLS, a failed handshake, a certificate not verified)
+ * fails it with 5.7.10 "Encryption needed", the reason kept in the text;
+ * never a plaintext retry.  Other errors (connection, greeting) stay.
+ */
+static void
+rtls_err(struct dlv_sess *s)
+{
+	char		 text[sizeof(s->err.text)];
+	const char	*why, *r = s->tls_result;
+
+	if (!s->peer.rtls || r == NULL || strcmp(r, "verified") == 0 ||
+	    strcmp(r, "tls") == 0 || strcmp(r, "plaintext") == 0)
+		return;
+	if (strcmp(r, "no-starttls") == 0)
+		why = "no STARTTLS";
+	else if (strcmp(r, "verify-failed") == 0 || strcmp(r, "mismatch") == 0)
+		why = "certificate not verified";
+	else
+		why = "TLS handshake failed";
+	if (snprintf(text, sizeof(text), "REQUIRETLS: %s: %.470s", why,
+	    s->err.text) < 0)
+		text[0] = '\0';
+	s->err.status = RS_FAILED;
+	s->err.code = 550;
+	(void)snprintf(s->err.enh, sizeof(s->err.enh), "5.7.10");
+	(void)snprintf(s->err.text, sizeof(s->err.text), "%s", text);
+}
+
 /* handoff - report the outcome; the session is the callee's afterwards */
 static void
 handoff(struct dlv_sess *s, enum dlv_outcome o)
 {
 	dlv_sess_fn	 cb = s->cb;
 	void		*arg = s->arg;
+
+	if (o == DLV_OUT_NEXT || o == DLV_OUT_PLAIN)
+		rtls_err(s);
 
 	if (cur == s)
 		cur = NULL;
@@ -658,6 +697,8 @@ ehlo_line(struct dlv_sess *s, const char *t)
 		s->caps |= CAP_CHUNKING;
 	else if (strcasecmp(t, "BINARYMIME") == 0)
 		s->caps |= CAP_BINARYMIME;
+	else if (strcasecmp(t, "REQUIRETLS") == 0)
+		s->caps |= CAP_REQUIRETLS;
 	else if (strncasecmp(t, "DELIVERBY", 9) == 0 && (t[9] == '\0' ||
 	    t[9] == ' ')) {
 		/* RFC 2852 2: "DELIVERBY" [SP min-by-time *("," ext)] */
@@ -1213,6 +1254,15 @@ tls_done(struct dlv_sess *s, SSL *ssl)
 static void
 after_ehlo(struct dlv_sess *s)
 {
+	/* RFC 8689 4.2.1 step 5: verified TLS, then REQUIRETLS offered */
+	if (s->tls_on && s->peer.rtls && !(s->caps & CAP_REQUIRETLS)) {
+		set_err(s, RS_FAILED, 550, "5.7.30", "REQUIRETLS support "
+		    "required: %s does not offer REQUIRETLS after STARTTLS "
+		    "(%s, %s)", s->peer.remote, s->tls, s->tls_out);
+		log_info("smtp: %s", s->err.text);
+		handoff(s, DLV_OUT_NEXT);
+		return;
+	}
 	if (!s->tls_on && !s->peer.notls) {
 		if (s->caps & CAP_STARTTLS) {
 			sess_cmd(s, "STARTTLS\r\n");
@@ -1483,6 +1533,20 @@ body_fill(struct dlv_sess *s)
 }
 
 /*
+ * rtls_param - " REQUIRETLS" on MAIL for a REQUIRETLS message over
+ * verified TLS to a hop that offers it (RFC 8689 4.2.1: always so when
+ * peer.rtls; a notice from <> goes on without it otherwise, RFC 8689 5),
+ * else ""
+ */
+static const char *
+rtls_param(const struct dlv_sess *s)
+{
+	return s->m->requiretls && s->tls_on && (s->caps & CAP_REQUIRETLS) &&
+	    s->tls_result != NULL && strcmp(s->tls_result, "verified") == 0 ?
+	    " REQUIRETLS" : "";
+}
+
+/*
  * txn_start - a transaction for every undecided recipient, or DONE.
  * MAIL (+ RCPTs + DATA when pipelining) in one write.
  */
@@ -1567,10 +1631,10 @@ txn_start(struct dlv_sess *s)
 	}
 	s->ntxn++;
 	s->mtrk_sent = mail_dsn_params(s, dsn, sizeof(dsn));
-	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s%s\r\n", m->sender, size,
+	sess_cmd(s, "MAIL FROM:<%s>%s%s%s%s%s%s\r\n", m->sender, size,
 	    m->body_binary ? " BODY=BINARYMIME" :
 	    m->body_8bit && (s->caps & CAP_8BITMIME) ? " BODY=8BITMIME" : "",
-	    dsn, by, s->utf8_param ? " SMTPUTF8" : "");
+	    dsn, by, s->utf8_param ? " SMTPUTF8" : "", rtls_param(s));
 	s->pipelined = (s->caps & CAP_PIPELINING) != 0;
 	if (s->pipelined) {
 		for (i = 0; i < s->norder; i++)
@@ -2248,6 +2312,7 @@ dlv_sess_park(struct dlv_sess *s, dlv_sess_fn cb, void *arg)
 		s->peer.tls_policy = DLV_TLS_UNSET;
 		s->peer.tls_note[0] = '\0';
 	}
+	s->peer.rtls = 0;	/* REQUIRETLS jobs never take one either */
 	set_state(s, S_IDLE);
 }
 

@@ -96,6 +96,11 @@ struct qmsg {
 	unsigned	 intl;		/* RFC 6531: QM_SMTPUTF8 | QM_UTF8_HDR */
 	int		 body_binary;	/* RFC 3030 BODY=BINARYMIME: relayed
 					 * only to BINARYMIME hops, by BDAT */
+	/* RFC 8689: MAIL had REQUIRETLS (requiretls); else a valid
+	 * "TLS-Required: No" header field (tls_optional: the recipient
+	 * domain's DANE / MTA-STS policy does not block delivery) */
+	int		 requiretls;
+	int		 tls_optional;
 	enum msg_state	 state;
 	char		*state_value;	/* RFC 2045 token or NULL */
 	char		*state_reason;	/* why it is in state (comment text) or NULL */

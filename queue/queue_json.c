@@ -134,7 +134,12 @@ msg_json(const struct qmsg *m)
 	    json_string((m->by_flags & BY_RETURN) ? "R" : "N")) == -1 ||
 	    /* RFC 6531: the MAIL had SMTPUTF8 */
 	    json_object_set_new(o, "smtputf8",
-	    json_boolean((m->intl & QM_SMTPUTF8) != 0)) == -1)) {
+	    json_boolean((m->intl & QM_SMTPUTF8) != 0)) == -1 ||
+	    /* RFC 8689: the REQUIRETLS tag, the TLS-Required: No request */
+	    json_object_set_new(o, "requiretls",
+	    json_boolean(m->requiretls)) == -1 ||
+	    json_object_set_new(o, "tls_required_no",
+	    json_boolean(m->tls_optional)) == -1)) {
 		json_decref(o);
 		return NULL;
 	}

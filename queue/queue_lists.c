@@ -201,6 +201,10 @@ copy_msg(const struct qmsg *m, const struct list_entry *e, time_t now)
 	nm->body_8bit = m->body_8bit;
 	nm->intl = m->intl;
 	nm->body_binary = m->body_binary;
+	/* RFC 8689 6: a list's copies carry the REQUIRETLS tag (or the
+	 * TLS-Required: No request, which is in the copied header anyway) */
+	nm->requiretls = m->requiretls;
+	nm->tls_optional = m->tls_optional;
 	if ((nm->sender = strdup(e->owner)) == NULL ||
 	    (nm->client_addr = strdup("local")) == NULL ||
 	    (nm->client_name = strdup(LIST_CLIENT_NAME)) == NULL ||

@@ -245,6 +245,9 @@ queue_dsn(struct qjob *j, struct qmsg *m, int kind, const size_t *idx,
 	    (detail = event_detail(kind, postmaster ? to : NULL, qid, m, idx,
 	    n)) == NULL)
 		goto lost;
+	/* RFC 8689 5: a notice about a REQUIRETLS message goes out with
+	 * REQUIRETLS too (its content: headers only, dlv_notice.c) */
+	nm->requiretls = m->requiretls;
 	if (qjob_add_event(j, m, "dsn", detail) == -1) {
 		/* the job is unusable: the caller drops the whole batch */
 		rc = -1;

@@ -12,7 +12,8 @@
  *   may follow the last field.
  * Message   ('M'): u64 arrival, u64 size, u64 done_time, u8 state,
  *   u8 body_8bit (bit 0: 8-bit; bits 1-2: qmsg.intl, SMTPUTF8; bit 3:
- *   BODY=BINARYMIME, which implies 8-bit), u16 nrcpts, str sender, envid, client_addr,
+ *   BODY=BINARYMIME, which implies 8-bit; bit 4: requiretls, bit 5:
+ *   tls_optional, RFC 8689), u16 nrcpts, str sender, envid, client_addr,
  *   client_name, helo, tls, message_id, state_value; version 2 adds
  *   u8 ret (DSN_RET_*), str mtrk_certifier, u64 mtrk_timeout,
  *   u64 mtrk_expiry, str auth_user; version 3 (written now) adds
@@ -367,6 +368,18 @@ rec_msg_clear(struct qmsg *m)
 	m->state_reason = m->future_release = m->filter_cmd = NULL;
 }
 
+/* RFC 8689 flags, kept in body_8bit's octet beside its bit 0 */
+#define MSG_REQUIRETLS		0x10u
+#define MSG_TLS_OPTIONAL	0x20u
+
+/* msg_tls_bits - m's RFC 8689 flags as record bits */
+static unsigned
+msg_tls_bits(const struct qmsg *m)
+{
+	return (m->requiretls ? MSG_REQUIRETLS : 0) |
+	    (m->tls_optional ? MSG_TLS_OPTIONAL : 0);
+}
+
 /* rec_msg_encode - encode the message record of m (not its recipients) */
 int
 rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
@@ -386,7 +399,8 @@ rec_msg_encode(const struct qmsg *m, unsigned char **out, size_t *outlen)
 	wr_u64(&w, (uint64_t)m->done_time);
 	wr_u8(&w, (unsigned)m->state);
 	wr_u8(&w, (m->body_8bit || m->body_binary ? 1u : 0u) |
-	    ((m->intl & 3u) << 1) | (m->body_binary ? 8u : 0u));
+	    ((m->intl & 3u) << 1) | (m->body_binary ? 8u : 0u) |
+	    msg_tls_bits(m));
 	wr_u16(&w, (unsigned)m->nrcpts);
 	wr_str(&w, m->sender ? m->sender : "");
 	wr_str(&w, m->envid);
@@ -486,7 +500,7 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 		r.why = "bad handling state";
 		goto fail;
 	}
-	if (b8 > 15) {
+	if (b8 > (0x0fu | MSG_REQUIRETLS | MSG_TLS_OPTIONAL)) {
 		r.why = "bad 8-bit flag";
 		goto fail;
 	}
@@ -494,6 +508,8 @@ rec_msg_decode(const void *p, size_t len, struct qmsg *m, const char **why)
 	m->body_8bit = (int)(b8 & 1u);
 	m->intl = (b8 >> 1) & 3u;
 	m->body_binary = (int)((b8 >> 3) & 1u);
+	m->requiretls = (b8 & MSG_REQUIRETLS) != 0;
+	m->tls_optional = (b8 & MSG_TLS_OPTIONAL) != 0;
 	m->rcpts = NULL;
 	return 0;
 fail:

@@ -8,6 +8,8 @@
  *   	(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
  *   	by HOSTNAME with ESMTPS id QID
  *   	for <rcpt>; DATE
+ * A REQUIRETLS message (RFC 8689 2) has "with ESMTPS (REQUIRETLS) id QID":
+ * a comment, as RFC 8689 defines no clause.
  * From-domain is the HELO name when it is a valid Domain or address
  * literal, else the client's address literal; the TLS line only when
  * m->tls; "for" only with exactly one recipient; DATE = m->arrival.
@@ -109,6 +111,7 @@ queue_trace_received(const struct qmsg *m, const char *hostname,
 	char		 lit[80], date[64], tls[160], forpart[SMTP_PATH_MAX + 16];
 	char		 clause[2 * TRACE_REASON_MAX + 300] = "";
 	const char	*from, *sp;
+	const char	*rtls = m->requiretls ? " (REQUIRETLS)" : "";
 	int		 n;
 
 	if (addr_literal(m->client_addr, lit, sizeof(lit)) == -1 ||
@@ -137,11 +140,11 @@ queue_trace_received(const struct qmsg *m, const char *hostname,
 		return -1;
 	if (name_ok(m->client_name))
 		n = snprintf(out, outlen, "Received: from %s (%s %s)%s\n\tby %s "
-		    "with %s id %s%s%s; %s", from, m->client_name, lit, tls,
-		    hostname, proto, m->qid, forpart, clause, date);
+		    "with %s%s id %s%s%s; %s", from, m->client_name, lit, tls,
+		    hostname, proto, rtls, m->qid, forpart, clause, date);
 	else
 		n = snprintf(out, outlen, "Received: from %s (%s)%s\n\tby %s "
-		    "with %s id %s%s%s; %s", from, lit, tls, hostname, proto,
-		    m->qid, forpart, clause, date);
+		    "with %s%s id %s%s%s; %s", from, lit, tls, hostname, proto,
+		    rtls, m->qid, forpart, clause, date);
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }

@@ -25,6 +25,8 @@
  *       (F_CHUNK) does all its checks itself, after parsing the count
  *       (smtpd_bdat.c), since its octets must be read before any reply;
  *       RCPT or DATA after a BDAT and DATA after BODY=BINARYMIME: 503.
+ *       RFC 8689 (REQUIRETLS: in EHLO and on MAIL inside TLS only,
+ *       elsewhere unknown: 555 5.5.4; the tag in qmsg.requiretls).
  * Aliases (common/aliases.c) are expanded at RCPT, before queueing:
  *       1->1 replaces the address (ORCPT kept, or set to rfc822;original;
  *       NOTIFY and MTRK pass, RFC 3461 5.2.7.2, RFC 3885 3.3); 1->N keeps
@@ -349,11 +351,13 @@ cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 	smtpd_reply(s, 250, SMTPD_NOENH,
 	    "%s\nPIPELINING\nSIZE %llu\n8BITMIME\nENHANCEDSTATUSCODES\nDSN\n"
 	    "CHUNKING\nBINARYMIME\n"			/* RFC 3030 */
-	    "MTRK\nDELIVERBY%s%s%s%s\nSMTPUTF8",
+	    "MTRK\nDELIVERBY%s%s%s%s%s\nSMTPUTF8",
 	    smtpd_cfg->hostname, (unsigned long long)smtpd_cfg->max_size, by,
 	    fr,
 	    (smtpd_tls_available() && !s->tls) ? "\nSTARTTLS" : "",
-	    smtpd_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
+	    smtpd_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
+	    /* RFC 8689 2: only in the EHLO reply after STARTTLS */
+	    s->tls ? "\nREQUIRETLS" : "");
 	return CMD_OK;
 }
 
@@ -518,7 +522,7 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	why = NULL;
 	pr = esmtp_parse_params(rest, restlen, PARAM_MAIL,
 	    SMTPD_EXTS_MAIL | (s->submission ? EXT_AUTH | EXT_FUTURERELEASE :
-	    0), &ep, &why);
+	    0) | (s->tls ? EXT_REQUIRETLS : 0), &ep, &why);
 	if (pr != PARAM_OK) {
 		params_reply(s, pr, why);
 		return CMD_FAIL;
@@ -571,6 +575,7 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	t->m->ret = ep.ret;			/* RFC 3461 / RFC 3885 */
 	t->m->intl = ep.smtputf8 ? QM_SMTPUTF8 : 0;	/* RFC 6531 */
 	t->m->mtrk_timeout = ep.has_mtrk ? ep.mtrk_timeout : 0;
+	t->m->requiretls = ep.requiretls;	/* RFC 8689 4.1: the tag */
 	if (ep.has_by) {			/* RFC 2852 4: absolute */
 		t->m->deliver_by = time(NULL) + (time_t)ep.by_time;
 		t->m->by_flags = ep.by_mode;

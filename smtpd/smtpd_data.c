@@ -18,7 +18,9 @@
  * Checks while streaming: stored size (> max_size: 552 5.3.4), text
  * lines over 1000 octets incl. CRLF (554 5.6.0), Received: fields in the
  * header section (> max_hops: 554 5.4.6), the first Message-ID, 8-bit
- * octets.  After an error the rest is read and dropped up to the end.
+ * octets, TLS-Required fields (RFC 8689 3: one "No" in a message without
+ * REQUIRETLS sets qmsg.tls_optional, with a "tls-required" event).
+ * After an error the rest is read and dropped up to the end.
  * The octets read since the 354 are counted for smtpd_data_min_rate;
  * the session timer (smtpd_session.c) checks the rate, not this file.
  * At the end, the policy rules (queue_policy_check) run before the trace
@@ -116,6 +118,9 @@ smtpd_data_begin(struct smtpd_session *s)
 	t->hops = 0;
 	t->msgid_state = 0;
 	t->hdrlen = t->msgidlen = 0;
+	t->tlsreq_n = 0;
+	t->tlsreq_in = 0;
+	t->tlsreq_len = 0;
 	t->data_start = mono_ms();
 	t->received = 0;
 	/* DKIM: sign for AUTH sessions and relay_from clients only */
@@ -234,6 +239,23 @@ header_name(const char *h, size_t len, const char *name)
 	return 0;
 }
 
+/* tlsreq_add - value octets of a TLS-Required field, blanks dropped */
+static void
+tlsreq_add(struct smtpd_txn *t, const char *p, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == ' ' || p[i] == '\t')
+			continue;
+		if (t->tlsreq_len + 1 >= sizeof(t->tlsreq)) {
+			t->tlsreq_len = sizeof(t->tlsreq);	/* too long */
+			return;
+		}
+		t->tlsreq[t->tlsreq_len++] = (char)(p[i] | 0x20);
+	}
+}
+
 /* data_header_line - analyse one complete header-section line */
 static void
 data_header_line(struct smtpd_txn *t)
@@ -241,6 +263,13 @@ data_header_line(struct smtpd_txn *t)
 	const char	*h = t->hdr;
 	size_t		 len = t->hdrlen, i, v;
 
+	if (t->tlsreq_in) {
+		if (len > 0 && (h[0] == ' ' || h[0] == '\t')) {
+			tlsreq_add(t, h, len);	/* folded continuation */
+			return;
+		}
+		t->tlsreq_in = 0;
+	}
 	if (t->msgid_state == 1) {
 		if (len > 0 && (h[0] == ' ' || h[0] == '\t')) {
 			msgid_add(t, h, len);	/* folded continuation */
@@ -263,6 +292,15 @@ data_header_line(struct smtpd_txn *t)
 	}
 	if (header_name(h, len, "Received") > 0)
 		t->hops++;
+	else if ((v = header_name(h, len, "TLS-Required")) > 0) {
+		t->tlsreq_n++;		/* RFC 8689 3: at most one */
+		t->tlsreq_in = 1;
+		t->tlsreq_len = 0;
+		if (t->hdrlen >= SMTPD_HDR_CAP)
+			t->tlsreq_len = sizeof(t->tlsreq);	/* not "No" */
+		else
+			tlsreq_add(t, h + v, len - v);
+	}
 	else if (t->msgid_state == 0 &&
 	    (v = header_name(h, len, "Message-ID")) > 0) {
 		t->msgid_state = 1;
@@ -588,6 +626,35 @@ smtpd_data_fail(struct smtpd_session *s)
 	smtpd_txn_free(s);		/* queue_body_discard */
 }
 
+/*
+ * data_tls_required - RFC 8689 3, 4.1: one "TLS-Required: No" field in
+ * a message without the REQUIRETLS option tags it tls_optional (and an
+ * event says so); with the option, or with two fields or another value,
+ * the field is ignored (logged).  -1 when out of memory.
+ */
+static int
+data_tls_required(struct smtpd_session *s)
+{
+	struct smtpd_txn	*t = s->txn;
+	struct qmsg		*m = t->m;
+	int			 no = t->tlsreq_len == 2 &&
+				    memcmp(t->tlsreq, "no", 2) == 0;
+
+	if (t->tlsreq_n == 0)
+		return 0;
+	if (m->requiretls || t->tlsreq_n > 1 || !no) {
+		log_info("session=%s qid=%s TLS-Required field ignored: %s",
+		    s->sid, m->qid, m->requiretls ? "the message has "
+		    "REQUIRETLS" : t->tlsreq_n > 1 ? "more than one" :
+		    "value is not No");
+		return 0;
+	}
+	m->tls_optional = 1;
+	return qmsg_add_event(m, "tls-required", "TLS-Required: No: the "
+	    "recipient domain's DANE / MTA-STS policy does not block "
+	    "delivery (RFC 8689 4.2.2)");
+}
+
 /* smtpd_data_chunk_end - a BDAT chunk without LAST is in: a write or
  * size error is answered now (the transaction ends), else 0 */
 int
@@ -649,6 +716,8 @@ smtpd_data_end(struct smtpd_session *s)
 	if ((m->client_addr = strdup(s->addr)) == NULL ||
 	    (s->helo != NULL && (m->helo = strdup(s->helo)) == NULL) ||
 	    (s->tls_info != NULL && (m->tls = strdup(s->tls_info)) == NULL))
+		goto fail;
+	if (data_tls_required(s) == -1)
 		goto fail;
 	id = (t->msgid_state != 0 && t->msgidlen > 0) ? trim_msgid(t) : "";
 	if (*id != '\0' && (m->message_id = strdup(id)) == NULL)

@@ -89,6 +89,12 @@ struct smtpd_txn {
 	char		 hdr[SMTPD_HDR_CAP];	/* start of the current header line */
 	size_t		 msgidlen;
 	char		 msgid[SMTPD_MSGID_MAX];
+	/* RFC 8689 3: TLS-Required fields seen, the last one's value so far
+	 * (lower case, blanks dropped; longer than "no" = not No) */
+	unsigned	 tlsreq_n;
+	int		 tlsreq_in;	/* its continuation lines follow */
+	size_t		 tlsreq_len;
+	char		 tlsreq[4];
 	/* smtpd_data_min_rate: checked on the session timer */
 	uint64_t	 data_start;	/* ms (mono_ms) at the 354 */
 	uint64_t	 received;	/* octets read since the 354 */

@@ -315,6 +315,11 @@ tools_print_show(FILE *fp, json_t *m)
 		print_field(fp, "Message-ID:", s);
 	if (json_is_true(json_object_get(m, "smtputf8")))
 		print_field(fp, "SMTPUTF8:", "yes");
+	/* RFC 8689: the REQUIRETLS tag or the TLS-Required: No request */
+	if (json_is_true(json_object_get(m, "requiretls")))
+		print_field(fp, "TLS:", "REQUIRETLS");
+	else if (json_is_true(json_object_get(m, "tls_required_no")))
+		print_field(fp, "TLS:", "TLS-Required: No");
 	print_state(fp, m, "State:       ");
 	fprintf(fp, "Recipients:\n");
 	print_rcpts(fp, m);

@@ -106,6 +106,37 @@ test_msg_binary(void **state)
 	}
 }
 
+/* the RFC 8689 flags share body_8bit's octet: every combination */
+static void
+test_msg_tls_flags(void **state)
+{
+	struct qmsg	 m, d;
+	unsigned char	*enc;
+	size_t		 len;
+	const char	*why = NULL;
+	int		 bits;
+
+	(void)state;
+	for (bits = 0; bits < 8; bits++) {
+		memset(&m, 0, sizeof(m));
+		memset(&d, 0, sizeof(d));
+		m.sender = "a@b";
+		m.body_8bit = bits & 1;
+		m.requiretls = (bits & 2) != 0;
+		m.tls_optional = (bits & 4) != 0;
+		if (rec_msg_encode(&m, &enc, &len) != 0)
+			fail_msg("bits %d: encode failed", bits);
+		if (rec_msg_decode(enc, len, &d, &why) != 0)
+			fail_msg("bits %d: decode failed: %s", bits, why);
+		if (d.body_8bit != m.body_8bit || d.requiretls != m.requiretls ||
+		    d.tls_optional != m.tls_optional)
+			fail_msg("bits %d: got 8bit %d requiretls %d optional %d",
+			    bits, d.body_8bit, d.requiretls, d.tls_optional);
+		rec_msg_clear(&d);
+		free(enc);
+	}
+}
+
 static void
 test_msg_roundtrip(void **state)
 {
@@ -1070,6 +1101,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_roundtrip),
 		cmocka_unit_test(test_msg_binary),
+		cmocka_unit_test(test_msg_tls_flags),
 		cmocka_unit_test(test_msg_encode_limits),
 		cmocka_unit_test(test_msg_v2_fields),
 		cmocka_unit_test(test_msg_v3_fields),

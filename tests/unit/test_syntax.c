@@ -656,6 +656,42 @@ test_hold_params(void **state)
 	}
 }
 
+/* RFC 8689 REQUIRETLS: no value, MAIL only, only when enabled (TLS) */
+static void
+test_requiretls_param(void **state)
+{
+	static const struct {
+		const char		*in;
+		int			 where;
+		unsigned		 enabled;
+		enum param_result	 want;
+	} cases[] = {
+		{ "REQUIRETLS", PARAM_MAIL, EXT_REQUIRETLS, PARAM_OK },
+		{ "requiretls SIZE=10", PARAM_MAIL, EXT_REQUIRETLS | EXT_SIZE,
+		  PARAM_OK },
+		{ "REQUIRETLS", PARAM_MAIL, EXT_SIZE, PARAM_UNKNOWN },
+		{ "REQUIRETLS", PARAM_RCPT, EXT_REQUIRETLS, PARAM_UNKNOWN },
+		{ "REQUIRETLS=YES", PARAM_MAIL, EXT_REQUIRETLS, PARAM_SYNTAX },
+		{ "REQUIRETLS REQUIRETLS", PARAM_MAIL, EXT_REQUIRETLS,
+		  PARAM_REPEATED },
+	};
+	struct esmtp_params	 out;
+	const char		*why;
+	enum param_result	 r;
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = esmtp_parse_params(cases[i].in, strlen(cases[i].in),
+		    cases[i].where, cases[i].enabled, &out, &why);
+		if (r != cases[i].want)
+			fail_msg("%s: got %d, want %d (%s)", cases[i].in, r,
+			    cases[i].want, why);
+		if (r == PARAM_OK && out.requiretls != 1)
+			fail_msg("%s: requiretls not set", cases[i].in);
+	}
+}
+
 static const char *
 param_name(enum param_result r)
 {
@@ -1126,6 +1162,7 @@ main(void)
 		cmocka_unit_test(test_rfc5322_date_parse),
 		cmocka_unit_test(test_rfc5322_date_roundtrip),
 		cmocka_unit_test(test_hold_params),
+		cmocka_unit_test(test_requiretls_param),
 		cmocka_unit_test(test_xtext),
 		cmocka_unit_test(test_xtext_bad),
 		cmocka_unit_test(test_dsn_params),
