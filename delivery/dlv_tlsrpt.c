@@ -20,8 +20,9 @@
  *       queued as an ordinary message (sender <>, client name
  *       DLV_TLSRPT_CLIENT: its delivery ignores TLS policies, 5.3, and is
  *       not counted).  https: rua endpoints are not used.
- * Not here: DKIM signing of the reports (filter/, for messages received
- *       over SMTP; the lead decides whether internal messages are signed).
+ *       Each report is DKIM-signed (RFC 8460 3) with the dkim_key keys
+ *       of the hostname's domain, when it has some (report_sign).
+ * Not here: the DKIM signer itself (filter/dkim.c).
  */
 
 #include <sys/types.h>
@@ -44,9 +45,11 @@
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/syntax.h"
 #include "common/util.h"
 #include "delivery/dlv_int.h"
+#include "filter/dkim.h"
 
 #define RPT_KEY		"tlsrpt:state"
 #define RPT_VERSION	1
@@ -68,6 +71,7 @@ static struct {
 	json_t		*days;		/* "YYYY-MM-DD" -> bucket */
 	time_t		 last_end;	/* end of the last report */
 	char		 hostname[256];
+	const struct config *cfg;	/* its dkim_keys sign the reports */
 	struct event	*daily;
 	struct event	*flush;
 	int		 dirty;
@@ -396,6 +400,62 @@ submit_done(void *arg, int rc)
 	free(c);
 }
 
+/* sign_cb - one DKIM-Signature of a report: a trace field, an event */
+static int
+sign_cb(void *arg, const struct dkim_key *k, const char *field)
+{
+	struct qmsg	*m = arg;
+	char		 ev[600];
+	int		 n;
+
+	n = snprintf(ev, sizeof(ev), "d=%s s=%s a=%s", k->domain,
+	    k->selector, dkim_alg_name(k->alg));
+	if (n < 0 || (size_t)n >= sizeof(ev) ||
+	    qmsg_add_trace(m, field) == -1 ||
+	    qmsg_add_event(m, "dkim", ev) == -1)
+		return -1;
+	log_info("qid=%s tlsrpt: dkim=signed %s", m->qid, ev);
+	metrics_dkim_signature(dkim_alg_name(k->alg));
+	return 0;
+}
+
+/*
+ * report_sign - RFC 8460 3: a report is DKIM-signed, by the keys of its
+ * From domain (the hostname) when dkim_key has them; 0 (signed, or no
+ * key), -1 on a local error
+ */
+static int
+report_sign(struct qmsg *m, const char *text, size_t len)
+{
+	struct dkim_sign	*d;
+	const char		*p = text, *e = text + len, *nl, *why = NULL;
+	size_t			 n;
+	int			 rc;
+
+	if (rp.cfg == NULL || rp.cfg->dkim_keys == NULL)
+		return 0;
+	if ((d = dkim_sign_new(rp.cfg->dkim_keys)) == NULL)
+		return -1;
+	while (p < e) {
+		if ((nl = memchr(p, '\n', (size_t)(e - p))) == NULL) {
+			dkim_sign_text(d, p, (size_t)(e - p));
+			break;
+		}
+		n = (size_t)(nl - p);
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		dkim_sign_text(d, p, n);
+		dkim_sign_eol(d);
+		p = nl + 1;
+	}
+	rc = dkim_sign_finish(d, time(NULL), sign_cb, m, &why);
+	dkim_sign_free(d);
+	if (rc == -1)
+		log_warnx("qid=%s tlsrpt: dkim: %s", m->qid,
+		    why != NULL ? why : "error");
+	return rc == -1 ? -1 : 0;
+}
+
 /* submit - the report message text (CRLF) to `to`, through the queue */
 static void
 submit(const struct rpt_task *t, const char *to, const char *text,
@@ -435,7 +495,8 @@ submit(const struct rpt_task *t, const char *to, const char *text,
 	    (m->helo = strdup(rp.hostname)) == NULL ||
 	    qmsg_add_rcpt(m, to) == -1 ||
 	    n < 0 || (size_t)n >= sizeof(field) ||
-	    qmsg_add_trace(m, field) == -1)
+	    qmsg_add_trace(m, field) == -1 ||
+	    report_sign(m, text, len) == -1)	/* above the Received field */
 		goto fail;
 	(void)snprintf(c->qid, sizeof(c->qid), "%s", qid);
 	(void)snprintf(c->to, sizeof(c->to), "%s", to);
@@ -802,6 +863,7 @@ rpt_cfg(const struct config *cfg)
 	char	host[256];
 
 	rp.on = cfg->tlsrpt;
+	rp.cfg = cfg;
 	if (cfg->hostname != NULL)
 		(void)snprintf(rp.hostname, sizeof(rp.hostname), "%s",
 		    cfg->hostname);

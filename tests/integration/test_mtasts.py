@@ -453,3 +453,32 @@ def test_tlsrpt_off(daemon_factory, world):
     p = d.cli("tlsrpt", "--send-now")
     assert p.returncode == 1, p
     assert "tlsrpt = no" in p.err, p.err
+
+
+def test_tlsrpt_report_dkim_signed(daemon_factory, world, tmp_path):
+    """RFC 8460 3: a report is DKIM-signed when dkim_key has keys for the
+    hostname's domain (the report's From is postmaster@HOSTNAME); the
+    signature verifies with python3-dkim against the published record."""
+    import dkim
+    from test_dkim import keygen
+    key, txt = keygen(str(tmp_path), "rpt", "ed25519-sha256",
+                      domain="relay.test")
+    sink = world.sinks["mx.rpt.test"]
+    before = len(sink.messages)
+    d = daemon_factory(config(world, tlsrpt="yes", hostname="relay.test"),
+                       raw_config="dkim_key = relay.test rpt "
+                       "ed25519-sha256 %s" % key)
+    qid = submit(d, "u@enf.test")
+    rcpt_of(d, qid, "u@enf.test", ("deferred",) + FINAL)
+    p = d.cli("tlsrpt", "--send-now")
+    assert p.returncode == 0, p
+    wait_for(lambda: len(sink.messages) > before, timeout=30,
+             what="a report at reports@rpt.test")
+    raw = sink.messages[before][2]
+    msg = raw if b"\r\n" in raw else raw.replace(b"\n", b"\r\n")
+    assert b"DKIM-Signature:" in msg.split(b"\r\n\r\n", 1)[0], msg[:800]
+
+    def dnsfunc(name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        return txt.encode() if name == "rpt._domainkey.relay.test." else None
+    assert dkim.verify(msg, dnsfunc=dnsfunc), msg[:1200]
