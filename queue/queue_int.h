@@ -347,6 +347,9 @@ struct rx_lits {			/* a match contains one of these */
 	char		*lit[RX_LITS_MAX];
 	size_t		 len[RX_LITS_MAX];
 };
+/* policy_rx_too_complex - 1 when the ERE pat would be refused at load:
+ * its regcomp tree would be too large (queue_policy.c) */
+int		 policy_rx_too_complex(const char *pat);
 /* rx_lits_make - the literals of ERE ere (none when unsure); 0 */
 int		 rx_lits_make(const char *ere, int icase, struct rx_lits *out);
 void		 rx_lits_free(struct rx_lits *l);

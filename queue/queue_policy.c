@@ -338,6 +338,13 @@ rx_cost(const char *pat)
 	return seq[0];
 }
 
+/* policy_rx_too_complex - the ERE pat is refused at load (rx_cost) */
+int
+policy_rx_too_complex(const char *pat)
+{
+	return rx_cost(pat) > RX_COST_MAX;
+}
+
 /*
  * lex_regex - /ERE/ with an optional flag "c" (case-sensitive); "\/"
  * stands for "/", any other backslash pair is passed to regcomp.

@@ -46,8 +46,9 @@ check_report(const char *s, size_t n, const struct qmsg *m, int kind,
 	size_t		 l, seen = 0;
 	char		 want[64];
 
-	FUZZ_CHECK(count_lines(s, n, "Final-Recipient: rfc822;") ==
-	    m->nrcpts);
+	/* rfc822, or utf-8 for a non-ASCII address (RFC 6533) */
+	FUZZ_CHECK(count_lines(s, n, "Final-Recipient: rfc822;") +
+	    count_lines(s, n, "Final-Recipient: utf-8;") == m->nrcpts);
 	(void)snprintf(want, sizeof(want), "Action: %s\r\n", actions[kind]);
 	FUZZ_CHECK(count_lines(s, n, want) == m->nrcpts);
 	FUZZ_CHECK(count_lines(s, n, "Action:") == m->nrcpts);

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "common/intl.h"
 #include "common/syntax.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -33,9 +34,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(n <= SMTP_PATH_MAX);
 	FUZZ_CHECK(strlen(p.local) <= SMTP_LOCAL_MAX + 2);
 	FUZZ_CHECK(strlen(p.domain) <= SMTP_DOMAIN_MAX);
-	if (!p.null && !p.postmaster)
+	if (!p.null && !p.postmaster && !p.utf8)
 		FUZZ_CHECK(p.domain[0] != '\0' &&
 		    smtp_check_domain(p.domain, strlen(p.domain)) == 0);
+	else if (!p.null && !p.postmaster)	/* U-labels (RFC 6531) */
+		FUZZ_CHECK(p.domain[0] != '\0' &&
+		    utf8_valid(p.domain, strlen(p.domain)) &&
+		    utf8_valid(p.local, strlen(p.local)));
 	(void)smtp_local_unsafe(&p);
 	FUZZ_CHECK(smtp_path_string(&p, str, sizeof(str)) == 0);
 	FUZZ_CHECK(strlen(str) + 3 <= sizeof(again));

@@ -86,6 +86,12 @@ prefilter(const char *ere, size_t elen, const char *text, size_t tlen)
 	    memchr(ere, '\0', elen) != NULL ||
 	    (pat = strndup(ere, elen)) == NULL)
 		return;
+	/* what the policy loader refuses never reaches regcomp (a stacked
+	 * repetition takes gigabytes there) */
+	if (policy_rx_too_complex(pat)) {
+		free(pat);
+		return;
+	}
 	if (regcomp(&re, pat, REG_EXTENDED | REG_NOSUB | REG_NEWLINE |
 	    (icase ? REG_ICASE : 0)) != 0) {
 		free(pat);

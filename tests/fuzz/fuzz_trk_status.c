@@ -13,9 +13,11 @@
  */
 
 #include <string.h>
+#include <strings.h>
 
 #include "common/buf.h"
 #include "common/hdr.h"
+#include "common/intl.h"
 #include "queue/queue.h"
 #include "track/track.h"
 #include "track/trk_client.h"
@@ -103,7 +105,13 @@ compose(const struct qmsg *m, const char *host)
 		    enh_status_ok(p.rcpts[i].status));
 		FUZZ_CHECK(p.rcpts[i].final != NULL &&
 		    p.rcpts[i].orcpt != NULL);
-		if ((want = expect(m->rcpts[i].addr)) != NULL) {
+		if (str_nonascii(m->rcpts[i].addr, strlen(m->rcpts[i].addr))
+		    || (m->rcpts[i].orcpt != NULL &&
+		    strncasecmp(m->rcpts[i].orcpt, "utf-8;", 6) == 0))
+			/* RFC 6533: well-formed UTF-8 kept, the rest '?' */
+			FUZZ_CHECK(utf8_valid(p.rcpts[i].final,
+			    strlen(p.rcpts[i].final)));
+		else if ((want = expect(m->rcpts[i].addr)) != NULL) {
 			if (strcmp(p.rcpts[i].final, want) != 0)
 				fprintf(stderr, "final \"%s\", want \"%s\"\n",
 				    p.rcpts[i].final, want);
