@@ -165,6 +165,10 @@ test_parse(void **state)
 		  "++++++++++++++++/\n", "1: regular expression too complex", 0 },
 		{ "nested counted repetitions", "accept body=/((a{100}){100})"
 		  "{100}/\n", "1: regular expression too complex", 0 },
+		{ "star then stacked plus", "accept body=/ry\"*++++++++++ry/\n",
+		  "1: regular expression too complex", 0 },
+		{ "long counted ranges", "accept body=/[a-z0-9._%+-]{1,64}@"
+		  "[a-z0-9.-]{1,255}/\n", NULL, 1 },
 		{ "unterminated quote", "accept helo=\"abc\n",
 		  "1: unterminated quoted string", 0 },
 		{ "label not a token", "quarantine/a:b\n",
