@@ -272,16 +272,36 @@ body_put(struct dkim_body *b, unsigned char c)
 	b->buf[b->len++] = c;
 }
 
+/* body_putn - canonical octets p[0..n) for the hash */
+static void
+body_putn(struct dkim_body *b, const char *p, size_t n)
+{
+	size_t	k;
+
+	while (n > 0) {
+		if (b->len == sizeof(b->buf)) {
+			EVP_DigestUpdate(b->md, b->buf, b->len);
+			b->len = 0;
+		}
+		k = sizeof(b->buf) - b->len;
+		if (k > n)
+			k = n;
+		memcpy(b->buf + b->len, p, k);
+		b->len += k;
+		p += k;
+		n -= k;
+	}
+}
+
 void
 dkim_body_text(struct dkim_body *b, const char *p, size_t n)
 {
-	size_t	i;
-	char	c;
+	size_t	i = 0, j;
 
-	for (i = 0; i < n; i++) {
-		c = p[i];
-		if (c == ' ' || c == '\t') {
+	while (i < n) {
+		if (p[i] == ' ' || p[i] == '\t') {
 			b->wsp = 1;
+			i++;
 			continue;
 		}
 		if (!b->text) {
@@ -294,7 +314,11 @@ dkim_body_text(struct dkim_body *b, const char *p, size_t n)
 		if (b->wsp)
 			body_put(b, ' ');
 		b->wsp = 0;
-		body_put(b, (unsigned char)c);
+		/* the run of other octets, copied at once */
+		for (j = i + 1; j < n && p[j] != ' ' && p[j] != '\t'; j++)
+			;
+		body_putn(b, p + i, j - i);
+		i = j;
 	}
 }
 
