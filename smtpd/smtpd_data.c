@@ -30,14 +30,14 @@
  * quarantine it), then smtpd_data_commit: the trace field, DKIM, the
  * commit.
  * DKIM (filter/dkim.c): for AUTH sessions and relay_from clients, when
- * dkim_key is set, the signer sees every stored line as it streams (a
- * milter that rewrote the content makes it read the new file); each
- * DKIM-Signature field is kept as a trace field (prepended at every
+ * dkim_key is set, a worker thread hashes the stored content (as it will
+ * be committed: a milter's rewrite included) and signs it (dkim_job_*);
+ * each DKIM-Signature field is kept as a trace field (prepended at every
  * delivery, like Received:) with a "dkim" event, so the committed
  * message is the signed one.
  * BDAT (smtpd_bdat.c, RFC 3030) feeds its chunks to the same scanner
  * with t->bdat set: no dot handling and no end marker (the count ends
- * the content), the same header analysis, DKIM feed, size and rate
+ * the content), the same header analysis, size and rate
  * checks; bare LF / lone CR are normalised as for DATA, except with
  * BODY=BINARYMIME (t->binary): only CRLF ends a line, every other octet
  * is stored as received and the 1000-octet line limit does not apply.
@@ -124,14 +124,10 @@ smtpd_data_begin(struct smtpd_session *s)
 	t->tlsreq_len = 0;
 	t->data_start = mono_ms();
 	t->received = 0;
-	/* DKIM: sign for AUTH sessions and relay_from clients only */
-	dkim_sign_free(t->dk);
-	t->dk = NULL;
-	t->dk_err = 0;
-	if (smtpd_cfg->dkim_keys != NULL && (s->auth_user != NULL ||
-	    cfg_relay_allowed(smtpd_cfg, (const struct sockaddr *)&s->ss)) &&
-	    (t->dk = dkim_sign_new(smtpd_cfg->dkim_keys)) == NULL)
-		t->dk_err = 1;
+	/* DKIM: sign for AUTH sessions and relay_from clients only; the
+	 * worker reads the stored content at the end (dkim_job_run) */
+	t->dk_want = smtpd_cfg->dkim_keys != NULL && (s->auth_user != NULL ||
+	    cfg_relay_allowed(smtpd_cfg, (const struct sockaddr *)&s->ss));
 	smtpd_set_state(s, SMTPD_DATA);
 	return 0;
 }
@@ -207,8 +203,6 @@ data_text(struct smtpd_txn *t, const char *p, size_t n)
 		memcpy(t->hdr + t->hdrlen, p, k);
 		t->hdrlen += k;
 	}
-	if (t->dk != NULL)
-		dkim_sign_text(t->dk, p, n);
 	data_store(t, p, n);
 }
 
@@ -319,8 +313,6 @@ data_line_end(struct smtpd_txn *t, int real)
 	if (t->linelen + 2 > SMTPD_TEXT_LINE_MAX)
 		t->long_line = 1;
 	data_store(t, "\r\n", 2);
-	if (t->dk != NULL)
-		dkim_sign_eol(t->dk);
 	if (t->in_header) {
 		utf8_stream_end(&t->u8);
 		data_header_line(t);
@@ -499,13 +491,28 @@ dkim_job_cb(void *arg, const struct dkim_key *k, const char *field)
 	return 0;
 }
 
-/* dkim_job_run - sign (worker thread) */
+/*
+ * dkim_job_run - hash the stored content (as committed: a milter's
+ * rewrite included) and sign (worker thread)
+ */
 static void
 dkim_job_run(void *arg)
 {
 	struct dkim_job	*j = arg;
+	int		 fd;
 
-	j->rc = dkim_sign_finish(j->dk, time(NULL), dkim_job_cb, j, &j->why);
+	if ((fd = queue_body_read(j->m->qid)) == -1) {
+		j->rc = -1;
+		j->why = "cannot read the stored content";
+		return;
+	}
+	if (dkim_sign_fd(j->dk, fd) == -1) {
+		j->rc = -1;
+		j->why = "cannot read the stored content";
+	} else
+		j->rc = dkim_sign_finish(j->dk, time(NULL), dkim_job_cb, j,
+		    &j->why);
+	close(fd);
 }
 
 /* dkim_job_free - the job's own parts (not m, fd or c) */
@@ -571,36 +578,6 @@ dkim_job_done(void *arg)
 	qmsg_free(j->m);
 	dkim_job_free(j);
 	smtpd_data_done_cb(c, -1);	/* 451, as for a failed commit */
-}
-
-/*
- * dkim_refeed - a milter rewrote the content (t->rewritten): a fresh
- * signer reads the new body file (loop thread, before the job); 0 or -1
- * (logged)
- */
-static int
-dkim_refeed(struct smtpd_session *s)
-{
-	struct smtpd_txn	*t = s->txn;
-	int			 fd, rc;
-
-	dkim_sign_free(t->dk);
-	if ((t->dk = dkim_sign_new(smtpd_cfg->dkim_keys)) == NULL) {
-		log_warnx("session=%s qid=%s dkim: out of memory", s->sid,
-		    t->m->qid);
-		return -1;
-	}
-	if ((fd = queue_body_read(t->m->qid)) == -1) {
-		log_warn("session=%s qid=%s dkim: reading the new content",
-		    s->sid, t->m->qid);
-		return -1;
-	}
-	rc = dkim_sign_fd(t->dk, fd);
-	if (rc == -1)
-		log_warn("session=%s qid=%s dkim: reading the new content",
-		    s->sid, t->m->qid);
-	close(fd);
-	return rc;
 }
 
 /*
@@ -847,14 +824,8 @@ smtpd_data_commit(struct smtpd_session *s)
 	if (queue_trace_received(m, smtpd_cfg->hostname, proto, trace,
 	    sizeof(trace)) == -1 || qmsg_add_trace(m, trace) == -1)
 		goto fail;
-	if (t->dk_err) {
-		log_warnx("session=%s qid=%s dkim: out of memory", s->sid,
-		    m->qid);
-		goto fail;
-	}
-	if (t->dk != NULL && t->rewritten && dkim_refeed(s) == -1)
-		goto fail;
-	if (t->dk != NULL && (j = calloc(1, sizeof(*j))) == NULL)
+	if (t->dk_want && ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->dk = dkim_sign_new(smtpd_cfg->dkim_keys)) == NULL))
 		goto fail;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -883,8 +854,6 @@ smtpd_data_commit(struct smtpd_session *s)
 	if (j != NULL) {
 		j->m = m;
 		j->fd = fd;
-		j->dk = t->dk;
-		t->dk = NULL;
 		j->c = c;
 	}
 	smtpd_txn_free(s);
@@ -899,6 +868,8 @@ smtpd_data_commit(struct smtpd_session *s)
 fail:
 	log_warnx("session=%s qid=%s local error at end of data", s->sid,
 	    m->qid);
+	if (j != NULL)
+		dkim_sign_free(j->dk);
 	free(j);
 	if (c != NULL) {
 		free(c->sender);

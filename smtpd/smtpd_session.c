@@ -66,7 +66,6 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/util.h"
-#include "filter/dkim.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd_int.h"
 #include "smtpd/smtpd_session.h"
@@ -233,7 +232,6 @@ smtpd_txn_free(struct smtpd_session *s)
 	if (t->m != NULL)
 		qmsg_free(t->m);
 	free(t->wbuf);
-	dkim_sign_free(t->dk);
 	free(t);
 	s->txn = NULL;
 }

@@ -98,9 +98,9 @@ struct smtpd_txn {
 	/* smtpd_data_min_rate: checked on the session timer */
 	uint64_t	 data_start;	/* ms (mono_ms) at the 354 */
 	uint64_t	 received;	/* octets read since the 354 */
-	/* DKIM signer (filter/dkim.h), AUTH and relay_from clients only */
-	struct dkim_sign *dk;
-	int		 dk_err;	/* it could not be made: 451 at the end */
+	/* DKIM (filter/dkim.h), AUTH and relay_from clients only */
+	int		 dk_want;	/* DKIM keys apply: sign at the end
+					 * (smtpd_data.c dkim_job_run) */
 	/* RFC 3030 (smtpd_bdat.c) */
 	int		 bdat;		/* content is coming by BDAT (no dots) */
 	int		 binary;	/* MAIL BODY=BINARYMIME: stored as received */
