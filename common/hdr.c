@@ -113,39 +113,46 @@ hdr_folded(struct buf *b, const char *cont, const char *raw)
 	return folded(b, cont, raw, 0);
 }
 
-/* hdr_line_u8 - hdr_line, keeping well-formed UTF-8 when utf8 is set */
-int
-hdr_line_u8(struct buf *b, int utf8, const char *cont, const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-	int	 n, rc;
+static int	vline(struct buf *, int, const char *, const char *, va_list)
+		    WM_PRINTF(4, 0);
 
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
+/* vline - printf a logical line, then fold it (utf8: keep UTF-8) */
+static int
+vline(struct buf *b, int utf8, const char *cont, const char *fmt, va_list ap)
+{
+	char	*s;
+	int	 rc;
+
+	if (vasprintf(&s, fmt, ap) < 0)
 		return -1;
 	rc = folded(b, cont, s, utf8);
 	free(s);
 	return rc;
 }
 
-/* put_line - printf a logical line and fold it */
+/* hdr_line_u8 - hdr_line, keeping well-formed UTF-8 when utf8 is set */
+int
+hdr_line_u8(struct buf *b, int utf8, const char *cont, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 rc;
+
+	va_start(ap, fmt);
+	rc = vline(b, utf8, cont, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* hdr_line - printf a logical line and fold it */
 int
 hdr_line(struct buf *b, const char *cont, const char *fmt, ...)
 {
 	va_list	 ap;
-	char	*s;
-	int	 n, rc;
+	int	 rc;
 
 	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
+	rc = vline(b, 0, cont, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return -1;
-	rc = hdr_folded(b, cont, s);
-	free(s);
 	return rc;
 }
 

@@ -24,6 +24,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/intl.h"
 #include "common/syntax.h"
 #include "common/util.h"
 
@@ -230,18 +231,6 @@ scan_domain(const char *s, size_t len)
 	return i;
 }
 
-/* has_8bit - an octet >= 0x80 in s[0..len) */
-static int
-has_8bit(const char *s, size_t len)
-{
-	size_t	i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
 /*
  * path_utf8 - the well-formed UTF-8 sequence at s[i] (an octet >= 0x80):
  * its length, p->utf8 set; 0 with p->badutf8 and *why set when ill-formed
@@ -273,7 +262,7 @@ path_domain(const char *s, size_t len, struct mailpath *p, const char **why)
 	size_t	i, start, k, j;
 	int	intl;
 
-	if (!has_8bit(s, len))
+	if (!str_nonascii(s, len))
 		return smtp_check_domain(s, len);
 	if (s[0] == '[')
 		return -1;
@@ -920,7 +909,7 @@ param_orcpt(const char *v, size_t vlen, struct esmtp_params *out,
 	 * esmtp-value check let it in under SMTPUTF8) is kept as given;
 	 * the 7-bit forms go through xtext (identity for "\x{HEX}") */
 	if (tlen == 5 && strncasecmp(v, "utf-8", 5) == 0 &&
-	    has_8bit(semi + 1, vlen - tlen - 1)) {
+	    str_nonascii(semi + 1, vlen - tlen - 1)) {
 		dlen = vlen - tlen - 1;
 		if (dlen == 0 || dlen + tlen + 1 >= sizeof(out->orcpt))
 			goto fail;

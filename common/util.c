@@ -694,3 +694,16 @@ text_is_reply(const char *remote, int code, const char *text)
 	return remote != NULL && remote[0] != '\0' && code != 0 &&
 	    text != NULL && strstr(text, remote) == NULL;
 }
+
+/* hex_digit - the value of one hex digit (either case), or -1 */
+int
+hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -133,5 +133,7 @@ int		tcp_listen(const struct sockaddr *sa, socklen_t len,
  * for replies.
  */
 int		text_is_reply(const char *remote, int code, const char *text);
+/* hex_digit - the value of one hex digit (either case), or -1 */
+int		hex_digit(int c);
 
 #endif

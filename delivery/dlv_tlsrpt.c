@@ -576,19 +576,6 @@ fail:
 	return NULL;
 }
 
-/* hexval - 0..15, or -1 */
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* rua_mailto - the address of one "mailto:" URI (%-decoded, no query) */
 static int
 rua_mailto(const char *u, size_t len, char *out, size_t outlen)
@@ -602,8 +589,8 @@ rua_mailto(const char *u, size_t len, char *out, size_t outlen)
 		char c = u[i];
 
 		if (c == '%' && i + 2 < len &&
-		    (hi = hexval((unsigned char)u[i + 1])) >= 0 &&
-		    (lo = hexval((unsigned char)u[i + 2])) >= 0) {
+		    (hi = hex_digit((unsigned char)u[i + 1])) >= 0 &&
+		    (lo = hex_digit((unsigned char)u[i + 2])) >= 0) {
 			c = (char)(hi * 16 + lo);
 			i += 2;
 		}

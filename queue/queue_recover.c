@@ -209,19 +209,6 @@ replay(FILE *out, char *err, size_t errlen)
 	return 0;
 }
 
-/* hexval - one hex digit's value, or -1 */
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* unhex - a salvage data line (" 6162...") into buf; its length or -1 */
 static ssize_t
 unhex(const char *line, unsigned char *buf)
@@ -230,7 +217,7 @@ unhex(const char *line, unsigned char *buf)
 	int	hi, lo;
 
 	for (line++; line[0] != '\0' && line[0] != '\n'; line += 2) {
-		if ((hi = hexval(line[0])) < 0 || (lo = hexval(line[1])) < 0)
+		if ((hi = hex_digit(line[0])) < 0 || (lo = hex_digit(line[1])) < 0)
 			return -1;
 		buf[n++] = (unsigned char)(hi << 4 | lo);
 	}

@@ -40,6 +40,7 @@
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/syntax.h"
+#include "common/intl.h"
 #include "common/util.h"
 #include "tools/tools.h"
 
@@ -527,17 +528,6 @@ read_chunk(FILE *in, char *b, size_t cap, size_t *len, int *eol)
 	return 1;
 }
 
-static int
-is_8bit(const char *b, size_t n)
-{
-	size_t	i;
-
-	for (i = 0; i < n; i++)
-		if ((unsigned char)b[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
 /* utf8_unitext - RFC 6533 utf-8-addr-unitext: UTF-8 as is, '+', '=',
  * '\\', SP and controls as \x{HEX}; 0 or -1 when out is too small */
 static int
@@ -674,7 +664,7 @@ read_message(FILE *in, const struct sendmail_opts *o, struct message *m,
 		}
 		if (r == 0)
 			break;
-		if (is_8bit(chunk, n))
+		if (str_nonascii(chunk, n))
 			m->eight_bit = 1;
 		if (!in_hdr) {
 			if (at_bol && eol && n == 1 && chunk[0] == '.' &&
@@ -1282,10 +1272,10 @@ session:
 
 	/* RFC 6531 3.4: SMTPUTF8 when an address or the header needs it
 	 * and the server offers it (else it refuses what needs it) */
-	utf8 = (c.ext & HAS_SMTPUTF8) && (is_8bit(from, strlen(from)) ||
-	    is_8bit(m.hdr.data, m.hdr.len));
+	utf8 = (c.ext & HAS_SMTPUTF8) && (str_nonascii(from, strlen(from)) ||
+	    str_nonascii(m.hdr.data, m.hdr.len));
 	for (i = 0; i < rc.n && !utf8 && (c.ext & HAS_SMTPUTF8); i++)
-		utf8 = is_8bit(rc.v[i], strlen(rc.v[i]));
+		utf8 = str_nonascii(rc.v[i], strlen(rc.v[i]));
 	r = snprintf(mailp, sizeof(mailp), "%s%s%s%s%s%s%s%s",
 	    utf8 ? " SMTPUTF8" : "",
 	    (m.eight_bit && (c.ext & HAS_8BIT)) ? " BODY=8BITMIME" : "",
@@ -1320,7 +1310,7 @@ session:
 		if (dsn) {
 			/* RFC 6533 3: a UTF-8 address is an utf-8 ORCPT,
 			 * raw under SMTPUTF8 ('+' '=' '\\' as \x{..}) */
-			u8o = utf8 && is_8bit(rc.v[i], strlen(rc.v[i]));
+			u8o = utf8 && str_nonascii(rc.v[i], strlen(rc.v[i]));
 			if (u8o ? utf8_unitext(rc.v[i], xorcpt,
 			    sizeof(xorcpt)) == -1 : xtext_encode(rc.v[i],
 			    strlen(rc.v[i]), xorcpt, sizeof(xorcpt)) == -1)
