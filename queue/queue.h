@@ -199,10 +199,13 @@ void	queue_reload(const struct config *cfg);
 void	queue_shutdown(void);
 
 /*
- * Reception.  queue_body_create makes spool/body/<qid> (O_EXCL) and
- * returns its fd; the session streams the content into it (CRLF line
- * ends, dot-unstuffed) with plain write()s.  queue_body_discard unlinks
- * and closes it.  queue_accept makes the message durable: the body is
+ * Reception.  queue_body_create makes spool/body/<qid> (a new file, or
+ * a reused one renamed without replacing any) and returns its fd; the
+ * session streams the content into it (CRLF line ends, dot-unstuffed)
+ * with plain write()s from offset 0.  queue_body_discard closes and
+ * unlinks it (its space is free at once: a discard may follow a full
+ * disk).  queue_accept makes the
+ * message durable: the body is
  * synced (fsync/fdatasync or a batch-wide syncfs), the records and the
  * "accepted" and "trace" events are committed in a group commit whose
  * log flush reaches stable storage, and only then done(arg, 0) is
@@ -211,6 +214,14 @@ void	queue_shutdown(void);
  */
 int	queue_body_create(char qid[QID_SIZE], int *fd);
 void	queue_body_discard(const char *qid, int fd);
+/*
+ * queue_body_end - the content ends at fd's offset: a reused body file
+ * (queue_pool.c) still holds the end of an older content beyond it,
+ * which this cuts off.  Called by the writer once its last write() is
+ * done and before anything reads the file (queue_accept calls it
+ * again).  0, or -1 (errno).
+ */
+int	queue_body_end(int fd);
 /*
  * Changing the body before the commit (queue_body.c; a milter's
  * modifications): queue_body_read opens body/QID for reading (-1 with

@@ -189,6 +189,8 @@ struct qpriv {
 	struct sdest	*park_dest;
 	struct qmsg	*park_prev, *park_next;
 	size_t		 gauge_idx;	/* in its state's gauge heap, SIZE_MAX = none */
+	int		 body_shared;	/* its content was handed out (a filter
+					 * may still read it): never reused */
 };
 
 struct queue_state {
@@ -205,6 +207,20 @@ extern struct queue_state qs;
 /* queue_hostname - cfg->hostname, "localhost" without one */
 const char	*queue_hostname(void);
 struct qmsg	*qmem_find(const char *qid);
+
+/* queue_pool.c: body files of finished messages kept for reuse */
+int		 pool_start(struct event_base *base);
+void		 pool_stop(void);
+/* pool_put - path (body/QID, nothing reads it any more) into the pool,
+ * or unlinked */
+void		 pool_put(const char *path);
+/* pool_take - a pooled file renamed to path (never replacing one) and
+ * opened for writing at offset 0; -1 with errno (EEXIST: path exists;
+ * ENOENT: the pool is empty) */
+int		 pool_take(const char *path);
+/* pool_expire_idle - unlink the files unused for POOL_IDLE seconds at
+ * now (the pool's timer; tests) */
+void		 pool_expire_idle(time_t now);
 int		 qmem_insert(struct qmsg *m);
 void		 qmem_remove(struct qmsg *m);
 /* qmsg_priv - the bookkeeping of m (allocated on demand; NULL on ENOMEM) */

@@ -385,6 +385,9 @@ queue_message_open(const char *qid, char **prefix, size_t *prefixlen,
 		    "spool", m->qid);
 		return QA_REFUSED;
 	}
+	/* the reader may outlive the message: its file is never reused */
+	if (m->priv != NULL)
+		((struct qpriv *)m->priv)->body_shared = 1;
 	for (i = 0; i < m->ntrace; i++)
 		cap += 2 * strlen(m->trace[i]) + 2;
 	if ((buf = malloc(cap)) == NULL) {

@@ -557,6 +557,10 @@ queue_init(const struct config *cfg, struct event_base *base, char *err,
 	if (qdb_load_unfinished(load_cb, &nloaded, err, errlen) == -1)
 		goto fail;
 	clean_bodies();
+	if (pool_start(base) == -1) {
+		snprintf(err, errlen, "cannot create the body pool timer");
+		goto fail;
+	}
 	if (qdb_start(err, errlen) == -1)
 		goto fail;
 	for (i = 0; i < qs.nmsgs; i++) {
@@ -591,6 +595,7 @@ queue_init(const struct config *cfg, struct event_base *base, char *err,
 	return 0;
 fail:
 	sched_shutdown();
+	pool_stop();
 	qdb_close();
 	for (i = 0; i < qs.nmsgs; i++)
 		qmsg_free(qs.msgs[i]);
@@ -622,6 +627,7 @@ queue_shutdown(void)
 	}
 	sched_shutdown();
 	qdb_close();
+	pool_stop();
 	if (qs.inflight > 0)
 		log_warnx("queue: %d delivery job(s) still running at shutdown",
 		    qs.inflight);
@@ -651,6 +657,10 @@ queue_body_create(char qid[QID_SIZE], int *fd)
 		if (snprintf(path, sizeof(path), "body/%s", qid) >=
 		    (int)sizeof(path))
 			return -1;
+		if ((*fd = pool_take(path)) != -1)
+			return 0;
+		if (errno == EEXIST)
+			continue;
 		*fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (*fd != -1)
 			return 0;
@@ -844,6 +854,11 @@ queue_accept(struct qmsg *m, int fd, void (*done)(void *arg, int rc),
 		}
 		r->status = RS_QUEUED;
 		r->next_attempt = m->arrival;
+	}
+	if (fd >= 0 && queue_body_end(fd) == -1) {
+		log_warn("qid=%s cannot cut the body file to its content",
+		    m->qid);
+		goto fail;
 	}
 	if (!qid_valid(m->qid) || m->nrcpts == 0 || qs.cfg == NULL ||
 	    (j = qjob_accept(m)) == NULL)

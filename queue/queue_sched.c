@@ -367,8 +367,13 @@ msg_release(struct qmsg *m)
 	char	path[64];
 
 	snprintf(path, sizeof(path), "body/%s", m->qid);
-	if (unlink(path) == -1 && errno != ENOENT)
-		log_warn("qid=%s cannot remove %s", m->qid, path);
+	/* no delivery job holds m any more: the file may be reused unless
+	 * a content filter was given it */
+	if (m->priv != NULL && ((struct qpriv *)m->priv)->body_shared) {
+		if (unlink(path) == -1 && errno != ENOENT)
+			log_warn("qid=%s cannot remove %s", m->qid, path);
+	} else
+		pool_put(path);
 	log_info("qid=%s removed", m->qid);
 	heap_remove(m);
 	qmem_remove(m);

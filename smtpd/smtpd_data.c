@@ -721,6 +721,10 @@ smtpd_data_end(struct smtpd_session *s)
 	s->cmd = t->bdat ? "BDAT (last chunk)" : "DATA (end of data)";
 	s->cmdlen = strlen(s->cmd);
 	data_flush(t);
+	/* a reused body file: cut off the older content before anything
+	 * (milters, DKIM, policy) reads the file */
+	if (t->werr == 0 && queue_body_end(t->fd) == -1)
+		t->werr = errno;
 	/* RFC 6532: a SMTPUTF8 message's header fields are UTF-8; an
 	 * ill-formed one is refused (nothing stored).  Without the
 	 * parameter 8-bit headers are accepted and relayed as before (as
