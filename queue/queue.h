@@ -197,6 +197,12 @@ void	queue_reload(const struct config *cfg);
 /* queue_shutdown - stop scheduling, wait for in-flight deliveries and
  * commits, checkpoint, close the environment cleanly */
 void	queue_shutdown(void);
+/*
+ * queue_store_panicked - Berkeley DB declared the environment damaged
+ * (it needs recovery).  Its memory (private to the process) can then be
+ * neither closed nor freed: the process ends with _exit(), not exit().
+ */
+int	queue_store_panicked(void);
 
 /*
  * Reception.  queue_body_create makes spool/body/<qid> (a new file, or

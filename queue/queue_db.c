@@ -258,6 +258,12 @@ qdb_event(DB_ENV *e, u_int32_t event, void *info)
 		panicked = 1;
 }
 
+int
+queue_store_panicked(void)
+{
+	return panicked;
+}
+
 /* qdb_env_new - an environment handle with Waymark's sizes; 0 or a DB error */
 int
 qdb_env_new(DB_ENV **ep)
@@ -408,12 +414,30 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 		goto fail;
 	if ((rc = qdb_env_new(&env)) != 0)
 		goto dbfail;
+	/*
+	 * DB_PRIVATE: the regions (cache, log buffer, locks) are memory of
+	 * this process, not mapped spool/__db.NNN files.  Only this daemon
+	 * opens the environment (the spool lock), recovery works from the
+	 * log files alone, and a region file's dirty pages would otherwise
+	 * be written by every syncfs() of the group commit (about 60 pages a
+	 * message) and write-protected again after each writeback.
+	 */
 	flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOG | DB_INIT_LOCK |
-	    DB_INIT_MPOOL | DB_THREAD | DB_RECOVER;
+	    DB_INIT_MPOOL | DB_THREAD | DB_RECOVER | DB_PRIVATE;
 	if ((rc = env->open(env, ".", flags, 0600)) != 0)
 		goto dbfail;
 	if ((rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
 		goto dbfail;
+	{
+		u_int32_t	gb = 0, b = 0;
+		int		n = 0;
+
+		if (env->get_cachesize(env, &gb, &b, &n) == 0)
+			log_info("queue: store opened: cache %llu KiB, "
+			    "environment private to this process",
+			    ((unsigned long long)gb << 20) +
+			    (unsigned long long)b / 1024);
+	}
 	for (i = 0; i < QDB_COUNT; i++) {
 		if ((rc = qdb_db_open(env, i, &dbs[i])) != 0) {
 			dbs[i] = NULL;

@@ -119,6 +119,8 @@ die(const char *fmt, ...)
 	fprintf(stderr, "waymarkd: %s\n", msg);
 	if (g.cfg != NULL && g.cfg->syslog)
 		log_warnx("%s", msg);
+	if (queue_store_panicked())
+		_exit(1);	/* see queue_store_panicked */
 	exit(1);
 }
 
@@ -797,5 +799,7 @@ main(int argc, char *argv[])
 	free(g.cfg_path);
 	free(g.start_cwd);
 	libevent_global_shutdown();
+	if (queue_store_panicked())
+		_exit(0);	/* see queue_store_panicked */
 	return 0;
 }
