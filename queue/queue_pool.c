@@ -11,8 +11,9 @@
  *       every inode freed in the last minutes when it has no journal)
  *       and a block allocation at each sync; a rename and an overwrite
  *       in place cost neither.
- * Bounds: at most POOL_MAX files of at most POOL_FILE_MAX octets (a
- *       larger file is unlinked); a file unused for POOL_IDLE seconds is
+ * Bounds: at most POOL_MAX files of at most POOL_FILE_MAX octets each
+ *       and POOL_BYTES together (beyond, a file is unlinked): enough for
+ *       a burst's backlog of ordinary messages to come back; a file unused for POOL_IDLE seconds is
  *       unlinked (a timer while the pool is not empty), so the content of
  *       finished messages does not stay in the spool once the traffic
  *       stops; every file is unlinked at shutdown, and any body/free.N
@@ -42,19 +43,22 @@
 #include "common/log.h"
 #include "queue/queue_int.h"
 
-#define POOL_MAX	256
+#define POOL_MAX	1024
 #define POOL_FILE_MAX	(256 * 1024)
+#define POOL_BYTES	(32 * 1024 * 1024)
 #define POOL_IDLE	30		/* seconds */
 #define POOL_TICK	10		/* seconds between expiry checks */
 
 struct pool_ent {
 	unsigned	id;
 	time_t		since;
+	off_t		size;
 };
 
 static pthread_mutex_t	 pool_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_ent	 pool[POOL_MAX];	/* ring: oldest at pool_head */
 static size_t		 pool_head, pool_n;
+static off_t		 pool_bytes;	/* their sizes together */
 static unsigned		 pool_next_id;
 static int		 pool_off = 1;	/* before pool_start, after pool_stop,
 					   or when renameat2 is missing */
@@ -84,6 +88,7 @@ pool_expire(time_t cutoff)
 		pool_name(name, sizeof(name), pool[pool_head].id);
 		if (unlink(name) == -1 && errno != ENOENT)
 			log_warn("queue: cannot remove %s", name);
+		pool_bytes -= pool[pool_head].size;
 		pool_head = (pool_head + 1) % POOL_MAX;
 		pool_n--;
 	}
@@ -123,6 +128,7 @@ pool_start(struct event_base *base)
 		return -1;
 	pthread_mutex_lock(&pool_mtx);
 	pool_head = pool_n = 0;
+	pool_bytes = 0;
 	pool_off = 0;
 	pthread_mutex_unlock(&pool_mtx);
 	return 0;
@@ -151,13 +157,15 @@ pool_put(const char *path)
 
 	pthread_mutex_lock(&pool_mtx);
 	if (!pool_off && pool_n < POOL_MAX && lstat(path, &st) == 0 &&
-	    S_ISREG(st.st_mode) && st.st_size <= POOL_FILE_MAX) {
+	    S_ISREG(st.st_mode) && st.st_size <= POOL_FILE_MAX &&
+	    pool_bytes + st.st_size <= POOL_BYTES) {
 		id = pool_next_id++;
 		pool_name(name, sizeof(name), id);
 		if (pool_rename(path, name) == 0) {
 			pool[(pool_head + pool_n) % POOL_MAX] =
-			    (struct pool_ent){ id, time(NULL) };
+			    (struct pool_ent){ id, time(NULL), st.st_size };
 			pool_n++;
+			pool_bytes += st.st_size;
 			kept = 1;
 			pool_arm();
 		} else if (errno == EINVAL || errno == ENOSYS) {
@@ -192,6 +200,7 @@ pool_take(const char *path)
 		if (saved != EEXIST) {	/* EEXIST: the caller takes a new
 					   name, the file stays */
 			pool_n--;
+			pool_bytes -= pool[last].size;
 			(void)unlink(name);
 		}
 		pthread_mutex_unlock(&pool_mtx);
@@ -199,6 +208,7 @@ pool_take(const char *path)
 		return -1;
 	}
 	pool_n--;
+	pool_bytes -= pool[last].size;
 	pthread_mutex_unlock(&pool_mtx);
 	if ((fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
 		int saved = errno;

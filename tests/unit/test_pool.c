@@ -6,10 +6,11 @@
  * body/free.N and the next queue_body_create renames that same inode to
  * its new queue id; queue_body_end cuts the older content off at the
  * writer's offset, so a shorter message never carries the end of a longer
- * one (and a longer one is not cut); a discarded transaction's file and
- * a file over the size bound are removed, not kept; a file whose name is
- * taken is never replaced; one unused for 30 s is removed; the shutdown
- * removes every kept file, and a start removes any left behind.
+ * one (and a longer one is not cut); a discarded transaction's file, a
+ * file over the size bound and one beyond 32 MiB kept are removed; a
+ * file whose name is taken is never replaced; one unused for 30 s is
+ * removed; the shutdown removes every kept file, and a start removes any
+ * left behind.
  */
 
 #include <dirent.h>
@@ -184,6 +185,24 @@ test_bounds(void **state)
 	put(fd, 'L', 256 * 1024 + 1);
 	release(qa, fd);
 	assert_int_equal(nfree(), 0);
+
+	/* at most 32 MiB together: 128 files of 256 KiB are kept, the
+	 * 129th is removed */
+	{
+		char	q[130][QID_SIZE];
+		int	i;
+
+		for (i = 0; i < 129; i++) {
+			assert_int_equal(queue_body_create(q[i], &fd), 0);
+			put(fd, 'b', 256 * 1024);
+			close(fd);
+		}
+		for (i = 0; i < 129; i++)
+			release(q[i], -1);
+		assert_int_equal(nfree(), 128);
+		pool_expire_idle(time(NULL) + 31);
+		assert_int_equal(nfree(), 0);
+	}
 
 	/* a kept file is never renamed over an existing name: the file
 	 * stays kept, the caller gets EEXIST */
