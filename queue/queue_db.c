@@ -788,21 +788,29 @@ ct_main(void *unused)
 static int
 run_completions(void)
 {
-	struct qjob	*list, *j, *next;
-	int		 n = 0;
+	struct qjob	*list, *j, **link;
+	int		 n = 0, pass;
 
 	pthread_mutex_lock(&ct_mtx);
 	list = ct_done;
 	ct_done = NULL;
 	ct_done_tail = &ct_done;
 	pthread_mutex_unlock(&ct_mtx);
-	for (j = list; j != NULL; j = next) {
-		next = j->next;
-		if (j->done != NULL)
-			j->done(j->arg, j->rc);
-		qjob_free(j);
-		n++;
-	}
+	/* new messages first (the jobs with a body: their completions send
+	 * the 250 a client waits for); a new message has no other job in
+	 * flight, so this keeps every message's own completions in order */
+	for (pass = 0; pass < 2; pass++)
+		for (link = &list; (j = *link) != NULL; ) {
+			if (pass == 0 && j->body_fd == -1) {
+				link = &j->next;
+				continue;
+			}
+			*link = j->next;
+			if (j->done != NULL)
+				j->done(j->arg, j->rc);
+			qjob_free(j);
+			n++;
+		}
 	return n;
 }
 

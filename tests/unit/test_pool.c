@@ -76,7 +76,8 @@ ino_of(const char *qid, off_t *size)
 	char		path[64];
 	struct stat	st;
 
-	snprintf(path, sizeof(path), "body/%s", qid);
+	assert_true(snprintf(path, sizeof(path), "body/%s", qid) <
+	    (int)sizeof(path));
 	assert_int_equal(stat(path, &st), 0);
 	if (size != NULL)
 		*size = st.st_size;
@@ -92,7 +93,8 @@ release(const char *qid, int fd)
 
 	if (fd >= 0)
 		close(fd);
-	snprintf(path, sizeof(path), "body/%s", qid);
+	assert_true(snprintf(path, sizeof(path), "body/%s", qid) <
+	    (int)sizeof(path));
 	pool_put(path);
 }
 
@@ -123,7 +125,8 @@ test_reuse_and_cut(void **state)
 	ino = ino_of(qa, NULL);
 	release(qa, fd);
 	assert_int_equal(nfree(), 1);
-	snprintf(buf, sizeof(buf), "body/%s", qa);
+	assert_true(snprintf(buf, sizeof(buf), "body/%s", qa) <
+	    (int)sizeof(buf));
 	assert_int_equal(access(buf, F_OK), -1);
 
 	/* the next body is that inode under its own name, written from
@@ -137,7 +140,8 @@ test_reuse_and_cut(void **state)
 	(void)ino_of(qb, &size);
 	assert_int_equal(size, 10);
 	close(fd);
-	snprintf(buf, sizeof(buf), "body/%s", qb);
+	assert_true(snprintf(buf, sizeof(buf), "body/%s", qb) <
+	    (int)sizeof(buf));
 	assert_int_equal((fd = open(buf, O_RDONLY)) >= 0, 1);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(read(fd, buf, sizeof(buf)), 10);
