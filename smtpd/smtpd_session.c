@@ -85,7 +85,18 @@ static struct smtpd_session	**idtab;	/* by id, idcap buckets */
 static size_t			 idcap;		/* 0 or a power of two */
 static size_t			 ntalking;	/* counted against max_sessions */
 static int			 paused;	/* listeners off at max_sessions */
-static uint64_t			 paused_ms;
+/*
+ * An episode at max_sessions: from the first pause until the listeners
+ * have stayed on for EPISODE_QUIET_MS.  Under a steady overload they go
+ * off and on with every session that ends; the log says when an episode
+ * begins and how long it lasted, not each pause.
+ */
+#define EPISODE_QUIET_MS	1000
+static int			 episode;
+static uint64_t			 episode_ms;	/* its first pause */
+static uint64_t			 resumed_ms;	/* its last resume */
+static unsigned long		 episode_pauses;
+static struct event		*episode_ev;	/* ends it after the quiet */
 static uint64_t			 next_id = 1;
 static int			 stopping;
 static void			(*stop_done)(void);
@@ -299,19 +310,50 @@ listeners_pause(void)
 	if (paused || stopping)
 		return;
 	paused = 1;
-	paused_ms = mono_ms();
 	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
 		if (listeners[i] != NULL)
 			evconnlistener_disable(listeners[i]);
+	if (episode_ev != NULL)
+		evtimer_del(episode_ev);
+	episode_pauses++;
+	if (episode)
+		return;
+	episode = 1;
+	episode_ms = mono_ms();
+	episode_pauses = 1;
 	log_info("listeners paused: max_sessions %u reached",
 	    smtpd_cfg->max_sessions);
+}
+
+/* episode_log - the end of an episode: its length, first pause to last
+ * resume */
+static void
+episode_log(void)
+{
+	uint64_t	ms = resumed_ms - episode_ms;
+
+	episode = 0;
+	log_info("listeners resumed after %llu.%01llu s%s",
+	    (unsigned long long)(ms / 1000),
+	    (unsigned long long)(ms % 1000 / 100),
+	    episode_pauses > 1 ? " (paused again as sessions ended)" : "");
+}
+
+/* episode_end_cb - the listeners stayed on for EPISODE_QUIET_MS */
+static void
+episode_end_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd; (void)ev; (void)arg;
+	if (episode && !paused)
+		episode_log();
 }
 
 /* listeners_resume - a slot is free again: accept */
 static void
 listeners_resume(void)
 {
-	uint64_t	ms;
+	struct timeval	quiet = { EPISODE_QUIET_MS / 1000,
+			    EPISODE_QUIET_MS % 1000 * 1000 };
 	size_t		i;
 
 	if (!paused || stopping)
@@ -320,10 +362,9 @@ listeners_resume(void)
 	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
 		if (listeners[i] != NULL)
 			evconnlistener_enable(listeners[i]);
-	ms = mono_ms() - paused_ms;
-	log_info("listeners resumed after %llu.%01llu s",
-	    (unsigned long long)(ms / 1000),
-	    (unsigned long long)(ms % 1000 / 100));
+	resumed_ms = mono_ms();
+	if (episode_ev == NULL || evtimer_add(episode_ev, &quiet) == -1)
+		episode_log();
 }
 
 /* smtpd_session_silent - s no longer talks (it said 221 or 421, or its
@@ -513,6 +554,7 @@ smtpd_server_start(const struct config *cfg, struct event_base *base,
 		return -1;
 	}
 	listen_retry = evtimer_new(base, smtpd_listen_retry_cb, NULL);
+	episode_ev = evtimer_new(base, episode_end_cb, NULL);
 	for (i = 0; i < nlisten_fds; i++) {
 		/* the callback argument marks submission listeners */
 		/* backlog 0: tcp_listen() listened with SOMAXCONN already;
@@ -599,6 +641,10 @@ smtpd_server_stop(void (*done)(void))
 	if (listen_retry != NULL) {
 		event_free(listen_retry);
 		listen_retry = NULL;
+	}
+	if (episode_ev != NULL) {
+		event_free(episode_ev);
+		episode_ev = NULL;
 	}
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
