@@ -37,6 +37,7 @@
 #include "common/cfg.h"
 #include "common/work.h"
 #include "queue/queue_int.h"
+#include "tests/unit/unit_spool.h"
 
 /* certifiers of three secrets (any 27 base64 characters do here) */
 #define CERT_A	"QlrxKgdDUCsyLpOgFbz4aOMk1Wo"
@@ -46,7 +47,7 @@
 enum { M_DUP_A1, M_DUP_B, M_DUP_A2, M_OTHER, M_PLAIN, M_NOENVID, M_OLD,
 	M_OLDPLAIN, NMSGS };
 
-static char			 spool[] = "/tmp/test_envid_XXXXXX";
+static struct unit_spool	 us;
 static struct event_base	*base;
 static struct config		*cfg;
 static char			 qids[NMSGS][QID_SIZE];
@@ -132,36 +133,19 @@ open_queue(void)
 static int
 setup(void **state)
 {
-	char	err[512];
-	int	fd;
-
 	(void)state;
-	if (mkdtemp(spool) == NULL || chdir(spool) == -1)
+	if (unit_spool_make(&us, "test_envid") == -1)
 		return -1;
-	if ((cfg = cfg_load(NULL, err, sizeof(err))) == NULL ||
-	    (base = event_base_new()) == NULL || work_init(base, 1) == -1)
-		return -1;
-	if ((fd = open(spool, O_RDONLY | O_DIRECTORY)) == -1)
-		return -1;
-	if (queue_lock(fd, spool, -1, err, sizeof(err)) == -1) {
-		fprintf(stderr, "queue_lock: %s\n", err);
-		return -1;
-	}
-	close(fd);
+	cfg = us.cfg;
+	base = us.base;
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	char	cmd[600];
-
 	(void)state;
-	work_shutdown();
-	event_base_free(base);
-	cfg_free(cfg);
-	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", spool);
-	return chdir("/") == 0 && system(cmd) == 0 ? 0 : -1;
+	return unit_spool_remove(&us);
 }
 
 /* ---- the index's contents ---- */

@@ -34,10 +34,11 @@
 #include "common/cfg.h"
 #include "common/work.h"
 #include "queue/queue_int.h"
+#include "tests/unit/unit_spool.h"
 
 #define NMSGS	60
 
-static char			 spool[] = "/tmp/test_page_XXXXXX";
+static struct unit_spool	 us;
 static struct event_base	*base;
 static struct config		*cfg;
 static char			 qids[NMSGS][QID_SIZE];
@@ -93,22 +94,14 @@ setup(void **state)
 	static const char	 body[] = "Subject: t\r\n\r\nbody\r\n";
 	struct qmsg		*m[NMSGS];
 	char			 err[512];
-	int			 fd, i;
+	int			 i;
 
 	(void)state;
 	t0 = time(NULL);
-	if (mkdtemp(spool) == NULL || chdir(spool) == -1)
+	if (unit_spool_make(&us, "test_page") == -1)
 		return -1;
-	if ((cfg = cfg_load(NULL, err, sizeof(err))) == NULL ||
-	    (base = event_base_new()) == NULL || work_init(base, 1) == -1)
-		return -1;
-	if ((fd = open(spool, O_RDONLY | O_DIRECTORY)) == -1)
-		return -1;
-	if (queue_lock(fd, spool, -1, err, sizeof(err)) == -1) {
-		fprintf(stderr, "queue_lock: %s\n", err);
-		return -1;
-	}
-	close(fd);
+	cfg = us.cfg;
+	base = us.base;
 	if (queue_bulk_open(cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "queue_bulk_open: %s\n", err);
 		return -1;
@@ -138,15 +131,9 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char	cmd[600];
-
 	(void)state;
 	queue_shutdown();
-	work_shutdown();
-	event_base_free(base);
-	cfg_free(cfg);
-	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", spool);
-	return chdir("/") == 0 && system(cmd) == 0 ? 0 : -1;
+	return unit_spool_remove(&us);
 }
 
 /* ---- the reference: web_api.c's filter over the whole listing ---- */

@@ -33,8 +33,9 @@
 #include "common/cfg.h"
 #include "common/work.h"
 #include "queue/queue_int.h"
+#include "tests/unit/unit_spool.h"
 
-static char			 spool[] = "/tmp/test_pool_XXXXXX";
+static struct unit_spool	 us;
 static struct event_base	*base;
 static struct config		*cfg;
 
@@ -258,36 +259,19 @@ test_bounds(void **state)
 static int
 setup(void **state)
 {
-	char	err[512];
-	int	fd;
-
 	(void)state;
-	if (mkdtemp(spool) == NULL || chdir(spool) == -1)
+	if (unit_spool_make(&us, "test_pool") == -1)
 		return -1;
-	if ((cfg = cfg_load(NULL, err, sizeof(err))) == NULL ||
-	    (base = event_base_new()) == NULL || work_init(base, 1) == -1)
-		return -1;
-	if ((fd = open(spool, O_RDONLY | O_DIRECTORY)) == -1)
-		return -1;
-	if (queue_lock(fd, spool, -1, err, sizeof(err)) == -1) {
-		fprintf(stderr, "queue_lock: %s\n", err);
-		return -1;
-	}
-	close(fd);
+	cfg = us.cfg;
+	base = us.base;
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	char	cmd[600];
-
 	(void)state;
-	work_shutdown();
-	event_base_free(base);
-	cfg_free(cfg);
-	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", spool);
-	return chdir("/") == 0 && system(cmd) == 0 ? 0 : -1;
+	return unit_spool_remove(&us);
 }
 
 int
