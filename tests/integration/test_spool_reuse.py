@@ -110,3 +110,44 @@ def test_restart_removes_kept_files(daemon):
     assert kept(d) == []
     assert re.search(r"removed 1 body file", d.log_text())
     assert q
+
+
+def test_content_given_to_a_filter_is_never_reused(daemon_factory):
+    """A content filter reads the stored message through a pipe the daemon
+    fills from the body file as the filter drains it.  The message is
+    deleted meanwhile: its file must not become the next message's, or the
+    filter would read another message's content."""
+    from test_states import filter_daemon
+    # the filter reads after 2 s, into a file beside its script
+    d = filter_daemon(daemon_factory,
+                      'sleep 2\ncat > "$(dirname "$0")/seen.$WAYMARK_QID"\n',
+                      {"filter_timeout": "60s"})
+    # larger than a pipe's buffer, smaller than the reuse bound
+    a_body = b"".join(b"A line %06d of the filtered message\r\n" % i
+                      for i in range(5000))             # about 190 KB
+    with d.connect() as c:
+        c.ehlo()
+        qa = queued_qid(c.mail_transaction(
+            "s@example.com", ["bob@example.org"],
+            make_message(subject="filtered", body=a_body,
+                         to="bob@example.org")))
+    wait_for(lambda: d.show_json(qa)["state"] == "content", what="content")
+    p = d.cli("delete", qa)
+    assert p.returncode == 0, p.err
+    # the next message, as long, to a local user the policy does not touch
+    b_body = b"".join(b"B line %06d of another message\r\n" % i
+                      for i in range(6000))
+    with d.connect() as c:
+        c.ehlo()
+        queued_qid(c.mail_transaction(
+            "s@example.com", ["carol@localhost"],
+            make_message(subject="other", body=b_body, to="carol@localhost")))
+    seen = os.path.join(d.filter_dir, "seen." + qa)
+    wait_for(lambda: os.path.exists(seen) and os.path.getsize(seen) > 0 and
+             "filter finished" in d.log_text(), timeout=60,
+             what="the filter's copy")
+    with open(seen, "rb") as f:
+        got = f.read()
+    assert b"B line" not in got
+    assert got.count(b"of the filtered message") == 5000
+    assert got.endswith(a_body)
