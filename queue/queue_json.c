@@ -366,6 +366,7 @@ queue_message_open(const char *qid, char **prefix, size_t *prefixlen,
     int *body_fd, char *why, size_t whylen)
 {
 	const struct qmsg	*m;
+	struct qpriv		*p;
 	char			 path[64], *buf;
 	const char		*f;
 	size_t			 i, cap = 1, len = 0;
@@ -386,8 +387,12 @@ queue_message_open(const char *qid, char **prefix, size_t *prefixlen,
 		return QA_REFUSED;
 	}
 	/* the reader may outlive the message: its file is never reused */
-	if (m->priv != NULL)
-		((struct qpriv *)m->priv)->body_shared = 1;
+	if ((p = qmsg_priv((struct qmsg *)m)) == NULL) {
+		close(fd);
+		snprintf(why, whylen, "out of memory");
+		return QA_REFUSED;
+	}
+	p->body_shared = 1;
 	for (i = 0; i < m->ntrace; i++)
 		cap += 2 * strlen(m->trace[i]) + 2;
 	if ((buf = malloc(cap)) == NULL) {
