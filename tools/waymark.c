@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <stddef.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ static int	parse_sendmail(int, char **, struct opts *);
 static int	parse_track(int, char **, struct opts *);
 static int	parse_keygen(int, char **, struct opts *);
 static int	run_queue(const char *, const struct opts *);
+static void	listing_free(void *);
 static int	run_show(const char *, const struct opts *);
 static int	run_flush(const char *, const struct opts *);
 static int	run_message(const char *, const struct opts *);
@@ -456,7 +458,7 @@ fail:
 	if (fd != -1)
 		close(fd);
 	json_decref(req);
-	free(line);
+	listing_free(line);	/* jansson's string (json_set_alloc_funcs) */
 	return rc;
 }
 
@@ -574,13 +576,9 @@ out_done(void)
 static int
 print_json_line(json_t *o)
 {
-	char	*s = json_dumps(o, JSON_COMPACT);
-
-	if (s == NULL)
+	if (json_dumpf(o, stdout, JSON_COMPACT) == -1)
 		return -1;
-	fputs(s, stdout);
 	fputc('\n', stdout);
-	free(s);
 	return 0;
 }
 
@@ -607,6 +605,83 @@ queue_req(const struct opts *o, size_t limit, const char *after)
 }
 
 /*
+ * The listing's jansson objects come from an arena: each page is parsed
+ * into thousands of small objects that all die together once it is
+ * printed, and malloc/free of them (with glibc's consolidation of the
+ * freed chunks) was a quarter of the command's time.  listing_alloc
+ * bumps a pointer in 1 MiB blocks; listing_free frees only what the
+ * arena did not give (objects made before the listing began);
+ * listing_reset rewinds the arena between pages, when no object of the
+ * previous page is alive.
+ */
+#define ARENA_BLOCK	(1024 * 1024)
+
+struct arena_blk {
+	struct arena_blk	*next;
+	size_t			 used, cap;
+	max_align_t		 data[];
+};
+
+static struct arena_blk	*arena, *arena_cur;
+
+static void *
+listing_alloc(size_t n)
+{
+	struct arena_blk	*b;
+	size_t			 al = sizeof(max_align_t), cap;
+	void			*p;
+
+	n = n == 0 ? al : (n + al - 1) / al * al;
+	for (b = arena_cur; b != NULL; b = b->next) {
+		if (b->cap - b->used >= n)
+			break;
+	}
+	if (b == NULL) {
+		cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+		if ((b = malloc(sizeof(*b) + cap)) == NULL)
+			return NULL;
+		b->used = 0;
+		b->cap = cap;
+		b->next = NULL;
+		if (arena == NULL)
+			arena = b;
+		else {
+			struct arena_blk *t = arena;
+
+			while (t->next != NULL)
+				t = t->next;
+			t->next = b;
+		}
+	}
+	arena_cur = b;
+	p = (char *)b->data + b->used;
+	b->used += n;
+	return p;
+}
+
+static void
+listing_free(void *p)
+{
+	struct arena_blk	*b;
+
+	for (b = arena; b != NULL; b = b->next)
+		if ((char *)p >= (char *)b->data &&
+		    (char *)p < (char *)b->data + b->cap)
+			return;		/* the arena's: rewound later */
+	free(p);
+}
+
+static void
+listing_reset(void)
+{
+	struct arena_blk	*b;
+
+	for (b = arena; b != NULL; b = b->next)
+		b->used = 0;
+	arena_cur = arena;
+}
+
+/*
  * run_queue - the listing page by page ({"limit":N,"after":QID}), each
  * page printed and flushed as it arrives: the first lines of a large
  * queue appear at once and the listing is never held whole.  The next
@@ -624,6 +699,7 @@ run_queue(const char *ctl, const struct opts *o)
 	double		 total = 0;
 	int		 rc, fd, first = 1;
 
+	json_set_alloc_funcs(listing_alloc, listing_free);
 	if ((rc = ctl_send(ctl, queue_req(o, QUEUE_PAGE_FIRST, ""), &fd)) !=
 	    EX_WM_OK)
 		return rc;
@@ -656,6 +732,9 @@ run_queue(const char *ctl, const struct opts *o)
 		} else
 			tools_print_queue_page(stdout, msgs, &n, &total);
 		json_decref(res);
+		/* nothing of this page is alive now (the next request is
+		 * sent and freed) */
+		listing_reset();
 		if (rc != EX_WM_OK || fd == -1)
 			break;
 		if (fflush(stdout) == EOF) {
