@@ -393,6 +393,19 @@ check_files(char *err, size_t errlen)
 	return r;
 }
 
+/* log_opened - the environment's cache as Berkeley DB sized it */
+static void
+log_opened(void)
+{
+	u_int32_t	gb = 0, b = 0;
+	int		n = 0;
+
+	if (env->get_cachesize(env, &gb, &b, &n) == 0)
+		log_info("queue: store opened: cache %llu KiB, environment "
+		    "private to this process", ((unsigned long long)gb << 20) +
+		    (unsigned long long)b / 1024);
+}
+
 /* qdb_open - recover and open the environment and every database */
 int
 qdb_open(struct event_base *base, char *err, size_t errlen)
@@ -428,16 +441,7 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 		goto dbfail;
 	if ((rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
 		goto dbfail;
-	{
-		u_int32_t	gb = 0, b = 0;
-		int		n = 0;
-
-		if (env->get_cachesize(env, &gb, &b, &n) == 0)
-			log_info("queue: store opened: cache %llu KiB, "
-			    "environment private to this process",
-			    ((unsigned long long)gb << 20) +
-			    (unsigned long long)b / 1024);
-	}
+	log_opened();
 	for (i = 0; i < QDB_COUNT; i++) {
 		if ((rc = qdb_db_open(env, i, &dbs[i])) != 0) {
 			dbs[i] = NULL;

@@ -36,8 +36,6 @@
 #include "tests/unit/unit_spool.h"
 
 static struct unit_spool	 us;
-static struct event_base	*base;
-static struct config		*cfg;
 
 /* nfree - how many body/free.* files there are */
 static int
@@ -104,7 +102,7 @@ open_queue(void)
 {
 	char	err[512];
 
-	if (queue_init(cfg, base, err, sizeof(err)) == -1)
+	if (queue_init(us.cfg, us.base, err, sizeof(err)) == -1)
 		fail_msg("queue_init: %s", err);
 }
 
@@ -260,11 +258,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	if (unit_spool_make(&us, "test_pool") == -1)
-		return -1;
-	cfg = us.cfg;
-	base = us.base;
-	return 0;
+	return unit_spool_make(&us, "test_pool");
 }
 
 static int
