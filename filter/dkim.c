@@ -153,7 +153,7 @@ dkim_keys_load(const struct config *c, char *err, size_t errlen)
 		return NULL;
 	}
 	ks->refs = 1;
-	for (i = 0; i < c->ndkim_key; i++, ks->n++)
+	for (i = 0; i < c->ndkim_key; i++, ks->n++) {
 		if (key_load(&c->dkim_key[i], &ks->keys[i], w,
 		    sizeof(w)) == -1) {
 			snprintf(err, errlen, "%s:%u: dkim_key: %s", c->path,
@@ -161,6 +161,9 @@ dkim_keys_load(const struct config *c, char *err, size_t errlen)
 			dkim_keys_free(ks);
 			return NULL;
 		}
+		if (ks->keys[i].alg == DKIM_RSA_SHA256)
+			ks->has_rsa = 1;
+	}
 	return ks;
 }
 

@@ -53,7 +53,7 @@ queue_body_rewrite(const char *qid)
 		errno = EINVAL;
 		return -1;
 	}
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+	if ((fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC |
 	    O_NOFOLLOW, 0600)) == -1)
 		log_warn("queue: cannot create %s", path);
 	return fd;

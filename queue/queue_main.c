@@ -661,7 +661,7 @@ queue_body_create(char qid[QID_SIZE], int *fd)
 			return 0;
 		if (errno == EEXIST)
 			continue;
-		*fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		*fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (*fd != -1)
 			return 0;
 		if (errno != EEXIST)

@@ -210,7 +210,7 @@ pool_take(const char *path)
 	pool_n--;
 	pool_bytes -= pool[last].size;
 	pthread_mutex_unlock(&pool_mtx);
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+	if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) == -1) {
 		int saved = errno;
 
 		(void)unlink(path);

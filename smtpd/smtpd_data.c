@@ -30,8 +30,11 @@
  * quarantine it), then smtpd_data_commit: the trace field, DKIM, the
  * commit.
  * DKIM (filter/dkim.c): for AUTH sessions and relay_from clients, when
- * dkim_key is set, a worker thread hashes the stored content (as it will
- * be committed: a milter's rewrite included) and signs it (dkim_job_*);
+ * dkim_key is set, the stored content (as it will be committed: a
+ * milter's rewrite included) is read back through the body fd, hashed
+ * and signed (dkim_job_*): on the loop when every key is Ed25519 (a
+ * signature costs less than the two thread hand-offs), in a worker
+ * thread when there is an RSA key;
  * each DKIM-Signature field is kept as a trace field (prepended at every
  * delivery, like Received:) with a "dkim" event, so the committed
  * message is the signed one.
@@ -125,7 +128,7 @@ smtpd_data_begin(struct smtpd_session *s)
 	t->data_start = mono_ms();
 	t->received = 0;
 	/* DKIM: sign for AUTH sessions and relay_from clients only; the
-	 * worker reads the stored content at the end (dkim_job_run) */
+	 * stored content is read back at the end (dkim_job_run) */
 	t->dk_want = smtpd_cfg->dkim_keys != NULL && (s->auth_user != NULL ||
 	    cfg_relay_allowed(smtpd_cfg, (const struct sockaddr *)&s->ss));
 	smtpd_set_state(s, SMTPD_DATA);
@@ -436,8 +439,11 @@ trim_msgid(struct smtpd_txn *t)
 static void	smtpd_data_done_cb(void *, int);
 
 /*
- * DKIM signing runs in a worker thread (common/work.c): an Ed25519 or
- * RSA signature costs the loop 50-300 us a message otherwise.  The job
+ * DKIM signing runs in a worker thread (common/work.c) when a key is
+ * RSA (250 us or more a signature, too long for the loop); with Ed25519
+ * keys only it runs on the loop, because one signature (about 40 us)
+ * costs less CPU than the hand-off to a worker and back (bench/README.md,
+ * "DKIM on the loop").  The job
  * owns the message, its body file, the signer and the commit context
  * from the end of DATA on (the session waits in SMTPD_COMMIT, as for the
  * commit); the worker only signs (dkim_sign_finish: the signer and the
@@ -499,20 +505,15 @@ static void
 dkim_job_run(void *arg)
 {
 	struct dkim_job	*j = arg;
-	int		 fd;
 
-	if ((fd = queue_body_read(j->m->qid)) == -1) {
-		j->rc = -1;
-		j->why = "cannot read the stored content";
-		return;
-	}
-	if (dkim_sign_fd(j->dk, fd) == -1) {
+	/* the body fd is open for reading too; pread leaves its offset
+	 * (the content's end for queue_body_end) where it is */
+	if (dkim_sign_fd(j->dk, j->fd) == -1) {
 		j->rc = -1;
 		j->why = "cannot read the stored content";
 	} else
 		j->rc = dkim_sign_finish(j->dk, time(NULL), dkim_job_cb, j,
 		    &j->why);
-	close(fd);
 }
 
 /* dkim_job_free - the job's own parts (not m, fd or c) */
@@ -810,7 +811,7 @@ data_proto(const struct smtpd_session *s)
 
 /*
  * smtpd_data_commit - the hop's trace field, DKIM signing (in a worker
- * when a key applies: dkim_job_run), then the commit; the session waits
+ * when an RSA key is configured, else here: dkim_job_run), then the commit; the session waits
  * in SMTPD_COMMIT from here on
  */
 void
@@ -864,8 +865,9 @@ smtpd_data_commit(struct smtpd_session *s)
 	smtpd_set_state(s, SMTPD_COMMIT);
 	if (j == NULL)
 		queue_accept(m, fd, smtpd_data_done_cb, c);
-	else if (work_submit(dkim_job_run, dkim_job_done, j) == -1) {
-		dkim_job_run(j);	/* no worker: sign here */
+	else if (!smtpd_cfg->dkim_keys->has_rsa ||
+	    work_submit(dkim_job_run, dkim_job_done, j) == -1) {
+		dkim_job_run(j);	/* Ed25519 only, or no worker: here */
 		dkim_job_done(j);
 	}
 	return;

@@ -75,7 +75,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static EVP_PKEY		*pk;
 	static const unsigned char seed[32] = { 1, 2, 3 };
 	struct dkim_key		 key;
-	struct dkim_keys	 ks = { &key, 1, 1 };
+	struct dkim_keys	 ks = { .keys = &key, .n = 1, .refs = 1 };
 	struct out		 a = { NULL, 0 }, b = { NULL, 0 };
 	const char		*wa, *wb, *l, *nl;
 	int			 ra, rb;

@@ -194,12 +194,18 @@ def test_config_check(daemon_factory, keys):
     assert p.returncode == 1 and "DOMAIN SELECTOR ALG KEYFILE" in p.err, p.err
 
 
-def test_signed_local_delivery(daemon_factory, keys):
-    """Both keys sign; folded headers, 8-bit, empty and blank-line bodies
+ALG = {"ed": "ed25519-sha256", "rsa": "rsa-sha256"}
+
+
+# Ed25519 keys alone are signed on the loop, with an RSA key in a worker
+# thread (smtpd_data.c): both ways are checked
+@pytest.mark.parametrize("which", [("ed",), ("ed", "rsa")])
+def test_signed_local_delivery(daemon_factory, keys, which):
+    """Every key signs; folded headers, 8-bit, empty and blank-line bodies
     verify; the key files are root-only (read before the drop)."""
     for k in ("ed", "rsa"):
         assert stat.S_IMODE(os.stat(keys[k]).st_mode) == 0o600
-    d = daemon_factory(raw_config=dkim_lines(keys))
+    d = daemon_factory(raw_config=dkim_lines(keys, which))
     n = 0
     for name, body in BODIES.items():
         qid = send(d, FOLDED + body, params="BODY=8BITMIME")
@@ -211,13 +217,40 @@ def test_signed_local_delivery(daemon_factory, keys):
             if (b" id " + qid.encode()) in m:
                 msg = maildir_message(m)
         assert msg is not None, (name, mails)
-        verify_all(msg, keys, ["ed25519-sha256", "rsa-sha256"])
+        verify_all(msg, keys, [ALG[w] for w in which])
         # the body delivered is the body sent
         assert msg.split(b"\r\n\r\n", 1)[1] == body, name
         ev = dkim_events(d, qid)
-        assert sorted(ev) == sorted(["d=%s s=ed a=ed25519-sha256" % DOMAIN,
-                                     "d=%s s=rsa a=rsa-sha256" % DOMAIN]), ev
+        assert sorted(ev) == sorted("d=%s s=%s a=%s" % (DOMAIN, w, ALG[w])
+                                    for w in which), ev
     assert "dkim=signed" in d.log_text()
+
+
+@pytest.mark.parametrize("which", [("ed",), ("ed", "rsa")])
+def test_signs_what_the_milter_changed(daemon_factory, keys, which):
+    """A milter changes the Subject and replaces the body (a new spool
+    file swapped in): the signatures cover the message as changed, which
+    is the message delivered."""
+    from test_milter import Filter, actions
+    d = daemon_factory(start=False)
+    f = Filter(d)
+    try:
+        d.config["milters"] = f.name
+        d.raw_config = dkim_lines(keys, which)
+        d.write_config()
+        d.start()
+        qid = send(d, FOLDED.replace(b"\r\n\r\n", b"\r\n" + actions(
+            "chg-header", "repl-body") + b"\r\n") + b"original body\r\n")
+        msg = maildir_message(d.wait_mails("user@example.org", 1)[0])
+        head, body = msg.split(b"\r\n\r\n", 1)
+        assert body == b"The milter replaced this body.\r\n", body
+        assert b"Subject: changed by the milter" in head, head
+        sigs = verify_all(msg, keys, [ALG[w] for w in which])
+        for s in sigs:
+            assert "subject" in re.search(r"\bh=([^;]*);", s).group(1), s
+        assert len(dkim_events(d, qid)) == len(which)
+    finally:
+        f.kill()
 
 
 def test_stranger_not_signed_auth_signed(daemon_factory, keys):

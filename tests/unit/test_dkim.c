@@ -366,7 +366,7 @@ static void
 test_signer(void **state)
 {
 	struct dkim_key		 keys[3];
-	struct dkim_keys	 ks = { keys, 3, 1 };
+	struct dkim_keys	 ks = { .keys = keys, .n = 3, .refs = 1 };
 	struct dkim_sign	*d;
 	struct got		 g;
 	const char		*why;
@@ -441,7 +441,7 @@ static void
 test_sign_fd(void **state)
 {
 	struct dkim_key		 key;
-	struct dkim_keys	 ks = { &key, 1, 1 };
+	struct dkim_keys	 ks = { .keys = &key, .n = 1, .refs = 1 };
 	struct dkim_sign	*d;
 	struct got		 g1, g2;
 	const char		*why;
@@ -496,7 +496,7 @@ test_not_signed(void **state)
 		  "no colon here\r\n\r\nx\r\n", "header section not RFC 5322" },
 	};
 	struct dkim_key		 key;
-	struct dkim_keys	 ks = { &key, 1, 1 };
+	struct dkim_keys	 ks = { .keys = &key, .n = 1, .refs = 1 };
 	struct dkim_sign	*d;
 	struct got		 g;
 	const char		*why;
