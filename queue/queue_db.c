@@ -441,6 +441,17 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 		goto dbfail;
 	if ((rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
 		goto dbfail;
+	/*
+	 * Log files written with zeros when created (4 MiB each, about
+	 * every 1,500 messages) instead of sparse: a commit then writes
+	 * the log pages into blocks that exist, where appending into a
+	 * hole allocated blocks in every sync (block bitmap, extent and
+	 * group descriptor writes): 22 % fewer writes per message and
+	 * about 5-8 % more messages per second at 1 session
+	 * (bench/README.md, "Zeroed log files").
+	 */
+	if ((rc = env->log_set_config(env, DB_LOG_ZERO, 1)) != 0)
+		goto dbfail;
 	log_opened();
 	for (i = 0; i < QDB_COUNT; i++) {
 		if ((rc = qdb_db_open(env, i, &dbs[i])) != 0) {
