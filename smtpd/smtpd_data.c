@@ -443,7 +443,7 @@ static void	smtpd_data_done_cb(void *, int);
  * RSA (250 us or more a signature, too long for the loop); with Ed25519
  * keys only it runs on the loop, because one signature (about 40 us)
  * costs less CPU than the hand-off to a worker and back (bench/README.md,
- * "DKIM on the loop").  The job
+ * "Zeroed log files, DKIM on the loop").  The job
  * owns the message, its body file, the signer and the commit context
  * from the end of DATA on (the session waits in SMTPD_COMMIT, as for the
  * commit); the worker only signs (dkim_sign_finish: the signer and the
@@ -471,7 +471,8 @@ struct dkim_job {
 };
 
 
-/* dkim_job_cb - one DKIM-Signature, kept for the loop (worker thread) */
+/* dkim_job_cb - one DKIM-Signature, kept for dkim_job_record (run in
+ * the worker with an RSA key, else on the loop) */
 static int
 dkim_job_cb(void *arg, const struct dkim_key *k, const char *field)
 {
@@ -499,7 +500,7 @@ dkim_job_cb(void *arg, const struct dkim_key *k, const char *field)
 
 /*
  * dkim_job_run - hash the stored content (as committed: a milter's
- * rewrite included) and sign (worker thread)
+ * rewrite included) and sign (a worker thread with an RSA key, else the loop)
  */
 static void
 dkim_job_run(void *arg)
