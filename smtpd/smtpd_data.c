@@ -812,8 +812,8 @@ data_proto(const struct smtpd_session *s)
 
 /*
  * smtpd_data_commit - the hop's trace field, DKIM signing (in a worker
- * when an RSA key is configured, else here: dkim_job_run), then the commit; the session waits
- * in SMTPD_COMMIT from here on
+ * when an RSA key is configured, else here: dkim_job_run), then the
+ * commit; the session waits in SMTPD_COMMIT from here on
  */
 void
 smtpd_data_commit(struct smtpd_session *s)

@@ -37,6 +37,7 @@
 #include <jansson.h>
 
 #include "common/cfg.h"
+#include "common/jarena.h"
 #include "common/syntax.h"
 #include "common/util.h"
 #include "tools/tools.h"
@@ -80,7 +81,6 @@ static int	parse_sendmail(int, char **, struct opts *);
 static int	parse_track(int, char **, struct opts *);
 static int	parse_keygen(int, char **, struct opts *);
 static int	run_queue(const char *, const struct opts *);
-static void	listing_free(void *);
 static int	run_show(const char *, const struct opts *);
 static int	run_flush(const char *, const struct opts *);
 static int	run_message(const char *, const struct opts *);
@@ -458,7 +458,7 @@ fail:
 	if (fd != -1)
 		close(fd);
 	json_decref(req);
-	listing_free(line);	/* jansson's string (json_set_alloc_funcs) */
+	jfree(line);		/* jansson's string: its allocator */
 	return rc;
 }
 
@@ -585,7 +585,12 @@ print_json_line(json_t *o)
 /* ---- commands ---- */
 
 #define QUEUE_PAGE_FIRST	100	/* the first page: the first line soon */
-#define QUEUE_PAGE		2000	/* the next ones */
+/* the next ones: 500 messages are about 4.5 MiB of jansson objects on
+ * each side, inside the daemon's kept arena (JARENA_KEEP), where pages of
+ * 2000 (18 MiB) had it map and unmap blocks for every page: 100,000
+ * listed in 2.1-2.2 s instead of 2.5 (bench/README.md, "Listing from an
+ * arena") */
+#define QUEUE_PAGE		500
 
 /* queue_req - the request of one page of the listing (NULL: ENOMEM) */
 static json_t *
@@ -602,83 +607,6 @@ queue_req(const struct opts *o, size_t limit, const char *after)
 		req = NULL;
 	}
 	return req;
-}
-
-/*
- * The listing's jansson objects come from an arena: each page is parsed
- * into thousands of small objects that all die together once it is
- * printed, and malloc/free of them (with glibc's consolidation of the
- * freed chunks) was a quarter of the command's time.  listing_alloc
- * bumps a pointer in 1 MiB blocks; listing_free frees only what the
- * arena did not give (objects made before the listing began);
- * listing_reset rewinds the arena between pages, when no object of the
- * previous page is alive.
- */
-#define ARENA_BLOCK	(1024 * 1024)
-
-struct arena_blk {
-	struct arena_blk	*next;
-	size_t			 used, cap;
-	max_align_t		 data[];
-};
-
-static struct arena_blk	*arena, *arena_cur;
-
-static void *
-listing_alloc(size_t n)
-{
-	struct arena_blk	*b;
-	size_t			 al = sizeof(max_align_t), cap;
-	void			*p;
-
-	n = n == 0 ? al : (n + al - 1) / al * al;
-	for (b = arena_cur; b != NULL; b = b->next) {
-		if (b->cap - b->used >= n)
-			break;
-	}
-	if (b == NULL) {
-		cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-		if ((b = malloc(sizeof(*b) + cap)) == NULL)
-			return NULL;
-		b->used = 0;
-		b->cap = cap;
-		b->next = NULL;
-		if (arena == NULL)
-			arena = b;
-		else {
-			struct arena_blk *t = arena;
-
-			while (t->next != NULL)
-				t = t->next;
-			t->next = b;
-		}
-	}
-	arena_cur = b;
-	p = (char *)b->data + b->used;
-	b->used += n;
-	return p;
-}
-
-static void
-listing_free(void *p)
-{
-	struct arena_blk	*b;
-
-	for (b = arena; b != NULL; b = b->next)
-		if ((char *)p >= (char *)b->data &&
-		    (char *)p < (char *)b->data + b->cap)
-			return;		/* the arena's: rewound later */
-	free(p);
-}
-
-static void
-listing_reset(void)
-{
-	struct arena_blk	*b;
-
-	for (b = arena; b != NULL; b = b->next)
-		b->used = 0;
-	arena_cur = arena;
 }
 
 /*
@@ -699,7 +627,9 @@ run_queue(const char *ctl, const struct opts *o)
 	double		 total = 0;
 	int		 rc, fd, first = 1;
 
-	json_set_alloc_funcs(listing_alloc, listing_free);
+	/* the pages' jansson objects from an arena (common/jarena.h),
+	 * rewound after each page */
+	jarena_begin();
 	if ((rc = ctl_send(ctl, queue_req(o, QUEUE_PAGE_FIRST, ""), &fd)) !=
 	    EX_WM_OK)
 		return rc;
@@ -731,10 +661,13 @@ run_queue(const char *ctl, const struct opts *o)
 					rc = EX_WM_FAIL;
 		} else
 			tools_print_queue_page(stdout, msgs, &n, &total);
-		json_decref(res);
-		/* nothing of this page is alive now (the next request is
-		 * sent and freed) */
-		listing_reset();
+		/* no json_decref(res): every object of the page is the
+		 * arena's, and rewinding it frees them all at once (a
+		 * decref visited each object to free it one by one: 12 % of
+		 * the command's time).  Nothing of this page is used after
+		 * this (the next request is sent and freed). */
+		res = NULL;
+		jarena_rewind();
 		if (rc != EX_WM_OK || fd == -1)
 			break;
 		if (fflush(stdout) == EOF) {

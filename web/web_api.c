@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "common/cfg.h"
+#include "common/jarena.h"
 #include "common/log.h"
 #include "common/syntax.h"
 #include "common/util.h"
@@ -173,13 +174,17 @@ api_queue(struct web_req *r)
 	}
 	if (parse_filter(r, &f, value, sizeof(value)) == -1)
 		return;
+	/* the page's objects from an arena, built, encoded and freed here
+	 * (common/jarena.h; jansson is the loop thread's only) */
+	jarena_begin();
 	if ((page = queue_page_json(&f, after, (size_t)limit, next,
-	    sizeof(next))) == NULL) {
+	    sizeof(next))) == NULL)
 		web_error(r, 500, "cannot list the queue");
-		return;
-	}
-	web_send(r, 200, json_pack("{s:o,s:o}", "messages", page, "next",
-	    next[0] != '\0' ? json_string(next) : json_null()));
+	else
+		web_send(r, 200, json_pack("{s:o,s:o}", "messages", page,
+		    "next", next[0] != '\0' ? json_string(next) :
+		    json_null()));
+	jarena_end();
 }
 
 /* api_show - GET /api/v1/messages/QID */

@@ -55,6 +55,7 @@
 #include <jansson.h>
 
 #include "common/cfg.h"
+#include "common/jarena.h"
 #include "common/log.h"
 #include "common/tlsctx.h"
 #include "common/util.h"
@@ -256,16 +257,18 @@ web_send(struct web_req *r, int code, json_t *body)
 		code = 500;
 	json_decref(body);
 	if (s != NULL) {		/* one line, as curl users expect */
+		/* a copy, not realloc: json_dumps's string may be the
+		 * arena's (api_queue, common/jarena.h) */
 		n = strlen(s);
-		if ((t = realloc(s, n + 2)) == NULL) {
-			free(s);
-			s = NULL;
+		if ((t = malloc(n + 2)) == NULL)
 			code = 500;
-		} else {
-			s = t;
-			s[n++] = '\n';
-			s[n] = '\0';
+		else {
+			memcpy(t, s, n);
+			t[n++] = '\n';
+			t[n] = '\0';
 		}
+		jfree(s);
+		s = t;
 	}
 	if (r->req != NULL)
 		evhttp_add_header(evhttp_request_get_output_headers(r->req),
