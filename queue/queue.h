@@ -209,10 +209,10 @@ int	queue_store_panicked(void);
  * a reused one renamed without replacing any) and returns its fd, open
  * for reading and writing; the session streams the content into it
  * (CRLF line ends, dot-unstuffed) with plain write()s from offset 0, and
- * may read it back with pread() (DKIM) without moving the offset.  queue_body_discard closes and
- * unlinks it (its space is free at once: a discard may follow a full
- * disk).  queue_accept makes the
- * message durable: the body is
+ * may read it back with pread() (DKIM) without moving the offset.
+ * queue_body_discard closes and unlinks it (its space is free at once:
+ * a discard may follow a full disk).  queue_accept makes the message
+ * durable: the body is
  * synced (fsync/fdatasync or a batch-wide syncfs), the records and the
  * "accepted" and "trace" events are committed in a group commit whose
  * log flush reaches stable storage, and only then done(arg, 0) is
@@ -233,8 +233,9 @@ int	queue_body_end(int fd);
  * Changing the body before the commit (queue_body.c; a milter's
  * modifications): queue_body_read opens body/QID for reading (-1 with
  * errno); queue_body_rewrite creates body/QID.new and returns its fd
- * for writing and pread() (-1); queue_body_swap renames it over body/QID and makes
- * it the message's body fd (*fd closed, *fd = newfd): queue_accept
+ * for writing and pread() (-1); queue_body_swap renames it over
+ * body/QID and makes it the message's body fd (*fd closed, *fd =
+ * newfd): queue_accept
  * then syncs the new file and the body directory before the commit.
  * queue_body_rewrite_abort closes and removes body/QID.new.
  */
