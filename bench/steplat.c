@@ -11,10 +11,11 @@
  *   reply read): connect + 220, EHLO, MAIL, RCPT, DATA (354), content
  *   and "." until the 250, QUIT + 221, close.
  * Output: one line per step "STEP MEAN us", then "total T us = R msg/s".
- * Exit: 0; 1 on a connection error or an unexpected reply (printed);
- *   2 usage.
+ * Exit: 0; 1 on a connection error or an unexpected reply (printed,
+ *   benchlib's die); 2 usage.
  */
 
+#include <errno.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,10 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench/benchlib.h"
+
 #define NSTEPS	8
+
+const char	bench_name[] = "steplat";
 
 static const char *const step_names[NSTEPS] = {
 	"connect+220", "EHLO", "MAIL", "RCPT", "DATA", "content+250",
@@ -33,15 +37,6 @@ static const char *const step_names[NSTEPS] = {
 };
 
 static char	rbuf[65536];
-
-static double
-now_us(void)
-{
-	struct timespec	t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
 
 /* reply - read up to the last line of a reply; its code, or -1 */
 static int
@@ -64,36 +59,23 @@ reply(int fd)
 	}
 }
 
-/* send_all - write s[0..n); 0 or -1 */
-static int
-send_all(int fd, const char *s, size_t n)
+/* step - send s[0..n) (nothing when n is 0), expect code, or die */
+static void
+step(int fd, const char *s, size_t n, int code, int k)
 {
-	ssize_t	k;
+	ssize_t	w;
 
 	while (n > 0) {
-		if ((k = write(fd, s, n)) <= 0)
-			return -1;
-		s += k;
-		n -= (size_t)k;
+		if ((w = write(fd, s, n)) <= 0)
+			die("%s: write failed", step_names[k]);
+		s += w;
+		n -= (size_t)w;
 	}
-	return 0;
+	if (reply(fd) != code)
+		die("%s: expected %d, got: %.200s", step_names[k], code, rbuf);
 }
 
-/* step - send cmd, expect code; 0 or -1 (printed) */
-static int
-step(int fd, const char *cmd, size_t len, int code, const char *name)
-{
-	int	got;
-
-	if (send_all(fd, cmd, len) == -1 || (got = reply(fd)) != code) {
-		fprintf(stderr, "steplat: %s: expected %d, got: %.200s\n",
-		    name, code, rbuf);
-		return -1;
-	}
-	return 0;
-}
-
-static void
+void
 usage(void)
 {
 	fprintf(stderr, "usage: steplat -p PORT [-a ADDR] [-n N] "
@@ -108,32 +90,37 @@ main(int argc, char **argv)
 	const char		*addr = "127.0.0.1";
 	static const char	 line[] = "0123456789012345678901234567890123"
 	    "45678901234567890123456789012345\r\n";
+	const char		*cmd[NSTEPS] = { "", "EHLO steplat.test\r\n",
+	    "MAIL FROM:<from@example.com>\r\n",
+	    "RCPT TO:<to@remote.example>\r\n", "DATA\r\n", NULL,
+	    "QUIT\r\n", NULL };
+	static const int	 code[NSTEPS] = { 220, 250, 250, 250, 354, 250,
+	    221, 0 };
 	double			 acc[NSTEPS] = { 0 }, t0, t, total = 0;
 	char			*body;
-	long			 port = 0, n = 2000, size = 4096;
-	size_t			 bl = 0, cap;
-	int			 c, i, k, fd, one = 1;
+	uint64_t		 port = 0, n = 2000, size = 4096, i;
+	size_t			 bl, cap, len;
+	int			 c, k, fd, one = 1;
 
 	while ((c = getopt(argc, argv, "a:p:n:l:h")) != -1) {
 		switch (c) {
 		case 'a': addr = optarg; break;
-		case 'p': port = strtol(optarg, NULL, 10); break;
-		case 'n': n = strtol(optarg, NULL, 10); break;
-		case 'l': size = strtol(optarg, NULL, 10); break;
+		case 'p': port = num(optarg); break;
+		case 'n': n = num(optarg); break;
+		case 'l': size = num(optarg); break;
 		default: usage();
 		}
 	}
-	if (optind != argc || port < 1 || port > 65535 || n < 1 ||
-	    size < 1 || size > 64 * 1024 * 1024)
+	if (optind != argc || port > 65535 || size > 64 * 1024 * 1024)
 		usage();
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons((unsigned short)port);
-	if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
+	if (port == 0 || inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
 		usage();
 	cap = (size_t)size + sizeof(line) + 128;
 	if ((body = malloc(cap)) == NULL)
-		return 1;
+		die("out of memory");
 	bl = (size_t)snprintf(body, cap, "From: <from@example.com>\r\n"
 	    "To: <to@remote.example>\r\nSubject: steplat\r\n\r\n");
 	while (bl < (size_t)size) {
@@ -142,46 +129,31 @@ main(int argc, char **argv)
 	}
 	memcpy(body + bl, ".\r\n", 3);
 	bl += 3;
+	cmd[5] = body;
 
 	for (i = 0; i < n; i++) {
-		t0 = now_us();
+		t0 = mono();
 		if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
 		    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one)) == -1 ||
-		    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
-			perror("steplat: connect");
-			return 1;
+		    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+			die("connect: %s", strerror(errno));
+		for (k = 0; k < NSTEPS; k++) {
+			if (k == NSTEPS - 1)
+				close(fd);
+			else {
+				len = k == 5 ? bl : strlen(cmd[k]);
+				step(fd, cmd[k], len, code[k], k);
+			}
+			t = mono();
+			acc[k] += t - t0;
+			t0 = t;
 		}
-		if (reply(fd) != 220) {
-			fprintf(stderr, "steplat: greeting: %.200s\n", rbuf);
-			return 1;
-		}
-		t = now_us();
-		acc[0] += t - t0;
-		t0 = t;
-#define STEP(k, s, code)						\
-		if (step(fd, s, strlen(s), code, step_names[k]) == -1)	\
-			return 1;					\
-		t = now_us();						\
-		acc[k] += t - t0;					\
-		t0 = t;
-		STEP(1, "EHLO steplat.test\r\n", 250)
-		STEP(2, "MAIL FROM:<from@example.com>\r\n", 250)
-		STEP(3, "RCPT TO:<to@remote.example>\r\n", 250)
-		STEP(4, "DATA\r\n", 354)
-		if (step(fd, body, bl, 250, step_names[5]) == -1)
-			return 1;
-		t = now_us();
-		acc[5] += t - t0;
-		t0 = t;
-		STEP(6, "QUIT\r\n", 221)
-#undef STEP
-		close(fd);
-		acc[7] += now_us() - t0;
 	}
 	for (k = 0; k < NSTEPS; k++) {
-		printf("%-12s %8.1f us\n", step_names[k], acc[k] / (double)n);
-		total += acc[k] / (double)n;
+		printf("%-12s %8.1f us\n", step_names[k],
+		    acc[k] / (double)n * 1e6);
+		total += acc[k] / (double)n * 1e6;
 	}
 	printf("%-12s %8.1f us = %.0f msg/s\n", "total", total, 1e6 / total);
 	free(body);

@@ -696,6 +696,8 @@ ctl_do_tlsrpt(struct ctl_conn *c, json_t *req)
 }
 
 #define CTL_READ	0x01	/* read-only: open to all with control_read = anyone */
+#define CTL_ARENA	0x02	/* answered at once, its jansson objects from an
+				   arena (ctl_dispatch): the listings */
 
 static const struct ctl_cmd {
 	const char	*name;
@@ -703,7 +705,7 @@ static const struct ctl_cmd {
 	int		 flags;
 	const char	*what;		/* the CLI command, in a refusal */
 } ctl_cmds[] = {
-	{ "queue",	ctl_do_queue,	CTL_READ, "queue" },
+	{ "queue",	ctl_do_queue,	CTL_READ | CTL_ARENA, "queue" },
 	{ "show",	ctl_do_show,	CTL_READ, "show" },
 	{ "flush",	ctl_do_flush,	0, "flush" },
 	/* the content: never for all */
@@ -809,22 +811,20 @@ ctl_dispatch(struct ctl_conn *c, const char *line, size_t len)
 		goto out;
 	}
 	/*
-	 * A listing's answer (up to CTL_PAGE_MAX messages of about 35
-	 * jansson objects each) is built, encoded and freed here at once:
+	 * A listing's answer (CTL_ARENA: up to CTL_PAGE_MAX messages of
+	 * about 35 jansson objects each) is built, encoded and freed here:
 	 * its objects come from an arena (common/jarena.h), never from
 	 * malloc; jansson is used by the loop thread only.  Once the daemon
 	 * had retried 100,000 messages, glibc's heap made malloc/free of
 	 * them three quarters of its time for a listing of them
 	 * (bench/README.md, "Listing from an arena").
 	 */
-	arena = strcmp(cmd, "queue") == 0;
+	arena = (ctl_cmds[i].flags & CTL_ARENA) != 0;
 	if (arena)
 		jarena_begin();
 	ans = ctl_cmds[i].fn(c, req);
 	if (ans == CTL_PENDING) {
 		json_decref(req);	/* ctl_action_done answers */
-		if (arena)		/* never: a listing answers at once */
-			jarena_end();
 		return;
 	}
 	if (ans == NULL)
