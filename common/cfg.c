@@ -146,6 +146,8 @@ static const struct cfg_key cfg_keys[] = {
 	{ "max_sessions_per_client", CT_UINT, NULL, 1, UMAX,
 	  F(max_sessions_per_client), 0,
 	  "concurrent SMTP sessions per client address (unset: max_sessions / 4, at least 1)" },
+	{ "in_flow_delay", CT_DURATION, "1s", 0, 600, F(in_flow_delay), 0,
+	  "longest delay of the reply to MAIL while more accepted messages wait for delivery than smtp_concurrency (0 = no delay)" },
 	{ "smtpd_timeout", CT_DURATION, "5m", 1, UMAX, F(smtpd_timeout), 0,
 	  "each idle wait, and each command line from its first octet, before 421 4.4.2" },
 	{ "smtpd_data_min_rate", CT_SIZE, "1k", 0, 1073741824,

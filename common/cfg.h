@@ -71,6 +71,7 @@ struct config {
 	unsigned	 max_recipients;
 	unsigned	 max_sessions;
 	unsigned	 max_sessions_per_client; /* unset in the file: max_sessions / 4, >= 1 */
+	unsigned	 in_flow_delay;		/* seconds, 0 = off (smtpd_flow.c) */
 	unsigned	 smtpd_timeout;		/* seconds: idle wait, command line */
 	uint64_t	 smtpd_data_min_rate;	/* bytes per second, 0 = off */
 	unsigned	 smtpd_data_rate_grace;	/* seconds after the 354 */

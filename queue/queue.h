@@ -247,6 +247,17 @@ void	queue_accept(struct qmsg *m, int fd,
 	    void (*done)(void *arg, int rc), void *arg);
 
 /*
+ * The backlog: messages accepted by queue_accept, due now, whose
+ * delivery has not started (waiting for a slot of their destination or
+ * of smtp_concurrency).  A message leaves it when its first delivery
+ * starts, or when it is held, deferred or finished first.  notify()
+ * runs on the loop thread each time the backlog went down (smtpd's
+ * in_flow_delay, smtpd_flow.c).
+ */
+unsigned	queue_backlog(void);
+void		queue_backlog_notify(void (*notify)(void));
+
+/*
  * queue_trace_received - the hop's Received field for m (RFC 5321 4.4,
  * RFC 3848): from HELO (rDNS [literal]), the TLS comment when m->tls,
  * by hostname, with proto ("ESMTP", "ESMTPS", "SMTP"), id QID, for

@@ -191,6 +191,8 @@ struct qpriv {
 	size_t		 gauge_idx;	/* in its state's gauge heap, SIZE_MAX = none */
 	int		 body_shared;	/* its content was handed out (a filter
 					 * may still read it): never reused */
+	int		 fresh;		/* accepted, due, no delivery started
+					 * yet: counted in qs.nfresh */
 };
 
 struct queue_state {
@@ -199,10 +201,16 @@ struct queue_state {
 	struct qmsg		**msgs;		/* unfinished messages, sorted by qid */
 	size_t			 nmsgs, capmsgs;
 	int			 inflight;	/* delivery jobs running */
+	unsigned		 nfresh;	/* the backlog (queue_backlog) */
+	void			(*backlog_fn)(void);
 	int			 stopping;
 	uint64_t		 qid_floor;	/* high-water mark of qid_new */
 };
 extern struct queue_state qs;
+
+/* fresh_clear - m's delivery started, or it is no longer due: out of
+ * the backlog (queue_backlog) */
+void		 fresh_clear(struct qmsg *m);
 
 /* queue_hostname - cfg->hostname, "localhost" without one */
 const char	*queue_hostname(void);

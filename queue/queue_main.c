@@ -299,6 +299,7 @@ qmem_remove(struct qmsg *m)
 	size_t	pos;
 	int	found;
 
+	fresh_clear(m);
 	pos = qmem_pos(m->qid, &found);
 	if (!found || qs.msgs[pos] != m)
 		return;
@@ -713,6 +714,10 @@ accept_done(void *arg, int rc)
 			/* durable: it is loaded at the next start */
 			qmsg_free(m);
 		} else {
+			if (m->state == MS_NORMAL && qmsg_priv(m) != NULL) {
+				((struct qpriv *)m->priv)->fresh = 1;
+				qs.nfresh++;
+			}
 			sched_update(m);
 			sched_kick();
 			if (m->state == MS_CONTENT)
@@ -872,6 +877,34 @@ fail:
 	if (qs.base == NULL || event_base_once(qs.base, -1, EV_TIMEOUT,
 	    accept_fail_cb, ctx, &zero) == -1)
 		accept_done(ctx, -1);
+}
+
+/* ---- the backlog ---- */
+
+void
+fresh_clear(struct qmsg *m)
+{
+	struct qpriv	*p = m->priv;
+
+	if (p == NULL || !p->fresh)
+		return;
+	p->fresh = 0;
+	if (qs.nfresh > 0)
+		qs.nfresh--;
+	if (qs.backlog_fn != NULL)
+		qs.backlog_fn();
+}
+
+unsigned
+queue_backlog(void)
+{
+	return qs.nfresh;
+}
+
+void
+queue_backlog_notify(void (*notify)(void))
+{
+	qs.backlog_fn = notify;
 }
 
 /* ---- free space ---- */

@@ -935,6 +935,7 @@ dispatch(struct qmsg *m, time_t now)
 	unsigned char	*used = NULL;
 	size_t		 nl = 0, nr = 0, ng, i, k;
 
+	fresh_clear(m);		/* its delivery starts (or it is held) */
 	if (msg_held(m))
 		return;		/* held: nothing leaves (queue_state.c) */
 	queue_lists_dispatch(m, now);	/* lists: expanded, not delivered */
@@ -1148,6 +1149,9 @@ sched_update(struct qmsg *m)
 
 	if (p == NULL)
 		return;
+	if (p->fresh && (msg_held(m) || m->done_time != 0 || p->finishing ||
+	    qs.stopping))
+		fresh_clear(m);
 	if (p->park_dest != NULL)
 		park_remove(m);	/* re-keyed below; parked again if need be */
 	if (msg_held(m) && m->done_time == 0 && !p->finishing &&
@@ -1182,6 +1186,8 @@ sched_update(struct qmsg *m)
 	    qmsg_due(m, 1);
 	if (due != 0 && (by = by_due(m)) != 0 && by < due)
 		due = by;	/* the DELIVERBY deadline comes first */
+	if (p->fresh && (due == 0 || due > time(NULL)))
+		fresh_clear(m);	/* not due now: no longer the backlog */
 	if (due == 0)
 		heap_remove(m);
 	else if (heap_set(m, due) == -1)

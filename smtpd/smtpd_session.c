@@ -14,7 +14,9 @@
  *       Submission listeners are bound after the `listen` ones and mark
  *       their sessions (s->submission); in SMTPD_AUTH lines go to
  *       smtpd_auth_input(), and nothing is read while a password check
- *       is in flight or a failed AUTH's reply is delayed (s->auth_waiting).
+ *       is in flight or a failed AUTH's reply is delayed (s->auth_waiting),
+ *       nor while MAIL's reply waits for the queue (s->flow_waiting,
+ *       in_flow_delay: smtpd_flow.c).
  * Limits: max_sessions counts the sessions still talking; when they
  *       reach it the listeners pause (new clients wait in the listen
  *       backlog) and they resume as soon as one stops talking, logged
@@ -31,7 +33,7 @@
  *       (checked every second).  STARTTLS handshakes and the final flush
  *       are bounded by smtpd_timeout too.  No deadline runs in the
  *       server's turn (COMMIT, or s->auth_waiting: a password check or
- *       a delayed AUTH reply); the client's wait starts anew when it
+ *       a delayed AUTH reply, or in_flow_delay); the client's wait starts anew when it
  *       ends (smtpd_resume).  One timer per session, moved
  *       lazily: input only records when the wait began (a store, no timer
  *       call per read); the timer, when it fires early, re-arms itself.
@@ -569,6 +571,7 @@ smtpd_server_start(const struct config *cfg, struct event_base *base,
 		}
 		evconnlistener_set_error_cb(listeners[i], smtpd_accept_error_cb);
 	}
+	queue_backlog_notify(smtpd_flow_kick);	/* in_flow_delay */
 	log_info("smtpd: listening on %zu address%s (%zu submission)%s",
 	    nlisten_fds, nlisten_fds == 1 ? "" : "es", nlisten_fds - nplain_fds,
 	    smtpd_tls_available() ? ", STARTTLS enabled" : "");
@@ -632,6 +635,8 @@ smtpd_server_stop(void (*done)(void))
 
 	stopping = 1;
 	stop_done = done;
+	queue_backlog_notify(NULL);
+	smtpd_flow_stop();
 	for (i = 0; i < nlisten_fds && listeners != NULL; i++)
 		if (listeners[i] != NULL) {
 			evconnlistener_free(listeners[i]);
@@ -688,7 +693,8 @@ deadline_next(const struct smtpd_session *s, uint64_t now)
 {
 	uint64_t next, rate;
 
-	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting)
+	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting ||
+	    s->flow_waiting)
 		return 0;		/* the server's turn: the queue commit, a
 					 * password check, a delayed AUTH reply
 					 * or a milter */
@@ -774,7 +780,8 @@ smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev;
 	s->timer_at = 0;
-	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting)
+	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting ||
+	    s->flow_waiting)
 		return;			/* armed again when the server's turn
 					 * ends (smtpd_resume) */
 	late = now >= s->wait_since + timeout_ms();
@@ -838,6 +845,7 @@ smtpd_session_free(struct smtpd_session *s)
 	smtpd_txn_free(s);
 	smtpd_auth_free(s);
 	smtpd_milter_free(s);
+	smtpd_flow_free(s);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->closetimer != NULL)
@@ -980,9 +988,11 @@ smtpd_process(struct smtpd_session *s)
 	out = bufferevent_get_output(s->bev);
 	s->in_process++;
 	for (;;) {
-		if (s->out_blocked || s->auth_waiting || s->milter_waiting)
+		if (s->out_blocked || s->auth_waiting || s->milter_waiting ||
+		    s->flow_waiting)
 			goto out;	/* auth_waiting: a delayed AUTH reply;
-					 * milter_waiting: a milter's */
+					 * milter_waiting: a milter's;
+					 * flow_waiting: MAIL's, in_flow_delay */
 		if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
 			smtpd_flush(s);
 			if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {

@@ -149,6 +149,10 @@ struct smtpd_session {
 	int			 auth_waiting;	/* input held: check in flight or
 						   reply delayed (AUTH_WAIT_*) */
 	struct event		*authtimer;	/* lazily made */
+	/* in_flow_delay (smtpd_flow.c) */
+	int			 flow_waiting;	/* input held: MAIL's 250 waits */
+	struct event		*flowtimer;	/* lazily made */
+	struct smtpd_session	*flow_next;	/* the waiting FIFO */
 	/* deadlines (smtpd_session.c): one timer, moved lazily */
 	struct event		*timer;
 	uint64_t		 timer_at;	/* ms it is armed for, 0 = not armed */
@@ -254,6 +258,12 @@ int	 smtpd_bdat_input(struct smtpd_session *s, struct evbuffer *in);
 int	 smtpd_bdat_skip(struct smtpd_session *s, struct evbuffer *in);
 /* smtpd_bdat_reset - RSET, MAIL, EHLO: BDAT errors are forgotten */
 void	 smtpd_bdat_reset(struct smtpd_session *s);
+
+/* smtpd_flow.c */
+int	 smtpd_flow_mail(struct smtpd_session *s);
+void	 smtpd_flow_kick(void);
+void	 smtpd_flow_free(struct smtpd_session *s);
+void	 smtpd_flow_stop(void);
 
 /* smtpd_milter.c */
 int	 smtpd_milter_connect(struct smtpd_session *s);

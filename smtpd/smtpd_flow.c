@@ -1,0 +1,195 @@
+#include "config.h"
+/*
+ * smtpd_flow.c - in_flow_delay: the reply to MAIL waits while the queue
+ * holds more accepted messages waiting for delivery than
+ * smtp_concurrency (queue_backlog), as Postfix's in_flow_delay does:
+ * when clients hand over mail faster than it leaves, each new
+ * transaction is held for up to in_flow_delay, and released as soon as
+ * a delivery starts, one waiting session per message that leaves the
+ * backlog.  Acceptance then keeps pace with delivery instead of piling
+ * up a queue (spool files, memory, scheduler work) that only delays
+ * everything behind it.  After in_flow_delay the reply goes out anyway:
+ * a slow next hop slows clients down, it never stops them.
+ * Waiting sessions are a FIFO (s->flow_next); each has its own timer
+ * (s->flowtimer, made lazily).  A waiting session reads no input (its
+ * pipelined commands stay buffered, smtpd_process) and no deadline runs
+ * (the server's turn, smtpd_session.c deadline_next).
+ * Logged once per episode: the first delay, then a summary when no
+ * reply has been delayed for FLOW_QUIET_S seconds.
+ */
+
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "queue/queue.h"
+#include "smtpd/smtpd_session.h"
+
+#define FLOW_QUIET_S	10	/* seconds without a delay end an episode */
+
+static struct smtpd_session	*flow_head, **flow_tail = &flow_head;
+static struct event		*flow_episode_ev;
+static int			 flow_episode;
+static uint64_t			 flow_episode_ms;	/* its first delay */
+static unsigned long		 flow_delayed;		/* replies delayed in it */
+
+/* flow_limit - the backlog above which MAIL waits */
+static unsigned
+flow_limit(void)
+{
+	return smtpd_cfg->smtp_concurrency > 0 ?
+	    smtpd_cfg->smtp_concurrency : 1;
+}
+
+static void
+flow_episode_end_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd; (void)ev; (void)arg;
+	if (!flow_episode)
+		return;
+	log_info("in_flow_delay: MAIL replies no longer delayed: %lu delayed "
+	    "in %.1f s", flow_delayed,
+	    (double)(mono_ms() - flow_episode_ms) / 1000.0);
+	flow_episode = 0;
+	flow_delayed = 0;
+}
+
+/* flow_note - one more delayed reply in the current episode */
+static void
+flow_note(void)
+{
+	struct timeval	tv = { FLOW_QUIET_S, 0 };
+
+	if (!flow_episode) {
+		flow_episode = 1;
+		flow_episode_ms = mono_ms();
+		log_info("in_flow_delay: MAIL replies delayed: %u messages "
+		    "wait for delivery (smtp_concurrency %u, in_flow_delay "
+		    "%us)", queue_backlog(), flow_limit(),
+		    smtpd_cfg->in_flow_delay);
+	}
+	flow_delayed++;
+	if (flow_episode_ev == NULL)
+		flow_episode_ev = evtimer_new(smtpd_base, flow_episode_end_cb,
+		    NULL);
+	if (flow_episode_ev != NULL)
+		evtimer_add(flow_episode_ev, &tv);
+}
+
+/* flow_unlink - s off the waiting list */
+static void
+flow_unlink(struct smtpd_session *s)
+{
+	struct smtpd_session	**pp;
+
+	for (pp = &flow_head; *pp != NULL; pp = &(*pp)->flow_next)
+		if (*pp == s) {
+			*pp = s->flow_next;
+			if (flow_tail == &s->flow_next)
+				flow_tail = pp;
+			break;
+		}
+	s->flow_next = NULL;
+}
+
+/* flow_release - s waited enough: its 250, then its input again */
+static void
+flow_release(struct smtpd_session *s)
+{
+	s->flow_waiting = 0;
+	if (s->flowtimer != NULL)
+		evtimer_del(s->flowtimer);
+	if (s->state == SMTPD_CLOSING)
+		return;
+	s->cmd = "MAIL";
+	s->cmdlen = 4;
+	smtpd_reply(s, 250, 2, 1, 0, "Ok");
+	s->cmd = NULL;
+	s->cmdlen = 0;
+	smtpd_flush(s);
+	smtpd_resume(s);
+}
+
+static void
+flow_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct smtpd_session	*s = arg;
+
+	(void)fd; (void)ev;
+	flow_unlink(s);
+	flow_release(s);
+}
+
+/*
+ * smtpd_flow_mail - MAIL was accepted: its 250 now, or later (1: the
+ * session waits; the reply and its input follow in flow_release)
+ */
+int
+smtpd_flow_mail(struct smtpd_session *s)
+{
+	struct timeval	tv;
+
+	if (smtpd_cfg->in_flow_delay == 0 || queue_backlog() < flow_limit())
+		goto now;
+	if (s->flowtimer == NULL &&
+	    (s->flowtimer = evtimer_new(smtpd_base, flow_timer_cb, s)) == NULL)
+		goto now;
+	tv.tv_sec = (time_t)smtpd_cfg->in_flow_delay;
+	tv.tv_usec = 0;
+	if (evtimer_add(s->flowtimer, &tv) == -1)
+		goto now;
+	s->flow_waiting = 1;
+	s->flow_next = NULL;
+	*flow_tail = s;
+	flow_tail = &s->flow_next;
+	flow_note();
+	return 1;
+now:
+	smtpd_reply(s, 250, 2, 1, 0, "Ok");
+	return 0;
+}
+
+/* smtpd_flow_kick - the backlog went down (queue_backlog_notify): the
+ * sessions that waited longest go on while it stays under the limit */
+void
+smtpd_flow_kick(void)
+{
+	struct smtpd_session	*s;
+	unsigned		 room, backlog = queue_backlog();
+
+	room = backlog < flow_limit() ? flow_limit() - backlog : 0;
+	while (room > 0 && (s = flow_head) != NULL) {
+		flow_unlink(s);
+		flow_release(s);
+		room--;
+	}
+}
+
+/* smtpd_flow_free - s goes away (or its transaction is dropped) */
+void
+smtpd_flow_free(struct smtpd_session *s)
+{
+	if (s->flow_waiting) {
+		flow_unlink(s);
+		s->flow_waiting = 0;
+	}
+	if (s->flowtimer != NULL) {
+		event_free(s->flowtimer);
+		s->flowtimer = NULL;
+	}
+}
+
+/* smtpd_flow_stop - the server stops: nothing waits any more */
+void
+smtpd_flow_stop(void)
+{
+	if (flow_episode_ev != NULL) {
+		flow_episode_end_cb(-1, 0, NULL);
+		event_free(flow_episode_ev);
+		flow_episode_ev = NULL;
+	}
+}
