@@ -706,6 +706,10 @@ accept_done(void *arg, int rc)
 		log_warnx("qid=%s queued but not acknowledged: the log flush "
 		    "failed", m->qid);
 	if (rc == 0 || rc == QJOB_UNFLUSHED) {
+		/* the client's 250 first: what follows is not part of the
+		 * acknowledgement (the records are on disk; a message not
+		 * kept in memory below is loaded at the next start) */
+		ctx->done(ctx->arg, rc == 0 ? 0 : -1);
 		if (ctx->fd >= 0)
 			close(ctx->fd);
 		queue_notice_accepted(m);	/* RFC 3461 "expanded" DSN */
@@ -723,7 +727,6 @@ accept_done(void *arg, int rc)
 			if (m->state == MS_CONTENT)
 				queue_filter_kick();
 		}
-		ctx->done(ctx->arg, rc == 0 ? 0 : -1);
 	} else {
 		log_warnx("qid=%s not queued: the commit failed", m->qid);
 		queue_body_discard(m->qid, ctx->fd);
