@@ -15,17 +15,21 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import dot_stuff, make_message, queued_qid, wait_for
 
 RCPT = "rcpt@remote.example"
 DELAYED = "in_flow_delay: MAIL replies delayed"
 
 
-def silent_hop():
+@pytest.fixture
+def hop():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     s.listen(64)                    # never accepted: no greeting, ever
-    return s
+    yield s
+    s.close()
 
 
 def relay(daemon_factory, hop, delay):
@@ -53,71 +57,58 @@ def fill_backlog(d):
     return qids
 
 
-def test_mail_waits_for_the_backlog_then_goes_on(daemon_factory):
-    hop = silent_hop()
-    try:
-        d = relay(daemon_factory, hop, "2s")
-        fill_backlog(d)
-        assert DELAYED not in d.log_text()
-        with d.connect() as c:
+def test_mail_waits_for_the_backlog_then_goes_on(daemon_factory, hop):
+    d = relay(daemon_factory, hop, "2s")
+    fill_backlog(d)
+    assert DELAYED not in d.log_text()
+    with d.connect() as c:
+        c.ehlo()
+        t0 = time.monotonic()
+        r = c.cmd("MAIL FROM:<late@example.com>")
+        waited = time.monotonic() - t0
+        assert r.code == 250 and r.enh == "2.1.0", r
+        # nothing left the backlog: the whole in_flow_delay
+        assert waited >= 1.5, waited
+        # the transaction goes on as usual after the wait
+        assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(dot_stuff(make_message(to=RCPT)))
+        assert queued_qid(c.reply())
+    log = d.log_text()
+    assert DELAYED in log
+    assert "messages wait for delivery (smtp_concurrency 2, " \
+        "in_flow_delay 2s)" in log
+
+
+def test_waiting_session_released_when_a_delivery_starts(daemon_factory,
+                                                         hop):
+    d = relay(daemon_factory, hop, "10m")
+    fill_backlog(d)
+    out = {}
+
+    def late():
+        with d.connect(timeout=300) as c:
             c.ehlo()
-            t0 = time.monotonic()
-            r = c.cmd("MAIL FROM:<late@example.com>")
-            waited = time.monotonic() - t0
-            assert r.code == 250 and r.enh == "2.1.0", r
-            # nothing left the backlog: the whole in_flow_delay
-            assert waited >= 1.5, waited
-            # the transaction goes on as usual after the wait
-            assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
-            assert c.cmd("DATA").code == 354
-            c.send(dot_stuff(make_message(to=RCPT)))
-            assert queued_qid(c.reply())
-        log = d.log_text()
-        assert DELAYED in log
-        assert "messages wait for delivery (smtp_concurrency 2, " \
-            "in_flow_delay 2s)" in log
-    finally:
-        hop.close()
+            out["mail"] = c.cmd("MAIL FROM:<late@example.com>")
+            c.cmd("QUIT")
+
+    t = threading.Thread(target=late)
+    t.start()
+    wait_for(lambda: DELAYED in d.log_text(), what="the delay logged")
+    time.sleep(0.5)
+    assert "mail" not in out, "answered while the backlog is full"
+    # the hop goes away: the hanging deliveries fail, the two waiting
+    # messages get their slots, the backlog shrinks, MAIL goes on
+    hop.close()
+    t.join(120)
+    # long before in_flow_delay (10 minutes) is up
+    assert "mail" in out, "MAIL still waits"
+    assert out["mail"].code == 250, out
 
 
-def test_waiting_session_released_when_a_delivery_starts(daemon_factory):
-    hop = silent_hop()
-    try:
-        d = relay(daemon_factory, hop, "10m")
-        fill_backlog(d)
-        out = {}
-
-        def late():
-            with d.connect(timeout=300) as c:
-                c.ehlo()
-                t0 = time.monotonic()
-                out["mail"] = c.cmd("MAIL FROM:<late@example.com>")
-                out["waited"] = time.monotonic() - t0
-                c.cmd("QUIT")
-
-        t = threading.Thread(target=late)
-        t.start()
-        wait_for(lambda: DELAYED in d.log_text(), what="the delay logged")
-        time.sleep(0.5)
-        assert "mail" not in out, "answered while the backlog is full"
-        # the hop goes away: the hanging deliveries fail, the two waiting
-        # messages get their slots, the backlog shrinks, MAIL goes on
-        hop.close()
-        t.join(120)
-        # long before in_flow_delay (10 minutes) is up
-        assert "mail" in out, "MAIL still waits"
-        assert out["mail"].code == 250, out
-    finally:
-        hop.close()
-
-
-def test_in_flow_delay_0_never_waits(daemon_factory):
-    hop = silent_hop()
-    try:
-        d = relay(daemon_factory, hop, "0")
-        fill_backlog(d)
-        for i in range(4, 8):
-            assert send(d, i)
-        assert DELAYED not in d.log_text()
-    finally:
-        hop.close()
+def test_in_flow_delay_0_never_waits(daemon_factory, hop):
+    d = relay(daemon_factory, hop, "0")
+    fill_backlog(d)
+    for i in range(4, 8):
+        assert send(d, i)
+    assert DELAYED not in d.log_text()
