@@ -82,7 +82,7 @@ def test_mail_waits_for_the_backlog_then_goes_on(daemon_factory, hop):
 
 def test_waiting_session_released_when_a_delivery_starts(daemon_factory,
                                                          hop):
-    d = relay(daemon_factory, hop, "10m")
+    d = relay(daemon_factory, hop, "5m")
     fill_backlog(d)
     out = {}
 
@@ -101,7 +101,7 @@ def test_waiting_session_released_when_a_delivery_starts(daemon_factory,
     # messages get their slots, the backlog shrinks, MAIL goes on
     hop.close()
     t.join(120)
-    # long before in_flow_delay (10 minutes) is up
+    # long before in_flow_delay (5 minutes) is up
     assert "mail" in out, "MAIL still waits"
     assert out["mail"].code == 250, out
 
