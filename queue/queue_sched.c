@@ -1171,6 +1171,7 @@ sched_update(struct qmsg *m)
 	}
 	if (m->done_time == 0 && !p->finishing && qmsg_due(m, 0) == 0 &&
 	    m->inflight == 0 && !qs.stopping) {
+		fresh_clear(m);		/* nothing left to deliver */
 		if ((j = qjob_new()) == NULL || sched_finish(j, m, time(NULL)) == -1) {
 			qjob_free(j);
 			m->done_time = 0;
@@ -1190,8 +1191,10 @@ sched_update(struct qmsg *m)
 		fresh_clear(m);	/* not due now: no longer the backlog */
 	if (due == 0)
 		heap_remove(m);
-	else if (heap_set(m, due) == -1)
+	else if (heap_set(m, due) == -1) {
 		log_warnx("qid=%s cannot be scheduled (out of memory)", m->qid);
+		fresh_clear(m);	/* in no heap: never dispatched from it */
+	}
 }
 
 int
