@@ -147,7 +147,7 @@ static const struct cfg_key cfg_keys[] = {
 	  F(max_sessions_per_client), 0,
 	  "concurrent SMTP sessions per client address (unset: max_sessions / 4, at least 1)" },
 	{ "in_flow_delay", CT_DURATION, "1s", 0, 10, F(in_flow_delay), 0,
-	  "longest delay of the reply to MAIL while more accepted messages wait for delivery than smtp_concurrency (0 = no delay, at most 10s)" },
+	  "longest delay of the reply to MAIL while more accepted messages wait for delivery than 4 x smtp_concurrency (0 = no delay, at most 10s)" },
 	{ "smtpd_timeout", CT_DURATION, "5m", 1, UMAX, F(smtpd_timeout), 0,
 	  "each idle wait, and each command line from its first octet, before 421 4.4.2" },
 	{ "smtpd_data_min_rate", CT_SIZE, "1k", 0, 1073741824,

@@ -1,8 +1,11 @@
 #include "config.h"
 /*
  * smtpd_flow.c - in_flow_delay: the reply to MAIL waits while the queue
- * holds more accepted messages waiting for delivery than
- * smtp_concurrency (queue_backlog), as Postfix's in_flow_delay does:
+ * holds more accepted messages waiting for their first delivery than
+ * four times smtp_concurrency (queue_backlog; the limit keeps a backlog
+ * within the pool of reused spool files, queue_pool.c, while a bulk
+ * send of a few hundred messages to one slow destination slows nobody
+ * down), as Postfix's in_flow_delay does:
  * when clients hand over mail faster than it leaves, each new
  * transaction is held for up to in_flow_delay, and released as soon as
  * a delivery starts, one waiting session per message that leaves the
@@ -37,12 +40,14 @@ static int			 flow_episode;
 static uint64_t			 flow_episode_ms;	/* its first delay */
 static unsigned long		 flow_delayed;		/* replies delayed in it */
 
-/* flow_limit - the backlog above which MAIL waits */
+#define FLOW_MULT	4	/* the limit, in units of smtp_concurrency */
+
+/* flow_limit - the backlog from which MAIL waits */
 static unsigned
 flow_limit(void)
 {
-	return smtpd_cfg->smtp_concurrency > 0 ?
-	    smtpd_cfg->smtp_concurrency : 1;
+	return FLOW_MULT * (smtpd_cfg->smtp_concurrency > 0 ?
+	    smtpd_cfg->smtp_concurrency : 1);
 }
 
 static void
@@ -68,9 +73,9 @@ flow_note(void)
 		flow_episode = 1;
 		flow_episode_ms = mono_ms();
 		log_info("in_flow_delay: MAIL replies delayed: %u messages "
-		    "wait for delivery (smtp_concurrency %u, in_flow_delay "
-		    "%us)", queue_backlog(), flow_limit(),
-		    smtpd_cfg->in_flow_delay);
+		    "wait for delivery (limit %u: %u x smtp_concurrency; "
+		    "in_flow_delay %us)", queue_backlog(), flow_limit(),
+		    FLOW_MULT, smtpd_cfg->in_flow_delay);
 	}
 	flow_delayed++;
 	if (flow_episode_ev == NULL)

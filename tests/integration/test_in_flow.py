@@ -1,14 +1,14 @@
 """in_flow_delay (issue 13; Postfix's parameter of the same name): while
-more accepted messages wait for their first delivery than
-smtp_concurrency, the reply to MAIL waits, up to in_flow_delay, and a
-waiting session goes on as soon as a delivery starts; with
-in_flow_delay = 0 nothing waits.
+4 x smtp_concurrency accepted messages or more wait for their first
+delivery, the reply to MAIL waits, up to in_flow_delay, and a waiting
+session goes on as soon as a delivery starts; with in_flow_delay = 0
+nothing waits.
 
 The next hop is a listening socket that never accepts: connections to it
 hang before the greeting, so deliveries start and never end.  With
-smtp_concurrency = 2 and smtp_destination_concurrency = 1 two messages
+smtp_concurrency = 1 and smtp_destination_concurrency = 1 two messages
 are in delivery (the queue hands out twice the destination's limit) and
-the next two wait for a slot: that backlog of 2 reaches the limit.
+the next four wait for a slot: that backlog of 4 reaches the limit.
 """
 
 import socket
@@ -35,7 +35,7 @@ def hop():
 def relay(daemon_factory, hop, delay):
     return daemon_factory({
         "smarthost": "[127.0.0.1]:%d" % hop.getsockname()[1],
-        "smtp_concurrency": "2",
+        "smtp_concurrency": "1",
         "smtp_destination_concurrency": "1",
         "in_flow_delay": delay,
     })
@@ -51,8 +51,8 @@ def send(d, i):
 
 
 def fill_backlog(d):
-    """4 messages: 2 in delivery (hanging), 2 waiting for a slot."""
-    qids = [send(d, i) for i in range(4)]
+    """6 messages: 2 in delivery (hanging), 4 waiting for a slot."""
+    qids = [send(d, i) for i in range(6)]
     assert all(qids)
     return qids
 
@@ -76,8 +76,8 @@ def test_mail_waits_for_the_backlog_then_goes_on(daemon_factory, hop):
         assert queued_qid(c.reply())
     log = d.log_text()
     assert DELAYED in log
-    assert "messages wait for delivery (smtp_concurrency 2, " \
-        "in_flow_delay 2s)" in log
+    assert "4 messages wait for delivery (limit 4: 4 x " \
+        "smtp_concurrency; in_flow_delay 2s)" in log
 
 
 def test_waiting_session_released_when_a_delivery_starts(daemon_factory,
@@ -112,6 +112,6 @@ def test_waiting_session_released_when_a_delivery_starts(daemon_factory,
 def test_in_flow_delay_0_never_waits(daemon_factory, hop):
     d = relay(daemon_factory, hop, "0")
     fill_backlog(d)
-    for i in range(4, 8):
+    for i in range(6, 10):
         assert send(d, i)
     assert DELAYED not in d.log_text()
