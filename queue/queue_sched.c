@@ -1149,13 +1149,11 @@ sched_update(struct qmsg *m)
 
 	if (p == NULL)
 		return;
-	if (p->fresh && (msg_held(m) || m->done_time != 0 || p->finishing ||
-	    qs.stopping))
-		fresh_clear(m);
 	if (p->park_dest != NULL)
 		park_remove(m);	/* re-keyed below; parked again if need be */
 	if (msg_held(m) && m->done_time == 0 && !p->finishing &&
 	    qmsg_due(m, 0) != 0) {
+		fresh_clear(m);	/* held: not the backlog */
 		/* held: back at a timed release or the DELIVERBY deadline,
 		 * which counts even while held (RFC 2852) */
 		due = m->state == MS_TIMED ? (m->hold_until > 0 ?

@@ -887,16 +887,6 @@ fail:
 	smtpd_txn_free(s);
 }
 
-/* accepted_log - the line of a committed message */
-static void
-accepted_log(const struct smtpd_commit *c)
-{
-	log_info("qid=%s from=<%s> size=%llu nrcpt=%zu client=[%s] "
-	    "msgid=%s session=%s", c->qid, c->sender,
-	    (unsigned long long)c->size, c->nrcpt, c->client,
-	    c->msgid != NULL ? c->msgid : "-", c->sidtext);
-}
-
 /* smtpd_data_done_cb - queue_accept finished; find the session by id */
 static void
 smtpd_data_done_cb(void *arg, int rc)
@@ -914,15 +904,11 @@ smtpd_data_done_cb(void *arg, int rc)
 				metrics_dkim_signature(dkim_alg_name(idx));
 	s = smtpd_session_find(c->sid);
 	if (s == NULL) {
-		if (rc == 0)
-			accepted_log(c);
 		log_info("session=%s qid=%s commit %s after the client left",
 		    c->sidtext, c->qid, rc == 0 ? "done" : "failed");
 		goto done;
 	}
 	if (s->state != SMTPD_COMMIT) {
-		if (rc == 0)
-			accepted_log(c);
 		log_warnx("session=%s qid=%s commit done in state %s",
 		    s->sid, c->qid, smtpd_state_name(s->state));
 		goto done;
@@ -935,7 +921,6 @@ smtpd_data_done_cb(void *arg, int rc)
 			s->okcount[idx]++;
 		s->junk = 0;
 		smtpd_reply(s, 250, 2, 0, 0, "Ok: queued as %s", c->qid);
-		accepted_log(c);	/* after the reply: off the client's wait */
 	} else {
 		log_warnx("session=%s qid=%s not queued", s->sid, c->qid);
 		smtpd_reply(s, 451, 4, 3, 0, "Local error in processing");
@@ -950,6 +935,12 @@ smtpd_data_done_cb(void *arg, int rc)
 	} else if (s->state == SMTPD_READY)
 		smtpd_resume(s);
 done:
+	/* after the reply: off the client's wait */
+	if (rc == 0)
+		log_info("qid=%s from=<%s> size=%llu nrcpt=%zu client=[%s] "
+		    "msgid=%s session=%s", c->qid, c->sender,
+		    (unsigned long long)c->size, c->nrcpt, c->client,
+		    c->msgid != NULL ? c->msgid : "-", c->sidtext);
 	free(c->sender);
 	free(c->msgid);
 	free(c);

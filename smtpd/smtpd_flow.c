@@ -13,7 +13,7 @@
  * up a queue (spool files, memory, scheduler work) that only delays
  * everything behind it.  After in_flow_delay the reply goes out anyway:
  * a slow next hop slows clients down, it never stops them.
- * Waiting sessions are a FIFO (s->flow_next); each has its own timer
+ * Waiting sessions are a FIFO (s->flow_entry); each has its own timer
  * (s->flowtimer, made lazily).  A waiting session reads no input (its
  * pipelined commands stay buffered, smtpd_process) and no deadline runs
  * (the server's turn, smtpd_session.c deadline_next).
@@ -22,6 +22,7 @@
  */
 
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -34,7 +35,8 @@
 
 #define FLOW_QUIET_S	10	/* seconds without a delay end an episode */
 
-static struct smtpd_session	*flow_head, **flow_tail = &flow_head;
+static TAILQ_HEAD(, smtpd_session) flow_fifo =
+				    TAILQ_HEAD_INITIALIZER(flow_fifo);
 static struct event		*flow_episode_ev;
 static int			 flow_episode;
 static uint64_t			 flow_episode_ms;	/* its first delay */
@@ -85,27 +87,20 @@ flow_note(void)
 		evtimer_add(flow_episode_ev, &tv);
 }
 
-/* flow_unlink - s off the waiting list */
+/* flow_unlink - s off the waiting list, if it is on it */
 static void
 flow_unlink(struct smtpd_session *s)
 {
-	struct smtpd_session	**pp;
-
-	for (pp = &flow_head; *pp != NULL; pp = &(*pp)->flow_next)
-		if (*pp == s) {
-			*pp = s->flow_next;
-			if (flow_tail == &s->flow_next)
-				flow_tail = pp;
-			break;
-		}
-	s->flow_next = NULL;
+	if (s->flow_waiting)
+		TAILQ_REMOVE(&flow_fifo, s, flow_entry);
+	s->flow_waiting = 0;
 }
 
 /* flow_release - s waited enough: its 250, then its input again */
 static void
 flow_release(struct smtpd_session *s)
 {
-	s->flow_waiting = 0;
+	flow_unlink(s);
 	if (s->flowtimer != NULL)
 		evtimer_del(s->flowtimer);
 	if (s->state == SMTPD_CLOSING)
@@ -125,7 +120,6 @@ flow_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	struct smtpd_session	*s = arg;
 
 	(void)fd; (void)ev;
-	flow_unlink(s);
 	flow_release(s);
 }
 
@@ -148,9 +142,7 @@ smtpd_flow_mail(struct smtpd_session *s)
 	if (evtimer_add(s->flowtimer, &tv) == -1)
 		goto now;
 	s->flow_waiting = 1;
-	s->flow_next = NULL;
-	*flow_tail = s;
-	flow_tail = &s->flow_next;
+	TAILQ_INSERT_TAIL(&flow_fifo, s, flow_entry);
 	flow_note();
 	return 1;
 now:
@@ -167,8 +159,7 @@ smtpd_flow_kick(void)
 	unsigned		 room, backlog = queue_backlog();
 
 	room = backlog < flow_limit() ? flow_limit() - backlog : 0;
-	while (room > 0 && (s = flow_head) != NULL) {
-		flow_unlink(s);
+	while (room > 0 && (s = TAILQ_FIRST(&flow_fifo)) != NULL) {
 		flow_release(s);
 		room--;
 	}
@@ -178,10 +169,7 @@ smtpd_flow_kick(void)
 void
 smtpd_flow_free(struct smtpd_session *s)
 {
-	if (s->flow_waiting) {
-		flow_unlink(s);
-		s->flow_waiting = 0;
-	}
+	flow_unlink(s);
 	if (s->flowtimer != NULL) {
 		event_free(s->flowtimer);
 		s->flowtimer = NULL;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "common/intl.h"
@@ -150,9 +151,10 @@ struct smtpd_session {
 						   reply delayed (AUTH_WAIT_*) */
 	struct event		*authtimer;	/* lazily made */
 	/* in_flow_delay (smtpd_flow.c) */
-	int			 flow_waiting;	/* input held: MAIL's 250 waits */
+	int			 flow_waiting;	/* input held: MAIL's 250 waits,
+						   on the FIFO by flow_entry */
 	struct event		*flowtimer;	/* lazily made */
-	struct smtpd_session	*flow_next;	/* the waiting FIFO */
+	TAILQ_ENTRY(smtpd_session) flow_entry;
 	/* deadlines (smtpd_session.c): one timer, moved lazily */
 	struct event		*timer;
 	uint64_t		 timer_at;	/* ms it is armed for, 0 = not armed */
