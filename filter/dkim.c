@@ -128,10 +128,38 @@ key_load(const struct cfg_dkim_key *e, struct dkim_key *k, char *w,
 		goto fail;
 	}
 	k->pkey = pk;
+	if (dkim_key_prepare(k) == -1) {
+		snprintf(w, wlen, "\"%s\": cannot set up signing",
+		    e->keyfile);
+		k->pkey = NULL;
+		goto fail;
+	}
 	return 0;
 fail:
+	free(k->domain);
+	free(k->selector);
+	k->domain = k->selector = NULL;
 	EVP_PKEY_free(pk);
 	return -1;
+}
+
+int
+dkim_key_prepare(struct dkim_key *k)
+{
+	EVP_MD_CTX	*mc;
+
+	if ((mc = EVP_MD_CTX_new()) == NULL)
+		return -1;
+	/* RSA: PKCS#1 v1.5 over SHA-256; Ed25519: PureEdDSA, no digest */
+	if (EVP_DigestSignInit(mc, NULL, k->alg == DKIM_RSA_SHA256 ?
+	    EVP_sha256() : NULL, NULL, k->pkey) != 1) {
+		ERR_clear_error();
+		EVP_MD_CTX_free(mc);
+		return -1;
+	}
+	EVP_MD_CTX_free(k->tmpl);
+	k->tmpl = mc;
+	return 0;
 }
 
 struct dkim_keys *
@@ -185,6 +213,7 @@ dkim_keys_free(struct dkim_keys *ks)
 	for (i = 0; i < ks->n; i++) {
 		free(ks->keys[i].domain);
 		free(ks->keys[i].selector);
+		EVP_MD_CTX_free(ks->keys[i].tmpl);
 		EVP_PKEY_free(ks->keys[i].pkey);
 	}
 	free(ks->keys);
@@ -377,26 +406,37 @@ dkim_body_hash(const char *body, size_t len, char out[45])
 
 /* ---- signing ---- */
 
-int
-dkim_sign_data(EVP_PKEY *pk, enum dkim_alg a, const void *data, size_t len,
-    char *out, size_t outlen)
+/*
+ * sign_ctx - the signature of data, base64 into out: from a copy of
+ * tmpl when there is one (EVP_DigestSignInit done once per key: a copy
+ * costs less than fetching the algorithm again), else a new init; the
+ * template is only read, so worker threads may copy it at once
+ */
+static int
+sign_ctx(const EVP_MD_CTX *tmpl, EVP_PKEY *pk, enum dkim_alg a,
+    const void *data, size_t len, char *out, size_t outlen)
 {
 	EVP_MD_CTX	*mc = NULL;
 	unsigned char	 h[32], sig[DKIM_SIG_MAX];
 	size_t		 sl = sizeof(sig);
 	int		 rc = -1;
 
+	if (a == DKIM_RSA_SHA256 && EVP_PKEY_get_size(pk) > (int)sizeof(sig))
+		return -1;
 	if ((mc = EVP_MD_CTX_new()) == NULL)
 		goto done;
+	if (tmpl != NULL) {
+		if (EVP_MD_CTX_copy_ex(mc, tmpl) != 1)
+			goto done;
+	} else if (EVP_DigestSignInit(mc, NULL, a == DKIM_RSA_SHA256 ?
+	    EVP_sha256() : NULL, NULL, pk) != 1)
+		goto done;
 	if (a == DKIM_RSA_SHA256) {
-		if (EVP_PKEY_get_size(pk) > (int)sizeof(sig) ||
-		    EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, pk) != 1 ||
-		    EVP_DigestSign(mc, sig, &sl, data, len) != 1)
+		if (EVP_DigestSign(mc, sig, &sl, data, len) != 1)
 			goto done;
 	} else {
 		/* RFC 8463 3: PureEdDSA over the SHA-256 of the input */
 		if (EVP_Digest(data, len, h, NULL, EVP_sha256(), NULL) != 1 ||
-		    EVP_DigestSignInit(mc, NULL, NULL, NULL, pk) != 1 ||
 		    EVP_DigestSign(mc, sig, &sl, h, sizeof(h)) != 1)
 			goto done;
 	}
@@ -407,6 +447,13 @@ done:
 	ERR_clear_error();
 	EVP_MD_CTX_free(mc);
 	return rc;
+}
+
+int
+dkim_sign_data(EVP_PKEY *pk, enum dkim_alg a, const void *data, size_t len,
+    char *out, size_t outlen)
+{
+	return sign_ctx(NULL, pk, a, data, len, out, outlen);
 }
 
 int
@@ -926,7 +973,8 @@ sign_one(struct dkim_sign *d, const struct dkim_key *k, const char *bh,
 		goto done;
 	/* the field itself, b= empty, no line end (RFC 6376 3.7) */
 	inlen += dkim_canon_header(o.s, o.len, in + inlen);
-	if (dkim_sign_data(k->pkey, k->alg, in, inlen, sig, sizeof(sig)) == -1)
+	if (sign_ctx(k->tmpl, k->pkey, k->alg, in, inlen, sig,
+	    sizeof(sig)) == -1)
 		goto done;
 	/* b= folded: the first part on the b= line (FWS may go anywhere
 	 * in base64string, RFC 6376 2.10) */

@@ -28,7 +28,14 @@ struct dkim_key {
 	char		*selector;
 	enum dkim_alg	 alg;
 	EVP_PKEY	*pkey;
+	/* EVP_DigestSignInit done once (dkim_key_prepare): each signature
+	 * copies it instead of fetching the algorithm again; NULL: none */
+	EVP_MD_CTX	*tmpl;
 };
+
+/* dkim_key_prepare - k->tmpl from k->pkey (done by dkim_keys_load);
+ * 0 or -1 */
+int		 dkim_key_prepare(struct dkim_key *k);
 
 /* the keys of one configuration, shared (reference counted) by the
  * configurations of reloads that did not change them */

@@ -368,7 +368,7 @@ test_signer(void **state)
 	struct dkim_key		 keys[3];
 	struct dkim_keys	 ks = { .keys = keys, .n = 3, .refs = 1 };
 	struct dkim_sign	*d;
-	struct got		 g;
+	struct got		 g, g2;
 	const char		*why;
 	char			 msg[2048], flat[2048];
 	int			 i;
@@ -421,6 +421,26 @@ test_signer(void **state)
 	    "Ed25519 signature does not verify: %s", g.field[0]);
 	CHECK(verify(keys[2].pkey, DKIM_RSA_SHA256, g.field[1]), "verify",
 	    "RSA signature does not verify: %s", g.field[1]);
+	/* with each key's prepared context (as dkim_keys_load does), the
+	 * same fields: both algorithms are deterministic */
+	memset(&g2, 0, sizeof(g2));
+	for (i = 0; i < 3; i++)
+		assert_int_equal(dkim_key_prepare(&keys[i]), 0);
+	assert_non_null(keys[0].tmpl);
+	assert_non_null(d = dkim_sign_new(&ks));
+	feed(d, msg);
+	assert_int_equal(dkim_sign_finish(d, 1528637909, collect_cb, &g2,
+	    &why), 2);
+	dkim_sign_free(d);
+	assert_int_equal(g2.n, 2);
+	for (i = 0; i < 2; i++) {
+		CHECK(strcmp(g.field[i], g2.field[i]) == 0, "template",
+		    "got %s, without the template %s", g2.field[i],
+		    g.field[i]);
+		free(g2.field[i]);
+	}
+	for (i = 0; i < 3; i++)
+		EVP_MD_CTX_free(keys[i].tmpl);
 	/* folded lines stay short */
 	for (i = 0; i < 2; i++) {
 		const char *p = g.field[i], *nl;
