@@ -19,6 +19,10 @@
  *       recipients of the open transaction defer with 4.4.2.  So a
  *       recipient is relayed only by its own 250 to "." on a connection
  *       whose replies matched its commands.
+ * Writes: on a plain connection what a callback queued goes out in one
+ *       write when it ends (sess_flush), with no write event in epoll;
+ *       libevent writes only what that leaves behind, the content while
+ *       it is read from the spool file, and everything with TLS.
  * Texts: a result with the host's reply keeps its text as the host sent
  *       it; every text of our own about a host names it ("host[addr]",
  *       s->peer.remote), which is how the DSN composer and the queue
@@ -341,6 +345,44 @@ sess_cmd(struct dlv_sess *s, const char *fmt, ...)
 	s->pending++;
 }
 
+/*
+ * sess_flush - send what is queued now, on a plain connection: one
+ * write where libevent would first add the socket's write event to
+ * epoll, write on the next turn of the loop and remove the event again.
+ * Called when a callback that may have queued commands ends with s
+ * still ours (read_cb, write_cb, tmo_cb, handoff, dlv_sess_quit).  The
+ * write event is enabled only for what one write leaves behind (a full
+ * socket buffer, an error: libevent goes on and reports errors as
+ * before), while connecting, while the content is still being read
+ * from the spool file (write_cb refills at the low-water mark), and
+ * always with TLS (the OpenSSL filter writes).
+ */
+static void
+sess_flush(struct dlv_sess *s)
+{
+	struct evbuffer	*out;
+
+	if (s->bev == NULL || s->state == S_NONE || s->state == S_CONNECT ||
+	    s->state == S_TLS || bufferevent_get_underlying(s->bev) != NULL)
+		return;
+	out = bufferevent_get_output(s->bev);
+	if (s->state == S_BODY) {
+		bufferevent_enable(s->bev, EV_WRITE);
+		return;
+	}
+	if (evbuffer_get_length(out) > 0) {
+		/* a socket bufferevent keeps the start of its output frozen
+		 * and thaws it around its own writes: so do we */
+		evbuffer_unfreeze(out, 1);
+		(void)evbuffer_write(out, bufferevent_getfd(s->bev));
+		evbuffer_freeze(out, 1);
+	}
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(s->bev, EV_WRITE);
+	else
+		bufferevent_disable(s->bev, EV_WRITE);
+}
+
 /* class_status - temporary or permanent, from the reply class */
 static enum rcpt_status
 class_status(int code, int lmtp)
@@ -551,6 +593,7 @@ handoff(struct dlv_sess *s, enum dlv_outcome o)
 		cur = NULL;
 	evtimer_del(s->tmo);
 	body_close(s);
+	sess_flush(s);		/* e.g. an RSET queued before the hand-off */
 	if (o != DLV_OUT_DONE)
 		s->usable = 0;
 	s->m = NULL;
@@ -2098,8 +2141,11 @@ read_replies(struct dlv_sess *s)
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
+	struct dlv_sess	*s = arg;
+
 	(void)bev;
-	(void)read_replies(arg);
+	if (read_replies(s))
+		sess_flush(s);
 }
 
 static void
@@ -2111,7 +2157,17 @@ write_cb(struct bufferevent *bev, void *arg)
 	if (s->state != S_BODY)
 		return;
 	set_state(s, S_BODY);	/* progress: re-arm data_block_timeout */
-	body_fill(s);
+	if (cur == s) {
+		/* from start_body / start_bdat: read_cb flushes */
+		body_fill(s);
+		return;
+	}
+	cur = s;
+	body_fill(s);		/* may hand s off */
+	if (cur == s) {
+		cur = NULL;
+		sess_flush(s);
+	}
 }
 
 static void
@@ -2141,6 +2197,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		}
 		s->pending = 1;		/* the greeting */
 		set_state(s, S_GREETING);
+		/* connected: writes are sess_flush's from now on */
+		bufferevent_disable(bev, EV_WRITE);
 		return;
 	}
 	if (s->state == S_TLS && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
@@ -2180,7 +2238,12 @@ tmo_cb(evutil_socket_t fd, short what, void *arg)
 			conn_fail(s, "data from the server while idle", FK_SYNC);
 			return;
 		}
-		txn_start(s);
+		cur = s;
+		txn_start(s);		/* may hand s off */
+		if (cur == s) {
+			cur = NULL;
+			sess_flush(s);
+		}
 		return;
 	case S_FAILNOW:
 		conn_fail(s, s->err.text[0] ? s->err.text : "cannot connect",
@@ -2328,6 +2391,7 @@ dlv_sess_quit(struct dlv_sess *s)
 	}
 	sess_cmd(s, "QUIT\r\n");
 	set_state(s, S_QUIT);
+	sess_flush(s);
 }
 
 void
