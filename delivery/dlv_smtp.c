@@ -371,8 +371,10 @@ sess_flush(struct dlv_sess *s)
 		return;
 	}
 	if (evbuffer_get_length(out) > 0) {
-		/* a socket bufferevent keeps the start of its output frozen
-		 * and thaws it around its own writes: so do we */
+		/* libevent freezes the start of a socket bufferevent's
+		 * output while connecting and thaws it around its own
+		 * writes: the same here, and it stays frozen in between
+		 * (only writes take data off its front) */
 		evbuffer_unfreeze(out, 1);
 		(void)evbuffer_write(out, bufferevent_getfd(s->bev));
 		evbuffer_freeze(out, 1);
@@ -593,7 +595,7 @@ handoff(struct dlv_sess *s, enum dlv_outcome o)
 		cur = NULL;
 	evtimer_del(s->tmo);
 	body_close(s);
-	sess_flush(s);		/* e.g. an RSET queued before the hand-off */
+	sess_flush(s);		/* anything still queued goes first */
 	if (o != DLV_OUT_DONE)
 		s->usable = 0;
 	s->m = NULL;
@@ -1192,11 +1194,19 @@ start_tls(struct dlv_sess *s)
 			(void)SSL_set1_host(ssl, s->peer.name);
 	} else
 		SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	/* BEV_OPT_DEFER_CALLBACKS (both bufferevents) is required:
+	 * write_cb tells a refill of its own from one inside read_replies
+	 * by cur, and each callback flushes at its end (sess_flush) */
 	nb = bufferevent_openssl_filter_new(dlv_remote_base(), s->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (nb == NULL) {
-		SSL_free(ssl);
+		/* libevent has freed ssl (BEV_OPT_CLOSE_ON_FREE) and, unless
+		 * it failed before taking its reference, the socket's
+		 * bufferevent too: neither is freed again here (an fd may
+		 * leak on that early allocation failure, never a double
+		 * free) */
+		s->bev = NULL;
 		goto fail;
 	}
 	s->bev = nb;
@@ -2154,8 +2164,13 @@ write_cb(struct bufferevent *bev, void *arg)
 	struct dlv_sess	*s = arg;
 
 	(void)bev;
-	if (s->state != S_BODY)
+	if (s->state != S_BODY) {
+		/* libevent wrote what a flush left behind (or a long
+		 * content's end): its write event goes off again */
+		if (cur != s)
+			sess_flush(s);
 		return;
+	}
 	set_state(s, S_BODY);	/* progress: re-arm data_block_timeout */
 	if (cur == s) {
 		/* from start_body / start_bdat: read_cb flushes */
@@ -2327,6 +2342,7 @@ dlv_sess_run(struct dlv_sess *s, const struct config *cfg, struct dlv_msg *m,
 	s->closing = 0;
 	s->pending = 0;
 	s->rlines = 0;
+	/* BEV_OPT_DEFER_CALLBACKS is required (see start_tls) */
 	s->bev = bufferevent_socket_new(dlv_remote_base(), -1,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (s->bev == NULL)

@@ -157,6 +157,8 @@ dkim_key_prepare(struct dkim_key *k)
 		EVP_MD_CTX_free(mc);
 		return -1;
 	}
+	/* each copy signs once: no copy of the copy in EVP_DigestSignFinal */
+	EVP_MD_CTX_set_flags(mc, EVP_MD_CTX_FLAG_FINALISE);
 	EVP_MD_CTX_free(k->tmpl);
 	k->tmpl = mc;
 	return 0;
@@ -425,12 +427,14 @@ sign_ctx(const EVP_MD_CTX *tmpl, EVP_PKEY *pk, enum dkim_alg a,
 		return -1;
 	if ((mc = EVP_MD_CTX_new()) == NULL)
 		goto done;
-	if (tmpl != NULL) {
-		if (EVP_MD_CTX_copy_ex(mc, tmpl) != 1)
+	/* a copy can fail where OpenSSL cannot copy a signing context
+	 * (before 3.0.1): a new init then */
+	if (tmpl == NULL || EVP_MD_CTX_copy_ex(mc, tmpl) != 1) {
+		EVP_MD_CTX_reset(mc);
+		if (EVP_DigestSignInit(mc, NULL, a == DKIM_RSA_SHA256 ?
+		    EVP_sha256() : NULL, NULL, pk) != 1)
 			goto done;
-	} else if (EVP_DigestSignInit(mc, NULL, a == DKIM_RSA_SHA256 ?
-	    EVP_sha256() : NULL, NULL, pk) != 1)
-		goto done;
+	}
 	if (a == DKIM_RSA_SHA256) {
 		if (EVP_DigestSign(mc, sig, &sl, data, len) != 1)
 			goto done;
