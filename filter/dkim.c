@@ -20,6 +20,7 @@
  */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -75,6 +76,29 @@ dkim_alg_parse(const char *s, enum dkim_alg *a)
 			return 0;
 		}
 	return -1;
+}
+
+/*
+ * sha256 - SHA-256 fetched once: EVP_sha256() makes every
+ * EVP_DigestInit_ex / EVP_Digest fetch the implementation again (a
+ * locked table lookup in OpenSSL 3); a fetched EVP_MD is immutable and
+ * may be used by every thread at once
+ */
+static EVP_MD		*sha256_fetched;
+static pthread_once_t	 sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+	ERR_clear_error();
+}
+
+static const EVP_MD *
+sha256(void)
+{
+	(void)pthread_once(&sha256_once, sha256_fetch);
+	return sha256_fetched != NULL ? sha256_fetched : EVP_sha256();
 }
 
 /* ---- keys ---- */
@@ -152,7 +176,7 @@ dkim_key_prepare(struct dkim_key *k)
 		return -1;
 	/* RSA: PKCS#1 v1.5 over SHA-256; Ed25519: PureEdDSA, no digest */
 	if (EVP_DigestSignInit(mc, NULL, k->alg == DKIM_RSA_SHA256 ?
-	    EVP_sha256() : NULL, NULL, k->pkey) != 1) {
+	    sha256() : NULL, NULL, k->pkey) != 1) {
 		ERR_clear_error();
 		EVP_MD_CTX_free(mc);
 		return -1;
@@ -279,7 +303,7 @@ dkim_body_new(void)
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return NULL;
 	if ((b->md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1) {
+	    EVP_DigestInit_ex(b->md, sha256(), NULL) != 1) {
 		dkim_body_free(b);
 		return NULL;
 	}
@@ -432,7 +456,7 @@ sign_ctx(const EVP_MD_CTX *tmpl, EVP_PKEY *pk, enum dkim_alg a,
 	if (tmpl == NULL || EVP_MD_CTX_copy_ex(mc, tmpl) != 1) {
 		EVP_MD_CTX_reset(mc);
 		if (EVP_DigestSignInit(mc, NULL, a == DKIM_RSA_SHA256 ?
-		    EVP_sha256() : NULL, NULL, pk) != 1)
+		    sha256() : NULL, NULL, pk) != 1)
 			goto done;
 	}
 	if (a == DKIM_RSA_SHA256) {
@@ -440,7 +464,7 @@ sign_ctx(const EVP_MD_CTX *tmpl, EVP_PKEY *pk, enum dkim_alg a,
 			goto done;
 	} else {
 		/* RFC 8463 3: PureEdDSA over the SHA-256 of the input */
-		if (EVP_Digest(data, len, h, NULL, EVP_sha256(), NULL) != 1 ||
+		if (EVP_Digest(data, len, h, NULL, sha256(), NULL) != 1 ||
 		    EVP_DigestSign(mc, sig, &sl, h, sizeof(h)) != 1)
 			goto done;
 	}
