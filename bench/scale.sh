@@ -4,11 +4,15 @@
 # the other at each session count (issue 13).
 #
 # Usage: bench/scale.sh [-n N] [-S 'S1 S2 ...'] [-l SIZE] [-d DIR]
-#        [-x 'key = value']... [-W]
+#        [-x 'key = value']... [-W] [-p SECONDS]
 #        (defaults 5000 messages, sessions '1 20 100 500', 4096 bytes;
 #        -x adds a line to Waymark's configuration, e.g. -x
 #        'max_sessions = 1000' -- then no longer the defaults; -W runs
-#        Waymark only)
+#        Waymark only; -p waits SECONDS, default 2, after the sync before
+#        each run: on ext4 without a journal, files created within 60 s
+#        (up to 6 min) of many removals cost more, so one MTA's run
+#        (Postfix creates and removes files per message) slows the next
+#        one's; -p 65 keeps the runs apart)
 # Neither MTA gets a raised limit: Waymark's configuration sets only what
 # a relay needs (listen, spool, smarthost = the sink, relay_from,
 # smtp_tls = may, min_free_space), so max_sessions is its default (100);
@@ -40,7 +44,8 @@ SIZE=4096
 DIR=
 WM_EXTRA=
 WHO='waymark postfix'
-while getopts n:S:l:d:x:Wh opt; do
+PAUSE=2
+while getopts n:S:l:d:x:Wp:h opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	S) LIST=$OPTARG ;;
@@ -49,7 +54,8 @@ while getopts n:S:l:d:x:Wh opt; do
 	x) WM_EXTRA="$WM_EXTRA$OPTARG
 " ;;
 	W) WHO=waymark ;;
-	*) echo "usage: $0 [-n N] [-S 'S1 S2 ...'] [-l SIZE] [-d DIR] [-x 'key = value']... [-W]" >&2; exit 2 ;;
+	p) PAUSE=$OPTARG ;;
+	*) echo "usage: $0 [-n N] [-S 'S1 S2 ...'] [-l SIZE] [-d DIR] [-x 'key = value']... [-W] [-p SECONDS]" >&2; exit 2 ;;
 	esac
 done
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
@@ -251,7 +257,7 @@ echo "load:     $N messages x $SIZE bytes per run, sessions: $LIST; $(nproc) CPU
 for s in $LIST; do
 	for who in $WHO; do
 		sync
-		sleep 2
+		sleep "$PAUSE"
 		echo "$s sessions: $who ..." >&2
 		"run_$who" "$s"
 	done
