@@ -86,3 +86,23 @@ bev_read_limit(struct bufferevent *bev, size_t hiwat)
 	bufferevent_setwatermark(bev, EV_READ, 0, hiwat);
 	return 0;
 }
+
+void
+bev_write_now(struct bufferevent *bev)
+{
+	struct evbuffer	*out = bufferevent_get_output(bev);
+
+	if (evbuffer_get_length(out) > 0) {
+		/* libevent freezes the start of a socket bufferevent's
+		 * output (while connecting) and thaws it around its own
+		 * writes: the same here; only writes take data off its
+		 * front */
+		evbuffer_unfreeze(out, 1);
+		(void)evbuffer_write(out, bufferevent_getfd(bev));
+		evbuffer_freeze(out, 1);
+	}
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(bev, EV_WRITE);
+	else
+		bufferevent_disable(bev, EV_WRITE);
+}

@@ -2,7 +2,8 @@
  * bevio.h - bufferevent helpers that the line-based servers' sessions
  * (SMTP in smtpd/smtpd_session.c, MTQP in track/trk_server.c) share:
  * whether a session's replies are all sent before it closes (through a
- * TLS filter too), and running its read callback again from the loop.
+ * TLS filter too), running its read callback again from the loop, and
+ * writing at once (the SMTP client in delivery/dlv_smtp.c too).
  */
 #ifndef WAYMARK_BEVIO_H
 #define WAYMARK_BEVIO_H
@@ -38,5 +39,14 @@ void	bev_mem_init(void);
  * stays in this thread's malloc cache for libevent to take.
  */
 int	bev_read_limit(struct bufferevent *bev, size_t hiwat);
+/*
+ * bev_write_now - what bev's output holds, written to its socket now in
+ * one write instead of through its write event (epoll_ctl to add it, a
+ * turn of the loop, epoll_ctl to remove it).  bev is a socket
+ * bufferevent (never a TLS filter).  The write event is then enabled
+ * for what the write left behind (a full socket buffer, an error:
+ * libevent writes it and reports errors as before), else disabled.
+ */
+void	bev_write_now(struct bufferevent *bev);
 
 #endif

@@ -87,6 +87,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "common/bevio.h"
 #include "common/cfg.h"
 #include "common/intl.h"
 #include "common/log.h"
@@ -360,29 +361,14 @@ sess_cmd(struct dlv_sess *s, const char *fmt, ...)
 static void
 sess_flush(struct dlv_sess *s)
 {
-	struct evbuffer	*out;
-
 	if (s->bev == NULL || s->state == S_NONE || s->state == S_CONNECT ||
 	    s->state == S_TLS || bufferevent_get_underlying(s->bev) != NULL)
 		return;
-	out = bufferevent_get_output(s->bev);
 	if (s->state == S_BODY) {
 		bufferevent_enable(s->bev, EV_WRITE);
 		return;
 	}
-	if (evbuffer_get_length(out) > 0) {
-		/* libevent freezes the start of a socket bufferevent's
-		 * output while connecting and thaws it around its own
-		 * writes: the same here, and it stays frozen in between
-		 * (only writes take data off its front) */
-		evbuffer_unfreeze(out, 1);
-		(void)evbuffer_write(out, bufferevent_getfd(s->bev));
-		evbuffer_freeze(out, 1);
-	}
-	if (evbuffer_get_length(out) > 0)
-		bufferevent_enable(s->bev, EV_WRITE);
-	else
-		bufferevent_disable(s->bev, EV_WRITE);
+	bev_write_now(s->bev);
 }
 
 /* class_status - temporary or permanent, from the reply class */

@@ -908,16 +908,7 @@ smtpd_flush(struct smtpd_session *s)
 		bufferevent_enable(s->bev, EV_WRITE);
 		return;
 	}
-	/* a socket bufferevent keeps the start of its output frozen and
-	 * thaws it around its own writes: so do we */
-	evbuffer_unfreeze(out, 1);
-	(void)evbuffer_write(out, bufferevent_getfd(s->bev));
-	evbuffer_freeze(out, 1);
-	if (evbuffer_get_length(out) > 0)
-		/* a full socket buffer or an error: libevent goes on */
-		bufferevent_enable(s->bev, EV_WRITE);
-	else
-		bufferevent_disable(s->bev, EV_WRITE);
+	bev_write_now(s->bev);
 }
 
 /* smtpd_close_after_flush - stop reading; close once replies are sent */
