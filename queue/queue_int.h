@@ -208,8 +208,10 @@ struct queue_state {
 };
 extern struct queue_state qs;
 
-/* fresh_clear - m's delivery started, or it is no longer due: out of
- * the backlog (queue_backlog) */
+/* fresh_set - m was just accepted: in the backlog (queue_backlog)
+ * until fresh_clear; fresh_clear - its delivery started, or it is no
+ * longer due: out of it */
+void		 fresh_set(struct qmsg *m);
 void		 fresh_clear(struct qmsg *m);
 
 /* queue_hostname - cfg->hostname, "localhost" without one */

@@ -718,10 +718,8 @@ accept_done(void *arg, int rc)
 			/* durable: it is loaded at the next start */
 			qmsg_free(m);
 		} else {
-			if (m->state == MS_NORMAL && qmsg_priv(m) != NULL) {
-				((struct qpriv *)m->priv)->fresh = 1;
-				qs.nfresh++;
-			}
+			if (m->state == MS_NORMAL)
+				fresh_set(m);
 			sched_update(m);
 			sched_kick();
 			if (m->state == MS_CONTENT)
@@ -883,6 +881,17 @@ fail:
 }
 
 /* ---- the backlog ---- */
+
+void
+fresh_set(struct qmsg *m)
+{
+	struct qpriv	*p = qmsg_priv(m);
+
+	if (p == NULL || p->fresh)
+		return;
+	p->fresh = 1;
+	qs.nfresh++;
+}
 
 void
 fresh_clear(struct qmsg *m)

@@ -591,7 +591,7 @@ cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
 	s->txn = t;
 	smtpd_bdat_reset(s);
 	smtpd_set_state(s, SMTPD_MAIL);
-	(void)smtpd_flow_mail(s);	/* 250 now, or after in_flow_delay */
+	smtpd_flow_mail(s);	/* 250 now, or after in_flow_delay */
 	return CMD_OK;
 nomem:
 	smtpd_reply(s, 452, 4, 3, 1, "Insufficient system storage");

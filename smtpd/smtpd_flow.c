@@ -124,10 +124,10 @@ flow_timer_cb(evutil_socket_t fd, short ev, void *arg)
 }
 
 /*
- * smtpd_flow_mail - MAIL was accepted: its 250 now, or later (1: the
+ * smtpd_flow_mail - MAIL was accepted: its 250 now, or later (the
  * session waits; the reply and its input follow in flow_release)
  */
-int
+void
 smtpd_flow_mail(struct smtpd_session *s)
 {
 	struct timeval	tv;
@@ -144,10 +144,9 @@ smtpd_flow_mail(struct smtpd_session *s)
 	s->flow_waiting = 1;
 	TAILQ_INSERT_TAIL(&flow_fifo, s, flow_entry);
 	flow_note();
-	return 1;
+	return;
 now:
 	smtpd_reply(s, 250, 2, 1, 0, "Ok");
-	return 0;
 }
 
 /* smtpd_flow_kick - the backlog went down (queue_backlog_notify): the

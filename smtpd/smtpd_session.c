@@ -687,17 +687,24 @@ timeout_ms(void)
 	    smtpd_cfg->smtpd_timeout : 300) * 1000;
 }
 
+/* server_waits - s waits for the server: a delayed AUTH reply or a
+ * password check, a milter, or MAIL's reply (in_flow_delay) */
+static int
+server_waits(const struct smtpd_session *s)
+{
+	return s->auth_waiting || s->milter_waiting || s->flow_waiting;
+}
+
 /* deadline_next - when the timer must look at s next (ms), 0 = never */
 static uint64_t
 deadline_next(const struct smtpd_session *s, uint64_t now)
 {
 	uint64_t next, rate;
 
-	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting ||
-	    s->flow_waiting)
+	if (s->state == SMTPD_COMMIT || server_waits(s))
 		return 0;		/* the server's turn: the queue commit, a
-					 * password check, a delayed AUTH reply
-					 * or a milter */
+					 * password check, a delayed AUTH reply,
+					 * a milter or in_flow_delay */
 	next = s->wait_since + timeout_ms();
 	if ((SMTPD_CONTENT_STATES & SMTPD_S(s->state)) && s->txn != NULL &&
 	    smtpd_cfg->smtpd_data_min_rate > 0) {
@@ -780,8 +787,7 @@ smtpd_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev;
 	s->timer_at = 0;
-	if (s->state == SMTPD_COMMIT || s->auth_waiting || s->milter_waiting ||
-	    s->flow_waiting)
+	if (s->state == SMTPD_COMMIT || server_waits(s))
 		return;			/* armed again when the server's turn
 					 * ends (smtpd_resume) */
 	late = now >= s->wait_since + timeout_ms();
@@ -979,11 +985,8 @@ smtpd_process(struct smtpd_session *s)
 	out = bufferevent_get_output(s->bev);
 	s->in_process++;
 	for (;;) {
-		if (s->out_blocked || s->auth_waiting || s->milter_waiting ||
-		    s->flow_waiting)
-			goto out;	/* auth_waiting: a delayed AUTH reply;
-					 * milter_waiting: a milter's;
-					 * flow_waiting: MAIL's, in_flow_delay */
+		if (s->out_blocked || server_waits(s))
+			goto out;	/* a reply still to come */
 		if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {
 			smtpd_flush(s);
 			if (evbuffer_get_length(out) > SMTPD_OUT_MAX) {

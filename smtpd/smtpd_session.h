@@ -262,7 +262,7 @@ int	 smtpd_bdat_skip(struct smtpd_session *s, struct evbuffer *in);
 void	 smtpd_bdat_reset(struct smtpd_session *s);
 
 /* smtpd_flow.c */
-int	 smtpd_flow_mail(struct smtpd_session *s);
+void	 smtpd_flow_mail(struct smtpd_session *s);
 void	 smtpd_flow_kick(void);
 void	 smtpd_flow_free(struct smtpd_session *s);
 void	 smtpd_flow_stop(void);
