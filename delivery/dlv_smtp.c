@@ -2134,6 +2134,19 @@ read_replies(struct dlv_sess *s)
 	return 1;
 }
 
+/* run_flushed - fn(s) from a callback of the loop, then what it queued
+ * goes out, unless fn handed s off (handoff clears cur) */
+static void
+run_flushed(struct dlv_sess *s, void (*fn)(struct dlv_sess *))
+{
+	cur = s;
+	fn(s);
+	if (cur == s) {
+		cur = NULL;
+		sess_flush(s);
+	}
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
@@ -2158,17 +2171,11 @@ write_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	set_state(s, S_BODY);	/* progress: re-arm data_block_timeout */
-	if (cur == s) {
-		/* from start_body / start_bdat: read_cb flushes */
-		body_fill(s);
-		return;
-	}
-	cur = s;
-	body_fill(s);		/* may hand s off */
-	if (cur == s) {
-		cur = NULL;
-		sess_flush(s);
-	}
+	if (cur == s)
+		body_fill(s);	/* from start_body / start_bdat: read_cb
+				 * flushes */
+	else
+		run_flushed(s, body_fill);
 }
 
 static void
@@ -2239,12 +2246,7 @@ tmo_cb(evutil_socket_t fd, short what, void *arg)
 			conn_fail(s, "data from the server while idle", FK_SYNC);
 			return;
 		}
-		cur = s;
-		txn_start(s);		/* may hand s off */
-		if (cur == s) {
-			cur = NULL;
-			sess_flush(s);
-		}
+		run_flushed(s, txn_start);
 		return;
 	case S_FAILNOW:
 		conn_fail(s, s->err.text[0] ? s->err.text : "cannot connect",
