@@ -244,8 +244,8 @@ pwcheck_submit(const char *hash, const char *pass,
 
 	pthread_mutex_lock(&pw_mtx);
 	pwq_push(&pw_todo, j);
-	pthread_cond_signal(&pw_cond);
 	pthread_mutex_unlock(&pw_mtx);
+	pthread_cond_signal(&pw_cond);	/* after the unlock: see ct_enqueue */
 	return 0;
 }
 

@@ -201,8 +201,8 @@ work_submit(void (*run)(void *), void (*done)(void *), void *arg)
 
 	pthread_mutex_lock(&work_mtx);
 	jobq_push(&work_todo, j);
-	pthread_cond_signal(&work_cond);
 	pthread_mutex_unlock(&work_mtx);
+	pthread_cond_signal(&work_cond);	/* after the unlock: see ct_enqueue */
 	return 0;
 }
 

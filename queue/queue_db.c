@@ -878,8 +878,11 @@ ct_enqueue(struct qjob *j)
 	j->next = NULL;
 	*ct_todo_tail = j;
 	ct_todo_tail = &j->next;
-	pthread_cond_signal(&ct_cond);
 	pthread_mutex_unlock(&ct_mtx);
+	/* signalled after the unlock: a thread woken while the mutex is
+	 * still held blocks on it at once (three more futex calls, and
+	 * its start delayed, for every job) */
+	pthread_cond_signal(&ct_cond);
 }
 
 void
