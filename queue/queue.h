@@ -203,6 +203,13 @@ void	queue_shutdown(void);
  * neither closed nor freed: the process ends with _exit(), not exit().
  */
 int	queue_store_panicked(void);
+/*
+ * queue_on_panic - fn is called in the loop thread, once, when Berkeley
+ * DB declares the environment damaged while the daemon runs (a failed
+ * write of a new log file's zeros, for one): every commit after it
+ * fails, and only a restart's recovery repairs it.
+ */
+void	queue_on_panic(void (*fn)(void));
 
 /*
  * Reception.  queue_body_create makes spool/body/<qid> (a new file, or

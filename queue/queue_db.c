@@ -16,6 +16,8 @@
  *       (fdatasync, fsync of body/), each job runs in its own
  *       DB_TXN_NOSYNC transaction (retried on deadlock), then ONE log
  *       flush.  The completions go back to the loop (event_active).
+ *       A failed sync of the log panics the environment (store_fail):
+ *       the daemon then stops for a restart's recovery (queue_on_panic).
  * Invariant: a completion with rc 0 means body + records are on disk.
  * Damage: a log file shorter than Berkeley DB made it, databases
  *       without any log file, an environment that cannot be recovered,
@@ -30,6 +32,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -244,24 +247,74 @@ qdb_errcall(const DB_ENV *e, const char *pfx, const char *msg)
 
 static void ct_done_cb(evutil_socket_t fd, short what, void *arg);
 
-static int	 panicked;	/* the environment needs recovery */
+/* the environment needs recovery: set in whichever thread Berkeley DB
+ * found it, read in the loop thread */
+static atomic_int	 panicked;
+static struct event	*panic_ev;	/* reports it to the loop thread */
+static void		(*panic_fn)(void);	/* queue_on_panic */
 static DB_ENV	*abandoned_env;	/* kept reachable: see qdb_close */
 static DB	*abandoned_dbs[QDB_COUNT];
 
-/* qdb_event - Berkeley DB's events: remember a panic */
+/* qdb_event - Berkeley DB's events: remember a panic and tell the loop
+ * (event_active is safe from the commit thread: libevent's locking is
+ * on, as for ct_ev) */
 static void
 qdb_event(DB_ENV *e, u_int32_t event, void *info)
 {
 	(void)e;
 	(void)info;
-	if (event == DB_EVENT_PANIC)
-		panicked = 1;
+	if (event != DB_EVENT_PANIC)
+		return;
+	if (atomic_exchange(&panicked, 1) == 0 && panic_ev != NULL)
+		event_active(panic_ev, EV_READ, 1);
 }
 
 int
 queue_store_panicked(void)
 {
-	return panicked;
+	return atomic_load(&panicked);
+}
+
+void
+queue_on_panic(void (*fn)(void))
+{
+	panic_fn = fn;
+}
+
+/*
+ * store_fail - a sync of the log failed (syncfs of the spool, or
+ * Berkeley DB's log flush): after a failed fsync the kernel may have
+ * dropped the pages it could not write, so the log on disk can have a
+ * hole that a later sync would not fill, and a recovery would stop at
+ * it, losing every message acknowledged after.  The environment is made
+ * to panic (every later commit fails: nothing more is acknowledged) and
+ * the daemon stops for a restart, whose recovery reads the log as it is
+ * on disk (commit thread).
+ */
+static void
+store_fail(const char *what, const char *why)
+{
+	if (atomic_load(&panicked))
+		return;
+	log_warnx("queue: %s failed (%s): the log on disk may have lost "
+	    "records; nothing more is committed until a restart recovers the "
+	    "store", what, why);
+	if (env != NULL)
+		(void)env->set_flags(env, DB_PANIC_ENVIRONMENT, 1);
+	qdb_event(env, DB_EVENT_PANIC, NULL);
+}
+
+/* panic_cb - the loop thread learns of a panic: once */
+static void
+panic_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_warnx("queue: the store needs recovery (Berkeley DB panic: see "
+	    "the messages above); nothing more can be committed");
+	if (panic_fn != NULL)
+		panic_fn();
 }
 
 /* qdb_env_new - an environment handle with Waymark's sizes; 0 or a DB error */
@@ -463,7 +516,8 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 		}
 	}
 	if (base != NULL &&
-	    (ct_ev = event_new(base, -1, 0, ct_done_cb, NULL)) == NULL) {
+	    ((ct_ev = event_new(base, -1, 0, ct_done_cb, NULL)) == NULL ||
+	    (panic_ev = event_new(base, -1, 0, panic_cb, NULL)) == NULL)) {
 		snprintf(err, errlen, "cannot create the commit event");
 		goto fail;
 	}
@@ -552,8 +606,8 @@ static int purge_run(time_t cutoff);
  * durable only once the journal commit that extends the log file is,
  * and syncfs writes every file's data before that commit.  A failed
  * syncfs leaves the committed jobs QJOB_UNFLUSHED (kept, delivered, not
- * acknowledged: a duplicate at worst, never a loss).  Returns as
- * commit_batch.
+ * acknowledged: a duplicate at worst, never a loss) and stops the store
+ * (store_fail).  Returns as commit_batch.
  */
 static int
 commit_batch_fs(struct qjob *batch, int force, int anyfd)
@@ -582,7 +636,7 @@ commit_batch_fs(struct qjob *batch, int force, int anyfd)
 		}
 	}
 	if (syncfs(anyfd) == -1) {
-		log_warn("queue: syncfs of the spool");
+		store_fail("the sync of the spool", strerror(errno));
 		for (j = batch; j != NULL; j = j->next)
 			if (!j->purge && j->rc == 0)
 				j->rc = QJOB_UNFLUSHED;
@@ -594,7 +648,7 @@ commit_batch_fs(struct qjob *batch, int force, int anyfd)
 	 * Berkeley DB's log buffer */
 	if ((tail_lazy || nstrict == 0) && (rc = env->log_flush(env,
 	    NULL)) != 0) {
-		log_warnx("queue: log flush failed: %s", db_strerror(rc));
+		store_fail("the log flush", db_strerror(rc));
 		for (j = batch; j != NULL; j = j->next)
 			if (!j->purge && j->rc == 0 && j->lazy)
 				j->rc = QJOB_UNFLUSHED;
@@ -608,8 +662,8 @@ commit_batch_fs(struct qjob *batch, int force, int anyfd)
  * commit_batch - sync bodies, run the jobs, flush the log once when a
  * strict job committed or force is set (held lazy jobs are then covered
  * too).  Returns 1 when the log was flushed (or nothing needs it), 2
- * when the flush failed (ENOSPC: every job committed is QJOB_UNFLUSHED
- * then, held ones too),
+ * when the flush failed (every job committed is QJOB_UNFLUSHED then,
+ * held ones too, and the store stops: store_fail),
  * 0 when no flush was due.
  */
 static int
@@ -675,7 +729,7 @@ commit_batch(struct qjob *batch, int force)
 		return 0;
 	if ((ncommitted > 0 || force) &&
 	    (rc = env->log_flush(env, NULL)) != 0) {
-		log_warnx("queue: log flush failed: %s", db_strerror(rc));
+		store_fail("the log flush", db_strerror(rc));
 		for (j = batch; j != NULL; j = j->next)
 			if (!j->purge && j->rc == 0)
 				j->rc = QJOB_UNFLUSHED;
@@ -958,7 +1012,11 @@ qdb_close(void)
 		event_free(ct_ev);
 		ct_ev = NULL;
 	}
-	if (env != NULL && panicked) {
+	if (panic_ev != NULL) {
+		event_free(panic_ev);
+		panic_ev = NULL;
+	}
+	if (env != NULL && atomic_load(&panicked)) {
 		/* closing a panicked environment only fails (and leaks):
 		 * the process is about to exit; recovery comes next start */
 		log_warnx("queue: the database environment needs recovery; "

@@ -638,7 +638,11 @@ queue_shutdown(void)
 	free(qs.msgs);
 	qs.msgs = NULL;
 	qs.nmsgs = qs.capmsgs = 0;
-	log_info("queue: closed cleanly");
+	if (queue_store_panicked())
+		log_warnx("queue: closed; the store needs recovery at the next "
+		    "start");
+	else
+		log_info("queue: closed cleanly");
 	qs.cfg = NULL;
 }
 

@@ -368,26 +368,47 @@ stop_done(void)
 	event_base_loopexit(g.base, NULL);
 }
 
+/* stop_begin - the graceful stop, for a signal or a damaged store */
 static void
-stop_cb(evutil_socket_t sig, short what, void *arg)
+stop_begin(const char *why)
 {
-	(void)what;
-	(void)arg;
 	if (g.stopping) {
-		log_info("waymarkd: %s received while stopping; still waiting "
-		    "for %zu session(s) and in-flight commits",
-		    sig == SIGINT ? "SIGINT" : "SIGTERM",
+		log_info("waymarkd: %s while stopping; still waiting for %zu "
+		    "session(s) and in-flight commits", why,
 		    smtpd_server_sessions());
 		return;
 	}
 	g.stopping = 1;
 	notify("STOPPING=1");
-	log_info("waymarkd stopping (%s): %zu session(s) open",
-	    sig == SIGINT ? "SIGINT" : "SIGTERM", smtpd_server_sessions());
+	log_info("waymarkd stopping (%s): %zu session(s) open", why,
+	    smtpd_server_sessions());
 	smtpd_control_stop();
 	trk_server_stop();
 	web_server_stop();
 	smtpd_server_stop(stop_done);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	stop_begin(sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/*
+ * store_panic_cb - the store cannot commit any more: stop as for SIGTERM
+ * (a transaction in progress is answered 451, nothing more is accepted)
+ * and exit with status 1, so that a service manager starts the daemon
+ * again (waymarkd.service: Restart=on-failure) and the start's recovery
+ * repairs the store.  Messages acknowledged before are on disk.
+ */
+static void
+store_panic_cb(void)
+{
+	log_warnx("waymarkd: the queue's store needs recovery: stopping; "
+	    "the next start recovers it (exit status 1)");
+	stop_begin("the store needs recovery");
 }
 
 static int
@@ -761,6 +782,7 @@ main(int argc, char *argv[])
 		die("%s", err);
 	if (queue_init(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
+	queue_on_panic(store_panic_cb);
 	if (smtpd_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
 		die("%s", err);
 	if (trk_server_start(g.cfg, g.base, err, sizeof(err)) == -1)
@@ -800,6 +822,6 @@ main(int argc, char *argv[])
 	free(g.start_cwd);
 	libevent_global_shutdown();
 	if (queue_store_panicked())
-		_exit(0);	/* see queue_store_panicked */
+		_exit(1);	/* see queue_store_panicked; status: store_panic_cb */
 	return 0;
 }

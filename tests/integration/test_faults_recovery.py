@@ -4,7 +4,15 @@
    writes, injected with strace) and in the middle of log file removal
    (the unlink of an old log file): the next start recovers and every
    acknowledged message is queued.
-2. A damaged environment is refused at start with a message naming
+2. A failed sync of the log while the daemon runs (EIO from syncfs,
+   injected by an strace attached after the start): the transaction that
+   waited on it gets 451, nothing more is acknowledged, the daemon stops and
+   exits 1 (so that systemd's Restart=on-failure starts it again), and the
+   restart's recovery keeps every message acknowledged before.  After a
+   failed fsync the kernel may drop the pages it could not write; going on
+   would acknowledge messages whose log records follow a hole that recovery
+   stops at.
+3. A damaged environment is refused at start with a message naming
    `waymarkd --recover`, never emptied: a truncated log file (after a
    SIGKILL, so the log holds what the databases do not) and a database
    page overwritten with garbage.  `waymarkd --recover` then keeps what can
@@ -23,8 +31,8 @@ import subprocess
 
 import pytest
 
-from conftest import (WAYMARKD, DaemonError, daemon_ids, make_message,
-                      queued_qid, run_waymarkd)
+from conftest import (WAYMARKD, DaemonError, assert_reply, daemon_ids,
+                      make_message, queued_qid, run_waymarkd, wait_for)
 
 RCPT = "user@example.org"
 STRACE = shutil.which("strace")
@@ -156,6 +164,60 @@ def test_kill9_during_log_removal(daemon_factory):
     assert queued_ids(d) == sorted(acked)
     d.restart()
     assert queued_ids(d) == sorted(acked)
+
+
+# ------------------------------------------------ a failed sync at run time
+
+def attach_strace(d, syscalls, inject):
+    """strace attached to the running daemon's every thread, so that the
+    injection counts from now (not from the start-up's syscalls)."""
+    if STRACE is None:
+        pytest.skip("strace is not installed")
+    out = os.path.join(d.dir, "strace-attached.out")
+    pid = d.pid
+    p = subprocess.Popen([STRACE, "-f", "-qq", "-p", str(pid), "-o", out,
+                          "-e", "trace=" + syscalls, "-e", "inject=" + inject],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+
+    def traced():
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                if "\nTracerPid:\t0\n" in f.read():
+                    return False
+        return True
+    wait_for(traced, timeout=20, what="strace attached to every thread")
+    return p, out
+
+
+def test_failed_sync_stops_for_recovery(daemon_factory):
+    d = daemon_factory(start=False)
+    block_delivery(d)
+    d.start()
+    acked = send(d, 5, "before")
+    tracer, out = attach_strace(d, "syncfs", "syncfs:error=EIO")
+    with d.connect() as c:
+        c.ehlo()
+        r = c.mail_transaction("s@example.com", [RCPT],
+                               make_message(subject="during"))
+        assert_reply(r, 451, "4.3.0")
+    assert d.wait_exit(timeout=60) == 1
+    tracer.wait(timeout=30)
+    with open(out) as f:
+        trace = f.read()
+    assert "syncfs(" in trace and "(INJECTED)" in trace, trace[-3000:]
+    log = d.log_text().split("=== start")[-1]
+    assert ("queue: the sync of the spool failed (Input/output error)"
+            in log), log[-5000:]
+    assert "waymarkd stopping (the store needs recovery)" in log, log[-5000:]
+    assert "queue: closed cleanly" not in log
+    d.start()
+    kept = queued_ids(d)
+    # the unacknowledged one may be kept too: a duplicate at worst
+    assert set(acked) <= set(kept), (acked, kept)
+    assert len(kept) <= len(acked) + 1, (acked, kept)
+    d.restart()
+    assert queued_ids(d) == kept
 
 
 # ---------------------------------------------------- damaged environments
