@@ -313,6 +313,7 @@ panic_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	log_warnx("queue: the store needs recovery (Berkeley DB panic: see "
 	    "the messages above); nothing more can be committed");
+	queue_store_failed();
 	if (panic_fn != NULL)
 		panic_fn();
 }
@@ -398,10 +399,31 @@ lg_max_used(void)
 	return v > 0 ? v : LG_MAX;
 }
 
+/*
+ * drop_cached - the kernel's clean cached pages of a spool file dropped,
+ * so that recovery reads what is on disk: after a failed write-back
+ * (store_fail) the pages stay cached, marked clean, holding what never
+ * reached the disk; a recovery that read them would see a log without
+ * the hole, or database pages newer than the disk's, and go on from
+ * there (POSIX_FADV_DONTNEED drops only clean pages, and starts the
+ * write-back of dirty ones)
+ */
+static void
+drop_cached(const char *name)
+{
+	int	fd;
+
+	if ((fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+		return;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	close(fd);
+}
+
 /* check_files - before recovery runs: refuse a log file shorter than
  * Berkeley DB makes every log file (it is extended to its full size
  * when created, so a short one was truncated) and databases without any
- * log file (recovery would start from nothing); 0, or -1 with err */
+ * log file (recovery would start from nothing); drop the cached pages
+ * of the others (drop_cached); 0, or -1 with err */
 static int
 check_files(char *err, size_t errlen)
 {
@@ -421,9 +443,12 @@ check_files(char *err, size_t errlen)
 		    strspn(de->d_name + 4, "0123456789") == 10 &&
 		    de->d_name[14] == '\0') {
 			nlogs++;
-			if (stat(de->d_name, &st) == -1 || !S_ISREG(st.st_mode) ||
-			    st.st_size >= full)
+			if (stat(de->d_name, &st) == -1 || !S_ISREG(st.st_mode))
 				continue;
+			if (st.st_size >= full) {
+				drop_cached(de->d_name);
+				continue;
+			}
 			snprintf(err, errlen, "the queue database log file %s "
 			    "is %lld bytes, shorter than the %lld bytes Berkeley "
 			    "DB gives every log file: it was truncated; "
@@ -433,8 +458,10 @@ check_files(char *err, size_t errlen)
 			continue;
 		}
 		for (i = 0; i < QDB_COUNT; i++)
-			if (strcmp(de->d_name, qdb_files[i].file) == 0)
+			if (strcmp(de->d_name, qdb_files[i].file) == 0) {
 				ndbs++;
+				drop_cached(de->d_name);
+			}
 	}
 	closedir(d);
 	if (r == 0 && ndbs > 0 && nlogs == 0) {
@@ -536,8 +563,11 @@ qdb_checkpoint(void)
 {
 	int	rc;
 
+	/* a failed checkpoint may have lost page writes the next one would
+	 * not repeat (its fsync succeeds once the error was reported), and
+	 * that next one would remove the log that can redo them */
 	if ((rc = env->txn_checkpoint(env, 0, 0, 0)) != 0)
-		log_warnx("queue: checkpoint failed: %s", db_strerror(rc));
+		store_fail("a checkpoint", db_strerror(rc));
 }
 
 /* ---- the commit thread ---- */
@@ -610,7 +640,7 @@ static int purge_run(time_t cutoff);
  * (store_fail).  Returns as commit_batch.
  */
 static int
-commit_batch_fs(struct qjob *batch, int force, int anyfd)
+commit_batch_fs(struct qjob *batch, int force)
 {
 	struct qjob	*j;
 	int		 nstrict = 0, tail_lazy = 0, rc;
@@ -635,7 +665,10 @@ commit_batch_fs(struct qjob *batch, int force, int anyfd)
 			tail_lazy = 0;
 		}
 	}
-	if (syncfs(anyfd) == -1) {
+	/* through body_dirfd, open since the start: syncfs reports a
+	 * write-back error to each open file once, and only to files
+	 * opened before it happened (a body file is opened per message) */
+	if (syncfs(body_dirfd) == -1) {
 		store_fail("the sync of the spool", strerror(errno));
 		for (j = batch; j != NULL; j = j->next)
 			if (!j->purge && j->rc == 0)
@@ -681,7 +714,7 @@ commit_batch(struct qjob *batch, int force)
 		}
 #ifdef HAVE_SYNCFS
 	if (nbodies > 0)
-		return commit_batch_fs(batch, force, anyfd);
+		return commit_batch_fs(batch, force);
 #endif
 	if (nbodies == 1) {
 		if (fdatasync(anyfd) == -1) {
@@ -1016,6 +1049,9 @@ qdb_close(void)
 		event_free(panic_ev);
 		panic_ev = NULL;
 	}
+	/* the last checkpoint: if it fails, the environment panics too */
+	if (env != NULL && !atomic_load(&panicked))
+		qdb_checkpoint();
 	if (env != NULL && atomic_load(&panicked)) {
 		/* closing a panicked environment only fails (and leaks):
 		 * the process is about to exit; recovery comes next start */
@@ -1029,8 +1065,6 @@ qdb_close(void)
 		}
 		goto bodydir;
 	}
-	if (env != NULL)
-		qdb_checkpoint();
 	for (i = 0; i < QDB_COUNT; i++) {
 		if (dbs[i] != NULL && (rc = dbs[i]->close(dbs[i], 0)) != 0)
 			log_warnx("queue: closing %s: %s", qdb_files[i].file,

@@ -136,6 +136,10 @@ void	qdb_set_cache(size_t bytes);
 /* qdb_checkpoint - a checkpoint now (logs no longer needed are removed);
  * commit thread, or a bulk load (queue_bulk.c) that runs none */
 void	qdb_checkpoint(void);
+/* queue_store_failed - the store panicked (loop thread): no delivery
+ * starts any more (its result could not be recorded: it would run again
+ * after the restart), as in a shutdown */
+void	queue_store_failed(void);
 /* qdb_start - start the commit thread */
 int	qdb_start(char *err, size_t errlen);
 /* qdb_drain - run every queued commit and its completion (shutdown) */

@@ -614,6 +614,12 @@ queue_reload(const struct config *cfg)
 }
 
 void
+queue_store_failed(void)
+{
+	qs.stopping = 1;
+}
+
+void
 queue_shutdown(void)
 {
 	size_t	i;

@@ -11,7 +11,8 @@
    restart's recovery keeps every message acknowledged before.  After a
    failed fsync the kernel may drop the pages it could not write; going on
    would acknowledge messages whose log records follow a hole that recovery
-   stops at.
+   stops at.  A checkpoint whose database sync fails (EIO from fdatasync)
+   stops the store the same way: exit 1, every message kept.
 3. A damaged environment is refused at start with a message naming
    `waymarkd --recover`, never emptied: a truncated log file (after a
    SIGKILL, so the log holds what the databases do not) and a database
@@ -168,17 +169,27 @@ def test_kill9_during_log_removal(daemon_factory):
 
 # ------------------------------------------------ a failed sync at run time
 
-def attach_strace(d, syscalls, inject):
+def attach_strace(d, syscalls, inject, paths=()):
     """strace attached to the running daemon's every thread, so that the
-    injection counts from now (not from the start-up's syscalls)."""
+    injection counts from now (not from the start-up's syscalls); only
+    the calls on paths when given."""
     if STRACE is None:
         pytest.skip("strace is not installed")
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            scope = int(f.read())
+    except OSError:
+        scope = 0
+    if scope >= 3 or (scope >= 1 and os.geteuid() != 0):
+        pytest.skip("Yama's ptrace_scope %d forbids attaching strace" % scope)
     out = os.path.join(d.dir, "strace-attached.out")
     pid = d.pid
-    p = subprocess.Popen([STRACE, "-f", "-qq", "-p", str(pid), "-o", out,
-                          "-e", "trace=" + syscalls, "-e", "inject=" + inject],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    cmd = [STRACE, "-f", "-qq", "-p", str(pid), "-o", out,
+           "-e", "trace=" + syscalls, "-e", "inject=" + inject]
+    for path in paths:
+        cmd += ["-P", path]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def traced():
         for t in os.listdir("/proc/%d/task" % pid):
@@ -218,6 +229,36 @@ def test_failed_sync_stops_for_recovery(daemon_factory):
     assert len(kept) <= len(acked) + 1, (acked, kept)
     d.restart()
     assert queued_ids(d) == kept
+
+
+def test_failed_checkpoint_exits_1(daemon_factory):
+    # the shutdown's checkpoint cannot sync a database: a later checkpoint's
+    # sync would succeed without those pages and remove the log that can
+    # redo them, so this one stops the store too, and the exit status says
+    # that the next start must recover
+    d = daemon_factory(start=False)
+    block_delivery(d)
+    d.start()
+    acked = send(d, 5, "ckp")
+    dbs = [os.path.join(d.spool, f) for f in
+           ("messages.db", "recipients.db", "events.db", "schedule.db",
+            "state.db", "expire.db", "meta.db", "envid.db")]
+    tracer, out = attach_strace(d, "fsync,fdatasync",
+                                "fsync,fdatasync:error=EIO", dbs)
+    d.signal(signal.SIGTERM)
+    assert d.wait_exit(timeout=60) == 1
+    tracer.wait(timeout=30)
+    with open(out) as f:
+        trace = f.read()
+    assert "(INJECTED)" in trace, trace[-3000:]
+    log = d.log_text().split("=== start")[-1]
+    assert "queue: a checkpoint failed (Input/output error)" in log, \
+        log[-5000:]
+    assert "queue: closed cleanly" not in log
+    d.start()
+    assert queued_ids(d) == sorted(acked)
+    d.restart()
+    assert queued_ids(d) == sorted(acked)
 
 
 # ---------------------------------------------------- damaged environments
