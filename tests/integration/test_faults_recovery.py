@@ -89,6 +89,12 @@ def set_aside_bodies(d):
                   glob.glob(os.path.join(d.spool, "recover-*", "body", "*")))
 
 
+def db_paths(d):
+    return [os.path.join(d.spool, f) for f in
+            ("messages.db", "recipients.db", "events.db", "schedule.db",
+             "state.db", "expire.db", "meta.db", "envid.db")]
+
+
 def bodies(d):
     return sorted(os.listdir(os.path.join(d.spool, "body")))
 
@@ -124,9 +130,7 @@ def test_kill9_during_checkpoint(daemon_factory):
     d.start()
     first = send(d, 5, "before")
     d.stop()                   # the databases exist now, checkpointed
-    dbs = [os.path.join(d.spool, f) for f in
-           ("messages.db", "recipients.db", "events.db", "schedule.db",
-            "state.db", "expire.db", "meta.db", "envid.db")]
+    dbs = db_paths(d)
     # the third page write to a database: the shutdown checkpoint has
     # written some pages and not others
     d.wrapper = strace_kill(d, "pwrite64", dbs, 3)
@@ -240,9 +244,7 @@ def test_failed_checkpoint_exits_1(daemon_factory):
     block_delivery(d)
     d.start()
     acked = send(d, 5, "ckp")
-    dbs = [os.path.join(d.spool, f) for f in
-           ("messages.db", "recipients.db", "events.db", "schedule.db",
-            "state.db", "expire.db", "meta.db", "envid.db")]
+    dbs = db_paths(d)
     tracer, out = attach_strace(d, "fsync,fdatasync",
                                 "fsync,fdatasync:error=EIO", dbs)
     d.signal(signal.SIGTERM)
