@@ -205,7 +205,8 @@ main(int argc, char **argv)
 		for (k = 0; k < nb; k++)
 			qmsg_free(batch[k]);
 	}
-	queue_bulk_close();
+	if (queue_bulk_close() == -1)
+		die("the store failed at its close (see the messages above)");
 	printf("loaded %" PRIu64 " messages (%" PRIu64 " quarantined) in %.1f "
 	    "s: %.0f msg/s; queue ids %s to %s; %" PRIu64 " tracked; middle "
 	    "%s\n", n, nq, t, t > 0 ? (double)n / t : 0.0, first, last, nt,

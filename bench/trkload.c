@@ -170,7 +170,8 @@ main(int argc, char **argv)
 			fprintf(stderr, "trkload: %" PRIu64 " messages, %.1f s\n",
 			    i + nb, mono() - t0);
 	}
-	queue_bulk_close();
+	if (queue_bulk_close() == -1)
+		die("the store failed at its close (see the messages above)");
 	t = mono() - t0;
 	printf("loaded %" PRIu64 " messages (2 recipients each) in %.1f s: "
 	    "%.0f msg/s; queue ids %s (n = 0) to %s\n", n, t,

@@ -355,7 +355,7 @@ int	queue_track_find(const char *envid, const char *cert,
  * recipient must be final, arrival/done_time/mtrk_expiry are kept when
  * set (0: now / arrival / arrival + tracking_retention); the caller
  * keeps ownership of the messages.  queue_bulk_close checkpoints and
- * closes.  0, or -1 with err set.
+ * closes (-1: the store failed, see the log).  0, or -1 with err set.
  */
 int	queue_bulk_open(const struct config *cfg, char *err, size_t errlen);
 int	queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
@@ -367,7 +367,7 @@ int	queue_bulk_load(struct qmsg *const *msgs, size_t n, char *err,
  * synced before the transaction.  0, or -1 with err set. */
 int	queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
 	    size_t bodylen, char *err, size_t errlen);
-void	queue_bulk_close(void);
+int	queue_bulk_close(void);
 
 /* queue_free_space_ok - 0 when the spool has less than min_free_space */
 int	queue_free_space_ok(void);

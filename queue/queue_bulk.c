@@ -300,14 +300,16 @@ queue_bulk_queue(struct qmsg *const *msgs, size_t n, const char *body,
 	return bulk_commit(msgs, n, 1, body, bodylen, err, errlen);
 }
 
-/* queue_bulk_close - checkpoint and close the store */
-void
+/* queue_bulk_close - checkpoint and close the store; 0, or -1 when the
+ * store failed (a checkpoint or a sync: see the log) */
+int
 queue_bulk_close(void)
 {
 	if (bulk_base == NULL)
-		return;
+		return 0;
 	qdb_close();		/* checkpoints */
 	event_base_free(bulk_base);
 	bulk_base = NULL;
 	memset(&qs, 0, sizeof(qs));
+	return queue_store_panicked() ? -1 : 0;
 }

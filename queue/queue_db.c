@@ -89,6 +89,7 @@ struct qjob {
 };
 
 static DB_ENV		*env;
+static int		 env_opened;	/* env->open succeeded */
 static DB		*dbs[QDB_COUNT];
 static int		 body_dirfd = -1;
 static u_int32_t	 cache_bytes = 1024 * 1024;	/* qdb_set_cache */
@@ -411,19 +412,50 @@ lg_max_used(void)
 static void
 drop_cached(const char *name)
 {
-	int	fd;
+	int	fd, e;
 
-	if ((fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+	/* links followed, as Berkeley DB does; O_NONBLOCK: a FIFO under
+	 * such a name cannot stop the start */
+	if ((fd = open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1) {
+		if (errno != ENOENT)
+			log_warn("queue: cannot open %s to drop its cached pages",
+			    name);
 		return;
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	}
+	if ((e = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) != 0)
+		log_warnx("queue: cannot drop the cached pages of %s: %s",
+		    name, strerror(e));
 	close(fd);
+}
+
+/* qdb_drop_cached - drop_cached for every log file and database */
+void
+qdb_drop_cached(void)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 i;
+
+	if ((d = opendir(".")) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "log.", 4) == 0 &&
+		    strspn(de->d_name + 4, "0123456789") == 10 &&
+		    de->d_name[14] == '\0') {
+			drop_cached(de->d_name);
+			continue;
+		}
+		for (i = 0; i < QDB_COUNT; i++)
+			if (strcmp(de->d_name, qdb_files[i].file) == 0)
+				drop_cached(de->d_name);
+	}
+	closedir(d);
 }
 
 /* check_files - before recovery runs: refuse a log file shorter than
  * Berkeley DB makes every log file (it is extended to its full size
  * when created, so a short one was truncated) and databases without any
- * log file (recovery would start from nothing); drop the cached pages
- * of the others (drop_cached); 0, or -1 with err */
+ * log file (recovery would start from nothing); 0, or -1 with err */
 static int
 check_files(char *err, size_t errlen)
 {
@@ -443,12 +475,9 @@ check_files(char *err, size_t errlen)
 		    strspn(de->d_name + 4, "0123456789") == 10 &&
 		    de->d_name[14] == '\0') {
 			nlogs++;
-			if (stat(de->d_name, &st) == -1 || !S_ISREG(st.st_mode))
+			if (stat(de->d_name, &st) == -1 || !S_ISREG(st.st_mode) ||
+			    st.st_size >= full)
 				continue;
-			if (st.st_size >= full) {
-				drop_cached(de->d_name);
-				continue;
-			}
 			snprintf(err, errlen, "the queue database log file %s "
 			    "is %lld bytes, shorter than the %lld bytes Berkeley "
 			    "DB gives every log file: it was truncated; "
@@ -458,10 +487,8 @@ check_files(char *err, size_t errlen)
 			continue;
 		}
 		for (i = 0; i < QDB_COUNT; i++)
-			if (strcmp(de->d_name, qdb_files[i].file) == 0) {
+			if (strcmp(de->d_name, qdb_files[i].file) == 0)
 				ndbs++;
-				drop_cached(de->d_name);
-			}
 	}
 	closedir(d);
 	if (r == 0 && ndbs > 0 && nlogs == 0) {
@@ -505,6 +532,7 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 	}
 	if (check_files(err, errlen) == -1)
 		goto fail;
+	qdb_drop_cached();	/* recovery reads what is on disk */
 	if ((rc = qdb_env_new(&env)) != 0)
 		goto dbfail;
 	/*
@@ -519,6 +547,7 @@ qdb_open(struct event_base *base, char *err, size_t errlen)
 	    DB_INIT_MPOOL | DB_THREAD | DB_RECOVER | DB_PRIVATE;
 	if ((rc = env->open(env, ".", flags, 0600)) != 0)
 		goto dbfail;
+	env_opened = 1;
 	if ((rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
 		goto dbfail;
 	/*
@@ -1050,8 +1079,9 @@ qdb_close(void)
 		panic_ev = NULL;
 	}
 	/* the last checkpoint: if it fails, the environment panics too */
-	if (env != NULL && !atomic_load(&panicked))
+	if (env != NULL && env_opened && !atomic_load(&panicked))
 		qdb_checkpoint();
+	env_opened = 0;
 	if (env != NULL && atomic_load(&panicked)) {
 		/* closing a panicked environment only fails (and leaks):
 		 * the process is about to exit; recovery comes next start */

@@ -17,6 +17,11 @@ struct qdb_file {
 };
 extern const struct qdb_file qdb_files[QDB_COUNT];
 
+/* qdb_drop_cached - the kernel's clean cached pages of every log file
+ * and database dropped (spool = working directory), so that a recovery
+ * reads them as they are on disk: after a failed write-back they hold
+ * what never reached it */
+void	qdb_drop_cached(void);
 /* qdb_env_new - an environment handle with Waymark's cache and log sizes */
 int	qdb_env_new(DB_ENV **ep);
 /* qdb_db_open - open or create database i (page checksums when new) */

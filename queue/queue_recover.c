@@ -189,6 +189,7 @@ replay(FILE *out, char *err, size_t errlen)
 		snprintf(err, errlen, "db_env_create: %s", db_strerror(rc));
 		return -1;
 	}
+	qdb_drop_cached();
 	rc = e->open(e, ".", ENV_FLAGS | DB_RECOVER_FATAL, 0600);
 	if (rc == 0) {
 		fprintf(out, "waymarkd: recover: catastrophic recovery "
@@ -461,6 +462,12 @@ done:
 		free(q.v[i]);
 	free(q.v);
 	qdb_close();
+	if (r == 0 && queue_store_panicked()) {
+		snprintf(err, errlen, "the last checkpoint failed (see the "
+		    "messages above); run --recover again once the spool's "
+		    "file system works");
+		r = -1;
+	}
 	return r;
 }
 

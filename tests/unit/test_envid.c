@@ -423,7 +423,7 @@ test_finished_purge(void **state)
 	}
 	old[0] = fq[F_PLAIN];
 	make_old("purge-plain@client.test", old, 1);
-	queue_bulk_close();
+	assert_int_equal(queue_bulk_close(), 0);
 	for (i = 0; i < NFIN; i++)
 		qmsg_free(m[i]);
 

@@ -120,7 +120,7 @@ setup(void **state)
 		memcpy(qids[i], m[i]->qid, QID_SIZE);
 		qmsg_free(m[i]);
 	}
-	queue_bulk_close();
+	assert_int_equal(queue_bulk_close(), 0);
 	if (queue_init(cfg, base, err, sizeof(err)) == -1) {
 		fprintf(stderr, "queue_init: %s\n", err);
 		return -1;
