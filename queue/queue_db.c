@@ -428,27 +428,36 @@ drop_cached(const char *name)
 	close(fd);
 }
 
+int
+qdb_is_log(const char *n)
+{
+	return strncmp(n, "log.", 4) == 0 && strspn(n + 4, "0123456789") == 10 &&
+	    n[14] == '\0';
+}
+
+int
+qdb_is_db(const char *n)
+{
+	int	i;
+
+	for (i = 0; i < QDB_COUNT; i++)
+		if (strcmp(n, qdb_files[i].file) == 0)
+			return 1;
+	return 0;
+}
+
 /* qdb_drop_cached - drop_cached for every log file and database */
 void
 qdb_drop_cached(void)
 {
 	DIR		*d;
 	struct dirent	*de;
-	int		 i;
 
 	if ((d = opendir(".")) == NULL)
 		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, "log.", 4) == 0 &&
-		    strspn(de->d_name + 4, "0123456789") == 10 &&
-		    de->d_name[14] == '\0') {
+	while ((de = readdir(d)) != NULL)
+		if (qdb_is_log(de->d_name) || qdb_is_db(de->d_name))
 			drop_cached(de->d_name);
-			continue;
-		}
-		for (i = 0; i < QDB_COUNT; i++)
-			if (strcmp(de->d_name, qdb_files[i].file) == 0)
-				drop_cached(de->d_name);
-	}
 	closedir(d);
 }
 
@@ -463,7 +472,7 @@ check_files(char *err, size_t errlen)
 	struct dirent	*de;
 	struct stat	 st;
 	long long	 full = lg_max_used() - 1;
-	int		 nlogs = 0, ndbs = 0, i, r = 0;
+	int		 nlogs = 0, ndbs = 0, r = 0;
 
 	if ((d = opendir(".")) == NULL) {
 		snprintf(err, errlen, "cannot read the spool: %s",
@@ -471,9 +480,7 @@ check_files(char *err, size_t errlen)
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL && r == 0) {
-		if (strncmp(de->d_name, "log.", 4) == 0 &&
-		    strspn(de->d_name + 4, "0123456789") == 10 &&
-		    de->d_name[14] == '\0') {
+		if (qdb_is_log(de->d_name)) {
 			nlogs++;
 			if (stat(de->d_name, &st) == -1 || !S_ISREG(st.st_mode) ||
 			    st.st_size >= full)
@@ -486,9 +493,8 @@ check_files(char *err, size_t errlen)
 			r = -1;
 			continue;
 		}
-		for (i = 0; i < QDB_COUNT; i++)
-			if (strcmp(de->d_name, qdb_files[i].file) == 0)
-				ndbs++;
+		if (qdb_is_db(de->d_name))
+			ndbs++;
 	}
 	closedir(d);
 	if (r == 0 && ndbs > 0 && nlogs == 0) {

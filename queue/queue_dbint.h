@@ -17,6 +17,10 @@ struct qdb_file {
 };
 extern const struct qdb_file qdb_files[QDB_COUNT];
 
+/* qdb_is_log, qdb_is_db - a spool file name is a Berkeley DB log file
+ * (log.NNNNNNNNNN) / one of qdb_files */
+int	qdb_is_log(const char *name);
+int	qdb_is_db(const char *name);
 /* qdb_drop_cached - the kernel's clean cached pages of every log file
  * and database dropped (spool = working directory), so that a recovery
  * reads them as they are on disk: after a failed write-back they hold

@@ -49,14 +49,7 @@ panic_cb(DB_ENV *e, u_int32_t event, void *info)
 		env_panic = 1;
 }
 
-/* is_log, is_region - Berkeley DB's own files in the environment home */
-static int
-is_log(const char *n)
-{
-	return strncmp(n, "log.", 4) == 0 && strspn(n + 4, "0123456789") == 10 &&
-	    n[14] == '\0';
-}
-
+/* is_region - Berkeley DB's region files in the environment home */
 static int
 is_region(const char *n)
 {
@@ -96,7 +89,7 @@ set_aside_env(FILE *out, char *err, size_t errlen)
 		return -1;
 	}
 	while (r == 0 && (de = readdir(d)) != NULL)
-		if (is_log(de->d_name) || is_region(de->d_name))
+		if (qdb_is_log(de->d_name) || is_region(de->d_name))
 			r = set_aside(out, de->d_name, err, errlen);
 	closedir(d);
 	return r;

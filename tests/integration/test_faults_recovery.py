@@ -205,6 +205,20 @@ def attach_strace(d, syscalls, inject, paths=()):
     return p, out
 
 
+def exited_for_recovery(d, tracer, out, cause):
+    """d exited 1 by itself after an injection through tracer, its log
+    naming cause; (the trace, the log of that run)."""
+    assert d.wait_exit(timeout=60) == 1
+    tracer.wait(timeout=30)
+    with open(out) as f:
+        trace = f.read()
+    assert "(INJECTED)" in trace, trace[-3000:]
+    log = d.log_text().split("=== start")[-1]
+    assert cause in log, log[-5000:]
+    assert "queue: closed cleanly" not in log
+    return trace, log
+
+
 def test_failed_sync_stops_for_recovery(daemon_factory):
     d = daemon_factory(start=False)
     block_delivery(d)
@@ -216,16 +230,11 @@ def test_failed_sync_stops_for_recovery(daemon_factory):
         r = c.mail_transaction("s@example.com", [RCPT],
                                make_message(subject="during"))
         assert_reply(r, 451, "4.3.0")
-    assert d.wait_exit(timeout=60) == 1
-    tracer.wait(timeout=30)
-    with open(out) as f:
-        trace = f.read()
-    assert "syncfs(" in trace and "(INJECTED)" in trace, trace[-3000:]
-    log = d.log_text().split("=== start")[-1]
-    assert ("queue: the sync of the spool failed (Input/output error)"
-            in log), log[-5000:]
+    trace, log = exited_for_recovery(
+        d, tracer, out,
+        "queue: the sync of the spool failed (Input/output error)")
+    assert "syncfs(" in trace, trace[-3000:]
     assert "waymarkd stopping (the store needs recovery)" in log, log[-5000:]
-    assert "queue: closed cleanly" not in log
     d.start()
     kept = queued_ids(d)
     # the unacknowledged one may be kept too: a duplicate at worst
@@ -244,19 +253,11 @@ def test_failed_checkpoint_exits_1(daemon_factory):
     block_delivery(d)
     d.start()
     acked = send(d, 5, "ckp")
-    dbs = db_paths(d)
     tracer, out = attach_strace(d, "fsync,fdatasync",
-                                "fsync,fdatasync:error=EIO", dbs)
+                                "fsync,fdatasync:error=EIO", db_paths(d))
     d.signal(signal.SIGTERM)
-    assert d.wait_exit(timeout=60) == 1
-    tracer.wait(timeout=30)
-    with open(out) as f:
-        trace = f.read()
-    assert "(INJECTED)" in trace, trace[-3000:]
-    log = d.log_text().split("=== start")[-1]
-    assert "queue: a checkpoint failed (Input/output error)" in log, \
-        log[-5000:]
-    assert "queue: closed cleanly" not in log
+    exited_for_recovery(d, tracer, out,
+                        "queue: a checkpoint failed (Input/output error)")
     d.start()
     assert queued_ids(d) == sorted(acked)
     d.restart()

@@ -297,6 +297,22 @@ feed(struct dkim_sign *d, const char *msg)
 	}
 }
 
+/* sign_fed - msg fed to a new signer of ks, its fields collected into
+ * g: dkim_sign_finish's count */
+static int
+sign_fed(struct dkim_keys *ks, const char *msg, struct got *g)
+{
+	struct dkim_sign	*d;
+	const char		*why;
+	int			 n;
+
+	assert_non_null(d = dkim_sign_new(ks));
+	feed(d, msg);
+	n = dkim_sign_finish(d, 1528637909, collect_cb, g, &why);
+	dkim_sign_free(d);
+	return n;
+}
+
 /* verify - the field's b= checked with pk over the A.3 header fields in
  * the order of h= (From, Subject, Date, To, Message-ID) */
 static int
@@ -367,9 +383,7 @@ test_signer(void **state)
 {
 	struct dkim_key		 keys[3];
 	struct dkim_keys	 ks = { .keys = keys, .n = 3, .refs = 1 };
-	struct dkim_sign	*d;
 	struct got		 g, g2;
-	const char		*why;
 	char			 msg[2048], flat[2048];
 	int			 i;
 
@@ -391,11 +405,7 @@ test_signer(void **state)
 	assert_non_null(keys[2].pkey = rsa_key());
 
 	snprintf(msg, sizeof(msg), "%s\r\n%s", a3_header, a3_body);
-	assert_non_null(d = dkim_sign_new(&ks));
-	feed(d, msg);
-	assert_int_equal(dkim_sign_finish(d, 1528637909, collect_cb, &g,
-	    &why), 2);
-	dkim_sign_free(d);
+	assert_int_equal(sign_fed(&ks, msg, &g), 2);
 	assert_int_equal(g.n, 2);
 	for (i = 0; i < 2; i++) {
 		CHECK(strncmp(g.field[i], "DKIM-Signature: v=1; a=", 23) == 0,
@@ -427,11 +437,7 @@ test_signer(void **state)
 	for (i = 0; i < 3; i++)
 		assert_int_equal(dkim_key_prepare(&keys[i]), 0);
 	assert_non_null(keys[0].tmpl);
-	assert_non_null(d = dkim_sign_new(&ks));
-	feed(d, msg);
-	assert_int_equal(dkim_sign_finish(d, 1528637909, collect_cb, &g2,
-	    &why), 2);
-	dkim_sign_free(d);
+	assert_int_equal(sign_fed(&ks, msg, &g2), 2);
 	assert_int_equal(g2.n, 2);
 	for (i = 0; i < 2; i++) {
 		CHECK(strcmp(g.field[i], g2.field[i]) == 0, "template",
@@ -477,11 +483,7 @@ test_sign_fd(void **state)
 	key.alg = DKIM_ED25519_SHA256;
 	assert_non_null(key.pkey = ed_key());
 	snprintf(msg, sizeof(msg), "%s\r\n%s", a3_header, a3_body);
-	assert_non_null(d = dkim_sign_new(&ks));
-	feed(d, msg);
-	assert_int_equal(dkim_sign_finish(d, 1528637909, collect_cb, &g1,
-	    &why), 1);
-	dkim_sign_free(d);
+	assert_int_equal(sign_fed(&ks, msg, &g1), 1);
 	assert_true((fd = mkstemp(path)) != -1);
 	unlink(path);
 	assert_int_equal(write(fd, msg, strlen(msg)), (int)strlen(msg));
