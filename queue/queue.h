@@ -93,6 +93,8 @@ struct qmsg {
 	char		*tls;		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
 	char		*message_id;	/* Message-ID header value or NULL */
 	int		 body_8bit;	/* 8-bit octets seen in the content */
+	int		 body_ended;	/* the writer called queue_body_end
+					 * (not stored; queue_accept skips it) */
 	unsigned	 intl;		/* RFC 6531: QM_SMTPUTF8 | QM_UTF8_HDR */
 	int		 body_binary;	/* RFC 3030 BODY=BINARYMIME: relayed
 					 * only to BINARYMIME hops, by BDAT */
@@ -233,7 +235,7 @@ void	queue_body_discard(const char *qid, int fd);
  * (queue_pool.c) still holds the end of an older content beyond it,
  * which this cuts off.  Called by the writer once its last write() is
  * done and before anything reads the file (queue_accept calls it
- * again).  0, or -1 (errno).
+ * again unless the writer set m->body_ended).  0, or -1 (errno).
  */
 int	queue_body_end(int fd);
 /*

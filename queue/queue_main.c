@@ -871,7 +871,8 @@ queue_accept(struct qmsg *m, int fd, void (*done)(void *arg, int rc),
 		r->status = RS_QUEUED;
 		r->next_attempt = m->arrival;
 	}
-	if (fd >= 0 && queue_body_end(fd) == -1) {
+	/* an lseek and an fstat saved when the writer already did it */
+	if (fd >= 0 && !m->body_ended && queue_body_end(fd) == -1) {
 		log_warn("qid=%s cannot cut the body file to its content",
 		    m->qid);
 		goto fail;

@@ -725,8 +725,12 @@ smtpd_data_end(struct smtpd_session *s)
 	data_flush(t);
 	/* a reused body file: cut off the older content before anything
 	 * (milters, DKIM, policy) reads the file */
-	if (t->werr == 0 && queue_body_end(t->fd) == -1)
-		t->werr = errno;
+	if (t->werr == 0) {
+		if (queue_body_end(t->fd) == -1)
+			t->werr = errno;
+		else
+			m->body_ended = 1;	/* a milter's new file is fresh */
+	}
 	/* RFC 6532: a SMTPUTF8 message's header fields are UTF-8; an
 	 * ill-formed one is refused (nothing stored).  Without the
 	 * parameter 8-bit headers are accepted and relayed as before (as

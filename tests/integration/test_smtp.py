@@ -2,9 +2,14 @@
 syntax, PIPELINING, dot-stuffing, 8BITMIME, line-end normalisation, recipients
 (local, relay, postmaster, unsafe local parts), Maildir content."""
 
+import ctypes
+import errno
 import os
 import re
+import socket
 import subprocess
+
+import pytest
 
 from conftest import (QID_RE, QUEUED_RE, assert_reply, check_received,
                       dot_stuff, ehlo_keywords, lf, make_message, queued_qid,
@@ -26,6 +31,53 @@ def test_greeting_and_ehlo_extensions(daemon):
         assert "STARTTLS" not in kw, "no STARTTLS without tls_cert/tls_key: %r" % r
         assert_reply(c.cmd("QUIT"), 221, "2.")
         assert c.expect_eof()
+
+
+def _server_socket_of(pid, client_sock):
+    """A duplicate (pidfd_getfd) of the daemon's socket whose peer is
+    client_sock, or None where the kernel refuses it."""
+    port = client_sock.getsockname()[1]
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[2].split(":")[1], 16) == port:
+                inode = fields[9]
+    assert inode is not None, "no server side of port %d in /proc/net/tcp" % port
+    fd = None
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, name)) == "socket:[%s]" % inode:
+                fd = int(name)
+        except OSError:
+            pass
+    assert fd is not None, "waymarkd holds no socket:[%s]" % inode
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        got = libc.syscall(438, pidfd, fd, 0)      # SYS_pidfd_getfd (x86-64)
+    finally:
+        os.close(pidfd)
+    if got < 0:
+        e = ctypes.get_errno()
+        assert e in (errno.EPERM, errno.ENOSYS), os.strerror(e)
+        return None
+    return socket.socket(fileno=got)
+
+
+def test_accepted_connection_has_nodelay(daemon):
+    """Replies are never held back by Nagle's algorithm: the daemon's side
+    of an accepted connection has TCP_NODELAY (on Linux inherited from the
+    listening socket, set once at start instead of after every accept)."""
+    with daemon.connect() as c:
+        s = _server_socket_of(daemon.pid, c.sock)
+        if s is None:
+            pytest.skip("pidfd_getfd refused (ptrace restrictions)")
+        try:
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        finally:
+            s.close()       # the duplicate; the daemon's fd stays open
+        assert_reply(c.cmd("QUIT"), 221, "2.")
 
 
 def test_enhanced_codes_on_every_reply(daemon):
