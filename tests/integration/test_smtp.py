@@ -37,11 +37,13 @@ def _server_socket_of(pid, client_sock):
     """A duplicate (pidfd_getfd) of the daemon's socket whose peer is
     client_sock, or None where the kernel refuses it."""
     port = client_sock.getsockname()[1]
+    server_port = client_sock.getpeername()[1]
     inode = None
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
-            if int(fields[2].split(":")[1], 16) == port:
+            if (int(fields[1].split(":")[1], 16) == server_port and
+                    int(fields[2].split(":")[1], 16) == port):
                 inode = fields[9]
     assert inode is not None, "no server side of port %d in /proc/net/tcp" % port
     fd = None
