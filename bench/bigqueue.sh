@@ -3,7 +3,10 @@
 # `waymark queue` listing of it (issue 13).
 #
 # Usage: bench/bigqueue.sh [-q Q] [-n N] [-s SESSIONS] [-d DIR]
-#        (defaults 100000 queued messages, 5000 relayed, 20 sessions)
+#        [-x 'key = value']...
+#        (defaults 100000 queued messages, 5000 relayed, 20 sessions;
+#        -x adds a line to every waymarkd configuration, e.g. -x
+#        'db_cache = 16m' -- then no longer the shipped defaults)
 # Next hops (MX routing through dnsmasq on loopback, one port P for both):
 #   refusing: smtp-sink -r rcpt on 127.0.0.2:P (4xx to every RCPT), the MX
 #             of d0..d96.example.net (the domains of bench/httpload's
@@ -32,13 +35,16 @@ Q=100000
 N=5000
 SESSIONS=20
 DIR=
-while getopts q:n:s:d:h opt; do
+WM_EXTRA=
+while getopts q:n:s:d:x:h opt; do
 	case $opt in
 	q) Q=$OPTARG ;;
 	n) N=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
 	d) DIR=$OPTARG ;;
-	*) echo "usage: $0 [-q Q] [-n N] [-s SESSIONS] [-d DIR]" >&2; exit 2 ;;
+	x) WM_EXTRA="$WM_EXTRA$OPTARG
+" ;;
+	*) echo "usage: $0 [-q Q] [-n N] [-s SESSIONS] [-d DIR] [-x 'key = value']..." >&2; exit 2 ;;
 	esac
 done
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -117,6 +123,7 @@ dns = 127.0.0.1:$dnsport
 smtp_port = $P
 min_free_space = 1m
 EOF
+	printf '%s' "$WM_EXTRA" >> "$conf"
 }
 
 start_wm() {
@@ -174,6 +181,7 @@ EOF
 
 echo "waymarkd: $WAYMARKD; $Q queued, loads of $N x 4 KiB over $SESSIONS sessions;" \
     "$(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -z "$WM_EXTRA" ] || printf 'waymark.conf adds: %s\n' "$(printf '%s' "$WM_EXTRA" | tr '\n' ';')"
 
 conf empty
 start_wm empty
