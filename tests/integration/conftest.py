@@ -94,6 +94,31 @@ def common_port(addrs, exclude=()):
     pytest.fail("no TCP port free on all of %s" % (addrs,))
 
 
+def socket_fds(pid):
+    """{socket inode: fd} of process pid (from /proc/PID/fd)."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", t)
+        if m:
+            out[m.group(1)] = int(fd)
+    return out
+
+
+def tcp_sockets():
+    """(local port, remote port, state, inode) of every TCP socket in
+    /proc/net/tcp and /proc/net/tcp6 (state "0A" = listening)."""
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(f) as fh:
+            for line in fh.readlines()[1:]:
+                p = line.split()
+                yield (int(p[1].rsplit(":", 1)[1], 16),
+                       int(p[2].rsplit(":", 1)[1], 16), p[3], p[9])
+
+
 def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
     """Poll pred() until it returns a true value (returned) or fail the test."""
     deadline = time.monotonic() + timeout

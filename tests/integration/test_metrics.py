@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from conftest import (WAYMARKD, SMTPConn, assert_reply, free_port,
-                      make_message, wait_for)
+                      make_message, socket_fds, tcp_sockets, wait_for)
 
 PROMTOOL = "/usr/bin/promtool"
 TYPE_HDR = "text/plain; version=0.0.4; charset=utf-8"
@@ -144,23 +144,9 @@ def send(d, sender, rcpts, subject="m"):
 
 def listening_ports(pid):
     """TCP ports pid listens on (its socket inodes in /proc/net/tcp*)"""
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        m = re.fullmatch(r"socket:\[(\d+)\]", t)
-        if m:
-            inodes.add(m.group(1))
-    ports = set()
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(f) as fh:
-            for line in fh.readlines()[1:]:
-                p = line.split()
-                if p[3] == "0A" and p[9] in inodes:
-                    ports.add(int(p[1].rsplit(":", 1)[1], 16))
-    return ports
+    inodes = socket_fds(pid)
+    return {lport for lport, _, state, inode in tcp_sockets()
+            if state == "0A" and inode in inodes}
 
 
 # ------------------------------------------------------------------ tests

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import (QID_RE, QUEUED_RE, assert_reply, check_received,
                       dot_stuff, ehlo_keywords, lf, make_message, queued_qid,
-                      split_message)
+                      socket_fds, split_message, tcp_sockets)
 
 
 # -------------------------------------------------------------- greeting
@@ -39,20 +39,11 @@ def _server_socket_of(pid, client_sock):
     port = client_sock.getsockname()[1]
     server_port = client_sock.getpeername()[1]
     inode = None
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if (int(fields[1].split(":")[1], 16) == server_port and
-                    int(fields[2].split(":")[1], 16) == port):
-                inode = fields[9]
+    for lport, rport, _, ino in tcp_sockets():
+        if lport == server_port and rport == port:
+            inode = ino
     assert inode is not None, "no server side of port %d in /proc/net/tcp" % port
-    fd = None
-    for name in os.listdir("/proc/%d/fd" % pid):
-        try:
-            if os.readlink("/proc/%d/fd/%s" % (pid, name)) == "socket:[%s]" % inode:
-                fd = int(name)
-        except OSError:
-            pass
+    fd = socket_fds(pid).get(inode)
     assert fd is not None, "waymarkd holds no socket:[%s]" % inode
     libc = ctypes.CDLL(None, use_errno=True)
     pidfd = os.pidfd_open(pid)
