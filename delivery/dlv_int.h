@@ -76,9 +76,13 @@ struct dlv_route {
 	char			 why[256];	/* human text for the result */
 	char			 nexthop[256];	/* name whose MX was asked (DANE-TA names) */
 	int			 secure;	/* dns_dnssec: that MX answer was secure */
-	struct dlv_host		 hosts[DLV_MAX_HOSTS];	/* in the order to try */
 	size_t			 nhosts;
+	/* last: a copy may hold only the first nhosts (DLV_ROUTE_SIZE) */
+	struct dlv_host		 hosts[DLV_MAX_HOSTS];	/* in the order to try */
 };
+/* the size of a copy of r that holds its hosts (about 2.7 KiB each) */
+#define DLV_ROUTE_SIZE(r) \
+	(offsetof(struct dlv_route, hosts) + (r)->nhosts * sizeof((r)->hosts[0]))
 
 /* dlv_dns_init - c-ares channel integrated in base (cfg->dns servers
  * "ADDR" / "ADDR:PORT" / "[v6]:PORT", else /etc/resolv.conf) */

@@ -1195,56 +1195,68 @@ sched_update(struct qmsg *m)
 	}
 }
 
+/* flush_one - make m's deferred recipients due now; their count */
+static int
+flush_one(struct qmsg *m, time_t now)
+{
+	struct qjob	*j;
+	char		 detail[128];
+	size_t		 k, nk;
+	int		 bad;
+
+	for (k = 0, nk = 0; k < m->nrcpts; k++)
+		if (m->rcpts[k].status == RS_DEFERRED && !m->rcpts[k].busy)
+			nk++;
+	if (nk == 0)
+		return 0;
+	j = qjob_new();
+	bad = j == NULL;
+	for (k = 0; k < m->nrcpts; k++) {
+		struct qrcpt *r = &m->rcpts[k];
+
+		if (r->status != RS_DEFERRED || r->busy)
+			continue;
+		r->next_attempt = now;
+		if (!bad && qjob_add_rcpt(j, m, k) == -1)
+			bad = 1;
+	}
+	snprintf(detail, sizeof(detail), "operator flush: %zu "
+	    "recipient(s) due now", nk);
+	if (!bad && (qjob_add_event(j, m, "flush", detail) == -1 ||
+	    qjob_add_sched(j, m) == -1))
+		bad = 1;
+	if (bad) {
+		log_warnx("qid=%s flush not recorded (out of memory)", m->qid);
+		qjob_free(j);
+	} else
+		sched_commit(j, m);
+	sched_update(m);
+	return (int)nk;
+}
+
 int
 queue_flush(const char *qid)
 {
-	struct qjob	*j;
 	struct qmsg	*m;
 	struct qpriv	*p;
 	time_t		 now = time(NULL);
-	char		 detail[128];
-	size_t		 i, k, nk;
-	int		 count = 0, bad;
+	size_t		 i;
+	int		 count = 0;
 
-	if (qid != NULL && ((m = qmem_find(qid)) == NULL || m->done_time ||
-	    (m->priv != NULL && ((struct qpriv *)m->priv)->finishing)))
-		return -1;
-	for (i = 0; i < qs.nmsgs; i++) {
-		m = qs.msgs[i];
-		p = m->priv;
-		if (m->done_time || (p != NULL && p->finishing) ||
-		    (qid != NULL && strcmp(m->qid, qid) != 0))
-			continue;
-		for (k = 0, nk = 0; k < m->nrcpts; k++)
-			if (m->rcpts[k].status == RS_DEFERRED && !m->rcpts[k].busy)
-				nk++;
-		if (nk == 0)
-			continue;
-		j = qjob_new();
-		bad = j == NULL;
-		for (k = 0; k < m->nrcpts; k++) {
-			struct qrcpt *r = &m->rcpts[k];
-
-			if (r->status != RS_DEFERRED || r->busy)
+	if (qid != NULL) {
+		/* one message: found by its key, not by a walk */
+		if ((m = qmem_find(qid)) == NULL || m->done_time ||
+		    (m->priv != NULL && ((struct qpriv *)m->priv)->finishing))
+			return -1;
+		count = flush_one(m, now);
+	} else
+		for (i = 0; i < qs.nmsgs; i++) {
+			m = qs.msgs[i];
+			p = m->priv;
+			if (m->done_time || (p != NULL && p->finishing))
 				continue;
-			r->next_attempt = now;
-			if (!bad && qjob_add_rcpt(j, m, k) == -1)
-				bad = 1;
+			count += flush_one(m, now);
 		}
-		snprintf(detail, sizeof(detail), "operator flush: %zu "
-		    "recipient(s) due now", nk);
-		if (!bad && (qjob_add_event(j, m, "flush", detail) == -1 ||
-		    qjob_add_sched(j, m) == -1))
-			bad = 1;
-		if (bad) {
-			log_warnx("qid=%s flush not recorded (out of memory)",
-			    m->qid);
-			qjob_free(j);
-		} else
-			sched_commit(j, m);
-		sched_update(m);
-		count += (int)nk;
-	}
 	log_info("queue: flush: %d deferred recipient(s) due now", count);
 	sched_kick();
 	return count;
