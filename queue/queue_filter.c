@@ -7,6 +7,9 @@
  *       filter_concurrency at once, each bounded by filter_timeout; the
  *       pipes are non-blocking events on the loop and the child's exit
  *       comes through SIGCHLD, so the loop never waits on a filter.
+ *       Messages waiting for their filter are listed by QID in arrival
+ *       order (queue_filter_want); starting filters walks that list,
+ *       never the whole queue.
  * Outcome (exit status; the first line of stdout/stderr is the reason):
  *       0 accept (release: normal, or outbound with remote recipients),
  *       1 quarantine (value "filter"), 2 reject (every pending recipient
@@ -68,9 +71,12 @@ static struct {
 	struct event	*ev_chld;
 	struct event	*tick;
 	int		 pending;	/* a message may wait for its filter:
-					 * only then does the tick walk the
-					 * queue (not every second over a
-					 * queue of 100,000 without filters) */
+					 * only then does the tick look */
+	/* the messages waiting for their filter (state content, not
+	 * running), oldest first: kicks walk these, never the whole queue;
+	 * an entry whose message left state content is dropped there */
+	char		(*wait)[QID_SIZE];
+	size_t		 nwait, capwait;
 } fl;
 
 static void	frun_check(struct frun *);
@@ -201,8 +207,7 @@ frun_free(struct frun *r)
 			break;
 		}
 	fl.nruns--;
-	fl.pending = 1;		/* a slot is free; a failed filter's
-				 * message waits for filter_next */
+	fl.pending = fl.nwait > 0;	/* a slot is free for a waiting one */
 	frun_close_in(r);
 	frun_close_out(r);
 	free(r);
@@ -232,8 +237,12 @@ frun_check(struct frun *r)
 	    (m->priv != NULL && ((struct qpriv *)m->priv)->finishing))
 		log_info("qid=%s filter finished (status %d) after the message "
 		    "left state content", r->qid, code);
-	else
+	else {
 		state_filter_done(m, code, why);
+		/* 75, a signal, the timeout: still in content, runs again */
+		if ((m = qmem_find(r->qid)) != NULL)
+			queue_filter_want(m);
+	}
 	frun_free(r);
 }
 
@@ -389,37 +398,79 @@ chld_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/* queue_filter_kick - start the filters that are due, up to the limit;
- * fl.pending tells whether a message is left waiting */
+/* waiting - m waits for its filter (else its entry is dropped) */
+static int
+waiting(struct qmsg *m)
+{
+	struct qpriv	*p;
+
+	return m->state == MS_CONTENT && m->filter_cmd != NULL &&
+	    m->done_time == 0 && (p = qmsg_priv(m)) != NULL &&
+	    !p->finishing && !p->filter_running;
+}
+
+/* queue_filter_want - m is in state content (accepted, loaded, or its
+ * filter is to run again): list it once, and start what is due */
+void
+queue_filter_want(struct qmsg *m)
+{
+	struct qpriv	*p = qmsg_priv(m);
+	void		*nw;
+	size_t		 cap;
+
+	if (p == NULL || p->filter_listed || !waiting(m))
+		return;
+	if (fl.nwait == fl.capwait) {
+		cap = fl.capwait ? fl.capwait * 2 : 64;
+		if ((nw = reallocarray(fl.wait, cap, sizeof(*fl.wait))) ==
+		    NULL) {
+			/* kept in state content: listed at the next start */
+			log_warnx("qid=%s waits for its filter until the next "
+			    "start (out of memory)", m->qid);
+			return;
+		}
+		fl.wait = nw;
+		fl.capwait = cap;
+	}
+	memcpy(fl.wait[fl.nwait++], m->qid, QID_SIZE);
+	p->filter_listed = 1;
+	queue_filter_kick();
+}
+
+/* queue_filter_kick - start the waiting filters that are due, up to the
+ * limit, oldest first; fl.pending tells whether any is left waiting */
 void
 queue_filter_kick(void)
 {
 	struct qpriv	*p;
 	struct qmsg	*m;
 	time_t		 now = time(NULL);
-	size_t		 i;
-	int		 waiting = 0;
+	size_t		 i, k;
 
 	if (qs.cfg == NULL || qs.stopping || fl.ev_chld == NULL)
 		return;
-	for (i = 0; i < qs.nmsgs; i++) {
-		m = qs.msgs[i];
-		if (m->state != MS_CONTENT || m->filter_cmd == NULL ||
-		    m->done_time != 0 || (p = qmsg_priv(m)) == NULL ||
-		    p->finishing || p->filter_running)
+	for (i = k = 0; i < fl.nwait; i++) {
+		if (fl.nruns >= qs.cfg->filter_concurrency)
+			break;		/* the rest keep their places */
+		m = qmem_find(fl.wait[i]);
+		p = m != NULL ? qmsg_priv(m) : NULL;
+		if (m == NULL || p == NULL || !waiting(m) ||
+		    (p->filter_next <= now && frun_start(m) == 0)) {
+			if (p != NULL)
+				p->filter_listed = 0;	/* started or gone */
 			continue;
-		if (fl.nruns >= qs.cfg->filter_concurrency) {
-			waiting = 1;	/* and so may the rest */
-			break;
 		}
-		if (p->filter_next > now)
-			waiting = 1;
-		else if (frun_start(m) == -1) {
-			p->filter_next = now + 60;
-			waiting = 1;
-		}
+		if (p->filter_next <= now)
+			p->filter_next = now + 60;	/* frun_start failed */
+		if (k != i)
+			memcpy(fl.wait[k], fl.wait[i], QID_SIZE);
+		k++;
 	}
-	fl.pending = waiting;
+	if (k != i)
+		memmove(fl.wait[k], fl.wait[i], (fl.nwait - i) *
+		    sizeof(*fl.wait));
+	fl.nwait = k + (fl.nwait - i);
+	fl.pending = fl.nwait > 0;
 }
 
 /* tick_cb - timeouts of running filters, retries of waiting ones */
@@ -456,14 +507,18 @@ int
 queue_filter_init(struct event_base *base)
 {
 	struct timeval	tv = { KICK_SECS, 0 };
+	size_t		i;
 
 	fl.ev_chld = evsignal_new(base, SIGCHLD, chld_cb, NULL);
 	fl.tick = evtimer_new(base, tick_cb, NULL);
 	if (fl.ev_chld == NULL || fl.tick == NULL ||
 	    evsignal_add(fl.ev_chld, NULL) == -1)
 		return -1;
-	fl.pending = 1;		/* the loaded messages: queue_init kicks */
 	evtimer_add(fl.tick, &tv);
+	/* the loaded messages in state content: one walk, at start */
+	for (i = 0; i < qs.nmsgs; i++)
+		if (qs.msgs[i]->state == MS_CONTENT)
+			queue_filter_want(qs.msgs[i]);
 	return 0;
 }
 
@@ -487,4 +542,7 @@ queue_filter_shutdown(void)
 	if (fl.tick != NULL)
 		event_free(fl.tick);
 	fl.ev_chld = fl.tick = NULL;
+	free(fl.wait);
+	fl.wait = NULL;
+	fl.nwait = fl.capwait = 0;
 }

@@ -188,6 +188,7 @@ struct qpriv {
 	int		 finishing;	/* the final status commit is queued */
 	int		 filter_running; /* its content filter runs (queue_filter.c) */
 	time_t		 filter_next;	/* a failed filter runs again at */
+	int		 filter_listed;	/* in queue_filter.c's waiting list */
 	/* parked: out of the heap, waiting for a slot of its destination
 	 * (queue_sched.c); park_dest NULL = not parked */
 	struct sdest	*park_dest;
@@ -286,6 +287,7 @@ void	gauge_reset(void);	/* the table is dropped (queue_shutdown) */
 
 int	queue_filter_init(struct event_base *base);
 void	queue_filter_kick(void);
+void	queue_filter_want(struct qmsg *m);
 void	queue_filter_shutdown(void);
 
 /* ---- scheduler (queue_sched.c) ---- */

@@ -733,7 +733,7 @@ accept_done(void *arg, int rc)
 			sched_update(m);
 			sched_kick();
 			if (m->state == MS_CONTENT)
-				queue_filter_kick();
+				queue_filter_want(m);
 		}
 	} else {
 		log_warnx("qid=%s not queued: the commit failed", m->qid);
