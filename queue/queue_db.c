@@ -757,18 +757,12 @@ commit_batch(struct qjob *batch, int force)
 			sync_err = 1;
 		}
 	} else if (nbodies > 1) {
-#ifdef HAVE_SYNCFS
-		if (syncfs(anyfd) == -1) {
-			log_warn("queue: syncfs of the spool");
-			sync_err = 1;
-		}
-#else
+		/* without syncfs (with it, commit_batch_fs took the batch) */
 		for (j = batch; j != NULL; j = j->next)
 			if (j->body_fd != -1 && fdatasync(j->body_fd) == -1) {
 				log_warn("queue: fdatasync of a body file");
 				sync_err = 1;
 			}
-#endif
 	}
 	if (nbodies > 0 && !sync_err && fsync(body_dirfd) == -1) {
 		log_warn("queue: fsync of the body directory");
