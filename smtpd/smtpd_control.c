@@ -11,7 +11,8 @@
  *       command; others only queue and show, and only with control_read
  *       = anyone; the rest are answered reason "denied".
  * Protocol: requests {"cmd":"queue"[,"state":"S[/VALUE]"]} (with
- *       "limit":N[,"after":QID]: one page, {"messages":[...],"next":Q}),
+ *       "limit":N[,"after":QID]: one page, {"next":Q,"messages":[...]},
+ *       "next" written first),
  *       {"cmd":"show","qid":Q}, {"cmd":"message","qid":Q} (the stored
  *       message, base64), {"cmd":"flush"}, and the operator actions
  *       {"cmd":"hold"|"release"|"delete","qid":Q[,"bounce":true]},
@@ -454,7 +455,9 @@ ctl_queue_page(json_t *req, json_t *jl, int state, const char *value,
 		log_info("control: queue%s%s%s%s (paged)",
 		    sname ? " state=" : "", sname ? msg_state_name(state) : "",
 		    value[0] ? "/" : "", value);
-	return ctl_ok(json_pack("{s:o,s:s}", "messages", res, "next", next));
+	/* "next" first: `waymark queue` reads it off the answer's first
+	 * octets and asks for the next page while this one still arrives */
+	return ctl_ok(json_pack("{s:s,s:o}", "next", next, "messages", res));
 }
 
 /* ctl_do_queue - {"cmd":"queue"[,"state":"S[/VALUE]"][,"limit":N

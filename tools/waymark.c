@@ -463,12 +463,15 @@ fail:
 }
 
 /*
- * ctl_recv - the answer on fd (closed here) from the daemon at path: its
- * "result" in *result (new reference).  Returns EX_WM_OK or EX_WM_FAIL
- * after printing the reason.
+ * ctl_recv_early - the answer on fd (closed here) from the daemon at
+ * path: its "result" in *result (new reference).  early, when not NULL,
+ * sees the answer's octets once they are all in, before they are
+ * parsed; it returns 0, or -1 (fail; it printed why).  Returns EX_WM_OK
+ * or EX_WM_FAIL after printing the reason.
  */
 static int
-ctl_recv(const char *path, int fd, json_t **result)
+ctl_recv_early(const char *path, int fd, json_t **result,
+    int (*early)(void *, const char *, size_t), void *arg)
 {
 	json_error_t	 jerr;
 	json_t		*ans = NULL, *ok;
@@ -518,6 +521,8 @@ ctl_recv(const char *path, int fd, json_t **result)
 		    "connection without an answer\n", path);
 		goto fail;
 	}
+	if (early != NULL && early(arg, buf, used) == -1)
+		goto fail;
 	ans = json_loadb(buf, used, JSON_DISABLE_EOF_CHECK, &jerr);
 	ok = json_object_get(ans, "ok");
 	if (!json_is_object(ans) || !json_is_boolean(ok)) {
@@ -544,6 +549,13 @@ fail:
 	json_decref(ans);
 	free(buf);
 	return rc;
+}
+
+/* ctl_recv - ctl_recv_early without a look at the first octets */
+static int
+ctl_recv(const char *path, int fd, json_t **result)
+{
+	return ctl_recv_early(path, fd, result, NULL, NULL);
 }
 
 /*
@@ -609,23 +621,66 @@ queue_req(const struct opts *o, size_t limit, const char *after)
 	return req;
 }
 
+/* a page being received: its "next", read off the first octets */
+struct page_early {
+	const char		*ctl;
+	const struct opts	*o;
+	char			 next[48];	/* asked for already, or "" */
+	int			 fd;		/* that request's answer, or -1 */
+	int			 rc;
+};
+
+/*
+ * page_early - the daemon writes "next" first ({"ok":true,"result":
+ * {"next":"QID",...): read off the page as soon as it is all in, the
+ * next page is asked for before this one is parsed and printed, so the
+ * daemon builds it meanwhile.  (Asked for at the first octets, its
+ * building would hold up the rest of this page: one loop thread.)  An
+ * answer of another shape is left to the parse.
+ */
+static int
+page_early(void *arg, const char *buf, size_t used)
+{
+	static const char	 pre[] = "{\"ok\":true,\"result\":{\"next\":\"";
+	struct page_early	*pe = arg;
+	const char		*q, *e;
+	size_t			 pl = sizeof(pre) - 1;
+
+	if (used < pl || memcmp(buf, pre, pl) != 0)
+		return 0;
+	q = buf + pl;
+	if ((e = memchr(q, '"', used - pl)) == NULL || e == q ||
+	    (size_t)(e - q) >= sizeof(pe->next))
+		return 0;	/* the end, or not a queue id */
+	memcpy(pe->next, q, (size_t)(e - q));
+	pe->next[e - q] = '\0';
+	if ((pe->rc = ctl_send(pe->ctl, queue_req(pe->o, QUEUE_PAGE,
+	    pe->next), &pe->fd)) != EX_WM_OK) {
+		pe->fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * run_queue - the listing page by page ({"limit":N,"after":QID}), each
  * page printed and flushed as it arrives: the first lines of a large
  * queue appear at once and the listing is never held whole.  The next
- * page is asked for before this one is printed, so the daemon builds it
- * while we print.  A daemon without pages answers the whole array: it is
- * printed as before.
+ * page is asked for as soon as this one is in, before it is parsed (or,
+ * from a daemon that writes "next" last, before it is printed), so the
+ * daemon builds it while we parse and print.  A daemon without
+ * pages answers the whole array: it is printed as before.
  */
 static int
 run_queue(const char *ctl, const struct opts *o)
 {
-	json_t		*res, *m, *msgs;
-	const char	*next;
-	char		 after[48] = "";
-	size_t		 i, n = 0;
-	double		 total = 0;
-	int		 rc, fd, first = 1;
+	json_t			*res, *m, *msgs;
+	const char		*next;
+	char			 after[48] = "";
+	size_t			 i, n = 0;
+	double			 total = 0;
+	int			 rc, fd, first = 1;
+	struct page_early	 pe;
 
 	/* the pages' jansson objects from an arena (common/jarena.h),
 	 * rewound after each page */
@@ -634,24 +689,36 @@ run_queue(const char *ctl, const struct opts *o)
 	    EX_WM_OK)
 		return rc;
 	for (;;) {
-		if ((rc = ctl_recv(ctl, fd, &res)) != EX_WM_OK)
-			return rc;
-		fd = -1;
+		pe.ctl = ctl;
+		pe.o = o;
+		pe.next[0] = '\0';
+		pe.fd = -1;
+		pe.rc = EX_WM_OK;
+		if ((rc = ctl_recv_early(ctl, fd, &res, page_early, &pe)) !=
+		    EX_WM_OK) {
+			if (pe.fd != -1)
+				close(pe.fd);
+			return pe.rc != EX_WM_OK ? pe.rc : rc;
+		}
+		fd = pe.fd;
 		if (json_is_array(res) && first)
 			goto whole;	/* the whole listing at once */
 		first = 0;
 		msgs = json_object_get(res, "messages");
 		next = json_string_value(json_object_get(res, "next"));
 		if (!json_is_array(msgs) || next == NULL ||
-		    strlen(next) >= sizeof(after)) {
+		    strlen(next) >= sizeof(after) ||
+		    (pe.fd != -1 && strcmp(next, pe.next) != 0)) {
 			fprintf(stderr, "waymark: malformed answer from the "
 			    "daemon\n");
+			if (fd != -1)
+				close(fd);
 			json_decref(res);
 			return EX_WM_FAIL;
 		}
 		snprintf(after, sizeof(after), "%s", next);
-		if (after[0] != '\0' && (rc = ctl_send(ctl, queue_req(o,
-		    QUEUE_PAGE, after), &fd)) != EX_WM_OK) {
+		if (fd == -1 && after[0] != '\0' && (rc = ctl_send(ctl,
+		    queue_req(o, QUEUE_PAGE, after), &fd)) != EX_WM_OK) {
 			json_decref(res);
 			return rc;
 		}
