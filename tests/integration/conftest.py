@@ -213,6 +213,20 @@ class LineConn:
         except self.EOF_ERRORS:
             return False
 
+    def expect_close(self, timeout=None):
+        """True when the server closes the connection, by an end of file
+        or by a reset (data the client was still sending when the server
+        closed turns its close into a reset); False on a timeout."""
+        self.sock.settimeout(self.EOF_TIMEOUT if timeout is None else timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            return False
+        return True
+
     def close(self):
         try:
             self.sock.close()

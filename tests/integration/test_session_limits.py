@@ -124,20 +124,6 @@ def test_exempt_client_not_capped(daemon_factory):
     assert rejects_logged(d, "127.0.0.2") == 0
 
 
-def closed_after_421(c):
-    """The server closed: a FIN, or a reset when a line the client was
-    still sending arrived unread at the close (nothing is read after 421)."""
-    c.sock.settimeout(10)
-    try:
-        while c.sock.recv(100):
-            pass
-    except ConnectionResetError:
-        pass
-    except socket.timeout:
-        return False
-    return True
-
-
 def trickle(sock, data, interval, stop):
     """Send data one octet per interval until done, stopped or closed."""
     for i in range(len(data)):
@@ -176,7 +162,7 @@ def test_command_line_deadline(daemon_factory):
             when = time.monotonic() - first
             assert_reply(r, 421, "4.4.2")
             stop.set()
-            assert closed_after_421(c)
+            assert c.expect_close(10)
         finally:
             stop.set()
             t.join()
@@ -231,7 +217,7 @@ def test_data_min_rate(daemon_factory):
             assert_reply(r, 421, "4.4.2")
             assert "data rate too low" in r.text, r
             stop.set()
-            assert closed_after_421(c)
+            assert c.expect_close(10)
         finally:
             stop.set()
             t.join()
