@@ -70,11 +70,10 @@ static struct {
 	unsigned	 nruns;
 	struct event	*ev_chld;
 	struct event	*tick;
-	int		 pending;	/* a message may wait for its filter:
-					 * only then does the tick look */
 	/* the messages waiting for their filter (state content, not
-	 * running), oldest first: kicks walk these, never the whole queue;
-	 * an entry whose message left state content is dropped there */
+	 * running), oldest first: kicks walk these, never the whole queue
+	 * (the tick only while there are any); an entry whose message left
+	 * state content is dropped there */
 	char		(*wait)[QID_SIZE];
 	size_t		 nwait, capwait;
 } fl;
@@ -206,8 +205,7 @@ frun_free(struct frun *r)
 			*pp = r->next;
 			break;
 		}
-	fl.nruns--;
-	fl.pending = fl.nwait > 0;	/* a slot is free for a waiting one */
+	fl.nruns--;		/* the tick starts a waiting one */
 	frun_close_in(r);
 	frun_close_out(r);
 	free(r);
@@ -438,7 +436,7 @@ queue_filter_want(struct qmsg *m)
 }
 
 /* queue_filter_kick - start the waiting filters that are due, up to the
- * limit, oldest first; fl.pending tells whether any is left waiting */
+ * limit, oldest first */
 void
 queue_filter_kick(void)
 {
@@ -470,7 +468,6 @@ queue_filter_kick(void)
 		memmove(fl.wait[k], fl.wait[i], (fl.nwait - i) *
 		    sizeof(*fl.wait));
 	fl.nwait = k + (fl.nwait - i);
-	fl.pending = fl.nwait > 0;
 }
 
 /* tick_cb - timeouts of running filters, retries of waiting ones */
@@ -498,7 +495,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		frun_close_out(r);
 		frun_check(r);		/* when exited: done (frees r) */
 	}
-	if (fl.pending)
+	if (fl.nwait > 0)
 		queue_filter_kick();
 	evtimer_add(fl.tick, &tv);
 }

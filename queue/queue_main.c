@@ -591,7 +591,6 @@ queue_init(const struct config *cfg, struct event_base *base, char *err,
 		goto fail;
 	}
 	log_info("queue: %zu unfinished message(s) loaded", nloaded);
-	queue_filter_kick();
 	sched_kick();
 	return 0;
 fail:

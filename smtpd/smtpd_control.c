@@ -455,8 +455,8 @@ ctl_queue_page(json_t *req, json_t *jl, int state, const char *value,
 		log_info("control: queue%s%s%s%s (paged)",
 		    sname ? " state=" : "", sname ? msg_state_name(state) : "",
 		    value[0] ? "/" : "", value);
-	/* "next" first: `waymark queue` reads it off the answer's first
-	 * octets and asks for the next page while this one still arrives */
+	/* "next" first: `waymark queue` reads it off the page's octets and
+	 * asks for the next page before it parses this one */
 	return ctl_ok(json_pack("{s:s,s:o}", "next", next, "messages", res));
 }
 

@@ -463,24 +463,17 @@ fail:
 }
 
 /*
- * ctl_recv_early - the answer on fd (closed here) from the daemon at
- * path: its "result" in *result (new reference).  early, when not NULL,
- * sees the answer's octets once they are all in, before they are
- * parsed; it returns 0, or -1 (fail; it printed why).  Returns EX_WM_OK
- * or EX_WM_FAIL after printing the reason.
+ * ctl_read - the answer's octets on fd (closed here) from the daemon at
+ * path: *bufp (malloc'd, *usedp octets).  Returns EX_WM_OK or EX_WM_FAIL
+ * after printing the reason.
  */
 static int
-ctl_recv_early(const char *path, int fd, json_t **result,
-    int (*early)(void *, const char *, size_t), void *arg)
+ctl_read(const char *path, int fd, char **bufp, size_t *usedp)
 {
-	json_error_t	 jerr;
-	json_t		*ans = NULL, *ok;
 	char		*buf = NULL;
 	size_t		 cap = 0, used = 0;
 	ssize_t		 n;
-	int		 rc = EX_WM_FAIL;
 
-	*result = NULL;
 	/* the answer: one line, then the daemon closes */
 	for (;;) {
 		if (cap - used < 4096) {
@@ -521,9 +514,31 @@ ctl_recv_early(const char *path, int fd, json_t **result,
 		    "connection without an answer\n", path);
 		goto fail;
 	}
-	if (early != NULL && early(arg, buf, used) == -1)
-		goto fail;
+	close(fd);
+	*bufp = buf;
+	*usedp = used;
+	return EX_WM_OK;
+fail:
+	close(fd);
+	free(buf);
+	return EX_WM_FAIL;
+}
+
+/*
+ * ctl_parse - the "result" of an answer (buf, used; freed here) in
+ * *result (new reference).  Returns EX_WM_OK or EX_WM_FAIL after
+ * printing the reason.
+ */
+static int
+ctl_parse(char *buf, size_t used, json_t **result)
+{
+	json_error_t	 jerr;
+	json_t		*ans, *ok;
+	int		 rc = EX_WM_FAIL;
+
+	*result = NULL;
 	ans = json_loadb(buf, used, JSON_DISABLE_EOF_CHECK, &jerr);
+	free(buf);
 	ok = json_object_get(ans, "ok");
 	if (!json_is_object(ans) || !json_is_boolean(ok)) {
 		fprintf(stderr, "waymark: malformed answer from the daemon: "
@@ -545,17 +560,26 @@ ctl_recv_early(const char *path, int fd, json_t **result,
 	}
 	rc = EX_WM_OK;
 fail:
-	close(fd);
 	json_decref(ans);
-	free(buf);
 	return rc;
 }
 
-/* ctl_recv - ctl_recv_early without a look at the first octets */
+/*
+ * ctl_recv - the answer on fd (closed here) from the daemon at path: its
+ * "result" in *result (new reference).  Returns EX_WM_OK or EX_WM_FAIL
+ * after printing the reason.
+ */
 static int
 ctl_recv(const char *path, int fd, json_t **result)
 {
-	return ctl_recv_early(path, fd, result, NULL, NULL);
+	char	*buf;
+	size_t	 used;
+	int	 rc;
+
+	*result = NULL;
+	if ((rc = ctl_read(path, fd, &buf, &used)) != EX_WM_OK)
+		return rc;
+	return ctl_parse(buf, used, result);
 }
 
 /*
@@ -621,28 +645,16 @@ queue_req(const struct opts *o, size_t limit, const char *after)
 	return req;
 }
 
-/* a page being received: its "next", read off the first octets */
-struct page_early {
-	const char		*ctl;
-	const struct opts	*o;
-	char			 next[48];	/* asked for already, or "" */
-	int			 fd;		/* that request's answer, or -1 */
-	int			 rc;
-};
-
 /*
- * page_early - the daemon writes "next" first ({"ok":true,"result":
- * {"next":"QID",...): read off the page as soon as it is all in, the
- * next page is asked for before this one is parsed and printed, so the
- * daemon builds it meanwhile.  (Asked for at the first octets, its
- * building would hold up the rest of this page: one loop thread.)  An
- * answer of another shape is left to the parse.
+ * page_next - the "next" of a page's answer, read off its octets: the
+ * daemon writes it first ({"ok":true,"result":{"next":"QID",...).  1
+ * with out set, or 0: the last page, or an answer of another shape
+ * (left to the parse).
  */
 static int
-page_early(void *arg, const char *buf, size_t used)
+page_next(const char *buf, size_t used, char *out, size_t outlen)
 {
 	static const char	 pre[] = "{\"ok\":true,\"result\":{\"next\":\"";
-	struct page_early	*pe = arg;
 	const char		*q, *e;
 	size_t			 pl = sizeof(pre) - 1;
 
@@ -650,16 +662,11 @@ page_early(void *arg, const char *buf, size_t used)
 		return 0;
 	q = buf + pl;
 	if ((e = memchr(q, '"', used - pl)) == NULL || e == q ||
-	    (size_t)(e - q) >= sizeof(pe->next))
-		return 0;	/* the end, or not a queue id */
-	memcpy(pe->next, q, (size_t)(e - q));
-	pe->next[e - q] = '\0';
-	if ((pe->rc = ctl_send(pe->ctl, queue_req(pe->o, QUEUE_PAGE,
-	    pe->next), &pe->fd)) != EX_WM_OK) {
-		pe->fd = -1;
-		return -1;
-	}
-	return 0;
+	    (size_t)(e - q) >= outlen)
+		return 0;
+	memcpy(out, q, (size_t)(e - q));
+	out[e - q] = '\0';
+	return 1;
 }
 
 /*
@@ -679,8 +686,9 @@ run_queue(const char *ctl, const struct opts *o)
 	char			 after[48] = "";
 	size_t			 i, n = 0;
 	double			 total = 0;
+	char			*buf;
+	size_t			 used;
 	int			 rc, fd, first = 1;
-	struct page_early	 pe;
 
 	/* the pages' jansson objects from an arena (common/jarena.h),
 	 * rewound after each page */
@@ -689,18 +697,24 @@ run_queue(const char *ctl, const struct opts *o)
 	    EX_WM_OK)
 		return rc;
 	for (;;) {
-		pe.ctl = ctl;
-		pe.o = o;
-		pe.next[0] = '\0';
-		pe.fd = -1;
-		pe.rc = EX_WM_OK;
-		if ((rc = ctl_recv_early(ctl, fd, &res, page_early, &pe)) !=
-		    EX_WM_OK) {
-			if (pe.fd != -1)
-				close(pe.fd);
-			return pe.rc != EX_WM_OK ? pe.rc : rc;
+		if ((rc = ctl_read(ctl, fd, &buf, &used)) != EX_WM_OK)
+			return rc;
+		/* the next page asked for before this one is parsed: the
+		 * daemon builds it meanwhile (asked for at the first octets,
+		 * its building would hold up the rest of this page: one loop
+		 * thread) */
+		fd = -1;
+		if (page_next(buf, used, after, sizeof(after)) &&
+		    (rc = ctl_send(ctl, queue_req(o, QUEUE_PAGE, after),
+		    &fd)) != EX_WM_OK) {
+			free(buf);
+			return rc;
 		}
-		fd = pe.fd;
+		if ((rc = ctl_parse(buf, used, &res)) != EX_WM_OK) {
+			if (fd != -1)
+				close(fd);
+			return rc;
+		}
 		if (json_is_array(res) && first)
 			goto whole;	/* the whole listing at once */
 		first = 0;
@@ -708,7 +722,7 @@ run_queue(const char *ctl, const struct opts *o)
 		next = json_string_value(json_object_get(res, "next"));
 		if (!json_is_array(msgs) || next == NULL ||
 		    strlen(next) >= sizeof(after) ||
-		    (pe.fd != -1 && strcmp(next, pe.next) != 0)) {
+		    (fd != -1 && strcmp(next, after) != 0)) {
 			fprintf(stderr, "waymark: malformed answer from the "
 			    "daemon\n");
 			if (fd != -1)

@@ -201,8 +201,7 @@ class LineConn:
             data = data.encode()
         self.sock.sendall(data)
 
-    def expect_eof(self, timeout=None):
-        """True when the server closes the connection (after any pending data)."""
+    def _read_to_close(self, timeout, reset_closes):
         self.sock.settimeout(self.EOF_TIMEOUT if timeout is None else timeout)
         try:
             while True:
@@ -210,22 +209,20 @@ class LineConn:
                 if not data:
                     return True
                 self.buf += data
+        except ConnectionResetError:
+            return reset_closes
         except self.EOF_ERRORS:
             return False
+
+    def expect_eof(self, timeout=None):
+        """True when the server closes the connection (after any pending data)."""
+        return self._read_to_close(timeout, False)
 
     def expect_close(self, timeout=None):
         """True when the server closes the connection, by an end of file
         or by a reset (data the client was still sending when the server
         closed turns its close into a reset); False on a timeout."""
-        self.sock.settimeout(self.EOF_TIMEOUT if timeout is None else timeout)
-        try:
-            while self.sock.recv(65536):
-                pass
-        except ConnectionResetError:
-            pass
-        except socket.timeout:
-            return False
-        return True
+        return self._read_to_close(timeout, True)
 
     def close(self):
         try:
